@@ -1,0 +1,64 @@
+"""All settings of Backprop, read once from the environment (prefix ``BACKPROP_``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """Every ``BACKPROP_*`` variable; the README's configuration table lists the same."""
+
+    model_config = SettingsConfigDict(env_prefix="BACKPROP_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./backprop.db",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pass@host/db",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `backprop serve` binds to")
+    port: int = Field(default=8000, description="Port `backprop serve` listens on")
+    workers: int = Field(
+        default_factory=_default_workers,
+        description="Worker processes started by `backprop serve` (default: number of cores)",
+    )
+    bootstrap_key: str | None = Field(
+        default=None, description="A key registered for owner `admin` at start (idempotent)"
+    )
+    lease_seconds: float = Field(default=30.0, gt=0, description="Job lease length")
+    checkpoint_seconds: float = Field(
+        default=10.0, ge=0, description="Minimum seconds between checkpoints (0 = every epoch)"
+    )
+    max_attempts: int = Field(default=3, ge=1, description="Attempts before a job fails")
+    poll_seconds: float = Field(
+        default=0.2, gt=0, description="How often an idle worker looks for queued jobs"
+    )
+    key_cache_seconds: float = Field(
+        default=2.0, ge=0, description="How long an API process caches a key lookup"
+    )
+    model_cache_size: int = Field(default=32, ge=1, description="Models kept loaded for predict")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Request body limit")
+    max_dataset_cells: int = Field(
+        default=20_000_000, gt=0, description="Limit on dataset rows x features"
+    )
+    max_parameters: int = Field(default=5_000_000, gt=0, description="Limit on network parameters")
+    max_job_sample_epochs: int = Field(
+        default=50_000_000, gt=0, description="Limit on epochs x training samples per job"
+    )
+    max_predict_rows: int = Field(default=10_000, gt=0, description="Limit on rows per predict")
+    max_active_jobs: int = Field(
+        default=20, gt=0, description="Queued + running jobs allowed per owner"
+    )
+    log_level: str = Field(default="info", description="Log level of server and workers")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear this cache after changing the environment)."""
+    return Settings()
