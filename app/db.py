@@ -56,7 +56,9 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         read_bind = (
-            self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite else self.engine
+            self.engine.execution_options(sqlite_begin="DEFERRED")
+            if self.is_sqlite
+            else self.engine
         )
         self._read_sessions = sessionmaker(read_bind, expire_on_commit=False)
 

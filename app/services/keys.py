@@ -83,7 +83,9 @@ def create_key(session: Session, *, key_name: str, owner_name: str | None = None
 def ensure_bootstrap_key(session: Session, key: str) -> bool:
     """Register ``key`` for owner ``admin`` unless it is already there. True if added."""
     if not looks_like_key(key):
-        raise KeyError_(f"BACKPROP_BOOTSTRAP_KEY must start with {KEY_PREFIX!r} and be 20-200 chars")
+        raise KeyError_(
+            f"BACKPROP_BOOTSTRAP_KEY must start with {KEY_PREFIX!r} and be 20-200 chars"
+        )
     if session.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(key))) is not None:
         return False
     name = BOOTSTRAP_KEY_NAME
@@ -104,7 +106,7 @@ def list_keys(session: Session) -> list[tuple[ApiKey, str]]:
     rows = session.execute(
         select(ApiKey, Owner.name).join(Owner, Owner.id == ApiKey.owner_id).order_by(ApiKey.id)
     )
-    return [(key, owner_name) for key, owner_name in rows.tuples()]
+    return [(key, owner_name) for key, owner_name in rows]
 
 
 def revoke_key(session: Session, *, key_name: str) -> bool:
@@ -128,7 +130,7 @@ def authenticate(session: Session, key: str) -> Caller | None:
     ).first()
     if row is None:
         return None
-    api_key, owner_name = row.tuple()
+    api_key, owner_name = row
     if api_key.revoked_at is not None or not hmac.compare_digest(api_key.key_hash, digest):
         return None
     return Caller(api_key.owner_id, owner_name, api_key.id, api_key.name)

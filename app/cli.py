@@ -1,0 +1,248 @@
+"""The ``backprop`` command: serve, worker, migrate, keys.
+
+Every command reads its settings (the database first of all) from ``BACKPROP_*``
+environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from app.config import Settings, get_settings
+from app.db import Database
+from app.migrate import is_current, upgrade
+from app.services import keys
+
+log = logging.getLogger("backprop")
+
+MIGRATIONS_WAIT_LOG_SECONDS = 10.0
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class CliError(Exception):
+    """A refusal: printed as ``error: ...`` on stderr, exit status 1."""
+
+
+def _require_migrated(database: Database) -> None:
+    if not is_current(database):
+        raise CliError(
+            f"the database {_safe_url(database.url)} is not migrated; "
+            "run `backprop migrate` (or start `backprop serve`, which migrates)"
+        )
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    upgrade(settings.database_url)
+    print(f"database {_safe_url(settings.database_url)} is at the latest schema")
+    return 0
+
+
+def _ready(database: Database) -> bool:
+    try:
+        return is_current(database)
+    except OperationalError:
+        return False
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from app.worker import Worker  # the engine loads only for commands that train
+
+    _configure_logging(settings)
+    database = Database(settings.database_url)
+    worker = Worker(database, settings)
+    worker.install_signal_handlers()
+    # In docker compose a worker may start before the database is up or before `serve`
+    # has migrated it: wait for both.
+    last_note = 0.0
+    while not _ready(database):
+        if worker.stopping.is_set():
+            return 0
+        if time.monotonic() - last_note >= MIGRATIONS_WAIT_LOG_SECONDS:
+            log.info("waiting for the database %s to be up and migrated", _safe_url(database.url))
+            last_note = time.monotonic()
+        worker.stopping.wait(1.0)
+    try:
+        worker.run(burst=args.burst)
+    except KeyboardInterrupt:  # Ctrl+C twice: stop now; the job's lease will lapse
+        return 130
+    finally:
+        database.dispose()
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from app.supervisor import Supervisor, announce_new_key, prepare_keys
+
+    _configure_logging(settings)
+    upgrade(settings.database_url)
+    database = Database(settings.database_url)
+    try:
+        new_key = prepare_keys(database, settings)
+    finally:
+        database.dispose()
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    if new_key is not None:
+        announce_new_key(new_key, host=host, port=port)
+    workers = args.workers if args.workers is not None else settings.workers
+    return Supervisor(settings, host=host, port=port, workers=workers).run()
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    database = Database(settings.database_url)
+    try:
+        _require_migrated(database)
+        with database.session() as session:
+            key = keys.create_key(session, key_name=args.name, owner_name=args.owner)
+    finally:
+        database.dispose()
+    owner = args.owner or args.name
+    print(f"Created key {args.name!r} for owner {owner!r}. It is shown only this once:")
+    print(key)
+    return 0
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
+
+
+def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
+    database = Database(settings.database_url)
+    try:
+        _require_migrated(database)
+        with database.read_session() as session:
+            rows = [
+                (
+                    key.name,
+                    owner,
+                    key.prefix + "…",
+                    _when(key.created_at),
+                    _when(key.last_used_at),
+                    _when(key.revoked_at),
+                )
+                for key, owner in keys.list_keys(session)
+            ]
+    finally:
+        database.dispose()
+    header = ("NAME", "OWNER", "PREFIX", "CREATED", "LAST USED", "REVOKED")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    if not rows:
+        print("(no keys: create one with `backprop keys create NAME`)")
+    return 0
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    database = Database(settings.database_url)
+    try:
+        _require_migrated(database)
+        with database.session() as session:
+            revoked = keys.revoke_key(session, key_name=args.name)
+    finally:
+        database.dispose()
+    if not revoked:
+        print(f"error: there is no live key named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"Revoked key {args.name!r}.")
+    return 0
+
+
+# --- parsing ------------------------------------------------------------------------
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backprop",
+        description="Train and serve neural networks. Settings come from BACKPROP_* "
+        "environment variables (BACKPROP_DATABASE_URL selects the database).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="migrate, then run the HTTP API and N worker processes"
+    )
+    serve.add_argument("--host", default=None, help="address to bind (BACKPROP_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (BACKPROP_PORT, 8000)")
+    serve.add_argument(
+        "--workers",
+        type=_count,
+        default=None,
+        help="worker processes (BACKPROP_WORKERS, default: number of cores; 0 = API only)",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run one worker process")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.set_defaults(handler=cmd_worker)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    key_commands = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    create = key_commands.add_parser("create", help="create a key; prints it once, last line")
+    create.add_argument("name", help="a unique name for the key")
+    create.add_argument("--owner", default=None, help="owner of the key (default: NAME)")
+    create.set_defaults(handler=cmd_keys_create)
+    listing = key_commands.add_parser("list", help="list keys (never the keys themselves)")
+    listing.set_defaults(handler=cmd_keys_list)
+    revoke = key_commands.add_parser("revoke", help="revoke the key named NAME")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=cmd_keys_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``backprop`` command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    handler: Command = args.handler
+    try:
+        return handler(settings, args)
+    except (CliError, keys.KeyError_) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        print(
+            f"error: cannot use the database {_safe_url(settings.database_url)}: {exc.orig}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

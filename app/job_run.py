@@ -1,0 +1,242 @@
+"""One attempt at one claimed job: load, train (or resume), report, commit the outcome.
+
+Progress is written at most every :data:`PROGRESS_SECONDS` and a resumable checkpoint
+every ``settings.checkpoint_seconds`` (0 = every epoch), both at epoch boundaries and
+fenced by the lease. The outcome commits in one fenced transaction: succeeded + model,
+failed + reason, cancelled (+ best-so-far model when asked), or released back to the
+queue on shutdown. Crash-test points (:mod:`app.faults`) sit around each commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import faults, queue
+from app.config import Settings
+from app.db import Database
+from app.engine.errors import DivergenceError, EngineError
+from app.engine.model import Model as EngineModel
+from app.engine.network import Network as EngineNetwork
+from app.engine.training import Trainer, TrainingOptions, TrainingResult
+from app.models import Dataset, Job
+from app.models import Model as ModelRow
+from app.npz import ArrayFileError, load_arrays
+
+if TYPE_CHECKING:
+    from app.worker import Pulse
+
+log = logging.getLogger("backprop.worker")
+
+PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
+
+
+class StartError(Exception):
+    """The job cannot start (missing dataset...): it fails with this message."""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """Everything a job trains on, read once at the start of an attempt."""
+
+    x: np.ndarray  # (m, n0) float32
+    y: np.ndarray  # (m,) labels or (m, k) targets
+    network_config: dict[str, Any]
+    options: dict[str, Any]
+    epochs: int
+    checkpoint: bytes | None
+    init_model: tuple[bytes, dict[str, Any]] | None  # (weights npz, engine config)
+    samples_trained: int  # by earlier attempts
+    train_seconds: float
+
+
+def load_inputs(db: Database, job_id: str) -> JobInputs:
+    """Read the job, its dataset and its initial model (if any)."""
+    with db.read_session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise StartError(f"job {job_id} vanished")
+        session.refresh(job, ["checkpoint"])
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        if dataset is None:
+            raise StartError("the job's dataset was deleted")
+        arrays = load_arrays(dataset.data, required=("x", "y"))
+        init_model = None
+        if job.init_model_id is not None:
+            row = session.get(ModelRow, job.init_model_id)
+            if row is None:
+                raise StartError("the job's initial model was deleted")
+            init_model = (row.weights, row.config)
+        return JobInputs(
+            x=arrays["x"],
+            y=arrays["y"],
+            network_config=job.network_config,
+            options=job.options,
+            epochs=job.epochs,
+            checkpoint=job.checkpoint,
+            init_model=init_model,
+            samples_trained=job.samples_trained,
+            train_seconds=job.train_seconds,
+        )
+
+
+def build_trainer(inputs: JobInputs) -> Trainer:
+    """A fresh Trainer, or one resumed from the job's last checkpoint."""
+    if inputs.checkpoint is not None:
+        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y)
+    init_model = None
+    if inputs.init_model is not None:
+        weights, config = inputs.init_model
+        init_model = EngineModel.from_export(weights, config)
+    return Trainer(
+        EngineNetwork.from_config(inputs.network_config),
+        inputs.x,
+        inputs.y,
+        TrainingOptions.from_dict(inputs.options),
+        init_model=init_model,
+    )
+
+
+def trained_model(model: EngineModel, metrics: dict[str, Any] | None) -> queue.TrainedModel:
+    return queue.TrainedModel(
+        config=model.get_config(), weights=model.export_npz(), metrics=metrics
+    )
+
+
+def _crash_hook(point: str) -> Callable[[], None] | None:
+    return (lambda: faults.crash_point(point)) if faults.ENABLED else None
+
+
+class JobRun:
+    """Run one attempt of ``claim``; :meth:`run` returns True when the job ended."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        claim: queue.Claim,
+        pulse: Pulse,
+        stopping: threading.Event,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.claim = claim
+        self.pulse = pulse
+        self.stopping = stopping
+        self.lease_lost = False
+        self._first_epoch = True
+        self._trainer: Trainer | None = None
+        self._inputs: JobInputs | None = None
+        self._start_samples = 0
+        self._epochs = 0
+        self._clock = time.monotonic()
+        self._last_write = self._last_checkpoint = self._clock
+
+    def run(self) -> bool:
+        job_id = self.claim.job_id
+        log.info("job %s: attempt %d started", job_id, self.claim.attempt)
+        try:
+            self._inputs = load_inputs(self.db, job_id)
+            trainer = self._trainer = build_trainer(self._inputs)
+        except (StartError, EngineError, ArrayFileError) as exc:
+            log.info("job %s: cannot start: %s", job_id, exc)
+            return queue.fail(self.db, self.claim, f"cannot start training: {exc}")
+        self._start_samples = trainer.samples_trained
+        self._epochs = self._inputs.epochs
+        self._clock = self._last_write = self._last_checkpoint = time.monotonic()
+        try:
+            result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
+        except DivergenceError as exc:
+            log.info("job %s: diverged: %s", job_id, exc.message)
+            return queue.fail(self.db, self.claim, exc.message, self._progress())
+        except EngineError as exc:
+            return queue.fail(self.db, self.claim, f"training failed: {exc}", self._progress())
+        return self._conclude(result)
+
+    # --- during training
+    def _should_stop(self) -> bool:
+        view = self.pulse.view
+        return self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
+
+    def _progress(self) -> queue.Progress:
+        trainer, inputs = self._trainer, self._inputs
+        assert trainer is not None and inputs is not None
+        history = [dict(entry) for entry in trainer.history]
+        return queue.Progress(
+            epoch=trainer.epoch,
+            metrics=history[-1] if history else None,
+            history=history,
+            samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
+            train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
+        )
+
+    def _on_epoch(self, entry: dict[str, float]) -> None:
+        trainer = self._trainer
+        assert trainer is not None
+        if faults.ENABLED:
+            faults.crash_at_epoch_end(trainer.epoch, self._first_epoch)
+        self._first_epoch = False
+        now = time.monotonic()
+        every = self.settings.checkpoint_seconds
+        try:
+            last_epoch = trainer.epoch >= self._epochs  # the final commit follows at once
+            if not last_epoch and (every == 0 or now - self._last_checkpoint >= every):
+                self._write_checkpoint(trainer)
+                self._last_checkpoint = self._last_write = now
+            elif now - self._last_write >= PROGRESS_SECONDS:
+                self.lease_lost |= not queue.save_progress(self.db, self.claim, self._progress())
+                self._last_write = now
+        except SQLAlchemyError as exc:  # try again next epoch; the lease guards the rest
+            log.warning("job %s: progress not saved: %s", self.claim.job_id, exc)
+
+    def _write_checkpoint(self, trainer: Trainer) -> None:
+        faults.crash_point("before_checkpoint")
+        saved = queue.save_progress(
+            self.db,
+            self.claim,
+            self._progress(),
+            checkpoint=trainer.checkpoint(),
+            before_commit=_crash_hook("checkpoint_uncommitted"),
+        )
+        self.lease_lost |= not saved
+        if saved:
+            faults.crash_point("after_checkpoint")
+
+    # --- the outcome
+    def _conclude(self, result: TrainingResult) -> bool:
+        job_id = self.claim.job_id
+        if self.lease_lost or self.pulse.view.lost:
+            log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
+            return False
+        progress = self._progress()
+        if not result.stopped:
+            model = trained_model(result.model, progress.metrics)
+            model_id = queue.finish(
+                self.db,
+                self.claim,
+                progress,
+                model,
+                before_commit=_crash_hook("before_final_commit"),
+            )
+            faults.crash_point("after_final_commit")
+            log.info("job %s: succeeded, model %s", job_id, model_id)
+            return model_id is not None
+        state = queue.heartbeat(self.db, self.claim, lease_seconds=self.settings.lease_seconds)
+        if not state.ours:
+            return False
+        if state.cancel_requested:
+            keep = state.keep_model and progress.epoch > 0
+            assert self._trainer is not None
+            best = trained_model(self._trainer.best_model(), progress.metrics) if keep else None
+            log.info("job %s: cancelled (model kept: %s)", job_id, best is not None)
+            return queue.finish_cancelled(self.db, self.claim, progress, best)
+        log.info("job %s: released back to the queue", job_id)
+        queue.release(self.db, self.claim)
+        return False

@@ -1,0 +1,72 @@
+"""Schema migrations (Alembic), configured in code: no alembic.ini needed.
+
+The scripts live in ``migrations/`` at the top of the source tree; a built wheel carries
+them as ``app/_migrations`` (see pyproject's force-include). ``upgrade`` takes a lock so
+that several processes starting at once (``backprop serve`` on two hosts) migrate once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from app.db import Database, make_engine
+
+# Any constant will do; it only has to be the same in every Backprop process.
+_PG_MIGRATION_LOCK = 0x6270_6D69  # "bpmi"
+
+
+def script_location() -> Path:
+    """The migrations folder: inside the installed package, else the source tree's."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "_migrations", package_dir.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"no Alembic migrations next to {package_dir}")
+
+
+def alembic_config(url: str, connection: Connection | None = None) -> Config:
+    """An Alembic Config for ``url`` (and an open ``connection`` to run on, if given)."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    # ConfigParser interpolation: a literal % in a password must be doubled.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (default: the newest)."""
+    engine = make_engine(url)
+    try:
+        # On SQLite the transaction begins IMMEDIATE (app.db), which serialises migrators.
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            command.upgrade(alembic_config(url, connection), revision)
+    finally:
+        engine.dispose()
+
+
+def head_revisions() -> set[str]:
+    """The newest revision(s) the code knows."""
+    return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def current_revisions(database: Database) -> set[str]:
+    """The revision(s) recorded in ``database`` (empty for an unmigrated one)."""
+    with database.engine.connect() as connection:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def is_current(database: Database) -> bool:
+    """True when ``database`` is at the newest revision (for ``/readyz``)."""
+    return current_revisions(database) == head_revisions()

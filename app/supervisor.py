@@ -1,0 +1,166 @@
+"""``backprop serve``: the first API key, then the API process and N worker processes.
+
+The supervisor runs the API (``uvicorn app.main:create_app --factory``) and each worker
+(``python -m app.cli worker``) as child processes in its own process group, restarts a
+worker that dies (backing off when one keeps dying young), and on SIGINT/SIGTERM asks
+every child to stop with SIGTERM — workers finish their batch and release their jobs to
+the queue — then waits, and kills what is left after :data:`STOP_GRACE_SECONDS`.
+If the API process exits, the supervisor stops the workers and exits with its status.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+from app.config import Settings
+from app.db import Database
+from app.services import keys
+
+log = logging.getLogger("backprop.serve")
+
+STOP_GRACE_SECONDS = 30.0
+CHECK_SECONDS = 0.5
+HEALTHY_RUN_SECONDS = 60.0  # a worker that lived this long restarts without delay
+MAX_RESTART_DELAY = 30.0
+
+
+def prepare_keys(database: Database, settings: Settings) -> str | None:
+    """Register BACKPROP_BOOTSTRAP_KEY; when the database has no key at all, create one
+    for owner ``admin`` and return it (the only time it exists in clear)."""
+    with database.session() as session:
+        if settings.bootstrap_key:
+            keys.ensure_bootstrap_key(session, settings.bootstrap_key)
+        if keys.has_any_key(session):
+            return None
+        return keys.create_key(
+            session, key_name=keys.BOOTSTRAP_KEY_NAME, owner_name=keys.BOOTSTRAP_OWNER
+        )
+
+
+def announce_new_key(key: str, *, host: str, port: int) -> None:
+    """Print a new key once, prominently, the key alone on its own line."""
+    rule = "=" * 72
+    print(
+        f"\n{rule}\n"
+        f"No API key existed, so Backprop created one for owner {keys.BOOTSTRAP_OWNER!r}.\n"
+        "It is shown only this once; keep it somewhere safe:\n\n"
+        f"{key}\n\n"
+        f"Paste it in http://{host}:{port}/docs -> Authorize, or send it as the header\n"
+        "'Authorization: Bearer <key>'. More keys: `backprop keys create NAME`.\n"
+        f"{rule}\n",
+        flush=True,
+    )
+
+
+@dataclass
+class Child:
+    """One supervised process and its restart bookkeeping."""
+
+    name: str
+    args: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restart_delay: float = 0.0
+    restart_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL)
+        self.started = time.monotonic()
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    def exit_code(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+
+class Supervisor:
+    """Runs and watches the API and the workers until a stop signal (see module doc)."""
+
+    def __init__(self, settings: Settings, *, host: str, port: int, workers: int) -> None:
+        if workers < 0:
+            raise ValueError("workers must be >= 0")
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.api = Child(
+            "api",
+            [
+                sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+                "--host", host, "--port", str(port), "--log-level", settings.log_level.lower(),
+            ],
+        )  # fmt: skip
+        self.workers = [
+            Child(f"worker-{index + 1}", [sys.executable, "-m", "app.cli", "worker"])
+            for index in range(workers)
+        ]
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: stopping the API and the workers", signal.strsignal(signum))
+        self.stopping.set()
+
+    def run(self) -> int:
+        """Start everything, watch, and stop cleanly; returns the exit status."""
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            for child in [self.api, *self.workers]:
+                child.start()
+            status = self._watch()
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return status
+
+    def _watch(self) -> int:
+        while not self.stopping.wait(CHECK_SECONDS):
+            code = self.api.exit_code()
+            if code is not None:
+                log.error("the API process exited with status %d; stopping", code)
+                return code or 1
+            for worker in self.workers:
+                self._tend(worker)
+        return 0
+
+    def _tend(self, worker: Child) -> None:
+        """Restart ``worker`` if it died, after a delay that grows while it dies young."""
+        now = time.monotonic()
+        if worker.restart_at:
+            if now >= worker.restart_at:
+                worker.restart_at = 0.0
+                worker.start()
+            return
+        code = worker.exit_code()
+        if code is None:
+            return
+        lived = now - worker.started
+        if lived >= HEALTHY_RUN_SECONDS:
+            worker.restart_delay = 0.0
+        else:
+            worker.restart_delay = min(MAX_RESTART_DELAY, max(1.0, worker.restart_delay * 2))
+        log.warning(
+            "%s exited with status %d after %.0f s; restarting in %.0f s",
+            worker.name, code, lived, worker.restart_delay,
+        )  # fmt: skip
+        worker.restart_at = now + worker.restart_delay
+
+    def _stop_all(self) -> None:
+        children = [c for c in [*self.workers, self.api] if c.process and c.process.poll() is None]
+        for child in children:
+            assert child.process is not None
+            child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in children:
+            assert child.process is not None
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("%s did not stop in %.0f s; killing it", child.name, STOP_GRACE_SECONDS)
+                child.process.kill()
+                child.process.wait()

@@ -1,0 +1,115 @@
+"""Rows for queue and worker tests, written straight to the database (no API)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+
+from app.db import Database
+from app.models import Dataset, Job, JobStatus, Model, Network, Owner, utcnow
+from app.npz import dump_arrays
+from app.queue import enqueue
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+XOR_Y = np.array([0, 1, 1, 0], dtype=np.int64)
+XOR_NETWORK: dict[str, Any] = {
+    "input_size": 2,
+    "layers": [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+    "loss": "binary_crossentropy",
+    "init": "auto",
+    "seed": 0,
+}
+
+
+def add_owner(db: Database, name: str = "alice") -> int:
+    with db.session() as session:
+        owner = Owner(name=name)
+        session.add(owner)
+        session.flush()
+        return owner.id
+
+
+def add_network(db: Database, owner_id: int, config: dict[str, Any] | None = None) -> str:
+    with db.session() as session:
+        network = Network(
+            owner_id=owner_id, name="net", config=config or XOR_NETWORK, parameter_count=17
+        )
+        session.add(network)
+        session.flush()
+        return network.id
+
+
+def add_dataset(db: Database, owner_id: int, x: np.ndarray = XOR_X, y: np.ndarray = XOR_Y) -> str:
+    with db.session() as session:
+        dataset = Dataset(
+            owner_id=owner_id,
+            name="data",
+            n_samples=len(x),
+            n_features=x.shape[1],
+            label_kind="categorical",
+            classes=sorted({int(v) for v in y}),
+            stats={},
+            sha256="0" * 64,
+            data=dump_arrays({"x": x, "y": y}),
+        )
+        session.add(dataset)
+        session.flush()
+        return dataset.id
+
+
+def add_jobs(
+    db: Database,
+    count: int = 1,
+    *,
+    options: dict[str, Any] | None = None,
+    network: dict[str, Any] | None = None,
+    x: np.ndarray = XOR_X,
+    y: np.ndarray = XOR_Y,
+    owner: str = "alice",
+) -> list[str]:
+    """``count`` queued jobs (one owner, network and dataset), oldest first."""
+    owner_id = add_owner(db, owner)
+    network_id = add_network(db, owner_id, network)
+    dataset_id = add_dataset(db, owner_id, x, y)
+    opts = options or {"epochs": 5}
+    ids = []
+    for _ in range(count):
+        with db.session() as session:
+            job = enqueue(
+                session,
+                owner_id=owner_id,
+                network_id=network_id,
+                dataset_id=dataset_id,
+                init_model_id=None,
+                network_config=network or XOR_NETWORK,
+                options=opts,
+                epochs=int(opts.get("epochs", 5)),
+            )
+            ids.append(job.id)
+    return ids
+
+
+def get_job(db: Database, job_id: str) -> Job:
+    with db.read_session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.refresh(job, ["checkpoint"])
+        return job
+
+
+def models_of(db: Database, job_id: str) -> list[Model]:
+    with db.read_session() as session:
+        return list(session.scalars(select(Model).where(Model.job_id == job_id)))
+
+
+def expire_lease(db: Database, job_id: str) -> None:
+    """Pretend the job's worker vanished: its lease ran out a minute ago."""
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            .values(lease_expires_at=utcnow() - timedelta(minutes=1))
+        )

@@ -1,0 +1,84 @@
+"""claim_next: oldest first, one attempt each, and never the same job twice under a race."""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.synchronize import Barrier
+
+import pytest
+
+from app.db import Database
+from app.models import JobStatus
+from app.queue import claim_next
+from tests.queue.rows import add_jobs, get_job
+
+
+def test_empty_queue_gives_none(migrated_db: Database) -> None:
+    assert claim_next(migrated_db, worker_id="w1", lease_seconds=30) is None
+
+
+def test_claims_oldest_first_and_counts_an_attempt(migrated_db: Database) -> None:
+    first, second = add_jobs(migrated_db, 2)
+
+    claim = claim_next(migrated_db, worker_id="w1", lease_seconds=30)
+
+    assert claim is not None
+    assert (claim.job_id, claim.attempt, claim.worker_id) == (first, 1, "w1")
+    job = get_job(migrated_db, first)
+    assert job.status == JobStatus.RUNNING
+    assert job.lease_token == claim.lease_token
+    assert job.worker_id == "w1"
+    assert job.started_at is not None and job.lease_expires_at is not None
+    assert job.lease_expires_at > job.started_at
+    assert get_job(migrated_db, second).status == JobStatus.QUEUED
+
+    other = claim_next(migrated_db, worker_id="w2", lease_seconds=30)
+    assert other is not None and other.job_id == second
+    assert other.lease_token != claim.lease_token
+    assert claim_next(migrated_db, worker_id="w3", lease_seconds=30) is None
+
+
+def _claim_all(url: str, name: str, start: Barrier, out: multiprocessing.Queue[list[str]]) -> None:
+    database = Database(url)
+    start.wait(timeout=120)  # all claimers begin together
+    claimed = []
+    while (claim := claim_next(database, worker_id=name, lease_seconds=30)) is not None:
+        claimed.append(claim.job_id)
+    database.dispose()
+    out.put(claimed)
+
+
+def test_racing_processes_claim_each_job_once(migrated_db: Database) -> None:
+    job_ids = add_jobs(migrated_db, 40)
+    context = multiprocessing.get_context("spawn")
+    claimers = 3
+    start = context.Barrier(claimers + 1)
+    out: multiprocessing.Queue[list[str]] = context.Queue()
+    processes = [
+        context.Process(target=_claim_all, args=(migrated_db.url, f"w{i}", start, out))
+        for i in range(claimers)
+    ]
+    for process in processes:
+        process.start()
+    start.wait(timeout=120)
+    results = [out.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+
+    claimed = [job_id for result in results for job_id in result]
+    assert sorted(claimed) == sorted(job_ids)  # every job, none twice
+    assert sum(1 for result in results if result) >= 2  # they did race
+    for job_id in job_ids:
+        job = get_job(migrated_db, job_id)
+        assert (job.status, job.attempts) == (JobStatus.RUNNING, 1)
+
+
+@pytest.mark.parametrize("lease_seconds", [5.0, 30.0])
+def test_lease_length_is_applied(migrated_db: Database, lease_seconds: float) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    assert claim_next(migrated_db, worker_id="w", lease_seconds=lease_seconds)
+    job = get_job(migrated_db, job_id)
+    assert job.lease_expires_at is not None and job.started_at is not None
+    remaining = (job.lease_expires_at - job.started_at).total_seconds()
+    assert remaining == pytest.approx(lease_seconds, abs=1e-3)

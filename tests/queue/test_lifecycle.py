@@ -1,0 +1,136 @@
+"""Ending a job: finish (one transaction), fail, release, requeue of expired leases."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from app.db import Database
+from app.models import JobStatus, Model
+from app.queue import (
+    Progress,
+    TrainedModel,
+    claim_next,
+    fail,
+    finish,
+    release,
+    requeue_expired,
+    save_progress,
+)
+from tests.queue.rows import add_jobs, expire_lease, get_job, models_of
+
+PROGRESS = Progress(
+    epoch=5, metrics={"loss": 0.1}, history=[{"epoch": 5}], samples_trained=20, train_seconds=2.0
+)
+MODEL = TrainedModel(config={"format": "test"}, weights=b"final", metrics={"loss": 0.1})
+
+
+def test_finish_stores_the_model_and_ends_the_job_together(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None
+    assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"ckpt")
+
+    model_id = finish(migrated_db, claim, PROGRESS, MODEL)
+
+    job = get_job(migrated_db, job_id)
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.finished_at is not None and job.lease_token is None
+    assert job.checkpoint is None  # no longer needed
+    assert (job.metrics, job.samples_trained, job.train_seconds) == ({"loss": 0.1}, 20, 2.0)
+    (model,) = models_of(migrated_db, job_id)
+    assert model.id == model_id and model.config == {"format": "test"}
+    with migrated_db.read_session() as session:
+        stored = session.get(Model, model_id)
+        assert stored is not None and stored.weights == b"final"
+    # A second finish (a retry, a duplicate worker) finds no lease and adds nothing.
+    assert finish(migrated_db, claim, PROGRESS, MODEL) is None
+    assert len(models_of(migrated_db, job_id)) == 1
+
+
+def test_a_finish_that_dies_before_commit_leaves_no_trace(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None
+
+    def crash() -> None:
+        raise RuntimeError("process died here")
+
+    with pytest.raises(RuntimeError):
+        finish(migrated_db, claim, PROGRESS, MODEL, before_commit=crash)
+
+    assert get_job(migrated_db, job_id).status == JobStatus.RUNNING
+    assert models_of(migrated_db, job_id) == []
+    assert finish(migrated_db, claim, PROGRESS, MODEL) is not None
+
+
+def test_the_database_refuses_a_second_model_for_a_job(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None and finish(migrated_db, claim, PROGRESS, MODEL)
+    (model,) = models_of(migrated_db, job_id)
+
+    with pytest.raises(IntegrityError), migrated_db.session() as session:
+        session.add(
+            Model(owner_id=model.owner_id, job_id=job_id, config={}, weights=b"", metrics=None)
+        )
+
+
+def test_fail_records_the_reason_and_no_model(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None
+
+    assert fail(migrated_db, claim, "training diverged: loss is nan", PROGRESS)
+
+    job = get_job(migrated_db, job_id)
+    assert (job.status, job.error, job.epoch) == (
+        JobStatus.FAILED,
+        "training diverged: loss is nan",
+        5,
+    )
+    assert job.finished_at is not None
+    assert models_of(migrated_db, job_id) == []
+
+
+def test_release_requeues_without_counting_the_attempt(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None
+    assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"ckpt")
+
+    assert release(migrated_db, claim)
+
+    job = get_job(migrated_db, job_id)
+    assert (job.status, job.attempts, job.lease_token) == (JobStatus.QUEUED, 0, None)
+    assert (job.checkpoint, job.checkpoint_epoch) == (b"ckpt", 5)
+    again = claim_next(migrated_db, worker_id="w2", lease_seconds=30)
+    assert again is not None and (again.job_id, again.attempt) == (job_id, 1)
+
+
+def test_expired_leases_are_requeued_until_attempts_run_out(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    (live_id,) = add_jobs(migrated_db, owner="bob")
+
+    for attempt in (1, 2):
+        claim = claim_next(migrated_db, worker_id=f"w{attempt}", lease_seconds=30)
+        assert claim is not None and (claim.job_id, claim.attempt) == (job_id, attempt)
+        if attempt == 1:
+            assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"ckpt")
+            live = claim_next(migrated_db, worker_id="healthy", lease_seconds=30)
+            assert live is not None and live.job_id == live_id
+        expire_lease(migrated_db, job_id)
+        assert requeue_expired(migrated_db, max_attempts=2) == 1
+        job = get_job(migrated_db, job_id)
+        if attempt == 1:
+            assert (job.status, job.lease_token, job.checkpoint) == (
+                JobStatus.QUEUED,
+                None,
+                b"ckpt",
+            )
+
+    assert job.status == JobStatus.FAILED
+    assert job.error is not None and "2 attempts" in job.error
+    assert job.finished_at is not None
+    assert get_job(migrated_db, live_id).status == JobStatus.RUNNING  # its lease is fresh
+    assert requeue_expired(migrated_db, max_attempts=2) == 0

@@ -1,0 +1,150 @@
+"""The worker trains jobs end to end: real processes, real engine, real databases."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.db import Database
+from app.models import Job, JobStatus, WorkerHeartbeat
+from app.queue import request_cancel, requeue_expired
+from app.worker import Worker
+from tests.conftest import MakeSettings
+from tests.queue.rows import add_jobs, get_job, models_of
+from tests.worker.jobs import NETWORK, add_training_jobs, options
+from tests.worker.procs import model_arrays, same_arrays, start_worker, wait_exit, wait_for
+
+
+def test_a_burst_worker_process_trains_every_job(
+    migrated_db: Database, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    make_settings(migrated_db.url, checkpoint_seconds=0)
+    job_ids = add_training_jobs(migrated_db, 3, epochs=4)
+
+    log = tmp_path / "worker.log"
+    assert wait_exit(start_worker(log, burst=True), log) == 0
+
+    weights = []
+    for job_id in job_ids:
+        job = get_job(migrated_db, job_id)
+        assert job.status == JobStatus.SUCCEEDED, log.read_text()
+        assert (job.attempts, job.epoch, len(job.history)) == (1, 4, 4)
+        assert job.samples_trained == 4 * 160  # 20% held out for validation
+        assert job.train_seconds > 0 and job.metrics is not None and "loss" in job.metrics
+        assert job.finished_at is not None and job.checkpoint is None
+        (model,) = models_of(migrated_db, job_id)
+        weights.append(model_arrays(migrated_db, model.id))
+    assert all(same_arrays(weights[0], other) for other in weights[1:])  # deterministic
+    with migrated_db.read_session() as session:  # a clean exit removes the worker's row
+        assert session.scalar(select(func.count()).select_from(WorkerHeartbeat)) == 0
+
+
+def _burst(db: Database, settings: Settings) -> int:
+    return Worker(db, settings).run(burst=True)
+
+
+def test_a_diverging_job_fails_with_the_engines_message(
+    migrated_db: Database, make_settings: MakeSettings
+) -> None:
+    settings = make_settings(migrated_db.url)
+    x = np.array([[1e3, -1e3], [2e3, 5e2], [-1e3, 1e3], [4e2, 3e3]], dtype=np.float32)
+    y = np.array([1e4, -1e4, 3e4, 2e4])
+    network = {
+        **NETWORK,
+        "layers": [{"units": 4, "activation": "relu"}, {"units": 1, "activation": "linear"}],
+        "loss": "mse",
+    }
+    opts = options(
+        50,
+        standardize=False,
+        validation_split=0.0,
+        batch_size=4,
+        optimizer={"name": "sgd", "learning_rate": 10.0},
+    )
+    (job_id,) = add_jobs(migrated_db, options=opts, network=network, x=x, y=y)
+
+    assert _burst(migrated_db, settings) == 1
+
+    job = get_job(migrated_db, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error is not None and "learning rate" in job.error.lower()
+    assert models_of(migrated_db, job_id) == []
+
+
+def test_a_job_that_cannot_start_fails_with_the_reason(
+    migrated_db: Database, make_settings: MakeSettings
+) -> None:
+    settings = make_settings(migrated_db.url)
+    (job_id,) = add_training_jobs(migrated_db)
+    with migrated_db.session() as session:  # the frozen config no longer fits the data
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.network_config = {**NETWORK, "input_size": 3}
+
+    _burst(migrated_db, settings)
+
+    job = get_job(migrated_db, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error is not None and job.error.startswith("cannot start training")
+    assert models_of(migrated_db, job_id) == []
+
+
+@pytest.mark.parametrize("keep_model", [True, False])
+def test_cancelling_a_running_job_stops_it(
+    migrated_db: Database, make_settings: MakeSettings, keep_model: bool
+) -> None:
+    settings = make_settings(migrated_db.url, lease_seconds=3)
+    (job_id,) = add_training_jobs(migrated_db, epochs=100_000)
+    worker = Worker(migrated_db, settings)
+    thread = threading.Thread(target=worker.run, kwargs={"burst": True})
+    thread.start()
+    try:
+        wait_for(lambda: get_job(migrated_db, job_id).epoch >= 2, what="two epochs")
+        with migrated_db.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            assert request_cancel(session, job, keep_model=keep_model)
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    finally:
+        worker.stopping.set()
+        thread.join(timeout=60)
+
+    job = get_job(migrated_db, job_id)
+    assert job.status == JobStatus.CANCELLED
+    assert 2 <= job.epoch < 100_000
+    models = models_of(migrated_db, job_id)
+    assert len(models) == (1 if keep_model else 0)
+
+
+def test_the_lease_is_renewed_while_training_runs(
+    migrated_db: Database, make_settings: MakeSettings
+) -> None:
+    settings = make_settings(migrated_db.url, lease_seconds=2)
+    (job_id,) = add_training_jobs(migrated_db, epochs=100_000)
+    worker = Worker(migrated_db, settings)
+    thread = threading.Thread(target=worker.run, kwargs={"burst": True})
+    thread.start()
+    try:
+        wait_for(lambda: get_job(migrated_db, job_id).epoch >= 1, what="training to start")
+        # Sweep for expired leases, as every other worker does, across several lease lengths.
+        deadline = time.monotonic() + 3 * settings.lease_seconds
+        while time.monotonic() < deadline:
+            assert requeue_expired(migrated_db, max_attempts=3) == 0
+            time.sleep(0.1)
+        job = get_job(migrated_db, job_id)
+        assert (job.status, job.attempts, job.worker_id) == (
+            JobStatus.RUNNING,
+            1,
+            worker.worker_id,
+        )
+    finally:
+        worker.stopping.set()
+        thread.join(timeout=60)
+    assert get_job(migrated_db, job_id).status == JobStatus.QUEUED  # released on stop
