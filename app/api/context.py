@@ -1,0 +1,45 @@
+"""Per-app state: settings, the database (opened on first use), caches, metrics."""
+
+from __future__ import annotations
+
+import threading
+
+from starlette.requests import HTTPConnection
+
+from app.auth import KeyCache
+from app.config import Settings
+from app.db import Database
+from app.metrics import Metrics
+from app.model_cache import ModelCache
+
+
+class AppContext:
+    """One per app. The database is created lazily so importing app.main touches no DB."""
+
+    def __init__(self, settings: Settings, database: Database | None = None) -> None:
+        self.settings = settings
+        self._database = database
+        self._owns_database = database is None
+        self._lock = threading.Lock()
+        self.key_cache = KeyCache(settings.key_cache_seconds)
+        self.model_cache = ModelCache(settings.model_cache_size)
+        self.metrics = Metrics()
+
+    @property
+    def database(self) -> Database:
+        if self._database is None:
+            with self._lock:
+                if self._database is None:
+                    self._database = Database(self.settings.database_url)
+        return self._database
+
+    def close(self) -> None:
+        """Dispose of the database engine if this context made it."""
+        if self._owns_database and self._database is not None:
+            self._database.dispose()
+            self._database = None
+
+
+def context(connection: HTTPConnection) -> AppContext:
+    ctx: AppContext = connection.app.state.backprop
+    return ctx

@@ -1,0 +1,59 @@
+"""Dependencies shared by the routers: context, caller, pagination, documented errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from app.api.context import AppContext, context
+from app.auth import require_caller
+from app.schemas.common import ErrorResponse
+from app.services.keys import Caller
+
+
+async def get_context(request: Request) -> AppContext:
+    return context(request)
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]
+CallerDep = Annotated[Caller, Depends(require_caller)]
+
+
+class Pagination:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500, description="Items per page")] = 50,
+        offset: Annotated[int, Query(ge=0, le=10**9, description="Items to skip")] = 0,
+    ) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+PageDep = Annotated[Pagination, Depends()]
+
+_DESCRIPTIONS = {
+    401: "Missing, malformed, unknown or revoked API key",
+    404: "No such object (or it belongs to another owner)",
+    409: "Conflicts with the object's state",
+    413: "Over a size limit (the message names the setting and its value)",
+    422: "Invalid input: the error's loc says where",
+    429: "Too many queued or running jobs (see Retry-After)",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given refusal codes."""
+    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+def json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Like :func:`errors`, for operations whose success is not JSON (errors still are)."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {
+        code: {
+            "description": _DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": schema}},
+        }
+        for code in codes
+    }

@@ -1,0 +1,117 @@
+"""/v1/jobs: submit training, follow it (JSON or Server-Sent Events), cancel it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, status
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
+from app.models import JobStatus
+from app.schemas.common import Page, openapi_examples
+from app.schemas.jobs import JobCancel, JobCreate, JobRead
+from app.services import jobs as service
+from app.services.job_events import job_events
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401))
+
+
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=errors(404, 413, 422, 429),
+)
+def submit_job(
+    body: Annotated[JobCreate, Body(openapi_examples=openapi_examples(JobCreate))],
+    ctx: Ctx,
+    caller: CallerDep,
+) -> JobRead:
+    """Queue a training job. Ids, shapes, labels and limits are checked now (404/422/429)."""
+    options = body.model_dump(
+        exclude={"network_id", "dataset_id", "init_model_id"}, exclude_none=True
+    )
+    job = service.submit_job(
+        ctx.database,
+        ctx.settings,
+        owner_id=caller.owner_id,
+        network_id=body.network_id,
+        dataset_id=body.dataset_id,
+        init_model_id=body.init_model_id,
+        options=options,
+    )
+    return JobRead.from_row(job, None)
+
+
+@router.get("", response_model=Page[JobRead], responses=errors(422))
+def list_jobs(
+    ctx: Ctx,
+    caller: CallerDep,
+    page: PageDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+) -> Page[JobRead]:
+    rows, total = service.list_jobs(
+        ctx.database, owner_id=caller.owner_id, status=status, limit=page.limit, offset=page.offset
+    )
+    return Page[JobRead](
+        items=[JobRead.from_row(job, model_id) for job, model_id in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/{job_id}", response_model=JobRead, responses=errors(404, 422))
+def get_job(job_id: str, ctx: Ctx, caller: CallerDep) -> JobRead:
+    return JobRead.from_row(*service.get_job(ctx.database, owner_id=caller.owner_id, job_id=job_id))
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventStream,
+    responses={
+        200: {
+            "description": "`event: epoch` (data: the epoch's metrics) per epoch, history "
+            "first; then `event: end` (data: JobEnd); then the stream closes",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **json_errors(401, 404, 422),
+    },
+)
+def job_event_stream(
+    job_id: str,
+    ctx: Ctx,
+    caller: CallerDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventStream:
+    """Server-Sent Events: one per epoch, then the end state."""
+    service.job_progress(ctx.database, owner_id=caller.owner_id, job_id=job_id)  # 404 first
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    stream = job_events(ctx.database, owner_id=caller.owner_id, job_id=job_id, after_epoch=after)
+    return EventStream(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=errors(404, 409, 413, 422),
+)
+def cancel_job(
+    job_id: str,
+    ctx: Ctx,
+    caller: CallerDep,
+    body: Annotated[JobCancel | None, Body()] = None,
+) -> JobRead:
+    """Queued: cancelled now. Running: stops within a batch (keep_model keeps its best)."""
+    keep_model = body.keep_model if body is not None else False
+    return JobRead.from_row(
+        *service.cancel_job(
+            ctx.database, owner_id=caller.owner_id, job_id=job_id, keep_model=keep_model
+        )
+    )

@@ -1,0 +1,155 @@
+"""/v1/models: trained or imported models; predict, export and import weights."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
+from app.models import Model
+from app.schemas.common import Page, openapi_examples
+from app.schemas.models import ModelRead, PredictRequest, PredictResponse
+from app.services import models as service
+from app.services import predict as predicting
+
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=errors(401))
+
+# Above this many multiply-adds a predict runs in a worker thread, not on the event loop.
+INLINE_PREDICT_WORK = 2_000_000
+
+
+def _read(row: Model) -> ModelRead:
+    return ModelRead.from_row(row, service.architecture_size(row.config))
+
+
+@router.get("", response_model=Page[ModelRead], responses=errors(422))
+def list_models(
+    ctx: Ctx,
+    caller: CallerDep,
+    page: PageDep,
+    network_id: Annotated[
+        str | None, Query(max_length=64, description="Only models of this network")
+    ] = None,
+) -> Page[ModelRead]:
+    rows, total = service.list_models(
+        ctx.database,
+        owner_id=caller.owner_id,
+        network_id=network_id,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    return Page[ModelRead](
+        items=[_read(r) for r in rows], total=total, limit=page.limit, offset=page.offset
+    )
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ModelRead,
+    responses=errors(404, 413, 422),
+)
+def import_model(
+    network_id: Annotated[str, Form(max_length=64)],
+    file: Annotated[UploadFile, File(description="npz in the export format (W1.., b1..)")],
+    ctx: Ctx,
+    caller: CallerDep,
+    config: Annotated[
+        str | None,
+        Form(description="Optional: a model's `config` JSON (task, classes, standardize)"),
+    ] = None,
+) -> ModelRead:
+    """A model from weights for one of your networks (regression unless config says so)."""
+    row = service.import_model(
+        ctx.database,
+        ctx.settings,
+        owner_id=caller.owner_id,
+        network_id=network_id,
+        data=file.file.read(),
+        config_text=config,
+    )
+    return _read(row)
+
+
+@router.get("/{model_id}", response_model=ModelRead, responses=errors(404, 422))
+def get_model(model_id: str, ctx: Ctx, caller: CallerDep) -> ModelRead:
+    return _read(service.get_model(ctx.database, owner_id=caller.owner_id, model_id=model_id))
+
+
+@router.delete(
+    "/{model_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(404, 409, 422),
+)
+def delete_model(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
+    """Delete (409 while a queued or running job starts from it)."""
+    service.delete_model(ctx.database, ctx.model_cache, owner_id=caller.owner_id, model_id=model_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{model_id}/weights",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The engine's npz export",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **json_errors(401, 404, 422),
+    },
+)
+def model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
+    """W1..WL (n[l], n[l-1]), b1..bL, and x_mean/x_std when standardised: an npz."""
+    data = service.model_weights(ctx.database, owner_id=caller.owner_id, model_id=model_id)
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{model_id}.npz"'},
+    )
+
+
+@router.post(
+    "/{model_id}/predict",
+    response_model=PredictResponse,
+    responses=errors(404, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": PredictRequest.model_json_schema(),
+                    "examples": openapi_examples(PredictRequest),
+                }
+            },
+        }
+    },
+)
+async def predict(model_id: str, request: Request, ctx: Ctx, caller: CallerDep) -> Response:
+    """Outputs for rows of raw features; labels too for classifiers.
+
+    With the key and the model cached this reads nothing from the database.
+    """
+    entry = predicting.cached_model(
+        ctx.model_cache, ctx.settings, owner_id=caller.owner_id, model_id=model_id
+    )
+    if entry is None:
+        entry = await run_in_threadpool(
+            predicting.load_model,
+            ctx.database,
+            ctx.model_cache,
+            ctx.settings,
+            owner_id=caller.owner_id,
+            model_id=model_id,
+        )
+    x = predicting.parse_rows(await request.body(), max_rows=ctx.settings.max_predict_rows)
+    if x.shape[0] * entry.parameter_count > INLINE_PREDICT_WORK:
+        result = await run_in_threadpool(predicting.predict, entry, x)
+    else:
+        result = predicting.predict(entry, x)
+    return Response(json.dumps(result, separators=(",", ":")), media_type="application/json")

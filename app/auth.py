@@ -1,0 +1,126 @@
+"""Bearer-key authentication with a per-process cache of key lookups.
+
+A lookup (valid keys only) is cached for ``BACKPROP_KEY_CACHE_SECONDS``, so a revoked key
+stops working in every API process within that bound; 0 looks every request up.
+``last_used_at`` is written at most once a minute per key and process, by a conditional
+UPDATE that leaves it alone when another process wrote it within the minute.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import or_, update
+from starlette.concurrency import run_in_threadpool
+
+from app.db import Database
+from app.models import ApiKey, utcnow
+from app.services.errors import ServiceError
+from app.services.keys import Caller, authenticate, hash_key
+
+if TYPE_CHECKING:
+    from app.api.context import AppContext
+
+LAST_USED_INTERVAL_SECONDS = 60.0
+MAX_CACHED_KEYS = 10_000
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key, sent as `Authorization: Bearer bp_...` "
+    "(create one with `backprop keys create NAME`).",
+)
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    error_type = "unauthorized"
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, ("header", "Authorization"), headers={"WWW-Authenticate": "Bearer"})
+
+
+class KeyCache:
+    """Valid keys by hash -> (caller, expiry); bounded, oldest dropped first."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._entries: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._last_used_written: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Caller | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if entry[1] <= time.monotonic():
+                del self._entries[digest]
+                return None
+            return entry[0]
+
+    def put(self, digest: str, caller: Caller) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        with self._lock:
+            self._entries[digest] = (caller, time.monotonic() + self.ttl_seconds)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > MAX_CACHED_KEYS:
+                self._entries.popitem(last=False)
+
+    def last_used_due(self, key_id: int) -> bool:
+        """True (and marked written) when this process has not written it in a minute."""
+        now = time.monotonic()
+        with self._lock:
+            written = self._last_used_written.get(key_id)
+            if written is not None and now - written < LAST_USED_INTERVAL_SECONDS:
+                return False
+            self._last_used_written[key_id] = now
+            return True
+
+
+def lookup_key(database: Database, cache: KeyCache, key: str) -> Caller | None:
+    """The caller for ``key`` (cached), touching ``last_used_at`` at most once a minute."""
+    digest = hash_key(key)
+    caller = cache.get(digest)
+    if caller is not None:
+        return caller
+    with database.read_session() as session:
+        caller = authenticate(session, key)
+    if caller is None:
+        return None
+    cache.put(digest, caller)
+    if cache.last_used_due(caller.key_id):
+        now = utcnow()
+        cutoff = now - timedelta(seconds=LAST_USED_INTERVAL_SECONDS)
+        with database.session() as session:
+            session.execute(
+                update(ApiKey)
+                .where(ApiKey.id == caller.key_id)
+                .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < cutoff))
+                .values(last_used_at=now)
+            )
+    return caller
+
+
+async def require_caller(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+) -> Caller:
+    """The caller of a /v1 request; 401 with ``WWW-Authenticate: Bearer`` otherwise."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    ctx: AppContext = request.app.state.backprop
+    key = credentials.credentials
+    caller = ctx.key_cache.get(hash_key(key))
+    if caller is None:
+        caller = await run_in_threadpool(lookup_key, ctx.database, ctx.key_cache, key)
+    if caller is None:
+        raise Unauthorized("unknown or revoked API key")
+    return caller

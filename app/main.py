@@ -1,0 +1,128 @@
+"""The FastAPI application: routers, middleware, error handlers, lifespan.
+
+``app = create_app()`` reads the settings but opens no database: the engine is created
+on first use (or in the lifespan, which also registers ``BACKPROP_BOOTSTRAP_KEY``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from app.api import datasets, jobs, models, networks, ops
+from app.api.context import AppContext
+from app.config import Settings, get_settings
+from app.db import Database
+from app.limits import BodySizeLimitMiddleware, BodyTooLarge
+from app.metrics import MetricsMiddleware
+from app.services.errors import ServiceError
+from app.services.keys import ensure_bootstrap_key
+
+log = logging.getLogger("backprop.api")
+UI_DIR = Path(__file__).resolve().parent / "ui"
+
+DESCRIPTION = """Train and serve neural networks (our own NumPy backpropagation).
+
+Every `/v1` operation needs an API key: `Authorization: Bearer bp_...` (press
+**Authorize**). Refusals are 4xx with `{"detail": [{"loc", "msg", "type"}]}`.
+"""
+
+
+def _bootstrap(ctx: AppContext) -> None:
+    key = ctx.settings.bootstrap_key
+    if not key:
+        return
+    try:
+        with ctx.database.session() as session:
+            ensure_bootstrap_key(session, key)
+    except IntegrityError:
+        log.info("bootstrap key registered by another process")
+
+
+def _error(
+    status_code: int, detail: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return _error(exc.status_code, exc.detail(), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Without "input": it can be the whole (large) body.
+        detail = [
+            {
+                "loc": list(e.get("loc", ())),
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "value_error")),
+            }
+            for e in exc.errors()
+        ]
+        return _error(422, detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's "error parsing the body" (undecodable JSON, broken multipart):
+            # a 422 with a location, like every other malformed input.
+            cause = exc.__cause__
+            msg = f"the body cannot be parsed: {type(cause).__name__}: {cause}"[:500]
+            return _error(422, [{"loc": ["body"], "msg": msg, "type": "body_invalid"}])
+        if isinstance(exc, BodyTooLarge):
+            detail = exc.errors
+        else:
+            detail = [{"loc": [], "msg": str(exc.detail), "type": "http_error"}]
+        return _error(exc.status_code, detail, dict(exc.headers or {}))
+
+
+def _mount_ui(app: FastAPI) -> None:
+    index = UI_DIR / "index.html"
+    if not index.is_file():
+        return
+    app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(index)
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """The app for ``settings`` (default: the environment) on ``database`` (default: its URL)."""
+    settings = settings or get_settings()
+    ctx = AppContext(settings, database)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_bootstrap, ctx)
+        try:
+            yield
+        finally:
+            ctx.close()
+
+    app = FastAPI(title="Backprop", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.backprop = ctx
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    _install_error_handlers(app)
+    for router in (datasets.router, networks.router, jobs.router, models.router):
+        app.include_router(router)
+    app.include_router(ops.router)
+    _mount_ui(app)
+    return app
+
+
+app = create_app()

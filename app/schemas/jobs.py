@@ -1,0 +1,138 @@
+"""Training job bodies: what to train, with which options; its state as it runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Job, JobStatus
+
+
+class OptimizerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="adam", max_length=50, description="sgd, momentum or adam")
+    learning_rate: float = Field(default=0.01, gt=0, le=10)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = False
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.999, ge=0, lt=1)
+    epsilon: float = Field(default=1e-8, gt=0, le=1)
+
+
+class EarlyStoppingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patience: int = Field(default=10, ge=1, le=100_000)
+    min_delta: float = Field(default=0.0, ge=0, le=1e6)
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="constant", max_length=50, description="constant, step or cosine")
+    step_size: int = Field(default=10, ge=1, le=1_000_000)
+    factor: float = Field(default=0.5, gt=0, le=1)
+    min_learning_rate: float = Field(default=0.0, ge=0, le=10)
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "network_id": "net_0123456789abcdef",
+                    "dataset_id": "ds_0123456789abcdef",
+                    "epochs": 200,
+                    "batch_size": 32,
+                    "optimizer": {"name": "adam", "learning_rate": 0.01},
+                    "validation_split": 0.2,
+                    "early_stopping": {"patience": 20, "min_delta": 0.0},
+                    "seed": 0,
+                }
+            ]
+        },
+    )
+
+    network_id: str = Field(max_length=64)
+    dataset_id: str = Field(max_length=64)
+    epochs: int = Field(default=100, ge=1, le=1_000_000)
+    batch_size: int = Field(default=32, ge=1, le=1_000_000)
+    optimizer: OptimizerIn = Field(default_factory=OptimizerIn)
+    l2: float = Field(default=0.0, ge=0, le=1e3)
+    clip_norm: float | None = Field(default=None, gt=0, le=1e6)
+    validation_split: float = Field(default=0.2, ge=0, le=0.9)
+    early_stopping: EarlyStoppingIn | None = None
+    lr_schedule: ScheduleIn | None = None
+    standardize: bool = True
+    shuffle: bool = True
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    init_model_id: str | None = Field(
+        default=None, max_length=64, description="Start from this model's weights"
+    )
+
+
+class JobCancel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"keep_model": True}]}
+    )
+
+    keep_model: bool = Field(
+        default=False, description="Running job: keep its best-so-far model as a model"
+    )
+
+
+class JobRead(BaseModel):
+    id: str
+    status: JobStatus
+    network_id: str | None
+    dataset_id: str | None
+    init_model_id: str | None
+    model_id: str | None = Field(description="The trained model, once there is one")
+    epoch: int = Field(description="Epochs completed")
+    epochs: int
+    metrics: dict[str, Any] | None = Field(description="Latest epoch's metrics")
+    history: list[dict[str, Any]] = Field(description="One entry per epoch")
+    error: str | None
+    attempts: int
+    cancel_requested: bool
+    samples_per_second: float | None
+    options: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, job: Job, model_id: str | None) -> JobRead:
+        speed = job.samples_trained / job.train_seconds if job.train_seconds > 0 else None
+        return cls(
+            id=job.id,
+            status=JobStatus(job.status),
+            network_id=job.network_id,
+            dataset_id=job.dataset_id,
+            init_model_id=job.init_model_id,
+            model_id=model_id,
+            epoch=job.epoch,
+            epochs=job.epochs,
+            metrics=job.metrics,
+            history=job.history or [],
+            error=job.error,
+            attempts=job.attempts,
+            cancel_requested=job.cancel_requested,
+            samples_per_second=speed,
+            options=job.options,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobEnd(BaseModel):
+    """Data of the final ``end`` event of /v1/jobs/{id}/events."""
+
+    status: JobStatus
+    model_id: str | None
+    error: str | None

@@ -1,0 +1,59 @@
+"""Trained-model bodies: read, predict."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Model
+from app.schemas.common import Label
+
+
+class ModelRead(BaseModel):
+    id: str
+    job_id: str | None = Field(description="The job that trained it (null when imported)")
+    network_id: str | None
+    task: Literal["binary", "multiclass", "regression"]
+    classes: list[Label] | None = Field(description="Labels in output order (classifiers)")
+    architecture: dict[str, Any] = Field(description="The network config")
+    standardize: bool
+    config: dict[str, Any] = Field(description="The full export config (for /v1/models/import)")
+    metrics: dict[str, Any] | None
+    parameter_count: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Model, parameter_count: int) -> ModelRead:
+        config = row.config
+        return cls(
+            id=row.id,
+            job_id=row.job_id,
+            network_id=row.network_id,
+            task=config["task"],
+            classes=config.get("classes"),
+            architecture=config["network"],
+            standardize=bool(config.get("standardize", False)),
+            config=config,
+            metrics=row.metrics,
+            parameter_count=parameter_count,
+            created_at=row.created_at,
+        )
+
+
+class PredictRequest(BaseModel):
+    """Documented schema of the predict body (parsed by hand for speed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"x": [[0, 0], [0, 1], [1, 0], [1, 1]]}]}
+    )
+
+    x: list[list[float]] = Field(min_length=1, description="(rows, input_size) raw features")
+
+
+class PredictResponse(BaseModel):
+    outputs: list[list[float]] = Field(description="(rows, output_size): probabilities or values")
+    labels: list[Label] | None = Field(
+        default=None, description="Predicted labels (classifiers only; absent for regression)"
+    )

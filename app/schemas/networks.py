@@ -1,0 +1,74 @@
+"""Network bodies: an architecture, validated by the engine."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Network
+from app.schemas.common import Name
+
+
+class LayerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    units: int = Field(ge=1, le=1_000_000)
+    activation: str = Field(min_length=1, max_length=50, description="e.g. relu, tanh, sigmoid")
+
+
+class NetworkCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "xor-net",
+                    "input_size": 2,
+                    "layers": [
+                        {"units": 8, "activation": "tanh"},
+                        {"units": 1, "activation": "sigmoid"},
+                    ],
+                    "seed": 0,
+                }
+            ]
+        },
+    )
+
+    name: Name
+    input_size: int = Field(ge=1, le=1_000_000)
+    layers: list[LayerSpec] = Field(min_length=1, max_length=100)
+    loss: str | None = Field(
+        default=None, max_length=50, description="Defaults to the loss that fits the output layer"
+    )
+    init: str = Field(default="auto", max_length=50)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
+class NetworkRead(BaseModel):
+    id: str
+    name: str
+    input_size: int
+    layers: list[LayerSpec]
+    loss: str
+    init: str
+    seed: int
+    output_size: int
+    parameter_count: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Network) -> NetworkRead:
+        config = row.config
+        return cls(
+            id=row.id,
+            name=row.name,
+            input_size=config["input_size"],
+            layers=[LayerSpec(**layer) for layer in config["layers"]],
+            loss=config["loss"],
+            init=config["init"],
+            seed=config["seed"],
+            output_size=config["layers"][-1]["units"],
+            parameter_count=row.parameter_count,
+            created_at=row.created_at,
+        )

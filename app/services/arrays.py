@@ -1,0 +1,150 @@
+"""Turn client-sent arrays into the stored dtypes, refusing what the engine cannot use.
+
+Features become float32 ``(n, d)``; labels become a 1-D int64 / float64 / bool / unicode
+array or a 2-D float64 array. Each refusal names where it is (``loc``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from app.services.errors import Invalid, Loc
+
+
+def _first_bad_cell(x: np.ndarray) -> tuple[int, int]:
+    bad = np.argwhere(~np.isfinite(x))[0]
+    return int(bad[0]), int(bad[1])
+
+
+def feature_matrix(x: Any, loc: Loc) -> np.ndarray:
+    """Rows of numbers -> float32 ``(n, d)``; refuses empty, ragged, non-numeric, NaN/inf."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise Invalid(f"features must be numbers, got dtype {x.dtype}", loc)
+        array = x
+    else:
+        rows: Sequence[Any] = x
+        if len(rows) == 0:
+            raise Invalid("no rows", loc)
+        width = len(rows[0])
+        for i, row in enumerate(rows):
+            if len(row) != width:
+                raise Invalid(f"row {i} has {len(row)} values, row 0 has {width}", (*loc, i))
+        try:
+            array = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise Invalid(f"features must be numbers: {exc}", loc) from None
+    if array.ndim != 2:
+        raise Invalid(f"features must be 2-D (rows, features), got shape {array.shape}", loc)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise Invalid(f"features must not be empty, got shape {array.shape}", loc)
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        row, col = _first_bad_cell(array)
+        raise Invalid(
+            "features must be finite float32 numbers (no NaN, inf or overflow)", (*loc, row, col)
+        )
+    return array
+
+
+def _scalar_kind(value: Any) -> str:
+    # bool before int: bool is an int subclass in Python.
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, int | np.integer):
+        return "int"
+    if isinstance(value, float | np.floating):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return type(value).__name__
+
+
+def label_array(y: Any, loc: Loc) -> np.ndarray:
+    """Labels -> 1-D int64/float64/bool/unicode, or 2-D float64 for multi-output regression."""
+    if isinstance(y, np.ndarray):
+        return _label_ndarray(y, loc)
+    values: Sequence[Any] = y
+    if len(values) == 0:
+        raise Invalid("no labels", loc)
+    if isinstance(values[0], list | tuple):
+        return _label_ndarray(np.asarray(_rectangular_rows(values, loc), dtype=np.float64), loc)
+    kinds = {_scalar_kind(v) for v in values}
+    if kinds == {"int", "float"}:
+        kinds = {"float"}
+    if len(kinds) != 1 or kinds - {"bool", "int", "float", "str"}:
+        first = _scalar_kind(values[0])
+        index = next(i for i, v in enumerate(values) if _scalar_kind(v) != first)
+        raise Invalid(
+            f"labels must all be of one type (got {sorted(kinds)}); label {index} differs "
+            f"from label 0",
+            (*loc, index),
+        )
+    dtypes: dict[str, type[np.generic]] = {
+        "bool": np.bool_,
+        "int": np.int64,
+        "float": np.float64,
+        "str": np.str_,
+    }
+    try:
+        array: np.ndarray = np.asarray(values, dtype=dtypes[kinds.pop()])
+    except (OverflowError, ValueError) as exc:
+        raise Invalid(f"labels cannot be stored: {exc}", loc) from None
+    return _label_ndarray(array, loc)
+
+
+def _rectangular_rows(values: Sequence[Any], loc: Loc) -> Sequence[Any]:
+    width = len(values[0])
+    for i, row in enumerate(values):
+        if not isinstance(row, list | tuple) or len(row) != width:
+            raise Invalid(f"label row {i} does not have {width} values", (*loc, i))
+    return values
+
+
+def _label_ndarray(y: np.ndarray, loc: Loc) -> np.ndarray:
+    kind = y.dtype.kind
+    if y.ndim == 2:
+        if kind not in "biuf" or y.shape[1] == 0:
+            raise Invalid("2-D labels must be numbers (multi-output regression)", loc)
+        y = y.astype(np.float64)
+    elif y.ndim != 1:
+        raise Invalid(f"labels must be 1-D or 2-D, got shape {y.shape}", loc)
+    elif kind in "iu":
+        if kind == "u" and y.size and int(y.max()) > np.iinfo(np.int64).max:
+            raise Invalid("integer labels must fit in int64", loc)
+        y = y.astype(np.int64)
+    elif kind == "f":
+        y = y.astype(np.float64)
+    elif kind not in "bU":
+        raise Invalid(f"labels must be numbers, booleans or strings, got dtype {y.dtype}", loc)
+    if y.shape[0] == 0:
+        raise Invalid("no labels", loc)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        index = int(np.argwhere(~np.isfinite(y))[0][0])
+        raise Invalid("labels must be finite (no NaN or inf)", (*loc, index))
+    return y
+
+
+def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
+    """Per-feature mean / std / min / max of ``x`` (n, d), in float64."""
+    x64 = x.astype(np.float64)
+    return {
+        "mean": x64.mean(axis=0).tolist(),
+        "std": x64.std(axis=0).tolist(),
+        "min": x64.min(axis=0).tolist(),
+        "max": x64.max(axis=0).tolist(),
+    }
+
+
+def content_hash(x: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of x (float32, C order) then y (its dtype, C order), with shapes and dtypes."""
+    digest = hashlib.sha256()
+    for array in (x, y):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,168 @@
+"""Dataset verbs: create (JSON, file, generated), read, list, sample rows, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import defer
+
+from app.config import Settings
+from app.db import Database
+from app.engine.datasets import describe_labels, generate
+from app.engine.errors import ConfigError
+from app.models import ACTIVE_STATUSES, Dataset, Job
+from app.npz import dump_arrays, load_arrays
+from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
+from app.services.errors import Conflict, Invalid, LimitExceeded, Loc
+from app.services.ownership import get_owned, page
+
+PATH_LOC = ("path", "dataset_id")
+NO_DATA = (defer(Dataset.data),)
+
+
+def _check_cells(rows: int, width: int, settings: Settings, loc: Loc) -> None:
+    if rows * width > settings.max_dataset_cells:
+        raise LimitExceeded(
+            "dataset rows x features",
+            rows * width,
+            setting="BACKPROP_MAX_DATASET_CELLS",
+            limit=settings.max_dataset_cells,
+            loc=loc,
+        )
+
+
+def store_dataset(
+    db: Database,
+    settings: Settings,
+    *,
+    owner_id: int,
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    feature_names: list[str] | None = None,
+    loc: Loc = ("body",),
+) -> Dataset:
+    """Store validated arrays ``x`` (n, d) float32 and ``y`` (n,) | (n, k) with their stats."""
+    _check_cells(x.shape[0], x.shape[1], settings, loc)
+    if y.shape[0] != x.shape[0]:
+        raise Invalid(f"x has {x.shape[0]} rows but y has {y.shape[0]} labels", (*loc, "y"))
+    label_kind, classes = describe_labels(y)
+    row = Dataset(
+        owner_id=owner_id,
+        name=name,
+        n_samples=int(x.shape[0]),
+        n_features=int(x.shape[1]),
+        n_targets=int(y.shape[1]) if y.ndim == 2 else 1,
+        label_kind=label_kind,
+        classes=None if classes is None else [_json_scalar(c) for c in classes],
+        feature_names=feature_names,
+        stats=feature_stats(x),
+        sha256=content_hash(x, y),
+        data=dump_arrays({"x": x, "y": y}),
+    )
+    with db.session() as session:
+        session.add(row)
+    return row
+
+
+def _json_scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def create_dataset(
+    db: Database, settings: Settings, *, owner_id: int, name: str, x: Any, y: Any
+) -> Dataset:
+    """From JSON arrays: ``x`` rows of numbers, ``y`` scalars or rows of numbers."""
+    if len(x) and len(x) * len(x[0]) > settings.max_dataset_cells:
+        _check_cells(len(x), len(x[0]), settings, ("body", "x"))
+    features = feature_matrix(x, ("body", "x"))
+    labels = label_array(y, ("body", "y"))
+    return store_dataset(db, settings, owner_id=owner_id, name=name, x=features, y=labels)
+
+
+def generate_dataset(
+    db: Database,
+    settings: Settings,
+    *,
+    owner_id: int,
+    kind: str,
+    n_samples: int,
+    noise: float,
+    classes: int,
+    seed: int,
+    name: str | None,
+) -> Dataset:
+    """A toy dataset from the engine's generators (2 features)."""
+    _check_cells(n_samples, 2, settings, ("body", "n_samples"))
+    try:
+        x, y = generate(kind, n_samples=n_samples, noise=noise, classes=classes, seed=seed)
+    except ConfigError as exc:
+        raise Invalid(exc.message, ("body", *exc.loc)) from None
+    return store_dataset(
+        db,
+        settings,
+        owner_id=owner_id,
+        name=name or kind,
+        x=feature_matrix(x, ("body",)),
+        y=label_array(y, ("body",)),
+    )
+
+
+def get_dataset(db: Database, *, owner_id: int, dataset_id: str) -> Dataset:
+    with db.read_session() as session:
+        return get_owned(
+            session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC, options=NO_DATA
+        )
+
+
+def list_datasets(
+    db: Database, *, owner_id: int, limit: int, offset: int
+) -> tuple[list[Dataset], int]:
+    with db.read_session() as session:
+        return page(
+            session, Dataset, owner_id=owner_id, limit=limit, offset=offset, options=NO_DATA
+        )
+
+
+def load_dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The stored ``x`` (n, d) float32 and ``y`` arrays of ``dataset``."""
+    arrays = load_arrays(dataset.data, required=("x", "y"))
+    return arrays["x"], arrays["y"]
+
+
+def dataset_rows(
+    db: Database, *, owner_id: int, dataset_id: str, limit: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The first ``limit`` rows of x and y, and the dataset's row count."""
+    with db.read_session() as session:
+        dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
+    x, y = load_dataset_arrays(dataset)
+    return x[:limit], y[:limit], dataset.n_samples
+
+
+def delete_dataset(db: Database, *, owner_id: int, dataset_id: str) -> None:
+    """Delete, unless a queued or running job trains on it (409)."""
+    with db.session() as session:
+        dataset = get_owned(
+            session,
+            Dataset,
+            dataset_id,
+            owner_id=owner_id,
+            loc=PATH_LOC,
+            for_update=True,
+            options=NO_DATA,
+        )
+        active = session.scalar(
+            select(Job.id)
+            .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
+            .limit(1)
+        )
+        if active is not None:
+            raise Conflict(
+                f"job {active} is queued or running on this dataset; cancel it first",
+                PATH_LOC,
+                error_type="in_use",
+            )
+        session.delete(dataset)

@@ -1,0 +1,60 @@
+"""Server-Sent Events of a job: one ``epoch`` event per history entry, then ``end``.
+
+The job row is polled (the worker writes history throttled, several epochs at a time);
+every entry not yet sent is emitted, so a stream opened late replays the history first.
+Each epoch event has ``id: <epoch>``; a client reconnecting with ``Last-Event-ID`` gets
+only the epochs after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from app.db import Database
+from app.services.jobs import job_progress
+
+POLL_SECONDS = 0.25
+KEEPALIVE_SECONDS = 15.0
+
+
+def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    """One event in the text/event-stream format."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def job_events(
+    db: Database,
+    *,
+    owner_id: int,
+    job_id: str,
+    after_epoch: int = 0,
+    poll_seconds: float = POLL_SECONDS,
+) -> AsyncIterator[str]:
+    """Epoch events (history replayed first), then one ``end`` event; then the stream ends."""
+    last_epoch = after_epoch
+    last_sent = time.monotonic()
+    while True:
+        progress = await run_in_threadpool(job_progress, db, owner_id=owner_id, job_id=job_id)
+        for entry in progress.history:
+            epoch = int(entry.get("epoch", 0))
+            if epoch > last_epoch:
+                last_epoch = epoch
+                last_sent = time.monotonic()
+                yield sse("epoch", entry, str(epoch))
+        if progress.finished:
+            yield sse(
+                "end",
+                {"status": progress.status, "model_id": progress.model_id, "error": progress.error},
+            )
+            return
+        if time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
+            last_sent = time.monotonic()
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(poll_seconds)

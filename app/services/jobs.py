@@ -1,0 +1,173 @@
+"""Job verbs: submit (validated up front so jobs fail here, not in the worker), read, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, defer
+
+from app import queue
+from app.config import Settings
+from app.db import Database
+from app.engine.errors import ConfigError
+from app.engine.training import TrainingOptions
+from app.models import ACTIVE_STATUSES, Dataset, Job, JobStatus, Model, Network, Owner
+from app.services.datasets import NO_DATA
+from app.services.errors import Conflict, Invalid, LimitExceeded, NotFound, TooManyJobs
+from app.services.fit import check_init_model, check_labels_fit
+from app.services.ownership import get_owned, page
+
+PATH_LOC = ("path", "job_id")
+RETRY_AFTER_SECONDS = 10
+TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def training_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """The engine's normalised TrainingOptions dict for the job body's options."""
+    try:
+        return TrainingOptions.from_dict(spec).to_dict()
+    except ConfigError as exc:
+        raise Invalid(exc.message, ("body", *exc.loc)) from None
+
+
+def submit_job(
+    db: Database,
+    settings: Settings,
+    *,
+    owner_id: int,
+    network_id: str,
+    dataset_id: str,
+    init_model_id: str | None,
+    options: dict[str, Any],
+) -> Job:
+    """Check ids, fit and limits, then enqueue; all in one transaction."""
+    normalised = training_options(options)
+    epochs = int(normalised["epochs"])
+    with db.session() as session:
+        _check_active_jobs(session, settings, owner_id)
+        network = get_owned(
+            session, Network, network_id, owner_id=owner_id, loc=("body", "network_id")
+        )
+        dataset = get_owned(
+            session,
+            Dataset,
+            dataset_id,
+            owner_id=owner_id,
+            loc=("body", "dataset_id"),
+            for_update=True,
+            options=NO_DATA,
+        )
+        init_classes = None
+        if init_model_id is not None:
+            init_model = get_owned(
+                session, Model, init_model_id, owner_id=owner_id, loc=("body", "init_model_id")
+            )
+            check_init_model(network.config, init_model.config, dataset)
+            init_classes = init_model.config.get("classes")
+        check_labels_fit(network.config, dataset, init_classes)
+        sample_epochs = epochs * dataset.n_samples
+        if sample_epochs > settings.max_job_sample_epochs:
+            raise LimitExceeded(
+                "epochs x samples",
+                sample_epochs,
+                setting="BACKPROP_MAX_JOB_SAMPLE_EPOCHS",
+                limit=settings.max_job_sample_epochs,
+                loc=("body", "epochs"),
+                status_code=422,
+            )
+        return queue.enqueue(
+            session,
+            owner_id=owner_id,
+            network_id=network.id,
+            dataset_id=dataset.id,
+            init_model_id=init_model_id,
+            network_config=network.config,
+            options=normalised,
+            epochs=epochs,
+        )
+
+
+def _check_active_jobs(session: Session, settings: Settings, owner_id: int) -> None:
+    # Lock the owner row (PostgreSQL) so two submits cannot both take the last slot;
+    # SQLite's write transactions are serialised already.
+    session.scalar(select(Owner.id).where(Owner.id == owner_id).with_for_update())
+    active = (
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.owner_id == owner_id, Job.status.in_(ACTIVE_STATUSES))
+        )
+        or 0
+    )
+    if active >= settings.max_active_jobs:
+        raise TooManyJobs(active, settings.max_active_jobs, RETRY_AFTER_SECONDS)
+
+
+def model_ids_of(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """job id -> id of the model it made, for the jobs that made one."""
+    if not job_ids:
+        return {}
+    rows = session.execute(select(Model.job_id, Model.id).where(Model.job_id.in_(job_ids)))
+    return {job_id: model_id for job_id, model_id in rows if job_id is not None}
+
+
+def get_job(db: Database, *, owner_id: int, job_id: str) -> tuple[Job, str | None]:
+    """The job and the id of its model (if any)."""
+    with db.read_session() as session:
+        job = get_owned(
+            session, Job, job_id, owner_id=owner_id, loc=PATH_LOC, options=(defer(Job.checkpoint),)
+        )
+        return job, model_ids_of(session, [job.id]).get(job.id)
+
+
+def list_jobs(
+    db: Database, *, owner_id: int, status: str | None, limit: int, offset: int
+) -> tuple[list[tuple[Job, str | None]], int]:
+    where = [] if status is None else [Job.status == status]
+    with db.read_session() as session:
+        jobs, total = page(session, Job, owner_id=owner_id, limit=limit, offset=offset, where=where)
+        models = model_ids_of(session, [job.id for job in jobs])
+    return [(job, models.get(job.id)) for job in jobs], total
+
+
+def cancel_job(
+    db: Database, *, owner_id: int, job_id: str, keep_model: bool
+) -> tuple[Job, str | None]:
+    """Cancel a queued job now, or ask a running one to stop; 409 once it has finished."""
+    with db.session() as session:
+        job = get_owned(session, Job, job_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
+        if job.status in TERMINAL:
+            raise Conflict(
+                f"the job has already finished ({job.status})", PATH_LOC, error_type="job_finished"
+            )
+        queue.request_cancel(session, job, keep_model=keep_model)
+    return get_job(db, owner_id=owner_id, job_id=job_id)
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    status: str
+    history: list[dict[str, Any]]
+    error: str | None
+    model_id: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+def job_progress(db: Database, *, owner_id: int, job_id: str) -> JobProgress:
+    """Status and history of a job (what the event stream polls)."""
+    with db.read_session() as session:
+        row = session.execute(
+            select(Job.status, Job.history, Job.error).where(
+                Job.id == job_id, Job.owner_id == owner_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound("job", PATH_LOC)
+        status, history, error = row
+        model_id = model_ids_of(session, [job_id]).get(job_id) if status in TERMINAL else None
+    return JobProgress(status=status, history=history or [], error=error, model_id=model_id)

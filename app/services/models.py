@@ -1,0 +1,146 @@
+"""Model verbs: read, list, delete, export weights, import weights."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+
+from app.config import Settings
+from app.db import Database
+from app.engine.errors import EngineError
+from app.engine.model import Model as EngineModel
+from app.model_cache import ModelCache
+from app.models import ACTIVE_STATUSES, Job, Model, Network
+from app.services.errors import Conflict, Invalid, LimitExceeded
+from app.services.networks import parameter_count
+from app.services.ownership import get_owned, page
+
+PATH_LOC = ("path", "model_id")
+
+
+def architecture_size(config: dict[str, Any]) -> int:
+    """Parameter count of a model config's network."""
+    network = config["network"]
+    return parameter_count(
+        int(network["input_size"]), [int(layer["units"]) for layer in network["layers"]]
+    )
+
+
+def get_model(db: Database, *, owner_id: int, model_id: str) -> Model:
+    with db.read_session() as session:
+        return get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
+
+
+def list_models(
+    db: Database, *, owner_id: int, network_id: str | None, limit: int, offset: int
+) -> tuple[list[Model], int]:
+    where = [] if network_id is None else [Model.network_id == network_id]
+    with db.read_session() as session:
+        return page(session, Model, owner_id=owner_id, limit=limit, offset=offset, where=where)
+
+
+def model_weights(db: Database, *, owner_id: int, model_id: str) -> bytes:
+    """The engine's npz export of the model (W1..WL, b1..bL, x_mean/x_std if standardised)."""
+    with db.read_session() as session:
+        row = get_owned(
+            session,
+            Model,
+            model_id,
+            owner_id=owner_id,
+            loc=PATH_LOC,
+            options=(undefer(Model.weights),),
+        )
+        return row.weights
+
+
+def delete_model(db: Database, cache: ModelCache, *, owner_id: int, model_id: str) -> None:
+    """Delete (and forget it in this process's cache); 409 while a job starts from it."""
+    with db.session() as session:
+        row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
+        active = session.scalar(
+            select(Job.id)
+            .where(Job.init_model_id == model_id, Job.status.in_(ACTIVE_STATUSES))
+            .limit(1)
+        )
+        if active is not None:
+            raise Conflict(
+                f"job {active} is queued or running from this model; cancel it first",
+                PATH_LOC,
+                error_type="in_use",
+            )
+        session.delete(row)
+    cache.drop(model_id)
+
+
+def _import_config(network: Network, config_text: str | None) -> dict[str, Any] | None:
+    if config_text is None or config_text.strip() == "":
+        return None
+    loc = ("body", "config")
+    try:
+        config = json.loads(config_text)
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"config is not JSON: {exc}", loc) from None
+    if not isinstance(config, dict) or not isinstance(config.get("network"), dict):
+        raise Invalid(
+            "config must be a JSON object with a 'network' object "
+            "(as in GET /v1/models/{id} 'config')",
+            loc,
+        )
+    theirs, ours = config["network"], network.config
+    for key in ("input_size", "layers", "loss"):
+        if theirs.get(key) != ours.get(key):
+            raise Invalid(
+                f"config.network.{key} differs from the network's: "
+                f"{theirs.get(key)!r} != {ours.get(key)!r}",
+                (*loc, "network", key),
+            )
+    return config
+
+
+def import_model(
+    db: Database,
+    settings: Settings,
+    *,
+    owner_id: int,
+    network_id: str,
+    data: bytes,
+    config_text: str | None,
+) -> Model:
+    """A model from an npz in the export format, for one of the caller's networks."""
+    with db.read_session() as session:
+        network = get_owned(
+            session, Network, network_id, owner_id=owner_id, loc=("body", "network_id")
+        )
+    if network.parameter_count > settings.max_parameters:
+        raise LimitExceeded(
+            "parameter count",
+            network.parameter_count,
+            setting="BACKPROP_MAX_PARAMETERS",
+            limit=settings.max_parameters,
+            loc=("body", "network_id"),
+            status_code=422,
+        )
+    config = _import_config(network, config_text)
+    try:
+        # The engine reads each array's header (dtype, shape) and checks it against the
+        # architecture before reading any data; nothing is unpickled.
+        if config is None:
+            model = EngineModel.from_weights(network.config, data)
+        else:
+            model = EngineModel.from_export(data, config)
+    except EngineError as exc:
+        raise Invalid(exc.message, ("body", "file", *exc.loc)) from None
+    row = Model(
+        owner_id=owner_id,
+        job_id=None,
+        network_id=network.id,
+        config=model.get_config(),
+        weights=model.export_npz(),
+        metrics=None,
+    )
+    with db.session() as session:
+        session.add(row)
+    return row

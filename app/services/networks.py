@@ -1,0 +1,95 @@
+"""Network verbs: an architecture validated by the engine, stored as its config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from app.config import Settings
+from app.db import Database
+from app.engine.errors import ConfigError
+from app.engine.network import Network as EngineNetwork
+from app.models import Network
+from app.services.errors import Invalid, LimitExceeded
+from app.services.ownership import get_owned, page
+
+PATH_LOC = ("path", "network_id")
+
+
+def parameter_count(input_size: int, units: Sequence[int]) -> int:
+    """Weights plus biases of a dense network: sum of n[l] * (n[l-1] + 1)."""
+    total, previous = 0, input_size
+    for n in units:
+        total += n * (previous + 1)
+        previous = n
+    return total
+
+
+def build_network(
+    settings: Settings,
+    *,
+    input_size: int,
+    layers: Sequence[Mapping[str, Any]],
+    loss: str | None,
+    init: str,
+    seed: int,
+) -> EngineNetwork:
+    """The engine's network for a spec; the parameter limit is checked before allocating."""
+    count = parameter_count(input_size, [int(layer["units"]) for layer in layers])
+    if count > settings.max_parameters:
+        raise LimitExceeded(
+            "parameter count",
+            count,
+            setting="BACKPROP_MAX_PARAMETERS",
+            limit=settings.max_parameters,
+            loc=("body", "layers"),
+            status_code=422,
+        )
+    try:
+        return EngineNetwork(input_size, layers, loss=loss, init=init, seed=seed)
+    except ConfigError as exc:
+        raise Invalid(exc.message, ("body", *exc.loc)) from None
+
+
+def create_network(
+    db: Database,
+    settings: Settings,
+    *,
+    owner_id: int,
+    name: str,
+    input_size: int,
+    layers: Sequence[Mapping[str, Any]],
+    loss: str | None,
+    init: str,
+    seed: int,
+) -> Network:
+    network = build_network(
+        settings, input_size=input_size, layers=layers, loss=loss, init=init, seed=seed
+    )
+    row = Network(
+        owner_id=owner_id,
+        name=name,
+        config=network.get_config(),
+        parameter_count=network.parameter_count,
+    )
+    with db.session() as session:
+        session.add(row)
+    return row
+
+
+def get_network(db: Database, *, owner_id: int, network_id: str) -> Network:
+    with db.read_session() as session:
+        return get_owned(session, Network, network_id, owner_id=owner_id, loc=PATH_LOC)
+
+
+def list_networks(
+    db: Database, *, owner_id: int, limit: int, offset: int
+) -> tuple[list[Network], int]:
+    with db.read_session() as session:
+        return page(session, Network, owner_id=owner_id, limit=limit, offset=offset)
+
+
+def delete_network(db: Database, *, owner_id: int, network_id: str) -> None:
+    """Delete; jobs keep the architecture they froze at submit, models keep theirs."""
+    with db.session() as session:
+        session.delete(get_owned(session, Network, network_id, owner_id=owner_id, loc=PATH_LOC))

@@ -1,0 +1,146 @@
+"""The hot path: predict with a cached model, parsing the body without pydantic.
+
+With the key and the model cached, a predict touches no database: the owner check uses
+the cached model's owner. ``x`` is parsed with :func:`json.loads` + one ``np.asarray``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+
+from app.config import Settings
+from app.db import Database
+from app.engine.model import Model as EngineModel
+from app.model_cache import CachedModel, ModelCache
+from app.models import Model
+from app.services.errors import Invalid, LimitExceeded, NotFound
+from app.services.models import PATH_LOC, architecture_size
+from app.services.ownership import get_owned
+
+X_LOC = ("body", "x")
+
+
+def parse_rows(body: bytes, *, max_rows: int) -> np.ndarray:
+    """``{"x": [[...], ...]}`` -> float64 (rows, width); 422/413 naming what and where."""
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Invalid(
+            f"the body is not JSON: {exc}", ("body",), error_type="json_invalid"
+        ) from None
+    if not isinstance(document, dict) or "x" not in document:
+        raise Invalid(
+            'the body must be a JSON object {"x": [[...], ...]}', ("body",), error_type="missing"
+        )
+    rows = document["x"]
+    if not isinstance(rows, list) or not rows:
+        raise Invalid("x must be a non-empty list of rows", X_LOC)
+    if len(rows) > max_rows:
+        raise LimitExceeded(
+            "predict rows",
+            len(rows),
+            setting="BACKPROP_MAX_PREDICT_ROWS",
+            limit=max_rows,
+            loc=X_LOC,
+        )
+    try:
+        x = np.asarray(rows, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise Invalid(*_explain(rows)) from None
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise Invalid(*_explain(rows))
+    return x
+
+
+def _explain(rows: list[Any]) -> tuple[str, tuple[str | int, ...]]:
+    """Why ``rows`` is not a rectangular list of number rows, and where."""
+    width = len(rows[0]) if isinstance(rows[0], list) else -1
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or not row:
+            return "each row must be a non-empty list of numbers", (*X_LOC, i)
+        if len(row) != width:
+            return f"row {i} has {len(row)} values, row 0 has {width}", (*X_LOC, i)
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return "values must be numbers", (*X_LOC, i, j)
+    return "x must be rows of numbers", X_LOC
+
+
+def cached_model(
+    cache: ModelCache, settings: Settings, *, owner_id: int, model_id: str
+) -> CachedModel | None:
+    """The cached entry when it is usable without the database, else None."""
+    entry = cache.get(model_id)
+    if entry is None or not entry.is_fresh(settings.key_cache_seconds):
+        return None
+    if entry.owner_id != owner_id:
+        raise NotFound("model", PATH_LOC)
+    return entry
+
+
+def load_model(
+    db: Database, cache: ModelCache, settings: Settings, *, owner_id: int, model_id: str
+) -> CachedModel:
+    """The model from the cache if its row still exists, else loaded from the database."""
+    entry = cache.get(model_id)
+    if entry is not None:
+        with db.read_session() as session:
+            owner = session.scalar(select(Model.owner_id).where(Model.id == model_id))
+        if owner is None:
+            cache.drop(model_id)
+        else:
+            entry.checked_at = time.monotonic()
+            if owner != owner_id:
+                raise NotFound("model", PATH_LOC)
+            return entry
+    with db.read_session() as session:
+        row = get_owned(
+            session,
+            Model,
+            model_id,
+            owner_id=owner_id,
+            loc=PATH_LOC,
+            options=(undefer(Model.weights),),
+        )
+    model = EngineModel.from_export(row.weights, row.config)
+    entry = CachedModel(
+        owner_id=row.owner_id,
+        model=model,
+        input_size=int(row.config["network"]["input_size"]),
+        parameter_count=architecture_size(row.config),
+        checked_at=time.monotonic(),
+    )
+    cache.put(model_id, entry)
+    return entry
+
+
+def predict(entry: CachedModel, x: np.ndarray) -> dict[str, Any]:
+    """Outputs (rows, output_size), plus labels for classifiers."""
+    if x.shape[1] != entry.input_size:
+        raise Invalid(
+            f"rows have {x.shape[1]} values, the model takes {entry.input_size}",
+            X_LOC,
+            error_type="shape_mismatch",
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        x32 = x.astype(np.float32)
+    if not np.isfinite(x32).all():
+        row, col = (int(v) for v in np.argwhere(~np.isfinite(x32))[0])
+        raise Invalid(
+            "values must be finite float32 numbers (no NaN, inf or overflow)", (*X_LOC, row, col)
+        )
+    outputs = entry.model.predict(x32)
+    result: dict[str, Any] = {"outputs": outputs.tolist()}
+    if entry.model.classes is not None:
+        result["labels"] = [_plain(v) for v in entry.model.labels(outputs)]
+    return result
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

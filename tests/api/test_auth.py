@@ -1,0 +1,132 @@
+"""Issue 5: every /v1 operation needs a live key; keys are never stored."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.db import Database
+from app.models import ApiKey
+from app.services.keys import revoke_key
+from tests.api.client import ApiClient
+from tests.api.conftest import Keys, MakeClient, auth, make_dataset
+from tests.api.openapi_ops import operations
+
+BAD_HEADERS = {
+    "missing": {},
+    "basic": {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
+    "empty bearer": {"Authorization": "Bearer "},
+    "no scheme": {"Authorization": "bp_abcdefghijklmnopqrstuvwxyz"},
+    "unknown key": {"Authorization": "Bearer bp_" + "x" * 43},
+    "not a key": {"Authorization": "Bearer hello"},
+}
+
+
+def _ids() -> dict[str, str]:
+    return {
+        name: f"{prefix}_0000000000000000"
+        for name, prefix in (
+            ("dataset_id", "ds"),
+            ("network_id", "net"),
+            ("job_id", "job"),
+            ("model_id", "mdl"),
+        )
+    }
+
+
+def _assert_401(response: object, where: str) -> None:
+    assert response.status_code == 401, where  # type: ignore[attr-defined]
+    assert response.headers["www-authenticate"] == "Bearer", where  # type: ignore[attr-defined]
+    detail = response.json()["detail"]  # type: ignore[attr-defined]
+    assert detail[0]["type"] == "unauthorized" and detail[0]["loc"] == ["header", "Authorization"]
+
+
+def test_every_v1_operation_refuses_bad_keys(make_client: MakeClient, keys: Keys) -> None:
+    client = make_client()
+    ops = [op for op in operations(client.app) if op.path.startswith("/v1")]
+    assert len(ops) >= 17
+    headers_cases = {**BAD_HEADERS, "revoked": auth(keys.revoked)}
+    for op in ops:
+        assert op.secured, f"{op} has no security requirement in the OpenAPI document"
+        assert "401" in op.spec["responses"], f"{op} does not document 401"
+        for case, headers in headers_cases.items():
+            response = client.request(op.method.upper(), op.url(_ids()), headers=headers)
+            _assert_401(response, f"{op} with {case}")
+
+
+def test_ops_endpoints_need_no_key(make_client: MakeClient) -> None:
+    client = make_client()
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/readyz").status_code in (200, 503)
+
+
+def test_openapi_declares_the_bearer_scheme(make_client: MakeClient) -> None:
+    document = make_client().get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["ApiKey"]["description"],
+    }
+
+
+def test_revocation_takes_effect_within_the_cache_bound(
+    make_client: MakeClient, keys: Keys, db: Database
+) -> None:
+    client = make_client(keys.alice2, key_cache_seconds=0.2)
+    assert client.get("/v1/datasets").status_code == 200
+    with db.session() as session:
+        assert revoke_key(session, key_name="alice-2")
+    deadline = time.monotonic() + 10
+    while client.get("/v1/datasets").status_code != 401:
+        assert time.monotonic() < deadline, "revoked key still accepted"
+        time.sleep(0.05)
+
+
+def test_uncached_revocation_is_immediate(
+    make_client: MakeClient, keys: Keys, db: Database
+) -> None:
+    client = make_client(keys.alice2, key_cache_seconds=0)
+    assert client.get("/v1/datasets").status_code == 200
+    with db.session() as session:
+        revoke_key(session, key_name="alice-2")
+    _assert_401(client.get("/v1/datasets"), "revoked")
+
+
+def test_keys_of_one_owner_share_objects(make_client: MakeClient, keys: Keys) -> None:
+    first, second = make_client(keys.alice), make_client(keys.alice2)
+    dataset = make_dataset(first)
+    assert second.get(f"/v1/datasets/{dataset['id']}").status_code == 200
+
+
+def test_last_used_at_is_written_once_not_per_request(
+    make_client: MakeClient, keys: Keys, db: Database
+) -> None:
+    client = make_client(keys.alice, key_cache_seconds=0)
+    assert client.get("/v1/datasets").status_code == 200
+    with db.read_session() as session:
+        first = session.scalar(select(ApiKey.last_used_at).where(ApiKey.name == "alice"))
+    assert first is not None
+    for _ in range(3):
+        assert client.get("/v1/datasets").status_code == 200
+    with db.read_session() as session:
+        again = session.scalar(select(ApiKey.last_used_at).where(ApiKey.name == "alice"))
+    assert again == first
+
+
+def test_database_holds_no_issued_key(client: ApiClient, keys: Keys, db: Database) -> None:
+    make_dataset(client)
+    if not db.is_sqlite:
+        pytest.skip("byte search of the database file needs SQLite")
+    db.dispose()  # checkpoint the WAL into the main file
+    path = Path(db.engine.url.database or "")
+    files = [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))]
+    content = b"".join(f.read_bytes() for f in files if f.exists())
+    assert len(content) > 0
+    for key in (keys.alice, keys.alice2, keys.bob, keys.revoked):
+        assert key.encode() not in content
+        assert key[3:].encode() not in content  # not even without the prefix

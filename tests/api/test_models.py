@@ -1,0 +1,184 @@
+"""Models: predict (the hot path), export / import of weights, delete."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from app.db import Database
+from tests.api.client import ApiClient
+from tests.api.conftest import Keys, MakeClient, auth, import_model, make_network
+
+CLASSIFIER = {
+    "format": "backprop-mlp",
+    "version": 1,
+    "task": "binary",
+    "classes": ["no", "yes"],
+    "standardize": False,
+}
+
+
+def test_regression_import_predict_has_no_labels(client: ApiClient) -> None:
+    network = make_network(
+        client, layers=[{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "linear"}]
+    )
+    model = import_model(client, network)
+    assert model["job_id"] is None and model["network_id"] == network["id"]
+    assert model["task"] == "regression" and model["classes"] is None
+    response = client.post(f"/v1/models/{model['id']}/predict", json={"x": [[0, 1], [2, 3]]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"outputs"} and np.asarray(body["outputs"]).shape == (2, 2)
+
+
+def test_classifier_labels_are_the_original_values(client: ApiClient) -> None:
+    model = import_model(client, make_network(client), CLASSIFIER)
+    assert model["task"] == "binary" and model["classes"] == ["no", "yes"]
+    body = client.post(
+        f"/v1/models/{model['id']}/predict", json={"x": [[0, 0], [5, -5], [-5, 5]]}
+    ).json()
+    outputs = np.asarray(body["outputs"])
+    assert outputs.shape == (3, 1) and ((outputs >= 0) & (outputs <= 1)).all()
+    assert body["labels"] == ["yes" if p > 0.5 else "no" for p in outputs[:, 0]]
+
+
+def test_export_import_round_trip(client: ApiClient) -> None:
+    network = make_network(client)
+    model = import_model(client, network, CLASSIFIER)
+    exported = client.get(f"/v1/models/{model['id']}/weights")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"] == "application/octet-stream"
+    arrays = np.load(io.BytesIO(exported.content), allow_pickle=False)
+    assert {"W1", "W2", "b1", "b2"} <= set(arrays.files)
+    again = client.post(
+        "/v1/models/import",
+        data={"network_id": network["id"], "config": json.dumps(model["config"])},
+        files={"file": ("m.npz", exported.content, "application/octet-stream")},
+    )
+    assert again.status_code == 201, again.text
+    x = {"x": np.random.default_rng(0).normal(size=(16, 2)).tolist()}
+    first = client.post(f"/v1/models/{model['id']}/predict", json=x).json()
+    second = client.post(f"/v1/models/{again.json()['id']}/predict", json=x).json()
+    assert first == second
+    assert client.get(f"/v1/models/{again.json()['id']}/weights").content == exported.content
+
+
+BAD_PREDICT: list[tuple[str, Any, list[Any]]] = [
+    ("ragged", {"x": [[0, 0], [1]]}, ["body", "x", 1]),
+    ("empty", {"x": []}, ["body", "x"]),
+    ("empty row", {"x": [[]]}, ["body", "x", 0]),
+    ("wrong width", {"x": [[0, 0, 0]]}, ["body", "x"]),
+    ("nan", b'{"x": [[0, NaN]]}', ["body", "x", 0, 1]),
+    ("inf", b'{"x": [[0, 1e999]]}', ["body", "x", 0, 1]),
+    ("float32 overflow", {"x": [[0, 1e39]]}, ["body", "x", 0, 1]),
+    ("string", {"x": [[0, "a"]]}, ["body", "x", 0, 1]),
+    ("null", {"x": [[0, None]]}, ["body", "x", 0, 1]),
+    ("flat", {"x": [0, 1]}, ["body", "x", 0]),
+    ("deep", {"x": [[[0, 1]]]}, ["body", "x", 0, 0]),
+    ("no x", {"rows": [[0, 1]]}, ["body"]),
+    ("not an object", [[0, 1]], ["body"]),
+    ("not json", b"{x:", ["body"]),
+    ("not utf-8", b"\xff\xfe", ["body"]),
+    ("huge int", b'{"x": [[0, 1' + b"0" * 400 + b"]]}", ["body", "x"]),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "loc"), BAD_PREDICT, ids=[c[0] for c in BAD_PREDICT])
+def test_bad_predict_input(client: ApiClient, case: str, body: Any, loc: list[Any]) -> None:
+    model = import_model(client, make_network(client))
+    url = f"/v1/models/{model['id']}/predict"
+    if isinstance(body, bytes):
+        response = client.post(url, content=body, headers={"content-type": "application/json"})
+    else:
+        response = client.post(url, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_cached_predict_touches_no_database(
+    make_client: MakeClient, keys: Keys, db: Database
+) -> None:
+    client = make_client(keys.alice, key_cache_seconds=60)
+    model = import_model(client, make_network(client))
+    url = f"/v1/models/{model['id']}/predict"
+    assert client.post(url, json={"x": [[0, 1]]}).status_code == 200  # warms both caches
+    checkouts: list[object] = []
+    listener = lambda *_args: checkouts.append(1)  # noqa: E731
+    event.listen(db.engine, "checkout", listener)
+    try:
+        for _ in range(5):
+            assert client.post(url, json={"x": [[0, 1]]}).status_code == 200
+    finally:
+        event.remove(db.engine, "checkout", listener)
+    assert checkouts == []
+
+
+def test_delete_drops_the_model_from_the_cache(make_client: MakeClient, keys: Keys) -> None:
+    client = make_client(keys.alice, key_cache_seconds=60)
+    model = import_model(client, make_network(client))
+    url = f"/v1/models/{model['id']}/predict"
+    assert client.post(url, json={"x": [[0, 1]]}).status_code == 200
+    assert client.delete(f"/v1/models/{model['id']}").status_code == 204
+    assert client.post(url, json={"x": [[0, 1]]}).status_code == 404
+    assert client.get(f"/v1/models/{model['id']}").status_code == 404
+
+
+def test_model_deleted_elsewhere_stops_answering_within_the_bound(
+    make_client: MakeClient, keys: Keys
+) -> None:
+    here = make_client(keys.alice, key_cache_seconds=0)
+    there = make_client(keys.alice)
+    model = import_model(here, make_network(here))
+    url = f"/v1/models/{model['id']}/predict"
+    assert here.post(url, json={"x": [[0, 1]]}).status_code == 200
+    assert there.delete(f"/v1/models/{model['id']}").status_code == 204
+    assert here.post(url, json={"x": [[0, 1]]}, headers=auth(keys.alice)).status_code == 404
+
+
+BAD_IMPORTS: list[tuple[str, bytes | None, str | None, list[Any]]] = [
+    ("truncated", b"PK\x03\x04garbage", None, ["body", "file"]),
+    ("wrong shapes", None, None, ["body", "file"]),
+    ("config not json", None, "{nope", ["body", "config"]),
+    (
+        "config other network",
+        None,
+        '{"network": {"input_size": 3}}',
+        ["body", "config", "network", "input_size"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "content", "config", "loc"), BAD_IMPORTS, ids=[c[0] for c in BAD_IMPORTS]
+)
+def test_bad_imports(
+    client: ApiClient, case: str, content: bytes | None, config: str | None, loc: list[Any]
+) -> None:
+    network = make_network(client)
+    if content is None:
+        buffer = io.BytesIO()
+        arrays = {
+            "W1": np.ones((8, 3), np.float32),
+            "b1": np.ones(8, np.float32),
+            "W2": np.ones((1, 8), np.float32),
+            "b2": np.ones(1, np.float32),
+        }
+        if case != "wrong shapes":
+            arrays["W1"] = np.ones((8, 2), np.float32)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        content = buffer.getvalue()
+    data = {"network_id": network["id"]}
+    if config is not None:
+        data["config"] = config
+    response = client.post(
+        "/v1/models/import",
+        data=data,
+        files={"file": ("m.npz", content, "application/octet-stream")},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][: len(loc)] == loc
