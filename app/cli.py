@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.migrate import is_current, upgrade
 from app.services import keys
+from app.supervisor import BLAS_THREAD_VARIABLES
 
 log = logging.getLogger("backprop")
 
@@ -66,6 +68,9 @@ def _ready(database: Database) -> bool:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.blas_threads:  # before NumPy loads: BLAS reads these once
+        for name in BLAS_THREAD_VARIABLES:
+            os.environ.setdefault(name, str(settings.blas_threads))
     from app.worker import Worker  # the engine loads only for commands that train
 
     _configure_logging(settings)

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         default_factory=_default_workers,
         description="Worker processes started by `backprop serve` (default: number of cores)",
     )
+    blas_threads: int = Field(
+        default=0,
+        ge=0,
+        description="BLAS threads per process started by `backprop serve` (0 = cores / workers)",
+    )
     bootstrap_key: str | None = Field(
         default=None, description="A key registered for owner `admin` at start (idempotent)"
     )

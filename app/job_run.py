@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
+_NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
 
 
 class StartError(Exception):
@@ -150,6 +151,11 @@ class JobRun:
             return queue.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
         self._epochs = self._inputs.epochs
+        # The trainer holds its own (standardised) copy of the rows: keeping the raw arrays
+        # and the loaded checkpoint for the whole run would cost one more copy of the data.
+        self._inputs = replace(
+            self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, init_model=None
+        )
         self._clock = self._last_write = self._last_checkpoint = time.monotonic()
         try:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)

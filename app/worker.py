@@ -3,8 +3,9 @@
 ``Worker(db, settings).run()`` loops until SIGTERM/SIGINT: sweep expired leases back to
 the queue (every few seconds), claim the oldest queued job, train it (see
 :mod:`app.job_run`), and poll every ``settings.poll_seconds`` when idle. A background
-:class:`Pulse` thread renews the job's lease and keeps the worker's row in ``workers``
-fresh; it is a thread of its own so that a long batch never lets the lease lapse.
+:class:`Pulse` thread renews the job's lease, polls (with a cheap read) for a cancel and
+keeps the worker's row in ``workers`` fresh; it is a thread of its own so that a long
+batch never lets the lease lapse.
 
 On a stop signal the training stops within one batch and the job goes back to the queue
 (``release``); the process exits 0. ``run(burst=True)`` returns once the queue is empty.
@@ -13,6 +14,7 @@ On a stop signal the training stops within one batch and the job goes back to th
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import signal
@@ -34,6 +36,7 @@ from app.models import WorkerHeartbeat, utcnow
 
 log = logging.getLogger("backprop.worker")
 
+CANCEL_POLL_SECONDS = 0.5  # a cancel stops the running job within this (plus one batch)
 WORKER_BEAT_SECONDS = 5.0  # how often the ``workers`` row is refreshed
 STALE_WORKER_ROWS = timedelta(minutes=10)  # rows of workers that died without a goodbye
 DB_RETRY_SECONDS = 1.0
@@ -53,7 +56,8 @@ class LeaseView:
 
 
 class Pulse(threading.Thread):
-    """Renews the current job's lease every ``lease/3`` s and beats the worker's row."""
+    """Renews the current job's lease every ``lease/3`` s, reads its cancel flag every
+    :data:`CANCEL_POLL_SECONDS` in between, and beats the worker's row."""
 
     def __init__(self, db: Database, settings: Settings, worker_id: str) -> None:
         super().__init__(name="backprop-pulse", daemon=True)
@@ -90,32 +94,44 @@ class Pulse(threading.Thread):
     def run(self) -> None:
         renew_every = self._lease_seconds / 3
         next_beat = 0.0
-        next_renew = time.monotonic() + renew_every
+        next_renew = next_poll = math.inf  # no job held
+        held: queue.Claim | None = None
         while not self._stopped.is_set():
             now = time.monotonic()
             with self._lock:
                 claim = self._claim
+            if claim is not held:  # a new job (its lease was just taken) or none
+                held = claim
+                next_renew = now + renew_every if claim is not None else math.inf
+                next_poll = now + CANCEL_POLL_SECONDS if claim is not None else math.inf
             try:
                 if self._wake.is_set() or now >= next_beat:
                     self._wake.clear()
                     self._beat(claim)
                     next_beat = now + WORKER_BEAT_SECONDS
                 if claim is not None and now >= next_renew:
-                    self._renew(claim)
+                    state = queue.heartbeat(self._db, claim, lease_seconds=self._lease_seconds)
+                    self._report(claim, state)
                     next_renew = now + renew_every
-                elif claim is None:
-                    next_renew = now + renew_every
-            except SQLAlchemyError as exc:  # the database is away: retry soon
+                    next_poll = now + CANCEL_POLL_SECONDS
+                elif claim is not None and now >= next_poll:
+                    self._report(claim, queue.read_lease(self._db, claim))
+                    next_poll = now + CANCEL_POLL_SECONDS
+            except SQLAlchemyError as exc:  # the database is away: retry soon, not at once
                 log.warning("heartbeat failed: %s", exc)
-                next_beat = now + DB_RETRY_SECONDS
-            self._wake.wait(max(0.0, min(next_beat, next_renew) - time.monotonic()))
+                retry = now + DB_RETRY_SECONDS
+                next_beat = retry
+                next_renew, next_poll = max(next_renew, retry), max(next_poll, retry)
+            self._wake.wait(max(0.0, min(next_beat, next_renew, next_poll) - time.monotonic()))
 
-    def _renew(self, claim: queue.Claim) -> None:
-        state = queue.heartbeat(self._db, claim, lease_seconds=self._lease_seconds)
+    def _report(self, claim: queue.Claim, state: queue.LeaseState) -> None:
+        """Publish what a renewal or a poll learned, unless the worker moved on."""
         with self._lock:
-            if self._claim is claim:
-                self._view = LeaseView(lost=not state.ours, cancel_requested=state.cancel_requested)
-        if not state.ours:
+            if self._claim is not claim:
+                return
+            newly_lost = not state.ours and not self._view.lost
+            self._view = LeaseView(lost=not state.ours, cancel_requested=state.cancel_requested)
+        if newly_lost:
             log.warning("lost the lease of job %s", claim.job_id)
 
     def _beat(self, claim: queue.Claim | None) -> None:

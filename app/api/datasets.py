@@ -10,7 +10,6 @@ from app.api.deps import CallerDep, Ctx, PageDep, errors
 from app.schemas.common import Page, openapi_examples
 from app.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
 from app.services import datasets as service
-from app.services.dataset_files import parse_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=errors(401))
 
@@ -46,19 +45,14 @@ def upload_dataset(
     ] = None,
 ) -> DatasetRead:
     """A dataset from a file: CSV (``target`` names the label column) or npz (arrays x, y)."""
-    filename = file.filename or "upload"
-    parsed = parse_upload(
-        file.file.read(), filename=filename, target=target, max_cells=ctx.settings.max_dataset_cells
-    )
-    row = service.store_dataset(
+    row = service.upload_dataset(
         ctx.database,
         ctx.settings,
         owner_id=caller.owner_id,
-        name=name or filename[:200],
-        x=parsed.x,
-        y=parsed.y,
-        feature_names=parsed.feature_names,
-        loc=("body", "file"),
+        data=file.file.read(),
+        filename=file.filename or "upload",
+        name=name,
+        target=target,
     )
     return DatasetRead.model_validate(row)
 
@@ -94,12 +88,7 @@ def list_datasets(ctx: Ctx, caller: CallerDep, page: PageDep) -> Page[DatasetRea
     rows, total = service.list_datasets(
         ctx.database, owner_id=caller.owner_id, limit=page.limit, offset=page.offset
     )
-    return Page[DatasetRead](
-        items=[DatasetRead.model_validate(r) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return page.result([DatasetRead.model_validate(r) for r in rows], total)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=errors(404, 422))
@@ -120,7 +109,7 @@ def get_dataset_data(
     x, y, n_samples = service.dataset_rows(
         ctx.database, owner_id=caller.owner_id, dataset_id=dataset_id, limit=limit
     )
-    return DatasetData(x=x.tolist(), y=y.tolist(), n_samples=n_samples)
+    return DatasetData(x=x, y=y, n_samples=n_samples)
 
 
 @router.delete(

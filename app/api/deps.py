@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 
 from app.api.context import AppContext, context
 from app.auth import require_caller
-from app.schemas.common import ErrorResponse
+from app.schemas.common import ErrorResponse, Page
 from app.services.keys import Caller
 
 
@@ -20,6 +21,9 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 CallerDep = Annotated[Caller, Depends(require_caller)]
 
 
+T = TypeVar("T")
+
+
 class Pagination:
     def __init__(
         self,
@@ -28,6 +32,10 @@ class Pagination:
     ) -> None:
         self.limit = limit
         self.offset = offset
+
+    def result(self, items: Sequence[T], total: int) -> Page[T]:
+        """A list's answer: this page's ``items`` of ``total`` matching objects."""
+        return Page[Any](items=list(items), total=total, limit=self.limit, offset=self.offset)
 
 
 PageDep = Annotated[Pagination, Depends()]

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.models import JobStatus
 from app.schemas.common import Page, openapi_examples
-from app.schemas.jobs import JobCancel, JobCreate, JobRead
+from app.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary
 from app.services import jobs as service
 from app.services.job_events import job_events
 
@@ -48,22 +48,30 @@ def submit_job(
     return JobRead.from_row(job, None)
 
 
-@router.get("", response_model=Page[JobRead], responses=errors(422))
+@router.get("", response_model=Page[JobSummary], responses=errors(422))
 def list_jobs(
     ctx: Ctx,
     caller: CallerDep,
     page: PageDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
-) -> Page[JobRead]:
+    network_id: Annotated[
+        str | None, Query(max_length=64, description="Only jobs training this network")
+    ] = None,
+    dataset_id: Annotated[
+        str | None, Query(max_length=64, description="Only jobs training on this dataset")
+    ] = None,
+) -> Page[JobSummary]:
+    """Newest first, without each job's history (GET /v1/jobs/{id} has it)."""
     rows, total = service.list_jobs(
-        ctx.database, owner_id=caller.owner_id, status=status, limit=page.limit, offset=page.offset
-    )
-    return Page[JobRead](
-        items=[JobRead.from_row(job, model_id) for job, model_id in rows],
-        total=total,
+        ctx.database,
+        owner_id=caller.owner_id,
+        status=status,
+        network_id=network_id,
+        dataset_id=dataset_id,
         limit=page.limit,
         offset=page.offset,
     )
+    return page.result([JobSummary.from_row(job, model_id) for job, model_id in rows], total)
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=errors(404, 422))

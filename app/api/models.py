@@ -33,17 +33,20 @@ def list_models(
     network_id: Annotated[
         str | None, Query(max_length=64, description="Only models of this network")
     ] = None,
+    dataset_id: Annotated[
+        str | None,
+        Query(max_length=64, description="Only models trained on this dataset (by a job)"),
+    ] = None,
 ) -> Page[ModelRead]:
     rows, total = service.list_models(
         ctx.database,
         owner_id=caller.owner_id,
         network_id=network_id,
+        dataset_id=dataset_id,
         limit=page.limit,
         offset=page.offset,
     )
-    return Page[ModelRead](
-        items=[_read(r) for r in rows], total=total, limit=page.limit, offset=page.offset
-    )
+    return page.result([_read(r) for r in rows], total)
 
 
 @router.post(
@@ -148,7 +151,7 @@ async def predict(model_id: str, request: Request, ctx: Ctx, caller: CallerDep) 
             model_id=model_id,
         )
     x = predicting.parse_rows(await request.body(), max_rows=ctx.settings.max_predict_rows)
-    if x.shape[0] * entry.parameter_count > INLINE_PREDICT_WORK:
+    if predicting.multiply_adds(entry, x) > INLINE_PREDICT_WORK:
         result = await run_in_threadpool(predicting.predict, entry, x)
     else:
         result = predicting.predict(entry, x)

@@ -42,12 +42,7 @@ def list_networks(ctx: Ctx, caller: CallerDep, page: PageDep) -> Page[NetworkRea
     rows, total = service.list_networks(
         ctx.database, owner_id=caller.owner_id, limit=page.limit, offset=page.offset
     )
-    return Page[NetworkRead](
-        items=[NetworkRead.from_row(r) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return page.result([NetworkRead.from_row(r) for r in rows], total)
 
 
 @router.get("/{network_id}", response_model=NetworkRead, responses=errors(404, 422))

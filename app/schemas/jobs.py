@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,7 +85,10 @@ class JobCancel(BaseModel):
     )
 
 
-class JobRead(BaseModel):
+class JobSummary(BaseModel):
+    """A job as lists show it: its state and latest metrics, without the per-epoch history
+    (which grows with every epoch; GET /v1/jobs/{id} has it)."""
+
     id: str
     status: JobStatus
     network_id: str | None
@@ -95,7 +98,6 @@ class JobRead(BaseModel):
     epoch: int = Field(description="Epochs completed")
     epochs: int
     metrics: dict[str, Any] | None = Field(description="Latest epoch's metrics")
-    history: list[dict[str, Any]] = Field(description="One entry per epoch")
     error: str | None
     attempts: int
     cancel_requested: bool
@@ -106,28 +108,42 @@ class JobRead(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def from_row(cls, job: Job, model_id: str | None) -> JobRead:
-        speed = job.samples_trained / job.train_seconds if job.train_seconds > 0 else None
-        return cls(
-            id=job.id,
-            status=JobStatus(job.status),
-            network_id=job.network_id,
-            dataset_id=job.dataset_id,
-            init_model_id=job.init_model_id,
-            model_id=model_id,
-            epoch=job.epoch,
-            epochs=job.epochs,
-            metrics=job.metrics,
-            history=job.history or [],
-            error=job.error,
-            attempts=job.attempts,
-            cancel_requested=job.cancel_requested,
-            samples_per_second=speed,
-            options=job.options,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-        )
+    def from_row(cls, job: Job, model_id: str | None) -> Self:
+        return cls(**_summary_fields(job, model_id))
+
+
+class JobRead(JobSummary):
+    """One job in full: its summary plus the history of every epoch so far."""
+
+    history: list[dict[str, Any]] = Field(description="One entry per epoch")
+
+    @classmethod
+    def from_row(cls, job: Job, model_id: str | None) -> Self:
+        return cls(**_summary_fields(job, model_id), history=job.history or [])
+
+
+def _summary_fields(job: Job, model_id: str | None) -> dict[str, Any]:
+    """JobSummary's fields of a row (touches no history: lists leave it unloaded)."""
+    speed = job.samples_trained / job.train_seconds if job.train_seconds > 0 else None
+    return {
+        "id": job.id,
+        "status": JobStatus(job.status),
+        "network_id": job.network_id,
+        "dataset_id": job.dataset_id,
+        "init_model_id": job.init_model_id,
+        "model_id": model_id,
+        "epoch": job.epoch,
+        "epochs": job.epochs,
+        "metrics": job.metrics,
+        "error": job.error,
+        "attempts": job.attempts,
+        "cancel_requested": job.cancel_requested,
+        "samples_per_second": speed,
+        "options": job.options,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
 
 
 class JobEnd(BaseModel):

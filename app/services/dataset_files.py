@@ -10,7 +10,7 @@ import numpy as np
 
 from app.npz import ArrayFileError, load_arrays
 from app.services.arrays import feature_matrix, label_array
-from app.services.errors import Invalid, LimitExceeded
+from app.services.errors import Invalid, LimitExceeded, invalid_at
 
 FILE_LOC = ("body", "file")
 
@@ -30,10 +30,8 @@ def parse_upload(data: bytes, *, filename: str, target: str | None, max_cells: i
 
 
 def parse_npz(data: bytes, *, max_cells: int) -> ParsedFile:
-    try:
+    with invalid_at(FILE_LOC, ArrayFileError):
         arrays = load_arrays(data, required=("x", "y"), max_elements=max_cells)
-    except ArrayFileError as exc:
-        raise Invalid(exc.message, (*FILE_LOC, *exc.loc)) from None
     x = feature_matrix(arrays["x"], (*FILE_LOC, "x"))
     _check_cells(x.shape[0], x.shape[1], max_cells)
     y = label_array(arrays["y"], (*FILE_LOC, "y"))

@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from app.config import Settings
 from app.db import Database
 from app.engine.datasets import describe_labels, generate
-from app.engine.errors import ConfigError
-from app.models import ACTIVE_STATUSES, Dataset, Job
+from app.models import Dataset, Job
 from app.npz import dump_arrays, load_arrays
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
-from app.services.errors import Conflict, Invalid, LimitExceeded, Loc
-from app.services.ownership import get_owned, page
+from app.services.dataset_files import FILE_LOC, parse_upload
+from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
+from app.services.ownership import get_owned, page, refuse_while_in_use
 
 PATH_LOC = ("path", "dataset_id")
 NO_DATA = (defer(Dataset.data),)
@@ -67,6 +66,32 @@ def store_dataset(
     return row
 
 
+def upload_dataset(
+    db: Database,
+    settings: Settings,
+    *,
+    owner_id: int,
+    data: bytes,
+    filename: str,
+    name: str | None,
+    target: str | None,
+) -> Dataset:
+    """From a file: CSV (``target`` names the label column; default the last) or npz."""
+    parsed = parse_upload(
+        data, filename=filename, target=target, max_cells=settings.max_dataset_cells
+    )
+    return store_dataset(
+        db,
+        settings,
+        owner_id=owner_id,
+        name=name or filename[:200],
+        x=parsed.x,
+        y=parsed.y,
+        feature_names=parsed.feature_names,
+        loc=FILE_LOC,
+    )
+
+
 def _json_scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -96,10 +121,8 @@ def generate_dataset(
 ) -> Dataset:
     """A toy dataset from the engine's generators (2 features)."""
     _check_cells(n_samples, 2, settings, ("body", "n_samples"))
-    try:
+    with invalid_at(("body",)):
         x, y = generate(kind, n_samples=n_samples, noise=noise, classes=classes, seed=seed)
-    except ConfigError as exc:
-        raise Invalid(exc.message, ("body", *exc.loc)) from None
     return store_dataset(
         db,
         settings,
@@ -134,12 +157,12 @@ def load_dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def dataset_rows(
     db: Database, *, owner_id: int, dataset_id: str, limit: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The first ``limit`` rows of x and y, and the dataset's row count."""
+) -> tuple[list[list[float]], list[Any], int]:
+    """The first ``limit`` rows of x and y as JSON-ready lists, and the dataset's row count."""
     with db.read_session() as session:
         dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
     x, y = load_dataset_arrays(dataset)
-    return x[:limit], y[:limit], dataset.n_samples
+    return x[:limit].tolist(), y[:limit].tolist(), dataset.n_samples
 
 
 def delete_dataset(db: Database, *, owner_id: int, dataset_id: str) -> None:
@@ -154,15 +177,6 @@ def delete_dataset(db: Database, *, owner_id: int, dataset_id: str) -> None:
             for_update=True,
             options=NO_DATA,
         )
-        active = session.scalar(
-            select(Job.id)
-            .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
-            .limit(1)
-        )
-        if active is not None:
-            raise Conflict(
-                f"job {active} is queued or running on this dataset; cancel it first",
-                PATH_LOC,
-                error_type="in_use",
-            )
+        uses = Job.dataset_id == dataset_id
+        refuse_while_in_use(session, uses, what="on this dataset", loc=PATH_LOC)
         session.delete(dataset)

@@ -6,7 +6,11 @@ Every refusal carries what went wrong (``msg``), where (``loc``, FastAPI's conve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from app.engine.errors import ConfigError, EngineError
+from app.npz import ArrayFileError
 
 Loc = tuple[str | int, ...]
 
@@ -53,6 +57,18 @@ class Conflict(ServiceError):
 class Invalid(ServiceError):
     status_code = 422
     error_type = "value_error"
+
+
+@contextmanager
+def invalid_at(
+    loc: Loc, catch: type[EngineError] | type[ArrayFileError] = ConfigError
+) -> Iterator[None]:
+    """Answer ``catch`` (an engine or npz error, raised inside) with a 422 at ``loc``
+    followed by the error's own location, e.g. ``("body", "layers", 0, "activation")``."""
+    try:
+        yield
+    except catch as exc:
+        raise Invalid(exc.message, (*loc, *exc.loc)) from None
 
 
 class LimitExceeded(ServiceError):

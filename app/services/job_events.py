@@ -14,8 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from app.db import Database
 from app.services.jobs import job_progress
 
@@ -41,7 +39,7 @@ async def job_events(
     last_epoch = after_epoch
     last_sent = time.monotonic()
     while True:
-        progress = await run_in_threadpool(job_progress, db, owner_id=owner_id, job_id=job_id)
+        progress = await asyncio.to_thread(job_progress, db, owner_id=owner_id, job_id=job_id)
         for entry in progress.history:
             epoch = int(entry.get("epoch", 0))
             if epoch > last_epoch:

@@ -11,11 +11,10 @@ from sqlalchemy.orm import Session, defer
 from app import queue
 from app.config import Settings
 from app.db import Database
-from app.engine.errors import ConfigError
 from app.engine.training import TrainingOptions
 from app.models import ACTIVE_STATUSES, Dataset, Job, JobStatus, Model, Network, Owner
 from app.services.datasets import NO_DATA
-from app.services.errors import Conflict, Invalid, LimitExceeded, NotFound, TooManyJobs
+from app.services.errors import Conflict, LimitExceeded, NotFound, TooManyJobs, invalid_at
 from app.services.fit import check_init_model, check_labels_fit
 from app.services.ownership import get_owned, page
 
@@ -26,10 +25,8 @@ TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 def training_options(spec: dict[str, Any]) -> dict[str, Any]:
     """The engine's normalised TrainingOptions dict for the job body's options."""
-    try:
+    with invalid_at(("body",)):
         return TrainingOptions.from_dict(spec).to_dict()
-    except ConfigError as exc:
-        raise Invalid(exc.message, ("body", *exc.loc)) from None
 
 
 def submit_job(
@@ -123,11 +120,31 @@ def get_job(db: Database, *, owner_id: int, job_id: str) -> tuple[Job, str | Non
 
 
 def list_jobs(
-    db: Database, *, owner_id: int, status: str | None, limit: int, offset: int
+    db: Database,
+    *,
+    owner_id: int,
+    status: str | None = None,
+    network_id: str | None = None,
+    dataset_id: str | None = None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[tuple[Job, str | None]], int]:
-    where = [] if status is None else [Job.status == status]
+    """A page of the owner's jobs (optionally only those in ``status``, of ``network_id``
+    or on ``dataset_id``) with their model ids. Rows come without ``history`` and
+    ``network_config``: reading them raises; lists show the latest ``metrics``."""
+    filters = {Job.status: status, Job.network_id: network_id, Job.dataset_id: dataset_id}
+    where = [column == value for column, value in filters.items() if value is not None]
+    unloaded = [defer(column, raiseload=True) for column in (Job.history, Job.network_config)]
     with db.read_session() as session:
-        jobs, total = page(session, Job, owner_id=owner_id, limit=limit, offset=offset, where=where)
+        jobs, total = page(
+            session,
+            Job,
+            owner_id=owner_id,
+            limit=limit,
+            offset=offset,
+            where=where,
+            options=unloaded,
+        )
         models = model_ids_of(session, [job.id for job in jobs])
     return [(job, models.get(job.id)) for job in jobs], total
 

@@ -6,17 +6,17 @@ import json
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import Session, undefer
 
 from app.config import Settings
 from app.db import Database
 from app.engine.errors import EngineError
 from app.engine.model import Model as EngineModel
 from app.model_cache import ModelCache
-from app.models import ACTIVE_STATUSES, Job, Model, Network
-from app.services.errors import Conflict, Invalid, LimitExceeded
-from app.services.networks import parameter_count
-from app.services.ownership import get_owned, page
+from app.models import Job, Model, Network
+from app.services.errors import Invalid, invalid_at
+from app.services.networks import check_parameter_limit, parameter_count
+from app.services.ownership import get_owned, page, refuse_while_in_use
 
 PATH_LOC = ("path", "model_id")
 
@@ -35,42 +35,45 @@ def get_model(db: Database, *, owner_id: int, model_id: str) -> Model:
 
 
 def list_models(
-    db: Database, *, owner_id: int, network_id: str | None, limit: int, offset: int
+    db: Database,
+    *,
+    owner_id: int,
+    network_id: str | None = None,
+    dataset_id: str | None = None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[Model], int]:
-    where = [] if network_id is None else [Model.network_id == network_id]
+    """A page of the owner's models, optionally only those of ``network_id`` or trained
+    on ``dataset_id`` (by the job that made them: imported models have no dataset)."""
+    where = []
+    if network_id is not None:
+        where.append(Model.network_id == network_id)
+    if dataset_id is not None:
+        jobs_on_it = select(Job.id).where(Job.dataset_id == dataset_id, Job.owner_id == owner_id)
+        where.append(Model.job_id.in_(jobs_on_it))
     with db.read_session() as session:
         return page(session, Model, owner_id=owner_id, limit=limit, offset=offset, where=where)
+
+
+def get_model_with_weights(session: Session, *, owner_id: int, model_id: str) -> Model:
+    """The owned model row with its (deferred) ``weights`` loaded."""
+    return get_owned(
+        session, Model, model_id, owner_id=owner_id, loc=PATH_LOC, options=(undefer(Model.weights),)
+    )
 
 
 def model_weights(db: Database, *, owner_id: int, model_id: str) -> bytes:
     """The engine's npz export of the model (W1..WL, b1..bL, x_mean/x_std if standardised)."""
     with db.read_session() as session:
-        row = get_owned(
-            session,
-            Model,
-            model_id,
-            owner_id=owner_id,
-            loc=PATH_LOC,
-            options=(undefer(Model.weights),),
-        )
-        return row.weights
+        return get_model_with_weights(session, owner_id=owner_id, model_id=model_id).weights
 
 
 def delete_model(db: Database, cache: ModelCache, *, owner_id: int, model_id: str) -> None:
     """Delete (and forget it in this process's cache); 409 while a job starts from it."""
     with db.session() as session:
         row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
-        active = session.scalar(
-            select(Job.id)
-            .where(Job.init_model_id == model_id, Job.status.in_(ACTIVE_STATUSES))
-            .limit(1)
-        )
-        if active is not None:
-            raise Conflict(
-                f"job {active} is queued or running from this model; cancel it first",
-                PATH_LOC,
-                error_type="in_use",
-            )
+        uses = Job.init_model_id == model_id
+        refuse_while_in_use(session, uses, what="from this model", loc=PATH_LOC)
         session.delete(row)
     cache.drop(model_id)
 
@@ -114,25 +117,15 @@ def import_model(
         network = get_owned(
             session, Network, network_id, owner_id=owner_id, loc=("body", "network_id")
         )
-    if network.parameter_count > settings.max_parameters:
-        raise LimitExceeded(
-            "parameter count",
-            network.parameter_count,
-            setting="BACKPROP_MAX_PARAMETERS",
-            limit=settings.max_parameters,
-            loc=("body", "network_id"),
-            status_code=422,
-        )
+    check_parameter_limit(network.parameter_count, settings, ("body", "network_id"))
     config = _import_config(network, config_text)
-    try:
+    with invalid_at(("body", "file"), EngineError):
         # The engine reads each array's header (dtype, shape) and checks it against the
         # architecture before reading any data; nothing is unpickled.
         if config is None:
             model = EngineModel.from_weights(network.config, data)
         else:
             model = EngineModel.from_export(data, config)
-    except EngineError as exc:
-        raise Invalid(exc.message, ("body", "file", *exc.loc)) from None
     row = Model(
         owner_id=owner_id,
         job_id=None,

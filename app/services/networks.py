@@ -7,10 +7,9 @@ from typing import Any
 
 from app.config import Settings
 from app.db import Database
-from app.engine.errors import ConfigError
 from app.engine.network import Network as EngineNetwork
 from app.models import Network
-from app.services.errors import Invalid, LimitExceeded
+from app.services.errors import LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page
 
 PATH_LOC = ("path", "network_id")
@@ -25,6 +24,19 @@ def parameter_count(input_size: int, units: Sequence[int]) -> int:
     return total
 
 
+def check_parameter_limit(count: int, settings: Settings, loc: Loc) -> None:
+    """422 when a network has more than ``BACKPROP_MAX_PARAMETERS`` weights and biases."""
+    if count > settings.max_parameters:
+        raise LimitExceeded(
+            "parameter count",
+            count,
+            setting="BACKPROP_MAX_PARAMETERS",
+            limit=settings.max_parameters,
+            loc=loc,
+            status_code=422,
+        )
+
+
 def build_network(
     settings: Settings,
     *,
@@ -36,19 +48,9 @@ def build_network(
 ) -> EngineNetwork:
     """The engine's network for a spec; the parameter limit is checked before allocating."""
     count = parameter_count(input_size, [int(layer["units"]) for layer in layers])
-    if count > settings.max_parameters:
-        raise LimitExceeded(
-            "parameter count",
-            count,
-            setting="BACKPROP_MAX_PARAMETERS",
-            limit=settings.max_parameters,
-            loc=("body", "layers"),
-            status_code=422,
-        )
-    try:
+    check_parameter_limit(count, settings, ("body", "layers"))
+    with invalid_at(("body",)):
         return EngineNetwork(input_size, layers, loss=loss, init=init, seed=seed)
-    except ConfigError as exc:
-        raise Invalid(exc.message, ("body", *exc.loc)) from None
 
 
 def create_network(

@@ -1,4 +1,5 @@
-"""Owned-row lookups: a foreign id is answered exactly like an unknown one."""
+"""Owned-row lookups (a foreign id is answered exactly like an unknown one), pages of an
+owner's rows, and the guard that keeps rows an active job needs from being deleted."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ExecutableOption
 
-from app.models import Dataset, Job, Model, Network
-from app.services.errors import NotFound
+from app.models import ACTIVE_STATUSES, Dataset, Job, Model, Network
+from app.services.errors import Conflict, NotFound
 
 Row = TypeVar("Row", Dataset, Network, Job, Model)
 
@@ -59,3 +60,18 @@ def page(
         .offset(offset)
     ).all()
     return list(rows), total
+
+
+def refuse_while_in_use(
+    session: Session, uses: ColumnElement[bool], *, what: str, loc: Sequence[str | int]
+) -> None:
+    """409 ``in_use`` while a queued or running job ``uses`` the row (e.g.
+    ``Job.dataset_id == id``); ``what`` ends the message: "job ... is queued or running
+    {what}; cancel it first"."""
+    active = session.scalar(select(Job.id).where(uses, Job.status.in_(ACTIVE_STATUSES)).limit(1))
+    if active is not None:
+        raise Conflict(
+            f"job {active} is queued or running {what}; cancel it first",
+            loc,
+            error_type="in_use",
+        )

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import undefer
 
 from app.config import Settings
 from app.db import Database
@@ -20,8 +19,7 @@ from app.engine.model import Model as EngineModel
 from app.model_cache import CachedModel, ModelCache
 from app.models import Model
 from app.services.errors import Invalid, LimitExceeded, NotFound
-from app.services.models import PATH_LOC, architecture_size
-from app.services.ownership import get_owned
+from app.services.models import PATH_LOC, architecture_size, get_model_with_weights
 
 X_LOC = ("body", "x")
 
@@ -100,14 +98,7 @@ def load_model(
                 raise NotFound("model", PATH_LOC)
             return entry
     with db.read_session() as session:
-        row = get_owned(
-            session,
-            Model,
-            model_id,
-            owner_id=owner_id,
-            loc=PATH_LOC,
-            options=(undefer(Model.weights),),
-        )
+        row = get_model_with_weights(session, owner_id=owner_id, model_id=model_id)
     model = EngineModel.from_export(row.weights, row.config)
     entry = CachedModel(
         owner_id=row.owner_id,
@@ -118,6 +109,11 @@ def load_model(
     )
     cache.put(model_id, entry)
     return entry
+
+
+def multiply_adds(entry: CachedModel, x: np.ndarray) -> int:
+    """About what predicting ``x`` (rows, width) costs: rows x the model's parameters."""
+    return int(x.shape[0]) * entry.parameter_count
 
 
 def predict(entry: CachedModel, x: np.ndarray) -> dict[str, Any]:

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app.engine.network import Network as EngineNetwork
 
 from app.config import Settings
 from app.db import Database
+from app.engine.network import Network as EngineNetwork
 from app.main import create_app
 from app.services.keys import create_key, revoke_key
+from app.worker import Worker
 from tests.api.client import ApiClient
 
 
@@ -52,6 +53,12 @@ def keys(db: Database) -> Keys:
 
 
 MakeClient = Callable[..., ApiClient]
+
+
+def run_worker(db: Database) -> None:
+    """Run queued jobs in this process until the queue is empty."""
+    settings = Settings(database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05)
+    Worker(db, settings, "test-worker").run(burst=True)
 
 
 @pytest.fixture
@@ -100,6 +107,31 @@ def make_network(client: ApiClient, **body: Any) -> dict[str, Any]:
     response = client.post("/v1/networks", json={**XOR_NETWORK, **body})
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+def submit(
+    client: ApiClient, network: dict[str, Any], dataset: dict[str, Any], **options: Any
+) -> dict[str, Any]:
+    response = client.post(
+        "/v1/jobs", json={"network_id": network["id"], "dataset_id": dataset["id"], **options}
+    )
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def train(
+    client: ApiClient,
+    db: Database,
+    network: dict[str, Any],
+    dataset: dict[str, Any],
+    **options: Any,
+) -> dict[str, Any]:
+    """Submit a job, run the worker until the queue is empty; the job, which succeeded."""
+    job = submit(client, network, dataset, **options)
+    run_worker(db)
+    done = client.get(f"/v1/jobs/{job['id']}").json()
+    assert done["status"] == "succeeded", done["error"]
+    return dict(done)
 
 
 def export_npz(network_config: dict[str, Any]) -> bytes:

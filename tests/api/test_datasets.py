@@ -12,7 +12,7 @@ import pytest
 from app.db import Database
 from app.models import Dataset
 from tests.api.client import ApiClient
-from tests.api.conftest import make_dataset
+from tests.api.conftest import make_dataset, make_network, submit
 
 
 def _npz(**arrays: Any) -> bytes:
@@ -233,14 +233,8 @@ def test_upload_without_file(client: ApiClient) -> None:
 
 def test_delete_refused_while_a_job_uses_it(client: ApiClient) -> None:
     dataset = client.post("/v1/datasets/generate", json={"kind": "xor"}).json()
-    network = client.post(
-        "/v1/networks",
-        json={"name": "n", "input_size": 2, "layers": [{"units": 1, "activation": "sigmoid"}]},
-    ).json()
-    job = client.post(
-        "/v1/jobs", json={"network_id": network["id"], "dataset_id": dataset["id"], "epochs": 1}
-    )
-    assert job.status_code == 202, job.text
+    network = make_network(client, name="n", layers=[{"units": 1, "activation": "sigmoid"}])
+    job = submit(client, network, dataset, epochs=1)
     _refused(client.delete(f"/v1/datasets/{dataset['id']}"), 409, ["path", "dataset_id"])
-    assert client.post(f"/v1/jobs/{job.json()['id']}/cancel").status_code == 202
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
     assert client.delete(f"/v1/datasets/{dataset['id']}").status_code == 204

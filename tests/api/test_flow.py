@@ -6,19 +6,9 @@ import json
 import threading
 from typing import Any
 
-import pytest
-
-from app.config import Settings
 from app.db import Database
 from tests.api.client import ApiClient
-
-worker_module = pytest.importorskip("app.worker", reason="app.worker is not there yet")
-
-
-def run_worker(db: Database) -> None:
-    """Run queued jobs in this process until the queue is empty."""
-    settings = Settings(database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05)
-    worker_module.Worker(db, settings, "test-worker").run(burst=True)
+from tests.api.conftest import make_network, run_worker, submit, train
 
 
 def events(client: ApiClient, job_id: str, **headers: str) -> list[tuple[str, dict[str, Any]]]:
@@ -37,46 +27,27 @@ def events(client: ApiClient, job_id: str, **headers: str) -> list[tuple[str, di
     return found
 
 
-def submit(
-    client: ApiClient, network: dict[str, Any], dataset: dict[str, Any], **options: Any
-) -> dict[str, Any]:
-    response = client.post(
-        "/v1/jobs", json={"network_id": network["id"], "dataset_id": dataset["id"], **options}
-    )
-    assert response.status_code == 202, response.text
-    return dict(response.json())
-
-
 def test_xor_end_to_end(client: ApiClient, db: Database) -> None:
-    train = client.post(
+    train_set = client.post(
         "/v1/datasets/generate", json={"kind": "xor", "n_samples": 200, "noise": 0.05}
     ).json()
     corners = client.post(
         "/v1/datasets/generate", json={"kind": "xor", "n_samples": 4, "noise": 0}
     ).json()
-    network = client.post(
-        "/v1/networks",
-        json={
-            "name": "xor",
-            "input_size": 2,
-            "layers": [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
-        },
-    ).json()
-    job = submit(
+    network = make_network(client, name="xor")
+    done = train(
         client,
+        db,
         network,
-        train,
+        train_set,
         epochs=150,
         batch_size=16,
         validation_split=0.2,
         optimizer={"name": "adam", "learning_rate": 0.05},
     )
-    run_worker(db)
-    done = client.get(f"/v1/jobs/{job['id']}").json()
-    assert done["status"] == "succeeded", done["error"]
     assert done["model_id"] and done["epoch"] == len(done["history"]) > 0
     assert done["started_at"] and done["finished_at"] and done["samples_per_second"] > 0
-    stream = events(client, job["id"])
+    stream = events(client, done["id"])
     epochs = [data["epoch"] for name, data in stream if name == "epoch"]
     assert epochs == list(range(1, done["epoch"] + 1))
     assert stream[-1] == (
@@ -84,18 +55,16 @@ def test_xor_end_to_end(client: ApiClient, db: Database) -> None:
         {"status": "succeeded", "model_id": done["model_id"], "error": None},
     )
     assert all(name == "epoch" for name, _ in stream[:-1])
-    resumed = events(client, job["id"], **{"Last-Event-ID": str(done["epoch"] - 2)})
+    resumed = events(client, done["id"], **{"Last-Event-ID": str(done["epoch"] - 2)})
     assert [d["epoch"] for n, d in resumed if n == "epoch"] == epochs[-2:]
     rows = client.get(f"/v1/datasets/{corners['id']}/data").json()
     predicted = client.post(f"/v1/models/{done['model_id']}/predict", json={"x": rows["x"]})
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["labels"] == rows["y"]
     model = client.get(f"/v1/models/{done['model_id']}").json()
-    assert model["job_id"] == job["id"] and model["classes"] == [0, 1]
+    assert model["job_id"] == done["id"] and model["classes"] == [0, 1]
     # A second job starts from the trained model's weights.
-    follow = submit(client, network, train, epochs=1, init_model_id=done["model_id"])
-    run_worker(db)
-    assert client.get(f"/v1/jobs/{follow['id']}").json()["status"] == "succeeded"
+    train(client, db, network, train_set, epochs=1, init_model_id=done["model_id"])
 
 
 def test_csv_string_labels_come_back(client: ApiClient, db: Database) -> None:
@@ -112,25 +81,20 @@ def test_csv_string_labels_come_back(client: ApiClient, db: Database) -> None:
         files={"file": ("a.csv", "\n".join(lines).encode(), "text/csv")},
     )
     assert upload.status_code == 201, upload.text
-    network = client.post(
-        "/v1/networks",
-        json={
-            "name": "animals",
-            "input_size": 2,
-            "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}],
-        },
-    ).json()
-    job = submit(
+    network = make_network(
         client,
+        name="animals",
+        layers=[{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}],
+    )
+    done = train(
+        client,
+        db,
         network,
         upload.json(),
         epochs=60,
         validation_split=0,
         optimizer={"name": "adam", "learning_rate": 0.05},
     )
-    run_worker(db)
-    done = client.get(f"/v1/jobs/{job['id']}").json()
-    assert done["status"] == "succeeded", done["error"]
     predicted = client.post(
         f"/v1/models/{done['model_id']}/predict", json={"x": [[1, 2], [9, 9]]}
     ).json()
@@ -139,10 +103,7 @@ def test_csv_string_labels_come_back(client: ApiClient, db: Database) -> None:
 
 def test_cancelled_job_ends_its_stream(client: ApiClient) -> None:
     dataset = client.post("/v1/datasets/generate", json={"kind": "moons"}).json()
-    network = client.post(
-        "/v1/networks",
-        json={"name": "n", "input_size": 2, "layers": [{"units": 1, "activation": "sigmoid"}]},
-    ).json()
+    network = make_network(client, name="n", layers=[{"units": 1, "activation": "sigmoid"}])
     job = submit(client, network, dataset)
     assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
     assert events(client, job["id"]) == [
@@ -152,10 +113,7 @@ def test_cancelled_job_ends_its_stream(client: ApiClient) -> None:
 
 def test_stream_follows_a_job_while_it_runs(client: ApiClient, db: Database) -> None:
     dataset = client.post("/v1/datasets/generate", json={"kind": "moons", "n_samples": 100}).json()
-    network = client.post(
-        "/v1/networks",
-        json={"name": "n", "input_size": 2, "layers": [{"units": 1, "activation": "sigmoid"}]},
-    ).json()
+    network = make_network(client, name="n", layers=[{"units": 1, "activation": "sigmoid"}])
     job = submit(client, network, dataset, epochs=40, batch_size=8)
     # The stream opens on a queued job; the worker starts a little later in a thread.
     worker = threading.Timer(0.5, run_worker, args=(db,))

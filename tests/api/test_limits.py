@@ -9,7 +9,15 @@ from typing import Any
 
 from starlette.types import Message
 
-from tests.api.conftest import Keys, MakeClient, auth, import_model, make_dataset, make_network
+from tests.api.conftest import (
+    XOR_NETWORK,
+    Keys,
+    MakeClient,
+    auth,
+    import_model,
+    make_dataset,
+    make_network,
+)
 
 
 def _refusal(response: Any, status: int, setting: str, value: int) -> None:
@@ -113,14 +121,7 @@ def test_dataset_cells(make_client: MakeClient, keys: Keys) -> None:
 
 def test_parameter_count(make_client: MakeClient, keys: Keys) -> None:
     make_network(make_client(keys.alice, max_parameters=33))  # 8*3 + 1*9
-    over = make_client(keys.alice, max_parameters=32).post(
-        "/v1/networks",
-        json={
-            "name": "n",
-            "input_size": 2,
-            "layers": [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
-        },
-    )
+    over = make_client(keys.alice, max_parameters=32).post("/v1/networks", json=XOR_NETWORK)
     _refusal(over, 422, "BACKPROP_MAX_PARAMETERS", 32)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from app.db import Database
 from app.models import Dataset, Job, JobStatus, Model, Network, Owner, utcnow
 from app.npz import dump_arrays
-from app.queue import enqueue
+from app.queue import enqueue, request_cancel
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0], dtype=np.int64)
@@ -103,6 +103,15 @@ def get_job(db: Database, job_id: str) -> Job:
 def models_of(db: Database, job_id: str) -> list[Model]:
     with db.read_session() as session:
         return list(session.scalars(select(Model).where(Model.job_id == job_id)))
+
+
+def cancel(db: Database, job_id: str, keep_model: bool = False) -> tuple[bool, Job]:
+    """``request_cancel`` in a transaction of its own: (accepted, the job afterwards)."""
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        accepted = request_cancel(session, job, keep_model=keep_model)
+        return accepted, job
 
 
 def expire_lease(db: Database, job_id: str) -> None:

@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 from app.db import Database
-from app.models import Job, JobStatus
+from app.models import JobStatus
 from app.queue import (
+    LeaseState,
     Progress,
     TrainedModel,
     claim_next,
     finish,
     finish_cancelled,
     heartbeat,
+    read_lease,
     release,
-    request_cancel,
     requeue_expired,
 )
-from tests.queue.rows import add_jobs, expire_lease, get_job, models_of
+from tests.queue.rows import add_jobs, cancel, expire_lease, get_job, models_of
 
 PROGRESS = Progress(epoch=2, metrics=None, history=[], samples_trained=8, train_seconds=0.1)
 MODEL = TrainedModel(config={"format": "test"}, weights=b"best", metrics=None)
 
 
-def _cancel(db: Database, job_id: str, keep_model: bool = False) -> tuple[bool, Job]:
-    with db.session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        accepted = request_cancel(session, job, keep_model=keep_model)
-        return accepted, job
-
-
 def test_a_queued_job_is_cancelled_at_once_and_never_starts(migrated_db: Database) -> None:
     (job_id,) = add_jobs(migrated_db)
 
-    accepted, job = _cancel(migrated_db, job_id)
+    accepted, job = cancel(migrated_db, job_id)
 
     assert accepted and job.status == JobStatus.CANCELLED and job.finished_at is not None
     assert claim_next(migrated_db, worker_id="w", lease_seconds=30) is None
@@ -44,7 +37,7 @@ def test_a_running_job_is_flagged_and_its_worker_told(migrated_db: Database) -> 
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
     assert claim is not None
 
-    accepted, job = _cancel(migrated_db, job_id, keep_model=True)
+    accepted, job = cancel(migrated_db, job_id, keep_model=True)
 
     assert accepted and job.status == JobStatus.RUNNING and job.cancel_requested
     state = heartbeat(migrated_db, claim, lease_seconds=30)
@@ -55,11 +48,27 @@ def test_a_running_job_is_flagged_and_its_worker_told(migrated_db: Database) -> 
     assert [model.config for model in models_of(migrated_db, job_id)] == [{"format": "test"}]
 
 
+def test_a_pending_cancel_can_be_read_without_renewing_the_lease(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None
+    assert read_lease(migrated_db, claim) == LeaseState(ours=True)
+    expires = get_job(migrated_db, job_id).lease_expires_at
+
+    cancel(migrated_db, job_id, keep_model=True)
+
+    state = read_lease(migrated_db, claim)
+    assert state == LeaseState(ours=True, cancel_requested=True, keep_model=True)
+    assert get_job(migrated_db, job_id).lease_expires_at == expires  # a read: not renewed
+    assert release(migrated_db, claim)  # the job ended: the lease is no longer ours
+    assert read_lease(migrated_db, claim) == LeaseState(ours=False)
+
+
 def test_cancel_without_keep_model_stores_no_model(migrated_db: Database) -> None:
     (job_id,) = add_jobs(migrated_db)
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
     assert claim is not None
-    _cancel(migrated_db, job_id)
+    cancel(migrated_db, job_id)
 
     assert finish_cancelled(migrated_db, claim, PROGRESS, None)
 
@@ -72,7 +81,7 @@ def test_an_ended_job_is_not_changed(migrated_db: Database) -> None:
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
     assert claim is not None and finish(migrated_db, claim, PROGRESS, MODEL)
 
-    accepted, job = _cancel(migrated_db, job_id)
+    accepted, job = cancel(migrated_db, job_id)
 
     assert not accepted
     assert job.status == JobStatus.SUCCEEDED and not job.cancel_requested
@@ -81,7 +90,7 @@ def test_an_ended_job_is_not_changed(migrated_db: Database) -> None:
 def test_a_cancel_racing_a_dead_worker_stays_cancelled(migrated_db: Database) -> None:
     (job_id,) = add_jobs(migrated_db)
     assert claim_next(migrated_db, worker_id="dead", lease_seconds=30) is not None
-    _cancel(migrated_db, job_id)
+    cancel(migrated_db, job_id)
     expire_lease(migrated_db, job_id)
 
     assert requeue_expired(migrated_db, max_attempts=3) == 1
@@ -95,7 +104,7 @@ def test_a_release_after_a_cancel_request_ends_cancelled(migrated_db: Database) 
     (job_id,) = add_jobs(migrated_db)
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
     assert claim is not None
-    _cancel(migrated_db, job_id)
+    cancel(migrated_db, job_id)
 
     assert release(migrated_db, claim)
 

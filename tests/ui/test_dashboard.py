@@ -13,6 +13,7 @@ import base64
 import contextlib
 import io
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -106,8 +107,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         **os.environ,
         "BACKPROP_DATABASE_URL": database_url,
         "BACKPROP_BOOTSTRAP_KEY": key,
-        "BACKPROP_LEASE_SECONDS": "3",  # the worker notices a cancel within ~1 s
     }
+    env.pop("BACKPROP_LEASE_SECONDS", None)  # the default lease: cancels are polled for
     log = tmp_path / "server.log"
     command = backprop_command("serve", "--host", "127.0.0.1", "--port", str(port))
     with log.open("wb") as out:
@@ -161,6 +162,14 @@ def canvas_stats(page: Page, selector: str) -> dict[str, float]:
     return stats
 
 
+def wait_for_epochs(page: Page, epochs: int) -> None:
+    """Until the job page's first training curve has ``epochs`` points."""
+    page.wait_for_function(
+        f"() => Number(document.querySelector('svg.chart')?.dataset.points) >= {epochs}",
+        timeout=TRAIN_TIMEOUT_MS,
+    )
+
+
 def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -212,10 +221,7 @@ def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path)
         page.get_by_label("Epochs", exact=True).fill("150")
         page.get_by_role("button", name="Start training").click()
         expect(page.get_by_role("heading", name="Job job_")).to_be_visible()
-        page.wait_for_function(
-            "() => Number(document.querySelector('svg.chart')?.dataset.points) >= 3",
-            timeout=TRAIN_TIMEOUT_MS,
-        )
+        wait_for_epochs(page, 3)
         shot("04-job-training")
         status = page.locator(".page-header [data-status]")
         expect(status).to_have_attribute("data-status", "succeeded", timeout=TRAIN_TIMEOUT_MS)
@@ -259,10 +265,7 @@ def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path)
         form.get_by_label("Epochs", exact=True).fill("100000")
         form.get_by_role("button", name="Start training").click()
         expect(page.get_by_role("heading", name="Job job_")).to_be_visible()
-        page.wait_for_function(
-            "() => Number(document.querySelector('svg.chart')?.dataset.points) >= 2",
-            timeout=TRAIN_TIMEOUT_MS,
-        )
+        wait_for_epochs(page, 2)
         expect(status).to_have_attribute("data-status", "running")
         page.get_by_role("button", name="Cancel job").click()
         expect(status).to_have_attribute("data-status", "cancelled", timeout=60_000)
@@ -274,6 +277,22 @@ def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path)
         expect(page.locator("tbody [data-status='cancelled']")).to_have_count(1)
         expect(page.locator("tbody [data-status='succeeded']")).to_have_count(1)
         shot("08-jobs")
+
+        # The dataset's page offers the model trained on it (the cancelled job kept none).
+        page.get_by_role("link", name="Datasets", exact=True).click()
+        page.get_by_role("link", name="moons", exact=True).click()
+        chooser = page.locator("select[name='surface-model'] option")
+        expect(chooser).to_have_count(2)  # "Only the data points" and the model
+        expect(chooser.nth(1)).to_have_attribute("value", re.compile(r"^mdl_"))
+        expect(page.locator("canvas.surface[data-model^='mdl_']")).to_have_count(1)
+        shot("09-dataset-with-model")
+
+        # Deleting it from the list: confirmed in a dialog, then gone (its jobs have ended).
+        page.get_by_role("link", name="Datasets", exact=True).click()
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Delete dataset moons").click()
+        expect(page.get_by_text("Dataset moons deleted.")).to_be_visible()
+        expect(page.get_by_text("No datasets yet")).to_be_visible()
     finally:
         context.close()
 

@@ -8,17 +8,15 @@ import numpy as np
 
 from app.db import Database
 from app.engine.training import TrainingOptions
-from tests.queue.rows import add_jobs
+from tests.queue.rows import XOR_NETWORK, add_jobs
 
 # 200 points, label = same sign of both coordinates (XOR of quadrants): a few ms an epoch.
 _rng = np.random.default_rng(7)
 QUADRANT_X = _rng.normal(size=(200, 2)).astype(np.float32)
 QUADRANT_Y = (QUADRANT_X[:, 0] * QUADRANT_X[:, 1] > 0).astype(np.int64)
 NETWORK: dict[str, Any] = {
-    "input_size": 2,
+    **XOR_NETWORK,
     "layers": [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
-    "loss": "binary_crossentropy",
-    "init": "auto",
     "seed": 3,
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,10 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.db import Database
 from app.models import Job, JobStatus, WorkerHeartbeat
-from app.queue import request_cancel, requeue_expired
+from app.queue import requeue_expired
 from app.worker import Worker
 from tests.conftest import MakeSettings
-from tests.queue.rows import add_jobs, get_job, models_of
+from tests.queue.rows import add_jobs, cancel, get_job, models_of
 from tests.worker.jobs import NETWORK, add_training_jobs, options
 from tests.worker.procs import model_arrays, same_arrays, start_worker, wait_exit, wait_for
 
@@ -47,6 +49,20 @@ def test_a_burst_worker_process_trains_every_job(
 
 def _burst(db: Database, settings: Settings) -> int:
     return Worker(db, settings).run(burst=True)
+
+
+@contextmanager
+def worker_thread(db: Database, settings: Settings) -> Iterator[tuple[Worker, threading.Thread]]:
+    """A burst worker running in a thread of this process; stopped (its job released)
+    and joined on the way out."""
+    worker = Worker(db, settings)
+    thread = threading.Thread(target=worker.run, kwargs={"burst": True})
+    thread.start()
+    try:
+        yield worker, thread
+    finally:
+        worker.stopping.set()
+        thread.join(timeout=60)
 
 
 def test_a_diverging_job_fails_with_the_engines_message(
@@ -99,22 +115,20 @@ def test_a_job_that_cannot_start_fails_with_the_reason(
 def test_cancelling_a_running_job_stops_it(
     migrated_db: Database, make_settings: MakeSettings, keep_model: bool
 ) -> None:
-    settings = make_settings(migrated_db.url, lease_seconds=3)
+    settings = make_settings(migrated_db.url)  # the default lease: renewed every 10 s
+    assert settings.lease_seconds == 30
     (job_id,) = add_training_jobs(migrated_db, epochs=100_000)
-    worker = Worker(migrated_db, settings)
-    thread = threading.Thread(target=worker.run, kwargs={"burst": True})
-    thread.start()
-    try:
+    with worker_thread(migrated_db, settings) as (_, thread):
         wait_for(lambda: get_job(migrated_db, job_id).epoch >= 2, what="two epochs")
-        with migrated_db.session() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            assert request_cancel(session, job, keep_model=keep_model)
+        assert cancel(migrated_db, job_id, keep_model=keep_model)[0]
+        # Heard by the pulse's cancel poll, not at the next lease renewal.
+        wait_for(
+            lambda: get_job(migrated_db, job_id).status == JobStatus.CANCELLED,
+            what="the cancel to end the job",
+            timeout=10,
+        )
         thread.join(timeout=60)
-        assert not thread.is_alive()
-    finally:
-        worker.stopping.set()
-        thread.join(timeout=60)
+        assert not thread.is_alive()  # a burst worker: the queue is empty, it returned
 
     job = get_job(migrated_db, job_id)
     assert job.status == JobStatus.CANCELLED
@@ -128,10 +142,7 @@ def test_the_lease_is_renewed_while_training_runs(
 ) -> None:
     settings = make_settings(migrated_db.url, lease_seconds=2)
     (job_id,) = add_training_jobs(migrated_db, epochs=100_000)
-    worker = Worker(migrated_db, settings)
-    thread = threading.Thread(target=worker.run, kwargs={"burst": True})
-    thread.start()
-    try:
+    with worker_thread(migrated_db, settings) as (worker, _):
         wait_for(lambda: get_job(migrated_db, job_id).epoch >= 1, what="training to start")
         # Sweep for expired leases, as every other worker does, across several lease lengths.
         deadline = time.monotonic() + 3 * settings.lease_seconds
@@ -144,7 +155,4 @@ def test_the_lease_is_renewed_while_training_runs(
             1,
             worker.worker_id,
         )
-    finally:
-        worker.stopping.set()
-        thread.join(timeout=60)
     assert get_job(migrated_db, job_id).status == JobStatus.QUEUED  # released on stop

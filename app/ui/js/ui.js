@@ -1,7 +1,7 @@
 // Page building blocks shared by the views: headers, cards, tables, error boxes,
 // form submission with error display, polling.
 
-import { ApiError } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { h, sleep } from "./dom.js";
 
 export function pageHeader(title, subtitle, ...actions) {
@@ -137,6 +137,25 @@ export function notice(text, kind = "info") {
 /** A definition list from [label, value] pairs. */
 export function facts(pairs) {
   return h("dl", { class: "facts" }, pairs.filter(Boolean).map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
+}
+
+/**
+ * A table row's Delete button for `what` (e.g. "dataset") `name` at /v1`path`: asks to
+ * confirm, deletes, says so in a toast (or why not), then calls `after`.
+ */
+export function deleteButton({ what, name, id, path, after }) {
+  const label = name === id ? `${what} ${id}` : `${what} ${name} (${id})`;
+  const remove = async () => {
+    if (!window.confirm(`Delete ${label}?`)) return;
+    try {
+      await api(path, { method: "DELETE" });
+      toast(`${what[0].toUpperCase()}${what.slice(1)} ${name} deleted.`);
+      after();
+    } catch (error) {
+      toast(error.message);
+    }
+  };
+  return h("button", { type: "button", class: "button button-quiet button-small", "aria-label": `Delete ${what} ${name}`, onclick: remove }, "Delete");
 }
 
 let toastTimer = null;

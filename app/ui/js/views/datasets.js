@@ -4,7 +4,7 @@ import { api, listAll } from "../api.js";
 import { field, h, select } from "../dom.js";
 import { num, when, whenTitle } from "../format.js";
 import { SurfacePlot } from "../surface.js";
-import { card, errorBox, facts, link, notice, numberInput, onSubmit, pageHeader, table, textInput, toast } from "../ui.js";
+import { card, deleteButton, errorBox, facts, link, notice, numberInput, onSubmit, pageHeader, table, textInput, toast } from "../ui.js";
 
 const KINDS = [
   ["moons", "Two moons"],
@@ -93,17 +93,6 @@ function uploadForm(navigate) {
   return form;
 }
 
-async function deleteDataset(ds, after) {
-  if (!window.confirm(`Delete dataset ${ds.name} (${ds.id})?`)) return;
-  try {
-    await api(`/datasets/${ds.id}`, { method: "DELETE" });
-    toast(`Dataset ${ds.name} deleted.`);
-    after();
-  } catch (error) {
-    toast(error.message);
-  }
-}
-
 export async function datasetsPage(main, { signal, navigate }) {
   const list = h("div", {});
   const load = async () => {
@@ -120,7 +109,7 @@ export async function datasetsPage(main, { signal, navigate }) {
             h("td", { class: "num" }, num(ds.n_features)),
             h("td", {}, labelSummary(ds)),
             h("td", { title: whenTitle(ds.created_at) }, when(ds.created_at)),
-            h("td", { class: "actions-col" }, h("button", { type: "button", class: "button button-quiet button-small", "aria-label": `Delete dataset ${ds.name}`, onclick: () => deleteDataset(ds, load) }, "Delete")),
+            h("td", { class: "actions-col" }, deleteButton({ what: "dataset", name: ds.name, id: ds.id, path: `/datasets/${ds.id}`, after: load })),
           ),
         ),
         { caption: "Datasets", emptyText: "No datasets yet: generate one or upload a CSV." },
@@ -135,10 +124,9 @@ export async function datasetsPage(main, { signal, navigate }) {
   await load();
 }
 
-/** Models trained on a dataset, newest first: [{model_id, job}] (found through its jobs). */
-export async function modelsOfDataset(datasetId, signal) {
-  const jobs = await listAll("/jobs", { signal });
-  return jobs.filter((j) => j.dataset_id === datasetId && j.model_id);
+/** Models trained on a dataset (by a job), newest first. */
+export function modelsOfDataset(datasetId, signal) {
+  return listAll(`/models?dataset_id=${encodeURIComponent(datasetId)}`, { signal });
 }
 
 export async function datasetPage(main, { params: [id], signal }) {
@@ -200,10 +188,10 @@ export async function datasetPage(main, { params: [id], signal }) {
   };
   await render(null);
   const trained = await modelsOfDataset(id, signal);
-  for (const job of trained) chooser.append(h("option", { value: job.model_id }, `${job.model_id} (job ${job.id})`));
+  for (const model of trained) chooser.append(h("option", { value: model.id }, `${model.id} (job ${model.job_id})`));
   if (trained.length) {
-    chooser.value = trained[0].model_id;
-    await render(trained[0].model_id);
+    chooser.value = trained[0].id;
+    await render(trained[0].id);
   }
   chooser.addEventListener("change", () => render(chooser.value));
 }

@@ -7,20 +7,9 @@ import { architecture, headlineMetric, num, when, whenTitle } from "../format.js
 import { drawNetwork } from "../netdraw.js";
 import { layerArrays, parseNpz } from "../npz.js";
 import { SurfacePlot } from "../surface.js";
-import { card, errorBox, facts, link, notice, onSubmit, pageHeader, table, toast } from "../ui.js";
+import { card, deleteButton, errorBox, facts, link, notice, onSubmit, pageHeader, table, toast } from "../ui.js";
 
 const SCATTER_ROWS = 2000;
-
-async function deleteModel(model, after) {
-  if (!window.confirm(`Delete model ${model.id}?`)) return;
-  try {
-    await api(`/models/${model.id}`, { method: "DELETE" });
-    toast(`Model ${model.id} deleted.`);
-    after();
-  } catch (error) {
-    toast(error.message);
-  }
-}
 
 export async function modelsPage(main, { signal }) {
   const list = h("div", {});
@@ -39,7 +28,7 @@ export async function modelsPage(main, { signal }) {
             h("td", {}, headlineMetric(m.metrics) ?? "–"),
             h("td", { class: "num" }, num(m.parameter_count)),
             h("td", { title: whenTitle(m.created_at) }, when(m.created_at)),
-            h("td", { class: "actions-col" }, h("button", { type: "button", class: "button button-quiet button-small", "aria-label": `Delete model ${m.id}`, onclick: () => deleteModel(m, load) }, "Delete")),
+            h("td", { class: "actions-col" }, deleteButton({ what: "model", name: m.id, id: m.id, path: `/models/${m.id}`, after: load })),
           ),
         ),
         { caption: "Models", emptyText: "No models yet: they are made by training jobs." },

@@ -4,7 +4,7 @@ import { api, listAll } from "../api.js";
 import { field, h, select } from "../dom.js";
 import { architecture, headlineMetric, num, when, whenTitle } from "../format.js";
 import { drawNetwork } from "../netdraw.js";
-import { card, errorBox, facts, link, numberInput, onSubmit, pageHeader, table, textInput, toast } from "../ui.js";
+import { card, deleteButton, errorBox, facts, link, numberInput, onSubmit, pageHeader, table, textInput, toast } from "../ui.js";
 import { jobForm } from "./jobs.js";
 
 export const ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu", "linear", "softmax"];
@@ -135,17 +135,6 @@ function builder(datasets, preselected, navigate) {
   return h("div", { class: "grid-2" }, form, h("div", {}, h("h3", {}, "Preview"), preview));
 }
 
-async function deleteNetwork(net, after) {
-  if (!window.confirm(`Delete network ${net.name} (${net.id})?`)) return;
-  try {
-    await api(`/networks/${net.id}`, { method: "DELETE" });
-    toast(`Network ${net.name} deleted.`);
-    after();
-  } catch (error) {
-    toast(error.message);
-  }
-}
-
 export async function networksPage(main, { signal, query, navigate }) {
   const [datasets, networks] = await Promise.all([listAll("/datasets", { signal }), listAll("/networks", { signal })]);
   const list = h("div", {});
@@ -162,7 +151,7 @@ export async function networksPage(main, { signal, query, navigate }) {
             h("td", {}, net.loss),
             h("td", { class: "num" }, num(net.parameter_count)),
             h("td", { title: whenTitle(net.created_at) }, when(net.created_at)),
-            h("td", { class: "actions-col" }, h("button", { type: "button", class: "button button-quiet button-small", "aria-label": `Delete network ${net.name}`, onclick: () => deleteNetwork(net, async () => render(await listAll("/networks", { signal }))) }, "Delete")),
+            h("td", { class: "actions-col" }, deleteButton({ what: "network", name: net.name, id: net.id, path: `/networks/${net.id}`, after: async () => render(await listAll("/networks", { signal })) })),
           ),
         ),
         { caption: "Networks", emptyText: "No networks yet: define one above." },
