@@ -1,0 +1,139 @@
+"""Training state <-> bytes: one npz archive of arrays plus an embedded JSON document.
+
+Nothing is pickled: counters, names and history go to JSON (``state.json``, stored as a
+uint8 array), arrays stay arrays, and reading goes through ``npzio`` (headers checked,
+object arrays refused). A ``Snapshot`` is everything a Trainer needs to continue:
+
+- JSON: format / version, network config and dtype, training options, task and classes,
+  the sha256 of the prepared data, the shuffling rule (a pure function of seed and
+  epoch, so the seed *is* the RNG state), progress (epoch, batch position in the epoch,
+  samples, best score / epoch, patience counter, history) and optimizer counters;
+- arrays: params, best_params, optimizer.* (momentum / Adam moments), x_mean / x_std
+  when standardising, and the logits of the epoch's finished batches when the snapshot
+  was taken mid-epoch (the epoch's training metrics are computed from them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.engine import npzio
+from app.engine.errors import ConfigError, ExportFormatError
+from app.engine.network import Network
+from app.engine.options import TrainingOptions
+from app.engine.preprocessing import Standardizer
+from app.engine.progress import Progress
+
+FORMAT = "backprop-checkpoint"
+VERSION = 1
+DOCUMENT = "state.json"
+SHUFFLE_RULE = "numpy default_rng([seed, 1, epoch]).permutation(rows)"
+Array = npt.NDArray[Any]
+
+
+@dataclass
+class Snapshot:
+    """The complete state of a training run (see the module docstring)."""
+
+    network: Network
+    options: TrainingOptions
+    task: str
+    classes: list[Any] | None
+    standardizer: Standardizer | None
+    data_sha256: str
+    progress: Progress
+    optimizer_counters: dict[str, int]
+    optimizer_arrays: dict[str, Array]
+    best_params: Array
+    logits: Array | None
+
+
+def write(snapshot: Snapshot) -> bytes:
+    """npz bytes holding the snapshot."""
+    network = snapshot.network
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": network.dtype.name,
+        "network": network.get_config(),
+        "options": snapshot.options.to_dict(),
+        "task": snapshot.task,
+        "classes": snapshot.classes,
+        "data_sha256": snapshot.data_sha256,
+        "rng": {"shuffle": SHUFFLE_RULE, "seed": snapshot.options.seed},
+        "progress": snapshot.progress.to_dict(),
+        "optimizer": snapshot.optimizer_counters,
+    }
+    arrays = {"params": network.params, "best_params": snapshot.best_params}
+    arrays.update({f"optimizer.{name}": array for name, array in snapshot.optimizer_arrays.items()})
+    if snapshot.standardizer is not None:
+        arrays["x_mean"], arrays["x_std"] = snapshot.standardizer.mean, snapshot.standardizer.std
+    if snapshot.logits is not None:
+        arrays["logits"] = snapshot.logits
+    return npzio.dump({**arrays, DOCUMENT: npzio.put_json(document)})
+
+
+def read(data: bytes) -> Snapshot:
+    """The snapshot in ``data``; ExportFormatError if it is not an intact checkpoint.
+
+    Optimizer arrays and logits are checked later against the rebuilt trainer.
+    """
+    arrays = npzio.load(data, npzio.accept_any, "checkpoint")
+    if DOCUMENT not in arrays:
+        raise ExportFormatError("not a training checkpoint (no state.json)", ("checkpoint",))
+    document = npzio.get_json(arrays.pop(DOCUMENT), DOCUMENT)
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ExportFormatError("not a training checkpoint", ("checkpoint",))
+    if document.get("version") != VERSION:
+        raise ExportFormatError(
+            f"checkpoint version {document.get('version')!r} is not supported", ("checkpoint",)
+        )
+    try:
+        network = Network.from_config(document["network"], dtype=document["dtype"])
+        options = TrainingOptions.from_dict(document["options"])
+        counters = document["optimizer"]
+        classes = document["classes"]
+        if not isinstance(counters, dict) or not all(isinstance(v, int) for v in counters.values()):
+            raise TypeError("optimizer counters")
+        if classes is not None and not isinstance(classes, list):
+            raise TypeError("classes")
+        task, sha = str(document["task"]), str(document["data_sha256"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise ExportFormatError(f"the checkpoint is damaged ({exc})", ("checkpoint",)) from exc
+    network.params[...] = require(arrays, "params", network.params)
+    standardizer = None
+    if "x_mean" in arrays:
+        like = np.zeros(network.input_size, dtype=network.dtype)
+        standardizer = Standardizer(require(arrays, "x_mean", like), require(arrays, "x_std", like))
+    return Snapshot(
+        network=network,
+        options=options,
+        task=task,
+        classes=classes,
+        standardizer=standardizer,
+        data_sha256=sha,
+        progress=Progress.from_dict(document.get("progress")),
+        optimizer_counters=counters,
+        optimizer_arrays={
+            k[len("optimizer.") :]: v for k, v in arrays.items() if k.startswith("optimizer.")
+        },
+        best_params=require(arrays, "best_params", network.params),
+        logits=arrays.get("logits"),
+    )
+
+
+def require(arrays: dict[str, Array], name: str, like: Array) -> Array:
+    """Array ``name`` (as stored under ``arrays``), which must match ``like``'s shape and
+    dtype and be finite; ExportFormatError otherwise."""
+    array = arrays.get(name)
+    if array is None or array.shape != like.shape or array.dtype != like.dtype:
+        raise ExportFormatError(
+            f"checkpoint array {name!r} is missing or does not fit", ("checkpoint", name)
+        )
+    if not np.isfinite(array).all():
+        raise ExportFormatError(f"checkpoint array {name!r} is not finite", ("checkpoint", name))
+    return array

@@ -1,0 +1,241 @@
+"""The network: an input size and a stack of dense layers, with their parameters.
+
+Layer l computes z[l] = W[l]·a[l-1] + b[l] and a[l] = g[l](z[l]), with W[l] of shape
+(n[l], n[l-1]) and b[l] of shape (n[l],) as in the primer. All parameters live in one
+flat vector ``params`` laid out [W1, ..., WL, b1, ..., bL]; ``weights`` and ``biases`` are
+views into it, so an optimizer updates every parameter with a few whole-vector ufunc
+calls and the L2 penalty touches the weights as one contiguous slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numpy.typing import DTypeLike
+
+from app.engine import activations, architecture, initializers, losses
+from app.engine.errors import ConfigError, DataError
+from app.engine.workspace import Workspace
+
+Array = npt.NDArray[np.floating[Any]]
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    """float32 (the default, fast) or float64; ConfigError for anything else."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in DTYPES:
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}", ("dtype",))
+    return resolved
+
+
+class Network:
+    """A fully connected network (see the module docstring for the layout).
+
+    layers: [{"units": n[l], "activation": name}, ...] for l = 1..L. ``loss`` defaults
+    from the output activation. Raises ConfigError naming the layer for impossible
+    combinations (softmax in a hidden layer or over one unit, cross-entropy on an output
+    it cannot apply to, unknown names).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        layers: Sequence[Mapping[str, Any]],
+        loss: str | None = None,
+        init: str = "auto",
+        seed: int = 0,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
+        arch = architecture.parse(input_size, layers, loss, init)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", ("seed",))
+        self.dtype = check_dtype(dtype)
+        self.input_size = arch.input_size
+        self.layer_sizes = list(arch.layer_sizes)
+        self.activations = list(arch.activations)
+        self.loss = arch.loss
+        self.init = arch.init
+        self.seed = seed
+        fan_in = [self.input_size, *self.layer_sizes[:-1]]
+        self.weight_count = sum(
+            n * n_prev for n, n_prev in zip(self.layer_sizes, fan_in, strict=True)
+        )
+        self.params: Array = np.zeros(self.weight_count + sum(self.layer_sizes), dtype=self.dtype)
+        self.weights, self.biases = self.split_flat(self.params)
+        # b[l] as (1, n[l]) rows: adding a row to z (m, n[l]) skips NumPy's dimension
+        # padding, which is most of the cost of a bias add when m is small.
+        self.bias_rows = [b.reshape(1, -1) for b in self.biases]
+        initializers.initialize(self.weights, self.biases, self.activations, self.init, seed)
+
+    # --- shape bookkeeping -----------------------------------------------------------
+
+    @property
+    def parameter_count(self) -> int:
+        """Number of trainable scalars, Σ n[l]·(n[l-1] + 1)."""
+        return int(self.params.size)
+
+    @property
+    def output_size(self) -> int:
+        """n[L]."""
+        return self.layer_sizes[-1]
+
+    @property
+    def depth(self) -> int:
+        """L, the number of layers with parameters."""
+        return len(self.layer_sizes)
+
+    def split_flat(self, flat: Array) -> tuple[list[Array], list[Array]]:
+        """Views W[l] (n[l], n[l-1]) and b[l] (n[l],) into a flat vector laid out like params."""
+        weights, biases = [], []
+        offset = 0
+        for n, n_prev in zip(
+            self.layer_sizes, [self.input_size, *self.layer_sizes[:-1]], strict=True
+        ):
+            weights.append(flat[offset : offset + n * n_prev].reshape(n, n_prev))
+            offset += n * n_prev
+        for n in self.layer_sizes:
+            biases.append(flat[offset : offset + n])
+            offset += n
+        return weights, biases
+
+    # --- configuration ---------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-safe description; ``Network.from_config`` rebuilds the same network."""
+        return {
+            "input_size": self.input_size,
+            "layers": [
+                {"units": n, "activation": act}
+                for n, act in zip(self.layer_sizes, self.activations, strict=True)
+            ],
+            "loss": self.loss,
+            "init": self.init,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: DTypeLike = np.float32) -> Network:
+        """A freshly initialised network from ``get_config()`` output (ConfigError if bad)."""
+        if not isinstance(config, Mapping):
+            raise ConfigError("network config must be an object", ())
+        unknown = set(config) - {"input_size", "layers", "loss", "init", "seed"}
+        if unknown:
+            raise ConfigError(
+                f"unknown network config key {sorted(unknown)[0]!r}", (sorted(unknown)[0],)
+            )
+        for key in ("input_size", "layers"):
+            if key not in config:
+                raise ConfigError(f"network config is missing {key!r}", (key,))
+        return cls(
+            config["input_size"],
+            config["layers"],
+            loss=config.get("loss"),
+            init=config.get("init", "auto"),
+            seed=config.get("seed", 0),
+            dtype=dtype,
+        )
+
+    def copy(self) -> Network:
+        """An independent network with the same configuration and parameters."""
+        twin = Network.from_config(self.get_config(), dtype=self.dtype)
+        twin.params[...] = self.params
+        return twin
+
+    def set_parameters(
+        self, weights: Sequence[npt.ArrayLike], biases: Sequence[npt.ArrayLike]
+    ) -> None:
+        """Copy W[l] (n[l], n[l-1]) and b[l] (n[l],) in; ConfigError on any shape mismatch."""
+        if len(weights) != self.depth or len(biases) != self.depth:
+            raise ConfigError(
+                f"expected {self.depth} weight matrices and bias vectors", ("weights",)
+            )
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            w_arr, b_arr = np.asarray(w), np.asarray(b)
+            if w_arr.shape != self.weights[i].shape:
+                raise ConfigError(
+                    f"W{i + 1} has shape {w_arr.shape}, the network needs {self.weights[i].shape}",
+                    ("weights", i),
+                )
+            if b_arr.shape != self.biases[i].shape:
+                raise ConfigError(
+                    f"b{i + 1} has shape {b_arr.shape}, the network needs {self.biases[i].shape}",
+                    ("biases", i),
+                )
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            self.weights[i][...] = w
+            self.biases[i][...] = b
+
+    # --- computation -----------------------------------------------------------------
+
+    def as_input(self, x: npt.ArrayLike, name: str = "x") -> Array:
+        """x as a C-contiguous (m, n[0]) array of the network dtype; DataError if it is not."""
+        if (  # the fast path: already what we need
+            type(x) is np.ndarray
+            and x.dtype == self.dtype
+            and x.ndim == 2
+            and x.shape[1] == self.input_size
+            and x.flags.c_contiguous
+        ):
+            return x
+        arr = np.asarray(x)
+        if arr.ndim != 2 or arr.shape[1] != self.input_size:
+            raise DataError(
+                f"{name} must have shape (m, {self.input_size}), got {arr.shape}", (name,)
+            )
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise DataError(f"{name} must be real numbers, got dtype {arr.dtype}", (name,))
+        return np.ascontiguousarray(arr, dtype=self.dtype)
+
+    def forward_output(self, x: npt.ArrayLike) -> tuple[Array, Array]:
+        """x (m, n[0]) -> (z[L], a[L]), both (m, n[L]): logits and outputs."""
+        a = self.as_input(x)
+        last = self.depth - 1
+        for i in range(last):
+            z = np.dot(a, self.weights[i].T)
+            z += self.bias_rows[i]
+            activations.ACTIVATIONS[self.activations[i]](z, z)
+            a = z
+        z = np.dot(a, self.weights[last].T)
+        z += self.bias_rows[last]
+        out = np.empty_like(z)
+        activations.ACTIVATIONS[self.activations[last]](z, out)
+        return z, out
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        """x (m, n[0]) -> a[L] (m, n[L])."""
+        return self.forward_output(x)[1]
+
+    def loss_value(self, x: npt.ArrayLike, y: npt.ArrayLike) -> float:
+        """Mean loss (without any L2 penalty) of encoded targets y (m, n[L]) for inputs x."""
+        z, a = self.forward_output(x)
+        return losses.LOSSES[self.loss].value(z, a, np.asarray(y, dtype=self.dtype))
+
+    def workspace(self, m: int, grads: Array) -> Workspace:
+        """Preallocated forward / backward buffers for batches of m rows (see workspace.py)."""
+        return Workspace(self, m, grads)
+
+    def backward(self, x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[list[Array], list[Array]]:
+        """Gradients of the mean loss over the batch: ([dL/dW[l]], [dL/db[l]]).
+
+        x (m, n[0]); y (m, n[L]) encoded targets (0/1, one-hot or real values).
+        dL/dW[l] has W[l]'s shape (n[l], n[l-1]) and is (1/m)·dZ[l]·a[l-1]ᵀ in primer
+        notation; dL/db[l] (n[l],) is the mean of dZ[l] over the batch.
+        """
+        xs = self.as_input(x)
+        ys = np.ascontiguousarray(y, dtype=self.dtype)
+        if ys.shape != (xs.shape[0], self.output_size):
+            raise DataError(
+                f"y must have shape ({xs.shape[0]}, {self.output_size}), got {ys.shape}", ("y",)
+            )
+        grads = np.zeros_like(self.params)
+        work = self.workspace(xs.shape[0], grads)
+        work.forward(xs)
+        work.backward(xs, ys)
+        return self.split_flat(grads)

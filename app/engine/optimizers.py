@@ -1,0 +1,188 @@
+"""Optimizers over the flat parameter vector, from the simplest to the most complex.
+
+Each optimizer builds its state aligned with ``params`` (same shape and dtype) in
+``__init__`` and updates ``params`` in place in ``step(params, grads)``; ``grads`` is
+used as scratch space and holds garbage afterwards. The learning rate is an attribute so
+that a schedule can change it between epochs. ``state()`` / ``load_state()`` expose the
+arrays and counters a checkpoint must keep.
+
+Large vectors are updated in cache-sized chunks: each chunk goes through every ufunc of
+the update while it is still in L2, instead of streaming all of memory once per ufunc,
+and the chunks are shared out among a few threads (``parallel.Lanes``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.engine.errors import ConfigError
+from app.engine.parallel import WORKERS, Lanes
+
+if TYPE_CHECKING:
+    from app.engine.options import OptimizerOptions
+
+Array = npt.NDArray[np.floating[Any]]
+Pieces = list[tuple[Array, ...]]
+CHUNK = 16384  # elements; a few arrays of this many float32 fit in a 512 KiB L2 cache
+
+
+def _chunks(*arrays: Array) -> list[tuple[Array, ...]]:
+    """Aligned views of the arrays in CHUNK-sized pieces (one piece for small vectors)."""
+    size = arrays[0].size
+    if size <= 2 * CHUNK:
+        return [arrays]
+    return [tuple(a[start : start + CHUNK] for a in arrays) for start in range(0, size, CHUNK)]
+
+
+class Optimizer:
+    """Base class: the learning rate, kept as a 0-d array of the parameter dtype, and the
+    chunked lanes of (params, grads, *state) that ``step`` works through."""
+
+    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+        self._neg_lr = np.zeros((), dtype=params.dtype)
+        self.learning_rate = options.learning_rate
+        self._cut_for: tuple[Array, Array] | None = None
+        self._cut: Lanes[tuple[Array, ...]] = Lanes([])
+
+    @property
+    def learning_rate(self) -> float:
+        return -float(self._neg_lr)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._neg_lr[...] = -value
+
+    def _lanes(self, params: Array, grads: Array) -> Lanes[tuple[Array, ...]]:
+        """Chunks of (params, grads, *state arrays), cut once for this pair of vectors."""
+        if self._cut_for is None or self._cut_for[0] is not params or self._cut_for[1] is not grads:
+            self._cut = Lanes(_chunks(params, grads, *self.state()[1].values()))
+            self._cut_for = (params, grads)
+        return self._cut
+
+    def step(self, params: Array, grads: Array) -> None:
+        """Update ``params`` in place from ``grads`` (which is left as scratch)."""
+        self._lanes(params, grads).run(self._update)
+
+    def _update(self, lane: int, pieces: Pieces) -> None:
+        raise NotImplementedError
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Array]]:
+        """(JSON-safe counters, arrays) to checkpoint."""
+        return {}, {}
+
+    def load_state(self, counters: dict[str, Any], arrays: dict[str, Array]) -> None:
+        """Restore what ``state()`` returned."""
+
+
+class SGD(Optimizer):
+    """p ← p - lr·g."""
+
+    def _update(self, lane: int, pieces: Pieces) -> None:
+        for p, g in pieces:
+            np.multiply(g, self._neg_lr, out=g)
+            np.add(p, g, out=p)
+
+
+class Momentum(Optimizer):
+    """v ← μ·v - lr·g, then p ← p + v, or with nesterov p ← p + μ·v - lr·g (using the new v).
+
+    The velocity formulation of Sutskever et al. (also scikit-learn's and Keras's).
+    """
+
+    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+        super().__init__(params, options)
+        self.velocity = np.zeros_like(params)
+        self.nesterov = options.nesterov
+        self._mu = np.array(options.momentum, dtype=params.dtype)
+
+    def _update(self, lane: int, pieces: Pieces) -> None:
+        mu = self._mu
+        for p, g, v in pieces:
+            np.multiply(g, self._neg_lr, out=g)  # g ← -lr·g
+            np.multiply(v, mu, out=v)
+            np.add(v, g, out=v)  # v ← μ·v - lr·g
+            if self.nesterov:
+                np.add(p, g, out=p)
+                np.multiply(v, mu, out=g)
+                np.add(p, g, out=p)  # p ← p + μ·v - lr·g
+            else:
+                np.add(p, v, out=p)  # p ← p + v
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Array]]:
+        return {}, {"velocity": self.velocity}
+
+    def load_state(self, counters: dict[str, Any], arrays: dict[str, Array]) -> None:
+        self.velocity[...] = arrays["velocity"]
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba), ε added to the corrected √v̂:
+
+    m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  t ← t + 1
+    p ← p - lr·m̂ / (√v̂ + ε) with m̂ = m / (1-β1^t), v̂ = v / (1-β2^t),
+
+    evaluated as p ← p - lr·(√(1-β2^t) / (1-β1^t))·m / (√v + ε·√(1-β2^t)), which is the
+    same expression with the corrections folded into two scalars.
+    """
+
+    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+        super().__init__(params, options)
+        self.m = np.zeros_like(params)
+        self.v = np.zeros_like(params)
+        self.t = 0
+        self.beta1, self.beta2, self.epsilon = options.beta1, options.beta2, options.epsilon
+        dtype = params.dtype
+        self._one_minus_b1 = np.array(1.0 - self.beta1, dtype=dtype)
+        self._one_minus_b2 = np.array(1.0 - self.beta2, dtype=dtype)
+        self._neg_step = np.zeros((), dtype=dtype)
+        self._eps_hat = np.zeros((), dtype=dtype)
+        size = max(chunk[0].size for chunk in _chunks(params))
+        self._scratch = [np.empty(size, dtype=dtype) for _ in range(WORKERS)]  # one per lane
+
+    def step(self, params: Array, grads: Array) -> None:
+        self.t += 1
+        c1 = 1.0 - self.beta1**self.t
+        c2 = float(np.sqrt(1.0 - self.beta2**self.t))
+        self._neg_step[...] = -self.learning_rate * c2 / c1
+        self._eps_hat[...] = self.epsilon * c2
+        super().step(params, grads)
+
+    def _update(self, lane: int, pieces: Pieces) -> None:
+        for p, g, m, v in pieces:
+            tmp = self._scratch[lane][: p.size]
+            np.subtract(g, m, out=tmp)
+            np.multiply(tmp, self._one_minus_b1, out=tmp)
+            np.add(m, tmp, out=m)  # m ← m + (1-β1)(g - m)
+            np.multiply(g, g, out=g)
+            np.subtract(g, v, out=g)
+            np.multiply(g, self._one_minus_b2, out=g)
+            np.add(v, g, out=v)  # v ← v + (1-β2)(g² - v)
+            np.sqrt(v, out=g)
+            np.add(g, self._eps_hat, out=g)
+            np.divide(m, g, out=g)
+            np.multiply(g, self._neg_step, out=g)
+            np.add(p, g, out=p)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Array]]:
+        return {"t": self.t}, {"m": self.m, "v": self.v}
+
+    def load_state(self, counters: dict[str, Any], arrays: dict[str, Array]) -> None:
+        self.t = int(counters["t"])
+        self.m[...] = arrays["m"]
+        self.v[...] = arrays["v"]
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def get(name: str) -> type[Optimizer]:
+    """The optimizer class called ``name``; ConfigError listing the valid names if none."""
+    if name not in OPTIMIZERS:
+        valid = ", ".join(OPTIMIZERS)
+        raise ConfigError(
+            f"unknown optimizer {name!r}; valid optimizers: {valid}", ("optimizer", "name")
+        )
+    return OPTIMIZERS[name]

@@ -1,0 +1,130 @@
+"""Toy data sets, label description and target encoding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.engine import labels
+from app.engine.datasets import describe_labels, generate
+from app.engine.errors import ConfigError, DataError
+from app.engine.preprocessing import Standardizer, check_features
+
+F32 = np.dtype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["xor", "moons", "circles", "spirals", "blobs"])
+def test_generated_sets_have_the_contract_shapes(kind: str) -> None:
+    classes = 3 if kind in ("spirals", "blobs") else 2
+    x, y = generate(kind, n_samples=90, classes=classes, seed=4)
+    assert x.dtype == np.float32 and x.shape == (90, 2)
+    assert y.dtype == np.int64 and y.shape == (90,)
+    assert sorted(set(y.tolist())) == list(range(classes))
+    x2, y2 = generate(kind, n_samples=90, classes=classes, seed=4)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)
+
+
+def test_xor_corners() -> None:
+    x, y = generate("xor", n_samples=4)
+    assert x.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and y.tolist() == [0, 1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "loc"),
+    [
+        ({"kind": "swiss"}, ("kind",)),
+        ({"kind": "moons", "n_samples": 0}, ("n_samples",)),
+        ({"kind": "moons", "n_samples": 2.5}, ("n_samples",)),
+        ({"kind": "moons", "classes": 3}, ("classes",)),
+        ({"kind": "spirals", "classes": 1}, ("classes",)),
+        ({"kind": "spirals", "classes": 5, "n_samples": 4}, ("n_samples",)),
+        ({"kind": "blobs", "noise": -1.0}, ("noise",)),
+        ({"kind": "blobs", "seed": -3}, ("seed",)),
+    ],
+)
+def test_bad_generator_arguments(kwargs: dict[str, Any], loc: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError) as info:
+        generate(**kwargs)
+    assert info.value.loc == loc
+
+
+def test_describe_labels() -> None:
+    assert describe_labels(np.array([2, 0, 2])) == ("categorical", [0, 2])
+    assert describe_labels(np.array(["b", "a"])) == ("categorical", ["a", "b"])
+    assert describe_labels(np.array([True, False])) == ("categorical", [False, True])
+    assert describe_labels(np.array([0.5, 1.5])) == ("continuous", None)
+    assert describe_labels(np.zeros((3, 2))) == ("multi_output", None)
+
+
+def test_binary_labels_map_to_zero_and_one() -> None:
+    y, classes = labels.encode(np.array(["spam", "ham", "spam"]), "binary", 1, F32)
+    assert classes == ["ham", "spam"] and y.tolist() == [[1.0], [0.0], [1.0]] and y.dtype == F32
+    y, classes = labels.encode([True, False], "binary", 1, F32)
+    assert classes == [False, True] and y.tolist() == [[1.0], [0.0]]
+    y, classes = labels.encode(np.array([[3], [7]]), "binary", 1, F32, classes=[3, 7])
+    assert y.tolist() == [[0.0], [1.0]]
+
+
+def test_multiclass_labels_are_one_hot_in_class_order() -> None:
+    y, classes = labels.encode([2, 10, 2, 5], "multiclass", 3, F32)
+    assert classes == [2, 5, 10]
+    assert y.tolist() == [[1, 0, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    probs = np.array([[0.2, 0.8], [1.0, 0.0]])
+    y, classes = labels.encode(probs, "multiclass", 2, F32)
+    assert classes == [0, 1] and np.allclose(y, probs)
+    assert labels.decode(np.array([[0.1, 0.7, 0.2]]), "multiclass", ["a", "b", "c"]) == ["b"]
+
+
+def test_regression_targets() -> None:
+    y, classes = labels.encode([1.5, 2.5], "regression", 1, F32)
+    assert classes is None and y.shape == (2, 1)
+    y, _ = labels.encode(np.ones((4, 3)), "regression", 3, F32)
+    assert y.shape == (4, 3)
+
+
+@pytest.mark.parametrize(
+    ("y", "task", "units", "words"),
+    [
+        ([0, 1, 2], "binary", 1, "3 distinct"),
+        ([1, 1], "binary", 1, "1 distinct"),
+        (["a", "b"], "multiclass", 3, "2 distinct"),
+        ([1, "a"], "binary", 1, "mixes"),
+        ([1, None], "binary", 1, "null"),
+        (["a", "b"], "regression", 1, "numbers"),
+        (np.ones((3, 2)), "regression", 1, "2 target column"),
+        ([1.0, float("nan")], "regression", 1, "finite"),
+        (np.array([[0.5, 0.6]]), "multiclass", 2, "probabilities"),
+        (np.zeros((2, 2, 2)), "regression", 1, "shape"),
+    ],
+)
+def test_targets_that_do_not_fit_are_refused(y: Any, task: str, units: int, words: str) -> None:
+    with pytest.raises(DataError) as info:
+        labels.encode(y, task, units, F32)
+    assert info.value.loc[0] == "y" and words in info.value.message
+
+
+def test_unknown_label_for_given_classes() -> None:
+    with pytest.raises(DataError, match="not one of the classes"):
+        labels.encode(["a", "z"], "binary", 1, F32, classes=["a", "b"])
+
+
+def test_standardizer_fits_and_guards_constant_features() -> None:
+    x = np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32)
+    stats = Standardizer.fit(x)
+    assert stats.mean.tolist() == [2.0, 5.0] and stats.std.tolist() == [1.0, 1.0]
+    assert stats.transform(x).tolist() == [[-1.0, 0.0], [1.0, 0.0]]
+
+
+def test_check_features_names_the_bad_cell() -> None:
+    with pytest.raises(DataError) as info:
+        check_features([[1.0, 2.0], [3.0, float("inf")]], 2, F32)
+    assert info.value.loc == ("x", 1, 1)
+    with pytest.raises(DataError) as info:
+        check_features([[1e300, 0.0]], 2, F32)
+    assert info.value.loc == ("x", 0, 0)
+    with pytest.raises(DataError):
+        check_features(np.array([["a", "b"]]), 2, F32)
+    with pytest.raises(DataError):
+        check_features(np.zeros((0, 2)), 2, F32)
