@@ -216,6 +216,10 @@ class JobRun:
             faults.crash_point("after_checkpoint")
 
     # --- the outcome
+    def _uses_best_weights(self) -> bool:
+        assert self._trainer is not None
+        return self._trainer.options.early_stopping is not None
+
     def _conclude(self, result: TrainingResult) -> bool:
         job_id = self.claim.job_id
         if self.lease_lost or self.pulse.view.lost:
@@ -223,7 +227,10 @@ class JobRun:
             return False
         progress = self._progress()
         if not result.stopped:
-            model = trained_model(result.model, progress.metrics)
+            assert self._trainer is not None
+            # With early stopping the model holds the best epoch's weights: its metrics too.
+            best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
+            model = trained_model(result.model, best_entry or progress.metrics)
             model_id = queue.finish(
                 self.db,
                 self.claim,
@@ -240,7 +247,13 @@ class JobRun:
         if state.cancel_requested:
             keep = state.keep_model and progress.epoch > 0
             assert self._trainer is not None
-            best = trained_model(self._trainer.best_model(), progress.metrics) if keep else None
+            best = (
+                trained_model(
+                    self._trainer.best_model(), self._trainer.best_entry() or progress.metrics
+                )
+                if keep
+                else None
+            )
             log.info("job %s: cancelled (model kept: %s)", job_id, best is not None)
             return queue.finish_cancelled(self.db, self.claim, progress, best)
         log.info("job %s: released back to the queue", job_id)

@@ -225,7 +225,11 @@ class Worker:
             return False
         except Exception as exc:  # a bug: make it visible on the job, keep the worker alive
             log.exception("job %s: unexpected error", claim.job_id)
-            return queue.fail(self.db, claim, f"internal error: {type(exc).__name__}: {exc}")
+            try:
+                return queue.fail(self.db, claim, f"internal error: {type(exc).__name__}: {exc}")
+            except SQLAlchemyError as db_exc:  # the database is away too: the lease decides
+                log.warning("job %s: failure not recorded: %s", claim.job_id, db_exc)
+                return False
 
     def _sweep(self) -> None:
         handled = queue.requeue_expired(self.db, max_attempts=self.settings.max_attempts)

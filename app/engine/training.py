@@ -245,6 +245,11 @@ class Trainer:
             network, self.data.task, self.data.classes, stats.mean.copy(), stats.std.copy()
         )
 
+    def best_entry(self) -> dict[str, float] | None:
+        """The history entry of the best epoch so far (the one :meth:`best_model` holds)."""
+        best = self.progress.best_epoch
+        return next((e for e in self.progress.history if e["epoch"] == best), None)
+
     def best_model(self) -> Model:
         """The best-so-far weights (current ones before the first epoch ends) as a Model."""
         started = self.progress.best_score is not None

@@ -58,8 +58,15 @@ def submit_job(
         )
         init_classes = None
         if init_model_id is not None:
+            # Locked like the dataset: a concurrent delete_model must either see this job
+            # (and refuse) or finish first (and this submit answers 404).
             init_model = get_owned(
-                session, Model, init_model_id, owner_id=owner_id, loc=("body", "init_model_id")
+                session,
+                Model,
+                init_model_id,
+                owner_id=owner_id,
+                loc=("body", "init_model_id"),
+                for_update=True,
             )
             check_init_model(network.config, init_model.config, dataset)
             init_classes = init_model.config.get("classes")

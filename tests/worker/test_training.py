@@ -156,3 +156,30 @@ def test_the_lease_is_renewed_while_training_runs(
             worker.worker_id,
         )
     assert get_job(migrated_db, job_id).status == JobStatus.QUEUED  # released on stop
+
+
+def test_an_early_stopped_model_carries_the_metrics_of_its_best_epoch(
+    sqlite_url: str, make_settings: MakeSettings
+) -> None:
+    """With early stopping the model holds the best epoch's weights, so its metrics are
+    that epoch's history entry, not the last epoch's."""
+    from app.migrate import upgrade
+
+    upgrade(sqlite_url)
+    db = Database(sqlite_url)
+    settings = make_settings(db.url, checkpoint_seconds=0)
+    # A high learning rate makes the validation loss wander, so the best epoch is not the last.
+    (job_id,) = add_training_jobs(
+        db,
+        epochs=40,
+        optimizer={"name": "sgd", "learning_rate": 3.0},
+        early_stopping={"patience": 40, "min_delta": 0.0},
+    )
+    assert _burst(db, settings) == 1
+    job = get_job(db, job_id)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    best = min(job.history, key=lambda entry: entry["val_loss"])
+    assert best["epoch"] < job.history[-1]["epoch"]  # else this test proves nothing
+    (model,) = models_of(db, job_id)
+    assert model.metrics == best
+    db.dispose()
