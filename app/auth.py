@@ -1,7 +1,8 @@
 """Bearer-key authentication with a per-process cache of key lookups.
 
 A lookup (valid keys only) is cached for ``BACKPROP_KEY_CACHE_SECONDS``, so a revoked key
-stops working in every API process within that bound; 0 looks every request up.
+stops working in every API process within that bound; 0 looks every request up. Requests
+that miss the same key at once (the entry expired under load) share one database read.
 ``last_used_at`` is written at most once a minute per key and process, by a conditional
 UPDATE that leaves it alone when another process wrote it within the minute.
 """
@@ -12,17 +13,18 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import or_, update
-from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from app.db import Database
 from app.models import ApiKey, utcnow
 from app.services.errors import ServiceError
-from app.services.keys import Caller, authenticate, hash_key
+from app.services.keys import Caller, authenticate, hash_key, looks_like_key
 
 if TYPE_CHECKING:
     from app.api.context import AppContext
@@ -36,6 +38,10 @@ bearer_scheme = HTTPBearer(
     description="An API key, sent as `Authorization: Bearer bp_...` "
     "(create one with `backprop keys create NAME`).",
 )
+
+# The OpenAPI security requirement of an operation that checks the key itself
+# (``openapi_extra={"security": SECURITY}``) instead of through ``require_caller``.
+SECURITY: list[dict[str, list[Any]]] = [{bearer_scheme.scheme_name: []}]
 
 
 class Unauthorized(ServiceError):
@@ -109,6 +115,29 @@ def lookup_key(database: Database, cache: KeyCache, key: str) -> Caller | None:
     return caller
 
 
+def bearer_key(authorization: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header (as HTTPBearer reads it)."""
+    scheme, _, key = (authorization or "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    return key
+
+
+async def caller_for_key(ctx: AppContext, key: str) -> Caller:
+    """The caller owning ``key``: from the cache, else one shared database read."""
+    if not looks_like_key(key):
+        raise Unauthorized("unknown or revoked API key")
+    digest = hash_key(key)
+    caller = ctx.key_cache.get(digest)
+    if caller is None:
+        lookup = partial(lookup_key, ctx.database, ctx.key_cache, key)
+        caller = await ctx.key_lookups.run(digest, lookup)
+    if caller is None:
+        raise Unauthorized("unknown or revoked API key")
+    return caller
+
+
 async def require_caller(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
@@ -116,11 +145,11 @@ async def require_caller(
     """The caller of a /v1 request; 401 with ``WWW-Authenticate: Bearer`` otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    ctx: AppContext = request.app.state.backprop
-    key = credentials.credentials
-    caller = ctx.key_cache.get(hash_key(key))
-    if caller is None:
-        caller = await run_in_threadpool(lookup_key, ctx.database, ctx.key_cache, key)
-    if caller is None:
-        raise Unauthorized("unknown or revoked API key")
-    return caller
+    return await caller_for_key(request.app.state.backprop, credentials.credentials)
+
+
+async def request_caller(connection: HTTPConnection) -> Caller:
+    """:func:`require_caller` for an endpoint that reads the header itself (the hot path:
+    no dependency solving). Declare ``SECURITY`` in its OpenAPI ``openapi_extra``."""
+    key = bearer_key(connection.headers.get("authorization"))
+    return await caller_for_key(connection.app.state.backprop, key)

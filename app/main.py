@@ -19,8 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
-from app.api import datasets, jobs, models, networks, ops
+from app.api import datasets, jobs, models, networks, ops, predict
 from app.api.context import AppContext
 from app.config import Settings, get_settings
 from app.db import Database
@@ -31,6 +32,14 @@ from app.services.keys import ensure_bootstrap_key
 
 log = logging.getLogger("backprop.api")
 UI_DIR = Path(__file__).resolve().parent / "ui"
+
+TAGS = [
+    {"name": "datasets", "description": "Training data: JSON, CSV or npz upload, generated"},
+    {"name": "networks", "description": "Architectures: layers of units and activations"},
+    {"name": "jobs", "description": "Training runs in background workers; live progress"},
+    {"name": "models", "description": "Trained or imported weights: predict, export, import"},
+    {"name": "ops", "description": "Liveness, readiness, Prometheus metrics (no key)"},
+]
 
 DESCRIPTION = """Train and serve neural networks (our own NumPy backpropagation).
 
@@ -82,6 +91,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             cause = exc.__cause__
             msg = f"the body cannot be parsed: {type(cause).__name__}: {cause}"[:500]
             return _error(422, [{"loc": ["body"], "msg": msg, "type": "body_invalid"}])
+        if exc.status_code == 400 and isinstance(exc.__context__, MultiPartException):
+            # Starlette's form parser refuses a broken multipart (or urlencoded) body with
+            # a bare 400 before the route runs: a 422 at the body, like the case above.
+            msg = f"the form body cannot be parsed: {exc.detail}"[:500]
+            return _error(422, [{"loc": ["body"], "msg": msg, "type": "multipart"}])
         if isinstance(exc, BodyTooLarge):
             detail = exc.errors
         else:
@@ -113,14 +127,21 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         finally:
             ctx.close()
 
-    app = FastAPI(title="Backprop", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Backprop",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
     app.state.backprop = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     _install_error_handlers(app)
-    for router in (datasets.router, networks.router, jobs.router, models.router):
-        app.include_router(router)
-    app.include_router(ops.router)
+    # Routes are matched in order: predict (the hot path) first, then the short ops
+    # router (probes, scrapes); their paths overlap nothing after them.
+    for module in (predict, ops, datasets, networks, jobs, models):
+        app.include_router(module.router)
     _mount_ui(app)
     return app
 

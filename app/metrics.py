@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Mapping
 
@@ -29,10 +30,9 @@ class _Histogram:
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(BUCKETS):
-            if value <= bound:
-                self.counts[i] += 1
-                break
+        i = bisect_left(BUCKETS, value)  # the first bucket with value <= bound
+        if i < len(BUCKETS):
+            self.counts[i] += 1
         self.count += 1
         self.sum += value
 

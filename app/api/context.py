@@ -6,11 +6,13 @@ import threading
 
 from starlette.requests import HTTPConnection
 
+from app.api.singleflight import SingleFlight
 from app.auth import KeyCache
 from app.config import Settings
 from app.db import Database
 from app.metrics import Metrics
-from app.model_cache import ModelCache
+from app.model_cache import CachedModel, ModelCache
+from app.services.keys import Caller
 
 
 class AppContext:
@@ -23,6 +25,10 @@ class AppContext:
         self._lock = threading.Lock()
         self.key_cache = KeyCache(settings.key_cache_seconds)
         self.model_cache = ModelCache(settings.model_cache_size)
+        # Concurrent misses share one read: key lookups by key hash, model loads and
+        # freshness checks by (owner id, model id).
+        self.key_lookups: SingleFlight[str, Caller | None] = SingleFlight()
+        self.model_loads: SingleFlight[tuple[int, str], CachedModel] = SingleFlight()
         self.metrics = Metrics()
 
     @property

@@ -1,24 +1,18 @@
-"""/v1/models: trained or imported models; predict, export and import weights."""
+"""/v1/models: trained or imported models; export and import weights (predict: predict.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.models import Model
-from app.schemas.common import Page, openapi_examples
-from app.schemas.models import ModelRead, PredictRequest, PredictResponse
+from app.schemas.common import Page
+from app.schemas.models import ModelRead
 from app.services import models as service
-from app.services import predict as predicting
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=errors(401))
-
-# Above this many multiply-adds a predict runs in a worker thread, not on the event loop.
-INLINE_PREDICT_WORK = 2_000_000
 
 
 def _read(row: Model) -> ModelRead:
@@ -115,44 +109,3 @@ def model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{model_id}.npz"'},
     )
-
-
-@router.post(
-    "/{model_id}/predict",
-    response_model=PredictResponse,
-    responses=errors(404, 413, 422),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": PredictRequest.model_json_schema(),
-                    "examples": openapi_examples(PredictRequest),
-                }
-            },
-        }
-    },
-)
-async def predict(model_id: str, request: Request, ctx: Ctx, caller: CallerDep) -> Response:
-    """Outputs for rows of raw features; labels too for classifiers.
-
-    With the key and the model cached this reads nothing from the database.
-    """
-    entry = predicting.cached_model(
-        ctx.model_cache, ctx.settings, owner_id=caller.owner_id, model_id=model_id
-    )
-    if entry is None:
-        entry = await run_in_threadpool(
-            predicting.load_model,
-            ctx.database,
-            ctx.model_cache,
-            ctx.settings,
-            owner_id=caller.owner_id,
-            model_id=model_id,
-        )
-    x = predicting.parse_rows(await request.body(), max_rows=ctx.settings.max_predict_rows)
-    if predicting.multiply_adds(entry, x) > INLINE_PREDICT_WORK:
-        result = await run_in_threadpool(predicting.predict, entry, x)
-    else:
-        result = predicting.predict(entry, x)
-    return Response(json.dumps(result, separators=(",", ":")), media_type="application/json")

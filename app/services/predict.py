@@ -7,6 +7,7 @@ the cached model's owner. ``x`` is parsed with :func:`json.loads` + one ``np.asa
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -23,11 +24,19 @@ from app.services.models import PATH_LOC, architecture_size, get_model_with_weig
 
 X_LOC = ("body", "x")
 
+_DECODER = json.JSONDecoder()
+_ROWS_START = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"x"[ \t\n\r]*:[ \t\n\r]*\[')
+_DOCUMENT_END = re.compile(r"[ \t\n\r]*\}[ \t\n\r]*")
 
-def parse_rows(body: bytes, *, max_rows: int) -> np.ndarray:
-    """``{"x": [[...], ...]}`` -> float64 (rows, width); 422/413 naming what and where."""
+
+def parse_rows(body: bytes, *, max_rows: int, by_row: bool = False) -> np.ndarray:
+    """``{"x": [[...], ...]}`` -> float64 (rows, width); 422/413 naming what and where.
+
+    ``by_row``: decode one row at a time (:func:`loads_by_row`), for a large body parsed
+    in a worker thread.
+    """
     try:
-        document = json.loads(body)
+        document = loads_by_row(body) if by_row else json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Invalid(
             f"the body is not JSON: {exc}", ("body",), error_type="json_invalid"
@@ -54,6 +63,48 @@ def parse_rows(body: bytes, *, max_rows: int) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] == 0:
         raise Invalid(*_explain(rows))
     return x
+
+
+def loads_by_row(body: bytes) -> Any:
+    """:func:`json.loads` of a body, decoding ``{"x": [row, ...]}`` one row per C call.
+
+    json.loads holds the GIL for a whole document (~60 ms for 256 rows of 784 numbers), so
+    a worker thread parsing one would stall the event loop just as long. Between rows this
+    returns to Python, where the interpreter hands the GIL to the loop within its switch
+    interval (5 ms). Anything but that one shape (other keys, a BOM, not UTF-8, trailing
+    data) is left to json.loads; the result is json.loads's, errors are JSONDecodeError.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.loads(body)
+    start = _ROWS_START.match(text)
+    if start is None:
+        return json.loads(body)
+    rows: list[Any] = []
+    at = _skip_whitespace(text, start.end())
+    if text.startswith("]", at):
+        at += 1
+    else:
+        while True:
+            row, at = _DECODER.raw_decode(text, at)
+            rows.append(row)
+            at = _skip_whitespace(text, at)
+            separator = text[at : at + 1]
+            at = _skip_whitespace(text, at + 1)
+            if separator == "]":
+                break
+            if separator != ",":
+                return json.loads(body)  # raises json.loads's own error
+    if _DOCUMENT_END.fullmatch(text, at) is None:
+        return json.loads(body)  # more keys, or trailing data
+    return {"x": rows}
+
+
+def _skip_whitespace(text: str, at: int) -> int:
+    while text[at : at + 1] in (" ", "\n", "\r", "\t"):
+        at += 1
+    return at
 
 
 def _explain(rows: list[Any]) -> tuple[str, tuple[str | int, ...]]:
@@ -131,7 +182,18 @@ def predict(entry: CachedModel, x: np.ndarray) -> dict[str, Any]:
         raise Invalid(
             "values must be finite float32 numbers (no NaN, inf or overflow)", (*X_LOC, row, col)
         )
-    outputs = entry.model.predict(x32)
+    # Finite inputs can still overflow inside the network (a linear output of huge values):
+    # refuse them rather than answer NaN/inf, which JSON cannot carry, or a label picked
+    # from NaN scores.
+    with np.errstate(all="ignore"):
+        outputs = entry.model.predict(x32)
+    if not np.isfinite(outputs).all():
+        row = int(np.argwhere(~np.isfinite(outputs))[0][0])
+        raise Invalid(
+            "the model's outputs overflow for this row: its values are too large for the model",
+            (*X_LOC, row),
+            error_type="non_finite_output",
+        )
     result: dict[str, Any] = {"outputs": outputs.tolist()}
     if entry.model.classes is not None:
         result["labels"] = [_plain(v) for v in entry.model.labels(outputs)]

@@ -36,6 +36,27 @@ def test_regression_import_predict_has_no_labels(client: ApiClient) -> None:
     assert set(body) == {"outputs"} and np.asarray(body["outputs"]).shape == (2, 2)
 
 
+@pytest.mark.parametrize("task", ["regression", "binary"])
+def test_outputs_that_overflow_are_refused_not_answered_as_nan(
+    client: ApiClient, task: str
+) -> None:
+    """Finite float32 inputs can overflow inside the network: a 422 naming the row, never
+    a 200 with NaN/inf (not JSON) or a label chosen from NaN scores."""
+    output = {"units": 1, "activation": "linear" if task == "regression" else "sigmoid"}
+    network = make_network(client, layers=[{"units": 4, "activation": "relu"}, output])
+    model = import_model(client, network, None if task == "regression" else CLASSIFIER)
+    response = client.post(
+        f"/v1/models/{model['id']}/predict", json={"x": [[0.5, 0.5], [3e38, 3e38]]}
+    )
+    if task == "binary":  # a sigmoid saturates instead of overflowing: a plain answer
+        assert response.status_code == 200, response.text
+        assert response.json()["labels"][1] in ("no", "yes")
+        return
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "x", 1] and error["type"] == "non_finite_output"
+
+
 def test_classifier_labels_are_the_original_values(client: ApiClient) -> None:
     model = import_model(client, make_network(client), CLASSIFIER)
     assert model["task"] == "binary" and model["classes"] == ["no", "yes"]

@@ -27,7 +27,7 @@ from app.config import Settings
 from app.db import Database
 from app.main import create_app
 from app.models import WorkerHeartbeat, utcnow
-from tests.api.conftest import Keys, auth
+from tests.api.conftest import Keys, MakeClient, auth, make_dataset, make_network, train
 
 CHECKS = [
     not_a_server_error,
@@ -69,3 +69,18 @@ def test_every_operation_conforms(db: Database, keys: Keys) -> None:
             except Unsatisfiable:
                 # Nothing to make invalid (no parameters, no body): only positive cases.
                 assert mode is GenerationMode.NEGATIVE, str(operation)
+
+
+def test_event_stream_of_a_real_job_conforms(
+    db: Database, keys: Keys, make_client: MakeClient
+) -> None:
+    """Finding A2: each SSE event of a finished job matches the documented event schema
+    (the generated cases above only reach the stream with unknown ids: 404)."""
+    client = make_client(keys.alice)
+    job = train(client, db, make_network(client), make_dataset(client), epochs=3)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    operation = schema["/v1/jobs/{job_id}/events"]["GET"]
+    case = operation.Case(path_parameters={"job_id": job["id"]})
+    response = case.call_and_validate(headers=auth(keys.alice), checks=CHECKS)
+    assert response.status_code == 200
+    assert response.text.count("event: epoch") == 3 and "event: end" in response.text

@@ -1,0 +1,217 @@
+"""The predict hot path: concurrent cache misses share one read, big bodies parse off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from app.api.predict import INLINE_PARSE_BYTES
+from app.api.singleflight import SingleFlight
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.services import predict as predicting
+from tests.api.client import ApiClient
+from tests.api.conftest import Keys, auth, import_model, make_network
+
+WAIT_SECONDS = 30.0  # a guard against hanging, never a timing assertion
+LOOP_TURNS = 100_000  # asyncio.sleep(0) turns allowed for requests to reach a point
+
+
+async def _turn_until(condition: Callable[[], bool]) -> None:
+    for _ in range(LOOP_TURNS):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the requests did not get there")
+
+
+def test_single_flight_shares_one_call() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def read() -> int:
+        calls.append(1)
+        assert release.wait(WAIT_SECONDS)
+        return 42
+
+    async def scenario() -> list[int]:
+        flight: SingleFlight[str, int] = SingleFlight()
+        tasks = [asyncio.create_task(flight.run("k", read)) for _ in range(8)]
+        await _turn_until(lambda: len(calls) == 1)
+        for _ in range(3):  # every task has started and joined the one call
+            await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.gather(*tasks)
+        assert flight.in_flight() == 0
+        assert await flight.run("k", lambda: 7) == 7  # the next miss calls again
+        return results
+
+    assert asyncio.run(scenario()) == [42] * 8
+    assert calls == [1]
+
+
+def test_single_flight_shares_the_error_and_survives_a_cancelled_caller() -> None:
+    release = threading.Event()
+
+    def read() -> int:
+        assert release.wait(WAIT_SECONDS)
+        raise LookupError("gone")
+
+    async def scenario() -> None:
+        flight: SingleFlight[str, int] = SingleFlight()
+        leader = asyncio.create_task(flight.run("k", read))
+        others = [asyncio.create_task(flight.run("k", read)) for _ in range(3)]
+        await asyncio.sleep(0)
+        leader.cancel()  # its client went away: the read goes on for the others
+        await asyncio.sleep(0)
+        release.set()
+        for task in others:
+            with pytest.raises(LookupError, match="gone"):
+                await task
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_cold_predicts_read_the_database_once(
+    client: ApiClient, keys: Keys, db: Database
+) -> None:
+    model = import_model(client, make_network(client))
+    url = f"/v1/models/{model['id']}/predict"
+    app = create_app(Settings(database_url=db.url, key_cache_seconds=60), db)  # cold caches
+    ctx = app.state.backprop
+    arrivals: list[str] = []
+    original_run = ctx.key_lookups.run
+
+    async def counted_run(key: str, call: Callable[[], Any]) -> Any:
+        arrivals.append(key)
+        return await original_run(key, call)
+
+    ctx.key_lookups.run = counted_run
+    release = threading.Event()
+    checkouts: list[object] = []
+
+    def on_checkout(*_args: object) -> None:
+        checkouts.append(1)
+        assert release.wait(WAIT_SECONDS)  # hold the first read until every request missed
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+        ):
+            tasks = [
+                asyncio.create_task(http.post(url, json={"x": [[0, 1]]}, headers=auth(keys.alice)))
+                for _ in range(8)
+            ]
+            await _turn_until(lambda: len(arrivals) == 8)
+            release.set()
+            return await asyncio.gather(*tasks)
+
+    event.listen(db.engine, "checkout", on_checkout)
+    try:
+        responses = asyncio.run(scenario())
+    finally:
+        event.remove(db.engine, "checkout", on_checkout)
+    assert [r.status_code for r in responses] == [200] * 8
+    assert len({r.text for r in responses}) == 1
+    # One key read, one last_used_at write, one model read: not one of each per request.
+    assert len(checkouts) == 3
+
+
+@pytest.mark.parametrize(("rows", "off_loop"), [(1, False), (40, True)])
+def test_large_bodies_are_parsed_off_the_event_loop(
+    client: ApiClient, monkeypatch: pytest.MonkeyPatch, rows: int, off_loop: bool
+) -> None:
+    width = 300
+    model = import_model(client, make_network(client, input_size=width))
+    x = np.random.default_rng(0).standard_normal((rows, width)).round(6).tolist()
+    parsed_on_loop: list[bool] = []
+    parse_rows = predicting.parse_rows
+
+    def recording_parse(body: bytes, **options: Any) -> np.ndarray:
+        try:
+            asyncio.get_running_loop()
+            parsed_on_loop.append(True)
+        except RuntimeError:
+            parsed_on_loop.append(False)
+        return parse_rows(body, **options)
+
+    monkeypatch.setattr(predicting, "parse_rows", recording_parse)
+    response = client.post(f"/v1/models/{model['id']}/predict", json={"x": x})
+    assert response.status_code == 200, response.text
+    assert np.asarray(response.json()["outputs"]).shape == (rows, 1)
+    assert parsed_on_loop == [not off_loop]
+
+
+DOCUMENTS = [
+    b'{"x": [[1, 2.5], [-3e2, 4]]}',
+    b' \n{ "x" :\t[ [1,2] ,\r\n[3,4] ] }\n ',
+    b'{"x": []}',
+    b'{"x": [ ]}',
+    b'{"x": [1, 2]}',
+    b'{"x": [[[1]]]}',
+    b'{"x": [[1, null], "a", {"b": 1}]}',
+    b'{"x": [[1]], "y": 2}',
+    b'{"x": [[1]], "x": [[2]]}',
+    b'{"y": 1, "x": [[1]]}',
+    b'{"x": 5}',
+    b"[[1, 2]]",
+    b'\xef\xbb\xbf{"x": [[1]]}',
+    '{"x": [[1]], "name": "\u00e9\ud800"}'.encode("utf-8", "surrogatepass"),
+]
+BROKEN = [
+    b'{"x": [[1], ]}',
+    b'{"x": [[1]',
+    b'{"x": [[1]]',
+    b'{"x": [[1]]} 1',
+    b'{"x": [[1] [2]]}',
+    b"",
+]
+
+
+@pytest.mark.parametrize("body", DOCUMENTS)
+def test_loads_by_row_is_json_loads(body: bytes) -> None:
+    assert predicting.loads_by_row(body) == json.loads(body)
+
+
+@pytest.mark.parametrize("body", BROKEN)
+def test_loads_by_row_refuses_what_json_loads_refuses(body: bytes) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(body)
+    with pytest.raises(json.JSONDecodeError):
+        predicting.loads_by_row(body)
+
+
+def test_large_bodies_are_refused_like_small_ones(client: ApiClient) -> None:
+    width = 300
+    model = import_model(client, make_network(client, input_size=width))
+    url = f"/v1/models/{model['id']}/predict"
+    x: list[list[Any]] = np.zeros((60, width)).tolist()
+    x[30][5] = None
+    body = json.dumps({"x": x}).encode()
+    broken = body[:-3] + b"}"
+    for content in (body, broken):
+        assert len(content) > INLINE_PARSE_BYTES  # parsed row by row in a worker thread
+    response = client.post(url, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "x", 30, 5]
+    response = client.post(url, content=broken, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_predict_is_matched_before_the_other_routes(client: ApiClient) -> None:
+    paths = list(client.app.openapi()["paths"])
+    assert paths[0] == "/v1/models/{model_id}/predict"
