@@ -63,14 +63,14 @@ def announce_new_key(key: str, *, host: str, port: int) -> None:
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def blas_environment(settings: Settings, workers: int) -> dict[str, str]:
+def blas_environment(settings: Settings, threads: int | None = None) -> dict[str, str]:
     """The children's environment with BLAS thread counts that do not oversubscribe the cores.
 
     Each NumPy process would otherwise start one BLAS thread per core: N busy workers on
     N cores would run N*N spinning threads (measured 3-8x slower on this 2-core box).
     Variables the operator set are kept.
     """
-    threads = settings.blas_threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    threads = settings.blas_threads or threads or 1
     env = dict(os.environ)
     for name in BLAS_THREAD_VARIABLES:
         env.setdefault(name, str(threads))
@@ -107,17 +107,23 @@ class Supervisor:
             raise ValueError("workers must be >= 0")
         self.settings = settings
         self.stopping = threading.Event()
-        env = blas_environment(settings, workers)
+        # Workers share the cores; the API's forward passes are small and run many at
+        # once, where one BLAS thread each serves more requests (measured 1-row predict
+        # 936-1,058 -> 1,260-1,340 req/s) than a pool contending with the workers.
+        worker_env = blas_environment(settings, max(1, (os.cpu_count() or 1) // max(1, workers)))
+        api_env = blas_environment(settings, 1)
         self.api = Child(
             "api",
             [
                 sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
                 "--host", host, "--port", str(port), "--log-level", settings.log_level.lower(),
             ],
-            env=env,
+            env=api_env,
         )  # fmt: skip
         self.workers = [
-            Child(f"worker-{index + 1}", [sys.executable, "-m", "app.cli", "worker"], env=env)
+            Child(
+                f"worker-{index + 1}", [sys.executable, "-m", "app.cli", "worker"], env=worker_env
+            )
             for index in range(workers)
         ]
 
