@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from typing import Any
 
+import numpy as np
+
 from app.db import Database
 from tests.api.client import ApiClient
-from tests.api.conftest import make_network, run_worker, submit, train
+from tests.api.conftest import import_model, make_network, run_worker, submit, train
 
 
 def events(client: ApiClient, job_id: str, **headers: str) -> list[tuple[str, dict[str, Any]]]:
@@ -126,3 +129,35 @@ def test_stream_follows_a_job_while_it_runs(client: ApiClient, db: Database) -> 
     assert all(name == "epoch" and "loss" in data for name, data in stream[:-1])
     model_id = client.get(f"/v1/jobs/{job['id']}").json()["model_id"]
     assert stream[-1] == ("end", {"status": "succeeded", "model_id": model_id, "error": None})
+
+
+def test_import_then_fine_tune_one_epoch_then_export(client: ApiClient, db: Database) -> None:
+    """Weights brought from elsewhere: import -> a one-epoch job from them -> export; the
+    export has the primer's layout, moved by training, and imports back to the same model."""
+    data = client.post(
+        "/v1/datasets/generate", json={"kind": "xor", "n_samples": 64, "noise": 0.05}
+    ).json()
+    network = make_network(client, name="fine-tune")
+    imported = import_model(client, network, None)
+    start = np.load(
+        io.BytesIO(client.get(f"/v1/models/{imported['id']}/weights").content),
+        allow_pickle=False,
+    )
+    done = train(
+        client, db, network, data, epochs=1, standardize=False, init_model_id=imported["id"]
+    )
+    exported = client.get(f"/v1/models/{done['model_id']}/weights").content
+    tuned = np.load(io.BytesIO(exported), allow_pickle=False)
+    for name in start.files:  # same shapes (n[l], n[l-1]) and (n[l],), new values
+        assert tuned[name].shape == start[name].shape
+    assert any(not np.array_equal(tuned[n], start[n]) for n in start.files)
+    model = client.get(f"/v1/models/{done['model_id']}").json()
+    again = client.post(
+        "/v1/models/import",
+        data={"network_id": network["id"], "config": json.dumps(model["config"])},
+        files={"file": ("t.npz", exported, "application/octet-stream")},
+    )
+    assert again.status_code == 201, again.text
+    x = {"x": [[0, 0], [0, 1], [1, 0], [1, 1]]}
+    first = client.post(f"/v1/models/{done['model_id']}/predict", json=x).json()
+    assert client.post(f"/v1/models/{again.json()['id']}/predict", json=x).json() == first
