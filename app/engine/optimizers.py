@@ -6,9 +6,12 @@ used as scratch space and holds garbage afterwards. The learning rate is an attr
 that a schedule can change it between epochs. ``state()`` / ``load_state()`` expose the
 arrays and counters a checkpoint must keep.
 
-Large vectors are updated in cache-sized chunks: each chunk goes through every ufunc of
-the update while it is still in L2, instead of streaming all of memory once per ufunc,
-and the chunks are shared out among a few threads (``parallel.Lanes``).
+Large vectors are updated in chunks of 64 Ki elements: each chunk goes through every ufunc
+of the update while it is still in cache, instead of streaming all of memory once per
+ufunc, and the chunks are shared out among a few threads (``parallel.Lanes``). Smaller
+chunks fit L2 better but cost more ufunc calls (about a microsecond each): on a 2.1 M
+parameter Adam step, 16 Ki chunks took 4.3 ms and 64 Ki chunks 2.5 ms (256 Ki: 2.3 ms),
+and a 235 k parameter SGD step went from 0.13 ms (two lanes) to 0.05 ms (one lane).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
 Array = npt.NDArray[np.floating[Any]]
 Pieces = list[tuple[Array, ...]]
-CHUNK = 16384  # elements; a few arrays of this many float32 fit in a 512 KiB L2 cache
+CHUNK = 65536  # elements per piece of a large update (see the module docstring)
 
 
 def _chunks(*arrays: Array) -> list[tuple[Array, ...]]:
