@@ -94,6 +94,14 @@ def row_sum(z: Array) -> Array:
 
 def softmax(z: Array, out: Array) -> None:
     """a_i = e^(z_i - max z) / sum_j e^(z_j - max z), row by row (the max keeps exp <= 1)."""
+    if z.shape[0] == 1 and z.flags.c_contiguous and out.flags.c_contiguous:
+        # One row (a single prediction): scalar reductions and scalar broadcasts over the
+        # flat row cost half as much as the (1, 1)-column ones below (~6 µs against 12).
+        flat_z, flat_out = z.reshape(-1), out.reshape(-1)
+        np.subtract(flat_z, np.maximum.reduce(flat_z), out=flat_out)
+        np.exp(flat_out, out=flat_out)
+        np.divide(flat_out, np.add.reduce(flat_out), out=flat_out)
+        return
     np.subtract(z, row_max(z), out=out)
     np.exp(out, out=out)
     np.divide(out, row_sum(out), out=out)

@@ -58,7 +58,12 @@ class Model:
     def predict(self, x: npt.ArrayLike) -> Array:
         """Raw features x (m, n[0]) -> outputs a[L] (m, n[L]) in the network dtype
         (probabilities for classifiers). DataError for bad shapes or non-finite values."""
-        xs = check_features(x, self.network.input_size, self.network.dtype)
+        return self.predict_checked(check_features(x, self.network.input_size, self.network.dtype))
+
+    def predict_checked(self, xs: Array) -> Array:
+        """``predict`` for features that already are what ``check_features`` returns: a
+        C-contiguous (m, n[0]) array of the network dtype, all finite. Nothing is checked
+        again (a caller that validated the rows itself saves the second pass)."""
         if self.x_mean is not None and self.x_std is not None:
             xs = Standardizer(self.x_mean, self.x_std).transform(xs)
         return self.network.forward(xs)

@@ -37,3 +37,20 @@ def test_every_operation_documents_its_errors(client: ApiClient) -> None:
             assert "404" in codes, str(op)
         if "requestBody" in op.spec:
             assert "413" in codes, str(op)
+
+
+def test_the_direct_predict_route_is_documented_like_the_others(client: ApiClient) -> None:
+    """predict skips FastAPI's per-request dependency solving (DirectRoute), but its path
+    parameter, security and body are still in the document."""
+    spec = client.app.openapi()["paths"]["/v1/models/{model_id}/predict"]["post"]
+    assert spec["parameters"] == [
+        {
+            "name": "model_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "title": "Model Id"},
+        }
+    ]
+    assert spec["security"] == [{"ApiKey": []}]
+    assert spec["requestBody"]["required"] is True
+    assert "200" in spec["responses"]

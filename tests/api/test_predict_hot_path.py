@@ -170,6 +170,17 @@ DOCUMENTS = [
     b"[[1, 2]]",
     b'\xef\xbb\xbf{"x": [[1]]}',
     '{"x": [[1]], "name": "\u00e9\ud800"}'.encode("utf-8", "surrogatepass"),
+    # A row is cut at its first "]": these make that slice invalid, and must still parse
+    # exactly as json.loads does.
+    b'{"x": [["]"], [1]]}',
+    b'{"x": [["a]", 1], [2, 3]]}',
+    b'{"x": [[1, [2]], [3]]}',
+    b'{"x": [[1, {"a": [2]}]]}',
+    b'{"x": [[1e400, -1e400], [NaN, Infinity]]}',
+    b'{"x": [[18446744073709551615, -9223372036854775808]]}',
+    b'{"x": [[1,2],[3,4]]}',
+    b'{"x":[[]]}',
+    '{"x": [["\u00e9"]]}'.encode(),
 ]
 BROKEN = [
     b'{"x": [[1], ]}',
@@ -178,6 +189,11 @@ BROKEN = [
     b'{"x": [[1]]} 1',
     b'{"x": [[1] [2]]}',
     b"",
+    b'{"x": [[1, 2]] ',
+    b'{"x": [[1, 2],]}',
+    b'{"x": [[1, 2]}',
+    b'{"x": [[1, 2], [3, ]]}',
+    b'{"x": [[1, 2\xff]]}',
 ]
 
 
@@ -188,10 +204,12 @@ def test_loads_by_row_is_json_loads(body: bytes) -> None:
 
 @pytest.mark.parametrize("body", BROKEN)
 def test_loads_by_row_refuses_what_json_loads_refuses(body: bytes) -> None:
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(ValueError) as expected:  # JSONDecodeError or UnicodeDecodeError
         json.loads(body)
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(ValueError) as refused:
         predicting.loads_by_row(body)
+    assert type(refused.value) is type(expected.value)
+    assert str(refused.value) == str(expected.value)
 
 
 def test_large_bodies_are_refused_like_small_ones(client: ApiClient) -> None:

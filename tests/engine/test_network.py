@@ -260,3 +260,24 @@ def test_saturated_cross_entropy_values_are_exact() -> None:
     assert losses.categorical_crossentropy(z2, np.zeros_like(z2), y2) == pytest.approx(
         (2e4 + np.log(2)) / 2
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_of_one_row_equals_its_row_in_a_batch(dtype: type) -> None:
+    """The single-row softmax (the 1-row predict path) agrees with the batched one, and
+    stays finite and warning-free at |z| = 1e4."""
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((6, 7)) * 30).astype(dtype)
+    z[5] = [1e4, -1e4, 0, 1e4, -1e4, 5, 1e4 - 1]
+    batch = np.empty_like(z)
+    activations.softmax(z, batch)
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        for i in range(z.shape[0]):
+            single = np.empty((1, z.shape[1]), dtype=dtype)
+            activations.softmax(z[i : i + 1], single)
+            np.testing.assert_allclose(single[0], batch[i], rtol=1e-6, atol=1e-30)
+            assert single.sum() == pytest.approx(1.0, rel=1e-6)
+    in_place = z[5:6].copy()
+    activations.softmax(in_place, in_place)
+    np.testing.assert_allclose(in_place[0], batch[5], rtol=1e-6)

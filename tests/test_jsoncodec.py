@@ -1,0 +1,60 @@
+"""app.jsoncodec: orjson's speed, the standard library's results and errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from app import jsoncodec
+
+ACCEPTED = [
+    b'{"x": [[1, 2.5], [-3e2, 4]]}',
+    b'{"a": 1, "a": 2}',
+    b"[1e400, -1e400, NaN, Infinity, -Infinity]",
+    b'\xef\xbb\xbf{"x": 1}',
+    '["\u00e9", "\\ud800"]'.encode(),
+    b"  0.1  ",
+    '{"x": 1}',
+]
+REFUSED = [b"", b"[1,]", b"{'a': 1}", b"[1] 2", b'["\xff"]', b"[01]", b"{", b"\xff\xfe[1]"]
+
+
+@pytest.mark.parametrize("document", ACCEPTED)
+def test_loads_is_json_loads(document: bytes | str) -> None:
+    assert repr(jsoncodec.loads(document)) == repr(json.loads(document))
+
+
+@pytest.mark.parametrize("document", REFUSED)
+def test_loads_refuses_what_json_loads_refuses(document: bytes) -> None:
+    with pytest.raises(ValueError) as expected:  # JSONDecodeError or UnicodeDecodeError
+        json.loads(document)
+    with pytest.raises(ValueError) as refused:
+        jsoncodec.loads(document)
+    assert type(refused.value) is type(expected.value)
+    assert str(refused.value) == str(expected.value)
+
+
+def test_integers_beyond_64_bits_are_read_as_the_nearest_float() -> None:
+    big = 123456789012345678901234567890
+    assert jsoncodec.loads(f"[{big}, {2**64 - 1}, {-(2**63)}]".encode()) == [
+        float(big),
+        2**64 - 1,
+        -(2**63),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"outputs": [[0.1, 1e300, -0.0, 3.4028234663852886e38]], "labels": ["é", True, None, 7]},
+        [2**70, -(2**64)],
+        {"nested": {"deep": [1.5, 'a\\"b']}},
+    ],
+)
+def test_dumps_is_compact_json_dumps(value: Any) -> None:
+    encoded = jsoncodec.dumps(value)
+    assert isinstance(encoded, bytes)
+    assert json.loads(encoded) == value
+    assert encoded == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
