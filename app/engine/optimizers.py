@@ -8,10 +8,14 @@ arrays and counters a checkpoint must keep.
 
 Large vectors are updated in chunks of 64 Ki elements: each chunk goes through every ufunc
 of the update while it is still in cache, instead of streaming all of memory once per
-ufunc, and the chunks are shared out among a few threads (``parallel.Lanes``). Smaller
-chunks fit L2 better but cost more ufunc calls (about a microsecond each): on a 2.1 M
-parameter Adam step, 16 Ki chunks took 4.3 ms and 64 Ki chunks 2.5 ms (256 Ki: 2.3 ms),
-and a 235 k parameter SGD step went from 0.13 ms (two lanes) to 0.05 ms (one lane).
+ufunc. Smaller chunks fit L2 better but cost more ufunc calls (about a microsecond each):
+on a 2.1 M parameter Adam step, 16 Ki chunks took 4.3 ms and 64 Ki chunks 2.5 ms.
+
+The update runs on the calling thread. Sharing the chunks out among threads was measured
+and dropped: inside a training run it gained nothing (1024-1024-1024-10, batch 256, Adam:
+10,372 samples/s on one thread, 10,321 on two; SGD 12,449 and 12,419) and lost up to 10%
+when the machine was busy, because OpenBLAS's own threads spin on the other core for a
+while after every matrix product.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 
 from app.engine.errors import ConfigError
-from app.engine.parallel import WORKERS, Lanes
 
 if TYPE_CHECKING:
     from app.engine.options import OptimizerOptions
@@ -42,13 +45,13 @@ def _chunks(*arrays: Array) -> list[tuple[Array, ...]]:
 
 class Optimizer:
     """Base class: the learning rate, kept as a 0-d array of the parameter dtype, and the
-    chunked lanes of (params, grads, *state) that ``step`` works through."""
+    aligned chunks of (params, grads, *state) that ``step`` works through."""
 
     def __init__(self, params: Array, options: OptimizerOptions) -> None:
         self._neg_lr = np.zeros((), dtype=params.dtype)
         self.learning_rate = options.learning_rate
         self._cut_for: tuple[Array, Array] | None = None
-        self._cut: Lanes[tuple[Array, ...]] = Lanes([])
+        self._pieces: Pieces = []
 
     @property
     def learning_rate(self) -> float:
@@ -58,18 +61,18 @@ class Optimizer:
     def learning_rate(self, value: float) -> None:
         self._neg_lr[...] = -value
 
-    def _lanes(self, params: Array, grads: Array) -> Lanes[tuple[Array, ...]]:
+    def _cut(self, params: Array, grads: Array) -> Pieces:
         """Chunks of (params, grads, *state arrays), cut once for this pair of vectors."""
         if self._cut_for is None or self._cut_for[0] is not params or self._cut_for[1] is not grads:
-            self._cut = Lanes(_chunks(params, grads, *self.state()[1].values()))
+            self._pieces = _chunks(params, grads, *self.state()[1].values())
             self._cut_for = (params, grads)
-        return self._cut
+        return self._pieces
 
     def step(self, params: Array, grads: Array) -> None:
         """Update ``params`` in place from ``grads`` (which is left as scratch)."""
-        self._lanes(params, grads).run(self._update)
+        self._update(self._cut(params, grads))
 
-    def _update(self, lane: int, pieces: Pieces) -> None:
+    def _update(self, pieces: Pieces) -> None:
         raise NotImplementedError
 
     def state(self) -> tuple[dict[str, Any], dict[str, Array]]:
@@ -83,7 +86,7 @@ class Optimizer:
 class SGD(Optimizer):
     """p ← p - lr·g."""
 
-    def _update(self, lane: int, pieces: Pieces) -> None:
+    def _update(self, pieces: Pieces) -> None:
         for p, g in pieces:
             np.multiply(g, self._neg_lr, out=g)
             np.add(p, g, out=p)
@@ -101,7 +104,7 @@ class Momentum(Optimizer):
         self.nesterov = options.nesterov
         self._mu = np.array(options.momentum, dtype=params.dtype)
 
-    def _update(self, lane: int, pieces: Pieces) -> None:
+    def _update(self, pieces: Pieces) -> None:
         mu = self._mu
         for p, g, v in pieces:
             np.multiply(g, self._neg_lr, out=g)  # g ← -lr·g
@@ -142,8 +145,7 @@ class Adam(Optimizer):
         self._one_minus_b2 = np.array(1.0 - self.beta2, dtype=dtype)
         self._neg_step = np.zeros((), dtype=dtype)
         self._eps_hat = np.zeros((), dtype=dtype)
-        size = max(chunk[0].size for chunk in _chunks(params))
-        self._scratch = [np.empty(size, dtype=dtype) for _ in range(WORKERS)]  # one per lane
+        self._scratch = np.empty(max(chunk[0].size for chunk in _chunks(params)), dtype=dtype)
 
     def step(self, params: Array, grads: Array) -> None:
         self.t += 1
@@ -153,9 +155,9 @@ class Adam(Optimizer):
         self._eps_hat[...] = self.epsilon * c2
         super().step(params, grads)
 
-    def _update(self, lane: int, pieces: Pieces) -> None:
+    def _update(self, pieces: Pieces) -> None:
         for p, g, m, v in pieces:
-            tmp = self._scratch[lane][: p.size]
+            tmp = self._scratch[: p.size]
             np.subtract(g, m, out=tmp)
             np.multiply(tmp, self._one_minus_b1, out=tmp)
             np.add(m, tmp, out=m)  # m ← m + (1-β1)(g - m)
