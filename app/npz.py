@@ -8,8 +8,10 @@ dtypes and declared sizes over a limit before any data is allocated.
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from collections.abc import Mapping
+from typing import IO, Any
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -31,9 +33,20 @@ def dump_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def load_arrays(
-    data: bytes, *, required: tuple[str, ...] = (), max_elements: int = 10**9
+    data: bytes,
+    *,
+    required: tuple[str, ...] = (),
+    max_elements: int = 10**9,
+    copy: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Arrays of an npz, checked: no object dtype, no declared size over ``max_elements``."""
+    """Arrays of an npz, checked: no object dtype, no declared size over ``max_elements``.
+
+    ``copy=False``: members stored without compression (``np.savez``) come back as
+    read-only views of ``data`` instead of copies, which saves a copy of the data and its
+    page faults when a worker loads a dataset. The member's CRC is not verified then, so
+    use it only for bytes that were fully read (and so checked) once before, as every
+    stored dataset was on upload.
+    """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
@@ -55,7 +68,7 @@ def load_arrays(
                     if version == (1, 0)
                     else npy_format.read_array_header_2_0
                 )
-                shape, _fortran, dtype = read_header(handle, max_header_size=10_000)
+                shape, fortran, dtype = read_header(handle, max_header_size=10_000)
                 if dtype.hasobject:
                     raise ArrayFileError(f"array {name!r} holds Python objects", (name,))
                 size = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -63,6 +76,11 @@ def load_arrays(
                     raise ArrayFileError(
                         f"array {name!r} declares {size} elements (limit {max_elements})", (name,)
                     )
+                info = archive.getinfo(member)
+                view = None if copy else _stored_view(data, info, handle, dtype, size)
+                if view is not None:
+                    arrays[name] = view.reshape(shape, order="F" if fortran else "C")
+                    continue
             with archive.open(member) as handle:
                 arrays[name] = npy_format.read_array(handle, allow_pickle=False)
         except ArrayFileError:
@@ -70,3 +88,29 @@ def load_arrays(
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
             raise ArrayFileError(f"array {name!r} is malformed: {exc}", (name,)) from None
     return arrays
+
+
+LOCAL_HEADER_SIZE = 30  # a zip local file header, before its file name and extra field
+
+
+def _stored_view(
+    data: bytes, info: zipfile.ZipInfo, handle: IO[bytes], dtype: np.dtype[Any], size: int
+) -> np.ndarray | None:
+    """The ``size`` elements of an uncompressed member as a flat read-only view of
+    ``data``, for a ``handle`` positioned just after the member's .npy header; None when
+    the member is compressed or its bytes are not where its headers say."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    start = info.header_offset
+    local = data[start : start + LOCAL_HEADER_SIZE]
+    if len(local) != LOCAL_HEADER_SIZE or local[:4] != b"PK\x03\x04":
+        return None
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    header_length = handle.tell()
+    offset = start + LOCAL_HEADER_SIZE + name_length + extra_length + header_length
+    if (
+        header_length + size * dtype.itemsize != info.file_size
+        or offset + info.file_size - header_length > len(data)
+    ):
+        return None
+    return np.frombuffer(data, dtype=dtype, count=size, offset=offset)
