@@ -68,9 +68,12 @@ def load_inputs(db: Database, job_id: str) -> JobInputs:
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise StartError("the job's dataset was deleted")
-        # Views of the stored bytes, not copies: the upload read (and CRC-checked) every
-        # member once, and the engine never writes into x or y.
+        # x as a view of the stored bytes, not a copy (the engine never writes into it):
+        # those bytes were written by the server itself (datasets are always re-encoded on
+        # the way in), so skipping the CRC check costs no safety. y is small and copied,
+        # so that it never keeps the whole stored dataset alive for the run.
         arrays = load_arrays(dataset.data, required=("x", "y"), copy=False)
+        arrays["y"] = np.array(arrays["y"])
         init_model = None
         if job.init_model_id is not None:
             row = session.get(ModelRow, job.init_model_id)
@@ -153,8 +156,9 @@ class JobRun:
             return queue.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
         self._epochs = self._inputs.epochs
-        # The trainer holds its own (standardised) copy of the rows: keeping the raw arrays
-        # and the loaded checkpoint for the whole run would cost one more copy of the data.
+        # The trainer holds what it needs of the rows (its standardised copy, or x itself
+        # when it trains on raw features): the raw arrays, the stored bytes behind x and
+        # the loaded checkpoint would otherwise stay alive for the whole run.
         self._inputs = replace(
             self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, init_model=None
         )

@@ -5,10 +5,13 @@ orjson parses a predict body of 784 numbers in ~26 µs where :func:`json.loads` 
 stricter than the standard library (no NaN / Infinity literals, no byte-order mark, no
 invalid UTF-8), so whatever it refuses is handed to :mod:`json`, which either accepts it
 the way the rest of the API would or raises its usual, precise error. Results are
-therefore those of :func:`json.loads` / :func:`json.dumps` (compact separators), with one
-difference: an integer beyond 64 bits is read as the nearest float, where the standard
-library keeps it exact. Only the predict path uses this module, and it converts every
-value to a float anyway.
+therefore those of :func:`json.loads`, with one difference: an integer beyond 64 bits is
+read as the nearest float, where the standard library keeps it exact. Only the predict
+path uses this module, and it converts every value to a float anyway.
+
+:func:`dumps` writes the same JSON values as ``json.dumps(value, separators=(",", ":"))``
+but not always the same bytes: orjson spells 1e-05 as ``0.00001`` and writes non-ASCII
+characters as UTF-8 instead of ASCII escapes.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def loads(document: bytes | str) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON of ``value``, as ``json.dumps(value, separators=(",", ":"))``."""
+    """Compact UTF-8 JSON of ``value``: the values ``json.dumps`` would write (see above)."""
     try:
         return orjson.dumps(value)
     except TypeError:  # an integer beyond 64 bits, a subclass orjson does not know, ...

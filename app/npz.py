@@ -44,8 +44,10 @@ def load_arrays(
     ``copy=False``: members stored without compression (``np.savez``) come back as
     read-only views of ``data`` instead of copies, which saves a copy of the data and its
     page faults when a worker loads a dataset. The member's CRC is not verified then, so
-    use it only for bytes that were fully read (and so checked) once before, as every
-    stored dataset was on upload.
+    use it only for bytes this server wrote itself (``dump_arrays``). The views are
+    usually not aligned for their dtype (the zip puts data at any byte offset): NumPy
+    handles that, and the engine's ``check_features`` makes an aligned copy when it uses
+    an array as it is.
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -109,8 +111,11 @@ def _stored_view(
     header_length = handle.tell()
     offset = start + LOCAL_HEADER_SIZE + name_length + extra_length + header_length
     if (
-        header_length + size * dtype.itemsize != info.file_size
+        info.compress_size != info.file_size
+        or header_length + size * dtype.itemsize != info.file_size
         or offset + info.file_size - header_length > len(data)
     ):
         return None
-    return np.frombuffer(data, dtype=dtype, count=size, offset=offset)
+    view = np.frombuffer(data, dtype=dtype, count=size, offset=offset)
+    view.flags.writeable = False  # also when ``data`` is a writable buffer
+    return view

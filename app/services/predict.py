@@ -30,6 +30,10 @@ X_LOC = ("body", "x")
 _ROWS_START = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"x"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
 _DOCUMENT_END = re.compile(rb"[ \t\n\r]*\}[ \t\n\r]*")
 _SEPARATOR = re.compile(rb"[ \t\n\r]*([,\]])[ \t\n\r]*")
+_TEXT_ROWS_START = re.compile(_ROWS_START.pattern.decode())
+_TEXT_DOCUMENT_END = re.compile(_DOCUMENT_END.pattern.decode())
+_TEXT_SEPARATOR = re.compile(_SEPARATOR.pattern.decode())
+_DECODER = json.JSONDecoder()
 
 
 def parse_rows(body: bytes, *, max_rows: int, by_row: bool = False) -> np.ndarray:
@@ -40,7 +44,10 @@ def parse_rows(body: bytes, *, max_rows: int, by_row: bool = False) -> np.ndarra
     """
     try:
         document = loads_by_row(body) if by_row else jsoncodec.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so is the standard
+        # library's refusal of an integer over 4300 digits; RecursionError: lists nested
+        # deeper than the interpreter's stack.
         raise Invalid(
             f"the body is not JSON: {exc}", ("body",), error_type="json_invalid"
         ) from None
@@ -76,11 +83,12 @@ def loads_by_row(body: bytes) -> Any:
     stall the event loop just as long. Between rows this returns to Python, where the
     interpreter hands the GIL to the loop within its switch interval (5 ms).
 
-    A row is the bytes from its ``[`` to the next ``]``. When that slice is valid JSON it
-    is exactly the row: a nested list or a string holding ``]`` would make it invalid.
-    Anything but that shape (other keys, a row that is not a flat list, a BOM, trailing
-    data, invalid UTF-8) goes to :func:`jsoncodec.loads` whole, so the result, or the
-    ``JSONDecodeError``, is always that of :func:`json.loads`.
+    A row is the bytes from its ``[`` to the next ``]``. When that slice is valid JSON to
+    orjson it is exactly the row: a nested list or a string holding ``]`` would make it
+    invalid. A row orjson refuses (NaN, 1e400, a nested list, ...) sends the body to
+    :func:`_loads_by_row_stdlib`, still one row per call; anything but this shape (other
+    keys, a BOM, trailing data) goes to :func:`jsoncodec.loads` whole. The result, or the
+    error, is always that of :func:`json.loads`.
     """
     start = _ROWS_START.match(body)
     if start is None:
@@ -93,19 +101,48 @@ def loads_by_row(body: bytes) -> Any:
         while True:
             end = body.find(b"]", at)
             if end < 0 or not body.startswith(b"[", at):
-                return jsoncodec.loads(body)
+                return _loads_by_row_stdlib(body)
             try:
                 rows.append(orjson.loads(body[at : end + 1]))
             except orjson.JSONDecodeError:
-                return jsoncodec.loads(body)
+                return _loads_by_row_stdlib(body)
             separator = _SEPARATOR.match(body, end + 1)
             if separator is None:
-                return jsoncodec.loads(body)  # raises the parser's own error
+                return _loads_by_row_stdlib(body)
             at = separator.end()
             if separator.group(1) == b"]":
                 break
     if _DOCUMENT_END.fullmatch(body, at) is None:
         return jsoncodec.loads(body)  # more keys, or trailing data
+    return {"x": rows}
+
+
+def _loads_by_row_stdlib(body: bytes) -> Any:
+    """:func:`loads_by_row` with the standard library's decoder, one row per call; the
+    same shape rules, and :func:`json.loads` whole for anything else."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.loads(body)
+    start = _TEXT_ROWS_START.match(text)
+    if start is None:
+        return json.loads(body)
+    rows: list[Any] = []
+    at = start.end()
+    if text.startswith("]", at):
+        at += 1
+    else:
+        while True:
+            row, at = _DECODER.raw_decode(text, at)
+            rows.append(row)
+            separator = _TEXT_SEPARATOR.match(text, at)
+            if separator is None:
+                return json.loads(body)  # raises json.loads's own error
+            at = separator.end()
+            if separator.group(1) == "]":
+                break
+    if _TEXT_DOCUMENT_END.fullmatch(text, at) is None:
+        return json.loads(body)  # more keys, or trailing data
     return {"x": rows}
 
 

@@ -199,7 +199,50 @@ BROKEN = [
 
 @pytest.mark.parametrize("body", DOCUMENTS)
 def test_loads_by_row_is_json_loads(body: bytes) -> None:
-    assert predicting.loads_by_row(body) == json.loads(body)
+    assert repr(predicting.loads_by_row(body)) == repr(json.loads(body))
+
+
+def _refuse(*_: Any) -> Any:
+    raise AssertionError("this parser must not be used here")
+
+
+def test_well_formed_bodies_are_parsed_row_by_row_by_orjson(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = np.random.default_rng(0).standard_normal((5, 7)).tolist()
+    body = json.dumps({"x": rows}, indent=1).encode()
+    monkeypatch.setattr(predicting.jsoncodec, "loads", _refuse)
+    monkeypatch.setattr(predicting, "_loads_by_row_stdlib", _refuse)
+    assert predicting.loads_by_row(body) == {"x": rows}
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"x": [[1, 2], [NaN, 3], [4, 5]]}', b'{"x": [[1, [2]], [3]]}', b'{"x": [["]"]]}']
+)
+def test_a_row_orjson_refuses_goes_to_the_row_by_row_stdlib_parser(
+    monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    """Such bodies are still parsed one row per call (never json.loads whole, which would
+    hold the GIL for the whole body)."""
+    monkeypatch.setattr(predicting.jsoncodec, "loads", _refuse)
+    whole = json.loads
+    monkeypatch.setattr(predicting.json, "loads", _refuse)
+    assert repr(predicting.loads_by_row(body)) == repr(whole(body))
+
+
+@pytest.mark.parametrize("by_row", [False, True])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"x": [[' + b"7" * 4301 + b"]]}",  # the standard library refuses > 4300 digits
+        b'{"x": [' + b"[" * 200_000 + b"]" * 200_001 + b"}",  # deeper than the stack
+    ],
+)
+def test_bodies_the_parsers_cannot_take_are_a_422_not_a_500(body: bytes, by_row: bool) -> None:
+    with pytest.raises(predicting.Invalid) as refused:
+        predicting.parse_rows(body, max_rows=10, by_row=by_row)
+    assert refused.value.loc == ("body",)
+    assert refused.value.type == "json_invalid"
 
 
 @pytest.mark.parametrize("body", BROKEN)
@@ -233,3 +276,31 @@ def test_large_bodies_are_refused_like_small_ones(client: ApiClient) -> None:
 def test_predict_is_matched_before_the_other_routes(client: ApiClient) -> None:
     paths = list(client.app.openapi()["paths"])
     assert paths[0] == "/v1/models/{model_id}/predict"
+
+
+def test_direct_route_refuses_endpoints_its_lean_handler_cannot_serve() -> None:
+    from fastapi import APIRouter, Depends, Request, Response
+
+    from app.api.predict import DirectRoute
+
+    router = APIRouter(route_class=DirectRoute)
+
+    async def fine(item_id: str, request: Request) -> Response:
+        return Response()
+
+    router.add_api_route("/ok/{item_id}", fine, methods=["POST"])
+
+    def blocking(item_id: str, request: Request) -> Response:
+        return Response()
+
+    async def with_query(item_id: str, request: Request, limit: int = 1) -> Response:
+        return Response()
+
+    async def with_dependency(
+        item_id: str, request: Request, user: str = Depends(lambda: "u")
+    ) -> Response:
+        return Response()
+
+    for endpoint in (blocking, with_query, with_dependency):
+        with pytest.raises(TypeError, match="DirectRoute"):
+            router.add_api_route("/bad/{item_id}", endpoint, methods=["POST"])

@@ -128,3 +128,38 @@ def test_check_features_names_the_bad_cell() -> None:
         check_features(np.array([["a", "b"]]), 2, F32)
     with pytest.raises(DataError):
         check_features(np.zeros((0, 2)), 2, F32)
+
+
+def test_check_features_copies_unaligned_and_read_only_views_only_when_needed() -> None:
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    raw = b"\x00" + values.tobytes()
+    unaligned = np.frombuffer(raw, dtype=np.float32, offset=1).reshape(3, 4)
+    assert not unaligned.flags.aligned and not unaligned.flags.writeable
+    checked = check_features(unaligned, 4, np.dtype(np.float32))
+    assert checked.flags.aligned and checked.flags.c_contiguous
+    np.testing.assert_array_equal(checked, values)
+    aligned_view = np.frombuffer(values.tobytes(), dtype=np.float32).reshape(3, 4)
+    assert check_features(aligned_view, 4, np.dtype(np.float32)) is aligned_view
+
+
+def test_training_on_a_read_only_view_leaves_it_untouched() -> None:
+    """A worker trains on x as a read-only view of the stored npz bytes."""
+    from app.engine.network import Network
+    from app.engine.training import Trainer, TrainingOptions
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    for standardize in (True, False):
+        for offset in (0, 1):
+            raw = b"\x00" * offset + x.tobytes()
+            view = np.frombuffer(raw, dtype=np.float32, offset=offset).reshape(40, 3)
+            net = Network(
+                3, [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
+            )
+            options = TrainingOptions(
+                epochs=2, batch_size=8, standardize=standardize, shuffle=False
+            )
+            result = Trainer(net, view, y, options).run()
+            assert len(result.history) == 2
+            np.testing.assert_array_equal(view, x)
