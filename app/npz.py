@@ -46,8 +46,8 @@ def load_arrays(
     page faults when a worker loads a dataset. The member's CRC is not verified then, so
     use it only for bytes this server wrote itself (``dump_arrays``). The views are
     usually not aligned for their dtype (the zip puts data at any byte offset): NumPy
-    handles that, and the engine's ``check_features`` makes an aligned copy when it uses
-    an array as it is.
+    handles that, and the engine's epoch loop copies x when it would hand it to BLAS as
+    it is.
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))

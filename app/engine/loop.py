@@ -47,7 +47,10 @@ class EpochLoop:
         n = x.shape[0]
         size = min(batch_size, n)
         self.x, self.y, self.seed, self.shuffle = x, y, seed, shuffle
-        self.xs = np.empty_like(x) if shuffle else x
+        # Without shuffling the batches are slices of x itself. An unaligned x (a view of
+        # stored npz bytes, when nothing else copied it) is copied once here: BLAS would
+        # otherwise copy every batch of it.
+        self.xs = np.empty_like(x) if shuffle else np.require(x, requirements="A")
         self.ys = np.empty_like(y) if shuffle else y
         self.logits = np.empty((n, network.output_size), dtype=network.dtype)
         full = Workspace(network, size, grads)

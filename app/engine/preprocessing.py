@@ -23,10 +23,8 @@ FIT_BLOCK_ELEMENTS = 1 << 20  # values widened to float64 at a time by Standardi
 def check_features(
     x: npt.ArrayLike, input_size: int, dtype: np.dtype[Any], name: str = "x"
 ) -> Array:
-    """x as a C-contiguous, aligned (m, input_size) array of ``dtype``; DataError naming
-    the first offending row / column for NaN or infinite values, wrong shapes or
-    non-numbers. An unaligned x (a view of stored npz bytes) is copied: BLAS would copy
-    every batch of it otherwise."""
+    """x as a C-contiguous (m, input_size) array of ``dtype``; DataError naming the first
+    offending row / column for NaN or infinite values, wrong shapes or non-numbers."""
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DataError(f"{name} must be an array of numbers, got dtype {arr.dtype}", (name,))
@@ -37,7 +35,7 @@ def check_features(
     if arr.shape[0] == 0:
         raise DataError(f"{name} has no rows", (name,))
     with np.errstate(over="ignore"):  # a float64 -> float32 overflow shows up as inf below
-        out = np.require(arr, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
+        out = np.ascontiguousarray(arr, dtype=dtype)
     finite = np.isfinite(out)
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])

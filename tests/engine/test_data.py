@@ -130,16 +130,23 @@ def test_check_features_names_the_bad_cell() -> None:
         check_features(np.zeros((0, 2)), 2, F32)
 
 
-def test_check_features_copies_unaligned_and_read_only_views_only_when_needed() -> None:
+def test_the_epoch_loop_trains_on_an_aligned_x() -> None:
+    """Unshuffled batches are slices of x: an unaligned x (a view of stored npz bytes) is
+    copied once, an aligned one is used as it is."""
+    from app.engine.loop import EpochLoop
+    from app.engine.network import Network
+
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
-    raw = b"\x00" + values.tobytes()
-    unaligned = np.frombuffer(raw, dtype=np.float32, offset=1).reshape(3, 4)
+    unaligned = np.frombuffer(b"\x00" + values.tobytes(), dtype=np.float32, offset=1)
+    unaligned = unaligned.reshape(3, 4)
     assert not unaligned.flags.aligned and not unaligned.flags.writeable
-    checked = check_features(unaligned, 4, np.dtype(np.float32))
-    assert checked.flags.aligned and checked.flags.c_contiguous
-    np.testing.assert_array_equal(checked, values)
-    aligned_view = np.frombuffer(values.tobytes(), dtype=np.float32).reshape(3, 4)
-    assert check_features(aligned_view, 4, np.dtype(np.float32)) is aligned_view
+    net = Network(4, [{"units": 2, "activation": "softmax"}])
+    grads = np.zeros_like(net.params)
+    y = np.zeros((3, 2), dtype=np.float32)
+    loop = EpochLoop(net, unaligned, y, 2, False, 0, grads)
+    assert loop.xs.flags.aligned and loop.xs is not unaligned
+    np.testing.assert_array_equal(loop.xs, values)
+    assert EpochLoop(net, values, y, 2, False, 0, grads).xs is values
 
 
 def test_training_on_a_read_only_view_leaves_it_untouched() -> None:
