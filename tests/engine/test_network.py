@@ -109,6 +109,23 @@ def test_config_round_trip() -> None:
     assert copy.params[0] != net.params[0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_copy_is_the_same_network_with_its_own_parameters(dtype: type) -> None:
+    net = Network(3, layers((5, "tanh"), (2, "sigmoid")), loss="mse", seed=4, dtype=dtype)
+    net.params[...] = np.random.default_rng(1).standard_normal(net.params.size)
+    twin = net.copy()
+    assert twin.get_config() == net.get_config() and twin.dtype == net.dtype
+    assert np.array_equal(twin.params, net.params) and twin.params is not net.params
+    x = np.random.default_rng(2).standard_normal((4, 3))
+    assert np.array_equal(twin.forward(x), net.forward(x))
+    # The views (weights, biases, bias rows) are the twin's own, not the original's.
+    twin.weights[0][...] = 0
+    twin.bias_rows[1][...] = 7
+    assert np.all(twin.params[: twin.weight_count - 10] == 0) and twin.biases[1][0] == 7
+    assert not np.any(net.weights[0] == 0) and net.biases[1][0] != 7
+    assert twin.layer_sizes is not net.layer_sizes
+
+
 # --- refusals ------------------------------------------------------------------------
 
 
