@@ -64,20 +64,7 @@ def load_arrays(
     for name, member in members.items():
         try:
             with archive.open(member) as handle:
-                version = npy_format.read_magic(handle)
-                read_header = (
-                    npy_format.read_array_header_1_0
-                    if version == (1, 0)
-                    else npy_format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read_header(handle, max_header_size=10_000)
-                if dtype.hasobject:
-                    raise ArrayFileError(f"array {name!r} holds Python objects", (name,))
-                size = int(np.prod(shape, dtype=np.int64)) if shape else 1
-                if size > max_elements:
-                    raise ArrayFileError(
-                        f"array {name!r} declares {size} elements (limit {max_elements})", (name,)
-                    )
+                shape, fortran, dtype, size = _checked_header(handle, name, max_elements)
                 info = archive.getinfo(member)
                 view = None if copy else _stored_view(data, info, handle, dtype, size)
                 if view is not None:
@@ -90,6 +77,49 @@ def load_arrays(
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
             raise ArrayFileError(f"array {name!r} is malformed: {exc}", (name,)) from None
     return arrays
+
+
+def load_npy(data: bytes, *, name: str = "x", max_elements: int = 10**9) -> np.ndarray:
+    """The array of a single .npy file, with :func:`load_arrays`'s checks (no object
+    dtype, no declared size over ``max_elements``) and nothing after its data. A
+    read-only view of ``data`` when that is aligned for the dtype, else a copy."""
+    handle = io.BytesIO(data)
+    try:
+        shape, fortran, dtype, size = _checked_header(handle, name, max_elements)
+    except ArrayFileError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        raise ArrayFileError(f"not a valid .npy file: {exc}", (name,)) from None
+    start = handle.tell()
+    if len(data) - start != size * dtype.itemsize:
+        raise ArrayFileError(
+            f"the .npy header declares {size * dtype.itemsize} bytes of data, the body has "
+            f"{len(data) - start}",
+            (name,),
+        )
+    array = np.frombuffer(data, dtype=dtype, count=size, offset=start)
+    array = array.reshape(shape, order="F" if fortran else "C")
+    return array if array.flags.aligned else array.copy()
+
+
+def _checked_header(
+    handle: IO[bytes], name: str, max_elements: int
+) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """(shape, fortran order, dtype, element count) of the .npy header at ``handle``,
+    which is left just after it; ArrayFileError for object dtypes and oversize arrays."""
+    version = npy_format.read_magic(handle)
+    read_header = (
+        npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    )
+    shape, fortran, dtype = read_header(handle, max_header_size=10_000)
+    if dtype.hasobject:
+        raise ArrayFileError(f"array {name!r} holds Python objects", (name,))
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if size > max_elements:
+        raise ArrayFileError(
+            f"array {name!r} declares {size} elements (limit {max_elements})", (name,)
+        )
+    return shape, fortran, dtype, size
 
 
 LOCAL_HEADER_SIZE = 30  # a zip local file header, before its file name and extra field

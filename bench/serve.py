@@ -8,6 +8,10 @@ requests with a constant response of the same size: the serving limit of the sta
 
 Targets (1 row): predict requests/s >= 0.7x the bare endpoint's, p99 <= 2x the bare p99.
 
+Predict is measured twice per row count: with the rows as JSON (the target's case), and
+with the same rows as float32 in a .npy body (``Content-Type: application/x-npy``), the
+format for clients that send many rows; the script checks that both answer alike.
+
 The load generator is wrk (``apt-get install wrk``; one thread, 16 connections) when it is
 on PATH, else an asyncio httpx client in a separate process (``--client httpx``).
 
@@ -87,7 +91,7 @@ wrk.method = "POST"
 local f = io.open(os.getenv("BENCH_BODY"), "rb")
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
 local auth = os.getenv("BENCH_AUTH")
 if auth ~= nil and auth ~= "" then wrk.headers["Authorization"] = auth end
 
@@ -105,7 +109,12 @@ end
 def run_wrk(url: str, body_path: Path, auth: str, seconds: float, workdir: Path) -> dict[str, Any]:
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT)
-    env = {"BENCH_BODY": str(body_path), "BENCH_AUTH": auth, "PATH": "/usr/bin:/bin"}
+    env = {
+        "BENCH_BODY": str(body_path),
+        "BENCH_AUTH": auth,
+        "BENCH_CONTENT_TYPE": content_type(body_path),
+        "PATH": "/usr/bin:/bin",
+    }
     cmd = [
         "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "-s", str(script), url,
@@ -125,10 +134,17 @@ def run_wrk(url: str, body_path: Path, auth: str, seconds: float, workdir: Path)
     raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
 
 
-async def _httpx_load(url: str, body: bytes, auth: str, seconds: float) -> dict[str, Any]:
+def content_type(body_path: Path) -> str:
+    """A body file's media type: .npy files are sent as application/x-npy."""
+    return "application/x-npy" if body_path.suffix == ".npy" else "application/json"
+
+
+async def _httpx_load(
+    url: str, body: bytes, media_type: str, auth: str, seconds: float
+) -> dict[str, Any]:
     import httpx
 
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": media_type}
     if auth:
         headers["Authorization"] = auth
     latencies: list[float] = []
@@ -222,8 +238,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if args._client:  # the load-generator process
-        payload = Path(args._body).read_bytes()
-        result = asyncio.run(_httpx_load(args._client, payload, args._auth, args.seconds))
+        body_path = Path(args._body)
+        load = _httpx_load(
+            args._client, body_path.read_bytes(), content_type(body_path), args._auth, args.seconds
+        )
+        result = asyncio.run(load)
         print(json.dumps(result))
         return
 
@@ -233,28 +252,35 @@ def main() -> None:
     conditions = _service.Conditions.collect()
     print(conditions.describe())
     workdir = Path(tempfile.mkdtemp(prefix="backprop-serve-bench-"))
-    results: dict[str, dict[int, dict[str, Any]]] = {"predict": {}, "bare": {}}
+    results: dict[str, dict[int, dict[str, Any]]] = {"predict": {}, "predict npy": {}, "bare": {}}
     try:
         extra = {"BACKPROP_LOG_LEVEL": args.log_level}
         with _service.running_service(workers=1, extra_env=extra) as service:
             model_id = train_model(service)
             rng = np.random.default_rng(1)
-            bodies: dict[int, Path] = {}
+            bodies: dict[tuple[str, int], Path] = {}
             constants: dict[int, str] = {}
             with service.client() as client:
                 for rows in ROW_COUNTS:
-                    x = np.round(rng.standard_normal((rows, SIZES[0])), 4).tolist()
-                    body = json.dumps({"x": x})
-                    bodies[rows] = workdir / f"body-{rows}.json"
-                    bodies[rows].write_text(body)
+                    x = np.round(rng.standard_normal((rows, SIZES[0])), 4)
+                    body = json.dumps({"x": x.tolist()})
+                    bodies[("json", rows)] = workdir / f"body-{rows}.json"
+                    bodies[("json", rows)].write_text(body)
+                    # The same rows as float32 in a .npy body (what JSON rows become anyway).
+                    bodies[("npy", rows)] = workdir / f"body-{rows}.npy"
+                    np.save(bodies[("npy", rows)], x.astype(np.float32))
+                    url = f"/v1/models/{model_id}/predict"
                     response = client.post(
-                        f"/v1/models/{model_id}/predict",
-                        content=body,
-                        headers={"Content-Type": "application/json"},
+                        url, content=body, headers={"Content-Type": "application/json"}
                     )
                     answer = _service.check(response, 200)
                     assert len(answer["outputs"]) == rows, answer
                     constants[rows] = response.text
+                    npy_body = bodies[("npy", rows)].read_bytes()
+                    npy_answer = client.post(
+                        url, content=npy_body, headers={"Content-Type": "application/x-npy"}
+                    )
+                    assert _service.check(npy_answer, 200) == answer, "npy and JSON disagree"
             constants_path = workdir / "constants.json"
             constants_path.write_text(json.dumps(constants))
             port = _service.free_port()
@@ -269,16 +295,18 @@ def main() -> None:
                     "the service also runs its 1 (idle) worker process"
                 )
                 auth = f"Bearer {service.key}"
+                predict_url = f"{service.base_url}/v1/models/{model_id}/predict"
                 targets = {
-                    "predict": (f"{service.base_url}/v1/models/{model_id}/predict", auth),
-                    "bare": (f"http://127.0.0.1:{port}/bare/{{rows}}", ""),
+                    "predict": (predict_url, auth, "json"),
+                    "predict npy": (predict_url, auth, "npy"),
+                    "bare": (f"http://127.0.0.1:{port}/bare/{{rows}}", "", "json"),
                 }
                 for rows in ROW_COUNTS:
-                    for name in ("bare", "predict"):
-                        url, key = targets[name]
-                        url = url.format(rows=rows)
+                    for name in ("bare", "predict", "predict npy"):
+                        url, key, kind = targets[name]
+                        url, body_path = url.format(rows=rows), bodies[(kind, rows)]
                         for seconds in (args.warmup, args.seconds):  # warm-up, then measured
-                            result = measure(client_kind, url, bodies[rows], key, seconds, workdir)
+                            result = measure(client_kind, url, body_path, key, seconds, workdir)
                         result["load_average"] = _service.load_average()
                         results[name][rows] = result
                         print(
@@ -295,6 +323,7 @@ def main() -> None:
     table = []
     for rows in ROW_COUNTS:
         ours, bare_r = results["predict"][rows], results["bare"][rows]
+        npy_r = results["predict npy"][rows]
         rps_ratio = ours["requests_per_s"] / bare_r["requests_per_s"]
         p99_ratio = ours["p99_ms"] / bare_r["p99_ms"]
         target = f"≥ {TARGET_RPS_RATIO}x req/s, ≤ {TARGET_P99_RATIO:g}x p99" if rows == 1 else "-"
@@ -309,6 +338,9 @@ def main() -> None:
                 f"{p99_ratio:.2f}",
                 target,
                 f"{ours['errors']} / {bare_r['errors']}",
+                f"{npy_r['requests_per_s']:,.0f}",
+                f"{npy_r['p50_ms']:.2f} / {npy_r['p99_ms']:.2f}",
+                f"{npy_r['requests_per_s'] / bare_r['requests_per_s']:.2f}",
                 ours["load_average"],
             ]
         )
@@ -324,6 +356,9 @@ def main() -> None:
             "p99 ratio",
             "target",
             "errors (ours / bare)",
+            "predict .npy req/s",
+            "predict .npy p50 / p99 ms",
+            ".npy req/s ratio",
             "load avg",
         ],
         table,

@@ -78,11 +78,17 @@ INLINE_PARSE_BYTES = 64 * 1024
         "security": SECURITY,
         "requestBody": {
             "required": True,
+            "description": (
+                "The rows as JSON, or as one .npy file holding a 2-D array (rows, features) "
+                "of integers or floats with `Content-Type: application/x-npy` (no JSON to "
+                "parse: the fast way to send many rows, e.g. `numpy.save` to a buffer)."
+            ),
             "content": {
                 "application/json": {
                     "schema": PredictRequest.model_json_schema(),
                     "examples": openapi_examples(PredictRequest),
-                }
+                },
+                "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
             },
         },
     },
@@ -107,18 +113,22 @@ async def predict(model_id: str, request: Request) -> Response:
         entry = await ctx.model_loads.run((owner_id, model_id), load)
     body = await request.body()
     max_rows = ctx.settings.max_predict_rows
-    if len(body) <= INLINE_PARSE_BYTES:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    loc: tuple[str, ...] = predicting.X_LOC
+    if media_type == predicting.NPY_MEDIA_TYPE:
+        x, loc = predicting.parse_npy(body, max_rows=max_rows), predicting.NPY_LOC
+    elif len(body) <= INLINE_PARSE_BYTES:
         x = predicting.parse_rows(body, max_rows=max_rows)
     else:
         parse = partial(predicting.parse_rows, body, max_rows=max_rows, by_row=True)
         x = await run_in_threadpool(parse)
     if predicting.multiply_adds(entry, x) > INLINE_PREDICT_WORK:
-        content = await run_in_threadpool(_answer, entry, x)
+        content = await run_in_threadpool(_answer, entry, x, loc)
     else:
-        content = _answer(entry, x)
+        content = _answer(entry, x, loc)
     return Response(content, media_type="application/json")
 
 
-def _answer(entry: CachedModel, x: np.ndarray) -> bytes:
+def _answer(entry: CachedModel, x: np.ndarray, loc: tuple[str, ...]) -> bytes:
     """The response body: predict, then encode (in the same thread: both are big for big x)."""
-    return jsoncodec.dumps(predicting.predict(entry, x))
+    return jsoncodec.dumps(predicting.predict(entry, x, loc=loc))

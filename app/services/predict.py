@@ -22,10 +22,13 @@ from app.db import Database
 from app.engine.model import Model as EngineModel
 from app.model_cache import CachedModel, ModelCache
 from app.models import Model
+from app.npz import ArrayFileError, load_npy
 from app.services.errors import Invalid, LimitExceeded, NotFound
 from app.services.models import PATH_LOC, architecture_size, get_model_with_weights
 
 X_LOC = ("body", "x")
+NPY_LOC = ("body",)
+NPY_MEDIA_TYPE = "application/x-npy"
 
 _ROWS_START = re.compile(rb'[ \t\n\r]*\{[ \t\n\r]*"x"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
 _DOCUMENT_END = re.compile(rb"[ \t\n\r]*\}[ \t\n\r]*")
@@ -72,6 +75,37 @@ def parse_rows(body: bytes, *, max_rows: int, by_row: bool = False) -> np.ndarra
         raise Invalid(*_explain(rows)) from None
     if x.ndim != 2 or x.shape[1] == 0:
         raise Invalid(*_explain(rows))
+    return x
+
+
+def parse_npy(body: bytes, *, max_rows: int) -> np.ndarray:
+    """A .npy body (``Content-Type: application/x-npy``) -> its (rows, width) array of real
+    numbers; 422 / 413 naming what is wrong, at ``("body",)``. No JSON to parse and no
+    Python float per value: a 256-row request costs its forward pass."""
+    try:
+        x = load_npy(body, name="body")
+    except ArrayFileError as exc:
+        raise Invalid(exc.message, NPY_LOC, error_type="npy_invalid") from None
+    if x.dtype.kind not in "iuf":
+        raise Invalid(
+            f"the array must hold real numbers (integers or floats), got dtype {x.dtype}",
+            NPY_LOC,
+            error_type="npy_invalid",
+        )
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise Invalid(
+            f"the array must be 2-D (rows, features) with at least one row, got shape {x.shape}",
+            NPY_LOC,
+            error_type="npy_invalid",
+        )
+    if x.shape[0] > max_rows:
+        raise LimitExceeded(
+            "predict rows",
+            x.shape[0],
+            setting="BACKPROP_MAX_PREDICT_ROWS",
+            limit=max_rows,
+            loc=NPY_LOC,
+        )
     return x
 
 
@@ -206,12 +240,14 @@ def multiply_adds(entry: CachedModel, x: np.ndarray) -> int:
     return int(x.shape[0]) * entry.parameter_count
 
 
-def predict(entry: CachedModel, x: np.ndarray) -> dict[str, Any]:
-    """Outputs (rows, output_size), plus labels for classifiers."""
+def predict(entry: CachedModel, x: np.ndarray, *, loc: tuple[str, ...] = X_LOC) -> dict[str, Any]:
+    """Outputs (rows, output_size), plus labels for classifiers. ``loc``: where the rows
+    are in the request (``("body", "x")`` for JSON, ``("body",)`` for a .npy body); errors
+    about a row or a value add its indices."""
     if x.shape[1] != entry.input_size:
         raise Invalid(
             f"rows have {x.shape[1]} values, the model takes {entry.input_size}",
-            X_LOC,
+            loc,
             error_type="shape_mismatch",
         )
     with np.errstate(over="ignore", invalid="ignore"):
@@ -219,7 +255,7 @@ def predict(entry: CachedModel, x: np.ndarray) -> dict[str, Any]:
     if not np.isfinite(x32).all():
         row, col = (int(v) for v in np.argwhere(~np.isfinite(x32))[0])
         raise Invalid(
-            "values must be finite float32 numbers (no NaN, inf or overflow)", (*X_LOC, row, col)
+            "values must be finite float32 numbers (no NaN, inf or overflow)", (*loc, row, col)
         )
     # Finite inputs can still overflow inside the network (a linear output of huge values):
     # refuse them rather than answer NaN/inf, which JSON cannot carry, or a label picked
@@ -230,7 +266,7 @@ def predict(entry: CachedModel, x: np.ndarray) -> dict[str, Any]:
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
         raise Invalid(
             "the model's outputs overflow for this row: its values are too large for the model",
-            (*X_LOC, row),
+            (*loc, row),
             error_type="non_finite_output",
         )
     result: dict[str, Any] = {"outputs": outputs.tolist()}
