@@ -21,6 +21,7 @@ from app.main import create_app
 from app.services import predict as predicting
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, auth, import_model, make_network
+from tests.json_refusals import assert_refused_like_json_loads
 
 WAIT_SECONDS = 30.0  # a guard against hanging, never a timing assertion
 LOOP_TURNS = 100_000  # asyncio.sleep(0) turns allowed for requests to reach a point
@@ -247,12 +248,7 @@ def test_bodies_the_parsers_cannot_take_are_a_422_not_a_500(body: bytes, by_row:
 
 @pytest.mark.parametrize("body", BROKEN)
 def test_loads_by_row_refuses_what_json_loads_refuses(body: bytes) -> None:
-    with pytest.raises(ValueError) as expected:  # JSONDecodeError or UnicodeDecodeError
-        json.loads(body)
-    with pytest.raises(ValueError) as refused:
-        predicting.loads_by_row(body)
-    assert type(refused.value) is type(expected.value)
-    assert str(refused.value) == str(expected.value)
+    assert_refused_like_json_loads(predicting.loads_by_row, body)
 
 
 def test_large_bodies_are_refused_like_small_ones(client: ApiClient) -> None:

@@ -25,9 +25,7 @@ def model(client: ApiClient) -> dict[str, Any]:
     return import_model(client, make_network(client, input_size=5))
 
 
-def test_npy_rows_predict_exactly_like_json_rows(
-    client: ApiClient, model: dict[str, Any]
-) -> None:
+def test_npy_rows_predict_exactly_like_json_rows(client: ApiClient, model: dict[str, Any]) -> None:
     url = f"/v1/models/{model['id']}/predict"
     x = np.random.default_rng(0).standard_normal((7, 5))
     expected = client.post(url, json={"x": x.tolist()})
@@ -82,9 +80,7 @@ def test_bad_npy_bodies_are_a_422_at_the_body(
     assert words in error["msg"]
 
 
-def test_npy_values_are_checked_like_json_values(
-    client: ApiClient, model: dict[str, Any]
-) -> None:
+def test_npy_values_are_checked_like_json_values(client: ApiClient, model: dict[str, Any]) -> None:
     url = f"/v1/models/{model['id']}/predict"
     x = np.zeros((3, 5))
     x[2, 4] = np.nan
@@ -97,9 +93,7 @@ def test_npy_values_are_checked_like_json_values(
     assert error["loc"] == ["body"] and error["type"] == "shape_mismatch"
 
 
-def test_npy_rows_count_against_the_predict_row_limit(
-    make_client: MakeClient, keys: Keys
-) -> None:
+def test_npy_rows_count_against_the_predict_row_limit(make_client: MakeClient, keys: Keys) -> None:
     client = make_client(keys.alice, max_predict_rows=4)
     model = import_model(client, make_network(client, input_size=5))
     url = f"/v1/models/{model['id']}/predict"
