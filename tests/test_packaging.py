@@ -30,6 +30,7 @@ from starlette.routing import Route
 from app.cli import build_parser
 from app.config import Settings
 from app.services.keys import looks_like_key
+from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -394,11 +395,6 @@ def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
         prediction = json.loads(result.stdout.strip().splitlines()[-1])
         assert prediction["labels"] == [0, 1, 1, 0], result.stdout
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         log.close()
     assert server.returncode == 0, log_path.read_text(errors="replace")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.worker.procs import REPO_ROOT, wait_for
+from tests.processes import wait_for
+from tests.worker.procs import REPO_ROOT
 
 KEY_LINE = re.compile(r"^bp_[A-Za-z0-9_-]{43}$", re.MULTILINE)
 

@@ -15,9 +15,9 @@ from app.migrate import is_current
 from app.models import JobStatus, WorkerHeartbeat
 from tests.cli.server import Server
 from tests.conftest import MakeSettings
+from tests.processes import wait_for
 from tests.queue.rows import get_job
 from tests.worker.jobs import add_training_jobs
-from tests.worker.procs import wait_for
 
 pytestmark = pytest.mark.slow  # real `serve` processes: API + workers
 

@@ -9,9 +9,10 @@ from app.db import Database
 from app.migrate import upgrade
 from app.models import JobStatus
 from tests.conftest import MakeSettings
+from tests.processes import wait_for
 from tests.queue.rows import get_job
 from tests.worker.jobs import add_training_jobs
-from tests.worker.procs import start_worker, wait_exit, wait_for
+from tests.worker.procs import start_worker, wait_exit
 
 
 def test_a_worker_waits_for_migrations_then_works(

@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from app.db import Database
 from app.models import Job, JobStatus, Model
 from app.npz import load_arrays
+from tests.processes import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -73,14 +74,7 @@ def wait_until(
     interval: float = 0.05,
 ) -> T:
     """Poll ``predicate`` until it returns something truthy; its value is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise HarnessError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(predicate, what=what, timeout=timeout, interval=interval, error=HarnessError)
 
 
 def backprop_command(*args: str) -> list[str]:

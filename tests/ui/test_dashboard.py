@@ -10,13 +10,11 @@ browser is never downloaded.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +28,8 @@ import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.processes import stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -84,19 +84,6 @@ def _wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> No
     pytest.fail(f"backprop serve gave no /healthz in {SERVER_START_TIMEOUT} s:\n{log.read_text()}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the serve process (it stops its workers), then make sure its group is gone."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # any worker left behind
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """``backprop serve`` with one worker on a free port and a fresh SQLite database."""
@@ -124,7 +111,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         _wait_healthy(base_url, proc, log)
         yield Server(base_url, key, log)
     finally:
-        _stop(proc)
+        stop(proc, group=True)
 
 
 # Pixel statistics of a canvas: how much is painted, and whether both class colours

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,18 +42,6 @@ def wait_exit(process: subprocess.Popen[bytes], log_path: Path, timeout: float =
         raise AssertionError(
             f"worker still running after {timeout} s:\n{log_path.read_text()}"
         ) from None
-
-
-def wait_for(predicate: Callable[[], T | None], *, what: str, timeout: float = 60) -> T:
-    """Poll ``predicate`` until it returns something truthy (generous timeout, no timing)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def model_arrays(db: Database, model_id: str) -> dict[str, np.ndarray]:

@@ -11,8 +11,8 @@ from app.db import Database
 from app.queue import Claim, claim_next, requeue_expired
 from app.worker import LeaseView, Pulse
 from tests.conftest import MakeSettings
+from tests.processes import wait_for
 from tests.queue.rows import add_jobs, cancel, expire_lease, get_job
-from tests.worker.procs import wait_for
 
 LONG_LEASE = 3600.0  # renewals every 20 minutes: only the cancel poll can be heard
 

@@ -13,9 +13,10 @@ from app.db import Database
 from app.models import Job, JobStatus
 from app.worker import Worker
 from tests.conftest import MakeSettings
+from tests.processes import wait_for
 from tests.queue.rows import expire_lease, get_job, models_of
 from tests.worker.jobs import add_training_jobs
-from tests.worker.procs import model_arrays, same_arrays, start_worker, wait_exit, wait_for
+from tests.worker.procs import model_arrays, same_arrays, start_worker, wait_exit
 
 EPOCHS = 12
 KILL_EPOCHS = 80  # long enough to be killed mid-way, checkpointing every epoch

@@ -15,7 +15,8 @@ from app.db import Database
 from app.models import Job, JobStatus, Model
 from tests.cli.server import Server
 from tests.conftest import MakeSettings
-from tests.worker.procs import start_worker, wait_exit, wait_for
+from tests.processes import wait_for
+from tests.worker.procs import start_worker, wait_exit
 
 JOBS = 50
 KEY = "bp_" + "t" * 43

@@ -18,9 +18,10 @@ from app.models import Job, JobStatus, WorkerHeartbeat
 from app.queue import requeue_expired
 from app.worker import Worker
 from tests.conftest import MakeSettings
+from tests.processes import wait_for
 from tests.queue.rows import add_jobs, cancel, get_job, models_of
 from tests.worker.jobs import NETWORK, add_training_jobs, options
-from tests.worker.procs import model_arrays, same_arrays, start_worker, wait_exit, wait_for
+from tests.worker.procs import model_arrays, same_arrays, start_worker, wait_exit
 
 
 def test_a_burst_worker_process_trains_every_job(
