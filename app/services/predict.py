@@ -61,14 +61,7 @@ def parse_rows(body: bytes, *, max_rows: int, by_row: bool = False) -> np.ndarra
     rows = document["x"]
     if not isinstance(rows, list) or not rows:
         raise Invalid("x must be a non-empty list of rows", X_LOC)
-    if len(rows) > max_rows:
-        raise LimitExceeded(
-            "predict rows",
-            len(rows),
-            setting="BACKPROP_MAX_PREDICT_ROWS",
-            limit=max_rows,
-            loc=X_LOC,
-        )
+    _check_row_count(len(rows), max_rows, X_LOC)
     try:
         x = np.asarray(rows, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
@@ -98,15 +91,16 @@ def parse_npy(body: bytes, *, max_rows: int) -> np.ndarray:
             NPY_LOC,
             error_type="npy_invalid",
         )
-    if x.shape[0] > max_rows:
-        raise LimitExceeded(
-            "predict rows",
-            x.shape[0],
-            setting="BACKPROP_MAX_PREDICT_ROWS",
-            limit=max_rows,
-            loc=NPY_LOC,
-        )
+    _check_row_count(x.shape[0], max_rows, NPY_LOC)
     return x
+
+
+def _check_row_count(rows: int, max_rows: int, loc: tuple[str, ...]) -> None:
+    """413 when a predict request carries more rows than BACKPROP_MAX_PREDICT_ROWS."""
+    if rows > max_rows:
+        raise LimitExceeded(
+            "predict rows", rows, setting="BACKPROP_MAX_PREDICT_ROWS", limit=max_rows, loc=loc
+        )
 
 
 def loads_by_row(body: bytes) -> Any:
