@@ -18,10 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from app.config import Settings, get_settings
-from app.db import Database
-from app.migrate import is_current, upgrade
+from app.jobs.supervisor import BLAS_THREAD_VARIABLES
 from app.services import keys
-from app.supervisor import BLAS_THREAD_VARIABLES
+from app.storage.database import Database
+from app.storage.migrations import is_current, upgrade
 
 log = logging.getLogger("backprop")
 
@@ -71,7 +71,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if settings.blas_threads:  # before NumPy loads: BLAS reads these once
         for name in BLAS_THREAD_VARIABLES:
             os.environ.setdefault(name, str(settings.blas_threads))
-    from app.worker import Worker  # the engine loads only for commands that train
+    from app.jobs.worker import Worker  # the engine loads only for commands that train
 
     _configure_logging(settings)
     database = Database(settings.database_url)
@@ -97,7 +97,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from app.supervisor import Supervisor, announce_new_key, prepare_keys
+    from app.jobs.supervisor import Supervisor, announce_new_key, prepare_keys
 
     _configure_logging(settings)
     upgrade(settings.database_url)

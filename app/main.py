@@ -22,13 +22,13 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api import datasets, jobs, models, networks, ops, predict
+from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.context import AppContext
+from app.api.prometheus import MetricsMiddleware
 from app.config import Settings, get_settings
-from app.db import Database
-from app.limits import BodySizeLimitMiddleware, BodyTooLarge
-from app.metrics import MetricsMiddleware
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
+from app.storage.database import Database
 
 log = logging.getLogger("backprop.api")
 UI_DIR = Path(__file__).resolve().parent / "ui"

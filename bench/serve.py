@@ -71,7 +71,7 @@ def bare_app() -> FastAPI:
 
 def start_bare(constants_path: Path, port: int, log_level: str, log: Any) -> Any:
     """The bare app under uvicorn, started exactly as ``backprop serve`` starts the API
-    (app/supervisor.py: ``python -m uvicorn ... --factory --host --port --log-level``)."""
+    (app/jobs/supervisor.py: ``python -m uvicorn ... --factory --host --port --log-level``)."""
     env = {**os.environ, "BENCH_BARE_CONSTANTS": str(constants_path)}
     cmd = [
         sys.executable, "-m", "uvicorn", "serve:bare_app", "--factory",

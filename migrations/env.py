@@ -1,4 +1,4 @@
-"""Alembic environment of Backprop, configured in code by :mod:`app.migrate`.
+"""Alembic environment of Backprop, configured in code by :mod:`app.storage.migrations`.
 
 The caller either hands over an open connection (``config.attributes["connection"]``)
 or a URL (``sqlalchemy.url``). SQLite runs in batch mode, since it cannot ALTER most
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from app.models import Base
+from app.storage.tables import Base
 
 target_metadata = Base.metadata
 

@@ -6,7 +6,7 @@
   dropped afterwards). The postgres case is marked ``postgres`` and skipped, with the
   reason, when the variable is unset.
 - ``sqlite_url`` / ``postgres_url``: one backend only (postgres: skipped without a server).
-- ``migrated_db``: a :class:`app.db.Database` on ``database_url`` with migrations applied.
+- ``migrated_db``: a :class:`app.storage.database.Database` on ``database_url``, migrated.
 - ``make_settings``: ``make_settings(database_url, **fields) -> Settings``; it also exports
   each field as ``BACKPROP_<FIELD>`` (so ``get_settings()`` and child processes started
   with the test's environment see the same values) and clears the settings cache.
@@ -25,8 +25,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings, get_settings
-from app.db import Database
-from app.migrate import upgrade
+from app.storage.database import Database
+from app.storage.migrations import upgrade
 
 POSTGRES_ENV = "BACKPROP_TEST_POSTGRES_URL"
 

@@ -1,4 +1,4 @@
-"""app.jsoncodec: orjson's speed, the standard library's results and errors."""
+"""app.services.jsoncodec: orjson's speed, the standard library's results and errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app import jsoncodec
+from app.services import jsoncodec
 from tests.json_refusals import assert_refused_like_json_loads
 
 ACCEPTED = [

@@ -1,4 +1,4 @@
-"""app.npz: safe npz reading, and the zero-copy views a worker loads datasets with."""
+"""app.storage.npz: safe npz reading, and the zero-copy views a worker loads datasets with."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from app.npz import ArrayFileError, dump_arrays, load_arrays
+from app.storage.npz import ArrayFileError, dump_arrays, load_arrays
 
 ARRAYS = {
     "x": np.arange(12, dtype=np.float32).reshape(3, 4),

@@ -6,13 +6,13 @@ import threading
 
 from starlette.requests import HTTPConnection
 
+from app.api.auth import KeyCache
+from app.api.prometheus import Metrics
 from app.api.singleflight import SingleFlight
-from app.auth import KeyCache
 from app.config import Settings
-from app.db import Database
-from app.metrics import Metrics
-from app.model_cache import CachedModel, ModelCache
 from app.services.keys import Caller
+from app.services.model_cache import CachedModel, ModelCache
+from app.storage.database import Database
 
 
 class AppContext:

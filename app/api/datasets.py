@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors
-from app.schemas.common import Page, openapi_examples
-from app.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
+from app.api.schemas.common import Page, openapi_examples
+from app.api.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
 from app.services import datasets as service
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=errors(401))

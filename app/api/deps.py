@@ -7,9 +7,9 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 
+from app.api.auth import require_caller
 from app.api.context import AppContext, context
-from app.auth import require_caller
-from app.schemas.common import ErrorResponse, Page
+from app.api.schemas.common import ErrorResponse, Page
 from app.services.keys import Caller
 
 

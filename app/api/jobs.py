@@ -8,11 +8,11 @@ from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
-from app.models import JobStatus
-from app.schemas.common import Page, openapi_examples
-from app.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary
+from app.api.schemas.common import Page, openapi_examples
+from app.api.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary
 from app.services import jobs as service
 from app.services.job_events import job_events
+from app.storage.tables import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401))
 

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
-from app.models import Model
-from app.schemas.common import Page
-from app.schemas.models import ModelRead
+from app.api.schemas.common import Page
+from app.api.schemas.models import ModelRead
 from app.services import models as service
+from app.storage.tables import Model
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=errors(401))
 

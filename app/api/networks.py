@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response, status
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors
-from app.schemas.common import Page, openapi_examples
-from app.schemas.networks import NetworkCreate, NetworkRead
+from app.api.schemas.common import Page, openapi_examples
+from app.api.schemas.networks import NetworkCreate, NetworkRead
 from app.services import networks as service
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"], responses=errors(401))

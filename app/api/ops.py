@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from app.api.deps import Ctx
-from app.metrics import Gauge
+from app.api.prometheus import Gauge
 from app.services import ops
 
 router = APIRouter(tags=["ops"])

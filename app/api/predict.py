@@ -18,14 +18,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from app import jsoncodec
+from app.api.auth import SECURITY, request_caller
 from app.api.context import context
 from app.api.deps import errors
-from app.auth import SECURITY, request_caller
-from app.model_cache import CachedModel
-from app.schemas.common import openapi_examples
-from app.schemas.models import PredictRequest, PredictResponse
+from app.api.schemas.common import openapi_examples
+from app.api.schemas.models import PredictRequest, PredictResponse
+from app.services import jsoncodec
 from app.services import predict as predicting
+from app.services.model_cache import CachedModel
 
 
 class DirectRoute(APIRoute):

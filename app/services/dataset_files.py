@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.npz import ArrayFileError, load_arrays
 from app.services.arrays import feature_matrix, label_array
 from app.services.errors import Invalid, LimitExceeded, invalid_at
+from app.storage.npz import ArrayFileError, load_arrays
 
 FILE_LOC = ("body", "file")
 

@@ -8,14 +8,14 @@ import numpy as np
 from sqlalchemy.orm import defer
 
 from app.config import Settings
-from app.db import Database
 from app.engine.datasets import describe_labels, generate
-from app.models import Dataset, Job
-from app.npz import dump_arrays, load_arrays
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.dataset_files import FILE_LOC, parse_upload
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.storage.database import Database
+from app.storage.npz import dump_arrays, load_arrays
+from app.storage.tables import Dataset, Job
 
 PATH_LOC = ("path", "dataset_id")
 NO_DATA = (defer(Dataset.data),)

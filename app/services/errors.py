@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from app.engine.errors import ConfigError, EngineError
-from app.npz import ArrayFileError
+from app.storage.npz import ArrayFileError
 
 Loc = tuple[str | int, ...]
 

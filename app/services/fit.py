@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.engine.losses import LOSSES
-from app.models import Dataset
 from app.services.errors import Invalid
+from app.storage.tables import Dataset
 
 DATASET_LOC = ("body", "dataset_id")
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.db import Database
 from app.services.jobs import job_progress
+from app.storage.database import Database
 
 POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 15.0

@@ -8,15 +8,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from app import queue
 from app.config import Settings
-from app.db import Database
 from app.engine.training import TrainingOptions
-from app.models import ACTIVE_STATUSES, Dataset, Job, JobStatus, Model, Network, Owner
+from app.jobs import queue
 from app.services.datasets import NO_DATA
 from app.services.errors import Conflict, LimitExceeded, NotFound, TooManyJobs, invalid_at
 from app.services.fit import check_init_model, check_labels_fit
 from app.services.ownership import get_owned, page
+from app.storage.database import Database
+from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, JobStatus, Model, Network, Owner
 
 PATH_LOC = ("path", "job_id")
 RETRY_AFTER_SECONDS = 10

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Owner, utcnow
+from app.storage.tables import ApiKey, Owner, utcnow
 
 KEY_PREFIX = "bp_"
 KEY_RANDOM_BYTES = 32

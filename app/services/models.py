@@ -9,14 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from app.config import Settings
-from app.db import Database
 from app.engine.errors import EngineError
 from app.engine.model import Model as EngineModel
-from app.model_cache import ModelCache
-from app.models import Job, Model, Network
 from app.services.errors import Invalid, invalid_at
+from app.services.model_cache import ModelCache
 from app.services.networks import check_parameter_limit, parameter_count
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.storage.database import Database
+from app.storage.tables import Job, Model, Network
 
 PATH_LOC = ("path", "model_id")
 

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.config import Settings
-from app.db import Database
 from app.engine.network import Network as EngineNetwork
-from app.models import Network
 from app.services.errors import LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page
+from app.storage.database import Database
+from app.storage.tables import Network
 
 PATH_LOC = ("path", "network_id")
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import migrate
-from app.db import Database
-from app.models import Job, JobStatus, WorkerHeartbeat, utcnow
+from app.storage import migrations as migrate
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus, WorkerHeartbeat, utcnow
 
 WORKER_FRESH_SECONDS = 30.0
 

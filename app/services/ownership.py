@@ -10,8 +10,8 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ExecutableOption
 
-from app.models import ACTIVE_STATUSES, Dataset, Job, Model, Network
 from app.services.errors import Conflict, NotFound
+from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, Model, Network
 
 Row = TypeVar("Row", Dataset, Network, Job, Model)
 

@@ -1,7 +1,7 @@
 """The hot path: predict with a cached model, parsing the body without pydantic.
 
 With the key and the model cached, a predict touches no database: the owner check uses
-the cached model's owner. ``x`` is parsed with orjson (:mod:`app.jsoncodec`, the standard
+the cached model's owner. ``x`` is parsed with orjson (:mod:`app.services.jsoncodec`, the standard
 library's results at a tenth of its time) + one ``np.asarray``.
 """
 
@@ -16,15 +16,15 @@ import numpy as np
 import orjson
 from sqlalchemy import select
 
-from app import jsoncodec
 from app.config import Settings
-from app.db import Database
 from app.engine.model import Model as EngineModel
-from app.model_cache import CachedModel, ModelCache
-from app.models import Model
-from app.npz import ArrayFileError, load_npy
+from app.services import jsoncodec
 from app.services.errors import Invalid, LimitExceeded, NotFound
+from app.services.model_cache import CachedModel, ModelCache
 from app.services.models import PATH_LOC, architecture_size, get_model_with_weights
+from app.storage.database import Database
+from app.storage.npz import ArrayFileError, load_npy
+from app.storage.tables import Model
 
 X_LOC = ("body", "x")
 NPY_LOC = ("body",)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from app.config import Settings
-from app.db import Database
 from app.engine.network import Network as EngineNetwork
+from app.jobs.worker import Worker
 from app.main import create_app
 from app.services.keys import create_key, revoke_key
-from app.worker import Worker
+from app.storage.database import Database
 from tests.api.client import ApiClient
 
 

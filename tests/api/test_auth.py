@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.db import Database
-from app.models import ApiKey
 from app.services.keys import revoke_key
+from app.storage.database import Database
+from app.storage.tables import ApiKey
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, auth, make_dataset
 from tests.api.openapi_ops import operations

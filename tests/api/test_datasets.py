@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.db import Database
-from app.models import Dataset
+from app.storage.database import Database
+from app.storage.tables import Dataset
 from tests.api.client import ApiClient
 from tests.api.conftest import make_dataset, make_network, submit
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from app.db import Database
+from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import import_model, make_network, run_worker, submit, train
 

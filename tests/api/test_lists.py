@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.db import Database
+from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import import_model, make_network, run_worker, submit
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import event
 
-from app.db import Database
+from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, auth, import_model, make_network
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.db import Database
-from app.models import Job, Network
+from app.storage.database import Database
+from app.storage.tables import Job, Network
 from tests.api.client import ApiClient
 from tests.api.conftest import XOR_NETWORK, import_model, make_dataset, make_network
 

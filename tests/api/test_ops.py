@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
-from app.models import WorkerHeartbeat, utcnow
+from app.storage.database import Database
+from app.storage.tables import WorkerHeartbeat, utcnow
 from tests.api.client import ApiClient
 from tests.api.conftest import MakeClient, make_dataset
 

@@ -16,9 +16,9 @@ from sqlalchemy import event
 from app.api.predict import INLINE_PARSE_BYTES
 from app.api.singleflight import SingleFlight
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
 from app.services import predict as predicting
+from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, auth, import_model, make_network
 from tests.json_refusals import assert_refused_like_json_loads

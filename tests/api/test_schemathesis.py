@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
-from app.models import WorkerHeartbeat, utcnow
+from app.storage.database import Database
+from app.storage.tables import WorkerHeartbeat, utcnow
 from tests.api.conftest import Keys, MakeClient, auth, make_dataset, make_network, train
 
 CHECKS = [

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from app.cli import main
-from app.db import Database
-from app.models import ApiKey
 from app.services.keys import authenticate, hash_key
+from app.storage.database import Database
+from app.storage.tables import ApiKey
 from tests.conftest import MakeSettings
 
 

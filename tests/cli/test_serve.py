@@ -10,9 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.db import Database
-from app.migrate import is_current
-from app.models import JobStatus, WorkerHeartbeat
+from app.storage.database import Database
+from app.storage.migrations import is_current
+from app.storage.tables import JobStatus, WorkerHeartbeat
 from tests.cli.server import Server
 from tests.conftest import MakeSettings
 from tests.processes import wait_for

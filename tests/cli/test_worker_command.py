@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from app.db import Database
-from app.migrate import upgrade
-from app.models import JobStatus
+from app.storage.database import Database
+from app.storage.migrations import upgrade
+from app.storage.tables import JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
 from tests.queue.rows import get_job

@@ -34,9 +34,9 @@ import numpy as np
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from app.db import Database
-from app.models import Job, JobStatus, Model
-from app.npz import load_arrays
+from app.storage.database import Database
+from app.storage.npz import load_arrays
+from app.storage.tables import Job, JobStatus, Model
 from tests.processes import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -491,7 +491,7 @@ class Cluster:
 
     # processes -----------------------------------------------------------------------
     def migrate(self) -> None:
-        from app.migrate import upgrade
+        from app.storage.migrations import upgrade
 
         upgrade(self.config.database_url)
 

@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from app.models import JobStatus, WorkerHeartbeat
+from app.storage.tables import JobStatus, WorkerHeartbeat
 from tests.faults.harness import (
     ApiClient,
     Cluster,

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.db import Database
-from app.models import Job, Model, Owner
+from app.storage.database import Database
+from app.storage.tables import Job, Model, Owner
 from tests.faults.conftest import MakeCluster
 from tests.faults.harness import Workload
 from tests.faults.scenarios import CRASH_POINTS, crash_around_commits

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, update
 
-from app.db import Database
-from app.models import Dataset, Job, JobStatus, Model, Network, Owner, utcnow
-from app.npz import dump_arrays
-from app.queue import enqueue, request_cancel
+from app.jobs.queue import enqueue, request_cancel
+from app.storage.database import Database
+from app.storage.npz import dump_arrays
+from app.storage.tables import Dataset, Job, JobStatus, Model, Network, Owner, utcnow
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0], dtype=np.int64)

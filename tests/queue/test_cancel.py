@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from app.db import Database
-from app.models import JobStatus
-from app.queue import (
+from app.jobs.queue import (
     LeaseState,
     Progress,
     TrainedModel,
@@ -16,6 +14,8 @@ from app.queue import (
     release,
     requeue_expired,
 )
+from app.storage.database import Database
+from app.storage.tables import JobStatus
 from tests.queue.rows import add_jobs, cancel, expire_lease, get_job, models_of
 
 PROGRESS = Progress(epoch=2, metrics=None, history=[], samples_trained=8, train_seconds=0.1)

@@ -7,9 +7,9 @@ from multiprocessing.synchronize import Barrier
 
 import pytest
 
-from app.db import Database
-from app.models import JobStatus
-from app.queue import claim_next
+from app.jobs.queue import claim_next
+from app.storage.database import Database
+from app.storage.tables import JobStatus
 from tests.queue.rows import add_jobs, get_job
 
 

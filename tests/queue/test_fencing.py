@@ -6,9 +6,7 @@ import dataclasses
 
 import pytest
 
-from app.db import Database
-from app.models import JobStatus
-from app.queue import (
+from app.jobs.queue import (
     Claim,
     Progress,
     TrainedModel,
@@ -21,6 +19,8 @@ from app.queue import (
     requeue_expired,
     save_progress,
 )
+from app.storage.database import Database
+from app.storage.tables import JobStatus
 from tests.queue.rows import add_jobs, expire_lease, get_job, models_of
 
 PROGRESS = Progress(

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from app.db import Database
-from app.models import JobStatus, Model
-from app.queue import (
+from app.jobs.queue import (
     Progress,
     TrainedModel,
     claim_next,
@@ -17,6 +15,8 @@ from app.queue import (
     requeue_expired,
     save_progress,
 )
+from app.storage.database import Database
+from app.storage.tables import JobStatus, Model
 from tests.queue.rows import add_jobs, expire_lease, get_job, models_of
 
 PROGRESS = Progress(

@@ -1,4 +1,4 @@
-"""Migrations build exactly the schema of app/models.py, on SQLite and PostgreSQL."""
+"""Migrations build exactly the schema of app/storage/tables.py, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from app.db import Database
-from app.migrate import alembic_config, current_revisions, head_revisions, is_current, upgrade
-from app.models import Base
+from app.storage.database import Database
+from app.storage.migrations import (
+    alembic_config,
+    current_revisions,
+    head_revisions,
+    is_current,
+    upgrade,
+)
+from app.storage.tables import Base
 
 
 def _differences(database: Database) -> list[object]:

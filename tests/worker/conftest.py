@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.db import Database
-from app.migrate import upgrade
+from app.storage.database import Database
+from app.storage.migrations import upgrade
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from app.db import Database
 from app.engine.training import TrainingOptions
+from app.storage.database import Database
 from tests.queue.rows import XOR_NETWORK, add_jobs
 
 # 200 points, label = same sign of both coordinates (XOR of quadrants): a few ms an epoch.

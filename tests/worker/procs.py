@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from app.db import Database
-from app.models import Model
-from app.npz import load_arrays
+from app.storage.database import Database
+from app.storage.npz import load_arrays
+from app.storage.tables import Model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

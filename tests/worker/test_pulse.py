@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.db import Database
-from app.queue import Claim, claim_next, requeue_expired
-from app.worker import LeaseView, Pulse
+from app.jobs.pulse import LeaseView, Pulse
+from app.jobs.queue import Claim, claim_next, requeue_expired
+from app.storage.database import Database
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
 from tests.queue.rows import add_jobs, cancel, expire_lease, get_job

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from app.db import Database
-from app.models import Job, JobStatus
-from app.worker import Worker
+from app.jobs.worker import Worker
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
 from tests.queue.rows import expire_lease, get_job, models_of

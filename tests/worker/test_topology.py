@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.db import Database
-from app.models import Job, JobStatus, Model
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus, Model
 from tests.cli.server import Server
 from tests.conftest import MakeSettings
 from tests.processes import wait_for

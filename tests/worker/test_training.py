@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.db import Database
-from app.models import Job, JobStatus, WorkerHeartbeat
-from app.queue import requeue_expired
-from app.worker import Worker
+from app.jobs.queue import requeue_expired
+from app.jobs.worker import Worker
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus, WorkerHeartbeat
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
 from tests.queue.rows import add_jobs, cancel, get_job, models_of
@@ -164,7 +164,7 @@ def test_an_early_stopped_model_carries_the_metrics_of_its_best_epoch(
 ) -> None:
     """With early stopping the model holds the best epoch's weights, so its metrics are
     that epoch's history entry, not the last epoch's."""
-    from app.migrate import upgrade
+    from app.storage.migrations import upgrade
 
     upgrade(sqlite_url)
     db = Database(sqlite_url)

@@ -8,7 +8,7 @@ dead) changes nothing: each verb returns False / None and the caller stops.
 Claiming is one atomic statement: ``UPDATE jobs ... WHERE id = (SELECT id ... LIMIT 1)``,
 with ``FOR UPDATE SKIP LOCKED`` in the subquery on PostgreSQL (concurrent claimers take
 different rows) and inside a ``BEGIN IMMEDIATE`` transaction on SQLite (claimers queue
-for the single write lock). All timestamps are :func:`app.models.utcnow`.
+for the single write lock). All timestamps are :func:`app.storage.tables.utcnow`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, func, select, true, update
 from sqlalchemy.orm import Session
 
-from app.db import Database
-from app.models import Job, JobStatus, Model, utcnow
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus, Model, utcnow
 
 BeforeCommit = Callable[[], None]
 AnyRow = Row[*tuple[Any, ...]]

@@ -14,20 +14,18 @@ import time
 from collections import OrderedDict
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import or_, update
 from starlette.requests import HTTPConnection
 
-from app.db import Database
-from app.models import ApiKey, utcnow
+from app.api.singleflight import SingleFlight
 from app.services.errors import ServiceError
 from app.services.keys import Caller, authenticate, hash_key, looks_like_key
-
-if TYPE_CHECKING:
-    from app.api.context import AppContext
+from app.storage.database import Database
+from app.storage.tables import ApiKey, utcnow
 
 LAST_USED_INTERVAL_SECONDS = 60.0
 MAX_CACHED_KEYS = 10_000
@@ -124,15 +122,20 @@ def bearer_key(authorization: str | None) -> str:
     return key
 
 
-async def caller_for_key(ctx: AppContext, key: str) -> Caller:
-    """The caller owning ``key``: from the cache, else one shared database read."""
+async def caller_for_key(
+    database: Database,
+    cache: KeyCache,
+    lookups: SingleFlight[str, Caller | None],
+    key: str,
+) -> Caller:
+    """The caller owning ``key``: from the cache, else one database read shared by the
+    concurrent misses of the same key (``lookups``)."""
     if not looks_like_key(key):
         raise Unauthorized("unknown or revoked API key")
     digest = hash_key(key)
-    caller = ctx.key_cache.get(digest)
+    caller = cache.get(digest)
     if caller is None:
-        lookup = partial(lookup_key, ctx.database, ctx.key_cache, key)
-        caller = await ctx.key_lookups.run(digest, lookup)
+        caller = await lookups.run(digest, partial(lookup_key, database, cache, key))
     if caller is None:
         raise Unauthorized("unknown or revoked API key")
     return caller
@@ -145,11 +148,15 @@ async def require_caller(
     """The caller of a /v1 request; 401 with ``WWW-Authenticate: Bearer`` otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    return await caller_for_key(request.app.state.backprop, credentials.credentials)
+    ctx = request.app.state.backprop
+    return await caller_for_key(
+        ctx.database, ctx.key_cache, ctx.key_lookups, credentials.credentials
+    )
 
 
 async def request_caller(connection: HTTPConnection) -> Caller:
     """:func:`require_caller` for an endpoint that reads the header itself (the hot path:
     no dependency solving). Declare ``SECURITY`` in its OpenAPI ``openapi_extra``."""
     key = bearer_key(connection.headers.get("authorization"))
-    return await caller_for_key(connection.app.state.backprop, key)
+    ctx = connection.app.state.backprop
+    return await caller_for_key(ctx.database, ctx.key_cache, ctx.key_lookups, key)

@@ -7,7 +7,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import Job, JobStatus
+from app.storage.tables import Job, JobStatus
 
 
 class OptimizerIn(BaseModel):

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import Model
-from app.schemas.common import Label
+from app.api.schemas.common import Label
+from app.storage.tables import Model
 
 
 class ModelRead(BaseModel):

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from app.config import Settings
-from app.db import Database
 from app.services import keys
+from app.storage.database import Database
 
 log = logging.getLogger("backprop.serve")
 

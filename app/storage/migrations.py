@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from app.db import Database, make_engine
+from app.storage.database import Database, make_engine
 
 # Any constant will do; it only has to be the same in every Backprop process.
 _PG_MIGRATION_LOCK = 0x6270_6D69  # "bpmi"
@@ -23,7 +23,7 @@ _PG_MIGRATION_LOCK = 0x6270_6D69  # "bpmi"
 
 def script_location() -> Path:
     """The migrations folder: inside the installed package, else the source tree's."""
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parent.parent  # app/
     for candidate in (package_dir / "_migrations", package_dir.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate
@@ -45,7 +45,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (default: the newest)."""
     engine = make_engine(url)
     try:
-        # On SQLite the transaction begins IMMEDIATE (app.db), which serialises migrators.
+        # On SQLite the transaction begins IMMEDIATE (app.storage.database): migrators queue.
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import Network
-from app.schemas.common import Name
+from app.api.schemas.common import Name
+from app.storage.tables import Network
 
 
 class LayerSpec(BaseModel):

@@ -1,4 +1,4 @@
-"""The tables. A job row is also the queue entry (see app/queue.py)."""
+"""The tables. A job row is also the queue entry (see app/jobs/queue.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Progress is written at most every :data:`PROGRESS_SECONDS` and a resumable check
 every ``settings.checkpoint_seconds`` (0 = every epoch), both at epoch boundaries and
 fenced by the lease. The outcome commits in one fenced transaction: succeeded + model,
 failed + reason, cancelled (+ best-so-far model when asked), or released back to the
-queue on shutdown. Crash-test points (:mod:`app.faults`) sit around each commit.
+queue on shutdown. Crash-test points (:mod:`app.jobs.faults`) sit around each commit.
 """
 
 from __future__ import annotations
@@ -14,24 +14,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import faults, queue
 from app.config import Settings
-from app.db import Database
 from app.engine.errors import DivergenceError, EngineError
 from app.engine.model import Model as EngineModel
 from app.engine.network import Network as EngineNetwork
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
-from app.models import Dataset, Job
-from app.models import Model as ModelRow
-from app.npz import ArrayFileError, load_arrays
-
-if TYPE_CHECKING:
-    from app.worker import Pulse
+from app.jobs import faults, queue
+from app.jobs.pulse import Pulse
+from app.storage.database import Database
+from app.storage.npz import ArrayFileError, load_arrays
+from app.storage.tables import Dataset, Job
+from app.storage.tables import Model as ModelRow
 
 log = logging.getLogger("backprop.worker")
 

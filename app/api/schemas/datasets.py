@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import Label, Name
+from app.api.schemas.common import Label, Name
 
 
 class DatasetCreate(BaseModel):

@@ -1,0 +1,1 @@
+"""Storage: the database engine and sessions, tables, migrations, safe array files."""
