@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import event
 
+from app.services.keys import revoke_key
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, auth, import_model, make_network
@@ -124,7 +125,7 @@ def test_bad_predict_input(client: ApiClient, case: str, body: Any, loc: list[An
 def test_cached_predict_touches_no_database(
     make_client: MakeClient, keys: Keys, db: Database
 ) -> None:
-    client = make_client(keys.alice, key_cache_seconds=60)
+    client = make_client(keys.alice, key_cache_seconds=60, model_recheck_seconds=60)
     model = import_model(client, make_network(client))
     url = f"/v1/models/{model['id']}/predict"
     assert client.post(url, json={"x": [[0, 1]]}).status_code == 200  # warms both caches
@@ -140,7 +141,7 @@ def test_cached_predict_touches_no_database(
 
 
 def test_delete_drops_the_model_from_the_cache(make_client: MakeClient, keys: Keys) -> None:
-    client = make_client(keys.alice, key_cache_seconds=60)
+    client = make_client(keys.alice, key_cache_seconds=60, model_recheck_seconds=60)
     model = import_model(client, make_network(client))
     url = f"/v1/models/{model['id']}/predict"
     assert client.post(url, json={"x": [[0, 1]]}).status_code == 200
@@ -152,13 +153,36 @@ def test_delete_drops_the_model_from_the_cache(make_client: MakeClient, keys: Ke
 def test_model_deleted_elsewhere_stops_answering_within_the_bound(
     make_client: MakeClient, keys: Keys
 ) -> None:
-    here = make_client(keys.alice, key_cache_seconds=0)
+    here = make_client(keys.alice, model_recheck_seconds=0)
     there = make_client(keys.alice)
     model = import_model(here, make_network(here))
     url = f"/v1/models/{model['id']}/predict"
     assert here.post(url, json={"x": [[0, 1]]}).status_code == 200
     assert there.delete(f"/v1/models/{model['id']}").status_code == 204
     assert here.post(url, json={"x": [[0, 1]]}, headers=auth(keys.alice)).status_code == 404
+
+
+def test_model_recheck_and_key_cache_are_independent_settings(
+    make_client: MakeClient, keys: Keys, db: Database
+) -> None:
+    """A long key cache does not delay the model recheck, and a long model recheck does
+    not delay a key's revocation."""
+    there = make_client(keys.alice)
+    keys_cached = make_client(keys.alice2, key_cache_seconds=600, model_recheck_seconds=0)
+    models_cached = make_client(keys.alice2, key_cache_seconds=0, model_recheck_seconds=600)
+    model = import_model(there, make_network(there))
+    url = f"/v1/models/{model['id']}/predict"
+    for client in (keys_cached, models_cached):
+        assert client.post(url, json={"x": [[0, 1]]}).status_code == 200  # warms the caches
+
+    assert there.delete(f"/v1/models/{model['id']}").status_code == 204
+    assert keys_cached.post(url, json={"x": [[0, 1]]}).status_code == 404  # rechecked
+    assert models_cached.post(url, json={"x": [[0, 1]]}).status_code == 200  # still trusted
+
+    with db.session() as session:
+        assert revoke_key(session, key_name="alice-2")
+    assert models_cached.post(url, json={"x": [[0, 1]]}).status_code == 401  # key rechecked
+    assert keys_cached.get("/v1/datasets").status_code == 200  # key still cached
 
 
 BAD_IMPORTS: list[tuple[str, bytes | None, str | None, list[Any]]] = [
