@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.services.keys import revoke_key
 from app.storage.database import Database
-from app.storage.tables import ApiKey
+from app.storage.tables import ApiKey, WorkerHeartbeat, utcnow
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, auth, make_dataset
 from tests.api.openapi_ops import operations
@@ -57,11 +57,20 @@ def test_every_v1_operation_refuses_bad_keys(make_client: MakeClient, keys: Keys
             _assert_401(response, f"{op} with {case}")
 
 
-def test_ops_endpoints_need_no_key(make_client: MakeClient) -> None:
+def test_ops_endpoints_need_no_key(make_client: MakeClient, db: Database) -> None:
     client = make_client()
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/metrics").status_code == 200
-    assert client.get("/readyz").status_code in (200, 503)
+    # Without a key, /readyz answers for the server, not 401: not ready while no worker
+    # has a heartbeat, ready once one has.
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503, not_ready.text
+    assert [r for r in not_ready.json()["reasons"] if "worker" in r], not_ready.text
+    with db.session() as session:
+        session.add(WorkerHeartbeat(id="w1", hostname="h", pid=1, heartbeat_at=utcnow()))
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready", "reasons": []}
 
 
 def test_openapi_declares_the_bearer_scheme(make_client: MakeClient) -> None:
