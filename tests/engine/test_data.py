@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from app.engine import labels
-from app.engine.datasets import describe_labels, generate
+from app.engine.datasets import generate
 from app.engine.errors import ConfigError, DataError
+from app.engine.labels import describe_labels
 from app.engine.preprocessing import Standardizer, check_features
 
 F32 = np.dtype(np.float32)
