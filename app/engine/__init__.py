@@ -14,10 +14,12 @@ Modules, one concept each:
 - ``architecture`` validation of layer lists, ``initializers`` he / xavier / auto.
 - ``network``      Network: flat parameters with W/b views, forward, backward, config.
 - ``workspace``    the preallocated forward / backward pass used for training.
-- ``preprocessing`` standardisation; ``labels`` class labels <-> output units.
+- ``preprocessing`` standardisation; ``labels`` class labels <-> output units, and
+                   the one statement of which labels fit which output layer.
 - ``model``        Model: a trained network + standardisation + classes; npz export /
                    import. ``datasets``: toy data sets.
-- ``options``      TrainingOptions and its parts; ``optimizers``, ``schedules``,
+- ``options``      TrainingOptions and its parts, each option declared once (default,
+                   bounds, description: ``optionspec``); ``optimizers``, ``schedules``,
                    ``metrics``, ``splitting`` (validation split), ``checkpoint``
                    (training state <-> bytes), ``training`` (Trainer, the fit loop).
 

@@ -91,6 +91,8 @@ def test_regression_targets() -> None:
         ([0, 1, 2], "binary", 1, "3 distinct"),
         ([1, 1], "binary", 1, "1 distinct"),
         (["a", "b"], "multiclass", 3, "2 distinct"),
+        ([0.0, 1.0], "binary", 1, "class labels"),
+        (np.ones((3, 3)), "multiclass", 2, "class labels"),
         ([1, "a"], "binary", 1, "mixes"),
         ([1, None], "binary", 1, "null"),
         (["a", "b"], "regression", 1, "numbers"),
