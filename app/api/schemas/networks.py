@@ -45,6 +45,7 @@ class NetworkCreate(BaseModel):
     )
     init: InitName = Field(
         default=InitName("auto"),
+        validate_default=True,  # so the field holds the plain name, as when given
         description="Initial weights: auto (he for relu-like layers, else xavier), he or xavier",
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
