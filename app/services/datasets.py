@@ -8,7 +8,8 @@ import numpy as np
 from sqlalchemy.orm import defer
 
 from app.config import Settings
-from app.engine.datasets import describe_labels, generate
+from app.engine.datasets import generate
+from app.engine.labels import describe_labels
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.dataset_files import FILE_LOC, parse_upload
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
