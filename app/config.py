@@ -22,6 +22,10 @@ class Settings(BaseSettings):
         default="sqlite:///./backprop.db",
         description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pass@host/db",
     )
+    public_url: str = Field(
+        default="/",
+        description="The API's base URL as clients see it (OpenAPI `servers`; `/`: this host)",
+    )
     host: str = Field(default="127.0.0.1", description="Address `backprop serve` binds to")
     port: int = Field(default=8000, description="Port `backprop serve` listens on")
     workers: int = Field(

@@ -22,9 +22,12 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api import datasets, jobs, models, networks, ops, predict
+from app.api import openapi as api_document
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.context import AppContext
 from app.api.prometheus import MetricsMiddleware
+from app.api.schemas.events import EndEvent, EpochEvent
+from app.api.schemas.jobs import JobEnd
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
@@ -132,6 +135,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version="0.1.0",
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        servers=[{"url": settings.public_url}],
+        generate_unique_id_function=api_document.operation_id,
         lifespan=lifespan,
     )
     app.state.backprop = ctx
@@ -143,6 +148,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     for module in (predict, ops, datasets, networks, jobs, models):
         app.include_router(module.router)
     _mount_ui(app)
+    api_document.install(app, extra_models=[JobEnd, EpochEvent, EndEvent])
     return app
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
+from app.api.schemas.events import EVENT_STREAM_SCHEMA
 from app.api.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary, JobTarget
 from app.services import jobs as service
 from app.services.job_events import job_events
@@ -19,17 +20,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=errors(401))
 
 class EventStream(StreamingResponse):
     media_type = "text/event-stream"
-
-
-EVENT_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "description": "The epoch (epoch events only)"},
-        "event": {"type": "string", "enum": ["epoch", "end"]},
-        "data": {"type": "string", "description": "JSON: the epoch's metrics, or JobEnd"},
-    },
-    "required": ["event", "data"],
-}
 
 
 @router.post(
@@ -93,16 +83,14 @@ def get_job(job_id: str, ctx: Ctx, caller: CallerDep) -> JobRead:
     response_class=EventStream,
     responses={
         200: {
-            "description": "`event: epoch` (data: the epoch's metrics) per epoch, history "
-            "first; then `event: end` (data: JobEnd); then the stream closes",
-            # The schema of one event (OpenAPI 3.1 has no itemSchema; tools such as
-            # Schemathesis read `schema` of an event stream as the schema of each event).
-            "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+            "description": "`event: epoch` (data: EpochMetrics) per epoch, history first; "
+            "then `event: end` (data: JobEnd); then the stream closes",
+            "content": {"text/event-stream": {"schema": EVENT_STREAM_SCHEMA}},
         },
         **json_errors(401, 404, 422),
     },
 )
-def job_event_stream(
+def stream_job_events(
     job_id: str,
     ctx: Ctx,
     caller: CallerDep,

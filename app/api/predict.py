@@ -1,4 +1,4 @@
-"""POST /v1/models/{model_id}/predict: the hot path.
+"""POST /v1/models/{model_id}/predict (JSON) and .../predict.npy (a .npy file): the hot path.
 
 app.main includes this router before every other, so the route is matched first, and
 the endpoint checks the key itself (same cache, same 401s as ``CallerDep``) rather than
@@ -79,22 +79,52 @@ INLINE_PARSE_BYTES = 64 * 1024
         "requestBody": {
             "required": True,
             "description": (
-                "The rows as JSON, or as one .npy file holding a 2-D array (rows, features) "
-                "of integers or floats with `Content-Type: application/x-npy` (no JSON to "
-                "parse: the fast way to send many rows, e.g. `numpy.save` to a buffer)."
+                "The rows as JSON. (A .npy body with `Content-Type: application/x-npy` is "
+                "also taken here; `predict_npy` documents that way.)"
             ),
             "content": {
                 "application/json": {
                     "schema": PredictRequest.model_json_schema(),
                     "examples": openapi_examples(PredictRequest),
                 },
-                "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
             },
         },
     },
 )
 async def predict(model_id: str, request: Request) -> Response:
     """Outputs for rows of raw features; labels too for classifiers."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return await _predict(request, model_id, npy=media_type == predicting.NPY_MEDIA_TYPE)
+
+
+@router.post(
+    "/{model_id}/predict.npy",
+    response_model=PredictResponse,
+    responses=errors(401, 404, 413, 422),
+    openapi_extra={
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "description": (
+                "One .npy file holding a 2-D array (rows, features) of integers or floats "
+                "(`numpy.save` to a buffer), whatever the Content-Type says: no JSON to "
+                "parse, the fast way to send many rows."
+            ),
+            # Documented as octet-stream, which client generators send as raw bytes
+            # (they warn on, and drop, a body of an unknown type such as application/x-npy).
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+    },
+)
+async def predict_npy(model_id: str, request: Request) -> Response:
+    """Like predict, with the rows as a .npy file: same answer, same limits."""
+    return await _predict(request, model_id, npy=True)
+
+
+async def _predict(request: Request, model_id: str, *, npy: bool) -> Response:
+    """Both predict routes: the caller's model (cached), the rows parsed, the answer."""
     caller = await request_caller(request)
     ctx = context(request)
     owner_id = caller.owner_id
@@ -113,9 +143,8 @@ async def predict(model_id: str, request: Request) -> Response:
         entry = await ctx.model_loads.run((owner_id, model_id), load)
     body = await request.body()
     max_rows = ctx.settings.max_predict_rows
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     loc: tuple[str, ...] = predicting.X_LOC
-    if media_type == predicting.NPY_MEDIA_TYPE:
+    if npy:
         x, loc = predicting.parse_npy(body, max_rows=max_rows), predicting.NPY_LOC
     elif len(body) <= INLINE_PARSE_BYTES:
         x = predicting.parse_rows(body, max_rows=max_rows)

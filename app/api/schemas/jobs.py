@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas.options import OptionsBody, options_model
+from app.api.schemas.metrics import EpochMetrics
+from app.api.schemas.options import OptionsBody, OptionsRead, options_model
 from app.engine.options import TrainingOptions
 from app.storage.tables import Job, JobStatus
 
@@ -46,8 +47,11 @@ class JobTarget(OptionsBody):
 # (the routes read only JobTarget's fields by name and dump the rest).
 if TYPE_CHECKING:
     JobCreate = JobTarget
+    JobOptions = OptionsRead
 else:
     JobCreate = options_model(TrainingOptions, "JobCreate", JobTarget)
+    # A job's options as it reports them: the same fields, every one sent.
+    JobOptions = options_model(TrainingOptions, "JobOptions", OptionsRead)
 
 
 class JobCancel(BaseModel):
@@ -72,12 +76,12 @@ class JobSummary(BaseModel):
     model_id: str | None = Field(description="The trained model, once there is one")
     epoch: int = Field(description="Epochs completed")
     epochs: int
-    metrics: dict[str, Any] | None = Field(description="Latest epoch's metrics")
+    metrics: EpochMetrics | None = Field(description="Latest epoch's metrics")
     error: str | None
     attempts: int
     cancel_requested: bool
     samples_per_second: float | None
-    options: dict[str, Any]
+    options: JobOptions
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -90,7 +94,7 @@ class JobSummary(BaseModel):
 class JobRead(JobSummary):
     """One job in full: its summary plus the history of every epoch so far."""
 
-    history: list[dict[str, Any]] = Field(description="One entry per epoch")
+    history: list[EpochMetrics] = Field(description="One entry per epoch")
 
     @classmethod
     def from_row(cls, job: Job, model_id: str | None) -> Self:
