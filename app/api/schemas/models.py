@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,11 @@ from app.api.schemas.metrics import EpochMetrics
 from app.api.schemas.networks import NetworkConfig
 from app.storage.tables import Model
 
-Task = Literal["binary", "multiclass", "regression"]
+
+class ModelTask(StrEnum):
+    binary = "binary"
+    multiclass = "multiclass"
+    regression = "regression"
 
 
 class ModelConfig(BaseModel):
@@ -23,7 +27,7 @@ class ModelConfig(BaseModel):
     format: str = Field(description="backprop-mlp")
     version: int
     network: NetworkConfig
-    task: Task
+    task: ModelTask
     classes: list[Label] | None = Field(default=None, description="Labels in output order")
     standardize: bool = Field(default=False, description="Inputs standardised with x_mean/x_std")
 
@@ -32,7 +36,7 @@ class ModelRead(BaseModel):
     id: str
     job_id: str | None = Field(description="The job that trained it (null when imported)")
     network_id: str | None
-    task: Task
+    task: ModelTask
     classes: list[Label] | None = Field(description="Labels in output order (classifiers)")
     architecture: NetworkConfig = Field(description="The network config")
     standardize: bool
