@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
@@ -80,7 +80,9 @@ def get_job(job_id: str, ctx: Ctx, caller: CallerDep) -> JobRead:
 
 @router.get(
     "/{job_id}/events",
-    response_class=EventStream,
+    # Not EventStream: FastAPI would merge its default `type: string` into the schema below
+    # (which must also admit each event as an object, for per-event validators).
+    response_class=Response,
     responses={
         200: {
             "description": "`event: epoch` (data: EpochMetrics) per epoch, history first; "
