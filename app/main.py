@@ -135,7 +135,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         lifespan=lifespan,
     )
     app.state.backprop = ctx
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_paths=datasets.UPLOAD_PATHS,
+    )
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops

@@ -10,9 +10,9 @@ from sqlalchemy.orm import defer
 from app.config import Settings
 from app.engine.datasets import describe_labels, generate
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
-from app.services.dataset_files import FILE_LOC, parse_upload
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.storage.database import Database
 from app.storage.npz import dump_arrays, load_arrays
 from app.storage.tables import Dataset, Job
@@ -66,27 +66,24 @@ def store_dataset(
     return row
 
 
-def upload_dataset(
+def store_parsed(
     db: Database,
     settings: Settings,
     *,
     owner_id: int,
-    data: bytes,
-    filename: str,
-    name: str | None,
-    target: str | None,
+    name: str,
+    parsed: ParsedUpload,
+    y: np.ndarray,
 ) -> Dataset:
-    """From a file: CSV (``target`` names the label column; default the last) or npz."""
-    parsed = parse_upload(
-        data, filename=filename, target=target, max_cells=settings.max_dataset_cells
-    )
+    """Store a parsed upload: x already on disk as float32 ``.npy``, ``y`` validated."""
+    x = np.load(parsed.x_path, mmap_mode="r")
     return store_dataset(
         db,
         settings,
         owner_id=owner_id,
-        name=name or filename[:200],
-        x=parsed.x,
-        y=parsed.y,
+        name=name,
+        x=x,
+        y=y,
         feature_names=parsed.feature_names,
         loc=FILE_LOC,
     )
