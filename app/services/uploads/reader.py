@@ -23,14 +23,14 @@ def parse_file(
     start = source.read(8)
     source.seek(0)
     x_path = work_dir / "x.npy"
-    if start.startswith(ZIP_MAGIC) or filename.lower().endswith(".npz"):
-        return parse_npz(source, limits=limits, x_path=x_path)
     if start.startswith(NPY_MAGIC):
         raise Invalid(
             "a single .npy file holds no labels: send x.npy and y.npy as the form fields "
             "'x' and 'y', or both in one .npz",
             FILE_LOC,
         )
+    if start.startswith(ZIP_MAGIC) or filename.lower().endswith(".npz"):
+        return parse_npz(source, limits=limits, x_path=x_path)
     return parse_csv(source, target=target, limits=limits, x_path=x_path)
 
 
