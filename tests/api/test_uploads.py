@@ -31,7 +31,10 @@ def _npz(compress: bool = False, **arrays: Any) -> bytes:
 
 def _csv(x: np.ndarray, y: np.ndarray, header: bool = True) -> bytes:
     lines = [",".join([f"f{i}" for i in range(x.shape[1])] + ["label"])] if header else []
-    lines += [",".join([*(repr(float(v)) for v in row), str(label)]) for row, label in zip(x, y)]
+    lines += [
+        ",".join([*(repr(float(v)) for v in row), str(label)])
+        for row, label in zip(x, y, strict=True)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
