@@ -28,6 +28,7 @@ from app.api.prometheus import MetricsMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
+from app.services.uploads.service import remove_stale_work
 from app.storage.database import Database
 
 log = logging.getLogger("backprop.api")
@@ -49,6 +50,9 @@ Every `/v1` operation needs an API key: `Authorization: Bearer bp_...` (press
 
 
 def _bootstrap(ctx: AppContext) -> None:
+    removed = remove_stale_work(ctx.settings)
+    if removed:
+        log.info("removed %d upload work folders of processes that died", removed)
     key = ctx.settings.bootstrap_key
     if not key:
         return

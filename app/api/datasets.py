@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 
-from app.api.deps import CallerDep, Ctx, PageDep, errors
+from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
 from app.services import datasets as service
@@ -136,6 +137,31 @@ def get_dataset_data(
         ctx.database, owner_id=caller.owner_id, dataset_id=dataset_id, limit=limit
     )
     return DatasetData(x=x, y=y, n_samples=n_samples)
+
+
+@router.get(
+    "/{dataset_id}/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "An npz archive holding x (float32, rows x features) and y",
+        },
+        **json_errors(404, 422),
+    },
+)
+def download_dataset(dataset_id: str, ctx: Ctx, caller: CallerDep) -> StreamingResponse:
+    """The whole dataset as an npz (``x.npy`` float32, ``y.npy``), streamed."""
+    filename, chunks = service.download_dataset(
+        ctx.database, owner_id=caller.owner_id, dataset_id=dataset_id
+    )
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.delete(

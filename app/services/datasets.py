@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from app.engine.datasets import describe_labels, generate
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.uploads.download import npy_file, npz_stream
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.storage.database import Database
 from app.storage.npz import dump_arrays, load_arrays
@@ -160,6 +162,16 @@ def dataset_rows(
         dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
     x, y = load_dataset_arrays(dataset)
     return x[:limit].tolist(), y[:limit].tolist(), dataset.n_samples
+
+
+def download_dataset(
+    db: Database, *, owner_id: int, dataset_id: str
+) -> tuple[str, Iterator[bytes]]:
+    """A file name and the dataset as npz chunks (``x`` float32 (n, d), ``y``)."""
+    with db.read_session() as session:
+        dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
+    x, y = load_dataset_arrays(dataset)
+    return f"{dataset.id}.npz", npz_stream({"x": npy_file(x), "y": npy_file(y)})
 
 
 def delete_dataset(db: Database, *, owner_id: int, dataset_id: str) -> None:

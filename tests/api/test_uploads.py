@@ -5,6 +5,7 @@ work files left behind."""
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,46 @@ def test_refused_upload_leaves_no_work_files(client: ApiClient, data_dir: Path) 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "file", "x", 1, 1]
     _no_work_left(data_dir)
+
+
+def test_download_round_trip(client: ApiClient, make_client: MakeClient, keys: Keys) -> None:
+    x = np.random.default_rng(2).normal(size=(40, 3)).astype(np.float32)
+    y = np.array(["no", "yes"] * 20)
+    created = _upload(client, {"x": ("x.npy", _npy(x), "a"), "y": ("y.npy", _npy(y), "a")}).json()
+    response = client.get(f"/v1/datasets/{created['id']}/download")
+    assert response.status_code == 200
+    assert created["id"] in response.headers["content-disposition"]
+    with np.load(io.BytesIO(response.content), allow_pickle=False) as archive:
+        np.testing.assert_array_equal(archive["x"], x)
+        np.testing.assert_array_equal(archive["y"], y)
+    again = _upload(client, {"file": ("again.npz", response.content, "a")}).json()
+    assert again["sha256"] == created["sha256"]
+    other = make_client(keys.bob)
+    assert other.get(f"/v1/datasets/{created['id']}/download").status_code == 404
+
+
+def test_work_folders_of_dead_processes_are_removed_at_start(
+    make_client: MakeClient, keys: Keys, data_dir: Path
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from app.config import Settings
+    from app.services.uploads.service import work_root
+
+    root = work_root(Settings(data_dir=data_dir))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    host = socket.gethostname()[:60]
+    stale = root / f"upload-{host}-{int(dead.stdout)}-abc"
+    live = root / f"upload-{host}-{os.getpid()}-def"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "x.npy").write_bytes(b"half")
+    make_client(keys.alice, data_dir=data_dir)  # the app's start-up
+    assert not stale.exists() and live.exists()

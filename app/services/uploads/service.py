@@ -8,7 +8,10 @@ that folder, and the next start of the service removes stale ones).
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,26 +44,48 @@ def work_root(settings: Settings) -> Path:
     return root
 
 
+def _owner_prefix() -> str:
+    return f"{WORK_PREFIX}{socket.gethostname()[:60]}-{os.getpid()}-"
+
+
 @contextmanager
 def work_dir(settings: Settings) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=work_root(settings)))
+    """A private folder for one upload, named after this host and process, removed at
+    the end whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix=_owner_prefix(), dir=work_root(settings)))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_stale_work(settings: Settings, older_than: float = STALE_WORK_SECONDS) -> int:
-    """Remove work folders left by a process that died mid-upload; returns how many."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_work(settings: Settings) -> int:
+    """Remove the work folders of processes that died mid-upload (a SIGKILL, a crash):
+    on this host, those whose process is gone; any older than a day. Returns how many."""
+    host = socket.gethostname()[:60]
+    cutoff = time.time() - STALE_WORK_SECONDS
     removed = 0
-    cutoff = time.time() - older_than
     for path in work_root(settings).glob(f"{WORK_PREFIX}*"):
+        match = re.fullmatch(rf"{WORK_PREFIX}(.+)-(\d+)-[^-]+", path.name)
         try:
-            if path.stat().st_mtime < cutoff:
-                shutil.rmtree(path, ignore_errors=True)
-                removed += 1
+            stale = path.stat().st_mtime < cutoff or (
+                match is not None and match[1] == host and not _pid_alive(int(match[2]))
+            )
         except FileNotFoundError:
             continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
     return removed
 
 
