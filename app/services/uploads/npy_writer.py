@@ -65,20 +65,23 @@ class NpyWriter:
             row, col = np.argwhere(~finite)[0]
             raise NonFinite(self.rows + int(row), int(col))
         if len(rows32):
-            self._merge_stats(rows32.astype(np.float64))
+            self._merge_stats(rows32)
         self._file.write(rows32.data)
         self.rows += len(rows32)
 
-    def _merge_stats(self, rows64: np.ndarray) -> None:
-        count = len(rows64)
-        block_mean = rows64.mean(axis=0)
-        block_m2 = np.square(rows64 - block_mean).sum(axis=0)
+    def _merge_stats(self, rows32: np.ndarray) -> None:
+        """Fold a block's mean and squared deviations (float64 sums over float32 rows)
+        into the running ones."""
+        count = len(rows32)
+        block_mean = rows32.mean(axis=0, dtype=np.float64)
+        deviations = rows32 - block_mean.astype(np.float32)
+        block_m2 = np.square(deviations).sum(axis=0, dtype=np.float64)
         total = self.rows + count
         delta = block_mean - self._mean
         self._mean += delta * (count / total)
         self._m2 += block_m2 + np.square(delta) * (self.rows * count / total)
-        np.minimum(self._min, rows64.min(axis=0), out=self._min)
-        np.maximum(self._max, rows64.max(axis=0), out=self._max)
+        np.minimum(self._min, rows32.min(axis=0), out=self._min)
+        np.maximum(self._max, rows32.max(axis=0), out=self._max)
 
     def stats(self) -> dict[str, list[float]]:
         """Per-feature mean / std / min / max of everything written, in float64."""
