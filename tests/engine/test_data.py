@@ -135,18 +135,25 @@ def test_the_epoch_loop_trains_on_an_aligned_x() -> None:
     copied once, an aligned one is used as it is."""
     from app.engine.loop import EpochLoop
     from app.engine.network import Network
+    from app.engine.options import TrainingOptions
+    from app.engine.trainingdata import TrainingData
 
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
     unaligned = np.frombuffer(b"\x00" + values.tobytes(), dtype=np.float32, offset=1)
     unaligned = unaligned.reshape(3, 4)
     assert not unaligned.flags.aligned and not unaligned.flags.writeable
     net = Network(4, [{"units": 2, "activation": "softmax"}])
-    grads = np.zeros_like(net.params)
     y = np.zeros((3, 2), dtype=np.float32)
-    loop = EpochLoop(net, unaligned, y, 2, False, 0, grads)
+    options = TrainingOptions(batch_size=2, shuffle=False, seed=0)
+
+    def loop_over(x: np.ndarray) -> EpochLoop:
+        data = TrainingData(x, y, None, None, "multiclass", [0, 1], None)
+        return EpochLoop(net, data, options)
+
+    loop = loop_over(unaligned)
     assert loop.xs.flags.aligned and loop.xs is not unaligned
     np.testing.assert_array_equal(loop.xs, values)
-    assert EpochLoop(net, values, y, 2, False, 0, grads).xs is values
+    assert loop_over(values).xs is values
 
 
 def test_training_on_a_read_only_view_leaves_it_untouched() -> None:
