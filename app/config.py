@@ -50,12 +50,22 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(
         default=10.0, ge=0, description="Minimum seconds between checkpoints (0 = every epoch)"
     )
-    max_attempts: int = Field(default=3, ge=1, description="Attempts before a job fails")
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts in total (first run included) before a job whose worker keeps "
+        "losing its lease fails",
+    )
     poll_seconds: float = Field(
         default=0.2, gt=0, description="How often an idle worker looks for queued jobs"
     )
     key_cache_seconds: float = Field(
         default=2.0, ge=0, description="How long an API process caches a key lookup"
+    )
+    model_recheck_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long predict trusts a cached model before rechecking that it exists",
     )
     model_cache_size: int = Field(default=32, ge=1, description="Models kept loaded for predict")
     max_body_bytes: int = Field(

@@ -12,13 +12,9 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +26,7 @@ from starlette.routing import Route
 from app.cli import build_parser
 from app.config import Settings
 from app.services.keys import looks_like_key
-from tests.processes import stop
+from tests.processes import free_port, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -328,29 +324,6 @@ def test_docker_build_context_has_what_the_dockerfile_copies() -> None:
 # ------------------------------------------------------------------------------ walkthrough
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            output = log.read_text(errors="replace")
-            pytest.fail(f"backprop serve exited with {server.returncode}:\n{output}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"backprop serve did not answer /healthz within {timeout} s")
-
-
 @pytest.mark.slow
 def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
     """The README's curl walkthrough, block by block, against `backprop serve` on SQLite."""
@@ -382,7 +355,9 @@ def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
         [str(backprop), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        wait_healthy(base_url, server, log_path, timeout=60)
+        wait_healthy(
+            base_url, server, logs=lambda: log_path.read_text(errors="replace"), timeout=60
+        )
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             cwd=tmp_path,

@@ -1,11 +1,13 @@
 """``backprop serve``: the first API key, then the API process and N worker processes.
 
 The supervisor runs the API (``uvicorn app.main:create_app --factory``) and each worker
-(``python -m app.cli worker``) as child processes in its own process group, restarts a
-worker that dies (backing off when one keeps dying young), and on SIGINT/SIGTERM asks
-every child to stop with SIGTERM — workers finish their batch and release their jobs to
-the queue — then waits, and kills what is left after :data:`STOP_GRACE_SECONDS`.
-If the API process exits, the supervisor stops the workers and exits with its status.
+(``python -m app.cli worker``) as child processes in its own process group and restarts
+any of them that exits, the API included: at once when it had run for
+:data:`HEALTHY_RUN_SECONDS`, otherwise after a delay that doubles from 1 s up to
+:data:`MAX_RESTART_DELAY` while it keeps dying young (there is no limit on the number of
+restarts). On SIGINT/SIGTERM it asks every child to stop with SIGTERM — workers finish
+their batch and release their jobs to the queue — then waits, kills what is left after
+:data:`STOP_GRACE_SECONDS`, and exits with status 0.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ log = logging.getLogger("backprop.serve")
 
 STOP_GRACE_SECONDS = 30.0
 CHECK_SECONDS = 0.5
-HEALTHY_RUN_SECONDS = 60.0  # a worker that lived this long restarts without delay
+HEALTHY_RUN_SECONDS = 60.0  # a child that lived this long restarts without delay
 MAX_RESTART_DELAY = 30.0
 
 
@@ -148,35 +150,31 @@ class Supervisor:
 
     def _watch(self) -> int:
         while not self.stopping.wait(CHECK_SECONDS):
-            code = self.api.exit_code()
-            if code is not None:
-                log.error("the API process exited with status %d; stopping", code)
-                return code or 1
-            for worker in self.workers:
-                self._tend(worker)
+            for child in [self.api, *self.workers]:
+                self._tend(child)
         return 0
 
-    def _tend(self, worker: Child) -> None:
-        """Restart ``worker`` if it died, after a delay that grows while it dies young."""
+    def _tend(self, child: Child) -> None:
+        """Restart ``child`` if it exited, after a delay that grows while it dies young."""
         now = time.monotonic()
-        if worker.restart_at:
-            if now >= worker.restart_at:
-                worker.restart_at = 0.0
-                worker.start()
+        if child.restart_at:
+            if now >= child.restart_at:
+                child.restart_at = 0.0
+                child.start()
             return
-        code = worker.exit_code()
+        code = child.exit_code()
         if code is None:
             return
-        lived = now - worker.started
+        lived = now - child.started
         if lived >= HEALTHY_RUN_SECONDS:
-            worker.restart_delay = 0.0
+            child.restart_delay = 0.0
         else:
-            worker.restart_delay = min(MAX_RESTART_DELAY, max(1.0, worker.restart_delay * 2))
+            child.restart_delay = min(MAX_RESTART_DELAY, max(1.0, child.restart_delay * 2))
         log.warning(
             "%s exited with status %d after %.0f s; restarting in %.0f s",
-            worker.name, code, lived, worker.restart_delay,
+            child.name, code, lived, child.restart_delay,
         )  # fmt: skip
-        worker.restart_at = now + worker.restart_delay
+        child.restart_at = now + child.restart_delay
 
     def _stop_all(self) -> None:
         children = [c for c in [*self.workers, self.api] if c.process and c.process.poll() is None]

@@ -193,7 +193,7 @@ def cached_model(
 ) -> CachedModel | None:
     """The cached entry when it is usable without the database, else None."""
     entry = cache.get(model_id)
-    if entry is None or not entry.is_fresh(settings.key_cache_seconds):
+    if entry is None or not entry.is_fresh(settings.model_recheck_seconds):
         return None
     if entry.owner_id != owner_id:
         raise NotFound("model", PATH_LOC)

@@ -89,7 +89,9 @@ def test_concurrent_cold_predicts_read_the_database_once(
 ) -> None:
     model = import_model(client, make_network(client))
     url = f"/v1/models/{model['id']}/predict"
-    app = create_app(Settings(database_url=db.url, key_cache_seconds=60), db)  # cold caches
+    app = create_app(
+        Settings(database_url=db.url, key_cache_seconds=60, model_recheck_seconds=60), db
+    )  # cold caches
     ctx = app.state.backprop
     arrivals: list[str] = []
     original_run = ctx.key_lookups.run

@@ -15,21 +15,17 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.processes import stop
+from tests.processes import backprop_command, free_port, stop, wait_healthy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,40 +44,11 @@ def chromium_path() -> str | None:
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def backprop_command(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("backprop")
-    if script.is_file():
-        return [sys.executable, str(script), *args]
-    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", *args]
-
-
 @dataclass(frozen=True)
 class Server:
     base_url: str
     key: str
     log: Path
-
-
-def _wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"backprop serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if client.get(f"{base_url}/healthz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"backprop serve gave no /healthz in {SERVER_START_TIMEOUT} s:\n{log.read_text()}")
 
 
 @pytest.fixture
@@ -108,7 +75,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         )
     try:
         base_url = f"http://127.0.0.1:{port}"
-        _wait_healthy(base_url, proc, log)
+        wait_healthy(base_url, proc, logs=log.read_text, timeout=SERVER_START_TIMEOUT)
         yield Server(base_url, key, log)
     finally:
         stop(proc, group=True)
