@@ -59,7 +59,15 @@ def import_model(
         Form(description="Optional: a model's `config` JSON (task, classes, standardize)"),
     ] = None,
 ) -> ModelRead:
-    """A model from weights for one of your networks (regression unless config says so)."""
+    """A model from weights for one of your networks.
+
+    Without `config`, the network's loss decides the task: binary_crossentropy (one
+    sigmoid unit) imports as a binary classifier with classes [0, 1],
+    categorical_crossentropy (k softmax units) as a multiclass one with classes 0..k-1,
+    mse as regression; inputs are standardised when the npz holds x_mean and x_std. With
+    `config` (as GET /v1/models/{id} shows it), its network must be this one and its
+    task must match the loss; its classes and standardize are used as given.
+    """
     row = service.import_model(
         ctx.database,
         ctx.settings,

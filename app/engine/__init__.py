@@ -15,12 +15,14 @@ Modules, one concept each:
 - ``network``      Network: flat parameters with W/b views, config, the one forward loop
                    (inference and training) and backward, each line beside its primer
                    equation; Workspace, the preallocated buffers of a training step.
-- ``preprocessing`` standardisation; ``labels`` class labels <-> output units;
+- ``preprocessing`` standardisation; ``labels`` class labels <-> output units and the
+                   one statement of which labels fit which output layer;
                    ``splitting`` the validation split; ``trainingdata`` the prepared
                    training and validation rows.
 - ``model``        Model: a trained network + standardisation + classes; npz export /
                    import (read through ``npzio``). ``datasets``: toy data sets.
-- ``options``      TrainingOptions and its parts; ``schedules`` learning-rate schedules;
+- ``options``      TrainingOptions and its parts, each option declared once (default,
+                   bounds, description: ``optionspec``); ``schedules`` learning-rate schedules;
                    ``metrics`` loss / accuracy / mae / r2.
 - ``optimizers``   SGD, momentum, Adam (simplest first) and the whole update of a step:
                    L2 penalty, clipping, optimizer step (updates in 64 Ki-element chunks).

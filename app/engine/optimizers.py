@@ -34,15 +34,30 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from app.engine.errors import ConfigError
 
-if TYPE_CHECKING:
-    from app.engine.options import OptimizerOptions
+
+class Hyperparameters(Protocol):
+    """What an optimizer reads of its options (``app.engine.options.Hyperparameters``)."""
+
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def momentum(self) -> float: ...
+    @property
+    def nesterov(self) -> bool: ...
+    @property
+    def beta1(self) -> float: ...
+    @property
+    def beta2(self) -> float: ...
+    @property
+    def epsilon(self) -> float: ...
+
 
 Array = npt.NDArray[np.floating[Any]]
 Pieces = list[tuple[Array, ...]]
@@ -61,7 +76,7 @@ class Optimizer:
     """Base class: the learning rate, kept as a 0-d array of the parameter dtype, and the
     aligned chunks of (params, grads, *state) that ``step`` works through."""
 
-    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+    def __init__(self, params: Array, options: Hyperparameters) -> None:
         self._neg_lr = np.zeros((), dtype=params.dtype)
         self.learning_rate = options.learning_rate
         self._cut_for: tuple[Array, Array] | None = None
@@ -112,7 +127,7 @@ class Momentum(Optimizer):
     The velocity formulation of Sutskever et al. (also scikit-learn's and Keras's).
     """
 
-    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+    def __init__(self, params: Array, options: Hyperparameters) -> None:
         super().__init__(params, options)
         self.velocity = np.zeros_like(params)
         self.nesterov = options.nesterov
@@ -148,7 +163,7 @@ class Adam(Optimizer):
     same expression with the corrections folded into two scalars.
     """
 
-    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+    def __init__(self, params: Array, options: Hyperparameters) -> None:
         super().__init__(params, options)
         self.m = np.zeros_like(params)
         self.v = np.zeros_like(params)

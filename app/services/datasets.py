@@ -9,7 +9,8 @@ import numpy as np
 from sqlalchemy.orm import defer
 
 from app.config import Settings
-from app.engine.datasets import describe_labels, generate
+from app.engine.datasets import generate
+from app.engine.labels import describe_labels
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use

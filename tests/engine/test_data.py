@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from app.engine import labels
-from app.engine.datasets import describe_labels, generate
+from app.engine.datasets import generate
 from app.engine.errors import ConfigError, DataError
+from app.engine.labels import describe_labels
 from app.engine.preprocessing import Standardizer, check_features
 
 F32 = np.dtype(np.float32)
@@ -90,6 +91,8 @@ def test_regression_targets() -> None:
         ([0, 1, 2], "binary", 1, "3 distinct"),
         ([1, 1], "binary", 1, "1 distinct"),
         (["a", "b"], "multiclass", 3, "2 distinct"),
+        ([0.0, 1.0], "binary", 1, "class labels"),
+        (np.ones((3, 3)), "multiclass", 2, "class labels"),
         ([1, "a"], "binary", 1, "mixes"),
         ([1, None], "binary", 1, "null"),
         (["a", "b"], "regression", 1, "numbers"),

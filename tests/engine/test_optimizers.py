@@ -165,6 +165,7 @@ def one_sgd_step(**overrides: Any) -> tuple[Network, Network, np.ndarray, np.nda
         batch_size=8,
         shuffle=False,
         standardize=False,
+        validation_split=0.0,
         optimizer=OptimizerOptions(name="sgd", learning_rate=0.1),
         **overrides,
     )
