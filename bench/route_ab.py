@@ -30,7 +30,6 @@ _service.clean_blas_env()
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -48,6 +47,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # n
 
 from app.api import predict as predict_api  # noqa: E402
 from app.api.deps import CallerDep  # noqa: E402
+from app.config import Settings  # noqa: E402
 from app.main import create_app  # noqa: E402
 
 VARIANTS = ("direct", "plain", "idiomatic")
@@ -63,9 +63,9 @@ async def idiomatic(model_id: str, request: Request, caller: CallerDep) -> Respo
     return await predict_api.respond(request, owner_id=caller.owner_id, model_id=model_id)
 
 
-def ab_app() -> FastAPI:
+def ab_app(settings: Settings | None = None) -> FastAPI:
     """uvicorn factory (``route_ab:ab_app``): the service's app plus the two ordinary routes."""
-    app = create_app()
+    app = create_app(settings)
     routes = [
         APIRoute(PATHS["plain"], predict_api.predict, methods=["POST"]),
         APIRoute(PATHS["idiomatic"], idiomatic, methods=["POST"]),
@@ -124,8 +124,8 @@ async def ab_in_process(
     """Server time per request (µs) of each variant: the ASGI app called directly, one
     request at a time, ``args.requests`` per variant per round, the order reversed every
     other round. No sockets, no uvicorn: what the route class itself costs."""
-    os.environ.update({k: v for k, v in env.items() if k.startswith("BACKPROP_")})
-    app = ab_app()
+    settings = Settings(database_url=env["BACKPROP_DATABASE_URL"], key_cache_seconds=60)
+    app = ab_app(settings)
     headers = [
         (b"content-type", b"application/json"),
         (b"authorization", auth.encode()),

@@ -1,12 +1,13 @@
 """Feature checks and standardisation.
 
 :func:`check_features` is the one check of "rows of real numbers, 2-D, finite, of the
-right width": the engine's own inputs and the service's (JSON rows, .npy bodies, dataset
-files) all go through it. Standardisation maps each feature to zero mean and unit
-variance with statistics fitted on the training split only: x' = (x - x_mean) / x_std,
-x_mean and x_std of shape (n[0],). A constant feature (std 0) gets std 1, so it maps to
-0 instead of dividing by zero. The statistics are stored with the model and applied
-again at prediction.
+right width": the engine's own inputs and its callers' (rows parsed from JSON, arrays
+read from .npy or npz files) all go through it.
+
+Standardisation maps each feature to zero mean and unit variance with statistics fitted
+on the training split only: x' = (x - x_mean) / x_std, x_mean and x_std of shape (n[0],).
+A constant feature (std 0) gets std 1, so it maps to 0 instead of dividing by zero. The
+statistics are stored with the model and applied again at prediction.
 """
 
 from __future__ import annotations
