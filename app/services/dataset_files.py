@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.engine import npzio
+from app.engine.errors import ExportFormatError
 from app.services.arrays import feature_matrix, label_array
 from app.services.errors import Invalid, LimitExceeded, invalid_at
-from app.storage.npz import ArrayFileError, load_arrays
 
 FILE_LOC = ("body", "file")
 
@@ -30,8 +31,8 @@ def parse_upload(data: bytes, *, filename: str, target: str | None, max_cells: i
 
 
 def parse_npz(data: bytes, *, max_cells: int) -> ParsedFile:
-    with invalid_at(FILE_LOC, ArrayFileError):
-        arrays = load_arrays(data, required=("x", "y"), max_elements=max_cells)
+    with invalid_at(FILE_LOC, ExportFormatError):
+        arrays = npzio.load(data, what="npz file", required=("x", "y"), max_elements=max_cells)
     x = feature_matrix(arrays["x"], (*FILE_LOC, "x"))
     _check_cells(x.shape[0], x.shape[1], max_cells)
     y = label_array(arrays["y"], (*FILE_LOC, "y"))
