@@ -93,6 +93,7 @@ DTYPE = np.dtype($dtype)  # the arithmetic of the trained network
 # --- the activation functions g ---------------------------------------------------------
 
 $functions
+
 G = {$table}
 
 
@@ -182,6 +183,7 @@ def _array(shape, text):
     """The DTYPE array of ``shape`` whose little-endian bytes ``text`` holds (base64)."""
     data = base64.b64decode(text)  # line breaks are ignored
     return np.frombuffer(data, dtype=DTYPE.newbyteorder("<")).astype(DTYPE).reshape(shape)
+
 
 ''')
 

@@ -12,10 +12,15 @@ from app.services.model_card import CardMetrics, ModelCard, TrainingData
 MEDIA_TYPE = "text/markdown; charset=utf-8"
 
 
-def _value(value: Any) -> str:
-    """A value as Markdown inline code (JSON, so strings show their quotes)."""
-    text = value if isinstance(value, str) else json.dumps(value)
+def _code(text: str) -> str:
+    """Markdown inline code."""
     return "`" + text.replace("`", "'") + "`"
+
+
+def _value(value: Any) -> str:
+    """A label, name or option value as inline code, in JSON: "1" (a string) and 1 (a
+    number) stay apart."""
+    return _code(json.dumps(value, ensure_ascii=False))
 
 
 def _cell(text: str) -> str:
@@ -106,7 +111,7 @@ def _number(value: Any) -> str:
 
 
 def _or_none(value: str | None, none: str = "none") -> str:
-    return none if value is None else _value(value)
+    return none if value is None else _code(value)
 
 
 def render(card: ModelCard) -> str:

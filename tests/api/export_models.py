@@ -7,6 +7,7 @@ both signs) through ``POST /v1/models/import``, with or without standardisation.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,7 @@ def random_arrays(
     rng = np.random.default_rng(seed)
     sizes = [network["input_size"], *(layer["units"] for layer in network["layers"])]
     arrays: dict[str, np.ndarray] = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes), start=1):
         arrays[f"W{i}"] = (rng.normal(size=(n_out, n_in)) * 3.0 / np.sqrt(n_in)).astype(dtype)
         arrays[f"b{i}"] = rng.normal(scale=0.5, size=n_out).astype(dtype)
     # Centre the output layer on the rows' spread: every class (and sign) is reached.
@@ -156,7 +157,7 @@ def named_dataset(client: ApiClient, rows: int = 60, seed: int = 3) -> dict[str,
     are far from zero mean and unit variance, so standardisation matters."""
     rng = np.random.default_rng(seed)
     centred = rng.normal(size=(rows, 2)) * [1.0, 30.0]
-    x = centred + [5.0, -100.0]
+    x = centred + np.array([5.0, -100.0])
     lines = ["width,depth,side"]
     lines += [
         f"{a!r},{b!r},{'in' if p * q > 0 else 'out'}"
