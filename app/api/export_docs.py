@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.services import export_onnx, export_python, model_card_markdown
+from app.services import export_python, model_card_markdown
 
 _DISPOSITION = {
     "Content-Disposition": {
@@ -41,8 +41,8 @@ EXPORT_FORMAT_DOC: dict[str, Any] = {
 EXPORT_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": (
-            "The model file, streamed. format=onnx: an ONNX model (opset "
-            f"{export_onnx.OPSET}) with metadata properties model_id, task, classes, "
+            "The model file, streamed. format=onnx: an ONNX model (input x, outputs "
+            "outputs and labels) with metadata properties model_id, task, classes, "
             "feature_names and backprop_version; format=npz: np.savez arrays; "
             "format=python: Python source"
         ),

@@ -29,7 +29,6 @@ from app.services.errors import Invalid
 from app.services.export_source import FORMAT_LOC, ExportSource
 
 OPSET = 28  # the newest opset of onnx 1.23 (the version this was written against)
-MEDIA_TYPE = "application/octet-stream"
 MAX_EXACT_INT = 2**53  # integers a double label tensor holds exactly
 
 Node = onnx.NodeProto

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.services import export_onnx, export_python
+from app.services import export_python
 from app.services.export_source import load_export_source
 from app.services.models import model_weights
 from app.storage.database import Database
@@ -29,11 +29,11 @@ class ExportFormat(StrEnum):
     NPZ = "npz"
 
 
-NPZ_MEDIA_TYPE = "application/octet-stream"
+BINARY_MEDIA_TYPE = "application/octet-stream"
 MEDIA_TYPES = {
-    ExportFormat.ONNX: export_onnx.MEDIA_TYPE,
+    ExportFormat.ONNX: BINARY_MEDIA_TYPE,
     ExportFormat.PYTHON: export_python.MEDIA_TYPE,
-    ExportFormat.NPZ: NPZ_MEDIA_TYPE,
+    ExportFormat.NPZ: BINARY_MEDIA_TYPE,
 }
 SUFFIXES = {ExportFormat.ONNX: "onnx", ExportFormat.PYTHON: "py", ExportFormat.NPZ: "npz"}
 
@@ -62,6 +62,10 @@ def export_model(
     else:
         source = load_export_source(db, owner_id=owner_id, model_id=model_id)
         if export_format is ExportFormat.ONNX:
+            # Imported here: importing onnx costs about 1.5 s of CPU (its ml_dtypes), which
+            # every API process would pay at start for a route few requests take.
+            from app.services import export_onnx
+
             chunks = _pieces(export_onnx.onnx_bytes(source))
         else:
             chunks = export_python.python_export(source)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -198,3 +200,11 @@ def test_an_unknown_format_is_refused_and_npz_is_the_weights_download(
         assert exported.headers["content-disposition"].endswith(f'filename="{model["id"]}.npz"')
     arrays = np.load(io.BytesIO(weights.content), allow_pickle=False)
     assert {"x_mean", "x_std", "W1", "b1"} <= set(arrays.files)
+
+
+def test_the_api_imports_onnx_only_when_asked_for_an_export() -> None:
+    """Importing onnx costs about 1.5 s of CPU: an API process that starts pays none."""
+    probe = "import sys, app.main; print(sorted({'onnx', 'ml_dtypes'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -110,7 +110,7 @@ export function modelCardSection(model) {
     trainingData(c.training_data, lineage.job_id),
     h("h3", {}, "Training options"),
     c.training_options
-      ? table([{ label: "Option" }, { label: "Value" }], flatten(c.training_options).map(([k, v]) => h("tr", {}, h("td", { class: "mono" }, k), h("td", { class: "mono" }, JSON.stringify(v)))), { caption: "Training options" })
+      ? facts(flatten(c.training_options).map(([k, v]) => [k, h("span", { class: "mono" }, JSON.stringify(v))]))
       : notice("None: the model was not trained by a job here."),
     h("h3", {}, "Metrics"),
     metricsTable(c.metrics),
