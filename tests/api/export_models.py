@@ -73,7 +73,7 @@ def random_arrays(
     sizes = [network["input_size"], *(layer["units"] for layer in network["layers"])]
     arrays: dict[str, np.ndarray] = {}
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes), start=1):
-        arrays[f"W{i}"] = (rng.normal(size=(n_out, n_in)) * 3.0 / np.sqrt(n_in)).astype(dtype)
+        arrays[f"W{i}"] = (rng.normal(size=(n_out, n_in)) * 2.0 / np.sqrt(n_in)).astype(dtype)
         arrays[f"b{i}"] = rng.normal(scale=0.5, size=n_out).astype(dtype)
     # Centre the output layer on the rows' spread: every class (and sign) is reached.
     last = len(sizes) - 1
