@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, defer
 
+from app.engine import npzio
 from app.services.datasets import NO_DATA
 from app.services.export_source import backprop_version
 from app.services.models import PATH_LOC, architecture_size
 from app.services.ownership import get_owned
 from app.storage.database import Database
-from app.storage.npz import load_arrays
 from app.storage.tables import Dataset, Job, Model
 
 
@@ -119,7 +119,7 @@ def _dataset_facts(session: Session, job: Job, task: str) -> TrainingData | None
     balance = None
     if task != "regression":
         # Views into the stored bytes (this server wrote them): no copy of x, only y read.
-        balance = class_balance(load_arrays(dataset.data, required=("y",), copy=False)["y"])
+        balance = class_balance(npzio.load(dataset.data, required=("y",), copy=False)["y"])
     return TrainingData(
         dataset_id=dataset.id,
         name=dataset.name,
