@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy.orm import defer
 
 from app.config import Settings
+from app.engine import npzio
 from app.engine.datasets import generate
 from app.engine.labels import describe_labels
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
@@ -17,7 +18,6 @@ from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.services.uploads.download import npy_file, npz_stream
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.storage.database import Database
-from app.storage.npz import dump_arrays, load_arrays
 from app.storage.tables import Dataset, Job
 
 PATH_LOC = ("path", "dataset_id")
@@ -62,7 +62,7 @@ def store_dataset(
         feature_names=feature_names,
         stats=feature_stats(x),
         sha256=content_hash(x, y),
-        data=dump_arrays({"x": x, "y": y}),
+        data=npzio.dump({"x": x, "y": y}),
     )
     with db.session() as session:
         session.add(row)
@@ -151,7 +151,7 @@ def list_datasets(
 
 def load_dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The stored ``x`` (n, d) float32 and ``y`` arrays of ``dataset``."""
-    arrays = load_arrays(dataset.data, required=("x", "y"))
+    arrays = npzio.load(dataset.data, required=("x", "y"))
     return arrays["x"], arrays["y"]
 
 

@@ -167,6 +167,14 @@ BAD_FILES: list[tuple[str, bytes, str, dict[str, str], list[Any]]] = [
     ("missing y", _npz(x=np.ones((4, 2))), "d.npz", {}, ["body", "file", "y"]),
     ("1-D x", _npz(x=np.ones(4), y=np.zeros(4)), "d.npz", {}, ["body", "file", "x"]),
     (
+        "inf x",
+        _npz(x=np.array([[0.0, np.inf]]), y=np.zeros(1)),
+        "d.npz",
+        {},
+        ["body", "file", "x", 0, 1],
+    ),
+    ("string x", _npz(x=np.array([["a"]]), y=np.zeros(1)), "d.npz", {}, ["body", "file", "x"]),
+    (
         "complex y",
         _npz(x=np.ones((2, 1)), y=np.ones(2, dtype=complex)),
         "d.npz",

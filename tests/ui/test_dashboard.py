@@ -2,9 +2,9 @@
 
 One walk through what a newcomer does: enter the key, generate a 2-D dataset, define a
 network, train it and watch the curves, look at the decision surface and the weights,
-predict, then start a long job and cancel it from the page. Screenshots of each step go
-to the test's tmp_path. Skipped (with the reason) when no Chromium is installed; the
-browser is never downloaded.
+predict and download the model's exports, then start a long job and cancel it from the
+page. Screenshots of each step go to the test's tmp_path. Skipped (with the reason) when
+no Chromium is installed; the browser is never downloaded.
 """
 
 from __future__ import annotations
@@ -208,6 +208,17 @@ def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path)
         for label in predictions.locator("tbody tr td:last-child").all_inner_texts():
             assert label in {"0", "1"}, label
         shot("06-model")
+        # Its card, and a download of each export format (fetched with the key).
+        expect(page.get_by_role("heading", name="Model card")).to_be_visible()
+        expect(page.get_by_role("table", name="Class balance")).to_be_visible()
+        for label, suffix, start in (("ONNX", "onnx", b"\x08"), ("Python", "py", b'"""')):
+            with page.expect_download() as info:
+                page.get_by_role("button", name=f"Download {label}").click()
+            assert re.fullmatch(rf"mdl_\w+\.{suffix}", info.value.suggested_filename)
+            assert Path(info.value.path()).read_bytes().startswith(start)
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Download npz").click()
+        assert set(np.load(info.value.path())) >= {"W1", "b1", "W3", "b3"}
 
         # A long job, cancelled from its page while its curve grows.
         page.get_by_role("link", name="Jobs", exact=True).click()

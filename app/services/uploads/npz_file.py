@@ -135,7 +135,7 @@ def write_features(
 ) -> ParsedUpload:
     loc = (*FILE_LOC, "x")
     header = NpyHeader(handle, "x", loc)
-    if header.dtype.kind not in "biuf":
+    if header.dtype.kind not in "iuf":
         raise Invalid(f"features must be numbers, got dtype {header.dtype}", loc)
     if len(header.shape) != 2 or 0 in header.shape:
         raise Invalid(f"features must be 2-D (rows, features), got shape {header.shape}", loc)
