@@ -24,6 +24,7 @@ from starlette.formparsers import MultiPartException
 from app.api import datasets, jobs, models, networks, ops, predict
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.context import AppContext
+from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
@@ -133,6 +134,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served from our own files by mount_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.backprop = ctx
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -142,6 +145,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # router (probes, scrapes); their paths overlap nothing after them.
     for module in (predict, ops, datasets, networks, jobs, models):
         app.include_router(module.router)
+    mount_docs(app)
     _mount_ui(app)
     return app
 
