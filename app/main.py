@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api import datasets, jobs, models, networks, ops, predict
+from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.context import AppContext
 from app.api.docs import mount_docs
@@ -72,17 +73,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, exc.detail(), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Without "input": it can be the whole (large) body.
-        detail = [
-            {
-                "loc": list(e.get("loc", ())),
-                "msg": str(e.get("msg", "")),
-                "type": str(e.get("type", "value_error")),
-            }
-            for e in exc.errors()
-        ]
-        return _error(422, detail)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type")
+        return _error(422, explain(exc.errors(), content_type=content_type, body=exc.body))
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
