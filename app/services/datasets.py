@@ -9,6 +9,7 @@ from sqlalchemy.orm import defer
 
 from app.config import Settings
 from app.engine.datasets import describe_labels, generate
+from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.dataset_files import FILE_LOC, parse_upload
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
@@ -162,7 +163,7 @@ def dataset_rows(
     with db.read_session() as session:
         dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
     x, y = load_dataset_arrays(dataset)
-    return x[:limit].tolist(), y[:limit].tolist(), dataset.n_samples
+    return jsoncodec.plain(x[:limit]), y[:limit].tolist(), dataset.n_samples
 
 
 def delete_dataset(db: Database, *, owner_id: int, dataset_id: str) -> None:

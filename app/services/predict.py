@@ -263,7 +263,7 @@ def predict(entry: CachedModel, x: np.ndarray, *, loc: tuple[str, ...] = X_LOC) 
             (*loc, row),
             error_type="non_finite_output",
         )
-    result: dict[str, Any] = {"outputs": outputs.tolist()}
+    result: dict[str, Any] = {"outputs": jsoncodec.plain(outputs)}
     if entry.model.classes is not None:
         result["labels"] = [_plain(v) for v in entry.model.labels(outputs)]
     return result
