@@ -280,6 +280,21 @@ def test_compose_topology() -> None:
     assert url == f"postgresql+psycopg://{user}:{password}@db:5432/{database}"
 
 
+def test_compose_builds_the_image_once() -> None:
+    builders = [name for name, spec in COMPOSE["services"].items() if "build" in spec]
+    assert builders == ["api"], "one service builds the image; the others run its tag"
+    tag = service("api")["image"]
+    worker = service("worker")
+    assert worker["image"] == tag and "build" not in worker
+    assert worker["pull_policy"] == "never", "a local tag: never pulled from a registry"
+
+
+def test_dockerfile_says_it_needs_buildkit() -> None:
+    if any("--mount=" in run for run in dockerfile_instructions("RUN")):
+        assert "BuildKit" in DOCKERFILE
+        assert "BuildKit" in (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------ Dockerfile
 
 
