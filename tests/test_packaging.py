@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from pydantic.fields import FieldInfo
@@ -214,8 +215,9 @@ def test_readme_lists_every_runtime_dependency_with_a_reason() -> None:
 
 def test_readme_mentions_only_existing_routes() -> None:
     patterns = [re.compile(re.sub(r"\{[^}]+\}", r"[^/]+", path) + "$") for path in route_paths()]
-    mentioned = set(re.findall(r"http://localhost:8000(/[\w/{}$.-]*)", README))
-    assert "/docs" in mentioned and "/" in mentioned
+    mentioned = set(re.findall(r"(?:http://localhost:8000|\$BASE)(/[\w/{}$.-]*)", README))
+    assert "/docs" in mentioned and "/" in mentioned and "/redoc" in mentioned
+    assert "/v1/datasets/upload" in mentioned
     for url_path in mentioned:
         url_path = re.sub(r"\$\{?\w+\}?", "x", url_path.rstrip("."))
         assert any(p.match(url_path) for p in patterns), f"README mentions {url_path}: no route"
@@ -368,14 +370,16 @@ def wait_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path, time
 
 @pytest.mark.slow
 def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
-    """The README's curl walkthrough, block by block, against `backprop serve` on SQLite."""
+    """The README's curl walkthrough and its "Your own data" section, block by block, as
+    one bash script against `backprop serve` on SQLite."""
     missing = [tool for tool in ("bash", "curl", "jq") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"the README walkthrough needs {', '.join(missing)} on PATH")
     backprop = Path(sys.executable).with_name("backprop")
     assert backprop.is_file(), "the `backprop` console script is not installed next to python"
 
-    blocks = re.findall(r"```bash\n(.*?)```", readme_section("Walkthrough: XOR with curl"), re.S)
+    sections = readme_section("Walkthrough: XOR with curl") + readme_section("Your own data")
+    blocks = re.findall(r"```bash\n(.*?)```", sections, re.S)
     key = "bp_" + "walkthrough-test-key-0123456789"
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -407,8 +411,16 @@ def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
             check=False,
         )
         assert result.returncode == 0, f"walkthrough failed:\n{result.stdout}\n{result.stderr}"
-        prediction = json.loads(result.stdout.strip().splitlines()[-1])
-        assert prediction["labels"] == [0, 1, 1, 0], result.stdout
+        lines = result.stdout.strip().splitlines()
+        xor = next(
+            json.loads(line, parse_float=str) for line in lines if line.startswith('{"outputs":')
+        )
+        assert xor["labels"] == [0, 1, 1, 0], result.stdout
+        for (token,) in xor["outputs"]:  # float32 outputs as their shortest decimals
+            assert float(token) == float(str(np.float32(token))), token
+        # Your own data: the CSV's classes, and the labels the flowers classifier predicts.
+        assert '"classes":["setosa","versicolor","virginica"]' in result.stdout
+        assert json.loads(lines[-1]) == ["setosa", "versicolor", "virginica"], result.stdout
     finally:
         stop(server)
         log.close()
