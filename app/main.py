@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -74,8 +74,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type")
-        return _error(422, explain(exc.errors(), content_type=content_type, body=exc.body))
+        body_field = getattr(request.scope.get("route"), "body_field", None)
+        detail = explain(
+            exc.errors(),
+            content_type=request.headers.get("content-type"),
+            body=exc.body,
+            form=isinstance(getattr(body_field, "field_info", None), params.Form),
+        )
+        return _error(422, detail)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:

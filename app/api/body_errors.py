@@ -5,7 +5,8 @@ gets the raw bytes and pydantic answers "Input should be a valid dictionary or o
 extract fields from", which does not say what to change. Undecodable JSON is reported as
 "JSON decode error" at a character offset. :func:`explain` rewrites those items (and only
 those) so the message says which header to send, or where the JSON breaks and what was
-expected there; ``loc`` stays what FastAPI gives.
+expected there; ``loc`` stays what FastAPI gives. A form route (a file upload) called
+without ``multipart/form-data`` finds no fields at all: that is said once, at ["body"].
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 JSON_MEDIA_TYPE = "application/json"
+FORM_MEDIA_TYPE = "multipart/form-data"
 BODY_LOC = ("body",)
 
 
@@ -28,12 +30,17 @@ def _json_kind(value: Any) -> str:
     return kinds.get(type(value), "a number")
 
 
-def _content_type_message(content_type: str | None) -> str:
+def _content_type_message(content_type: str | None, expected: str = JSON_MEDIA_TYPE) -> str:
     said = f"says {content_type!r}" if content_type else "has no Content-Type header"
+    kind = "JSON" if expected == JSON_MEDIA_TYPE else "a form (curl -F name=@file)"
     return (
-        f"the body is read as JSON only with the header 'Content-Type: {JSON_MEDIA_TYPE}'; "
+        f"the body is read as {kind} only with the header 'Content-Type: {expected}'; "
         f"this request {said}"
     )
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").partition(";")[0].strip().lower()
 
 
 def _explain_one(error: Mapping[str, Any], content_type: str | None, body: Any) -> dict[str, Any]:
@@ -56,9 +63,19 @@ def _explain_one(error: Mapping[str, Any], content_type: str | None, body: Any) 
 
 
 def explain(
-    errors: Sequence[Mapping[str, Any]], *, content_type: str | None, body: Any
+    errors: Sequence[Mapping[str, Any]],
+    *,
+    content_type: str | None,
+    body: Any,
+    form: bool = False,
 ) -> list[dict[str, Any]]:
     """The 422 items for ``errors`` (pydantic's, as FastAPI raises them), without their
     ``input`` (it can be the whole body). ``content_type``: the request's header; ``body``:
-    what FastAPI read (the JSON text when it could not decode it)."""
+    what FastAPI read (the JSON text when it could not decode it); ``form``: the route
+    takes a multipart form."""
+    if form and _media_type(content_type) != FORM_MEDIA_TYPE:
+        outside = [e for e in errors if tuple(e.get("loc", ()))[:1] != BODY_LOC]
+        message = _content_type_message(content_type, FORM_MEDIA_TYPE)
+        refusal = {"loc": list(BODY_LOC), "msg": message, "type": "content_type"}
+        return [*explain(outside, content_type=content_type, body=body), refusal]
     return [_explain_one(error, content_type, body) for error in errors]

@@ -110,3 +110,37 @@ def test_line_and_column_count_like_the_json_module() -> None:
         error = {"type": "json_invalid", "loc": ("body", exc.pos), "ctx": {"error": exc.msg}}
     (item,) = explain([error], content_type="application/json", body=body)
     assert item == {"loc": ["body", 12], "msg": expected, "type": "json_invalid"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "said"),
+    [
+        ({"content-type": "application/json"}, b'{"name": "d"}', "says 'application/json'"),
+        ({}, b"", "has no Content-Type header"),
+        (
+            {"content-type": "application/x-www-form-urlencoded"},
+            b"file=abc",
+            "says 'application/x-www-form-urlencoded'",
+        ),
+    ],
+)
+def test_an_upload_route_names_multipart(
+    client: ApiClient, headers: dict[str, str], body: bytes, said: str
+) -> None:
+    for path in ("/v1/datasets/upload", "/v1/models/import"):
+        response = client.post(path, content=body, headers=headers)
+        assert _only_error(response) == {
+            "loc": ["body"],
+            "msg": "the body is read as a form (curl -F name=@file) only with the header "
+            f"'Content-Type: multipart/form-data'; this request {said}",
+            "type": "content_type",
+        }
+
+
+def test_a_multipart_upload_without_its_file_still_names_the_field(client: ApiClient) -> None:
+    response = client.post("/v1/datasets/upload", data={"name": "d"}, files={"other": b"1"})
+    assert _only_error(response) == {
+        "loc": ["body", "file"],
+        "msg": "Field required",
+        "type": "missing",
+    }
