@@ -53,6 +53,8 @@ class Metrics:
         self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
         registry = None if self.multiprocess_dir else CollectorRegistry()
         self._registry = registry
+        # (method, route, status) -> its counter and histogram children
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "backprop_http_requests",
             "HTTP requests handled.",
@@ -86,8 +88,16 @@ class Metrics:
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:  # labels() costs more than the count itself: once per series
+            series = self._series[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def render(self, gauges: Iterable[Metric]) -> bytes:
         """The exposition text: every process's metrics (or this app's), then ``gauges``."""

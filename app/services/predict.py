@@ -237,7 +237,8 @@ def multiply_adds(entry: CachedModel, x: np.ndarray) -> int:
 def predict(entry: CachedModel, x: np.ndarray, *, loc: tuple[str, ...] = X_LOC) -> dict[str, Any]:
     """Outputs (rows, output_size), plus labels for classifiers. ``loc``: where the rows
     are in the request (``("body", "x")`` for JSON, ``("body",)`` for a .npy body); errors
-    about a row or a value add its indices."""
+    about a row or a value add its indices. The outputs stay an array (the model's dtype):
+    :func:`jsoncodec.dumps` writes each as its shortest decimal, faster than a list."""
     if x.shape[1] != entry.input_size:
         raise Invalid(
             f"rows have {x.shape[1]} values, the model takes {entry.input_size}",
@@ -263,7 +264,7 @@ def predict(entry: CachedModel, x: np.ndarray, *, loc: tuple[str, ...] = X_LOC) 
             (*loc, row),
             error_type="non_finite_output",
         )
-    result: dict[str, Any] = {"outputs": jsoncodec.plain(outputs)}
+    result: dict[str, Any] = {"outputs": outputs}
     if entry.model.classes is not None:
         result["labels"] = [_plain(v) for v in entry.model.labels(outputs)]
     return result
