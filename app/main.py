@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,8 +22,10 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api import datasets, jobs, models, networks, ops, predict
+from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.context import AppContext
+from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
@@ -75,16 +77,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, exc.detail(), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Without "input": it can be the whole (large) body.
-        detail = [
-            {
-                "loc": list(e.get("loc", ())),
-                "msg": str(e.get("msg", "")),
-                "type": str(e.get("type", "value_error")),
-            }
-            for e in exc.errors()
-        ]
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body_field = getattr(request.scope.get("route"), "body_field", None)
+        detail = explain(
+            exc.errors(),
+            content_type=request.headers.get("content-type"),
+            body=exc.body,
+            form=isinstance(getattr(body_field, "field_info", None), params.Form),
+        )
         return _error(422, detail)
 
     @app.exception_handler(HTTPException)
@@ -137,6 +137,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served from our own files by mount_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.backprop = ctx
     app.add_middleware(
@@ -151,6 +153,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # router (probes, scrapes); their paths overlap nothing after them.
     for module in (predict, ops, datasets, networks, jobs, models):
         app.include_router(module.router)
+    mount_docs(app)
     _mount_ui(app)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from app.services import jsoncodec
@@ -61,3 +62,23 @@ def test_dumps_writes_the_values_json_dumps_writes(value: Any) -> None:
     assert b" " not in encoded.replace(b'a\\"b', b"")  # compact
     standard = json.dumps(value, separators=(",", ":"))
     assert repr(json.loads(encoded)) == repr(json.loads(standard)) == repr(value)
+
+
+def test_numpy_float32_is_written_as_its_shortest_decimal() -> None:
+    outputs = np.array([[6.8, 0.1], [1e-5, 3.4028235e38]], dtype=np.float32)
+    assert (
+        jsoncodec.dumps({"outputs": outputs}) == b'{"outputs":[[6.8,0.1],[0.00001,3.4028235e+38]]}'
+    )
+    assert jsoncodec.plain(outputs) == [[6.8, 0.1], [1e-05, 3.4028235e38]]
+    assert jsoncodec.plain(np.float32(6.8)) == 6.8
+    assert np.array_equal(np.asarray(jsoncodec.plain(outputs), dtype=np.float32), outputs)
+    assert jsoncodec.plain(np.array([1 / 3])) == [1 / 3]  # float64 keeps its 17 digits
+
+
+def test_plain_takes_arrays_orjson_does_not() -> None:
+    assert jsoncodec.plain(np.array([6.8], dtype=">f4")) == [6.8]  # big-endian
+    assert jsoncodec.plain(np.array(["a", "b"])) == ["a", "b"]
+    assert jsoncodec.plain(np.arange(6, dtype=np.int64).reshape(2, 3).T) == [[0, 3], [1, 4], [2, 5]]
+    # The standard library path (an integer beyond 64 bits) writes arrays the same way.
+    big = jsoncodec.dumps([2**70, np.array([6.8], dtype=np.float32)])
+    assert big == b"[1180591620717411303424,[6.8]]"

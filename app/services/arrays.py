@@ -15,6 +15,7 @@ import numpy as np
 
 from app.engine.errors import DataError, InputWidthError
 from app.engine.preprocessing import check_features
+from app.services import jsoncodec
 from app.services.errors import Invalid, Loc
 
 
@@ -114,14 +115,17 @@ def _label_ndarray(y: np.ndarray, loc: Loc) -> np.ndarray:
 
 
 def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
-    """Per-feature mean / std / min / max of ``x`` (n, d), in float64."""
+    """Per-feature mean / std / min / max of ``x`` (n, d), computed in float64 and given in
+    the data's own precision (float32: shortest decimals, 6.8 and not 6.800000190734863)."""
     x64 = x.astype(np.float64)
-    return {
-        "mean": x64.mean(axis=0).tolist(),
-        "std": x64.std(axis=0).tolist(),
-        "min": x64.min(axis=0).tolist(),
-        "max": x64.max(axis=0).tolist(),
+    precision = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    columns = {
+        "mean": x64.mean(axis=0),
+        "std": x64.std(axis=0),
+        "min": x64.min(axis=0),
+        "max": x64.max(axis=0),
     }
+    return {name: jsoncodec.plain(values.astype(precision)) for name, values in columns.items()}
 
 
 def content_hash(x: np.ndarray, y: np.ndarray) -> str:

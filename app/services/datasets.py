@@ -12,6 +12,7 @@ from app.config import Settings
 from app.engine import npzio
 from app.engine.datasets import generate
 from app.engine.labels import describe_labels
+from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
@@ -162,7 +163,7 @@ def dataset_rows(
     with db.read_session() as session:
         dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
     x, y = load_dataset_arrays(dataset)
-    return x[:limit].tolist(), y[:limit].tolist(), dataset.n_samples
+    return jsoncodec.plain(x[:limit]), y[:limit].tolist(), dataset.n_samples
 
 
 def download_dataset(

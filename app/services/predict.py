@@ -135,7 +135,8 @@ def multiply_adds(entry: CachedModel, x: np.ndarray) -> int:
 def predict(entry: CachedModel, x: np.ndarray, *, loc: Loc = X_LOC) -> dict[str, Any]:
     """Outputs (rows, output_size) for ``x``, float32 (rows, input_size) as
     :func:`parse_body` returns it, plus labels for classifiers. ``loc``: where the rows are
-    in the request; an error about a row adds its index."""
+    in the request; an error about a row adds its index. The outputs stay an array (the
+    model's dtype): :func:`jsoncodec.dumps` writes each as its shortest decimal."""
     # Finite inputs can still overflow inside the network (a linear output of huge values):
     # refuse them rather than answer NaN/inf, which JSON cannot carry, or a label picked
     # from NaN scores.
@@ -148,7 +149,7 @@ def predict(entry: CachedModel, x: np.ndarray, *, loc: Loc = X_LOC) -> dict[str,
             (*loc, row),
             error_type="non_finite_output",
         )
-    result: dict[str, Any] = {"outputs": outputs.tolist()}
+    result: dict[str, Any] = {"outputs": outputs}
     if entry.model.classes is not None:
         result["labels"] = [_plain(v) for v in entry.model.labels(outputs)]
     return result
