@@ -198,7 +198,7 @@ class Supervisor:
         folder = (child.env or {}).get(METRICS_FOLDER_VARIABLE)
         if child is self.api and folder and child.process is not None:
             # Its live gauges (model cache size) must stop counting; its counters stay.
-            multiprocess.mark_process_dead(child.process.pid, folder)
+            multiprocess.mark_process_dead(child.process.pid, folder)  # type: ignore[no-untyped-call]
         if lived >= HEALTHY_RUN_SECONDS:
             child.restart_delay = 0.0
         else:
