@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import stop
-from tests.test_packaging import free_port, readme_section, wait_healthy
+from tests.processes import free_port, stop, wait_healthy
+from tests.readme import readme_section
 
 
 def _blocks(title: str) -> list[str]:
@@ -51,7 +51,9 @@ def test_readme_export_commands_run_after_the_walkthrough(tmp_path: Path) -> Non
             [str(backprop), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            wait_healthy(base_url, server, log_path, timeout=60)
+            wait_healthy(
+                base_url, server, logs=lambda: log_path.read_text(errors="replace"), timeout=60
+            )
             result = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", script],
                 cwd=tmp_path,
