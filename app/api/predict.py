@@ -25,15 +25,17 @@ from app.api.schemas.common import openapi_examples
 from app.api.schemas.models import PredictRequest, PredictResponse
 from app.services import jsoncodec
 from app.services import predict as predicting
+from app.services.errors import Loc
 from app.services.model_cache import CachedModel
 
 
 class DirectRoute(APIRoute):
     """An APIRoute that calls its endpoint with the request and the path parameters (as
-    strings), without FastAPI's per-request dependency solving and parameter validation,
-    which cost a fifth of a 1-row predict. The endpoint's signature still drives the
-    OpenAPI document; it must take only ``request`` and ``str`` path parameters, check
-    everything itself and return a Response."""
+    strings), without FastAPI's per-request dependency solving and parameter validation:
+    measured by ``bench/route_ab.py``, an ordinary route serves 10-18% fewer 1-row
+    predicts per second, 23-29% with the caller as a dependency (BENCHMARKS.md §3). The
+    endpoint's signature still drives the OpenAPI document; it must take only ``request``
+    and ``str`` path parameters, check everything itself and return a Response."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
@@ -64,10 +66,6 @@ router = APIRouter(prefix="/v1/models", tags=["models"], route_class=DirectRoute
 
 # Above this many multiply-adds a predict runs in a worker thread, not on the event loop.
 INLINE_PREDICT_WORK = 2_000_000
-# Bodies over this many bytes are parsed in a worker thread, row by row so that the thread
-# lets go of the GIL between rows: parsing a 256-row body (~1.6 MB) whole takes ~16 ms even
-# with orjson, and 1-row requests must not queue behind it on the event loop.
-INLINE_PARSE_BYTES = 64 * 1024
 
 
 @router.post(
@@ -93,8 +91,8 @@ INLINE_PARSE_BYTES = 64 * 1024
 )
 async def predict(model_id: str, request: Request) -> Response:
     """Outputs for rows of raw features; labels too for classifiers."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    return await _predict(request, model_id, npy=media_type == predicting.NPY_MEDIA_TYPE)
+    caller = await request_caller(request)
+    return await respond(request, owner_id=caller.owner_id, model_id=model_id)
 
 
 @router.post(
@@ -120,14 +118,18 @@ async def predict(model_id: str, request: Request) -> Response:
 )
 async def predict_npy(model_id: str, request: Request) -> Response:
     """Like predict, with the rows as a .npy file: same answer, same limits."""
-    return await _predict(request, model_id, npy=True)
-
-
-async def _predict(request: Request, model_id: str, *, npy: bool) -> Response:
-    """Both predict routes: the caller's model (cached), the rows parsed, the answer."""
     caller = await request_caller(request)
+    return await respond(
+        request, owner_id=caller.owner_id, model_id=model_id, media_type=predicting.NPY_MEDIA_TYPE
+    )
+
+
+async def respond(
+    request: Request, *, owner_id: int, model_id: str, media_type: str | None = None
+) -> Response:
+    """The predict response for the caller ``owner_id``; the body is read as
+    ``media_type`` (default: as its Content-Type says)."""
     ctx = context(request)
-    owner_id = caller.owner_id
     entry = predicting.cached_model(
         ctx.model_cache, ctx.settings, owner_id=owner_id, model_id=model_id
     )
@@ -142,15 +144,11 @@ async def _predict(request: Request, model_id: str, *, npy: bool) -> Response:
         )
         entry = await ctx.model_loads.run((owner_id, model_id), load)
     body = await request.body()
-    max_rows = ctx.settings.max_predict_rows
-    loc: tuple[str, ...] = predicting.X_LOC
-    if npy:
-        x, loc = predicting.parse_npy(body, max_rows=max_rows), predicting.NPY_LOC
-    elif len(body) <= INLINE_PARSE_BYTES:
-        x = predicting.parse_rows(body, max_rows=max_rows)
-    else:
-        parse = partial(predicting.parse_rows, body, max_rows=max_rows, by_row=True)
-        x = await run_in_threadpool(parse)
+    if media_type is None:
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    x, loc = predicting.parse_body(
+        body, media_type, width=entry.input_size, max_rows=ctx.settings.max_predict_rows
+    )
     if predicting.multiply_adds(entry, x) > INLINE_PREDICT_WORK:
         content = await run_in_threadpool(_answer, entry, x, loc)
     else:
@@ -158,6 +156,6 @@ async def _predict(request: Request, model_id: str, *, npy: bool) -> Response:
     return Response(content, media_type="application/json")
 
 
-def _answer(entry: CachedModel, x: np.ndarray, loc: tuple[str, ...]) -> bytes:
+def _answer(entry: CachedModel, x: np.ndarray, loc: Loc) -> bytes:
     """The response body: predict, then encode (in the same thread: both are big for big x)."""
     return jsoncodec.dumps(predicting.predict(entry, x, loc=loc))

@@ -32,8 +32,10 @@ ERROR_TYPES = {
     "json_invalid": "422: the body is not JSON",
     "body_invalid": "422: the body cannot be parsed",
     "multipart": "422: the form body cannot be parsed",
+    "content_type": "422: the body's Content-Type is not one the operation takes",
     "npy_invalid": "422: the .npy body is not a 2-D numeric array",
     "non_finite_output": "422: the model's output is NaN or infinite for these rows",
+    "not_exportable": "422: the model cannot be written in the asked export format",
     "invalid": "400: any other refusal",
     "http_error": "other HTTP errors (405, ...)",
 }
