@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default_factory=_default_data_dir,
-        description="Folder of the SQLite database, the blobs and temporary upload files",
+        description="Folder of temporary upload files (default: $XDG_DATA_HOME/backprop, else "
+        "~/.local/share/backprop)",
     )
     host: str = Field(default="127.0.0.1", description="Address `backprop serve` binds to")
     port: int = Field(default=8000, description="Port `backprop serve` listens on")
