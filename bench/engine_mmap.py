@@ -40,10 +40,36 @@ trainer = Trainer(net, x, y, TrainingOptions(epochs=epochs, batch_size=128, vali
 prepared = time.perf_counter() - started
 result = trainer.run()
 total = time.perf_counter() - started
-print(json.dumps({"hwm_mib": status("VmHWM"), "base_mib": base, "prepare_s": prepared,
+print(json.dumps({"hwm_mib": status("VmHWM"), "base_mib": base, "end_anon_mib": status("RssAnon"),
+                  "end_file_mib": status("RssFile"), "prepare_s": prepared,
                   "total_s": total, "epochs": [e["seconds"] for e in result.history],
                   "val_loss": result.history[-1].get("val_loss")}))
 """
+
+
+def run_child(command: list[str], env: dict[str, str]) -> dict[str, object]:
+    """Run one variant; its JSON report plus ``peak_mib``: the larger of its own VmHWM and
+    its VmRSS sampled every 5 ms from here (VmHWM alone can miss a short peak)."""
+    child = subprocess.Popen(
+        command, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.PIPE, text=True
+    )
+    sampled = 0.0
+    while child.poll() is None:
+        try:
+            with open(f"/proc/{child.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        sampled = max(sampled, int(line.split()[1]) / 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.005)
+    out, _ = child.communicate()
+    if child.returncode:
+        raise SystemExit(f"variant failed: {command}")
+    result: dict[str, object] = json.loads(out)
+    result["sampled_mib"] = sampled
+    result["peak_mib"] = max(sampled, float(result["hwm_mib"]))  # type: ignore[arg-type]
+    return result
 
 
 def main() -> None:
@@ -51,12 +77,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="OPENBLAS_NUM_THREADS (0: unset)")
     parser.add_argument("--code", action="append", default=[], help="PYTHONPATH of a variant")
     args = parser.parse_args()
     codes = args.code or [str(Path(__file__).resolve().parent.parent)]
     env = {
         k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
     }
+    if args.threads:
+        env["OPENBLAS_NUM_THREADS"] = str(args.threads)
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,21 +95,21 @@ def main() -> None:
         np.save(f"{tmp}/y.npy", rng.integers(0, 10, args.rows))
         mib = x.nbytes / 2**20
         del x
-        print(f"x: {args.rows} x 784 float32 = {mib:.1f} MiB; epochs {args.epochs}")
+        print(
+            f"x: {args.rows} x 784 float32 = {mib:.1f} MiB; epochs {args.epochs}; "
+            f"OPENBLAS_NUM_THREADS {env.get('OPENBLAS_NUM_THREADS', 'unset')}"
+        )
         runs: dict[str, list[dict[str, object]]] = {code: [] for code in codes}
         for _ in range(args.repeats):
             for code in codes:
-                out = subprocess.run(
+                result = run_child(
                     [sys.executable, "-c", CHILD, f"{tmp}/x.npy", f"{tmp}/y.npy", str(args.epochs)],
-                    env={**env, "PYTHONPATH": code},
-                    capture_output=True,
-                    text=True,
-                    check=True,
+                    {**env, "PYTHONPATH": code},
                 )
-                runs[code].append(json.loads(out.stdout))
-                print(code, out.stdout.strip(), "load", os.getloadavg(), flush=True)
+                runs[code].append(result)
+                print(code, json.dumps(result), "load", os.getloadavg(), flush=True)
         for code, results in runs.items():
-            hwm = statistics.median(float(r["hwm_mib"]) for r in results)  # type: ignore[arg-type]
+            hwm = statistics.median(float(r["peak_mib"]) for r in results)  # type: ignore[arg-type]
             epochs = [
                 statistics.median(float(r["epochs"][i]) for r in results)  # type: ignore[index]
                 for i in range(args.epochs)

@@ -165,6 +165,15 @@ class EpochLoop:
             self.spans.append(slice(start, stop))
         self.ends = [span.stop for span in self.spans]
         self._evaluation_buffers()
+        # Fresh buffers get their pages on first write: take those faults now, before the
+        # epoch clock runs, rather than in the first epoch.
+        fresh: list[npt.NDArray[Any]] = [self.logits, *self.fresh_evaluation_buffers]
+        if self.xs is None:
+            fresh.append(source)
+        if self.order is not None and options.shuffle:
+            fresh += [self.order, self.ys]
+        for buffer in fresh:
+            buffer.fill(0)
         self.progress = Progress()
         self.best_params = network.params.copy()
         self._arranged: int | None = None  # the epoch whose row order order / ys hold
@@ -175,6 +184,7 @@ class EpochLoop:
         of every validation row, and their targets."""
         data, network = self.data, self.network
         count = data.val_count
+        self.fresh_evaluation_buffers: list[Array] = []
         if data.x_val is None or data.y_val is None or not count:
             return
         rows, dtype = min(EVAL_ROWS, count), network.dtype
@@ -183,6 +193,7 @@ class EpochLoop:
         self.val_z = np.empty((count, network.output_size), dtype=dtype)
         self.val_a = np.empty_like(self.val_z)
         self.val_y = data.y_val if data.val_rows is None else data.y_val[data.val_rows]
+        self.fresh_evaluation_buffers = [self.val_x, *self.val_hidden, self.val_z, self.val_a]
 
     def rows(self, batches: int) -> int:
         """Rows covered by the first ``batches`` batches of an epoch."""
