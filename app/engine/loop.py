@@ -174,6 +174,7 @@ class EpochLoop:
             fresh += [self.order, self.ys]
         for buffer in fresh:
             buffer.fill(0)
+        np.dot(source[:size], network.weights_t[0])  # BLAS sets up its buffers on the first call
         self.progress = Progress()
         self.best_params = network.params.copy()
         self._arranged: int | None = None  # the epoch whose row order order / ys hold
