@@ -69,7 +69,7 @@ def record(value: Mapping[str, Any], indent: str = "") -> None:
     for key, item in value.items():
         label = f"{indent}{key + ':':<{width + 1}}"
         if isinstance(item, dict) and item and len(_compact(item)) > RECORD_VALUE_CHARS:
-            print(label)
+            print(label.rstrip())
             record(item, indent + "  ")
             continue
         text = item if isinstance(item, str) else _compact(item)

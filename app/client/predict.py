@@ -58,7 +58,10 @@ def _csv_rows(path: Path, data: bytes) -> np.ndarray:
         except ValueError:
             if number == 1:
                 continue  # a header row
-            raise ClientError(f"{path} line {number}: not all numbers: {row}") from None
+            raise ClientError(
+                f"{path} line {number} is not all numbers: {row} (predict takes the features "
+                "only: leave out any label column)"
+            ) from None
         if len(rows[-1]) != len(rows[0]):
             raise ClientError(
                 f"{path} line {number} has {len(rows[-1])} values, the first row {len(rows[0])}"

@@ -127,6 +127,6 @@ class LogLines:
 
 def epoch_display(console: Console, *, epochs: int) -> LiveBar | LogLines:
     """A live bar on a terminal, plain lines anywhere else."""
-    if console.is_terminal and not console.is_dumb_terminal:
+    if console.is_interactive:  # a terminal that is not TERM=dumb (or TTY_INTERACTIVE=1)
         return LiveBar(console, epochs=epochs)
     return LogLines(console, epochs=epochs)
