@@ -13,12 +13,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 def plain(text: str) -> str:
-    """``text`` without ANSI control sequences and carriage returns."""
-    return ANSI.sub("", text)
+    """``text`` without ANSI control sequences; each carriage return (a redraw of the line)
+    starts a new line, so that every frame of a live display is a line of its own."""
+    return ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
 
 
 class PtyProcess:

@@ -146,9 +146,8 @@ def test_train_without_follow_prints_the_job_then_jobs_cancel(
     job_id = result.out.strip()
     assert job_id.startswith("job_") and "(100000 epochs)" in result.err
     shown = cli.ok("jobs", "show", job_id)
-    assert re.search(rf"^id: +{job_id}$", shown, re.M) and re.search(
-        "^epochs: +100000$", shown, re.M
-    )
+    assert re.search(rf"^id: +{job_id}$", shown, re.M)
+    assert re.search("^epochs: +100000$", shown, re.M)
 
     result = cli("jobs", "cancel", job_id)
     assert result.status == 0, result
