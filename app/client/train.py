@@ -72,7 +72,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, metavar="DATASET", help="a dataset id")
     parser.add_argument("--network", required=True, metavar="NETWORK", help="a network id")
     for flag, _, kind, help in OPTIONS:
-        metavar = {int: "N", float: "X"}.get(kind, dest(flag).upper())
+        metavar = "N" if kind is int else "X" if kind is float else dest(flag).upper()
         parser.add_argument(flag, type=kind, default=None, metavar=metavar, help=help)
     for switch in ("standardize", "shuffle"):
         parser.add_argument(
