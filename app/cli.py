@@ -1,9 +1,7 @@
-"""The ``backprop`` command: serve, worker, migrate, keys; and the HTTP client's commands.
+"""The ``backprop`` command: serve, worker, migrate, keys; the client's (:mod:`app.client`).
 
-The server-side commands read their settings (the database first of all) from
-``BACKPROP_*`` environment variables; see :mod:`app.config`. The client's (datasets,
-networks, train, jobs, predict, models) live in :mod:`app.client`: they only talk HTTP.
-``main(argv)`` returns the exit status.
+Server commands read their settings (the database first of all) from ``BACKPROP_*``
+environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
 """
 
 from __future__ import annotations
