@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
 from app.cli import build_parser
+from app.client import follow as following
+from app.client.http import Api, Unreachable
 from app.client.networks import parse_layers
 from app.client.predict import output_columns
 from app.client.progress import EpochStats, LiveBar, LogLines, epoch_display, metrics_text
@@ -120,3 +124,57 @@ def test_prediction_columns() -> None:
     assert output_columns({"classes": [0, 1]}, 1) == ["p_1"]
     assert output_columns({"classes": None}, 1) == ["output"]
     assert output_columns({"classes": None}, 2) == ["output_1", "output_2"]
+
+
+def _sse(*events: tuple[str, dict[str, object]]) -> bytes:
+    text = ""
+    for name, data in events:
+        head = f"id: {data['epoch']}\n" if name == "epoch" else ""
+        text += f"{head}event: {name}\ndata: {json.dumps(data)}\n\n"
+    return text.encode()
+
+
+def test_a_dropped_event_stream_is_reopened_after_the_last_epoch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(following, "RECONNECT_SECONDS", 0.0)
+    asked: list[str | None] = []
+    epochs = [{"epoch": e, "loss": 1.0 / e, "seconds": 0.5} for e in (1, 2, 3)]
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("Last-Event-ID"))
+        if len(asked) == 1:  # two epochs, then the connection closes without an end
+            body = _sse(("epoch", epochs[0]), ("epoch", epochs[1]))
+        else:
+            end = {"status": "succeeded", "model_id": "mdl_1", "error": None}
+            body = _sse(("epoch", epochs[1]), ("epoch", epochs[2]), ("end", end))
+        return httpx.Response(200, content=body, headers={"Content-Type": "text/event-stream"})
+
+    api = Api("http://backprop.test", "bp_k", transport=httpx.MockTransport(server))
+    console = Console(stderr=True, force_terminal=False)
+    assert following.follow(api, {"id": "job_1", "epochs": 3}, console) == 0
+
+    assert asked == [None, "2"]
+    captured = capsys.readouterr()
+    assert captured.out == "mdl_1\n"
+    assert captured.err.splitlines() == [
+        "epoch 1/3  loss 1  ETA 0:00:01",
+        "epoch 3/3  loss 0.3333  ETA 0:00:00",  # epoch 2 (sent twice) shown once, no line due
+        "job job_1 succeeded after 3 epochs: model mdl_1",
+    ]
+
+
+def test_a_stream_that_cannot_be_reopened_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(following, "RECONNECT_SECONDS", 0.0)
+    attempts = 0
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    api = Api("http://backprop.test", "bp_k", transport=httpx.MockTransport(refuse))
+    console = Console(stderr=True, force_terminal=False)
+    with pytest.raises(Unreachable, match="cannot reach the Backprop server at http://backprop"):
+        following.follow(api, {"id": "job_1", "epochs": 3}, console)
+    assert attempts == following.RECONNECTS + 1
