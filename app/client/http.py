@@ -129,9 +129,16 @@ class Api:
             raise self._refusal(response)
         return response
 
-    @staticmethod
-    def _json(response: httpx.Response) -> Any:
-        return response.json() if response.content else None
+    def _json(self, response: httpx.Response) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ClientError(
+                f"{response.request.url} answered with something other than JSON; "
+                f"is {self.url} a Backprop server?"
+            ) from None
 
     def _refusal(self, response: httpx.Response) -> ApiError:
         hint = ""

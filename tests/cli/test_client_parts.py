@@ -14,7 +14,7 @@ from rich.console import Console
 
 from app.cli import build_parser
 from app.client import follow as following
-from app.client.http import Api, Unreachable
+from app.client.http import Api, ClientError, Unreachable
 from app.client.networks import parse_layers
 from app.client.predict import output_columns
 from app.client.progress import EpochStats, LiveBar, LogLines, epoch_display, metrics_text
@@ -175,6 +175,15 @@ def test_a_stream_that_cannot_be_reopened_is_reported(monkeypatch: pytest.Monkey
 
     api = Api("http://backprop.test", "bp_k", transport=httpx.MockTransport(refuse))
     console = Console(stderr=True, force_terminal=False)
-    with pytest.raises(Unreachable, match="cannot reach the Backprop server at http://backprop"):
+    with pytest.raises(Unreachable, match=r"cannot reach the Backprop server at http://backprop\.test"):
         following.follow(api, {"id": "job_1", "epochs": 3}, console)
     assert attempts == following.RECONNECTS + 1
+
+
+def test_an_answer_that_is_not_json_names_the_url() -> None:
+    def page(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>a router's login page</html>")
+
+    api = Api("http://router.test", None, transport=httpx.MockTransport(page))
+    with pytest.raises(ClientError, match=r"is http://router\.test a Backprop server"):
+        api.get("/v1/jobs")
