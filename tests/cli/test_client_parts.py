@@ -175,7 +175,9 @@ def test_a_stream_that_cannot_be_reopened_is_reported(monkeypatch: pytest.Monkey
 
     api = Api("http://backprop.test", "bp_k", transport=httpx.MockTransport(refuse))
     console = Console(stderr=True, force_terminal=False)
-    with pytest.raises(Unreachable, match=r"cannot reach the Backprop server at http://backprop\.test"):
+    with pytest.raises(
+        Unreachable, match=r"cannot reach the Backprop server at http://backprop\.test"
+    ):
         following.follow(api, {"id": "job_1", "epochs": 3}, console)
     assert attempts == following.RECONNECTS + 1
 
