@@ -41,7 +41,10 @@ def add_list(
     parser.add_argument("--limit", type=int, default=None, help="items per page (server: 50)")
     parser.add_argument("--offset", type=int, default=None, help="items to skip")
     for option in filters:
-        parser.add_argument(f"--{option.replace('_', '-')}", dest=option, default=None)
+        words = option.replace("_", " ")
+        parser.add_argument(
+            f"--{option.replace('_', '-')}", dest=option, help=f"only those with this {words}"
+        )
     parser.set_defaults(
         client_command=partial(_list, path=path, columns=columns, empty=empty, filters=filters)
     )
