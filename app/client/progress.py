@@ -2,8 +2,11 @@
 
 Each epoch event (the server's history entry: ``epoch``, ``loss``, ``accuracy`` or
 ``mae``/``r2``, the same with ``val_``, ``learning_rate``, ``seconds``,
-``samples_per_second``) moves the display. The ETA is the epochs left times the mean
-training time of the last :data:`ETA_EPOCHS` epochs, as the worker measured them.
+``samples_per_second``) moves the display. The ETA is the epochs left times the time an
+epoch takes: as the events arrived over the last :data:`ETA_WINDOW_SECONDS` (what the wait
+really is: checkpoints, progress writes and a busy machine included), or, until events have
+come in for :data:`ETA_MIN_SPAN_SECONDS` (a replayed history arrives all at once), the
+mean training time of the last :data:`ETA_EPOCHS` epochs as the worker measured it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 ETA_EPOCHS = 5
+ETA_WINDOW_SECONDS = 30.0
+ETA_MIN_SPAN_SECONDS = 2.0
+BURST_SECONDS = 0.05  # events closer than this came together: they count as one arrival
 LOG_SECONDS = 10.0  # a plain line at most this often (and for the last epoch)
 
 # History keys shown, in order, and their short names; val_<key> follows each.
@@ -41,18 +47,34 @@ class EpochStats:
         self.epochs = epochs
         self.epoch = 0
         self._seconds: deque[float] = deque(maxlen=ETA_EPOCHS)
+        self._arrivals: deque[tuple[float, int]] = deque()  # (monotonic time, epoch)
         self.speed = ""
         self.eta = ""
 
-    def add(self, entry: Mapping[str, float]) -> None:
+    def add(self, entry: Mapping[str, float], now: float | None = None) -> None:
+        """Count the epoch ``entry``, which arrived at ``now`` (default: time.monotonic())."""
+        now = time.monotonic() if now is None else now
         self.epoch = int(entry["epoch"])
         if "seconds" in entry:
             self._seconds.append(float(entry["seconds"]))
         if "samples_per_second" in entry:
             self.speed = f"{entry['samples_per_second']:,.0f} samples/s"
-        if self._seconds:
-            left = max(self.epochs - self.epoch, 0) * sum(self._seconds) / len(self._seconds)
+        if self._arrivals and now - self._arrivals[-1][0] < BURST_SECONDS:
+            self._arrivals[-1] = (now, self.epoch)  # one burst: the server's poll sent them
+        else:
+            self._arrivals.append((now, self.epoch))
+        while len(self._arrivals) > 2 and now - self._arrivals[1][0] >= ETA_WINDOW_SECONDS:
+            self._arrivals.popleft()
+        per_epoch = self._seconds_per_epoch(now)
+        if per_epoch is not None:
+            left = max(self.epochs - self.epoch, 0) * per_epoch
             self.eta = f"ETA {timedelta(seconds=round(left))}"
+
+    def _seconds_per_epoch(self, now: float) -> float | None:
+        since, first_epoch = self._arrivals[0]
+        if now - since >= ETA_MIN_SPAN_SECONDS and self.epoch > first_epoch:
+            return (now - since) / (self.epoch - first_epoch)
+        return sum(self._seconds) / len(self._seconds) if self._seconds else None
 
 
 class LiveBar:

@@ -77,9 +77,20 @@ def test_progress_text_has_training_then_validation_metrics() -> None:
 
     stats = EpochStats(epochs=10)
     for epoch, seconds in [(1, 10.0), (2, 2.0), (3, 2.0), (4, 2.0), (5, 2.0), (6, 2.0)]:
-        stats.add({"epoch": epoch, "loss": 1.0, "seconds": seconds, "samples_per_second": 1e4})
+        entry = {"epoch": epoch, "loss": 1.0, "seconds": seconds, "samples_per_second": 1e4}
+        stats.add(entry, now=100.0)  # a replayed history: all at once
     # 4 epochs left at the mean of the last five (2 s each): the slow first one has aged out.
     assert (stats.speed, stats.eta) == ("10,000 samples/s", "ETA 0:00:08")
+
+    # Live: epochs 7 and 8 three seconds apart: the wall clock rules (92 left x 3 s).
+    stats.epochs = 100
+    stats.add({"epoch": 7, "loss": 1.0, "seconds": 0.01}, now=103.0)
+    stats.add({"epoch": 8, "loss": 1.0, "seconds": 0.01}, now=106.0)
+    assert stats.eta == "ETA 0:04:36"
+    # Then one a second from t=200 to epoch 40: only the last 30 s count (60 left x 1 s).
+    for epoch in range(9, 41):
+        stats.add({"epoch": epoch, "loss": 1.0, "seconds": 0.01}, now=191.0 + epoch)
+    assert stats.eta == "ETA 0:01:00"
 
 
 def test_without_a_terminal_the_display_is_plain_lines(capsys: pytest.CaptureFixture[str]) -> None:
