@@ -21,7 +21,7 @@ import numpy as np
 
 from app.client.datasets import read_file
 from app.client.http import Api, ClientError
-from app.client.output import note
+from app.client.output import note, print_json
 from app.client.reads import Subparsers
 
 CHUNK_ROWS = 1000
@@ -91,6 +91,9 @@ def predict(api: Api, args: argparse.Namespace) -> int:
         answer = api.post_bytes(f"{path}/predict", body.getvalue(), content_type=NPY_MEDIA_TYPE)
         outputs.extend(answer["outputs"])
         labels.extend(answer.get("labels") or [])
+    if args.json:  # the server's answer, all chunks as one
+        print_json({"outputs": outputs, **({"labels": labels} if labels else {})})
+        return 0
     header = output_columns(model, len(outputs[0]))
     with _opened(args.output) as out:
         write_csv(out, header, outputs, labels)

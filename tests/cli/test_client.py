@@ -118,6 +118,8 @@ def test_train_follow_without_a_terminal_then_models_and_predict(
     assert out[0] == ["label", "p_no", "p_yes"]
     assert [r[0] for r in out[1:]] == ["yes", "no", "yes"]
     assert all(abs(float(r[1]) + float(r[2]) - 1) < 1e-5 for r in out[1:])
+    answer = json.loads(cli.ok("predict", model_id, str(tmp_path / "rows.npy"), "--json"))
+    assert answer["labels"] == ["yes", "no", "yes"] and len(answer["outputs"]) == 3
 
     # A CSV (its header row skipped) to a file, 2,500 rows: sent in three .npy bodies.
     features = tmp_path / "features.csv"
