@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -16,13 +17,19 @@ from app.client.reads import Subparsers, add_actions, add_list, add_show
 PATH = "/v1/jobs"
 
 
-def metric(name: str) -> Any:
+def metric(name: str) -> Callable[[Mapping[str, Any]], str]:
+    """A column of the job's latest value of the metric ``name``."""
     return lambda job: number((job["metrics"] or {}).get(name))
+
+
+def status(job: Mapping[str, Any]) -> str:
+    stopping = job["status"] == "running" and job["cancel_requested"]
+    return job["status"] + (" (stopping)" if stopping else "")
 
 
 COLUMNS: list[Column] = [
     ("ID", lambda j: j["id"]),
-    ("STATUS", lambda j: j["status"] + (" (cancelling)" if j["cancel_requested"] else "")),
+    ("STATUS", status),
     ("EPOCH", lambda j: f"{j['epoch']}/{j['epochs']}"),
     ("LOSS", metric("loss")),
     ("VAL_LOSS", metric("val_loss")),
