@@ -24,7 +24,7 @@ def metric(name: str) -> Callable[[Mapping[str, Any]], str]:
 
 def status(job: Mapping[str, Any]) -> str:
     stopping = job["status"] == "running" and job["cancel_requested"]
-    return job["status"] + (" (stopping)" if stopping else "")
+    return f"{job['status']}{' (stopping)' if stopping else ''}"
 
 
 COLUMNS: list[Column] = [
