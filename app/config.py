@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default_factory=_default_data_dir,
-        description="Folder of the SQLite database, the blobs and temporary upload files",
+        description="Folder of temporary upload files (default: $XDG_DATA_HOME/backprop, else "
+        "~/.local/share/backprop)",
     )
     public_url: str = Field(
         default="/",
