@@ -13,6 +13,8 @@ FastAPI writes the document (OpenAPI 3.1, JSON Schema from pydantic); ``install`
 - form bodies: FastAPI names them ``Body_<operation id>``; they become
   ``<OperationId>Form`` (e.g. UploadDatasetForm), and any request body written inline
   (``openapi_extra``) is moved into ``components/schemas`` under its title.
+- pages: pydantic names ``Page[DatasetRead]`` ``Page_DatasetRead_``; it becomes
+  ``DatasetReadPage``.
 - models that no body refers to but clients need (an event's data) are added by name.
 - operation ids are the route functions' names (``create_app`` sets them); a duplicate
   is refused here, at the first call, instead of becoming a silent ``_1`` suffix.
@@ -58,7 +60,7 @@ def finish(doc: Document, extra_models: Sequence[type[BaseModel]]) -> Document:
     _check_operation_ids(doc)
     schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
     _add_models(schemas, extra_models)
-    _name_bodies(doc, schemas)
+    _name_schemas(doc, schemas)
     _binary_strings(doc)
     return doc
 
@@ -95,9 +97,12 @@ def _camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name))
 
 
-def _name_bodies(doc: Document, schemas: dict[str, Any]) -> None:
-    """Request bodies as named components: ``Body_<op>`` renamed, inline ones moved."""
-    renames: dict[str, str] = {}
+def _name_schemas(doc: Document, schemas: dict[str, Any]) -> None:
+    """Request bodies as named components (``Body_<op>`` renamed, inline ones moved);
+    pages renamed."""
+    renames = {
+        name: f"{match[1]}Page" for name in schemas if (match := re.fullmatch(r"Page_(\w+)_", name))
+    }
     for _path, _method, operation in _operations(doc):
         content = operation.get("requestBody", {}).get("content", {})
         for media_type, media in content.items():
