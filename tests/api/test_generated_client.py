@@ -24,6 +24,8 @@ import httpx
 import numpy as np
 import pytest
 
+from app.config import Settings
+from app.main import create_app
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, auth, run_worker
@@ -70,17 +72,28 @@ def generate(document: dict[str, Any], where: Path) -> str:
     return output
 
 
-@pytest.fixture
-def generated(tmp_path: Path, make_client: MakeClient) -> Iterator[ModuleType]:
-    """The generated package, imported (and forgotten afterwards)."""
-    document = make_client().get("/openapi.json").json()
-    output = generate(document, tmp_path)
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    """/openapi.json as a server sends it (the document does not depend on the database)."""
+    with ApiClient(create_app(Settings(database_url="sqlite://"))) as api:
+        served: dict[str, Any] = api.get("/openapi.json").json()
+    return served
+
+
+@pytest.fixture(scope="module")
+def generated(
+    document: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModuleType]:
+    """The package generated from ``document``, imported (and forgotten afterwards);
+    generated once for the module (the generator takes seconds)."""
+    where = tmp_path_factory.mktemp("generated")
+    output = generate(document, where)
     assert "warning" not in output.lower(), output
-    sys.path.insert(0, str(tmp_path / "client"))
+    sys.path.insert(0, str(where / "client"))
     try:
         yield importlib.import_module(PACKAGE)
     finally:
-        sys.path.remove(str(tmp_path / "client"))
+        sys.path.remove(str(where / "client"))
         for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
             del sys.modules[name]
 
@@ -106,9 +119,14 @@ def npy(rows: list[list[float]]) -> bytes:
 
 
 def test_the_xor_flow_through_a_generated_client(
-    generated: ModuleType, make_client: MakeClient, keys: Keys, db: Database
+    document: dict[str, Any],
+    generated: ModuleType,
+    make_client: MakeClient,
+    keys: Keys,
+    db: Database,
 ) -> None:
     models, types, api = _module("models"), _module("types"), make_client(keys.alice)
+    assert api.get("/openapi.json").json() == document  # the client is this server's
     client = generated.AuthenticatedClient(base_url="http://testserver", token=keys.alice)
     client.set_httpx_client(
         httpx.Client(
