@@ -153,7 +153,7 @@ def delete_model(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
         **json_errors(401, 404, 422),
     },
 )
-def model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
+def get_model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
     """W1..WL (n[l], n[l-1]), b1..bL, and x_mean/x_std when standardised: an npz."""
     data = service.model_weights(ctx.database, owner_id=caller.owner_id, model_id=model_id)
     return Response(

@@ -200,7 +200,7 @@ def test_the_xor_flow_through_a_generated_client(
 
     model = _module("api.models.get_model").sync(end.model_id, client=client)
     assert isinstance(model, models.ModelDetail), model
-    weights = _module("api.models.model_weights").sync(end.model_id, client=client)
+    weights = _module("api.models.get_model_weights").sync(end.model_id, client=client)
     assert isinstance(weights, types.File), weights
     imported = _module("api.models.import_model").sync(
         client=client,

@@ -61,6 +61,7 @@ def test_operation_ids_are_the_route_function_names(app: FastAPI) -> None:
         ("post", "/v1/models/{model_id}/predict.npy"): "predict_npy",
         ("post", "/v1/models/import"): "import_model",
         ("get", "/v1/models/{model_id}/export"): "export_model",
+        ("get", "/v1/models/{model_id}/weights"): "get_model_weights",
         ("get", "/healthz"): "healthz",
     }.items() <= ids.items()
 
