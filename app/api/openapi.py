@@ -17,7 +17,8 @@ FastAPI writes the document (OpenAPI 3.1, JSON Schema from pydantic); ``install`
   ``DatasetReadPage``.
 - models that no body refers to but clients need (an event's data) are added by name.
 - operation ids are the route functions' names (``create_app`` sets them); a duplicate
-  is refused here, at the first call, instead of becoming a silent ``_1`` suffix.
+  (two routes with one function name) is refused here, at the first call, where FastAPI
+  would only warn and publish a document whose generated clients lose an operation.
 """
 
 from __future__ import annotations
