@@ -35,6 +35,7 @@ from app.storage.database import Database
 
 log = logging.getLogger("backprop.api")
 UI_DIR = Path(__file__).resolve().parent / "ui"
+RETRY_LATER = {"Retry-After": "5"}
 
 TAGS = [
     {"name": "datasets", "description": "Training data: JSON, CSV or npz upload, generated"},
@@ -86,6 +87,20 @@ def _install_error_handlers(app: FastAPI) -> None:
             form=isinstance(getattr(body_field, "field_info", None), params.Form),
         )
         return _error(422, detail)
+
+    @app.exception_handler(MemoryError)
+    async def out_of_memory(request: Request, _exc: MemoryError) -> JSONResponse:
+        # A request whose numbers need more memory than the machine has: refused like a
+        # busy server (the limits should have caught it first; the log says which route).
+        log.warning("out of memory answering %s %s", request.method, request.url.path)
+        msg = "the server has not enough memory for this request; retry later or send less"
+        return _error(503, [{"loc": [], "msg": msg, "type": "out_of_memory"}], RETRY_LATER)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, _exc: RecursionError) -> JSONResponse:
+        log.warning("input nested too deeply for %s %s", request.method, request.url.path)
+        msg = "the request nests too deeply to be processed"
+        return _error(422, [{"loc": ["body"], "msg": msg, "type": "too_deep"}])
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:

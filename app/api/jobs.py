@@ -110,7 +110,10 @@ def job_event_stream(
 ) -> EventStream:
     """Server-Sent Events: one per epoch, then the end state."""
     service.job_progress(ctx.database, owner_id=caller.owner_id, job_id=job_id)  # 404 first
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    # ASCII digits only: str.isdigit() is also true of '²³', which int() refuses.
+    after = 0
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
+        after = int(last_event_id)
     stream = job_events(ctx.database, owner_id=caller.owner_id, job_id=job_id, after_epoch=after)
     return EventStream(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
