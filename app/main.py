@@ -27,6 +27,7 @@ from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.context import AppContext
 from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
+from app.api.security_headers import SecurityHeadersMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         upload_paths=datasets.UPLOAD_PATHS,
     )
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops
     # router (probes, scrapes); their paths overlap nothing after them.

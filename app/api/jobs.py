@@ -115,7 +115,7 @@ def job_event_stream(
     if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
         after = int(last_event_id)
     stream = job_events(ctx.database, owner_id=caller.owner_id, job_id=job_id, after_epoch=after)
-    return EventStream(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStream(stream, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post(
