@@ -83,6 +83,26 @@ class Settings(BaseSettings):
         default=50_000_000, gt=0, description="Limit on epochs x training samples per job"
     )
     max_predict_rows: int = Field(default=10_000, gt=0, description="Limit on rows per predict")
+    max_activation_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Activation memory of one forward pass: predict runs its rows in blocks "
+        "under this many bytes",
+    )
+    max_layer_units: int = Field(
+        default=65_536, gt=0, description="Limit on the units of one layer (and the input size)"
+    )
+    max_job_cost: int = Field(
+        default=10**13,
+        gt=0,
+        description="Limit on a job's estimated cost: epochs x training samples x parameters",
+    )
+    max_job_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Training time after which a job ends failed (its best model kept when "
+        "it asked keep_model)",
+    )
     max_active_jobs: int = Field(
         default=20, gt=0, description="Queued + running jobs allowed per owner"
     )

@@ -81,6 +81,15 @@ def submit_job(
                 loc=("body", "epochs"),
                 status_code=422,
             )
+        cost = sample_epochs * network.parameter_count
+        if cost > settings.max_job_cost:
+            raise LimitExceeded(
+                "the job's cost (epochs x samples x parameters)",
+                cost,
+                setting="BACKPROP_MAX_JOB_COST",
+                limit=settings.max_job_cost,
+                loc=("body", "epochs"),
+            )
         return queue.enqueue(
             session,
             owner_id=owner_id,

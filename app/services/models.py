@@ -14,7 +14,7 @@ from app.engine.model import Model as EngineModel
 from app.services.errors import Invalid, invalid_at
 from app.services.jsoncodec import nesting_depth
 from app.services.model_cache import ModelCache
-from app.services.networks import check_parameter_limit, parameter_count
+from app.services.networks import check_layer_units, check_parameter_limit, parameter_count
 from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.storage.database import Database
 from app.storage.tables import Job, Model, Network
@@ -129,6 +129,9 @@ def import_model(
             session, Network, network_id, owner_id=owner_id, loc=("body", "network_id")
         )
     check_parameter_limit(network.parameter_count, settings, ("body", "network_id"))
+    spec = network.config
+    units = [int(layer["units"]) for layer in spec["layers"]]
+    check_layer_units(int(spec["input_size"]), units, settings, ("body", "network_id"))
     config = _import_config(network, config_text)
     with invalid_at(("body", "file"), EngineError):
         # The engine reads each array's header (dtype, shape) and checks it against the
