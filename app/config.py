@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(
         default=20, gt=0, description="Queued + running jobs allowed per owner"
     )
+    max_streams_per_owner: int = Field(
+        default=10, gt=0, description="Open job event streams allowed per owner and API process"
+    )
     log_level: str = Field(default="info", description="Log level of server and workers")
 
 

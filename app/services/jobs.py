@@ -191,6 +191,18 @@ class JobProgress:
         return self.status in TERMINAL
 
 
+def job_epoch(db: Database, *, owner_id: int, job_id: str) -> tuple[str, int]:
+    """A job's ``(status, epoch)``: two small columns, what an event stream polls before it
+    reads the history (only when the epoch moved or the job finished)."""
+    with db.read_session() as session:
+        row = session.execute(
+            select(Job.status, Job.epoch).where(Job.id == job_id, Job.owner_id == owner_id)
+        ).first()
+    if row is None:
+        raise NotFound("job", PATH_LOC)
+    return str(row[0]), int(row[1] or 0)
+
+
 def job_progress(db: Database, *, owner_id: int, job_id: str) -> JobProgress:
     """Status and history of a job (what the event stream polls)."""
     with db.read_session() as session:
