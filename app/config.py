@@ -69,6 +69,25 @@ class Settings(BaseSettings):
         description="How long predict trusts a cached model before rechecking that it exists",
     )
     model_cache_size: int = Field(default=32, ge=1, description="Models kept loaded for predict")
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        gt=0,
+        description="Limit on a request's line and headers in bytes (more: 431)",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request headers are not complete this long after it "
+        "opened (or after its last response) is closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request whose body sends nothing for this long is answered 408",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, gt=0, description="Idle keep-alive connections are closed after this long"
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Request body limit (except uploads)"
     )

@@ -24,6 +24,7 @@ from starlette.formparsers import MultiPartException
 from app.api import datasets, jobs, models, networks, ops, predict
 from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
+from app.api.body_timeout import BodyReadTimeout, BodyTimeoutMiddleware
 from app.api.context import AppContext
 from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
@@ -116,7 +117,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             # a bare 400 before the route runs: a 422 at the body, like the case above.
             msg = f"the form body cannot be parsed: {exc.detail}"[:500]
             return _error(422, [{"loc": ["body"], "msg": msg, "type": "multipart"}])
-        if isinstance(exc, BodyTooLarge):
+        if isinstance(exc, BodyTooLarge | BodyReadTimeout):
             detail = exc.errors
         else:
             detail = [{"loc": [], "msg": str(exc.detail), "type": "http_error"}]
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         max_upload_bytes=settings.max_upload_bytes,
         upload_paths=datasets.UPLOAD_PATHS,
     )
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     _install_error_handlers(app)
