@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(
         default=20, gt=0, description="Queued + running jobs allowed per owner"
     )
+    max_owner_bytes: int = Field(
+        default=16 * 1024**3,
+        gt=0,
+        description="Storage quota of one owner: bytes of their datasets and models",
+    )
     max_streams_per_owner: int = Field(
         default=10, gt=0, description="Open job event streams allowed per owner and API process"
     )

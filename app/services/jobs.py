@@ -15,6 +15,7 @@ from app.services.datasets import NO_DATA
 from app.services.errors import Conflict, LimitExceeded, NotFound, TooManyJobs, invalid_at
 from app.services.fit import check_init_model, check_labels_fit
 from app.services.ownership import get_owned, page
+from app.services.quota import check_owner_bytes
 from app.storage.database import Database
 from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, JobStatus, Model, Network, Owner
 
@@ -90,6 +91,11 @@ def submit_job(
                 limit=settings.max_job_cost,
                 loc=("body", "epochs"),
             )
+        # The model the job will store: about 4 bytes per parameter (float32 weights).
+        model_bytes = 4 * network.parameter_count
+        check_owner_bytes(
+            session, settings, owner_id=owner_id, adding=model_bytes, loc=("body", "network_id")
+        )
         return queue.enqueue(
             session,
             owner_id=owner_id,

@@ -16,6 +16,7 @@ from app.services.jsoncodec import nesting_depth
 from app.services.model_cache import ModelCache
 from app.services.networks import check_layer_units, check_parameter_limit, parameter_count
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.quota import check_owner_bytes
 from app.storage.database import Database
 from app.storage.tables import Job, Model, Network
 
@@ -149,5 +150,8 @@ def import_model(
         metrics=None,
     )
     with db.session() as session:
+        check_owner_bytes(
+            session, settings, owner_id=owner_id, adding=len(row.weights), loc=("body", "file")
+        )
         session.add(row)
     return row
