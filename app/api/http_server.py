@@ -32,6 +32,10 @@ log = logging.getLogger("backprop.http")
 HEADER_SETTING = "BACKPROP_MAX_HEADER_BYTES"
 
 
+class HeadersTooLarge(ValueError):
+    pass
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header size limit and a header read timeout."""
 
@@ -43,6 +47,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._parsed_header_bytes = 0
+        self._headers_refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -60,6 +66,32 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._header_bytes += len(data)
             if self._header_bytes > self.max_header_bytes:
                 self._refuse_headers()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._parsed_header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_header_bytes(self, size: int) -> None:
+        """Headers that arrive whole in one chunk are counted here, as they are parsed."""
+        self._parsed_header_bytes += size
+        if self._parsed_header_bytes > self.max_header_bytes:
+            self._headers_refused = True
+            # httptools turns it into HttpParserCallbackError: uvicorn's 400, sent as 431.
+            raise HeadersTooLarge(self._parsed_header_bytes)
+
+    def send_400_response(self, msg: str) -> None:
+        if self._headers_refused:
+            self._refuse_headers()
+        else:
+            super().send_400_response(msg)
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
@@ -90,6 +122,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse_headers(self) -> None:
+        if self.transport.is_closing():
+            return
         self._awaiting_headers = False
         self._cancel_header_timer()
         msg = f"the request headers are over the limit {HEADER_SETTING}={self.max_header_bytes}"
