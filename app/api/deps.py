@@ -46,14 +46,14 @@ _DESCRIPTIONS = {
     409: "Conflicts with the object's state",
     413: "Over a size limit (the message names the setting and its value)",
     422: "Invalid input: the error's loc says where",
-    429: "Too many queued or running jobs (see Retry-After)",
+    429: "Too many queued or running jobs, or open event streams (see Retry-After)",
 }
 
 
 _HEADERS: dict[int, dict[str, Any]] = {
     429: {
         "Retry-After": {
-            "description": "Seconds to wait before submitting again",
+            "description": "Seconds to wait before trying again",
             "schema": {"type": "integer", "minimum": 0},
         }
     },
