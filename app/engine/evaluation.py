@@ -48,9 +48,12 @@ def class_probabilities(outputs: Floats) -> Floats:
 def predicted_codes(outputs: Floats) -> Ints:
     """(n,) predicted class index: p > 0.5 for one sigmoid unit, argmax otherwise (the
     rule of ``Model.labels``)."""
+    picks: Ints
     if outputs.shape[1] == 1:
-        return (outputs[:, 0] > 0.5).astype(np.intp)
-    return np.argmax(outputs, axis=1).astype(np.intp)
+        picks = (outputs[:, 0] > 0.5).astype(np.intp)
+    else:
+        picks = np.argmax(outputs, axis=1).astype(np.intp)
+    return picks
 
 
 def confusion_matrix(true: Ints, pred: Ints, k: int) -> Ints:

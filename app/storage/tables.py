@@ -183,6 +183,21 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Evaluation(Base):
+    """One evaluation of a model on a dataset: ``metrics`` as the API returns them."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ev"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class WorkerHeartbeat(Base):
     """One row per live worker process; ``/readyz`` and ``/metrics`` read it."""
 
