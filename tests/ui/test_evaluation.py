@@ -147,6 +147,8 @@ def test_evaluate_a_trained_model(browser: Browser, server: Server, tmp_path: Pa
         expect(
             page.get_by_role("table", name="Evaluations", exact=True).locator("tbody tr")
         ).to_have_count(1)
+        card_rows = page.get_by_role("table", name="Evaluations on the card").locator("tbody tr")
+        expect(card_rows).to_have_count(1)  # the card is redrawn with the new evaluation
         page.screenshot(path=str(tmp_path / "evaluation.png"), full_page=True)
 
         # Reloading the page shows the stored evaluation, also on the card.

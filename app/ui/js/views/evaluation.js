@@ -86,8 +86,8 @@ function historyTable(items, show) {
   );
 }
 
-/** The "Evaluate" card of a model's page. */
-export async function evaluationSection(model, { signal }) {
+/** The "Evaluate" card of a model's page; onEvaluated() runs after each new evaluation. */
+export async function evaluationSection(model, { signal, onEvaluated = async () => {} }) {
   const width = model.architecture.input_size;
   const datasets = (await listAll("/datasets", { signal })).filter((d) => d.n_features === width);
   const result = h("div", { "aria-live": "polite" });
@@ -117,7 +117,7 @@ export async function evaluationSection(model, { signal }) {
   onSubmit(form, errors, async (data) => {
     const evaluation = await api(`/models/${model.id}/evaluate`, { method: "POST", json: { dataset_id: String(data.get("dataset_id")) } });
     show(evaluation);
-    await loadHistory();
+    await Promise.all([loadHistory(), onEvaluated()]);
   });
   const section = card("Evaluate", form, result, history);
   const items = await loadHistory().catch(() => []);

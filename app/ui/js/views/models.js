@@ -156,6 +156,14 @@ export async function modelPage(main, { params: [id], signal }) {
   const metrics = Object.entries(model.metrics ?? {}).filter(([, v]) => typeof v === "number");
   const visuals = h("div", { class: "visuals" });
   const evaluate = h("div", { class: "evaluate-slot" });
+  let cardSection = modelCardSection(model);
+  // A new evaluation is listed on the card too: redraw the card from the model's new state.
+  const refreshCard = async () => {
+    const fresh = await api(`/models/${id}`, { signal });
+    const next = modelCardSection(fresh);
+    cardSection.replaceWith(next);
+    cardSection = next;
+  };
   main.append(
     pageHeader(
       `Model ${model.id}`,
@@ -183,11 +191,11 @@ export async function modelPage(main, { params: [id], signal }) {
       card("Predict", predictForm(model, rows, featureNames)),
     ),
     evaluate,
-    modelCardSection(model),
+    cardSection,
     visuals,
   );
   await Promise.all([
-    evaluationSection(model, { signal }).then((section) => evaluate.replaceChildren(section)),
+    evaluationSection(model, { signal, onEvaluated: refreshCard }).then((section) => evaluate.replaceChildren(section)),
     modelVisuals(visuals, { modelId: id, datasetId, signal, model }),
   ]);
 }
