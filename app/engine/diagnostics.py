@@ -38,7 +38,8 @@ Array = npt.NDArray[np.floating[Any]]
 HISTOGRAM_BINS = 20
 SNAPSHOTS = 20  # snapshot epochs per run (plus the last)
 MAX_DEAD_LISTED = 1024
-DIRECT_GRADS = 16384  # weights from which a dot product per layer beats the ring
+DIRECT_GRADS = 16384  # weights (or activation values per batch, DIRECT_VALUES) from
+DIRECT_VALUES = 16384  # which the per-layer BLAS calls of each step beat the ring
 RING_VALUES = 1 << 20  # values in the ring (4 MiB in float32)
 MAX_RING_ROWS = int(
     __import__("os").environ.get("RR", "256")
@@ -68,9 +69,9 @@ class LayerWatch:
     array: each step then copies the gradient and the activations into a ring of
     ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
     for every layer at once (on a small network the number of NumPy calls is what
-    costs). A large gradient (DIRECT_GRADS weights or more) stays out of the ring: its
-    norms are taken at once, one BLAS dot product per layer. The short last batch of an
-    epoch is reduced on its own.
+    costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
+    per batch) has no ring: each step reads its arrays in place with a few BLAS calls per
+    layer, as does the short last batch of an epoch.
     """
 
     def __init__(self, network: Network, m: int) -> None:
@@ -89,18 +90,18 @@ class LayerWatch:
         ends = np.cumsum([0, *(w.size for w in network.weights)]).tolist()
         self._w_bounds = list(pairwise(ends))
         self._m = m
-        self._ring_grads = count < DIRECT_GRADS
-        # A ring row: the whole gradient (weights, then biases) and the block, or the block.
-        self._copied = joint if self._ring_grads else self._block
-        self._skip = skip if self._ring_grads else 0
-        self.rows = max(1, min(MAX_RING_ROWS, RING_VALUES // self._copied.size))
-        self._ring = np.empty((self.rows, self._copied.size), dtype=network.dtype)
+        # A ring row: the whole gradient (weights, then biases) and the block. Larger
+        # networks skip the ring (rows = 0): per-call costs do not matter to them.
+        small = count < DIRECT_GRADS and block < DIRECT_VALUES
+        self._copied, self._skip = joint, skip
+        self.rows = max(1, min(MAX_RING_ROWS, RING_VALUES // joint.size)) if small else 0
+        self._ring = np.empty((self.rows, joint.size), dtype=network.dtype)
         self._ring_rows = list(self._ring)
         self._scratch = np.empty((self.rows, block), dtype=network.dtype)
         self._ones = np.ones(self.rows, dtype=network.dtype)
         # Which layer each weight, and each value of an activation block, belongs to.
-        self._w_layer = np.zeros((count if self._ring_grads else 0, depth), network.dtype)
-        for i, (start, stop) in enumerate(self._w_bounds if self._ring_grads else []):
+        self._w_layer = np.zeros((count if small else 0, depth), network.dtype)
+        for i, (start, stop) in enumerate(self._w_bounds if small else []):
             self._w_layer[start:stop, i] = 1
         self._layer_at = np.repeat(np.arange(depth), [m * n for n in sizes])
         first = np.cumsum([0, *sizes[:-1]])
@@ -143,14 +144,12 @@ class LayerWatch:
     def step(self, work: Workspace) -> None:
         """After a batch's backward, before the update (which uses the gradient as
         scratch); ``work`` is the batch's workspace."""
-        if work.m != self._m:  # the short last batch of an epoch
+        if work.m != self._m or not self.rows:  # a large network, or a short last batch
             self._grad_norms()
             for i, a in enumerate(work.a):
                 self._activations(i, a, work.ones)
             return
         j = self._filled
-        if not self._ring_grads:
-            self._grad_norms()
         np.copyto(self._ring_rows[j], self._copied)
         self._filled = j = j + 1
         if j == self.rows:
@@ -172,10 +171,9 @@ class LayerWatch:
             return
         depth, count = len(self.sizes), self._w_layer.shape[0]
         ring = self._ring[:k]
-        if self._ring_grads:
-            per_batch = np.square(ring[:, :count]) @ self._w_layer  # (k, L) ‖dW[l]‖²
-            self._grad_sum += np.sqrt(per_batch).sum(axis=0, dtype=np.float64)
-            self._batches += k
+        per_batch = np.square(ring[:, :count]) @ self._w_layer  # (k, L) ‖dW[l]‖²
+        self._grad_sum += np.sqrt(per_batch).sum(axis=0, dtype=np.float64)
+        self._batches += k
         rows = ring[:, self._skip :]  # (k, m·Σn): the activation blocks of k batches
         ones, layer = self._ones[:k], self._layer_at
         sums = np.dot(ones, rows)  # (m·Σn,) Σ over the k batches
