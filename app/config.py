@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "backprop"
 
 
 def _default_workers() -> int:
@@ -21,6 +27,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="sqlite:///./backprop.db",
         description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pass@host/db",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder of temporary upload files (default: $XDG_DATA_HOME/backprop, else "
+        "~/.local/share/backprop)",
     )
     host: str = Field(default="127.0.0.1", description="Address `backprop serve` binds to")
     port: int = Field(default=8000, description="Port `backprop serve` listens on")
@@ -58,9 +69,14 @@ class Settings(BaseSettings):
         description="How long predict trusts a cached model before rechecking that it exists",
     )
     model_cache_size: int = Field(default=32, ge=1, description="Models kept loaded for predict")
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Request body limit")
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Request body limit (except uploads)"
+    )
+    max_upload_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="Body limit of a dataset upload (streamed to disk)"
+    )
     max_dataset_cells: int = Field(
-        default=20_000_000, gt=0, description="Limit on dataset rows x features"
+        default=500_000_000, gt=0, description="Limit on dataset rows x features"
     )
     max_parameters: int = Field(default=5_000_000, gt=0, description="Limit on network parameters")
     max_job_sample_epochs: int = Field(

@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
+from app.engine import npzio
 from app.engine.errors import DivergenceError, EngineError
 from app.engine.model import Model as EngineModel
 from app.engine.network import Network as EngineNetwork
@@ -27,7 +28,6 @@ from app.engine.training import Trainer, TrainingOptions, TrainingResult
 from app.jobs import faults, queue
 from app.jobs.pulse import Pulse
 from app.storage.database import Database
-from app.storage.npz import ArrayFileError, load_arrays
 from app.storage.tables import Dataset, Job
 from app.storage.tables import Model as ModelRow
 
@@ -70,7 +70,7 @@ def load_inputs(db: Database, job_id: str) -> JobInputs:
         # those bytes were written by the server itself (datasets are always re-encoded on
         # the way in), so skipping the CRC check costs no safety. y is small and copied,
         # so that it never keeps the whole stored dataset alive for the run.
-        arrays = load_arrays(dataset.data, required=("x", "y"), copy=False)
+        arrays = npzio.load(dataset.data, required=("x", "y"), copy=False)
         arrays["y"] = np.array(arrays["y"])
         init_model = None
         if job.init_model_id is not None:
@@ -149,7 +149,7 @@ class JobRun:
         try:
             self._inputs = load_inputs(self.db, job_id)
             trainer = self._trainer = build_trainer(self._inputs)
-        except (StartError, EngineError, ArrayFileError) as exc:
+        except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
             return queue.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+
+from prometheus_client import multiprocess
 
 from app.config import Settings
 from app.services import keys
@@ -62,6 +68,7 @@ def announce_new_key(key: str, *, host: str, port: int) -> None:
     )
 
 
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -99,6 +106,25 @@ class Child:
 
     def exit_code(self) -> int | None:
         return self.process.poll() if self.process is not None else None
+
+
+@contextmanager
+def metrics_folder(api: Child) -> Iterator[None]:
+    """Give the API process(es) a ``PROMETHEUS_MULTIPROC_DIR``: the operator's if set, else
+    a fresh temporary folder, removed at exit. There every API process writes its request
+    and cache metrics and ``/metrics`` sums them (see app.api.prometheus), so the counts
+    survive the replacement of an API process and hold with several."""
+    env = api.env if api.env is not None else dict(os.environ)
+    api.env = env
+    if env.get(METRICS_FOLDER_VARIABLE):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="backprop-metrics-")
+    env[METRICS_FOLDER_VARIABLE] = folder
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Supervisor:
@@ -139,11 +165,14 @@ class Supervisor:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            for child in [self.api, *self.workers]:
-                child.start()
-            status = self._watch()
+            with metrics_folder(self.api):  # removed once every child has stopped
+                try:
+                    for child in [self.api, *self.workers]:
+                        child.start()
+                    status = self._watch()
+                finally:
+                    self._stop_all()
         finally:
-            self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return status
@@ -166,6 +195,10 @@ class Supervisor:
         if code is None:
             return
         lived = now - child.started
+        folder = (child.env or {}).get(METRICS_FOLDER_VARIABLE)
+        if child is self.api and folder and child.process is not None:
+            # Its live gauges (model cache size) must stop counting; its counters stay.
+            multiprocess.mark_process_dead(child.process.pid, folder)  # type: ignore[no-untyped-call]
         if lived >= HEALTHY_RUN_SECONDS:
             child.restart_delay = 0.0
         else:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import defer
 
 from app.config import Settings
+from app.engine import npzio
 from app.engine.datasets import generate
 from app.engine.labels import describe_labels
+from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
-from app.services.dataset_files import FILE_LOC, parse_upload
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.uploads.download import npy_file, npz_stream
+from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.storage.database import Database
-from app.storage.npz import dump_arrays, load_arrays
 from app.storage.tables import Dataset, Job
 
 PATH_LOC = ("path", "dataset_id")
@@ -60,34 +63,31 @@ def store_dataset(
         feature_names=feature_names,
         stats=feature_stats(x),
         sha256=content_hash(x, y),
-        data=dump_arrays({"x": x, "y": y}),
+        data=npzio.dump({"x": x, "y": y}),
     )
     with db.session() as session:
         session.add(row)
     return row
 
 
-def upload_dataset(
+def store_parsed(
     db: Database,
     settings: Settings,
     *,
     owner_id: int,
-    data: bytes,
-    filename: str,
-    name: str | None,
-    target: str | None,
+    name: str,
+    parsed: ParsedUpload,
+    y: np.ndarray,
 ) -> Dataset:
-    """From a file: CSV (``target`` names the label column; default the last) or npz."""
-    parsed = parse_upload(
-        data, filename=filename, target=target, max_cells=settings.max_dataset_cells
-    )
+    """Store a parsed upload: x already on disk as float32 ``.npy``, ``y`` validated."""
+    x = np.load(parsed.x_path, mmap_mode="r")
     return store_dataset(
         db,
         settings,
         owner_id=owner_id,
-        name=name or filename[:200],
-        x=parsed.x,
-        y=parsed.y,
+        name=name,
+        x=x,
+        y=y,
         feature_names=parsed.feature_names,
         loc=FILE_LOC,
     )
@@ -152,7 +152,7 @@ def list_datasets(
 
 def load_dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The stored ``x`` (n, d) float32 and ``y`` arrays of ``dataset``."""
-    arrays = load_arrays(dataset.data, required=("x", "y"))
+    arrays = npzio.load(dataset.data, required=("x", "y"))
     return arrays["x"], arrays["y"]
 
 
@@ -163,7 +163,17 @@ def dataset_rows(
     with db.read_session() as session:
         dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
     x, y = load_dataset_arrays(dataset)
-    return x[:limit].tolist(), y[:limit].tolist(), dataset.n_samples
+    return jsoncodec.plain(x[:limit]), y[:limit].tolist(), dataset.n_samples
+
+
+def download_dataset(
+    db: Database, *, owner_id: int, dataset_id: str
+) -> tuple[str, Iterator[bytes]]:
+    """A file name and the dataset as npz chunks (``x`` float32 (n, d), ``y``)."""
+    with db.read_session() as session:
+        dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
+    x, y = load_dataset_arrays(dataset)
+    return f"{dataset.id}.npz", npz_stream({"x": npy_file(x), "y": npy_file(y)})
 
 
 def delete_dataset(db: Database, *, owner_id: int, dataset_id: str) -> None:

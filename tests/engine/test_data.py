@@ -9,7 +9,7 @@ import pytest
 
 from app.engine import labels
 from app.engine.datasets import generate
-from app.engine.errors import ConfigError, DataError
+from app.engine.errors import ConfigError, DataError, InputWidthError
 from app.engine.labels import describe_labels
 from app.engine.preprocessing import Standardizer, check_features
 
@@ -180,3 +180,44 @@ def test_training_on_a_read_only_view_leaves_it_untouched() -> None:
             result = Trainer(net, view, y, options).run()
             assert len(result.history) == 2
             np.testing.assert_array_equal(view, x)
+
+
+ROWS_REFUSED: list[tuple[str, Any, tuple[Any, ...]]] = [
+    ("ragged", [[0, 0], [1]], ("x", 1)),
+    ("no rows", [], ("x",)),
+    ("empty row", [[]], ("x", 0)),
+    ("flat", [0, 1], ("x", 0)),
+    ("nested", [[[0, 1]]], ("x", 0, 0)),
+    ("string", [[0, "a"]], ("x", 0, 1)),
+    ("null", [[0, None]], ("x", 0, 1)),
+    ("not rows", 5, ("x",)),
+    ("int beyond float64", [[0, 10**400]], ("x",)),
+    ("boolean array", np.ones((1, 2), dtype=bool), ("x",)),
+    ("complex array", np.ones((1, 2), dtype=complex), ("x",)),
+    ("1-D array", np.ones(2), ("x",)),
+]
+
+
+@pytest.mark.parametrize(("case", "x", "loc"), ROWS_REFUSED, ids=[c[0] for c in ROWS_REFUSED])
+def test_check_features_names_the_row_or_value_at_fault(
+    case: str, x: Any, loc: tuple[Any, ...]
+) -> None:
+    with pytest.raises(DataError) as info:
+        check_features(x, 2, F32)
+    assert info.value.loc == loc
+    assert not isinstance(info.value, InputWidthError)
+
+
+def test_check_features_takes_rows_and_arrays_alike_and_any_loc() -> None:
+    rows = [[1, 2.5], [True, -3e2]]
+    expected = np.array([[1.0, 2.5], [1.0, -300.0]], dtype=np.float32)
+    for x in (rows, np.array(rows), np.array(rows, dtype=">f8"), np.asfortranarray(rows)):
+        out = check_features(x, None, F32, loc=())
+        assert out.dtype == F32 and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, expected)
+    with pytest.raises(InputWidthError) as info:
+        check_features(rows, 3, F32, loc=("body", "x"))
+    assert info.value.loc == ("body", "x")
+    with pytest.raises(DataError) as info:
+        check_features([[0.0, float("nan")]], None, F32, loc=())
+    assert info.value.loc == (0, 1)

@@ -32,8 +32,8 @@ import numpy as np
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from app.engine import npzio
 from app.storage.database import Database
-from app.storage.npz import load_arrays
 from app.storage.tables import Job, JobStatus, Model
 from tests.processes import backprop_command, free_port, wait_for, wait_healthy
 
@@ -260,7 +260,7 @@ class ApiClient:
         response = self.request("GET", f"/v1/models/{model_id}/weights")
         if response.status_code != 200:
             raise HarnessError(f"weights of {model_id}: {response.status_code} {response.text}")
-        return load_arrays(response.content)
+        return npzio.load(response.content)
 
     def predict(self, model_id: str, x: list[list[float]]) -> httpx.Response:
         return self.request("POST", f"/v1/models/{model_id}/predict", json={"x": x})

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, update
 
+from app.engine import npzio
 from app.jobs.queue import enqueue, request_cancel
 from app.storage.database import Database
-from app.storage.npz import dump_arrays
 from app.storage.tables import Dataset, Job, JobStatus, Model, Network, Owner, utcnow
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
@@ -53,7 +53,7 @@ def add_dataset(db: Database, owner_id: int, x: np.ndarray = XOR_X, y: np.ndarra
             classes=sorted({int(v) for v in y}),
             stats={},
             sha256="0" * 64,
-            data=dump_arrays({"x": x, "y": y}),
+            data=npzio.dump({"x": x, "y": y}),
         )
         session.add(dataset)
         session.flush()

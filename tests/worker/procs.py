@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from app.engine import npzio
 from app.storage.database import Database
-from app.storage.npz import load_arrays
 from app.storage.tables import Model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def model_arrays(db: Database, model_id: str) -> dict[str, np.ndarray]:
     with db.read_session() as session:
         row = session.get(Model, model_id)
         assert row is not None
-        return load_arrays(row.weights)
+        return npzio.load(row.weights)
 
 
 def same_arrays(a: dict[str, Any], b: dict[str, Any]) -> bool:
