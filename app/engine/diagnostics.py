@@ -208,7 +208,12 @@ class LayerWatch:
             self._saturated[i] += np.count_nonzero(a <= low) + np.count_nonzero(a >= high)
 
     def end_epoch(self, snapshot: bool) -> list[dict[str, Any]]:
-        """The finished epoch's statistics (see the module docstring); starts the next."""
+        """The finished epoch's statistics (see the module docstring); starts the next.
+        Values that overflowed (a run about to diverge) come out as None."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._statistics(snapshot)
+
+    def _statistics(self, snapshot: bool) -> list[dict[str, Any]]:
         self.flush()
         weights = self.network.weights
         flat = self.network.params[: self.network.weight_count]

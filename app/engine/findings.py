@@ -276,6 +276,16 @@ def learning_rate_low(history: Sequence[Entry]) -> list[Finding]:
     ]
 
 
+KINDS = (
+    "overfitting",
+    "dead_units",
+    "saturation",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "learning_rate_high",
+    "learning_rate_low",
+)
+
 RULES: tuple[Callable[[Sequence[Entry]], list[Finding]], ...] = (
     overfitting,
     dead_units,

@@ -1,9 +1,12 @@
-"""Server-Sent Events of a job: one ``epoch`` event per history entry, then ``end``.
+"""Server-Sent Events of a job: one ``epoch`` event per history entry (its metrics and
+per-layer statistics), a ``findings`` event whenever the findings change, then ``end``.
 
 The job row is polled (the worker writes history throttled, several epochs at a time);
 every entry not yet sent is emitted, so a stream opened late replays the history first.
 Each epoch event has ``id: <epoch>``; a client reconnecting with ``Last-Event-ID`` gets
-only the epochs after it.
+only the epochs after it. The ``findings`` event carries the whole current list
+(``{"findings": [...]}``), after the epochs of the same poll; a stream sends it first
+once there are any, so a reconnecting client has them too.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ async def job_events(
     """Epoch events (history replayed first), then one ``end`` event; then the stream ends."""
     last_epoch = after_epoch
     last_sent = time.monotonic()
+    sent_findings: list[dict[str, Any]] = []
     while True:
         progress = await asyncio.to_thread(job_progress, db, owner_id=owner_id, job_id=job_id)
         for entry in progress.history:
@@ -46,6 +50,10 @@ async def job_events(
                 last_epoch = epoch
                 last_sent = time.monotonic()
                 yield sse("epoch", entry, str(epoch))
+        if progress.findings != sent_findings:
+            sent_findings = progress.findings
+            last_sent = time.monotonic()
+            yield sse("findings", {"findings": sent_findings})
         if progress.finished:
             yield sse(
                 "end",

@@ -176,6 +176,7 @@ class JobProgress:
     history: list[dict[str, Any]]
     error: str | None
     model_id: str | None
+    findings: list[dict[str, Any]]
 
     @property
     def finished(self) -> bool:
@@ -183,15 +184,21 @@ class JobProgress:
 
 
 def job_progress(db: Database, *, owner_id: int, job_id: str) -> JobProgress:
-    """Status and history of a job (what the event stream polls)."""
+    """Status, history and findings of a job (what the event stream polls)."""
     with db.read_session() as session:
         row = session.execute(
-            select(Job.status, Job.history, Job.error).where(
+            select(Job.status, Job.history, Job.error, Job.findings).where(
                 Job.id == job_id, Job.owner_id == owner_id
             )
         ).first()
         if row is None:
             raise NotFound("job", PATH_LOC)
-        status, history, error = row
+        status, history, error, findings = row
         model_id = model_ids_of(session, [job_id]).get(job_id) if status in TERMINAL else None
-    return JobProgress(status=status, history=history or [], error=error, model_id=model_id)
+    return JobProgress(
+        status=status,
+        history=history or [],
+        error=error,
+        model_id=model_id,
+        findings=findings or [],
+    )
