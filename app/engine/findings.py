@@ -260,7 +260,12 @@ def learning_rate_low(history: Sequence[Entry]) -> list[Finding]:
     first, last = losses[0], losses[-1]
     assert first is not None and last is not None
     largest = max(r for r in ratios if r is not None)
-    if abs(first - last) > FLAT_LOSS * max(abs(first), 1e-12) or largest >= LOW_UPDATE_RATIO:
+    gradients = [_number(layer, "grad_norm") or 0.0 for layer in _layers(recent[-1])]
+    if (
+        abs(first - last) > FLAT_LOSS * max(abs(first), 1e-12)
+        or largest >= LOW_UPDATE_RATIO
+        or max(gradients) == 0.0  # no gradient at all (dead units): no rate would help
+    ):
         return []
     epoch = int(recent[-1]["epoch"])
     return [

@@ -61,8 +61,11 @@ def test_a_dead_imported_layer_shows_in_the_job_and_its_stream(
     assert sum(layers[0]["histogram"]["counts"]) == 16
     assert set(layers[2]) >= {"grad_norm", "update_ratio", "saturated_fraction"}
     assert "layers" not in done["metrics"]  # metrics stay the epoch's numbers
-    dead = [f for f in done["findings"] if f["kind"] == "dead_units"]
-    assert [(f["layer"], f["epoch"]) for f in dead] == [(1, 4), (2, 4)]
+    assert [(f["kind"], f["layer"], f["epoch"]) for f in done["findings"]] == [
+        ("dead_units", 1, 4),
+        ("dead_units", 2, 4),
+    ]
+    dead = done["findings"]
     assert "negative bias" in dead[0]["message"]
 
     stream = events(client, done["id"])

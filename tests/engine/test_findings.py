@@ -47,6 +47,8 @@ def test_a_large_negative_bias_kills_a_layer() -> None:
     assert len(dead) == 1 and dead[0]["epoch"] == 5
     assert "100% of layer 1's units" in dead[0]["message"]
     assert "leaky_relu" in dead[0]["message"]
+    # No gradient reaches any weight, so no learning rate would help: not "too low".
+    assert all(f["kind"] != "learning_rate_low" for f in found)
 
 
 def test_huge_weights_saturate_a_tanh_layer() -> None:
