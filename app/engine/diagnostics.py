@@ -93,20 +93,20 @@ class LayerWatch:
         # A ring row: the whole gradient (weights, then biases) and the block. Larger
         # networks skip the ring (rows = 0): per-call costs do not matter to them.
         small = count < DIRECT_GRADS and block < DIRECT_VALUES
-        self._copied, self._skip = joint, skip
+        self._joint, self._skip = joint, skip
         self.rows = max(1, min(MAX_RING_ROWS, RING_VALUES // joint.size)) if small else 0
         self._ring = np.empty((self.rows, joint.size), dtype=network.dtype)
         self._ring_rows = list(self._ring)
-        self._scratch = np.empty((self.rows, block), dtype=network.dtype)
         self._ones = np.ones(self.rows, dtype=network.dtype)
-        # Which layer each weight, and each value of an activation block, belongs to.
-        self._w_layer = np.zeros((count if small else 0, depth), network.dtype)
+        # For the ring: which layer each weight, and each value of a block, belongs to.
+        ring_m, ring_count = (m, count) if small else (0, 0)
+        self._w_layer = np.zeros((ring_count, depth), network.dtype)
         for i, (start, stop) in enumerate(self._w_bounds if small else []):
             self._w_layer[start:stop, i] = 1
-        self._layer_at = np.repeat(np.arange(depth), [m * n for n in sizes])
+        self._layer_at = np.repeat(np.arange(depth), [ring_m * n for n in sizes])
         first = np.cumsum([0, *sizes[:-1]])
         self._unit_at = np.concatenate(
-            [np.tile(np.arange(n) + f, m) for n, f in zip(sizes, first, strict=True)]
+            [np.tile(np.arange(n) + f, ring_m) for n, f in zip(sizes, first, strict=True)]
         )
         self._block_values = np.array([m * n for n in sizes], dtype=np.float64)
         units = np.cumsum([0, *sizes]).tolist()
@@ -150,7 +150,7 @@ class LayerWatch:
                 self._activations(i, a, work.ones)
             return
         j = self._filled
-        np.copyto(self._ring_rows[j], self._copied)
+        np.copyto(self._ring_rows[j], self._joint)
         self._filled = j = j + 1
         if j == self.rows:
             self.flush()
@@ -178,8 +178,8 @@ class LayerWatch:
         ones, layer = self._ones[:k], self._layer_at
         sums = np.dot(ones, rows)  # (m·Σn,) Σ over the k batches
         self._sum += np.bincount(layer, sums, depth)
-        squares = np.square(rows, out=self._scratch[:k])
-        self._squares += np.bincount(layer, np.dot(ones, squares), depth)
+        squares = np.einsum("ij,ij->j", rows, rows)  # (m·Σn,) Σ a² in one pass
+        self._squares += np.bincount(layer, squares, depth)
         self._values += k * self._block_values
         # relu: a >= 0, so a unit is alive (some z > 0) once its column sum is positive.
         alive = np.bincount(self._unit_at, sums > 0, self._alive_all.size) > 0
