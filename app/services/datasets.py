@@ -14,9 +14,10 @@ from app.engine.datasets import generate
 from app.engine.labels import describe_labels
 from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
-from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
+from app.services.errors import Invalid, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.services.uploads.download import npy_file, npz_stream
+from app.services.uploads.limits import UploadLimits
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job
@@ -26,14 +27,7 @@ NO_DATA = (defer(Dataset.data),)
 
 
 def _check_cells(rows: int, width: int, settings: Settings, loc: Loc) -> None:
-    if rows * width > settings.max_dataset_cells:
-        raise LimitExceeded(
-            "dataset rows x features",
-            rows * width,
-            setting="BACKPROP_MAX_DATASET_CELLS",
-            limit=settings.max_dataset_cells,
-            loc=loc,
-        )
+    UploadLimits(max_cells=settings.max_dataset_cells).check_cells(rows, width, loc)
 
 
 def store_dataset(
