@@ -137,11 +137,13 @@ def list_jobs(
     offset: int,
 ) -> tuple[list[tuple[Job, str | None]], int]:
     """A page of the owner's jobs (optionally only those in ``status``, of ``network_id``
-    or on ``dataset_id``) with their model ids. Rows come without ``history`` and
-    ``network_config``: reading them raises; lists show the latest ``metrics``."""
+    or on ``dataset_id``) with their model ids. Rows come without ``history``,
+    ``findings`` and ``network_config``: reading them raises; lists show the latest ``metrics``."""
     filters = {Job.status: status, Job.network_id: network_id, Job.dataset_id: dataset_id}
     where = [column == value for column, value in filters.items() if value is not None]
-    unloaded = [defer(column, raiseload=True) for column in (Job.history, Job.network_config)]
+    unloaded = [
+        defer(column, raiseload=True) for column in (Job.history, Job.findings, Job.network_config)
+    ]
     with db.read_session() as session:
         jobs, total = page(
             session,
