@@ -303,12 +303,21 @@ def finish_cancelled(
     return row is not None
 
 
-def fail(db: Database, claim: Claim, error: str, progress: Progress | None = None) -> bool:
-    """End the job ``failed`` with ``error`` (shown to the user); no model is stored."""
+def fail(
+    db: Database,
+    claim: Claim,
+    error: str,
+    progress: Progress | None = None,
+    model: TrainedModel | None = None,
+) -> bool:
+    """End the job ``failed`` with ``error`` (shown to the user), storing ``model`` (the
+    best so far of a job stopped by its time limit) when given."""
     values = _progress_values(progress) if progress is not None else {}
     values.update(_ended(JobStatus.FAILED), error=error)
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
+        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
+        if row is not None and model is not None:
+            _store_model(session, claim, model, row)
     return row is not None
 
 

@@ -16,6 +16,7 @@ from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.errors import Invalid, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.quota import check_owner_bytes
 from app.services.uploads.download import npy_file, npz_stream
 from app.services.uploads.limits import UploadLimits
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
@@ -60,6 +61,7 @@ def store_dataset(
         data=npzio.dump({"x": x, "y": y}),
     )
     with db.session() as session:
+        check_owner_bytes(session, settings, owner_id=owner_id, adding=len(row.data), loc=loc)
         session.add(row)
     return row
 
