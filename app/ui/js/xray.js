@@ -174,9 +174,12 @@ export class XRay {
     const sizes = [this.network.input_size, ...this.network.layers.map((layer) => layer.units)];
     const dead = [null, ...entry.layers.map((layer) => (layer.dead_units ? new Set(layer.dead_units) : null))];
     const deadCount = dead.reduce((n, d) => n + (d ? d.size : 0), 0);
+    const rectified = dead.some(Boolean);
+    // The network is drawn only to show where dead units are (the model's own drawing,
+    // with its weights, is further down the page).
     this.drawing.replaceChildren(
-      drawNetwork({ sizes, activations: this.network.layers.map((layer) => layer.activation), dead }),
-      h("p", { class: "muted" }, deadCount ? `${deadCount} dead unit${deadCount === 1 ? "" : "s"} in epoch ${entry.epoch}.` : `No dead units in epoch ${entry.epoch}.`),
+      deadCount ? drawNetwork({ sizes, activations: this.network.layers.map((layer) => layer.activation), dead }) : "",
+      !rectified ? "" : h("p", { class: "muted" }, deadCount ? `${deadCount} dead unit${deadCount === 1 ? "" : "s"} in epoch ${entry.epoch}.` : `No dead units in epoch ${entry.epoch}.`),
     );
   }
 }
