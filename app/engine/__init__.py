@@ -34,6 +34,9 @@ Modules, one concept each:
                    L2 penalty, clipping, optimizer step (updates in 64 Ki-element chunks).
 - ``loop``         EpochLoop: the epochs of minibatch steps (forward, backward, update)
                    and their progress reporting (Progress, metrics, history, early stopping).
+- ``diagnostics``  LayerWatch: per-layer statistics of every epoch (gradient, weight and
+                   update norms, activations, dead and saturated units, histograms);
+                   ``findings`` the plain-language diagnoses drawn from them.
 - ``training``     Trainer (data preparation, the run, results) and TrainingResult;
                    ``checkpoint`` training state <-> bytes.
 

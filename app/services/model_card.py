@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
 from app.engine import npzio
+from app.engine.loop import scores_of
 from app.services.datasets import NO_DATA
 from app.services.export_source import backprop_version
 from app.services.models import PATH_LOC, architecture_size
@@ -182,7 +183,8 @@ def _metrics(job: Job | None, row: Model) -> CardMetrics:
     weights_epoch = int(epoch) if isinstance(epoch, int | float) else None
     if job is None:
         return CardMetrics(final=row.metrics, best=None, best_by=None, weights_epoch=weights_epoch)
-    history = [dict(entry) for entry in job.history or []]
+    # The entries' numbers: their per-layer statistics stay in the job's history.
+    history = [scores_of(entry) for entry in job.history or []]
     best, best_by = best_entry(history)
     final = history[-1] if history else job.metrics
     return CardMetrics(final=final, best=best, best_by=best_by, weights_epoch=weights_epoch)

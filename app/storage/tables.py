@@ -150,6 +150,8 @@ class Job(Base):
     epochs: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # app.engine.findings: [{"epoch", "layer", "kind", "message"}] drawn from the history
+    findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
