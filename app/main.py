@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from app.api import datasets, jobs, models, networks, ops, predict
+from app.api import datasets, evaluations, jobs, models, networks, ops, predict
 from app.api import openapi as api_document
 from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
@@ -29,7 +29,7 @@ from app.api.body_timeout import BodyReadTimeout, BodyTimeoutMiddleware
 from app.api.context import AppContext
 from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
-from app.api.schemas.events import EndEvent, EpochEvent
+from app.api.schemas.events import EndEvent, EpochEvent, FindingsEvent, JobFindings
 from app.api.schemas.jobs import JobEnd
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.config import Settings, get_settings
@@ -175,11 +175,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops
     # router (probes, scrapes); their paths overlap nothing after them.
-    for module in (predict, ops, datasets, networks, jobs, models):
+    for module in (predict, ops, datasets, networks, jobs, models, evaluations):
         app.include_router(module.router)
     mount_docs(app)
     _mount_ui(app)
-    api_document.install(app, extra_models=[JobEnd, EpochEvent, EndEvent])
+    api_document.install(
+        app, extra_models=[JobEnd, JobFindings, EpochEvent, FindingsEvent, EndEvent]
+    )
     return app
 
 

@@ -87,8 +87,10 @@ def get_job(job_id: str, ctx: Ctx, caller: CallerDep) -> JobRead:
     response_class=Response,
     responses={
         200: {
-            "description": "`event: epoch` (data: EpochMetrics) per epoch, history first; "
-            "then `event: end` (data: JobEnd); then the stream closes",
+            "description": "`event: epoch` (data: HistoryEntry, the epoch's metrics and "
+            "per-layer statistics) per epoch, history first; `event: findings` (data: "
+            "JobFindings) whenever they change; then `event: end` (data: JobEnd); then the "
+            "stream closes",
             "content": {"text/event-stream": {"schema": EVENT_STREAM_SCHEMA}},
         },
         **json_errors(401, 404, 422, 429),

@@ -5,7 +5,7 @@ warning: a warning means a dropped operation or a body it cannot send); the test
 it and drives the whole flow with the generated models and calls, against the ASGI app
 (the generated client's httpx client gets a transport into the test's ApiClient). The
 events call returns the stream as text (the stream's schema is a string to generators);
-each event's data is read with the generated EpochMetrics and JobEnd models.
+each event's data is read with the generated HistoryEntry and JobEnd models.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def test_the_xor_flow_through_a_generated_client(
     stream = _module("api.jobs.stream_job_events").sync(job.id, client=client)
     assert isinstance(stream, str), stream
     events = sse_events(stream)
-    epochs = [models.EpochMetrics.from_dict(data) for event, data in events if event == "epoch"]
+    epochs = [models.HistoryEntry.from_dict(data) for event, data in events if event == "epoch"]
     assert [m.epoch for m in epochs] == list(range(1, EPOCHS + 1))
     assert events[-1][0] == "end"
     end = models.JobEnd.from_dict(events[-1][1])
@@ -186,7 +186,7 @@ def test_the_xor_flow_through_a_generated_client(
 
     done = _module("api.jobs.get_job").sync(job.id, client=client)
     assert isinstance(done, models.JobRead), done
-    assert [m.to_dict() for m in done.history] == [m.to_dict() for m in epochs]
+    assert [(m.epoch, m.loss) for m in done.history] == [(m.epoch, m.loss) for m in epochs]
 
     predict = _module("api.models.predict")
     answer = predict.sync(end.model_id, client=client, body=models.PredictRequest(x=XOR_ROWS))

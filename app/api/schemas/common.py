@@ -31,6 +31,7 @@ ERROR_TYPES = {
     "out_of_memory": "503: the server ran short of memory for this request; see Retry-After",
     "value_error": "422: a value the engine or service refuses",
     "shape_mismatch": "422: the data's width does not fit the network",
+    "input_width": "422: the evaluation data's width does not fit the model",
     "labels_mismatch": "422: the labels do not fit the network's loss or output",
     "json_invalid": "422: the body is not JSON",
     "too_deep": "422: the body's JSON is nested too deeply",

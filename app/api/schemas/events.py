@@ -1,7 +1,8 @@
 """The events of GET /v1/jobs/{id}/events (Server-Sent Events), as named schemas.
 
 An event is text: ``id:``, ``event:`` and ``data:`` lines. Its data is JSON of a named
-schema (``contentSchema``): EpochMetrics for ``epoch`` events, JobEnd for ``end``.
+schema (``contentSchema``): HistoryEntry for ``epoch`` events, JobFindings for
+``findings``, JobEnd for ``end``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from app.api.schemas.jobs import Finding
 
 REF = "#/components/schemas/"
 
@@ -29,7 +32,21 @@ class EpochEvent(BaseModel):
 
     event: Literal["epoch"]
     id: str = Field(description="The epoch; send it as Last-Event-ID to resume after it")
-    data: str = _json_of("EpochMetrics")
+    data: str = _json_of("HistoryEntry")
+
+
+class JobFindings(BaseModel):
+    """Data of a ``findings`` event: the job's whole current list."""
+
+    findings: list[Finding]
+
+
+class FindingsEvent(BaseModel):
+    """``event: findings``: sent after the epochs read with it, whenever the list changes."""
+
+    event: Literal["findings"]
+    id: str | None = Field(default=None, description="Clients repeat the last epoch's id")
+    data: str = _json_of("JobFindings")
 
 
 class EndEvent(BaseModel):
@@ -48,10 +65,11 @@ EVENT_STREAM_SCHEMA: dict[str, Any] = {
         {
             "type": "string",
             "description": "The stream as text: per epoch `id: <epoch>`, `event: epoch`, "
-            "`data: <EpochMetrics>`; then `event: end`, `data: <JobEnd>`; `: keep-alive` "
-            "comments in between",
+            "`data: <HistoryEntry>`; `event: findings`, `data: <JobFindings>` when they "
+            "change; then `event: end`, `data: <JobEnd>`; `: keep-alive` comments between",
         },
         {"$ref": REF + "EpochEvent"},
+        {"$ref": REF + "FindingsEvent"},
         {"$ref": REF + "EndEvent"},
     ]
 }
