@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -38,9 +39,13 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite URLs get the pragmas and IMMEDIATE writes."""
+    """An engine for ``url``; SQLite URLs get the pragmas and IMMEDIATE writes (and the
+    file's folder is created if missing)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            # The default database lives in the data folder, which may not exist yet.
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _install_sqlite_pragmas(engine)
         return engine
