@@ -55,7 +55,7 @@ def _require_migrated(database: Database) -> None:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings=settings)
     print(f"database {_safe_url(settings.database_url)} is at the latest schema")
     return 0
 
@@ -100,7 +100,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from app.jobs.supervisor import Supervisor, announce_new_key, prepare_keys
 
     _configure_logging(settings)
-    upgrade(settings.database_url)
+    print(
+        f"Backprop data directory: {settings.data_dir}\n"
+        f"  database:   {_safe_url(settings.database_url)}\n"
+        f"  blob store: {settings.blob_url}",
+        flush=True,
+    )
+    upgrade(settings.database_url, settings=settings)
     database = Database(settings.database_url)
     try:
         new_key = prepare_keys(database, settings)
@@ -235,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``backprop`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    settings.make_data_dir()
     handler: Command = args.handler
     try:
         return handler(settings, args)

@@ -109,11 +109,19 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info", description="Log level of server and workers")
 
+    def default_database_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'backprop.db'}"
+
+    def make_data_dir(self) -> None:
+        """Create ``data_dir`` when the database is the default SQLite file inside it."""
+        if self.database_url == self.default_database_url():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+
     @model_validator(mode="after")
     def _defaults_in_data_dir(self) -> Settings:
         """Fill the locations that default to places inside ``data_dir``."""
         if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir / 'backprop.db'}"
+            self.database_url = self.default_database_url()
         if not self.blob_url:
             self.blob_url = (self.data_dir / "blobs").resolve().as_uri()
         if self.blob_cache_dir is None:

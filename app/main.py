@@ -28,9 +28,11 @@ from app.api.prometheus import MetricsMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
+from app.storage.blobs import BlobError, BlobStoreUnavailable
 from app.storage.database import Database
 
 log = logging.getLogger("backprop.api")
+BLOB_RETRY_AFTER_SECONDS = 5
 UI_DIR = Path(__file__).resolve().parent / "ui"
 
 TAGS = [
@@ -69,6 +71,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         return _error(exc.status_code, exc.detail(), exc.headers)
+
+    @app.exception_handler(BlobError)
+    async def blob_error(_request: Request, exc: BlobError) -> JSONResponse:
+        # Store down or full: retry later (503). A blob missing or corrupt: the stored
+        # object is damaged, which no retry fixes (409, naming the blob).
+        if isinstance(exc, BlobStoreUnavailable):
+            log.warning("blob store unavailable: %s", exc.message)
+            detail = [{"loc": ["blob_store"], "msg": exc.message, "type": "store_unavailable"}]
+            return _error(503, detail, {"Retry-After": str(BLOB_RETRY_AFTER_SECONDS)})
+        log.error("stored data unusable: %s", exc.message)
+        kind = type(exc).__name__.removeprefix("Blob").lower()
+        detail = [{"loc": ["blob", exc.sha256 or ""], "msg": exc.message, "type": f"blob_{kind}"}]
+        return _error(409, detail)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Per-app state: settings, the database (opened on first use), caches, metrics."""
+"""Per-app state: settings, the database and blob store (opened on first use), caches,
+metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.api.singleflight import SingleFlight
 from app.config import Settings
 from app.services.keys import Caller
 from app.services.model_cache import CachedModel, ModelCache
+from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.database import Database
 
 
@@ -23,6 +25,7 @@ class AppContext:
         self._database = database
         self._owns_database = database is None
         self._lock = threading.Lock()
+        self._blobs: BlobStore | None = None
         self.key_cache = KeyCache(settings.key_cache_seconds)
         self.model_cache = ModelCache(settings.model_cache_size)
         # Concurrent misses share one read: key lookups by key hash, model loads and
@@ -36,8 +39,17 @@ class AppContext:
         if self._database is None:
             with self._lock:
                 if self._database is None:
+                    self.settings.make_data_dir()
                     self._database = Database(self.settings.database_url)
         return self._database
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            with self._lock:
+                if self._blobs is None:
+                    self._blobs = open_blob_store(self.settings)
+        return self._blobs
 
     def close(self) -> None:
         """Dispose of the database engine if this context made it."""

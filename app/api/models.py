@@ -47,7 +47,7 @@ def list_models(
     "/import",
     status_code=status.HTTP_201_CREATED,
     response_model=ModelRead,
-    responses=errors(404, 413, 422),
+    responses=errors(404, 413, 422, 503),
 )
 def import_model(
     network_id: Annotated[str, Form(max_length=64)],
@@ -62,6 +62,7 @@ def import_model(
     """A model from weights for one of your networks (regression unless config says so)."""
     row = service.import_model(
         ctx.database,
+        ctx.blobs,
         ctx.settings,
         owner_id=caller.owner_id,
         network_id=network_id,
@@ -98,12 +99,14 @@ def delete_model(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
         },
-        **json_errors(401, 404, 422),
+        **json_errors(401, 404, 409, 422, 503),
     },
 )
 def model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
     """W1..WL (n[l], n[l-1]), b1..bL, and x_mean/x_std when standardised: an npz."""
-    data = service.model_weights(ctx.database, owner_id=caller.owner_id, model_id=model_id)
+    data = service.model_weights(
+        ctx.database, ctx.blobs, owner_id=caller.owner_id, model_id=model_id
+    )
     return Response(
         data,
         media_type="application/octet-stream",

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
 
 from app.config import Settings
 from app.engine.errors import EngineError
@@ -15,6 +14,7 @@ from app.services.errors import Invalid, invalid_at
 from app.services.model_cache import ModelCache
 from app.services.networks import check_parameter_limit, parameter_count
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Job, Model, Network
 
@@ -55,17 +55,11 @@ def list_models(
         return page(session, Model, owner_id=owner_id, limit=limit, offset=offset, where=where)
 
 
-def get_model_with_weights(session: Session, *, owner_id: int, model_id: str) -> Model:
-    """The owned model row with its (deferred) ``weights`` loaded."""
-    return get_owned(
-        session, Model, model_id, owner_id=owner_id, loc=PATH_LOC, options=(undefer(Model.weights),)
-    )
-
-
-def model_weights(db: Database, *, owner_id: int, model_id: str) -> bytes:
-    """The engine's npz export of the model (W1..WL, b1..bL, x_mean/x_std if standardised)."""
-    with db.read_session() as session:
-        return get_model_with_weights(session, owner_id=owner_id, model_id=model_id).weights
+def model_weights(db: Database, blobs: BlobStore, *, owner_id: int, model_id: str) -> bytes:
+    """The engine's npz export of the model (W1..WL, b1..bL, x_mean/x_std if standardised),
+    read from the blob store and checked against its hash."""
+    row = get_model(db, owner_id=owner_id, model_id=model_id)
+    return read_verified(blobs, row.weights_sha256)
 
 
 def delete_model(db: Database, cache: ModelCache, *, owner_id: int, model_id: str) -> None:
@@ -105,6 +99,7 @@ def _import_config(network: Network, config_text: str | None) -> dict[str, Any] 
 
 def import_model(
     db: Database,
+    blobs: BlobStore,
     settings: Settings,
     *,
     owner_id: int,
@@ -131,7 +126,7 @@ def import_model(
         job_id=None,
         network_id=network.id,
         config=model.get_config(),
-        weights=model.export_npz(),
+        weights_sha256=blobs.put_bytes(model.export_npz()).sha256,
         metrics=None,
     )
     with db.session() as session:

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from app.config import get_settings
+from app.storage.blobs import open_blob_store, read_verified
 from app.storage.database import Database
 from app.storage.npz import load_arrays
 from app.storage.tables import Model
@@ -48,7 +50,7 @@ def model_arrays(db: Database, model_id: str) -> dict[str, np.ndarray]:
     with db.read_session() as session:
         row = session.get(Model, model_id)
         assert row is not None
-        return load_arrays(row.weights)
+        return load_arrays(read_verified(open_blob_store(get_settings()), row.weights_sha256))
 
 
 def same_arrays(a: dict[str, Any], b: dict[str, Any]) -> bool:
