@@ -1,4 +1,4 @@
-"""The ``backprop`` command: serve, worker, migrate, keys.
+"""The ``backprop`` command: serve, worker, migrate, keys, gc.
 
 Every command reads its settings (the database first of all) from ``BACKPROP_*``
 environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from app.config import Settings, get_settings
 from app.jobs.supervisor import BLAS_THREAD_VARIABLES
 from app.services import keys
+from app.storage.blobs import BlobError
 from app.storage.database import Database
 from app.storage.migrations import is_current, upgrade
 
@@ -118,6 +119,27 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         announce_new_key(new_key, host=host, port=port)
     workers = args.workers if args.workers is not None else settings.workers
     return Supervisor(settings, host=host, port=port, workers=workers).run()
+
+
+def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    from app.storage.blobs import open_blob_store
+    from app.storage.gc import collect_garbage
+
+    grace = settings.gc_grace_seconds if args.grace is None else args.grace
+    database = Database(settings.database_url)
+    try:
+        _require_migrated(database)
+        report = collect_garbage(database, open_blob_store(settings), grace_seconds=grace)
+    finally:
+        database.dispose()
+    for sha, size in report.removed:
+        print(f"removed {sha} ({size} bytes)")
+    print(
+        f"gc of {settings.blob_url}: removed {len(report.removed)} blob(s), "
+        f"{report.removed_bytes} bytes; kept {report.referenced} referenced and "
+        f"{report.young} younger than {grace:g} s; {report.temp_removed} stale temp file(s)"
+    )
+    return 0
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -222,6 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(handler=cmd_migrate)
 
+    gc = commands.add_parser(
+        "gc", help="remove blobs no dataset, model or job references (older than the grace)"
+    )
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="keep blobs younger than this many seconds (BACKPROP_GC_GRACE_SECONDS, 3600)",
+    )
+    gc.set_defaults(handler=cmd_gc)
+
     key_commands = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
@@ -247,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(settings, args)
     except (CliError, keys.KeyError_) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BlobError as exc:
+        print(f"error: blob store {settings.blob_url}: {exc.message}", file=sys.stderr)
         return 1
     except OperationalError as exc:
         print(

@@ -6,6 +6,8 @@ worker that dies (backing off when one keeps dying young), and on SIGINT/SIGTERM
 every child to stop with SIGTERM — workers finish their batch and release their jobs to
 the queue — then waits, and kills what is left after :data:`STOP_GRACE_SECONDS`.
 If the API process exits, the supervisor stops the workers and exits with its status.
+Every ``settings.gc_interval_seconds`` (from the start on) it runs ``backprop gc`` as a
+child process, one at a time, so that a long collection never delays the supervision.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ class Supervisor:
             ],
             env=api_env,
         )  # fmt: skip
+        self.gc = Child("gc", [sys.executable, "-m", "app.cli", "gc"])
+        self._next_gc = time.monotonic()
         self.workers = [
             Child(
                 f"worker-{index + 1}", [sys.executable, "-m", "app.cli", "worker"], env=worker_env
@@ -154,7 +158,18 @@ class Supervisor:
                 return code or 1
             for worker in self.workers:
                 self._tend(worker)
+            self._collect_garbage()
         return 0
+
+    def _collect_garbage(self) -> None:
+        """Start ``backprop gc`` when it is due and the previous one has ended."""
+        interval = self.settings.gc_interval_seconds
+        if not interval or time.monotonic() < self._next_gc:
+            return
+        if self.gc.process is not None and self.gc.exit_code() is None:
+            return
+        self._next_gc = time.monotonic() + interval
+        self.gc.start()
 
     def _tend(self, worker: Child) -> None:
         """Restart ``worker`` if it died, after a delay that grows while it dies young."""
@@ -179,7 +194,8 @@ class Supervisor:
         worker.restart_at = now + worker.restart_delay
 
     def _stop_all(self) -> None:
-        children = [c for c in [*self.workers, self.api] if c.process and c.process.poll() is None]
+        everyone = [*self.workers, self.gc, self.api]
+        children = [c for c in everyone if c.process and c.process.poll() is None]
         for child in children:
             assert child.process is not None
             child.process.send_signal(signal.SIGTERM)
