@@ -28,7 +28,7 @@ from app.api.prometheus import MetricsMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
-from app.storage.blobs import BlobError, BlobStoreUnavailable
+from app.storage.blobs import BlobError, BlobStore, BlobStoreUnavailable
 from app.storage.database import Database
 
 log = logging.getLogger("backprop.api")
@@ -129,10 +129,15 @@ def _mount_ui(app: FastAPI) -> None:
         return FileResponse(index)
 
 
-def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
-    """The app for ``settings`` (default: the environment) on ``database`` (default: its URL)."""
+def create_app(
+    settings: Settings | None = None,
+    database: Database | None = None,
+    blobs: BlobStore | None = None,
+) -> FastAPI:
+    """The app for ``settings`` (default: the environment) on ``database`` and ``blobs``
+    (default: those its settings name)."""
     settings = settings or get_settings()
-    ctx = AppContext(settings, database)
+    ctx = AppContext(settings, database, blobs)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

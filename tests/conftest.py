@@ -34,6 +34,8 @@ from app.config import Settings, get_settings
 from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.database import Database
 from app.storage.migrations import upgrade
+from tests.s3server import SKIP_REASON as S3_SKIP_REASON
+from tests.s3server import S3Server, s3_server
 
 POSTGRES_ENV = "BACKPROP_TEST_POSTGRES_URL"
 
@@ -120,10 +122,30 @@ def make_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeSettings]:
     get_settings.cache_clear()
 
 
-@pytest.fixture(params=[pytest.param("file")])
+@pytest.fixture(scope="session")
+def s3_server_or_none(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server | None]:
+    yield from s3_server(tmp_path_factory)
+
+
+@pytest.fixture
+def s3(s3_server_or_none: S3Server | None, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The S3 server (skipped without one), its endpoint and credentials exported."""
+    if s3_server_or_none is None:
+        pytest.skip(S3_SKIP_REASON)
+    for name, value in s3_server_or_none.env().items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return s3_server_or_none
+
+
+@pytest.fixture(params=[pytest.param("file"), pytest.param("s3", marks=pytest.mark.s3)])
 def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """URL of an empty blob store: a folder, or a fresh prefix of an S3 bucket."""
-    return (tmp_path / "blobs").resolve().as_uri()
+    """URL of an empty blob store: a folder, or a fresh prefix of an S3 bucket (whose
+    endpoint and credentials are then in the environment, for Settings and children)."""
+    if request.param == "file":
+        return (tmp_path / "blobs").resolve().as_uri()
+    server: S3Server = request.getfixturevalue("s3")
+    return server.new_url()
 
 
 @pytest.fixture

@@ -20,12 +20,14 @@ from app.storage.database import Database
 class AppContext:
     """One per app. The database is created lazily so importing app.main touches no DB."""
 
-    def __init__(self, settings: Settings, database: Database | None = None) -> None:
+    def __init__(
+        self, settings: Settings, database: Database | None = None, blobs: BlobStore | None = None
+    ) -> None:
         self.settings = settings
         self._database = database
         self._owns_database = database is None
         self._lock = threading.Lock()
-        self._blobs: BlobStore | None = None
+        self._blobs = blobs
         self.key_cache = KeyCache(settings.key_cache_seconds)
         self.model_cache = ModelCache(settings.model_cache_size)
         # Concurrent misses share one read: key lookups by key hash, model loads and

@@ -154,6 +154,16 @@ def open_blob_store(settings: Settings) -> BlobStore:
         from app.storage.blob_file import FileBlobStore
 
         return FileBlobStore(Path(unquote(url.path)))
+    if url.scheme == "s3":
+        from app.storage.blob_s3 import S3BlobStore  # boto3: the `s3` extra
+
+        assert settings.blob_cache_dir is not None  # filled in by Settings
+        return S3BlobStore.from_url(
+            settings.blob_url,
+            endpoint_url=settings.s3_endpoint_url,
+            cache_dir=settings.blob_cache_dir,
+            cache_bytes=settings.blob_cache_bytes,
+        )
     raise ValueError(
         f"BACKPROP_BLOB_URL must be file:///path or s3://bucket/prefix, got {settings.blob_url!r}"
     )
