@@ -119,20 +119,31 @@ class S3BlobStore:
         )
         return True
 
+    def _write(self, sha256: str, upload: Callable[[str], object]) -> None:
+        """``upload(key)`` unless the blob exists; a missing bucket is created once (a
+        fresh compose stack or development server starts without one)."""
+        try:
+            if not self._refresh(sha256):
+                self._call(lambda: upload(self.key_of(sha256)))
+        except BlobStoreUnavailable as exc:
+            if "NoSuchBucket" not in exc.message:
+                raise
+            self._call(lambda: self.client.create_bucket(Bucket=self.bucket))
+            self._call(lambda: upload(self.key_of(sha256)))
+
     def put_file(self, path: Path) -> BlobRef:
         ref = hash_file(path)
-        if not self._refresh(ref.sha256):
-            key = self.key_of(ref.sha256)
-            self._call(
-                lambda: self.client.upload_file(str(path), self.bucket, key, Config=TRANSFER)
-            )
+        self._write(
+            ref.sha256,
+            lambda key: self.client.upload_file(str(path), self.bucket, key, Config=TRANSFER),
+        )
         return ref
 
     def put_bytes(self, data: bytes) -> BlobRef:
         ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
-        if not self._refresh(ref.sha256):
-            key = self.key_of(ref.sha256)
-            self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data))
+        self._write(
+            ref.sha256, lambda key: self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        )
         return ref
 
     # --- reading

@@ -103,3 +103,10 @@ def test_an_unreachable_s3_store_says_so(tmp_path: Path, monkeypatch: pytest.Mon
         store.put_bytes(b"anything")
     with pytest.raises(BlobStoreUnavailable):
         store.local_path("0" * 64)
+
+
+def test_a_missing_bucket_is_created_on_the_first_write(s3: S3Server, tmp_path: Path) -> None:
+    bucket = f"fresh-{os.getpid()}-{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]}"
+    store = open_blob_store(Settings(blob_url=f"s3://{bucket}/p", blob_cache_dir=tmp_path / "c"))
+    ref = store.put_bytes(b"first blob")
+    assert store.exists(ref.sha256) and [sha for sha, _, _ in store.iter_blobs()] == [ref.sha256]
