@@ -3,7 +3,12 @@
 # runs the same image as `backprop serve --workers 0` plus separate `backprop worker`s.
 #
 #   docker build -t backprop .
-#   docker run --rm -p 8000:8000 -e BACKPROP_BOOTSTRAP_KEY=bp_... backprop
+#   docker run --rm -p 8000:8000 -v backprop-data:/var/lib/backprop \
+#       -e BACKPROP_BOOTSTRAP_KEY=bp_... backprop
+#
+# The volume keeps the SQLite database (in /var/lib/backprop) when the container goes.
+# Needs BuildKit (the RUN --mount lines below): the default builder of Docker Engine 23+
+# and of `docker compose` v2; with an older engine, DOCKER_BUILDKIT=1 docker build ...
 #
 # Two stages: the builder makes wheels (a compiler is there in case a dependency has no
 # wheel for this platform); the final image installs those wheels and has no compiler.

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
-        "serve", help="migrate, then run the HTTP API and N worker processes"
+        "serve",
+        help="migrate, then run the HTTP API and N worker processes, restarting any that exits",
     )
     serve.add_argument("--host", default=None, help="address to bind (BACKPROP_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (BACKPROP_PORT, 8000)")

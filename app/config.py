@@ -36,8 +36,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="Folder of the SQLite database and the blob store by default "
-        "(default: the per-user data folder, e.g. ~/.local/share/backprop)",
+        description="Folder of the SQLite database and the blob store by default, and of "
+        "temporary upload files (default: the per-user data folder, e.g. "
+        "~/.local/share/backprop)",
     )
     database_url: str = Field(
         default="",
@@ -87,17 +88,32 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(
         default=10.0, ge=0, description="Minimum seconds between checkpoints (0 = every epoch)"
     )
-    max_attempts: int = Field(default=3, ge=1, description="Attempts before a job fails")
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts in total (first run included) before a job whose worker keeps "
+        "losing its lease fails",
+    )
     poll_seconds: float = Field(
         default=0.2, gt=0, description="How often an idle worker looks for queued jobs"
     )
     key_cache_seconds: float = Field(
         default=2.0, ge=0, description="How long an API process caches a key lookup"
     )
+    model_recheck_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long predict trusts a cached model before rechecking that it exists",
+    )
     model_cache_size: int = Field(default=32, ge=1, description="Models kept loaded for predict")
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Request body limit")
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Request body limit (except uploads)"
+    )
+    max_upload_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="Body limit of a dataset upload (streamed to disk)"
+    )
     max_dataset_cells: int = Field(
-        default=20_000_000, gt=0, description="Limit on dataset rows x features"
+        default=500_000_000, gt=0, description="Limit on dataset rows x features"
     )
     max_parameters: int = Field(default=5_000_000, gt=0, description="Limit on network parameters")
     max_job_sample_epochs: int = Field(

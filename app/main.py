@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,12 +22,15 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api import datasets, jobs, models, networks, ops, predict
+from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.context import AppContext
+from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
+from app.services.uploads.service import remove_stale_work
 from app.storage.blobs import BlobError, BlobStore, BlobStoreUnavailable
 from app.storage.database import Database
 
@@ -51,6 +54,9 @@ Every `/v1` operation needs an API key: `Authorization: Bearer bp_...` (press
 
 
 def _bootstrap(ctx: AppContext) -> None:
+    removed = remove_stale_work(ctx.settings)
+    if removed:
+        log.info("removed %d upload work folders of processes that died", removed)
     key = ctx.settings.bootstrap_key
     if not key:
         return
@@ -86,16 +92,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(409, detail)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Without "input": it can be the whole (large) body.
-        detail = [
-            {
-                "loc": list(e.get("loc", ())),
-                "msg": str(e.get("msg", "")),
-                "type": str(e.get("type", "value_error")),
-            }
-            for e in exc.errors()
-        ]
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body_field = getattr(request.scope.get("route"), "body_field", None)
+        detail = explain(
+            exc.errors(),
+            content_type=request.headers.get("content-type"),
+            body=exc.body,
+            form=isinstance(getattr(body_field, "field_info", None), params.Form),
+        )
         return _error(422, detail)
 
     @app.exception_handler(HTTPException)
@@ -153,15 +157,23 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served from our own files by mount_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.backprop = ctx
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_paths=datasets.UPLOAD_PATHS,
+    )
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops
     # router (probes, scrapes); their paths overlap nothing after them.
     for module in (predict, ops, datasets, networks, jobs, models):
         app.include_router(module.router)
+    mount_docs(app)
     _mount_ui(app)
     return app
 

@@ -1,14 +1,20 @@
-"""Waiting on conditions and stopping child processes: shared by the process-level tests."""
+"""Child processes for the process-level tests: a free port, the ``backprop`` command,
+waiting on a condition or on ``/healthz``, and stopping a process (tree)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
+
+import httpx
 
 T = TypeVar("T")
 
@@ -46,3 +52,47 @@ def stop(process: subprocess.Popen[bytes], *, timeout: float = 30, group: bool =
     if group:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def backprop_command(*args: str) -> list[str]:
+    """The ``backprop`` CLI with ``args``, run by the current interpreter (the installed
+    console script when there is one, else ``app.cli.main``)."""
+    script = Path(sys.executable).with_name("backprop")
+    if script.is_file():
+        return [sys.executable, str(script), *args]
+    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", *args]
+
+
+def wait_healthy(
+    base_url: str,
+    process: subprocess.Popen[bytes],
+    *,
+    logs: Callable[[], str],
+    timeout: float = 60,
+    error: type[AssertionError] = AssertionError,
+) -> None:
+    """Poll ``GET {base_url}/healthz`` until it answers 200; raise ``error`` with ``logs()``
+    as soon as ``process`` (the server) exits, or after ``timeout`` seconds."""
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise error(f"the server exited with status {process.returncode}:\n{logs()}")
+        try:
+            return httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, what=f"{base_url}/healthz", timeout=timeout, interval=0.1, error=error)
+    except error as exc:
+        if process.poll() is not None:
+            raise  # the message already has the logs
+        raise error(f"{exc}:\n{logs()}") from None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from app.services import jsoncodec
-from tests.json_refusals import assert_refused_like_json_loads
 
 ACCEPTED = [
     b'{"x": [[1, 2.5], [-3e2, 4]]}',
@@ -29,7 +29,13 @@ def test_loads_is_json_loads(document: bytes | str) -> None:
 
 @pytest.mark.parametrize("document", REFUSED)
 def test_loads_refuses_what_json_loads_refuses(document: bytes) -> None:
-    assert_refused_like_json_loads(jsoncodec.loads, document)
+    """The same exception type (JSONDecodeError, UnicodeDecodeError), with the same message."""
+    with pytest.raises(ValueError) as expected:
+        json.loads(document)
+    with pytest.raises(ValueError) as refused:
+        jsoncodec.loads(document)
+    assert type(refused.value) is type(expected.value)
+    assert str(refused.value) == str(expected.value)
 
 
 def test_integers_beyond_64_bits_are_read_as_the_nearest_float() -> None:
@@ -56,3 +62,23 @@ def test_dumps_writes_the_values_json_dumps_writes(value: Any) -> None:
     assert b" " not in encoded.replace(b'a\\"b', b"")  # compact
     standard = json.dumps(value, separators=(",", ":"))
     assert repr(json.loads(encoded)) == repr(json.loads(standard)) == repr(value)
+
+
+def test_numpy_float32_is_written_as_its_shortest_decimal() -> None:
+    outputs = np.array([[6.8, 0.1], [1e-5, 3.4028235e38]], dtype=np.float32)
+    assert (
+        jsoncodec.dumps({"outputs": outputs}) == b'{"outputs":[[6.8,0.1],[0.00001,3.4028235e+38]]}'
+    )
+    assert jsoncodec.plain(outputs) == [[6.8, 0.1], [1e-05, 3.4028235e38]]
+    assert jsoncodec.plain(np.float32(6.8)) == 6.8
+    assert np.array_equal(np.asarray(jsoncodec.plain(outputs), dtype=np.float32), outputs)
+    assert jsoncodec.plain(np.array([1 / 3])) == [1 / 3]  # float64 keeps its 17 digits
+
+
+def test_plain_takes_arrays_orjson_does_not() -> None:
+    assert jsoncodec.plain(np.array([6.8], dtype=">f4")) == [6.8]  # big-endian
+    assert jsoncodec.plain(np.array(["a", "b"])) == ["a", "b"]
+    assert jsoncodec.plain(np.arange(6, dtype=np.int64).reshape(2, 3).T) == [[0, 3], [1, 4], [2, 5]]
+    # The standard library path (an integer beyond 64 bits) writes arrays the same way.
+    big = jsoncodec.dumps([2**70, np.array([6.8], dtype=np.float32)])
+    assert big == b"[1180591620717411303424,[6.8]]"

@@ -8,17 +8,9 @@ backprop.env and the Dockerfile <-> the ``backprop`` CLI, Settings and the HTTP 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +22,8 @@ from starlette.routing import Route
 from app.cli import build_parser
 from app.config import Settings
 from app.services.keys import looks_like_key
-from tests.processes import stop
+from tests.readme import README, ROOT, readme_section
 
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
@@ -45,13 +35,6 @@ QUICKSTART_TEST_COMMAND = (
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def readme_section(title: str) -> str:
-    """The body of the README's ``## {title}`` section (up to the next ``## ``)."""
-    match = re.search(rf"^## {re.escape(title)}\s*$(.*?)(?=^## |\Z)", README, re.M | re.S)
-    assert match, f"README has no '## {title}' section"
-    return match.group(1)
 
 
 def table_rows(markdown: str) -> list[list[str]]:
@@ -216,8 +199,9 @@ def test_readme_lists_every_runtime_dependency_with_a_reason() -> None:
 
 def test_readme_mentions_only_existing_routes() -> None:
     patterns = [re.compile(re.sub(r"\{[^}]+\}", r"[^/]+", path) + "$") for path in route_paths()]
-    mentioned = set(re.findall(r"http://localhost:8000(/[\w/{}$.-]*)", README))
-    assert "/docs" in mentioned and "/" in mentioned
+    mentioned = set(re.findall(r"(?:http://localhost:8000|\$BASE)(/[\w/{}$.-]*)", README))
+    assert "/docs" in mentioned and "/" in mentioned and "/redoc" in mentioned
+    assert "/v1/datasets/upload" in mentioned
     for url_path in mentioned:
         url_path = re.sub(r"\$\{?\w+\}?", "x", url_path.rstrip("."))
         assert any(p.match(url_path) for p in patterns), f"README mentions {url_path}: no route"
@@ -296,6 +280,21 @@ def test_compose_topology() -> None:
     assert url == f"postgresql+psycopg://{user}:{password}@db:5432/{database}"
 
 
+def test_compose_builds_the_image_once() -> None:
+    builders = [name for name, spec in COMPOSE["services"].items() if "build" in spec]
+    assert builders == ["api"], "one service builds the image; the others run its tag"
+    tag = service("api")["image"]
+    worker = service("worker")
+    assert worker["image"] == tag and "build" not in worker
+    assert worker["pull_policy"] == "never", "a local tag: never pulled from a registry"
+
+
+def test_dockerfile_says_it_needs_buildkit() -> None:
+    if any("--mount=" in run for run in dockerfile_instructions("RUN")):
+        assert "BuildKit" in DOCKERFILE
+        assert "BuildKit" in (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------ Dockerfile
 
 
@@ -339,78 +338,3 @@ def test_docker_build_context_has_what_the_dockerfile_copies() -> None:
     # The wheel's metadata needs README.md; the wheel carries the migrations.
     copied = {s for copy in dockerfile_instructions("COPY") for s in copy.split()[:-1]}
     assert {"pyproject.toml", "README.md", "app", "migrations"} <= copied
-
-
-# ------------------------------------------------------------------------------ walkthrough
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            output = log.read_text(errors="replace")
-            pytest.fail(f"backprop serve exited with {server.returncode}:\n{output}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"backprop serve did not answer /healthz within {timeout} s")
-
-
-@pytest.mark.slow
-def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
-    """The README's curl walkthrough, block by block, against `backprop serve` on SQLite."""
-    missing = [tool for tool in ("bash", "curl", "jq") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"the README walkthrough needs {', '.join(missing)} on PATH")
-    backprop = Path(sys.executable).with_name("backprop")
-    assert backprop.is_file(), "the `backprop` console script is not installed next to python"
-
-    blocks = re.findall(r"```bash\n(.*?)```", readme_section("Walkthrough: XOR with curl"), re.S)
-    key = "bp_" + "walkthrough-test-key-0123456789"
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    script = "\n".join(blocks).replace("http://localhost:8000", base_url)
-    script = re.sub(r"^KEY=bp_\S*", f"KEY={key}", script, flags=re.M)
-    assert f"KEY={key}" in script
-
-    env = {
-        **os.environ,
-        "BACKPROP_DATABASE_URL": f"sqlite:///{tmp_path / 'backprop.db'}",
-        "BACKPROP_HOST": "127.0.0.1",
-        "BACKPROP_PORT": str(port),
-        "BACKPROP_WORKERS": "1",
-        "BACKPROP_BOOTSTRAP_KEY": key,
-    }
-    log_path = tmp_path / "serve.log"
-    log = log_path.open("wb")
-    server = subprocess.Popen(
-        [str(backprop), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        wait_healthy(base_url, server, log_path, timeout=60)
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        assert result.returncode == 0, f"walkthrough failed:\n{result.stdout}\n{result.stderr}"
-        prediction = json.loads(result.stdout.strip().splitlines()[-1])
-        assert prediction["labels"] == [0, 1, 1, 0], result.stdout
-    finally:
-        stop(server)
-        log.close()
-    assert server.returncode == 0, log_path.read_text(errors="replace")

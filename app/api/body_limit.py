@@ -16,15 +16,16 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SETTING = "BACKPROP_MAX_BODY_BYTES"
+UPLOAD_SETTING = "BACKPROP_MAX_UPLOAD_BYTES"
 
 
 class BodyTooLarge(HTTPException):
-    def __init__(self, size: int, limit: int, declared: bool) -> None:
+    def __init__(self, size: int, limit: int, declared: bool, setting: str = SETTING) -> None:
         what = f"declared Content-Length {size}" if declared else "request body"
         self.errors: list[dict[str, Any]] = [
             {
                 "loc": ["body"],
-                "msg": f"{what} is over the limit {SETTING}={limit} bytes",
+                "msg": f"{what} is over the limit {setting}={limit} bytes",
                 "type": "limit_exceeded",
             }
         ]
@@ -32,18 +33,32 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    """``max_body_bytes`` for every request but those to ``upload_paths``, which stream to
+    disk and get ``max_upload_bytes``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        upload_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.upload_paths = upload_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
+        if scope.get("path") in self.upload_paths:
+            limit, setting = self.max_upload_bytes, UPLOAD_SETTING
+        else:
+            limit, setting = self.max_body_bytes, SETTING
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(BodyTooLarge(declared, limit, declared=True), send)
+            await _refuse(BodyTooLarge(declared, limit, declared=True, setting=setting), send)
             return
         received = 0
         started = False
@@ -54,7 +69,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(received, limit, declared=False)
+                    raise BodyTooLarge(received, limit, declared=False, setting=setting)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -8,11 +8,11 @@ import threading
 from starlette.requests import HTTPConnection
 
 from app.api.auth import KeyCache
-from app.api.prometheus import Metrics
+from app.api.prometheus import MeteredModelCache, Metrics
 from app.api.singleflight import SingleFlight
 from app.config import Settings
 from app.services.keys import Caller
-from app.services.model_cache import CachedModel, ModelCache
+from app.services.model_cache import CachedModel
 from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.database import Database
 
@@ -29,12 +29,12 @@ class AppContext:
         self._lock = threading.Lock()
         self._blobs = blobs
         self.key_cache = KeyCache(settings.key_cache_seconds)
-        self.model_cache = ModelCache(settings.model_cache_size)
+        self.metrics = Metrics()
+        self.model_cache = MeteredModelCache(settings.model_cache_size, self.metrics)
         # Concurrent misses share one read: key lookups by key hash, model loads and
         # freshness checks by (owner id, model id).
         self.key_lookups: SingleFlight[str, Caller | None] = SingleFlight()
         self.model_loads: SingleFlight[tuple[int, str], CachedModel] = SingleFlight()
-        self.metrics = Metrics()
 
     @property
     def database(self) -> Database:
@@ -54,7 +54,9 @@ class AppContext:
         return self._blobs
 
     def close(self) -> None:
-        """Dispose of the database engine if this context made it."""
+        """Dispose of the database engine if this context made it; retire this process's
+        live metrics."""
+        self.metrics.close()
         if self._owns_database and self._database is not None:
             self._database.dispose()
             self._database = None

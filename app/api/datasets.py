@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 
-from app.api.deps import CallerDep, Ctx, PageDep, errors
+from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
 from app.services import datasets as service
+from app.services.errors import Invalid
+from app.services.uploads import service as uploads
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=errors(401))
 
@@ -38,6 +41,10 @@ def create_dataset(
     return DatasetRead.model_validate(row)
 
 
+UPLOAD_PATH = "/v1/datasets/upload"
+UPLOAD_PATHS = frozenset({UPLOAD_PATH})
+
+
 @router.post(
     "/upload",
     status_code=status.HTTP_201_CREATED,
@@ -45,22 +52,42 @@ def create_dataset(
     responses=errors(413, 422, 503),
 )
 def upload_dataset(
-    file: Annotated[UploadFile, File(description="CSV with a header row, or npz with x and y")],
     ctx: Ctx,
     caller: CallerDep,
+    file: Annotated[
+        UploadFile | None,
+        File(description="CSV (header optional) or npz holding arrays x and y"),
+    ] = None,
+    x: Annotated[
+        UploadFile | None, File(description="Instead of file: x as a .npy (rows, features)")
+    ] = None,
+    y: Annotated[UploadFile | None, File(description="With x: y as a .npy (rows,)")] = None,
     name: Annotated[str | None, Form(max_length=200, description="Default: file name")] = None,
     target: Annotated[
-        str | None, Form(max_length=200, description="CSV label column (default: last)")
+        str | None,
+        Form(
+            max_length=200,
+            description="CSV label column: a header name or a 0-based index (default: last)",
+        ),
     ] = None,
 ) -> DatasetRead:
-    """A dataset from a file: CSV (``target`` names the label column) or npz (arrays x, y)."""
-    row = service.upload_dataset(
+    """A dataset from a file of any size (up to ``BACKPROP_MAX_UPLOAD_BYTES``, 4 GiB by
+    default): CSV, an npz with arrays ``x`` and ``y``, or ``x`` and ``y`` as two .npy files.
+    The body streams to disk and is parsed in blocks, never held in memory whole."""
+    given = "x" if file is None and x is not None else "file"
+    if (file is None) == (x is None) or (x is None) != (y is None):
+        raise Invalid("send either 'file', or both 'x' and 'y'", ("body", given))
+    upload = file or x
+    assert upload is not None
+    row = uploads.upload_dataset(
         ctx.database,
         ctx.blobs,
         ctx.settings,
         owner_id=caller.owner_id,
-        data=file.file.read(),
-        filename=file.filename or "upload",
+        file=None if file is None else file.file,
+        x=None if x is None else x.file,
+        y=None if y is None else y.file,
+        filename=upload.filename or "upload",
         name=name,
         target=target,
     )
@@ -122,6 +149,31 @@ def get_dataset_data(
         ctx.database, ctx.blobs, owner_id=caller.owner_id, dataset_id=dataset_id, limit=limit
     )
     return DatasetData(x=x, y=y, n_samples=n_samples)
+
+
+@router.get(
+    "/{dataset_id}/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "An npz archive holding x (float32, rows x features) and y",
+        },
+        **json_errors(404, 409, 422, 503),
+    },
+)
+def download_dataset(dataset_id: str, ctx: Ctx, caller: CallerDep) -> StreamingResponse:
+    """The whole dataset as an npz (``x.npy`` float32, ``y.npy``), streamed."""
+    filename, chunks = service.download_dataset(
+        ctx.database, ctx.blobs, owner_id=caller.owner_id, dataset_id=dataset_id
+    )
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.delete(

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
-from app.api.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary
+from app.api.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary, JobTarget
 from app.services import jobs as service
 from app.services.job_events import job_events
 from app.storage.tables import JobStatus
@@ -44,9 +44,7 @@ def submit_job(
     caller: CallerDep,
 ) -> JobRead:
     """Queue a training job. Ids, shapes, labels and limits are checked now (404/422/429)."""
-    options = body.model_dump(
-        exclude={"network_id", "dataset_id", "init_model_id"}, exclude_none=True
-    )
+    options = body.model_dump(mode="json", exclude=set(JobTarget.model_fields))
     job = service.submit_job(
         ctx.database,
         ctx.settings,

@@ -1,15 +1,22 @@
-"""/v1/models: trained or imported models; export and import weights (predict: predict.py)."""
+"""/v1/models: trained or imported models, their cards, exports (ONNX, Python, npz) and
+weight import (predict: predict.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
+from app.api.export_docs import CARD_RESPONSE, EXPORT_FORMAT_DOC, EXPORT_RESPONSE
+from app.api.schemas.cards import ModelDetail
 from app.api.schemas.common import Page
 from app.api.schemas.models import ModelRead
+from app.services import model_card_markdown
 from app.services import models as service
+from app.services.exports import ExportFormat, export_model
+from app.services.model_card import model_card
 from app.storage.tables import Model
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=errors(401))
@@ -59,7 +66,15 @@ def import_model(
         Form(description="Optional: a model's `config` JSON (task, classes, standardize)"),
     ] = None,
 ) -> ModelRead:
-    """A model from weights for one of your networks (regression unless config says so)."""
+    """A model from weights for one of your networks.
+
+    Without `config`, the network's loss decides the task: binary_crossentropy (one
+    sigmoid unit) imports as a binary classifier with classes [0, 1],
+    categorical_crossentropy (k softmax units) as a multiclass one with classes 0..k-1,
+    mse as regression; inputs are standardised when the npz holds x_mean and x_std. With
+    `config` (as GET /v1/models/{id} shows it), its network must be this one and its
+    task must match the loss; its classes and standardize are used as given.
+    """
     row = service.import_model(
         ctx.database,
         ctx.blobs,
@@ -72,9 +87,50 @@ def import_model(
     return _read(row)
 
 
-@router.get("/{model_id}", response_model=ModelRead, responses=errors(404, 422))
-def get_model(model_id: str, ctx: Ctx, caller: CallerDep) -> ModelRead:
-    return _read(service.get_model(ctx.database, owner_id=caller.owner_id, model_id=model_id))
+@router.get("/{model_id}", response_model=ModelDetail, responses=errors(404, 422))
+def get_model(model_id: str, ctx: Ctx, caller: CallerDep) -> ModelDetail:
+    """The model and its card (the facts of GET /v1/models/{id}/card, as JSON)."""
+    row, card = model_card(ctx.database, ctx.blobs, owner_id=caller.owner_id, model_id=model_id)
+    return ModelDetail.from_card(row, card)
+
+
+@router.get(
+    "/{model_id}/card",
+    response_class=Response,
+    responses={**CARD_RESPONSE, **json_errors(401, 404, 422)},
+)
+def get_model_card(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
+    """The model card as Markdown: architecture, training data, options, metrics, lineage."""
+    _row, card = model_card(ctx.database, ctx.blobs, owner_id=caller.owner_id, model_id=model_id)
+    return Response(model_card_markdown.render(card), media_type=model_card_markdown.MEDIA_TYPE)
+
+
+@router.get(
+    "/{model_id}/export",
+    response_class=StreamingResponse,
+    responses={**EXPORT_RESPONSE, **json_errors(401, 404, 422)},
+)
+def export(
+    model_id: str,
+    ctx: Ctx,
+    caller: CallerDep,
+    export_format: Annotated[ExportFormat, Query(alias="format", **EXPORT_FORMAT_DOC)] = (
+        ExportFormat.NPZ
+    ),
+) -> StreamingResponse:
+    """The model as a file to take elsewhere: ONNX, one NumPy-only Python file, or npz."""
+    exported = export_model(
+        ctx.database,
+        ctx.blobs,
+        owner_id=caller.owner_id,
+        model_id=model_id,
+        export_format=export_format,
+    )
+    return StreamingResponse(
+        exported.chunks,
+        media_type=exported.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{exported.filename}"'},
+    )
 
 
 @router.delete(

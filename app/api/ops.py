@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from app.api.deps import Ctx
-from app.api.prometheus import Gauge
+from app.api.prometheus import CONTENT_TYPE, database_gauges
 from app.services import ops
 
 router = APIRouter(tags=["ops"])
@@ -50,30 +50,8 @@ def readyz(ctx: Ctx) -> JSONResponse:
         }
     },
 )
-def metrics(ctx: Ctx) -> PlainTextResponse:
-    """Requests and latencies (this process); jobs, queue depth, workers (database)."""
-    by_status = ops.jobs_by_status(ctx.database)
-    cache = ctx.model_cache
-    gauges: dict[str, Gauge] = {
-        "backprop_jobs": (
-            "Jobs by status.",
-            {(("status", s),): float(n) for s, n in by_status.items()},
-        ),
-        "backprop_queue_depth": ("Jobs waiting for a worker.", {(): float(by_status["queued"])}),
-        "backprop_workers": (
-            "Workers with a heartbeat in the last 30 s.",
-            {(): float(ops.live_workers(ctx.database))},
-        ),
-        "backprop_model_cache_size": ("Models loaded in this process.", {(): float(len(cache))}),
-        "backprop_model_cache_hits": (
-            "Predict lookups served from the cache (counter-like).",
-            {(): float(cache.hits)},
-        ),
-        "backprop_model_cache_misses": (
-            "Predict lookups that missed the cache.",
-            {(): float(cache.misses)},
-        ),
-    }
-    return PlainTextResponse(
-        ctx.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+def metrics(ctx: Ctx) -> Response:
+    """Requests, latencies and the model cache (every API process); jobs, queue depth,
+    workers (database)."""
+    gauges = database_gauges(ops.jobs_by_status(ctx.database), ops.live_workers(ctx.database))
+    return Response(ctx.metrics.render(gauges), media_type=CONTENT_TYPE)

@@ -25,15 +25,17 @@ from app.api.schemas.common import openapi_examples
 from app.api.schemas.models import PredictRequest, PredictResponse
 from app.services import jsoncodec
 from app.services import predict as predicting
+from app.services.errors import Loc
 from app.services.model_cache import CachedModel
 
 
 class DirectRoute(APIRoute):
     """An APIRoute that calls its endpoint with the request and the path parameters (as
-    strings), without FastAPI's per-request dependency solving and parameter validation,
-    which cost a fifth of a 1-row predict. The endpoint's signature still drives the
-    OpenAPI document; it must take only ``request`` and ``str`` path parameters, check
-    everything itself and return a Response."""
+    strings), without FastAPI's per-request dependency solving and parameter validation:
+    measured by ``bench/route_ab.py``, an ordinary route serves 10-18% fewer 1-row
+    predicts per second, 23-29% with the caller as a dependency (BENCHMARKS.md §3). The
+    endpoint's signature still drives the OpenAPI document; it must take only ``request``
+    and ``str`` path parameters, check everything itself and return a Response."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
@@ -64,10 +66,6 @@ router = APIRouter(prefix="/v1/models", tags=["models"], route_class=DirectRoute
 
 # Above this many multiply-adds a predict runs in a worker thread, not on the event loop.
 INLINE_PREDICT_WORK = 2_000_000
-# Bodies over this many bytes are parsed in a worker thread, row by row so that the thread
-# lets go of the GIL between rows: parsing a 256-row body (~1.6 MB) whole takes ~16 ms even
-# with orjson, and 1-row requests must not queue behind it on the event loop.
-INLINE_PARSE_BYTES = 64 * 1024
 
 
 @router.post(
@@ -96,8 +94,12 @@ INLINE_PARSE_BYTES = 64 * 1024
 async def predict(model_id: str, request: Request) -> Response:
     """Outputs for rows of raw features; labels too for classifiers."""
     caller = await request_caller(request)
+    return await respond(request, owner_id=caller.owner_id, model_id=model_id)
+
+
+async def respond(request: Request, *, owner_id: int, model_id: str) -> Response:
+    """The predict response for the caller ``owner_id``."""
     ctx = context(request)
-    owner_id = caller.owner_id
     entry = predicting.cached_model(
         ctx.model_cache, ctx.settings, owner_id=owner_id, model_id=model_id
     )
@@ -113,16 +115,10 @@ async def predict(model_id: str, request: Request) -> Response:
         )
         entry = await ctx.model_loads.run((owner_id, model_id), load)
     body = await request.body()
-    max_rows = ctx.settings.max_predict_rows
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    loc: tuple[str, ...] = predicting.X_LOC
-    if media_type == predicting.NPY_MEDIA_TYPE:
-        x, loc = predicting.parse_npy(body, max_rows=max_rows), predicting.NPY_LOC
-    elif len(body) <= INLINE_PARSE_BYTES:
-        x = predicting.parse_rows(body, max_rows=max_rows)
-    else:
-        parse = partial(predicting.parse_rows, body, max_rows=max_rows, by_row=True)
-        x = await run_in_threadpool(parse)
+    x, loc = predicting.parse_body(
+        body, media_type, width=entry.input_size, max_rows=ctx.settings.max_predict_rows
+    )
     if predicting.multiply_adds(entry, x) > INLINE_PREDICT_WORK:
         content = await run_in_threadpool(_answer, entry, x, loc)
     else:
@@ -130,6 +126,6 @@ async def predict(model_id: str, request: Request) -> Response:
     return Response(content, media_type="application/json")
 
 
-def _answer(entry: CachedModel, x: np.ndarray, loc: tuple[str, ...]) -> bytes:
+def _answer(entry: CachedModel, x: np.ndarray, loc: Loc) -> bytes:
     """The response body: predict, then encode (in the same thread: both are big for big x)."""
     return jsoncodec.dumps(predicting.predict(entry, x, loc=loc))

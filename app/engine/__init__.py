@@ -7,19 +7,32 @@ z[l] = W[l]·a[l-1] + b[l] and a[l] = g[l](z[l]) with W[l] of shape (n[l], n[l-1
 
 Modules, one concept each:
 
-- ``errors``       EngineError and its kinds (ConfigError, DataError, DivergenceError,
-                   ExportFormatError), each with a ``loc`` naming the offending input.
+- ``errors``       EngineError and its kinds (ConfigError, DataError and its
+                   InputWidthError, DivergenceError, ExportFormatError for refused files),
+                   each with a ``loc`` naming the offending input.
 - ``activations``  g and g' in tables keyed by name; ``losses`` the losses and the
                    scale of their output deltas (fused a - y for the cross-entropies).
 - ``architecture`` validation of layer lists, ``initializers`` he / xavier / auto.
-- ``network``      Network: flat parameters with W/b views, forward, backward, config.
-- ``workspace``    the preallocated forward / backward pass used for training.
-- ``preprocessing`` standardisation; ``labels`` class labels <-> output units.
+- ``network``      Network: flat parameters with W/b views, config, the one forward loop
+                   (inference and training) and backward, each line beside its primer
+                   equation; Workspace, the preallocated buffers of a training step.
+- ``preprocessing`` the one feature check (rows of finite numbers) and standardisation;
+                   ``labels`` class labels <-> output units and the
+                   one statement of which labels fit which output layer;
+                   ``splitting`` the validation split; ``trainingdata`` the prepared
+                   training and validation rows.
+- ``npzio``        safe npz / .npy reading (headers checked first, no pickle) and writing.
 - ``model``        Model: a trained network + standardisation + classes; npz export /
-                   import. ``datasets``: toy data sets.
-- ``options``      TrainingOptions and its parts; ``optimizers``, ``schedules``,
-                   ``metrics``, ``splitting`` (validation split), ``checkpoint``
-                   (training state <-> bytes), ``training`` (Trainer, the fit loop).
+                   import (read through ``npzio``). ``datasets``: toy data sets.
+- ``options``      TrainingOptions and its parts, each option declared once (default,
+                   bounds, description: ``optionspec``); ``schedules`` learning-rate schedules;
+                   ``metrics`` loss / accuracy / mae / r2.
+- ``optimizers``   SGD, momentum, Adam (simplest first) and the whole update of a step:
+                   L2 penalty, clipping, optimizer step (updates in 64 Ki-element chunks).
+- ``loop``         EpochLoop: the epochs of minibatch steps (forward, backward, update)
+                   and their progress reporting (Progress, metrics, history, early stopping).
+- ``training``     Trainer (data preparation, the run, results) and TrainingResult;
+                   ``checkpoint`` training state <-> bytes.
 
 Arrays are float32 by default (the fast path) and float64 on request (gradient checks).
 Nothing is ever pickled: exports and checkpoints are npz archives plus JSON, read back

@@ -23,10 +23,10 @@ import numpy.typing as npt
 
 from app.engine import npzio
 from app.engine.errors import ConfigError, ExportFormatError
+from app.engine.loop import Progress
 from app.engine.network import Network
 from app.engine.options import TrainingOptions
 from app.engine.preprocessing import Standardizer
-from app.engine.progress import Progress
 
 FORMAT = "backprop-checkpoint"
 VERSION = 1

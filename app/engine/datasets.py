@@ -7,16 +7,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from app.engine.errors import ConfigError, DataError
-from app.engine.labels import as_label_array
+from app.engine.errors import ConfigError
 
 MAX_SAMPLES = 1_000_000
 MAX_CLASSES = 100
+MAX_NOISE = 10.0
 Points = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
 
 
@@ -118,8 +117,10 @@ def generate(
         )
     if n_samples < classes:
         raise ConfigError(f"n_samples must be at least classes ({classes})", ("n_samples",))
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0.0 <= noise <= 10.0:
-        raise ConfigError(f"noise must be a number from 0 to 10, got {noise!r}", ("noise",))
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise <= MAX_NOISE:
+        raise ConfigError(
+            f"noise must be a number from 0 to {MAX_NOISE:g}, got {noise!r}", ("noise",)
+        )
     rng = np.random.default_rng(seed)
     x, y = GENERATORS[kind](n_samples, classes, rng)
     if kind == "xor" and n_samples <= 4:
@@ -127,19 +128,3 @@ def generate(
     x = x + rng.normal(0.0, noise, size=x.shape) if noise > 0 else x
     order = rng.permutation(n_samples)
     return np.ascontiguousarray(x[order], dtype=np.float32), y[order]
-
-
-def describe_labels(y: Any) -> tuple[str, list[Any] | None]:
-    """What kind of targets y holds.
-
-    ("categorical", sorted classes) for 1-D int / bool / str labels, ("continuous", None)
-    for 1-D floats, ("multi_output", None) for 2-D arrays. DataError for anything else.
-    """
-    arr = as_label_array(y)
-    if arr.ndim == 2:
-        return "multi_output", None
-    if np.issubdtype(arr.dtype, np.floating):
-        return "continuous", None
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool or arr.dtype.kind == "U":
-        return "categorical", np.unique(arr).tolist()
-    raise DataError(f"labels of dtype {arr.dtype} are not supported", ("y",))

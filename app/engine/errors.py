@@ -32,9 +32,14 @@ class DataError(EngineError):
     """Features or targets that do not fit the network or its loss."""
 
 
+class InputWidthError(DataError):
+    """Rows of features whose width is not the network's input size."""
+
+
 class DivergenceError(EngineError):
     """Training produced a non-finite loss or non-finite weights."""
 
 
 class ExportFormatError(EngineError):
-    """A malformed model export (npz arrays or JSON config) or checkpoint."""
+    """A refused file: an npz or .npy that is malformed or unsafe (``npzio``), or a model
+    export (arrays or JSON config) or checkpoint whose content is not what it must be."""

@@ -58,12 +58,68 @@ def as_label_array(y: Any, name: str = "y") -> npt.NDArray[Any]:
     return arr
 
 
-def _label_column(y: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
-    if y.ndim == 2 and y.shape[1] == 1:
-        return y[:, 0]
-    if y.ndim != 1:
-        raise DataError(f"{name} must be one label per row, shape (m,), got {y.shape}", (name,))
-    return y
+def label_kind(arr: npt.NDArray[Any], name: str = "y") -> str:
+    """categorical (1-D int / bool / str), continuous (1-D floats) or multi_output (2-D)."""
+    if arr.ndim == 2:
+        return "multi_output"
+    if np.issubdtype(arr.dtype, np.floating):
+        return "continuous"
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool or arr.dtype.kind == "U":
+        return "categorical"
+    raise DataError(f"labels of dtype {arr.dtype} are not supported", (name,))
+
+
+def describe_labels(y: Any, name: str = "y") -> tuple[str, list[Any] | None]:
+    """(label_kind, sorted distinct labels for categorical labels, else None)."""
+    arr = as_label_array(y, name)
+    kind = label_kind(arr, name)
+    return kind, np.unique(arr).tolist() if kind == "categorical" else None
+
+
+def check_fit(
+    task: str,
+    output_size: int,
+    *,
+    kind: str,
+    n_targets: int,
+    classes: list[Any] | None,
+    text: bool,
+    name: str = "y",
+) -> None:
+    """DataError unless labels described this way can train an output layer for ``task``.
+
+    The one statement of the rules, used by ``encode`` on arrays and by the service that
+    checks a stored dataset at submit. kind: as ``label_kind``; n_targets: label columns;
+    classes: the label map (fixed by a model, or the labels' distinct values) for
+    categorical labels; text: the labels are strings.
+    """
+    if task == "regression":
+        if text:
+            raise DataError(f"{name} holds strings, but regression (mse) needs numbers", (name,))
+        if n_targets != output_size:
+            raise DataError(
+                f"{name} has {n_targets} target column(s) but the output layer "
+                f"has {output_size} unit(s)",
+                (name,),
+            )
+        return
+    if task == "multiclass" and kind == "multi_output" and n_targets == output_size > 1:
+        return  # rows of class probabilities, one column per softmax unit
+    if kind != "categorical" or classes is None:
+        raise DataError(
+            f"{name} must hold class labels (integers, booleans or strings) for a {task} "
+            f"classifier, not {kind} values",
+            (name,),
+        )
+    wanted = 2 if task == "binary" else output_size
+    if len(classes) != wanted:
+        layer = "one sigmoid unit (binary)" if task == "binary" else f"{output_size} softmax units"
+        raise DataError(
+            f"{name} has {len(classes)} distinct label(s) {classes[:10]} but the output "
+            f"layer, {layer}, needs exactly {wanted}; change the output layer to match the "
+            "classes",
+            (name,),
+        )
 
 
 def _codes(
@@ -96,33 +152,31 @@ def encode(
     """(targets (m, output_size) of ``dtype``, classes) for raw targets ``y``.
 
     ``classes`` fixes the label order (a model being fine-tuned or resumed); otherwise it
-    is fitted from y. DataError for targets that do not fit the task or the output layer.
+    is fitted from y. DataError for targets that do not fit the task or the output layer
+    (``check_fit``'s rules).
     """
     arr = as_label_array(y, name)
+    if task != "regression" and arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]  # a column of class labels
+    kind = label_kind(arr, name)
+    n_targets = 1 if arr.ndim == 1 else arr.shape[1]
+    codes, found = None, None
+    if task != "regression" and kind == "categorical":
+        codes, found = _codes(arr, classes, name)
+    check_fit(
+        task,
+        output_size,
+        kind=kind,
+        n_targets=n_targets,
+        classes=found,
+        text=arr.dtype.kind == "U",
+        name=name,
+    )
     if task == "regression":
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise DataError(
-                f"{name} must be numbers for regression (mse), got {arr.dtype}", (name,)
-            )
         column = arr.reshape(-1, 1) if arr.ndim == 1 else arr
-        if column.shape[1] != output_size:
-            raise DataError(
-                f"{name} has {column.shape[1]} target column(s) but the output layer "
-                f"has {output_size} unit(s)",
-                (name,),
-            )
         return np.ascontiguousarray(column, dtype=dtype), None
-    if task == "multiclass" and arr.ndim == 2 and arr.shape[1] == output_size and output_size > 1:
+    if codes is None:
         return _probability_rows(arr, dtype, classes, name)
-    codes, found = _codes(_label_column(arr, name), classes, name)
-    wanted = 2 if task == "binary" else output_size
-    if len(found) != wanted:
-        layer = "one sigmoid unit (binary)" if task == "binary" else f"{output_size} softmax units"
-        raise DataError(
-            f"{name} has {len(found)} distinct label(s) {found[:10]} but the output layer, "
-            f"{layer}, needs exactly {wanted}; change the output layer to match the classes",
-            (name,),
-        )
     if task == "binary":
         return codes.astype(dtype).reshape(-1, 1), found
     onehot = np.zeros((codes.size, output_size), dtype=dtype)

@@ -42,11 +42,21 @@ def r2(a: Array, y: Array) -> float:
     return float(np.mean(scores))
 
 
+def in_precision(value: float, dtype: np.dtype[Any]) -> float:
+    """``value``, computed in ``dtype``, as the float of its shortest decimal in that
+    precision: a float32 loss shows as 0.25331 in JSON, not 0.2533099949359894."""
+    return float(str(dtype.type(value)))
+
+
 def evaluate(task: str, loss: str, z: Array, a: Array, y: Array) -> dict[str, float]:
-    """{"loss", "accuracy"} for classifiers or {"loss", "mae", "r2"} for regression."""
-    result = {"loss": losses.LOSSES[loss].value(z, a, y)}
+    """{"loss", "accuracy"} for classifiers or {"loss", "mae", "r2"} for regression.
+
+    The loss and mae are means in the arrays' dtype, given in its precision; accuracy and
+    r2 are computed in float64."""
+    dtype = np.result_type(z, a, y)
+    result = {"loss": in_precision(losses.LOSSES[loss].value(z, a, y), dtype)}
     if task == "regression":
-        result["mae"] = mae(a, y)
+        result["mae"] = in_precision(mae(a, y), dtype)
         result["r2"] = r2(a, y)
     else:
         result["accuracy"] = accuracy(a, y)

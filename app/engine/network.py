@@ -1,10 +1,22 @@
-"""The network: an input size and a stack of dense layers, with their parameters.
+"""The network: a stack of dense layers, its parameters, and forward and backward
+propagation — the primer's equations, each written as a comment beside its line.
 
 Layer l computes z[l] = W[l]·a[l-1] + b[l] and a[l] = g[l](z[l]), with W[l] of shape
 (n[l], n[l-1]) and b[l] of shape (n[l],) as in the primer. All parameters live in one
 flat vector ``params`` laid out [W1, ..., WL, b1, ..., bL]; ``weights`` and ``biases`` are
 views into it, so an optimizer updates every parameter with a few whole-vector ufunc
 calls and the L2 penalty touches the weights as one contiguous slice.
+
+Arrays hold one sample per row, so every matrix is the transpose of the primer's
+column-per-sample one: Z (m, n[l]) = A_prev (m, n[l-1]) · W[l]ᵀ + b[l] is the primer's
+z = W a + b for m samples at once, and dW = dZᵀ · A_prev is its dZ · a_prevᵀ. W[l] keeps
+the primer's (n[l], n[l-1]) layout; BLAS reads W[l]ᵀ as a transposed view, no copy.
+
+There is one forward loop, ``Network.propagate``. Inference lets it allocate each layer's
+output; training hands it the buffers of a ``Workspace``, which keeps what backward needs
+(every a[l]) for one batch size m, so a training step allocates nothing and makes a
+handful of NumPy calls per layer: that call count, not arithmetic, is what bounds the
+speed of small networks.
 """
 
 from __future__ import annotations
@@ -18,7 +30,6 @@ from numpy.typing import DTypeLike
 
 from app.engine import activations, architecture, initializers, losses
 from app.engine.errors import ConfigError, DataError
-from app.engine.workspace import Workspace
 
 Array = npt.NDArray[np.floating[Any]]
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -77,6 +88,9 @@ class Network:
         # b[l] as (1, n[l]) rows: adding a row to z (m, n[l]) skips NumPy's dimension
         # padding, which is most of the cost of a bias add when m is small.
         self.bias_rows = [b.reshape(1, -1) for b in self.biases]
+        self.weights_t = [w.T for w in self.weights]
+        self.activation_fns = [activations.ACTIVATIONS[name] for name in self.activations]
+        self._no_buffers: list[Array | None] = [None] * (self.depth - 1)
 
     # --- shape bookkeeping -----------------------------------------------------------
 
@@ -207,20 +221,36 @@ class Network:
             raise DataError(f"{name} must be real numbers, got dtype {arr.dtype}", (name,))
         return np.ascontiguousarray(arr, dtype=self.dtype)
 
+    def propagate(
+        self,
+        x: Array,
+        hidden: Sequence[Array | None],
+        z_out: Array | None,
+        a_out: Array | None,
+    ) -> tuple[Array, Array]:
+        """The forward pass: x (m, n[0]) C-contiguous, network dtype -> (z[L], a[L]).
+
+        hidden[l-1] (m, n[l]) receives a[l] of hidden layer l (z[l] is computed in place
+        and overwritten by g(z[l]), as g' is computed from a); z_out and a_out (m, n[L])
+        receive z[L] and a[L]. A None buffer is allocated.
+        """
+        weights_t, biases, g = self.weights_t, self.bias_rows, self.activation_fns
+        last = len(weights_t) - 1
+        a = x  # a[0] = x
+        for i in range(last):
+            z = np.dot(a, weights_t[i], out=hidden[i])  # z[l] = a[l-1]·W[l]ᵀ
+            np.add(z, biases[i], out=z)  # z[l] += b[l]
+            g[i](z, z)  # a[l] = g[l](z[l]), in place
+            a = z
+        z = np.dot(a, weights_t[last], out=z_out)  # z[L] = a[L-1]·W[L]ᵀ
+        np.add(z, biases[last], out=z)  # z[L] += b[L]
+        out = np.empty_like(z) if a_out is None else a_out
+        g[last](z, out)  # a[L] = g[L](z[L])
+        return z, out
+
     def forward_output(self, x: npt.ArrayLike) -> tuple[Array, Array]:
         """x (m, n[0]) -> (z[L], a[L]), both (m, n[L]): logits and outputs."""
-        a = self.as_input(x)
-        last = self.depth - 1
-        for i in range(last):
-            z = np.dot(a, self.weights[i].T)
-            z += self.bias_rows[i]
-            activations.ACTIVATIONS[self.activations[i]](z, z)
-            a = z
-        z = np.dot(a, self.weights[last].T)
-        z += self.bias_rows[last]
-        out = np.empty_like(z)
-        activations.ACTIVATIONS[self.activations[last]](z, out)
-        return z, out
+        return self.propagate(self.as_input(x), self._no_buffers, None, None)
 
     def forward(self, x: npt.ArrayLike) -> Array:
         """x (m, n[0]) -> a[L] (m, n[L])."""
@@ -232,7 +262,7 @@ class Network:
         return losses.LOSSES[self.loss].value(z, a, np.asarray(y, dtype=self.dtype))
 
     def workspace(self, m: int, grads: Array) -> Workspace:
-        """Preallocated forward / backward buffers for batches of m rows (see workspace.py)."""
+        """Preallocated forward / backward buffers for batches of m rows (see Workspace)."""
         return Workspace(self, m, grads)
 
     def backward(self, x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[list[Array], list[Array]]:
@@ -253,3 +283,68 @@ class Network:
         work.forward(xs)
         work.backward(xs, ys)
         return self.split_flat(grads)
+
+
+class Workspace:
+    """What a training step keeps between forward and backward, for batches of exactly
+    ``m`` rows, and the backward pass.
+
+    ``grads`` is the flat gradient vector, laid out like ``network.params``; backward
+    writes dL/dW[l] and dL/db[l] into views of it.
+    """
+
+    def __init__(self, network: Network, m: int, grads: Array) -> None:
+        dtype, sizes = network.dtype, network.layer_sizes
+        self.propagate = network.propagate
+        self.weights = network.weights
+        self.derivatives = [activations.DERIVATIVES[name] for name in network.activations]
+        loss = losses.LOSSES[network.loss]
+        self.fused = loss.fused_activation == network.activations[-1]
+        self.scale = np.array(loss.delta_scale(m, sizes[-1]), dtype=dtype)
+        # Forward keeps what backward needs: each layer's output a[l].
+        self.a = [np.empty((m, n), dtype=dtype) for n in sizes]
+        self.hidden, self.output = self.a[:-1], self.a[-1]
+        self.z_out = np.empty((m, sizes[-1]), dtype=dtype)
+        self.delta = [np.empty((m, n), dtype=dtype) for n in sizes]
+        self.delta_t = [d.T for d in self.delta]
+        self.da = [np.empty((m, n), dtype=dtype) for n in sizes]
+        self.ones = np.ones(m, dtype=dtype)
+        self.dw, self.db = network.split_flat(grads)
+
+    def forward(self, x: Array, z_out: Array | None = None) -> Array:
+        """x (m, n[0]) C-contiguous, network dtype -> a[L] (m, n[L]) (a buffer, reused).
+
+        The output layer's z[L] goes to ``z_out`` (m, n[L]) when given, so the trainer can
+        keep the logits of a whole epoch for its metrics without copying them.
+        """
+        z = self.z_out if z_out is None else z_out
+        return self.propagate(x, self.hidden, z, self.output)[1]
+
+    def backward(self, x: Array, y: Array) -> None:
+        """Gradients of the mean loss for the batch last passed to ``forward``.
+
+        x (m, n[0]) as given to forward; y (m, n[L]) encoded targets. Writes dL/dW[l]
+        (n[l], n[l-1]) and dL/db[l] (n[l],) into the flat gradient vector.
+        """
+        last = len(self.weights) - 1
+        d = self.delta[last]
+        if self.fused:
+            # sigmoid + binary_crossentropy, softmax + categorical_crossentropy: g'(z)
+            # cancels the loss's 1/(a(1-a)) and dL/dz is simply (a - y)·s (s holds the 1/m).
+            np.subtract(self.a[last], y, out=d)  # dZ[L] = a[L] - y
+            np.multiply(d, self.scale, out=d)  # dZ[L] ·= s
+        else:
+            # mse: dL/da = 2(a - y)/(m·k), then dZ = dA * g'(z).
+            da = self.da[last]
+            np.subtract(self.a[last], y, out=da)  # dA[L] = a[L] - y
+            np.multiply(da, self.scale, out=da)  # dA[L] ·= s
+            self.derivatives[last](self.a[last], da, d)  # dZ[L] = dA[L] * g'(z[L])
+        for i in range(last, -1, -1):
+            a_prev = x if i == 0 else self.a[i - 1]
+            # The 1/m of the primer's dW = (1/m)·dZ·a_prevᵀ and db = mean(dZ) is in d.
+            np.dot(self.delta_t[i], a_prev, out=self.dw[i])  # dW[l] = dZ[l]ᵀ·A[l-1]
+            np.dot(self.ones, self.delta[i], out=self.db[i])  # db[l] = Σ_i dZ[l]_i
+            if i > 0:
+                np.dot(self.delta[i], self.weights[i], out=self.da[i - 1])  # dA[l-1] = dZ[l]·W[l]
+                # dZ[l-1] = dA[l-1] * g'(z[l-1])
+                self.derivatives[i - 1](self.a[i - 1], self.da[i - 1], self.delta[i - 1])

@@ -1,25 +1,34 @@
-"""npz archives to and from bytes, read without pickle and with the headers checked first.
+"""Named arrays to and from npz / .npy bytes, read safely: never pickle, headers first.
 
-Reading an untrusted archive goes member by member: the ``.npy`` header (dtype, shape)
-is read and handed to a check *before* any data is read, so a forged header cannot make
-us allocate a huge array, and object arrays are refused outright (``allow_pickle=False``).
-JSON documents travel inside archives as uint8 arrays (``put_json`` / ``get_json``).
+``np.load`` trusts a member's header: a 100-byte file can declare a shape of 10**12
+elements. Here each ``.npy`` header (dtype, shape) is read and vetted *before* any data
+is: object dtypes are refused outright, and so are declared sizes over a limit and
+whatever the caller's header check refuses, so a forged header cannot make us allocate
+a huge array. Every refusal is an ExportFormatError whose ``loc`` names the array when
+known. The same reader serves model exports, checkpoints, dataset files and stored
+datasets, and :func:`load_npy` reads a single .npy (a predict body). JSON documents
+travel inside archives as uint8 arrays (:func:`put_json` / :func:`get_json`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import struct
 import zipfile
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib import format as npy_format
 
 from app.engine.errors import ExportFormatError
 
 HeaderCheck = Callable[[str, np.dtype[Any], tuple[int, ...]], None]
+MAX_ELEMENTS = 10**9  # default limit on one array's declared element count
+MAX_HEADER_BYTES = 10_000
 
 
 def dump(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
@@ -29,59 +38,163 @@ def dump(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def _read_member(archive: zipfile.ZipFile, member: str, check: HeaderCheck) -> npt.NDArray[Any]:
-    name = member[: -len(".npy")]
-    with archive.open(member) as stream:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise ExportFormatError(
-                f"array {name!r} has an unsupported .npy version {version}", (name,)
-            )
-        if dtype.hasobject:
-            raise ExportFormatError(
-                f"array {name!r} holds Python objects; only numbers are accepted", (name,)
-            )
-        check(name, dtype, tuple(shape))
-        count = int(np.prod(shape, dtype=np.int64))
-        data = stream.read(count * dtype.itemsize)
-        if len(data) != count * dtype.itemsize:
-            raise ExportFormatError(f"array {name!r} is truncated", (name,))
-    flat: npt.NDArray[Any] = np.frombuffer(data, dtype=dtype, count=count)
-    array: npt.NDArray[Any] = flat.reshape(tuple(shape), order="F" if fortran else "C")
-    return array.copy()
+def accept_any(name: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+    """A header check that adds nothing to the built-in ones (objects, size limit)."""
 
 
-def load(data: bytes, check: HeaderCheck, what: str = "npz archive") -> dict[str, npt.NDArray[Any]]:
-    """The arrays of an npz archive; ``check(name, dtype, shape)`` vets each header first.
+def load(
+    data: bytes,
+    check: HeaderCheck = accept_any,
+    what: str = "npz archive",
+    *,
+    required: tuple[str, ...] = (),
+    max_elements: int = MAX_ELEMENTS,
+    copy: bool = True,
+) -> dict[str, npt.NDArray[Any]]:
+    """The arrays of an npz archive, each header vetted before its data is read:
+    ``check(name, dtype, shape)``, no object dtype, no more than ``max_elements``
+    elements; ``required`` names arrays that must be there; ``what`` names the archive
+    in messages. ExportFormatError for anything that is not a well-formed npz of plain
+    arrays (a member that is not a top-level ``.npy`` file included).
 
-    Raises ExportFormatError for anything that is not a well-formed npz of plain arrays.
+    ``copy=False``: members stored without compression (``np.savez``) come back as
+    read-only views of ``data`` instead of copies, which saves a copy of the data and its
+    page faults when a worker loads a dataset. The member's CRC is not verified then, so
+    use it only for bytes this server wrote itself (:func:`dump`). The views are usually
+    not aligned for their dtype (the zip puts data at any byte offset): NumPy handles
+    that, and the engine's epoch loop copies x when it would hand it to BLAS as it is.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ExportFormatError(f"the {what} must be bytes", ())
     try:
-        with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
-            arrays: dict[str, npt.NDArray[Any]] = {}
-            for member in archive.namelist():
-                if not member.endswith(".npy") or "/" in member:
-                    raise ExportFormatError(
-                        f"the {what} contains {member!r}, which is not an array", ()
-                    )
-                arrays[member[: -len(".npy")]] = _read_member(archive, member, check)
-            return arrays
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-        raise ExportFormatError(f"the {what} is not a readable npz archive ({exc})", ()) from exc
-    except ValueError as exc:
-        if isinstance(exc, ExportFormatError):
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = archive.namelist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+        raise ExportFormatError(f"the {what} is not a valid npz file: {exc}", ()) from None
+    for member in names:
+        if not member.endswith(".npy") or "/" in member:
+            raise ExportFormatError(f"the {what} contains {member!r}, which is not an array", ())
+    members = {member.removesuffix(".npy"): member for member in names}
+    for name in required:
+        if name not in members:
+            raise ExportFormatError(
+                f"the {what} has no array {name!r} (it has: {sorted(members) or 'none'})",
+                (name,),
+            )
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for name, member in members.items():
+        try:
+            arrays[name] = _read_member(archive, member, name, data, check, max_elements, copy)
+        except ExportFormatError:
             raise
-        raise ExportFormatError(f"the {what} has a malformed array header ({exc})", ()) from exc
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise ExportFormatError(f"array {name!r} is malformed: {exc}", (name,)) from None
+    return arrays
 
 
-def accept_any(name: str, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
-    """A header check for archives we wrote ourselves (object arrays are still refused)."""
+def _read_member(
+    archive: zipfile.ZipFile,
+    member: str,
+    name: str,
+    data: bytes,
+    check: HeaderCheck,
+    max_elements: int,
+    copy: bool,
+) -> npt.NDArray[Any]:
+    """One member, its header checked first; a view of ``data`` when ``copy`` is False
+    and the member allows it, else a new array."""
+    with archive.open(member) as handle:
+        shape, fortran, dtype, size = _checked_header(handle, name, max_elements)
+        check(name, dtype, shape)
+        if not copy:
+            view = _stored_view(data, archive.getinfo(member), handle, dtype, size)
+            if view is not None:
+                return view.reshape(shape, order="F" if fortran else "C")
+    with archive.open(member) as handle:
+        # NumPy's reader fills one preallocated array chunk by chunk: no second copy.
+        array: npt.NDArray[Any] = npy_format.read_array(
+            handle, allow_pickle=False, max_header_size=MAX_HEADER_BYTES
+        )
+        return array
+
+
+def load_npy(data: bytes, *, name: str = "x", max_elements: int = MAX_ELEMENTS) -> npt.NDArray[Any]:
+    """The array of a single .npy file, with :func:`load`'s checks (no object dtype, no
+    declared size over ``max_elements``) and nothing after its data. A read-only view of
+    ``data`` when that is aligned for the dtype, else a copy."""
+    handle = io.BytesIO(data)
+    try:
+        shape, fortran, dtype, size = _checked_header(handle, name, max_elements)
+    except ExportFormatError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        raise ExportFormatError(f"not a valid .npy file: {exc}", (name,)) from None
+    start = handle.tell()
+    if len(data) - start != size * dtype.itemsize:
+        raise ExportFormatError(
+            f"the .npy header declares {size * dtype.itemsize} bytes of data, the body has "
+            f"{len(data) - start}",
+            (name,),
+        )
+    array = np.frombuffer(data, dtype=dtype, count=size, offset=start)
+    array = array.reshape(shape, order="F" if fortran else "C")
+    return array if array.flags.aligned else array.copy()
+
+
+def _checked_header(
+    handle: IO[bytes], name: str, max_elements: int
+) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """(shape, fortran order, dtype, element count) of the .npy header at ``handle``,
+    which is left just after it; ExportFormatError for object dtypes and oversize arrays,
+    ValueError for a malformed header."""
+    version = npy_format.read_magic(handle)
+    if version == (1, 0):
+        header = npy_format.read_array_header_1_0(handle, max_header_size=MAX_HEADER_BYTES)
+    elif version == (2, 0):
+        header = npy_format.read_array_header_2_0(handle, max_header_size=MAX_HEADER_BYTES)
+    else:
+        # Caught by the callers: "array 'x' is malformed: ..." / "not a valid .npy file: ..."
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, fortran, dtype = header
+    if dtype.hasobject:
+        raise ExportFormatError(
+            f"array {name!r} holds Python objects; only numbers are accepted", (name,)
+        )
+    size = math.prod(shape)  # exact: a forged shape cannot overflow into a small count
+    if size > max_elements:
+        raise ExportFormatError(
+            f"array {name!r} declares {size} elements (limit {max_elements})", (name,)
+        )
+    return tuple(shape), fortran, dtype, size
+
+
+LOCAL_HEADER_SIZE = 30  # a zip local file header, before its file name and extra field
+
+
+def _stored_view(
+    data: bytes, info: zipfile.ZipInfo, handle: IO[bytes], dtype: np.dtype[Any], size: int
+) -> npt.NDArray[Any] | None:
+    """The ``size`` elements of an uncompressed member as a flat read-only view of
+    ``data``, for a ``handle`` positioned just after the member's .npy header; None when
+    the member is compressed or its bytes are not where its headers say."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    start = info.header_offset
+    local = data[start : start + LOCAL_HEADER_SIZE]
+    if len(local) != LOCAL_HEADER_SIZE or local[:4] != b"PK\x03\x04":
+        return None
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    header_length = handle.tell()
+    offset = start + LOCAL_HEADER_SIZE + name_length + extra_length + header_length
+    if (
+        info.compress_size != info.file_size
+        or header_length + size * dtype.itemsize != info.file_size
+        or offset + info.file_size - header_length > len(data)
+    ):
+        return None
+    view = np.frombuffer(data, dtype=dtype, count=size, offset=offset)
+    view.flags.writeable = False  # also when ``data`` is a writable buffer
+    return view
 
 
 def put_json(document: Any) -> npt.NDArray[np.uint8]:
@@ -91,7 +204,7 @@ def put_json(document: Any) -> npt.NDArray[np.uint8]:
 
 
 def get_json(array: npt.NDArray[Any], name: str) -> Any:
-    """The JSON document stored by ``put_json``; ExportFormatError if it is not one."""
+    """The JSON document stored by :func:`put_json`; ExportFormatError if it is not one."""
     if array.dtype != np.uint8 or array.ndim != 1:
         raise ExportFormatError(f"{name!r} is not an embedded JSON document", (name,))
     try:

@@ -1,4 +1,5 @@
-"""Optimizers over the flat parameter vector, from the simplest to the most complex.
+"""Optimizers over the flat parameter vector, from the simplest to the most complex, and
+the whole parameter update of a training step.
 
 Each optimizer builds its state aligned with ``params`` (same shape and dtype) in
 ``__init__`` and updates ``params`` in place in ``step(params, grads)``; ``grads`` is
@@ -16,19 +17,47 @@ and dropped: inside a training run it gained nothing (1024-1024-1024-10, batch 2
 10,372 samples/s on one thread, 10,321 on two; SGD 12,449 and 12,419) and lost up to 10%
 when the machine was busy, because OpenBLAS's own threads spin on the other core for a
 while after every matrix product.
+
+The update after backward (``make_update``), with the flat gradient g of the mean data
+loss laid out like ``Network.params``:
+
+1. L2 (l2 > 0): g_W += l2·W for every weight matrix — the gradient of the penalty
+   (l2 / 2)·Σ_l ‖W[l]‖²_F; biases are not penalised. The weights are the first
+   ``weight_count`` entries of the flat vector, so this is one slice, not L slices.
+2. Clipping (clip_norm = c): if ‖g‖₂ > c, g ← g·c/‖g‖₂ (one global norm over all layers,
+   penalty included).
+3. The optimizer's step.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from app.engine.errors import ConfigError
 
-if TYPE_CHECKING:
-    from app.engine.options import OptimizerOptions
+
+class Hyperparameters(Protocol):
+    """What an optimizer reads of its options (``app.engine.options.Hyperparameters``)."""
+
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def momentum(self) -> float: ...
+    @property
+    def nesterov(self) -> bool: ...
+    @property
+    def beta1(self) -> float: ...
+    @property
+    def beta2(self) -> float: ...
+    @property
+    def epsilon(self) -> float: ...
+
 
 Array = npt.NDArray[np.floating[Any]]
 Pieces = list[tuple[Array, ...]]
@@ -47,7 +76,7 @@ class Optimizer:
     """Base class: the learning rate, kept as a 0-d array of the parameter dtype, and the
     aligned chunks of (params, grads, *state) that ``step`` works through."""
 
-    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+    def __init__(self, params: Array, options: Hyperparameters) -> None:
         self._neg_lr = np.zeros((), dtype=params.dtype)
         self.learning_rate = options.learning_rate
         self._cut_for: tuple[Array, Array] | None = None
@@ -98,7 +127,7 @@ class Momentum(Optimizer):
     The velocity formulation of Sutskever et al. (also scikit-learn's and Keras's).
     """
 
-    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+    def __init__(self, params: Array, options: Hyperparameters) -> None:
         super().__init__(params, options)
         self.velocity = np.zeros_like(params)
         self.nesterov = options.nesterov
@@ -134,7 +163,7 @@ class Adam(Optimizer):
     same expression with the corrections folded into two scalars.
     """
 
-    def __init__(self, params: Array, options: OptimizerOptions) -> None:
+    def __init__(self, params: Array, options: Hyperparameters) -> None:
         super().__init__(params, options)
         self.m = np.zeros_like(params)
         self.v = np.zeros_like(params)
@@ -191,3 +220,49 @@ def get(name: str) -> type[Optimizer]:
             f"unknown optimizer {name!r}; valid optimizers: {valid}", ("optimizer", "name")
         )
     return OPTIMIZERS[name]
+
+
+# --- the whole update: L2 penalty, clipping, then the optimizer's step ---------------------
+
+
+class NonFiniteGradient(ArithmeticError):
+    """The gradient norm is NaN or infinite (only computed when clipping)."""
+
+
+def make_update(
+    optimizer: Optimizer,
+    params: Array,
+    grads: Array,
+    weight_count: int,
+    l2: float,
+    clip_norm: float | None,
+) -> Callable[[], None]:
+    """A no-argument function applying steps 1-3 (module docstring) to ``params``.
+
+    params / grads: flat vectors laid out like ``Network.params``, the weights in the
+    first ``weight_count`` entries. Without penalty and clipping the function is the
+    optimizer's step itself (no Python in between). The penalty goes through the weights
+    in chunks, like the optimizers, with one chunk of scratch space.
+    """
+    step = optimizer.step
+    if not l2 and clip_norm is None:
+        return functools.partial(step, params, grads)
+    penalised = _chunks(params[:weight_count], grads[:weight_count])
+    scratch = np.empty(max(w.size for w, _ in penalised), dtype=params.dtype)
+    l2_array = np.array(l2, dtype=params.dtype)
+
+    def update() -> None:
+        if l2:
+            for w, g in penalised:
+                decay = scratch[: w.size]
+                np.multiply(w, l2_array, out=decay)
+                np.add(g, decay, out=g)  # g_W += l2·W
+        if clip_norm is not None:
+            norm = math.sqrt(float(np.dot(grads, grads)))
+            if not math.isfinite(norm):
+                raise NonFiniteGradient
+            if norm > clip_norm:
+                np.multiply(grads, clip_norm / norm, out=grads)  # g ← g·c/‖g‖₂
+        step(params, grads)
+
+    return update

@@ -1,5 +1,9 @@
 """Training options: small frozen dataclasses that validate themselves.
 
+This file is the one declaration of every training option: its name (the field), its
+default, its bounds and its description (see ``optionspec``). The HTTP API's job body
+and its OpenAPI document are built from these fields, so they cannot disagree.
+
 Every bad value raises a ConfigError whose ``loc`` is the path of the field as it appears
 in ``TrainingOptions.to_dict()``, e.g. ("optimizer", "learning_rate") or ("epochs",).
 ``to_dict`` / ``from_dict`` round-trip through JSON.
@@ -13,58 +17,34 @@ together, penalty included) to norm clip_norm whenever its L2 norm is larger.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 from app.engine.errors import ConfigError
+from app.engine.optimizers import OPTIMIZERS as OPTIMIZER_TABLE
+from app.engine.optionspec import choice, flag, integer, nested, number, options_of, spec_of
+from app.engine.schedules import SCHEDULES as SCHEDULE_TABLE
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "step", "cosine")
+OPTIMIZERS = tuple(OPTIMIZER_TABLE)
+SCHEDULES = tuple(SCHEDULE_TABLE)
 MAX_EPOCHS = 1_000_000
 MAX_BATCH = 1_000_000
+MAX_SEED = 2**32 - 1
+MAX_LEARNING_RATE = 10.0
 
 T = TypeVar("T", bound="_Options")
 
 
-def _number(
-    value: Any,
-    loc: tuple[str | int, ...],
-    low: float,
-    high: float,
-    *,
-    open_low: bool = False,
-    open_high: bool = False,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"must be a finite number, got {value!r}", loc)
-    if value < low or (open_low and value == low) or value > high or (open_high and value == high):
-        lo = f"{'>' if open_low else '>='} {low:g}"
-        hi = f"{'<' if open_high else '<='} {high:g}"
-        raise ConfigError(f"must be {lo} and {hi}, got {value!r}", loc)
-
-
-def _integer(value: Any, loc: tuple[str | int, ...], low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"must be an integer from {low} to {high}, got {value!r}", loc)
-
-
-def _flag(value: Any, loc: tuple[str | int, ...]) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"must be true or false, got {value!r}", loc)
-
-
-def _choice(value: Any, choices: tuple[str, ...], loc: tuple[str | int, ...], what: str) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {what} {value!r}; valid: {', '.join(choices)}", loc)
-
-
 class _Options:
-    """Shared dict round trip; subclasses are dataclasses with a ``LOC`` prefix."""
+    """Validation and the dict round trip, both driven by the fields' specs; subclasses
+    are frozen dataclasses with a ``LOC`` prefix."""
 
     LOC: ClassVar[tuple[str, ...]] = ()
-    NESTED: ClassVar[dict[str, type[_Options]]] = {}
+
+    def __post_init__(self) -> None:
+        for declared in fields(self):  # type: ignore[arg-type]
+            spec_of(declared).check(getattr(self, declared.name), (*self.LOC, declared.name))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field (nested options as dicts)."""
@@ -75,17 +55,17 @@ class _Options:
         """Options from a (possibly partial) dict; missing fields keep their defaults."""
         if not isinstance(data, Mapping):
             raise ConfigError("must be an object", cls.LOC)
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        declared = {option.name: option.spec for option in options_of(cls)}
         for key in data:
-            if key not in names:
+            if key not in declared:
                 raise ConfigError(
-                    f"unknown option {key!r}; valid: {', '.join(sorted(names))}",
+                    f"unknown option {key!r}; valid: {', '.join(sorted(declared))}",
                     (*cls.LOC, str(key)),
                 )
         values = dict(data)
-        for name, nested in cls.NESTED.items():
-            if values.get(name) is not None:
-                values[name] = nested.from_dict(values[name])
+        for name, spec in declared.items():
+            if spec.options is not None and values.get(name) is not None:
+                values[name] = spec.options.from_dict(values[name])
         return cls(**values)
 
 
@@ -94,22 +74,31 @@ class OptimizerOptions(_Options):
     """sgd, momentum (nesterov optional) or adam, with their hyperparameters."""
 
     LOC: ClassVar[tuple[str, ...]] = ("optimizer",)
-    name: str = "adam"
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-
-    def __post_init__(self) -> None:
-        _choice(self.name, OPTIMIZERS, (*self.LOC, "name"), "optimizer")
-        _number(self.learning_rate, (*self.LOC, "learning_rate"), 0.0, 1e6, open_low=True)
-        _number(self.momentum, (*self.LOC, "momentum"), 0.0, 1.0, open_high=True)
-        _flag(self.nesterov, (*self.LOC, "nesterov"))
-        _number(self.beta1, (*self.LOC, "beta1"), 0.0, 1.0, open_high=True)
-        _number(self.beta2, (*self.LOC, "beta2"), 0.0, 1.0, open_high=True)
-        _number(self.epsilon, (*self.LOC, "epsilon"), 0.0, 1.0, open_low=True)
+    name: str = choice("adam", "The update rule", choices=OPTIMIZERS, noun="optimizer")
+    learning_rate: float = number(
+        0.01,
+        "Step size (the starting rate when a schedule is set)",
+        low=0.0,
+        high=MAX_LEARNING_RATE,
+        open_low=True,
+    )
+    momentum: float = number(
+        0.9, "momentum: the share of the last step kept", low=0.0, high=1.0, open_high=True
+    )
+    nesterov: bool = flag(False, "momentum: look ahead along the velocity (Nesterov)")
+    beta1: float = number(
+        0.9, "adam: decay of the gradient's running mean", low=0.0, high=1.0, open_high=True
+    )
+    beta2: float = number(
+        0.999,
+        "adam: decay of the squared gradient's running mean",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    )
+    epsilon: float = number(
+        1e-8, "adam: added to the denominator's root", low=0.0, high=1.0, open_low=True
+    )
 
 
 @dataclass(frozen=True)
@@ -118,16 +107,19 @@ class ScheduleOptions(_Options):
     (from the optimizer's rate down to min_learning_rate over all epochs)."""
 
     LOC: ClassVar[tuple[str, ...]] = ("lr_schedule",)
-    name: str = "constant"
-    step_size: int = 10
-    factor: float = 0.5
-    min_learning_rate: float = 0.0
-
-    def __post_init__(self) -> None:
-        _choice(self.name, SCHEDULES, (*self.LOC, "name"), "schedule")
-        _integer(self.step_size, (*self.LOC, "step_size"), 1, MAX_EPOCHS)
-        _number(self.factor, (*self.LOC, "factor"), 0.0, 1.0, open_low=True)
-        _number(self.min_learning_rate, (*self.LOC, "min_learning_rate"), 0.0, 1e6)
+    name: str = choice(
+        "constant", "How the rate changes per epoch", choices=SCHEDULES, noun="schedule"
+    )
+    step_size: int = integer(10, "step: epochs between two cuts", low=1, high=MAX_EPOCHS)
+    factor: float = number(
+        0.5, "step: the rate is multiplied by this at each cut", low=0.0, high=1.0, open_low=True
+    )
+    min_learning_rate: float = number(
+        0.0,
+        "step and cosine: the floor (at most the optimizer's learning_rate)",
+        low=0.0,
+        high=MAX_LEARNING_RATE,
+    )
 
 
 @dataclass(frozen=True)
@@ -135,49 +127,53 @@ class EarlyStoppingOptions(_Options):
     """Stop after ``patience`` epochs without an improvement larger than ``min_delta``."""
 
     LOC: ClassVar[tuple[str, ...]] = ("early_stopping",)
-    patience: int = 10
-    min_delta: float = 0.0
-
-    def __post_init__(self) -> None:
-        _integer(self.patience, (*self.LOC, "patience"), 1, MAX_EPOCHS)
-        _number(self.min_delta, (*self.LOC, "min_delta"), 0.0, 1e12)
+    patience: int = integer(10, "Epochs without improvement before stopping", low=1, high=100_000)
+    min_delta: float = number(
+        0.0, "The smallest drop in the watched loss that counts", low=0.0, high=1e6
+    )
 
 
 @dataclass(frozen=True)
 class TrainingOptions(_Options):
     """Everything about one training run except the network and the data."""
 
-    NESTED: ClassVar[dict[str, type[_Options]]] = {
-        "optimizer": OptimizerOptions,
-        "lr_schedule": ScheduleOptions,
-        "early_stopping": EarlyStoppingOptions,
-    }
-    epochs: int = 100
-    batch_size: int = 32
-    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
-    l2: float = 0.0
-    clip_norm: float | None = None
-    lr_schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
-    validation_split: float = 0.0
-    early_stopping: EarlyStoppingOptions | None = None
-    standardize: bool = True
-    seed: int = 0
-    shuffle: bool = True
+    epochs: int = integer(100, "Passes over the training rows", low=1, high=MAX_EPOCHS)
+    batch_size: int = integer(32, "Rows per gradient step", low=1, high=MAX_BATCH)
+    optimizer: OptimizerOptions = nested(OptimizerOptions, "The update rule and its settings")
+    l2: float = number(
+        0.0, "L2 penalty on the weights: adds (l2 / 2)·Σ‖W‖² to the loss", low=0.0, high=1e3
+    )
+    clip_norm: float | None = number(
+        None,
+        "Rescale the whole gradient to this L2 norm when it is longer (null: off)",
+        low=0.0,
+        high=1e6,
+        open_low=True,
+        nullable=True,
+    )
+    lr_schedule: ScheduleOptions = nested(ScheduleOptions, "The learning rate per epoch")
+    validation_split: float = number(
+        0.2,
+        "Share of rows held out (stratified by class) to measure generalisation",
+        low=0.0,
+        high=0.9,
+    )
+    early_stopping: EarlyStoppingOptions | None = nested(
+        EarlyStoppingOptions,
+        "Stop when the validation loss (training loss without a split) stops improving (null: off)",
+        nullable=True,
+    )
+    standardize: bool = flag(True, "Scale each feature to mean 0, std 1 (fitted on training rows)")
+    seed: int = integer(
+        0,
+        "Seeds the validation split and the shuffling (the network's seed sets the weights)",
+        low=0,
+        high=MAX_SEED,
+    )
+    shuffle: bool = flag(True, "Shuffle the training rows every epoch")
 
     def __post_init__(self) -> None:
-        _integer(self.epochs, ("epochs",), 1, MAX_EPOCHS)
-        _integer(self.batch_size, ("batch_size",), 1, MAX_BATCH)
-        for name, kind in self.NESTED.items():
-            value = getattr(self, name)
-            if not isinstance(value, kind) and not (name == "early_stopping" and value is None):
-                raise ConfigError(f"must be {kind.__name__}", (name,))
-        _number(self.l2, ("l2",), 0.0, 1e6)
-        if self.clip_norm is not None:
-            _number(self.clip_norm, ("clip_norm",), 0.0, 1e12, open_low=True)
-        _number(self.validation_split, ("validation_split",), 0.0, 1.0, open_high=True)
-        _flag(self.standardize, ("standardize",))
-        _integer(self.seed, ("seed",), 0, 2**63 - 1)
-        _flag(self.shuffle, ("shuffle",))
+        super().__post_init__()
         if self.lr_schedule.min_learning_rate > self.optimizer.learning_rate:
             raise ConfigError(
                 "must not exceed the optimizer's learning_rate",

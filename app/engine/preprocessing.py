@@ -1,5 +1,9 @@
 """Feature checks and standardisation.
 
+:func:`check_features` is the one check of "rows of real numbers, 2-D, finite, of the
+right width": the engine's own inputs and its callers' (rows parsed from JSON, arrays
+read from .npy or npz files) all go through it.
+
 Standardisation maps each feature to zero mean and unit variance with statistics fitted
 on the training split only: x' = (x - x_mean) / x_std, x_mean and x_std of shape (n[0],).
 A constant feature (std 0) gets std 1, so it maps to 0 instead of dividing by zero. The
@@ -8,39 +12,94 @@ statistics are stored with the model and applied again at prediction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from app.engine.errors import DataError
+from app.engine.errors import DataError, InputWidthError
 
 Array = npt.NDArray[np.floating[Any]]
+Loc = tuple[str | int, ...]
 FIT_BLOCK_ELEMENTS = 1 << 20  # values widened to float64 at a time by Standardizer.fit (8 MiB)
+_ROW_TYPES = (list, tuple, np.ndarray)
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
 
 
 def check_features(
-    x: npt.ArrayLike, input_size: int, dtype: np.dtype[Any], name: str = "x"
+    x: Any, input_size: int | None, dtype: npt.DTypeLike, loc: Loc = ("x",)
 ) -> Array:
-    """x as a C-contiguous (m, input_size) array of ``dtype``; DataError naming the first
-    offending row / column for NaN or infinite values, wrong shapes or non-numbers."""
-    arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise DataError(f"{name} must be an array of numbers, got dtype {arr.dtype}", (name,))
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise DataError(f"{name} must be real numbers, got dtype {arr.dtype}", (name,))
-    if arr.ndim != 2 or arr.shape[1] != input_size:
-        raise DataError(f"{name} must have shape (m, {input_size}), got {arr.shape}", (name,))
-    if arr.shape[0] == 0:
-        raise DataError(f"{name} has no rows", (name,))
-    with np.errstate(over="ignore"):  # a float64 -> float32 overflow shows up as inf below
-        out = np.ascontiguousarray(arr, dtype=dtype)
+    """x as a C-contiguous (m, input_size) array of ``dtype``, m >= 1.
+
+    ``x``: an array of integers or floats, or a sequence of equal-length rows of numbers
+    (a parsed JSON body; converted through float64). ``input_size`` None: any width >= 1.
+    Refusals are DataErrors at ``loc`` followed by where: ``(*loc, i)`` for row i of a
+    sequence (ragged, empty, not a list), ``(*loc, i, j)`` for a value that is not a
+    number or not finite in ``dtype`` (NaN, inf, or an overflow of it), ``loc`` for x as
+    a whole (not 2-D numbers, no rows); an InputWidthError at ``loc`` for another width.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+        if arr.dtype.kind not in "iuf":
+            raise DataError(
+                f"features must hold real numbers (integers or floats), got dtype {arr.dtype}",
+                loc,
+            )
+        if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise DataError(
+                "features must be 2-D (rows, features) with at least one row and one "
+                f"feature, got shape {arr.shape}",
+                loc,
+            )
+    else:
+        arr = _rows_array(x, loc)
+    if input_size is not None and arr.shape[1] != input_size:
+        raise InputWidthError(
+            f"rows have {arr.shape[1]} values, the network takes {input_size}", loc
+        )
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow shows up as inf below
+        out: Array = np.ascontiguousarray(arr, dtype=dtype)
     finite = np.isfinite(out)
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])
-        raise DataError(f"{name}[{row}][{col}] is not a finite number", (name, row, col))
+        raise DataError(
+            f"values must be finite {out.dtype} numbers (no NaN, inf or overflow); "
+            f"row {row}, column {col} is not",
+            (*loc, row, col),
+        )
     return out
+
+
+def _rows_array(rows: Any, loc: Loc) -> npt.NDArray[np.float64]:
+    """A sequence of rows as a (m, n) float64 array, m and n >= 1; DataError naming the
+    first row or value at fault otherwise."""
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise _first_bad_row(rows, loc) from None
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise _first_bad_row(rows, loc)
+    return arr
+
+
+def _first_bad_row(rows: Any, loc: Loc) -> DataError:
+    """Why ``rows`` is not a rectangular, non-empty sequence of rows of numbers, and where."""
+    if not isinstance(rows, Sequence | np.ndarray) or isinstance(rows, str) or len(rows) == 0:
+        return DataError("features must be a non-empty list of rows", loc)
+    width = len(rows[0]) if isinstance(rows[0], _ROW_TYPES) else -1
+    for i, row in enumerate(rows):
+        if not isinstance(row, _ROW_TYPES) or len(row) == 0:
+            return DataError("each row must be a non-empty list of numbers", (*loc, i))
+        if len(row) != width:
+            return DataError(f"row {i} has {len(row)} values, row 0 has {width}", (*loc, i))
+        for j, value in enumerate(row):
+            if not isinstance(value, _NUMBER_TYPES):
+                return DataError(
+                    f"values must be numbers, got {type(value).__name__}", (*loc, i, j)
+                )
+    return DataError("the rows hold a number too large for a float64", loc)
 
 
 @dataclass(frozen=True)

@@ -12,28 +12,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from app.engine.errors import ConfigError
 
-if TYPE_CHECKING:
-    from app.engine.options import ScheduleOptions
 
-Schedule = Callable[[float, int, int, "ScheduleOptions"], float]
+class ScheduleParameters(Protocol):
+    """What a schedule reads of its options (``app.engine.options.ScheduleParameters``)."""
+
+    @property
+    def factor(self) -> float: ...
+    @property
+    def step_size(self) -> int: ...
+    @property
+    def min_learning_rate(self) -> float: ...
 
 
-def constant(rate: float, epoch: int, epochs: int, options: ScheduleOptions) -> float:
+Schedule = Callable[[float, int, int, ScheduleParameters], float]
+
+
+def constant(rate: float, epoch: int, epochs: int, options: ScheduleParameters) -> float:
     """The base rate, every epoch."""
     return rate
 
 
-def step(rate: float, epoch: int, epochs: int, options: ScheduleOptions) -> float:
+def step(rate: float, epoch: int, epochs: int, options: ScheduleParameters) -> float:
     """The base rate times factor once every step_size epochs, floored."""
     decayed = rate * options.factor ** (epoch // options.step_size)
     return max(options.min_learning_rate, decayed)
 
 
-def cosine(rate: float, epoch: int, epochs: int, options: ScheduleOptions) -> float:
+def cosine(rate: float, epoch: int, epochs: int, options: ScheduleParameters) -> float:
     """Half a cosine from the base rate down towards the floor."""
     low = options.min_learning_rate
     return low + (rate - low) * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))

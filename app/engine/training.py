@@ -1,22 +1,17 @@
-"""The fit loop: epochs of minibatch steps, metrics, early stopping, callbacks, checkpoints.
+"""Training a network: the Trainer, which prepares the data, runs the epoch loop and
+hands out results and checkpoints.
 
-``Trainer(network, x, y, options).run()`` trains ``network`` in place. Per epoch: the
-rows are shuffled (a function of seed and epoch), the learning rate is set from the
-schedule, every batch runs forward → backward → L2 / clipping → optimizer step (see
-``update`` for the exact penalty and clipping formulas), and the epoch's metrics come
-from the logits the steps produced plus one forward pass over the validation rows.
-
-The best score so far (validation loss when there is validation data, else training
-loss) and its weights are always tracked; with early stopping the run ends with those
-weights restored. ``should_stop`` is asked before every batch; ``on_epoch`` is called at
+``Trainer(network, x, y, options).run()`` trains ``network`` in place. The data are
+checked, encoded, split and standardised (``trainingdata``); the epochs run in
+``loop.EpochLoop`` — per batch: forward and backward (``network``), then L2, clipping and
+the optimizer's step (``optimizers``); per epoch: metrics, history, the best weights and
+early stopping. ``should_stop`` is asked before every batch; ``on_epoch`` is called at
 each epoch boundary. ``checkpoint()`` captures the complete state at any point between
 batches, and a run resumed from it ends with bit-identical weights.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +19,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import activations, labels, metrics, optimizers, schedules
 from app.engine import checkpoint as checkpoints
-from app.engine.errors import ConfigError, DataError, DivergenceError, ExportFormatError
-from app.engine.loop import EpochLoop, NonFiniteOutput
+from app.engine import labels
+from app.engine.errors import ConfigError, DataError, ExportFormatError
+from app.engine.loop import EpochLoop, Progress
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.options import (
@@ -37,9 +32,7 @@ from app.engine.options import (
     TrainingOptions,
 )
 from app.engine.preprocessing import Standardizer
-from app.engine.progress import Progress
 from app.engine.trainingdata import TrainingData
-from app.engine.update import NonFiniteGradient, make_update
 
 __all__ = [
     "EarlyStoppingOptions",
@@ -51,7 +44,6 @@ __all__ = [
 ]
 
 Array = npt.NDArray[np.floating[Any]]
-EVAL_ROWS = 8192  # validation rows per forward pass, to bound memory
 
 
 @dataclass
@@ -112,18 +104,18 @@ class Trainer:
 
     def _start(self, network: Network, options: TrainingOptions, data: TrainingData) -> None:
         self.network, self.options, self.data = network, options, data
-        self.grads = np.zeros_like(network.params)
-        self.optimizer = optimizers.get(options.optimizer.name)(network.params, options.optimizer)
-        self.loop = EpochLoop(
-            network, data.x, data.y, options.batch_size, options.shuffle, options.seed, self.grads
-        )
-        self.progress = Progress()
-        self.best_params = network.params.copy()
-        self._arranged: int | None = None  # the epoch whose row order the loop holds
+        self.loop = EpochLoop(network, data, options)
         self._fingerprint: str | None = None
-        self._update = make_update(
-            network, self.grads, self.optimizer, options.l2, options.clip_norm
-        )
+
+    @property
+    def progress(self) -> Progress:
+        """Where the run stands (see ``loop.Progress``)."""
+        return self.loop.progress
+
+    @property
+    def best_params(self) -> Array:
+        """The flat parameters of the best epoch so far (the initial ones before any)."""
+        return self.loop.best_params
 
     @property
     def epoch(self) -> int:
@@ -132,7 +124,7 @@ class Trainer:
 
     @property
     def history(self) -> list[dict[str, float]]:
-        """One entry per completed epoch (see ``_end_epoch`` for the keys)."""
+        """One entry per completed epoch (keys: see ``loop.EpochLoop._end_epoch``)."""
         return self.progress.history
 
     @property
@@ -152,86 +144,8 @@ class Trainer:
 
         Raises DivergenceError if the loss, the outputs or the weights become non-finite.
         """
-        options, progress = self.options, self.progress
-        schedule = schedules.get(options.lr_schedule.name)
-        while progress.epoch < options.epochs and not progress.early_stopped:
-            rate = schedule(
-                options.optimizer.learning_rate, progress.epoch, options.epochs, options.lr_schedule
-            )
-            self.optimizer.learning_rate = rate
-            if self._arranged != progress.epoch:
-                self.loop.arrange(progress.epoch)
-                self._arranged = progress.epoch
-            start, started = progress.batches_done, time.perf_counter()
-            try:
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    done = self.loop.run(start, self._update, should_stop)
-            except (NonFiniteOutput, NonFiniteGradient):
-                raise self._diverged("the outputs or gradients became NaN or infinite") from None
-            progress.epoch_seconds += time.perf_counter() - started
-            progress.samples_trained += self.loop.rows(done) - self.loop.rows(start)
-            progress.batches_done = done
-            if done < len(self.loop.batches):
-                return self._result(stopped=True)
-            entry = self._end_epoch(rate)
-            if on_epoch is not None:
-                on_epoch(dict(entry))
-        if options.early_stopping is not None:
-            self.network.params[...] = self.best_params
-        return self._result(stopped=False)
-
-    def _end_epoch(self, rate: float) -> dict[str, float]:
-        """Metrics of the finished epoch; history entry keys: epoch, loss, accuracy or
-        mae + r2, the same with val_ when validating, learning_rate, seconds and
-        samples_per_second."""
-        started = time.perf_counter()
-        data, network = self.data, self.network
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            z = self.loop.logits
-            if data.task == "multiclass":
-                # The cross-entropy value reads z only and argmax(softmax(z)) = argmax(z):
-                # the epoch's softmax, the dearest part of these metrics, is not needed.
-                a = z
-            else:
-                a = np.empty_like(z)
-                activations.ACTIVATIONS[network.activations[-1]](z, a)
-            scores = metrics.evaluate(data.task, network.loss, z, a, self.loop.ys)
-            if data.x_val is not None and data.y_val is not None:
-                val = self._evaluate(data.x_val, data.y_val)
-                scores.update({f"val_{name}": value for name, value in val.items()})
-        if (
-            not all(math.isfinite(v) for v in scores.values())
-            or not np.isfinite(network.params).all()
-        ):
-            raise self._diverged(f"the loss became {scores['loss']}")
-        seconds = self.progress.epoch_seconds + time.perf_counter() - started
-        entry: dict[str, float] = {
-            "epoch": self.progress.epoch + 1,
-            **scores,
-            "learning_rate": rate,
-        }
-        entry["seconds"] = seconds
-        entry["samples_per_second"] = data.x.shape[0] / seconds if seconds > 0 else 0.0
-        if self.progress.end_epoch(entry, self.options.early_stopping):
-            self.best_params[...] = network.params
-        return entry
-
-    def _evaluate(self, x: Array, y: Array) -> dict[str, float]:
-        parts = [
-            self.network.forward_output(x[i : i + EVAL_ROWS])
-            for i in range(0, x.shape[0], EVAL_ROWS)
-        ]
-        z = np.concatenate([p[0] for p in parts])
-        a = np.concatenate([p[1] for p in parts])
-        return metrics.evaluate(self.data.task, self.network.loss, z, a, y)
-
-    def _diverged(self, reason: str) -> DivergenceError:
-        rate = self.optimizer.learning_rate
-        return DivergenceError(
-            f"training diverged in epoch {self.progress.epoch + 1}: {reason}. Lower the "
-            f"learning rate (now {rate:g}; try {rate / 10:g}) or set clip_norm.",
-            ("optimizer", "learning_rate"),
-        )
+        stopped = self.loop.run(on_epoch, should_stop)
+        return self._result(stopped)
 
     # --- results ------------------------------------------------------------------------
 
@@ -269,7 +183,7 @@ class Trainer:
         """The complete training state as npz bytes (see ``checkpoint`` and ``resume``)."""
         if self._fingerprint is None:
             self._fingerprint = self.data.fingerprint()
-        counters, optimizer_arrays = self.optimizer.state()
+        counters, optimizer_arrays = self.loop.optimizer.state()
         done = self.progress.batches_done
         return checkpoints.write(
             checkpoints.Snapshot(
@@ -312,13 +226,14 @@ class Trainer:
         trainer = cls.__new__(cls)
         trainer._start(snap.network, snap.options, data)
         trainer._fingerprint = snap.data_sha256
-        trainer.progress = snap.progress
+        trainer.loop.progress = snap.progress
         if snap.progress.batches_done >= len(trainer.loop.batches):
             raise ExportFormatError(
                 "the checkpoint's batch position does not fit the data", ("checkpoint",)
             )
-        _, like = trainer.optimizer.state()
-        trainer.optimizer.load_state(
+        optimizer = trainer.loop.optimizer
+        _, like = optimizer.state()
+        optimizer.load_state(
             snap.optimizer_counters,
             {name: checkpoints.require(snap.optimizer_arrays, name, a) for name, a in like.items()},
         )

@@ -1,26 +1,34 @@
 """``backprop serve``: the first API key, then the API process and N worker processes.
 
 The supervisor runs the API (``uvicorn app.main:create_app --factory``) and each worker
-(``python -m app.cli worker``) as child processes in its own process group, restarts a
-worker that dies (backing off when one keeps dying young), and on SIGINT/SIGTERM asks
-every child to stop with SIGTERM — workers finish their batch and release their jobs to
-the queue — then waits, and kills what is left after :data:`STOP_GRACE_SECONDS`.
-If the API process exits, the supervisor stops the workers and exits with its status.
-Every ``settings.gc_interval_seconds`` (from the start on) it runs ``backprop gc`` as a
-child process, one at a time, so that a long collection never delays the supervision.
+(``python -m app.cli worker``) as child processes in its own process group and restarts
+any of them that exits, the API included: at once when it had run for
+:data:`HEALTHY_RUN_SECONDS`, otherwise after a delay that doubles from 1 s up to
+:data:`MAX_RESTART_DELAY` while it keeps dying young (there is no limit on the number of
+restarts). On SIGINT/SIGTERM it asks every child to stop with SIGTERM — workers finish
+their batch and release their jobs to the queue — then waits, kills what is left after
+:data:`STOP_GRACE_SECONDS`, and exits with status 0. Every
+``settings.gc_interval_seconds`` (from the start on) it runs ``backprop gc`` as a child
+process, one at a time, so that a long collection never delays the supervision.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+
+from prometheus_client import multiprocess
 
 from app.config import Settings
 from app.services import keys
@@ -30,7 +38,7 @@ log = logging.getLogger("backprop.serve")
 
 STOP_GRACE_SECONDS = 30.0
 CHECK_SECONDS = 0.5
-HEALTHY_RUN_SECONDS = 60.0  # a worker that lived this long restarts without delay
+HEALTHY_RUN_SECONDS = 60.0  # a child that lived this long restarts without delay
 MAX_RESTART_DELAY = 30.0
 
 
@@ -62,6 +70,7 @@ def announce_new_key(key: str, *, host: str, port: int) -> None:
     )
 
 
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -99,6 +108,25 @@ class Child:
 
     def exit_code(self) -> int | None:
         return self.process.poll() if self.process is not None else None
+
+
+@contextmanager
+def metrics_folder(api: Child) -> Iterator[None]:
+    """Give the API process(es) a ``PROMETHEUS_MULTIPROC_DIR``: the operator's if set, else
+    a fresh temporary folder, removed at exit. There every API process writes its request
+    and cache metrics and ``/metrics`` sums them (see app.api.prometheus), so the counts
+    survive the replacement of an API process and hold with several."""
+    env = api.env if api.env is not None else dict(os.environ)
+    api.env = env
+    if env.get(METRICS_FOLDER_VARIABLE):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="backprop-metrics-")
+    env[METRICS_FOLDER_VARIABLE] = folder
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Supervisor:
@@ -141,23 +169,22 @@ class Supervisor:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            for child in [self.api, *self.workers]:
-                child.start()
-            status = self._watch()
+            with metrics_folder(self.api):  # removed once every child has stopped
+                try:
+                    for child in [self.api, *self.workers]:
+                        child.start()
+                    status = self._watch()
+                finally:
+                    self._stop_all()
         finally:
-            self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return status
 
     def _watch(self) -> int:
         while not self.stopping.wait(CHECK_SECONDS):
-            code = self.api.exit_code()
-            if code is not None:
-                log.error("the API process exited with status %d; stopping", code)
-                return code or 1
-            for worker in self.workers:
-                self._tend(worker)
+            for child in [self.api, *self.workers]:
+                self._tend(child)
             self._collect_garbage()
         return 0
 
@@ -171,27 +198,31 @@ class Supervisor:
         self._next_gc = time.monotonic() + interval
         self.gc.start()
 
-    def _tend(self, worker: Child) -> None:
-        """Restart ``worker`` if it died, after a delay that grows while it dies young."""
+    def _tend(self, child: Child) -> None:
+        """Restart ``child`` if it exited, after a delay that grows while it dies young."""
         now = time.monotonic()
-        if worker.restart_at:
-            if now >= worker.restart_at:
-                worker.restart_at = 0.0
-                worker.start()
+        if child.restart_at:
+            if now >= child.restart_at:
+                child.restart_at = 0.0
+                child.start()
             return
-        code = worker.exit_code()
+        code = child.exit_code()
         if code is None:
             return
-        lived = now - worker.started
+        lived = now - child.started
+        folder = (child.env or {}).get(METRICS_FOLDER_VARIABLE)
+        if child is self.api and folder and child.process is not None:
+            # Its live gauges (model cache size) must stop counting; its counters stay.
+            multiprocess.mark_process_dead(child.process.pid, folder)  # type: ignore[no-untyped-call]
         if lived >= HEALTHY_RUN_SECONDS:
-            worker.restart_delay = 0.0
+            child.restart_delay = 0.0
         else:
-            worker.restart_delay = min(MAX_RESTART_DELAY, max(1.0, worker.restart_delay * 2))
+            child.restart_delay = min(MAX_RESTART_DELAY, max(1.0, child.restart_delay * 2))
         log.warning(
             "%s exited with status %d after %.0f s; restarting in %.0f s",
-            worker.name, code, lived, worker.restart_delay,
+            child.name, code, lived, child.restart_delay,
         )  # fmt: skip
-        worker.restart_at = now + worker.restart_delay
+        child.restart_at = now + child.restart_delay
 
     def _stop_all(self) -> None:
         everyone = [*self.workers, self.gc, self.api]

@@ -1,7 +1,8 @@
 """Turn client-sent arrays into the stored dtypes, refusing what the engine cannot use.
 
-Features become float32 ``(n, d)``; labels become a 1-D int64 / float64 / bool / unicode
-array or a 2-D float64 array. Each refusal names where it is (``loc``).
+Features become float32 ``(n, d)``, checked by the engine's one feature check; labels
+become a 1-D int64 / float64 / bool / unicode array or a 2-D float64 array. Each refusal
+names where it is (``loc``).
 """
 
 from __future__ import annotations
@@ -12,44 +13,27 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.errors import DataError, InputWidthError
+from app.engine.preprocessing import check_features
+from app.services import jsoncodec
 from app.services.errors import Invalid, Loc
 
 
-def _first_bad_cell(x: np.ndarray) -> tuple[int, int]:
-    bad = np.argwhere(~np.isfinite(x))[0]
-    return int(bad[0]), int(bad[1])
-
-
-def feature_matrix(x: Any, loc: Loc) -> np.ndarray:
-    """Rows of numbers -> float32 ``(n, d)``; refuses empty, ragged, non-numeric, NaN/inf."""
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind not in "biuf":
-            raise Invalid(f"features must be numbers, got dtype {x.dtype}", loc)
-        array = x
-    else:
-        rows: Sequence[Any] = x
-        if len(rows) == 0:
-            raise Invalid("no rows", loc)
-        width = len(rows[0])
-        for i, row in enumerate(rows):
-            if len(row) != width:
-                raise Invalid(f"row {i} has {len(row)} values, row 0 has {width}", (*loc, i))
-        try:
-            array = np.asarray(rows, dtype=np.float64)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise Invalid(f"features must be numbers: {exc}", loc) from None
-    if array.ndim != 2:
-        raise Invalid(f"features must be 2-D (rows, features), got shape {array.shape}", loc)
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise Invalid(f"features must not be empty, got shape {array.shape}", loc)
-    with np.errstate(over="ignore", invalid="ignore"):
-        array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
-        row, col = _first_bad_cell(array)
-        raise Invalid(
-            "features must be finite float32 numbers (no NaN, inf or overflow)", (*loc, row, col)
-        )
-    return array
+def feature_matrix(
+    x: Any, loc: Loc, *, width: int | None = None, whole_error_type: str | None = None
+) -> np.ndarray:
+    """Rows of real numbers -> float32 ``(n, d)``, ``d == width`` when given: the engine's
+    :func:`~app.engine.preprocessing.check_features`, its refusal answered with a 422 at
+    ``loc`` followed by where in x (row, or row and column). A wrong width is a
+    ``shape_mismatch``; ``whole_error_type`` is the type of a refusal of x as a whole
+    (not 2-D numbers, no rows), ``value_error`` when None."""
+    try:
+        return check_features(x, width, np.float32, loc=())
+    except InputWidthError as exc:
+        raise Invalid(exc.message, loc, error_type="shape_mismatch") from None
+    except DataError as exc:
+        error_type = None if exc.loc else whole_error_type
+        raise Invalid(exc.message, (*loc, *exc.loc), error_type=error_type) from None
 
 
 def _scalar_kind(value: Any) -> str:
@@ -134,8 +118,9 @@ STATS_ROWS = 65_536  # rows per block: a block's float64 copy is at most ~0.5 Mi
 
 
 def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
-    """Per-feature mean / std / min / max of ``x`` (n, d), in float64, over blocks of
-    :data:`STATS_ROWS` rows (so a memory-mapped ``x`` is never copied whole)."""
+    """Per-feature mean / std / min / max of ``x`` (n, d), computed in float64 over blocks
+    of :data:`STATS_ROWS` rows (so a memory-mapped ``x`` is never copied whole) and given
+    in the data's own precision (float32: shortest decimals, 6.8 and not 6.800000190734863)."""
     count = 0
     mean = m2 = low = high = np.zeros(0)
     for start in range(0, x.shape[0], STATS_ROWS):
@@ -151,12 +136,9 @@ def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
             m2 = m2 + block_m2 + delta**2 * (count * n / total)
             low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
         count += n
-    return {
-        "mean": mean.tolist(),
-        "std": np.sqrt(m2 / count).tolist(),
-        "min": low.tolist(),
-        "max": high.tolist(),
-    }
+    precision = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    columns = {"mean": mean, "std": np.sqrt(m2 / count), "min": low, "max": high}
+    return {name: jsoncodec.plain(values.astype(precision)) for name, values in columns.items()}
 
 
 def content_hash(x: np.ndarray, y: np.ndarray) -> str:

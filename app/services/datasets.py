@@ -9,17 +9,21 @@ records a dataset from two ``.npy`` files already on disk (streamed uploads end 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.config import Settings
-from app.engine.datasets import describe_labels, generate
+from app.engine.datasets import generate
+from app.engine.labels import describe_labels
+from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
-from app.services.dataset_files import FILE_LOC, parse_upload
 from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.uploads.download import npy_file, npz_stream
+from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
@@ -120,29 +124,28 @@ def store_dataset(
         )
 
 
-def upload_dataset(
+def store_parsed(
     db: Database,
     blobs: BlobStore,
     settings: Settings,
     *,
     owner_id: int,
-    data: bytes,
-    filename: str,
-    name: str | None,
-    target: str | None,
+    name: str,
+    parsed: ParsedUpload,
+    y: np.ndarray,
 ) -> Dataset:
-    """From a file: CSV (``target`` names the label column; default the last) or npz."""
-    parsed = parse_upload(
-        data, filename=filename, target=target, max_cells=settings.max_dataset_cells
-    )
-    return store_dataset(
+    """Store a parsed upload: x already on disk as float32 ``.npy`` (it goes to the blob
+    store as it is), ``y`` validated (written next to it)."""
+    y_path = parsed.x_path.with_name("y.npy")
+    np.save(y_path, np.ascontiguousarray(y), allow_pickle=False)
+    return store_dataset_files(
         db,
         blobs,
         settings,
         owner_id=owner_id,
-        name=name or filename[:200],
-        x=parsed.x,
-        y=parsed.y,
+        name=name,
+        x_path=parsed.x_path,
+        y_path=y_path,
         feature_names=parsed.feature_names,
         loc=FILE_LOC,
     )
@@ -222,7 +225,18 @@ def dataset_rows(
     with db.read_session() as session:
         dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
     x, y = load_dataset_arrays(blobs, dataset)
-    return x[:limit].tolist(), y[:limit].tolist(), dataset.n_samples
+    return jsoncodec.plain(x[:limit]), y[:limit].tolist(), dataset.n_samples
+
+
+def download_dataset(
+    db: Database, blobs: BlobStore, *, owner_id: int, dataset_id: str
+) -> tuple[str, Iterator[bytes]]:
+    """A file name and the dataset as npz chunks (``x`` float32 (n, d), ``y``), streamed
+    from the blob store's memory-mapped files."""
+    with db.read_session() as session:
+        dataset = get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=PATH_LOC)
+    x, y = load_dataset_arrays(blobs, dataset)
+    return f"{dataset.id}.npz", npz_stream({"x": npy_file(x), "y": npy_file(y)})
 
 
 def delete_dataset(db: Database, *, owner_id: int, dataset_id: str) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from app.engine.errors import ConfigError, EngineError
-from app.storage.npz import ArrayFileError
 
 Loc = tuple[str | int, ...]
 
@@ -60,11 +59,10 @@ class Invalid(ServiceError):
 
 
 @contextmanager
-def invalid_at(
-    loc: Loc, catch: type[EngineError] | type[ArrayFileError] = ConfigError
-) -> Iterator[None]:
-    """Answer ``catch`` (an engine or npz error, raised inside) with a 422 at ``loc``
-    followed by the error's own location, e.g. ``("body", "layers", 0, "activation")``."""
+def invalid_at(loc: Loc, catch: type[EngineError] = ConfigError) -> Iterator[None]:
+    """Answer ``catch`` (an engine error, a refused file's included, raised inside) with a
+    422 at ``loc`` followed by the error's own location, e.g. ``("body", "layers", 0,
+    "activation")`` or ``("body", "file", "x")``."""
     try:
         yield
     except catch as exc:

@@ -1,30 +1,20 @@
 """Does a dataset fit a network? Checked at submit so a job fails there, not in a worker.
 
-Uses only the stored metadata (label kind, classes, widths), never the arrays, and
-mirrors the engine's rules (app.engine.labels.encode): the loss decides the task;
-binary wants exactly two classes and one sigmoid unit, multiclass one softmax unit per
-class (or probability rows), regression numbers with one unit per target column.
+Uses only the stored metadata (label kind, classes, widths), never the arrays. The label
+rules are the engine's own (``app.engine.labels.check_fit``, which ``encode`` also
+applies to the arrays when the job trains), so the two cannot disagree.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.engine.losses import LOSSES
+from app.engine.errors import DataError
+from app.engine.labels import check_fit, task_of
 from app.services.errors import Invalid
 from app.storage.tables import Dataset
 
 DATASET_LOC = ("body", "dataset_id")
-
-
-def loss_task(loss: str) -> str:
-    """binary | multiclass | regression: what a loss trains the output layer for."""
-    spec = LOSSES.get(loss)
-    return spec.task if spec is not None else "regression"
-
-
-def _mismatch(msg: str) -> Invalid:
-    return Invalid(msg, DATASET_LOC, error_type="labels_mismatch")
 
 
 def check_labels_fit(
@@ -43,31 +33,21 @@ def check_labels_fit(
             error_type="shape_mismatch",
         )
     loss = str(network_config["loss"])
-    task = loss_task(loss)
-    outputs = int(network_config["layers"][-1]["units"])
-    kind = dataset.label_kind
-    classes = dataset.classes or []
-    if task == "regression":
-        if kind == "categorical" and any(isinstance(c, str) for c in classes):
-            raise _mismatch(f"loss {loss!r} is for regression, but the labels are strings")
-        if dataset.n_targets != outputs:
-            raise _mismatch(
-                f"the dataset has {dataset.n_targets} target column(s) but the output layer "
-                f"has {outputs} unit(s)"
-            )
-        return
-    if task == "multiclass" and kind == "multi_output" and dataset.n_targets == outputs:
-        return  # rows of class probabilities, one column per softmax unit
-    if kind != "categorical":
-        raise _mismatch(f"loss {loss!r} needs class labels, but the dataset's labels are {kind}")
-    wanted = 2 if task == "binary" else outputs
-    count = len(init_classes) if init_classes is not None else len(classes)
-    if count != wanted:
-        layer = "one sigmoid unit (binary)" if task == "binary" else f"{outputs} softmax units"
-        raise _mismatch(
-            f"the dataset has {len(classes)} classes {classes[:10]} but the output layer, "
-            f"{layer}, needs exactly {wanted}"
+    classes = dataset.classes
+    try:
+        check_fit(
+            task_of(loss),
+            int(network_config["layers"][-1]["units"]),
+            kind=dataset.label_kind,
+            n_targets=dataset.n_targets,
+            classes=init_classes if init_classes is not None else classes,
+            text=any(isinstance(c, str) for c in classes or []),
+            name="the dataset",
         )
+    except DataError as exc:
+        raise Invalid(
+            f"{exc.message} (loss {loss})", DATASET_LOC, error_type="labels_mismatch"
+        ) from exc
 
 
 def check_init_model(

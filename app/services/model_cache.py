@@ -1,9 +1,10 @@
 """A bounded LRU of loaded engine models, so predict reads no weights from the database.
 
 An entry remembers its owner (for the ownership check without a query) and when its row
-was last seen to exist; after ``recheck_seconds`` the service checks again (a cheap
-primary-key query, not the weights), so a model deleted through another API process stops
-answering there within that bound. Deleting through this process drops it at once.
+was last seen to exist; after ``Settings.model_recheck_seconds``
+(``BACKPROP_MODEL_RECHECK_SECONDS``) the predict service checks again (a cheap primary-key
+query, not the weights), so a model deleted through another API process stops answering
+there within that bound. Deleting through this process drops it at once.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ class CachedModel:
     parameter_count: int
     checked_at: float  # time.monotonic() when the row was last known to exist
 
-    def is_fresh(self, recheck_seconds: float) -> bool:
-        return time.monotonic() - self.checked_at < recheck_seconds
+    def is_fresh(self, model_recheck_seconds: float) -> bool:
+        """True while the row was seen less than ``model_recheck_seconds`` ago."""
+        return time.monotonic() - self.checked_at < model_recheck_seconds
 
 
 class ModelCache:

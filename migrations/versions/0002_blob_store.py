@@ -21,9 +21,10 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import context, op
 
+from app.engine.npzio import dump as dump_arrays
+from app.engine.npzio import load as load_arrays
 from app.storage.blob_arrays import load_array, put_array
 from app.storage.blobs import BlobStore, read_verified
-from app.storage.npz import dump_arrays, load_arrays
 
 revision: str = "0002"
 down_revision: str | None = "0001"

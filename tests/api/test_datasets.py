@@ -167,6 +167,14 @@ BAD_FILES: list[tuple[str, bytes, str, dict[str, str], list[Any]]] = [
     ("missing y", _npz(x=np.ones((4, 2))), "d.npz", {}, ["body", "file", "y"]),
     ("1-D x", _npz(x=np.ones(4), y=np.zeros(4)), "d.npz", {}, ["body", "file", "x"]),
     (
+        "inf x",
+        _npz(x=np.array([[0.0, np.inf]]), y=np.zeros(1)),
+        "d.npz",
+        {},
+        ["body", "file", "x", 0, 1],
+    ),
+    ("string x", _npz(x=np.array([["a"]]), y=np.zeros(1)), "d.npz", {}, ["body", "file", "x"]),
+    (
         "complex y",
         _npz(x=np.ones((2, 1)), y=np.ones(2, dtype=complex)),
         "d.npz",
@@ -222,8 +230,10 @@ def test_bad_files(
 
 def test_huge_declared_shape(client: ApiClient) -> None:
     response = _upload(client, _huge_shape_npz(), "d.npz")
-    assert response.status_code == 422, response.text
-    assert response.json()["detail"][0]["loc"][:2] == ["body", "file"]
+    assert response.status_code == 413, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"][:2] == ["body", "file"]
+    assert "BACKPROP_MAX_DATASET_CELLS" in error["msg"] and "1000000000000" in error["msg"]
 
 
 def test_upload_without_file(client: ApiClient) -> None:

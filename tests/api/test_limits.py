@@ -37,9 +37,13 @@ def test_body_size_json_and_multipart(make_client: MakeClient, keys: Keys) -> No
     assert client.post("/v1/datasets", content=exact, headers=headers).status_code == 201
     over = client.post("/v1/datasets", content=exact + b" ", headers=headers)
     _refusal(over, 413, "BACKPROP_MAX_BODY_BYTES", limit)
+    # Uploads stream to disk and have their own, larger limit.
     csv = b"a,y\n" + b"1,0\n" * 200
     upload = client.post("/v1/datasets/upload", files={"file": ("d.csv", csv, "text/csv")})
-    _refusal(upload, 413, "BACKPROP_MAX_BODY_BYTES", limit)
+    assert upload.status_code == 201, upload.text
+    small = make_client(keys.alice, max_upload_bytes=limit)
+    upload = small.post("/v1/datasets/upload", files={"file": ("d.csv", csv, "text/csv")})
+    _refusal(upload, 413, "BACKPROP_MAX_UPLOAD_BYTES", limit)
 
 
 def test_body_size_counted_without_content_length(make_client: MakeClient, keys: Keys) -> None:

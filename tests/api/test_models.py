@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import event
 
+from app.services.keys import revoke_key
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, auth, import_model, make_network
@@ -36,6 +37,35 @@ def test_regression_import_predict_has_no_labels(client: ApiClient) -> None:
     assert set(body) == {"outputs"} and np.asarray(body["outputs"]).shape == (2, 2)
 
 
+def _import_weights(
+    client: ApiClient,
+    network: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    config: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A model of ``network`` with exactly ``arrays`` (W1, b1, ...) as its weights."""
+    data = {"network_id": network["id"]}
+    if config is not None:
+        engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
+        data["config"] = json.dumps({**config, "network": engine_config})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    files = {"file": ("w.npz", buffer.getvalue(), "application/octet-stream")}
+    response = client.post("/v1/models/import", data=data, files=files)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+# h = relu(x1 + x2 - 2) in each of 4 units; output z = sum(h) - 1. Row (0.5, 0.5): h = 0,
+# z = -1; row (3e38, 3e38): x1 + x2 overflows float32 to +inf, so h = +inf and z = +inf.
+OVERFLOWING = {
+    "W1": np.ones((4, 2), np.float32),
+    "b1": np.full(4, -2.0, np.float32),
+    "W2": np.ones((1, 4), np.float32),
+    "b2": np.array([-1.0], np.float32),
+}
+
+
 @pytest.mark.parametrize("task", ["regression", "binary"])
 def test_outputs_that_overflow_are_refused_not_answered_as_nan(
     client: ApiClient, task: str
@@ -44,13 +74,16 @@ def test_outputs_that_overflow_are_refused_not_answered_as_nan(
     a 200 with NaN/inf (not JSON) or a label chosen from NaN scores."""
     output = {"units": 1, "activation": "linear" if task == "regression" else "sigmoid"}
     network = make_network(client, layers=[{"units": 4, "activation": "relu"}, output])
-    model = import_model(client, network, None if task == "regression" else CLASSIFIER)
+    config = None if task == "regression" else CLASSIFIER
+    model = _import_weights(client, network, OVERFLOWING, config)
     response = client.post(
         f"/v1/models/{model['id']}/predict", json={"x": [[0.5, 0.5], [3e38, 3e38]]}
     )
     if task == "binary":  # a sigmoid saturates instead of overflowing: a plain answer
         assert response.status_code == 200, response.text
-        assert response.json()["labels"][1] in ("no", "yes")
+        body = response.json()
+        assert body["labels"] == ["no", "yes"]  # sigmoid(-1) = 0.27; sigmoid(+inf) = 1
+        np.testing.assert_allclose(body["outputs"], [[1 / (1 + np.e)], [1.0]], rtol=1e-6)
         return
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
@@ -58,7 +91,14 @@ def test_outputs_that_overflow_are_refused_not_answered_as_nan(
 
 
 def test_classifier_labels_are_the_original_values(client: ApiClient) -> None:
-    model = import_model(client, make_network(client), CLASSIFIER)
+    # h = tanh(x1) in each of 8 units; z = sum(h) - 0.5: -0.5, 7.5 and -8.5 for the rows.
+    arrays = {
+        "W1": np.tile(np.array([[1.0, 0.0]], np.float32), (8, 1)),
+        "b1": np.zeros(8, np.float32),
+        "W2": np.ones((1, 8), np.float32),
+        "b2": np.array([-0.5], np.float32),
+    }
+    model = _import_weights(client, make_network(client), arrays, CLASSIFIER)
     assert model["task"] == "binary" and model["classes"] == ["no", "yes"]
     body = client.post(
         f"/v1/models/{model['id']}/predict", json={"x": [[0, 0], [5, -5], [-5, 5]]}
@@ -66,6 +106,7 @@ def test_classifier_labels_are_the_original_values(client: ApiClient) -> None:
     outputs = np.asarray(body["outputs"])
     assert outputs.shape == (3, 1) and ((outputs >= 0) & (outputs <= 1)).all()
     assert body["labels"] == ["yes" if p > 0.5 else "no" for p in outputs[:, 0]]
+    assert body["labels"] == ["no", "yes", "no"]
 
 
 def test_export_import_round_trip(client: ApiClient) -> None:
@@ -124,7 +165,7 @@ def test_bad_predict_input(client: ApiClient, case: str, body: Any, loc: list[An
 def test_cached_predict_touches_no_database(
     make_client: MakeClient, keys: Keys, db: Database
 ) -> None:
-    client = make_client(keys.alice, key_cache_seconds=60)
+    client = make_client(keys.alice, key_cache_seconds=60, model_recheck_seconds=60)
     model = import_model(client, make_network(client))
     url = f"/v1/models/{model['id']}/predict"
     assert client.post(url, json={"x": [[0, 1]]}).status_code == 200  # warms both caches
@@ -140,7 +181,7 @@ def test_cached_predict_touches_no_database(
 
 
 def test_delete_drops_the_model_from_the_cache(make_client: MakeClient, keys: Keys) -> None:
-    client = make_client(keys.alice, key_cache_seconds=60)
+    client = make_client(keys.alice, key_cache_seconds=60, model_recheck_seconds=60)
     model = import_model(client, make_network(client))
     url = f"/v1/models/{model['id']}/predict"
     assert client.post(url, json={"x": [[0, 1]]}).status_code == 200
@@ -152,13 +193,36 @@ def test_delete_drops_the_model_from_the_cache(make_client: MakeClient, keys: Ke
 def test_model_deleted_elsewhere_stops_answering_within_the_bound(
     make_client: MakeClient, keys: Keys
 ) -> None:
-    here = make_client(keys.alice, key_cache_seconds=0)
+    here = make_client(keys.alice, model_recheck_seconds=0)
     there = make_client(keys.alice)
     model = import_model(here, make_network(here))
     url = f"/v1/models/{model['id']}/predict"
     assert here.post(url, json={"x": [[0, 1]]}).status_code == 200
     assert there.delete(f"/v1/models/{model['id']}").status_code == 204
     assert here.post(url, json={"x": [[0, 1]]}, headers=auth(keys.alice)).status_code == 404
+
+
+def test_model_recheck_and_key_cache_are_independent_settings(
+    make_client: MakeClient, keys: Keys, db: Database
+) -> None:
+    """A long key cache does not delay the model recheck, and a long model recheck does
+    not delay a key's revocation."""
+    there = make_client(keys.alice)
+    keys_cached = make_client(keys.alice2, key_cache_seconds=600, model_recheck_seconds=0)
+    models_cached = make_client(keys.alice2, key_cache_seconds=0, model_recheck_seconds=600)
+    model = import_model(there, make_network(there))
+    url = f"/v1/models/{model['id']}/predict"
+    for client in (keys_cached, models_cached):
+        assert client.post(url, json={"x": [[0, 1]]}).status_code == 200  # warms the caches
+
+    assert there.delete(f"/v1/models/{model['id']}").status_code == 204
+    assert keys_cached.post(url, json={"x": [[0, 1]]}).status_code == 404  # rechecked
+    assert models_cached.post(url, json={"x": [[0, 1]]}).status_code == 200  # still trusted
+
+    with db.session() as session:
+        assert revoke_key(session, key_name="alice-2")
+    assert models_cached.post(url, json={"x": [[0, 1]]}).status_code == 401  # key rechecked
+    assert keys_cached.get("/v1/datasets").status_code == 200  # key still cached
 
 
 BAD_IMPORTS: list[tuple[str, bytes | None, str | None, list[Any]]] = [

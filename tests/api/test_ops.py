@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from app.config import Settings
 from app.main import create_app
 from app.storage.database import Database
 from app.storage.tables import WorkerHeartbeat, utcnow
 from tests.api.client import ApiClient
-from tests.api.conftest import MakeClient, make_dataset
+from tests.api.conftest import MakeClient, import_model, make_dataset, make_network
 
 
 def test_readyz_needs_a_worker_heartbeat(make_client: MakeClient, db: Database) -> None:
@@ -44,16 +46,47 @@ def test_importing_the_module_app_touches_no_database(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus exposition: (name, labels) -> value."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+def sample(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
+
+
 def test_metrics(client: ApiClient) -> None:
     make_dataset(client)
     client.get("/v1/datasets/ds_0000000000000000")
-    text = client.get("/metrics").text
-    assert 'backprop_http_requests_total{method="POST",route="/v1/datasets",status="201"} 1' in text
-    assert (
-        'backprop_http_requests_total{method="GET",route="/v1/datasets/{dataset_id}",'
-        'status="404"} 1'
-    ) in text
-    bucket = 'backprop_http_request_duration_seconds_bucket{method="POST",route="/v1/datasets"'
-    assert bucket + ',le="+Inf"} 1' in text
-    assert 'backprop_jobs{status="queued"} 0' in text
-    assert "backprop_queue_depth 0" in text and "backprop_workers 0" in text
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    found = samples(response.text)
+    requests = "backprop_http_requests_total"
+    assert found[sample(requests, method="POST", route="/v1/datasets", status="201")] == 1
+    route = "/v1/datasets/{dataset_id}"
+    assert found[sample(requests, method="GET", route=route, status="404")] == 1
+    bucket = "backprop_http_request_duration_seconds_bucket"
+    assert found[sample(bucket, method="POST", route="/v1/datasets", le="+Inf")] == 1
+    assert found[sample("backprop_jobs", status="queued")] == 0
+    assert found[sample("backprop_queue_depth")] == 0
+    assert found[sample("backprop_workers")] == 0
+
+
+def test_metrics_count_the_model_cache(client: ApiClient) -> None:
+    model = import_model(client, make_network(client))
+    for _ in range(3):
+        response = client.post(f"/v1/models/{model['id']}/predict", json={"x": [[0, 1]]})
+        assert response.status_code == 200, response.text
+    found = samples(client.get("/metrics").text)
+    assert found[sample("backprop_model_cache_size")] == 1
+    # The first request misses (it looks on the fast path, then again as it loads); the
+    # next two are served from the cache.
+    assert found[sample("backprop_model_cache_misses")] in {1, 2}
+    assert found[sample("backprop_model_cache_hits")] == 2
+    predict = "/v1/models/{model_id}/predict"
+    requests = "backprop_http_requests_total"
+    assert found[sample(requests, method="POST", route=predict, status="200")] == 3

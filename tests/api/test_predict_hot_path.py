@@ -1,4 +1,5 @@
-"""The predict hot path: concurrent cache misses share one read, big bodies parse off the loop."""
+"""The predict hot path: concurrent cache misses share one read; big JSON bodies are
+refused like small ones; predict is matched first and its route stays lean."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import numpy as np
 import pytest
 from sqlalchemy import event
 
-from app.api.predict import INLINE_PARSE_BYTES
 from app.api.singleflight import SingleFlight
 from app.config import Settings
 from app.main import create_app
@@ -21,7 +21,6 @@ from app.services import predict as predicting
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, auth, import_model, make_network
-from tests.json_refusals import assert_refused_like_json_loads
 
 WAIT_SECONDS = 30.0  # a guard against hanging, never a timing assertion
 LOOP_TURNS = 100_000  # asyncio.sleep(0) turns allowed for requests to reach a point
@@ -89,7 +88,9 @@ def test_concurrent_cold_predicts_read_the_database_once(
 ) -> None:
     model = import_model(client, make_network(client))
     url = f"/v1/models/{model['id']}/predict"
-    app = create_app(Settings(database_url=db.url, key_cache_seconds=60), db)  # cold caches
+    app = create_app(
+        Settings(database_url=db.url, key_cache_seconds=60, model_recheck_seconds=60), db
+    )  # cold caches
     ctx = app.state.backprop
     arrivals: list[str] = []
     original_run = ctx.key_lookups.run
@@ -131,107 +132,6 @@ def test_concurrent_cold_predicts_read_the_database_once(
     assert len(checkouts) == 3
 
 
-@pytest.mark.parametrize(("rows", "off_loop"), [(1, False), (40, True)])
-def test_large_bodies_are_parsed_off_the_event_loop(
-    client: ApiClient, monkeypatch: pytest.MonkeyPatch, rows: int, off_loop: bool
-) -> None:
-    width = 300
-    model = import_model(client, make_network(client, input_size=width))
-    x = np.random.default_rng(0).standard_normal((rows, width)).round(6).tolist()
-    parsed_on_loop: list[bool] = []
-    parse_rows = predicting.parse_rows
-
-    def recording_parse(body: bytes, **options: Any) -> np.ndarray:
-        try:
-            asyncio.get_running_loop()
-            parsed_on_loop.append(True)
-        except RuntimeError:
-            parsed_on_loop.append(False)
-        return parse_rows(body, **options)
-
-    monkeypatch.setattr(predicting, "parse_rows", recording_parse)
-    response = client.post(f"/v1/models/{model['id']}/predict", json={"x": x})
-    assert response.status_code == 200, response.text
-    assert np.asarray(response.json()["outputs"]).shape == (rows, 1)
-    assert parsed_on_loop == [not off_loop]
-
-
-DOCUMENTS = [
-    b'{"x": [[1, 2.5], [-3e2, 4]]}',
-    b' \n{ "x" :\t[ [1,2] ,\r\n[3,4] ] }\n ',
-    b'{"x": []}',
-    b'{"x": [ ]}',
-    b'{"x": [1, 2]}',
-    b'{"x": [[[1]]]}',
-    b'{"x": [[1, null], "a", {"b": 1}]}',
-    b'{"x": [[1]], "y": 2}',
-    b'{"x": [[1]], "x": [[2]]}',
-    b'{"y": 1, "x": [[1]]}',
-    b'{"x": 5}',
-    b"[[1, 2]]",
-    b'\xef\xbb\xbf{"x": [[1]]}',
-    '{"x": [[1]], "name": "\u00e9\ud800"}'.encode("utf-8", "surrogatepass"),
-    # A row is cut at its first "]": these make that slice invalid, and must still parse
-    # exactly as json.loads does.
-    b'{"x": [["]"], [1]]}',
-    b'{"x": [["a]", 1], [2, 3]]}',
-    b'{"x": [[1, [2]], [3]]}',
-    b'{"x": [[1, {"a": [2]}]]}',
-    b'{"x": [[1e400, -1e400], [NaN, Infinity]]}',
-    b'{"x": [[18446744073709551615, -9223372036854775808]]}',
-    b'{"x": [[1,2],[3,4]]}',
-    b'{"x":[[]]}',
-    '{"x": [["\u00e9"]]}'.encode(),
-]
-BROKEN = [
-    b'{"x": [[1], ]}',
-    b'{"x": [[1]',
-    b'{"x": [[1]]',
-    b'{"x": [[1]]} 1',
-    b'{"x": [[1] [2]]}',
-    b"",
-    b'{"x": [[1, 2]] ',
-    b'{"x": [[1, 2],]}',
-    b'{"x": [[1, 2]}',
-    b'{"x": [[1, 2], [3, ]]}',
-    b'{"x": [[1, 2\xff]]}',
-]
-
-
-@pytest.mark.parametrize("body", DOCUMENTS)
-def test_loads_by_row_is_json_loads(body: bytes) -> None:
-    assert repr(predicting.loads_by_row(body)) == repr(json.loads(body))
-
-
-def _refuse(*_: Any) -> Any:
-    raise AssertionError("this parser must not be used here")
-
-
-def test_well_formed_bodies_are_parsed_row_by_row_by_orjson(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    rows = np.random.default_rng(0).standard_normal((5, 7)).tolist()
-    body = json.dumps({"x": rows}, indent=1).encode()
-    monkeypatch.setattr(predicting.jsoncodec, "loads", _refuse)
-    monkeypatch.setattr(predicting, "_loads_by_row_stdlib", _refuse)
-    assert predicting.loads_by_row(body) == {"x": rows}
-
-
-@pytest.mark.parametrize(
-    "body", [b'{"x": [[1, 2], [NaN, 3], [4, 5]]}', b'{"x": [[1, [2]], [3]]}', b'{"x": [["]"]]}']
-)
-def test_a_row_orjson_refuses_goes_to_the_row_by_row_stdlib_parser(
-    monkeypatch: pytest.MonkeyPatch, body: bytes
-) -> None:
-    """Such bodies are still parsed one row per call (never json.loads whole, which would
-    hold the GIL for the whole body)."""
-    monkeypatch.setattr(predicting.jsoncodec, "loads", _refuse)
-    whole = json.loads
-    monkeypatch.setattr(predicting.json, "loads", _refuse)
-    assert repr(predicting.loads_by_row(body)) == repr(whole(body))
-
-
-@pytest.mark.parametrize("by_row", [False, True])
 @pytest.mark.parametrize(
     "body",
     [
@@ -239,16 +139,11 @@ def test_a_row_orjson_refuses_goes_to_the_row_by_row_stdlib_parser(
         b'{"x": [' + b"[" * 200_000 + b"]" * 200_001 + b"}",  # deeper than the stack
     ],
 )
-def test_bodies_the_parsers_cannot_take_are_a_422_not_a_500(body: bytes, by_row: bool) -> None:
+def test_bodies_the_parser_cannot_take_are_a_422_not_a_500(body: bytes) -> None:
     with pytest.raises(predicting.Invalid) as refused:
-        predicting.parse_rows(body, max_rows=10, by_row=by_row)
+        predicting.parse_rows(body, width=1, max_rows=10)
     assert refused.value.loc == ("body",)
     assert refused.value.type == "json_invalid"
-
-
-@pytest.mark.parametrize("body", BROKEN)
-def test_loads_by_row_refuses_what_json_loads_refuses(body: bytes) -> None:
-    assert_refused_like_json_loads(predicting.loads_by_row, body)
 
 
 def test_large_bodies_are_refused_like_small_ones(client: ApiClient) -> None:
@@ -259,8 +154,6 @@ def test_large_bodies_are_refused_like_small_ones(client: ApiClient) -> None:
     x[30][5] = None
     body = json.dumps({"x": x}).encode()
     broken = body[:-3] + b"}"
-    for content in (body, broken):
-        assert len(content) > INLINE_PARSE_BYTES  # parsed row by row in a worker thread
     response = client.post(url, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "x", 30, 5]

@@ -5,24 +5,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
-from tests.processes import wait_for
+from tests.processes import free_port, wait_healthy
 from tests.worker.procs import REPO_ROOT
 
 KEY_LINE = re.compile(r"^bp_[A-Za-z0-9_-]{43}$", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# The supervisor's log line for each child it starts (app/jobs/supervisor.py).
+STARTED_LINE = re.compile(r"started (\S+) \(pid (\d+)\)$", re.MULTILINE)
 
 
 class Server:
@@ -55,15 +47,14 @@ class Server:
     def printed_keys(self) -> list[str]:
         return KEY_LINE.findall(self.stdout)
 
-    def wait_healthy(self, timeout: float = 60) -> None:
-        def healthy() -> bool:
-            assert self.process.poll() is None, self.logs()
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
+    def started_pids(self, name: str) -> list[int]:
+        """The pids of the children named ``name`` (``api``, ``worker-1``...) that the
+        supervisor started so far, oldest first."""
+        text = self.stderr_path.read_text()
+        return [int(pid) for child, pid in STARTED_LINE.findall(text) if child == name]
 
-        wait_for(healthy, what=f"{self.url}/healthz", timeout=timeout)
+    def wait_healthy(self, timeout: float = 60) -> None:
+        wait_healthy(self.url, self.process, logs=self.logs, timeout=timeout)
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, as systemd or docker would; returns the exit status."""

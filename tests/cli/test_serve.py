@@ -100,3 +100,27 @@ def test_serve_restarts_a_dead_worker_and_releases_jobs_on_sigterm(
     assert (job.status, job.attempts, job.lease_token) == (JobStatus.QUEUED, 0, None)
     # The killed worker's row is stale; the restarted one said goodbye on SIGTERM.
     assert _worker_pids(migrated_db) == {first_pid}
+
+
+def test_serve_restarts_the_api_process_when_it_is_killed(
+    sqlite_url: str, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    key = "bp_" + "r" * 43
+    make_settings(sqlite_url, bootstrap_key=key)
+    server = Server(tmp_path, workers=0)
+    try:
+        server.wait_healthy()
+        (first_pid,) = server.started_pids("api")
+        os.kill(first_pid, signal.SIGKILL)
+        # The supervisor logs the new pid only after it saw the old process exit, so the
+        # /healthz that answers next is the new process's.
+        (second_pid,) = wait_for(
+            lambda: server.started_pids("api")[1:], what="the API to be restarted"
+        )
+        assert second_pid != first_pid
+        server.wait_healthy()
+        assert _authorized(server, key) == 200
+        assert server.process.poll() is None  # serve itself lived on
+    finally:
+        assert server.stop() == 0, server.logs()
+    assert "api exited with status -9" in server.logs()

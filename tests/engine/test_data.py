@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from app.engine import labels
-from app.engine.datasets import describe_labels, generate
-from app.engine.errors import ConfigError, DataError
+from app.engine.datasets import generate
+from app.engine.errors import ConfigError, DataError, InputWidthError
+from app.engine.labels import describe_labels
 from app.engine.preprocessing import Standardizer, check_features
 
 F32 = np.dtype(np.float32)
@@ -90,6 +91,8 @@ def test_regression_targets() -> None:
         ([0, 1, 2], "binary", 1, "3 distinct"),
         ([1, 1], "binary", 1, "1 distinct"),
         (["a", "b"], "multiclass", 3, "2 distinct"),
+        ([0.0, 1.0], "binary", 1, "class labels"),
+        (np.ones((3, 3)), "multiclass", 2, "class labels"),
         ([1, "a"], "binary", 1, "mixes"),
         ([1, None], "binary", 1, "null"),
         (["a", "b"], "regression", 1, "numbers"),
@@ -135,18 +138,25 @@ def test_the_epoch_loop_trains_on_an_aligned_x() -> None:
     copied once, an aligned one is used as it is."""
     from app.engine.loop import EpochLoop
     from app.engine.network import Network
+    from app.engine.options import TrainingOptions
+    from app.engine.trainingdata import TrainingData
 
     values = np.arange(12, dtype=np.float32).reshape(3, 4)
     unaligned = np.frombuffer(b"\x00" + values.tobytes(), dtype=np.float32, offset=1)
     unaligned = unaligned.reshape(3, 4)
     assert not unaligned.flags.aligned and not unaligned.flags.writeable
     net = Network(4, [{"units": 2, "activation": "softmax"}])
-    grads = np.zeros_like(net.params)
     y = np.zeros((3, 2), dtype=np.float32)
-    loop = EpochLoop(net, unaligned, y, 2, False, 0, grads)
+    options = TrainingOptions(batch_size=2, shuffle=False, seed=0)
+
+    def loop_over(x: np.ndarray) -> EpochLoop:
+        data = TrainingData(x, y, None, None, "multiclass", [0, 1], None)
+        return EpochLoop(net, data, options)
+
+    loop = loop_over(unaligned)
     assert loop.xs.flags.aligned and loop.xs is not unaligned
     np.testing.assert_array_equal(loop.xs, values)
-    assert EpochLoop(net, values, y, 2, False, 0, grads).xs is values
+    assert loop_over(values).xs is values
 
 
 def test_training_on_a_read_only_view_leaves_it_untouched() -> None:
@@ -170,3 +180,44 @@ def test_training_on_a_read_only_view_leaves_it_untouched() -> None:
             result = Trainer(net, view, y, options).run()
             assert len(result.history) == 2
             np.testing.assert_array_equal(view, x)
+
+
+ROWS_REFUSED: list[tuple[str, Any, tuple[Any, ...]]] = [
+    ("ragged", [[0, 0], [1]], ("x", 1)),
+    ("no rows", [], ("x",)),
+    ("empty row", [[]], ("x", 0)),
+    ("flat", [0, 1], ("x", 0)),
+    ("nested", [[[0, 1]]], ("x", 0, 0)),
+    ("string", [[0, "a"]], ("x", 0, 1)),
+    ("null", [[0, None]], ("x", 0, 1)),
+    ("not rows", 5, ("x",)),
+    ("int beyond float64", [[0, 10**400]], ("x",)),
+    ("boolean array", np.ones((1, 2), dtype=bool), ("x",)),
+    ("complex array", np.ones((1, 2), dtype=complex), ("x",)),
+    ("1-D array", np.ones(2), ("x",)),
+]
+
+
+@pytest.mark.parametrize(("case", "x", "loc"), ROWS_REFUSED, ids=[c[0] for c in ROWS_REFUSED])
+def test_check_features_names_the_row_or_value_at_fault(
+    case: str, x: Any, loc: tuple[Any, ...]
+) -> None:
+    with pytest.raises(DataError) as info:
+        check_features(x, 2, F32)
+    assert info.value.loc == loc
+    assert not isinstance(info.value, InputWidthError)
+
+
+def test_check_features_takes_rows_and_arrays_alike_and_any_loc() -> None:
+    rows = [[1, 2.5], [True, -3e2]]
+    expected = np.array([[1.0, 2.5], [1.0, -300.0]], dtype=np.float32)
+    for x in (rows, np.array(rows), np.array(rows, dtype=">f8"), np.asfortranarray(rows)):
+        out = check_features(x, None, F32, loc=())
+        assert out.dtype == F32 and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, expected)
+    with pytest.raises(InputWidthError) as info:
+        check_features(rows, 3, F32, loc=("body", "x"))
+    assert info.value.loc == ("body", "x")
+    with pytest.raises(DataError) as info:
+        check_features([[0.0, float("nan")]], None, F32, loc=())
+    assert info.value.loc == (0, 1)

@@ -79,3 +79,13 @@ def test_nothing_unpickles() -> None:
                 and isinstance(node.value, ast.Name)
             ):
                 assert node.value.id not in ("pickle", "cPickle", "dill", "joblib"), path.name
+
+
+def test_the_module_map_names_every_engine_module() -> None:
+    """app/engine/__init__.py's docstring lists each module as ``name``."""
+    import app.engine
+
+    doc = app.engine.__doc__ or ""
+    for path in engine_modules():
+        if path.stem != "__init__":
+            assert f"``{path.stem}``" in doc, f"the module map does not name {path.stem}"

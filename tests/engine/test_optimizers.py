@@ -1,5 +1,6 @@
-"""Optimizers against their textbook formulas (and PyTorch when installed), schedules,
-the L2 penalty, clipping, and the options' validation."""
+"""Optimizers against their textbook formulas and against PyTorch (trajectories stored by
+make_optimizer_reference.py, recomputed when torch is installed), schedules, the L2
+penalty, clipping, and the options' validation."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from app.engine.options import (
     TrainingOptions,
 )
 from app.engine.training import Trainer
+from tests.engine import make_optimizer_reference as reference_fixture
 
 STEPS = 6
 
@@ -62,28 +64,86 @@ def test_optimizers_follow_their_formulas(name: str, nesterov: bool, size: int) 
     np.testing.assert_allclose(params, reference(name, options, p0, grads), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("name", "nesterov"), [("sgd", False), ("momentum", True), ("adam", False)]
-)
-def test_optimizers_match_pytorch(name: str, nesterov: bool) -> None:
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(0)
-    p0, grads = rng.standard_normal(50), [rng.standard_normal(50) for _ in range(STEPS)]
-    options = OptimizerOptions(name=name, learning_rate=0.05, momentum=0.8, nesterov=nesterov)
-    params = p0.copy()
-    opt = optimizers.get(name)(params, options)
-    tensor = torch.tensor(p0, requires_grad=True)
-    if name == "sgd":
-        peer = torch.optim.SGD([tensor], lr=0.05)
-    elif name == "momentum":
-        peer = torch.optim.SGD([tensor], lr=0.05, momentum=0.8, nesterov=True)
-    else:
-        peer = torch.optim.Adam([tensor], lr=0.05)
+def our_trajectory(case: dict[str, Any], dtype: str) -> np.ndarray:
+    """Our optimizer and update (L2, clipping, step) over the fixture's inputs, (STEPS, SIZE)."""
+    p0, grads = reference_fixture.inputs()
+    kind = np.dtype(dtype)
+    settings = {k: v for k, v in case.items() if k not in ("l2", "clip_norm")}
+    params, scratch = p0.astype(kind), np.empty(p0.size, dtype=kind)
+    optimizer = optimizers.get(case["name"])(params, OptimizerOptions(**settings))
+    update = optimizers.make_update(
+        optimizer,
+        params,
+        scratch,
+        reference_fixture.WEIGHTS,
+        case.get("l2", 0.0),
+        case.get("clip_norm"),
+    )
+    trajectory = []
     for g in grads:
-        opt.step(params, g.copy())
-        tensor.grad = torch.tensor(g)
-        peer.step()
-    np.testing.assert_allclose(params, tensor.detach().numpy(), rtol=1e-10, atol=1e-12)
+        scratch[...] = g
+        update()
+        trajectory.append(params.copy())
+    return np.stack(trajectory)
+
+
+@pytest.fixture(scope="module")
+def torch_reference() -> dict[str, np.ndarray]:
+    with np.load(reference_fixture.FIXTURE, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def test_the_fixture_holds_every_case_and_its_inputs(
+    torch_reference: dict[str, np.ndarray],
+) -> None:
+    p0, grads = reference_fixture.inputs()
+    np.testing.assert_array_equal(torch_reference["p0"], p0)
+    np.testing.assert_array_equal(torch_reference["grads"], grads)
+    shape = (reference_fixture.STEPS, reference_fixture.SIZE)
+    for name in reference_fixture.CASES:
+        for dtype in reference_fixture.DTYPES:
+            stored = torch_reference[f"{name}_{dtype}"]
+            assert stored.shape == shape and stored.dtype == np.dtype(dtype)
+    # Every clipped step is clipped; the penalty and the steps move every parameter.
+    clip_norms = [c["clip_norm"] for c in reference_fixture.CASES.values() if "clip_norm" in c]
+    assert np.linalg.norm(grads, axis=1).min() > max(clip_norms)
+    weights = reference_fixture.WEIGHTS  # the penalty reached the weights, not the biases
+    decayed, plain = torch_reference["sgd_l2_float64"], torch_reference["sgd_float64"]
+    assert np.all(decayed[:, :weights] != plain[:, :weights])
+    np.testing.assert_array_equal(decayed[:, weights:], plain[:, weights:])
+
+
+@pytest.mark.parametrize("dtype", reference_fixture.DTYPES)
+@pytest.mark.parametrize("name", list(reference_fixture.CASES))
+def test_optimizers_match_pytorch(
+    name: str, dtype: str, torch_reference: dict[str, np.ndarray]
+) -> None:
+    """Every step of every case against PyTorch's, stored by make_optimizer_reference.py."""
+    case = reference_fixture.CASES[name]
+    ours = our_trajectory(case, dtype)
+    assert ours.dtype == np.dtype(dtype)
+    if dtype == "float32":
+        rtol, atol = 2e-6, 1e-6  # a few float32 roundings per step, over six steps
+    elif "clip_norm" in case:
+        rtol, atol = 1e-6, 1e-7  # torch divides by norm + 1e-6, we by the norm
+    else:
+        rtol, atol = 1e-10, 1e-12
+    np.testing.assert_allclose(ours, torch_reference[f"{name}_{dtype}"], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name", list(reference_fixture.CASES))
+def test_the_fixture_is_what_pytorch_computes(
+    name: str, torch_reference: dict[str, np.ndarray]
+) -> None:
+    """With torch installed, the stored trajectories are recomputed and compared."""
+    pytest.importorskip("torch")
+    for dtype in reference_fixture.DTYPES:
+        np.testing.assert_allclose(
+            reference_fixture.torch_trajectory(reference_fixture.CASES[name], dtype),
+            torch_reference[f"{name}_{dtype}"],
+            rtol=1e-12 if dtype == "float64" else 1e-6,
+            atol=0,
+        )
 
 
 def test_unknown_optimizer_lists_the_valid_ones() -> None:
@@ -105,6 +165,7 @@ def one_sgd_step(**overrides: Any) -> tuple[Network, Network, np.ndarray, np.nda
         batch_size=8,
         shuffle=False,
         standardize=False,
+        validation_split=0.0,
         optimizer=OptimizerOptions(name="sgd", learning_rate=0.1),
         **overrides,
     )

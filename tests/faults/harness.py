@@ -18,9 +18,7 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,10 +32,10 @@ import numpy as np
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from app.engine import npzio
 from app.storage.database import Database
-from app.storage.npz import load_arrays
 from app.storage.tables import Job, JobStatus, Model
-from tests.processes import wait_for
+from tests.processes import backprop_command, free_port, wait_for, wait_healthy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -59,13 +57,6 @@ def new_key() -> str:
     return "bp_" + secrets.token_urlsafe(32)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_until(
     predicate: Callable[[], T | None],
     *,
@@ -75,14 +66,6 @@ def wait_until(
 ) -> T:
     """Poll ``predicate`` until it returns something truthy; its value is returned."""
     return wait_for(predicate, what=what, timeout=timeout, interval=interval, error=HarnessError)
-
-
-def backprop_command(*args: str) -> list[str]:
-    """The ``backprop`` CLI with ``args``, run by the current interpreter."""
-    script = Path(sys.executable).with_name("backprop")
-    if script.is_file():
-        return [sys.executable, str(script), *args]
-    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", *args]
 
 
 def weights_equal(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
@@ -277,7 +260,7 @@ class ApiClient:
         response = self.request("GET", f"/v1/models/{model_id}/weights")
         if response.status_code != 200:
             raise HarnessError(f"weights of {model_id}: {response.status_code} {response.text}")
-        return load_arrays(response.content)
+        return npzio.load(response.content)
 
     def predict(self, model_id: str, x: list[list[float]]) -> httpx.Response:
         return self.request("POST", f"/v1/models/{model_id}/predict", json={"x": x})
@@ -301,20 +284,6 @@ class ApiClient:
                     )
                 time.sleep(0.1)
         return done
-
-
-def wait_healthy(base_url: str, proc: Proc, timeout: float = 60.0) -> None:
-    """Wait for ``GET /healthz`` = 200, failing early (with the log) if ``proc`` dies."""
-
-    def healthy() -> bool:
-        if not proc.alive():
-            raise HarnessError(f"{proc.name} exited with {proc.returncode}:\n{proc.tail()}")
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, timeout=timeout, what=f"{base_url}/healthz", interval=0.1)
 
 
 # --------------------------------------------------------------------------- database
@@ -517,7 +486,7 @@ class Cluster:
         )
         self.procs.append(proc)
         server = Server(proc, f"http://127.0.0.1:{port}", port)
-        wait_healthy(server.base_url, proc)
+        wait_healthy(server.base_url, proc.popen, logs=proc.tail, error=HarnessError)
         self.servers.append(server)
         return server
 

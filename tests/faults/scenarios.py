@@ -17,6 +17,7 @@ import time
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from app.jobs.queue import requeue_expired
 from app.storage.tables import JobStatus, WorkerHeartbeat
 from tests.faults.harness import (
     ApiClient,
@@ -298,16 +300,28 @@ class ZombieReport:
         return self.problems_
 
 
+def _process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` in /proc (``T``: stopped, ``Z``: zombie); ``X`` when
+    it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0]
+    except FileNotFoundError:
+        return "X"
+
+
 def _stop_outside_write(cluster: Cluster, proc: Proc) -> None:
     """SIGSTOP ``proc`` at a moment it holds no SQLite write lock (a process frozen inside
     a write transaction blocks every writer: SQLite has no lock stealing)."""
     for _ in range(200):
         proc.stop()
-        time.sleep(0.02)
+        wait_until(
+            lambda: _process_state(proc.pid) in ("T", "t"), timeout=30, what=f"{proc.name} stopped"
+        )
         if write_lock_free(cluster):
             return
         proc.cont()
-        time.sleep(random.uniform(0.001, 0.02))
+        time.sleep(random.uniform(0.001, 0.02))  # random jitter: freeze at another moment
     raise HarnessError("could not freeze the worker outside a write transaction")
 
 
@@ -361,8 +375,14 @@ def zombie_worker(cluster: Cluster, api: ApiClient, *, workload: Workload) -> Zo
             report.problems_.append(f"{job_id} has {report.models} models")
         if not weights_equal(api.weights(job["model_id"]), reference):
             report.problems_.append(f"{job_id}: weights differ from the uninterrupted run")
-    # The zombie must have noticed and carried on (or exited cleanly), without a traceback.
-    time.sleep(cluster.config.lease_seconds)
+    # The zombie must notice and carry on (or exit cleanly), without a traceback: wait
+    # until it has passed the point where it would have stored a model.
+    gave_up = f"job {job_id}: lease lost; leaving the job to its new owner"
+    wait_until(
+        lambda: not zombie.alive() or gave_up in zombie.output(),
+        timeout=_recovery_timeout(cluster),
+        what="the zombie to give the job up",
+    )
     report.zombie_exit = zombie.returncode
     if report.zombie_exit not in (None, 0):
         report.problems_.append(f"the zombie exited {report.zombie_exit}:\n{zombie.tail()}")
@@ -634,8 +654,12 @@ def cancel_racing_kill(
             report.problems_.append(f"cancel of {job_id}: {response.status_code} {response.text}")
     survivor = cluster.worker()
     api.wait_terminal(ids, timeout=_recovery_timeout(cluster))
-    # Give any wrongful revival its chance: several lease periods and requeue sweeps.
-    time.sleep(cluster.config.lease_seconds * 3)
+    # Give any wrongful revival its chance: a requeue sweep, then a newer job that the
+    # survivor (which claims the oldest queued job first) runs to its end: by then it has
+    # claimed any of ``ids`` that a sweep put back in the queue.
+    requeue_expired(cluster.probe.db, max_attempts=cluster.config.max_attempts)
+    sentinel = api.submit_job(network_id, dataset_id, **workload.options(epochs=2))
+    api.wait_terminal([sentinel], timeout=_recovery_timeout(cluster))
     rows = cluster.probe.jobs(ids)
     models = cluster.probe.models_per_job()
     for job_id in ids:
@@ -727,11 +751,7 @@ class RestartReport:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return _process_state(pid) not in ("Z", "X")
 
 
 def restart_server(cluster: Cluster, *, jobs: int, workers: int = 2) -> RestartReport:
@@ -755,7 +775,13 @@ def restart_server(cluster: Cluster, *, jobs: int, workers: int = 2) -> RestartR
     rows = cluster.probe.jobs(ids).values()
     report.running_at_kill = sum(r.status == JobStatus.RUNNING for r in rows)
     report.queued_at_kill = sum(r.status == JobStatus.QUEUED for r in rows)
-    time.sleep(0.5)
+    # SIGKILL of the group is delivered at once; give the kernel a bounded while to end them.
+    with suppress(HarnessError):
+        wait_until(
+            lambda: not any(_pid_alive(pid) for pid in worker_pids),
+            timeout=10,
+            what="the workers of the killed serve to end",
+        )
     report.orphans = [pid for pid in worker_pids if _pid_alive(pid)]
     if report.orphans:
         report.problems_.append(f"worker processes survived kill -9 of serve: {report.orphans}")

@@ -136,3 +136,27 @@ def test_expired_leases_are_requeued_until_attempts_run_out(migrated_db: Databas
     assert job.finished_at is not None
     assert get_job(migrated_db, live_id).status == JobStatus.RUNNING  # its lease is fresh
     assert requeue_expired(migrated_db, max_attempts=2) == 0
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+def test_max_attempts_counts_every_run_not_only_the_retries(
+    migrated_db: Database, max_attempts: int
+) -> None:
+    """BACKPROP_MAX_ATTEMPTS=N: the job runs N times in total (N - 1 retries), then fails;
+    a graceful release in between is not an attempt."""
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="stopping", lease_seconds=30)
+    assert claim is not None and release(migrated_db, claim)
+
+    runs = 0
+    while get_job(migrated_db, job_id).status == JobStatus.QUEUED and runs <= max_attempts:
+        claim = claim_next(migrated_db, worker_id=f"w{runs}", lease_seconds=30)
+        assert claim is not None and claim.job_id == job_id
+        runs += 1
+        expire_lease(migrated_db, job_id)
+        assert requeue_expired(migrated_db, max_attempts=max_attempts) == 1
+
+    job = get_job(migrated_db, job_id)
+    assert runs == max_attempts
+    assert (job.status, job.attempts) == (JobStatus.FAILED, max_attempts)
+    assert job.error is not None and f"gave up after {max_attempts} attempts" in job.error

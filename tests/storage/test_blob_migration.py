@@ -15,6 +15,8 @@ from alembic import command
 
 from app.config import Settings
 from app.engine.network import Network as EngineNetwork
+from app.engine.npzio import dump as dump_arrays
+from app.engine.npzio import load as load_arrays
 from app.engine.training import Trainer, TrainingOptions
 from app.jobs.worker import Worker
 from app.services.datasets import load_dataset_arrays
@@ -23,7 +25,6 @@ from app.services.predict import load_model
 from app.storage.blobs import BlobStore, open_blob_store, read_verified
 from app.storage.database import Database
 from app.storage.migrations import alembic_config, upgrade
-from app.storage.npz import dump_arrays, load_arrays
 from app.storage.tables import Dataset, Job, JobStatus
 from app.storage.tables import Model as ModelRow
 
@@ -39,13 +40,20 @@ NETWORK: dict[str, Any] = {
 OPTIONS = {"epochs": 4, "batch_size": 8}
 
 
+SAMPLES: dict[int, int] = {}  # epoch -> samples trained by then, in the reference run
+
+
 def _payloads() -> tuple[bytes, bytes, dict[str, Any]]:
     """(checkpoint after 2 epochs, final weights npz, model config) of a real run."""
     trainer = Trainer(EngineNetwork.from_config(NETWORK), X, Y, TrainingOptions.from_dict(OPTIONS))
     taken: list[bytes] = []
-    result = trainer.run(
-        on_epoch=lambda e: taken.append(trainer.checkpoint()) if e["epoch"] == 2 else None
-    )
+
+    def on_epoch(entry: dict[str, float]) -> None:
+        SAMPLES[int(entry["epoch"])] = trainer.samples_trained
+        if entry["epoch"] == 2:
+            taken.append(trainer.checkpoint())
+
+    result = trainer.run(on_epoch=on_epoch)
     return taken[0], result.model.export_npz(), result.model.get_config()
 
 
@@ -77,7 +85,7 @@ def _insert_0001_rows(url: str, checkpoint: bytes, weights: bytes, config: dict[
                 "owner_id": 1, "network_id": "net_1", "dataset_id": "ds_1",
                 "init_model_id": None, "network_config": NETWORK, "options": OPTIONS,
                 "cancel_requested": False, "keep_model": False, "epochs": 4, "metrics": None,
-                "history": [], "error": None, "attempts": 1, "samples_trained": 64,
+                "history": [], "error": None, "attempts": 1, "samples_trained": SAMPLES[2],
                 "train_seconds": 0.1, "created_at": now,
             }  # fmt: skip
             connection.execute(
@@ -141,9 +149,9 @@ def test_payloads_move_to_the_blob_store_and_still_work(database_url: str, tmp_p
             assert resumed is not None
         assert (resumed.status, resumed.error, resumed.epoch) == (JobStatus.SUCCEEDED, None, 4)
         assert [entry["epoch"] for entry in resumed.history] == [1, 2, 3, 4]
-        # 2 epochs of 32 rows before the migration, 2 after: resumed from the checkpoint
-        # (a fresh start would have trained 4 more epochs: 64 + 128).
-        assert resumed.samples_trained == 128
+        # 2 epochs before the migration, 2 after: resumed from the checkpoint (a fresh
+        # start would have trained 4 more epochs on top of the 2).
+        assert resumed.samples_trained == SAMPLES[4]
     finally:
         db.dispose()
 

@@ -2,116 +2,31 @@
 
 One walk through what a newcomer does: enter the key, generate a 2-D dataset, define a
 network, train it and watch the curves, look at the decision surface and the weights,
-predict, then start a long job and cancel it from the page. Screenshots of each step go
-to the test's tmp_path. Skipped (with the reason) when no Chromium is installed; the
-browser is never downloaded.
+predict and download the model's exports, then start a long job and cancel it from the
+page. Screenshots of each step go to the test's tmp_path. Skipped (with the reason) when
+no Chromium is installed; the browser is never downloaded.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import os
 import re
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.processes import stop
+from tests.ui.conftest import Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SERVER_START_TIMEOUT = 60.0
 UI_DIR = Path(__file__).resolve().parents[2] / "app" / "ui"
 TRAIN_TIMEOUT_MS = 180_000  # generous: a shared 2-core CI machine
 UI_TIMEOUT_MS = 30_000
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium (or BACKPROP_TEST_CHROMIUM), never a downloaded browser."""
-    candidates = [os.environ.get("BACKPROP_TEST_CHROMIUM", ""), *CHROMIUM_PATHS]
-    candidates.append(shutil.which("chromium") or "")
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def backprop_command(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("backprop")
-    if script.is_file():
-        return [sys.executable, str(script), *args]
-    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", *args]
-
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    key: str
-    log: Path
-
-
-def _wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"backprop serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if client.get(f"{base_url}/healthz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"backprop serve gave no /healthz in {SERVER_START_TIMEOUT} s:\n{log.read_text()}")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """``backprop serve`` with one worker on a free port and a fresh SQLite database."""
-    database_url = f"sqlite:///{tmp_path / 'backprop.db'}"  # serve migrates it
-    port = free_port()
-    key = "bp_" + secrets.token_urlsafe(32)
-    env = {
-        **os.environ,
-        "BACKPROP_DATABASE_URL": database_url,
-        "BACKPROP_BOOTSTRAP_KEY": key,
-    }
-    env.pop("BACKPROP_LEASE_SECONDS", None)  # the default lease: cancels are polled for
-    log = tmp_path / "server.log"
-    command = backprop_command("serve", "--host", "127.0.0.1", "--port", str(port))
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*command, "--workers", "1"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_healthy(base_url, proc, log)
-        yield Server(base_url, key, log)
-    finally:
-        stop(proc, group=True)
 
 
 # Pixel statistics of a canvas: how much is painted, and whether both class colours
@@ -128,20 +43,6 @@ CANVAS_STATS = """(canvas) => {
   }
   return { painted: painted / total, orange: orange / total, blue: blue / total };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Headless Debian Chromium driven by Playwright; the test skips when there is none."""
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("no Chromium found (apt-get install chromium, or set BACKPROP_TEST_CHROMIUM)")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def canvas_stats(page: Page, selector: str) -> dict[str, float]:
@@ -241,6 +142,17 @@ def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path)
         for label in predictions.locator("tbody tr td:last-child").all_inner_texts():
             assert label in {"0", "1"}, label
         shot("06-model")
+        # Its card, and a download of each export format (fetched with the key).
+        expect(page.get_by_role("heading", name="Model card")).to_be_visible()
+        expect(page.get_by_role("table", name="Class balance")).to_be_visible()
+        for label, suffix, start in (("ONNX", "onnx", b"\x08"), ("Python", "py", b'"""')):
+            with page.expect_download() as info:
+                page.get_by_role("button", name=f"Download {label}").click()
+            assert re.fullmatch(rf"mdl_\w+\.{suffix}", info.value.suggested_filename)
+            assert Path(info.value.path()).read_bytes().startswith(start)
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Download npz").click()
+        assert set(np.load(info.value.path())) >= {"W1", "b1", "W3", "b3"}
 
         # A long job, cancelled from its page while its curve grows.
         page.get_by_role("link", name="Jobs", exact=True).click()

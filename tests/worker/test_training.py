@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from app.config import Settings
 from app.jobs.queue import requeue_expired
 from app.jobs.worker import Worker
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, WorkerHeartbeat
+from app.storage.tables import Job, JobStatus, WorkerHeartbeat, utcnow
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
 from tests.queue.rows import add_jobs, cancel, get_job, models_of
@@ -144,12 +144,25 @@ def test_the_lease_is_renewed_while_training_runs(
     settings = make_settings(migrated_db.url, lease_seconds=2)
     (job_id,) = add_training_jobs(migrated_db, epochs=100_000)
     with worker_thread(migrated_db, settings) as (worker, _):
-        wait_for(lambda: get_job(migrated_db, job_id).epoch >= 1, what="training to start")
-        # Sweep for expired leases, as every other worker does, across several lease lengths.
-        deadline = time.monotonic() + 3 * settings.lease_seconds
-        while time.monotonic() < deadline:
+
+        def lease_once_training() -> datetime | None:
+            job = get_job(migrated_db, job_id)
+            return job.lease_expires_at if job.epoch >= 1 else None
+
+        first = wait_for(lease_once_training, what="training to start")
+        leases: set[datetime] = set()
+        lease_seconds = settings.lease_seconds
+
+        def renewed_past_the_first_expiry() -> bool:
+            # Sweep for expired leases, as every other worker does, until the first lease
+            # has been over for a lease length and the row has shown three leases.
             assert requeue_expired(migrated_db, max_attempts=3) == 0
-            time.sleep(0.1)
+            lease = get_job(migrated_db, job_id).lease_expires_at
+            assert lease is not None
+            leases.add(lease)
+            return len(leases) >= 3 and utcnow() > first + timedelta(seconds=lease_seconds)
+
+        wait_for(renewed_past_the_first_expiry, what="three lease renewals", interval=0.1)
         job = get_job(migrated_db, job_id)
         assert (job.status, job.attempts, job.worker_id) == (
             JobStatus.RUNNING,

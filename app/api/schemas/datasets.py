@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import Label, Name
+from app.api.schemas.names import DatasetKind
+from app.engine.datasets import MAX_CLASSES, MAX_NOISE, MAX_SAMPLES
 
 
 class DatasetCreate(BaseModel):
@@ -38,6 +40,7 @@ class DatasetCreate(BaseModel):
 class DatasetGenerate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        use_enum_values=True,
         json_schema_extra={
             "examples": [
                 {
@@ -52,11 +55,16 @@ class DatasetGenerate(BaseModel):
         },
     )
 
-    kind: Literal["xor", "moons", "circles", "spirals", "blobs"]
-    n_samples: int = Field(default=200, ge=1, le=10_000_000)
-    noise: float = Field(default=0.1, ge=0, le=10)
+    kind: DatasetKind
+    n_samples: int = Field(default=200, ge=1, le=MAX_SAMPLES)
+    noise: float = Field(
+        default=0.1, ge=0, le=MAX_NOISE, description="Std of Gaussian noise added to x"
+    )
     classes: int = Field(
-        default=2, ge=2, le=100, description="Arms (spirals) or centres (blobs); 2 for the others"
+        default=2,
+        ge=2,
+        le=MAX_CLASSES,
+        description="Arms (spirals) or centres (blobs); 2 for the others",
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     name: Name | None = Field(default=None, description="Defaults to the kind")

@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas.options import OptionsBody, options_model
+from app.engine.options import TrainingOptions
 from app.storage.tables import Job, JobStatus
 
 
-class OptimizerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JobTarget(OptionsBody):
+    """What to train (and from which model); JobCreate adds the training options."""
 
-    name: str = Field(default="adam", max_length=50, description="sgd, momentum or adam")
-    learning_rate: float = Field(default=0.01, gt=0, le=10)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    nesterov: bool = False
-    beta1: float = Field(default=0.9, ge=0, lt=1)
-    beta2: float = Field(default=0.999, ge=0, lt=1)
-    epsilon: float = Field(default=1e-8, gt=0, le=1)
-
-
-class EarlyStoppingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    patience: int = Field(default=10, ge=1, le=100_000)
-    min_delta: float = Field(default=0.0, ge=0, le=1e6)
-
-
-class ScheduleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(default="constant", max_length=50, description="constant, step or cosine")
-    step_size: int = Field(default=10, ge=1, le=1_000_000)
-    factor: float = Field(default=0.5, gt=0, le=1)
-    min_learning_rate: float = Field(default=0.0, ge=0, le=10)
-
-
-class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        use_enum_values=True,
         json_schema_extra={
             "examples": [
                 {
@@ -59,20 +36,18 @@ class JobCreate(BaseModel):
 
     network_id: str = Field(max_length=64)
     dataset_id: str = Field(max_length=64)
-    epochs: int = Field(default=100, ge=1, le=1_000_000)
-    batch_size: int = Field(default=32, ge=1, le=1_000_000)
-    optimizer: OptimizerIn = Field(default_factory=OptimizerIn)
-    l2: float = Field(default=0.0, ge=0, le=1e3)
-    clip_norm: float | None = Field(default=None, gt=0, le=1e6)
-    validation_split: float = Field(default=0.2, ge=0, le=0.9)
-    early_stopping: EarlyStoppingIn | None = None
-    lr_schedule: ScheduleIn | None = None
-    standardize: bool = True
-    shuffle: bool = True
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     init_model_id: str | None = Field(
         default=None, max_length=64, description="Start from this model's weights"
     )
+
+
+# The job body: JobTarget's fields plus one field per engine training option, generated
+# from app.engine.options. mypy cannot see generated fields; to it the body is a JobTarget
+# (the routes read only JobTarget's fields by name and dump the rest).
+if TYPE_CHECKING:
+    JobCreate = JobTarget
+else:
+    JobCreate = options_model(TrainingOptions, "JobCreate", JobTarget)
 
 
 class JobCancel(BaseModel):

@@ -7,19 +7,21 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import Name
+from app.api.schemas.names import ActivationName, InitName, LossName
 from app.storage.tables import Network
 
 
 class LayerSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
     units: int = Field(ge=1, le=1_000_000)
-    activation: str = Field(min_length=1, max_length=50, description="e.g. relu, tanh, sigmoid")
+    activation: ActivationName
 
 
 class NetworkCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        use_enum_values=True,
         json_schema_extra={
             "examples": [
                 {
@@ -38,10 +40,14 @@ class NetworkCreate(BaseModel):
     name: Name
     input_size: int = Field(ge=1, le=1_000_000)
     layers: list[LayerSpec] = Field(min_length=1, max_length=100)
-    loss: str | None = Field(
-        default=None, max_length=50, description="Defaults to the loss that fits the output layer"
+    loss: LossName | None = Field(
+        default=None, description="Defaults to the loss that fits the output layer"
     )
-    init: str = Field(default="auto", max_length=50)
+    init: InitName = Field(
+        default=InitName("auto"),
+        validate_default=True,  # so the field holds the plain name, as when given
+        description="Initial weights: auto (he for relu-like layers, else xavier), he or xavier",
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 

@@ -1,5 +1,5 @@
-// Models: the list; a model's page with its weights drawn, its decision surface and
-// a predict form.
+// Models: the list; a model's page with its card and exports, its weights drawn, its
+// decision surface and a predict form.
 
 import { api, listAll } from "../api.js";
 import { field, h } from "../dom.js";
@@ -7,7 +7,8 @@ import { architecture, headlineMetric, num, when, whenTitle } from "../format.js
 import { drawNetwork } from "../netdraw.js";
 import { layerArrays, parseNpz } from "../npz.js";
 import { SurfacePlot } from "../surface.js";
-import { card, deleteButton, errorBox, facts, link, notice, onSubmit, pageHeader, table, toast } from "../ui.js";
+import { card, deleteButton, errorBox, facts, link, notice, onSubmit, pageHeader, table } from "../ui.js";
+import { modelCardSection } from "./modelcard.js";
 
 const SCATTER_ROWS = 2000;
 
@@ -143,16 +144,6 @@ function predictForm(model, sampleRows, featureNames) {
   return form;
 }
 
-async function downloadWeights(model) {
-  const buffer = await api(`/models/${model.id}/weights`, { as: "arrayBuffer", headers: { Accept: "application/octet-stream" } });
-  const url = URL.createObjectURL(new Blob([buffer], { type: "application/octet-stream" }));
-  const a = h("a", { href: url, download: `${model.id}.npz` });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
-}
-
 export async function modelPage(main, { params: [id], signal }) {
   const model = await api(`/models/${id}`, { signal });
   const job = model.job_id ? await api(`/jobs/${model.job_id}`, { signal }).catch(() => null) : null;
@@ -160,16 +151,13 @@ export async function modelPage(main, { params: [id], signal }) {
   const sample = datasetId ? await api(`/datasets/${datasetId}/data?limit=3`, { signal }).catch(() => null) : null;
   const width = model.architecture.input_size;
   const rows = sample?.x?.length && sample.x[0].length === width ? sample.x : [Array(width).fill(0)];
-  const featureNames = Array.from({ length: width }, (_, i) => `x${i + 1}`);
-  const download = h("button", { type: "button", class: "button" }, "Download weights (.npz)");
-  download.addEventListener("click", () => downloadWeights(model).catch((error) => toast(error.message)));
+  const featureNames = model.card.training_data?.feature_names ?? Array.from({ length: width }, (_, i) => `x${i + 1}`);
   const metrics = Object.entries(model.metrics ?? {}).filter(([, v]) => typeof v === "number");
   const visuals = h("div", { class: "visuals" });
   main.append(
     pageHeader(
       `Model ${model.id}`,
       `${model.task} · ${architecture(model.architecture)}`,
-      download,
       model.network_id ? h("a", { class: "button button-primary", href: `#/jobs?network=${model.network_id}&init_model=${model.id}${datasetId ? `&dataset=${datasetId}` : ""}` }, "Train further") : null,
     ),
     h(
@@ -192,6 +180,7 @@ export async function modelPage(main, { params: [id], signal }) {
       ),
       card("Predict", predictForm(model, rows, featureNames)),
     ),
+    modelCardSection(model),
     visuals,
   );
   await modelVisuals(visuals, { modelId: id, datasetId, signal, model });

@@ -1,0 +1,88 @@
+"""The model card as JSON: the ``card`` of ``GET /v1/models/{id}`` (``ModelDetail``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.schemas.common import Label
+from app.api.schemas.models import ModelRead
+from app.services.model_card import ModelCard as CardFacts
+from app.storage.tables import Model
+
+_FROM_OBJECTS = ConfigDict(from_attributes=True)
+
+
+class ClassCount(BaseModel):
+    model_config = _FROM_OBJECTS
+
+    label: Label
+    count: int = Field(description="Training rows with this label")
+    fraction: float = Field(description="count / all rows of the dataset")
+
+
+class TrainingData(BaseModel):
+    model_config = _FROM_OBJECTS
+
+    dataset_id: str
+    name: str
+    sha256: str = Field(description="The dataset's content hash, as GET /v1/datasets/{id} shows")
+    n_samples: int
+    n_features: int
+    n_targets: int
+    label_kind: str = Field(description="categorical, continuous or multi_output")
+    feature_names: list[str] | None
+    class_balance: list[ClassCount] | None = Field(
+        description="Rows per class (classifiers trained on one label per row)"
+    )
+
+
+class CardMetrics(BaseModel):
+    model_config = _FROM_OBJECTS
+
+    final: dict[str, Any] | None = Field(description="The last epoch's metrics")
+    best: dict[str, Any] | None = Field(description="The epoch with the lowest best_by")
+    best_by: str | None = Field(description="val_loss when the job validated, else loss")
+    weights_epoch: int | None = Field(description="The epoch whose weights the model holds")
+
+
+class Lineage(BaseModel):
+    model_config = _FROM_OBJECTS
+
+    job_id: str | None = Field(description="The job that trained it (null when imported)")
+    initial_model_id: str | None = Field(description="The model the job started from")
+    sweep_id: str | None = Field(description="The sweep it belongs to (none yet: null)")
+
+
+class ModelCard(BaseModel):
+    """Everything that should travel with the model (as Markdown: GET .../card)."""
+
+    model_config = _FROM_OBJECTS
+
+    architecture: dict[str, Any] = Field(description="input_size, layers, loss, init, seed")
+    parameter_count: int
+    task: str
+    classes: list[Label] | None
+    standardize: bool
+    training_data: TrainingData | None = Field(
+        description="null when imported or when the dataset was deleted"
+    )
+    training_options: dict[str, Any] | None = Field(description="Every option the job ran with")
+    metrics: CardMetrics
+    evaluations: list[dict[str, Any]] = Field(description="Evaluations on other data (none yet)")
+    lineage: Lineage
+    backprop_version: str
+    created_at: datetime
+
+
+class ModelDetail(ModelRead):
+    """One model, with its card."""
+
+    card: ModelCard
+
+    @classmethod
+    def from_card(cls, row: Model, card: CardFacts) -> ModelDetail:
+        read = ModelRead.from_row(row, card.parameter_count)
+        return cls(**dict(read), card=ModelCard.model_validate(card))

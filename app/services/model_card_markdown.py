@@ -1,0 +1,140 @@
+"""The model card as Markdown: ``GET /v1/models/{id}/card``, the same facts as the
+``card`` object of ``GET /v1/models/{id}`` (:mod:`app.services.model_card`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from app.services.model_card import CardMetrics, ModelCard, TrainingData
+
+MEDIA_TYPE = "text/markdown; charset=utf-8"
+
+
+def _code(text: str) -> str:
+    """Markdown inline code."""
+    return "`" + text.replace("`", "'") + "`"
+
+
+def _value(value: Any) -> str:
+    """A label, name or option value as inline code, in JSON: "1" (a string) and 1 (a
+    number) stay apart."""
+    return _code(json.dumps(value, ensure_ascii=False))
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _flatten(options: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """("optimizer.learning_rate", 0.01), ... for nested option objects."""
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _architecture(card: ModelCard) -> list[str]:
+    network = card.architecture
+    sizes = [str(network["input_size"])] + [str(layer["units"]) for layer in network["layers"]]
+    lines = [
+        "## Architecture",
+        "",
+        f"A dense network {'-'.join(sizes)} ({card.parameter_count:,} parameters), "
+        f"loss `{network['loss']}`, task `{card.task}`; inputs are "
+        f"{'standardised' if card.standardize else 'used as they are'}.",
+        "",
+        "| Layer | Units | Activation |",
+        "|---|---|---|",
+    ]
+    for index, layer in enumerate(network["layers"], start=1):
+        lines.append(f"| {index} | {layer['units']} | `{layer['activation']}` |")
+    if card.classes is not None:
+        lines += ["", "Classes, in output order: " + ", ".join(_value(c) for c in card.classes)]
+    return [*lines, ""]
+
+
+def _data(data: TrainingData | None, job_id: str | None) -> list[str]:
+    lines = ["## Training data", ""]
+    if data is None:
+        why = "the model was imported" if job_id is None else "its dataset has been deleted"
+        return [*lines, f"Not recorded: {why}.", ""]
+    lines += [
+        f"- Dataset: {_cell(data.name)} (`{data.dataset_id}`)",
+        f"- Content hash (SHA-256): `{data.sha256}`",
+        f"- Shape: {data.n_samples:,} rows x {data.n_features} features, "
+        f"{data.n_targets} target(s) ({data.label_kind})",
+    ]
+    if data.feature_names:
+        lines.append("- Features: " + ", ".join(_value(name) for name in data.feature_names))
+    if data.class_balance:
+        lines += ["", "| Class | Rows | Share |", "|---|---|---|"]
+        for item in data.class_balance:
+            lines.append(f"| {_cell(_value(item.label))} | {item.count:,} | {item.fraction:.1%} |")
+    return [*lines, ""]
+
+
+def _options(options: Mapping[str, Any] | None) -> list[str]:
+    lines = ["## Training options", ""]
+    if options is None:
+        return [*lines, "None: the model was not trained by a job here.", ""]
+    lines += ["| Option | Value |", "|---|---|"]
+    lines += [f"| `{name}` | {_cell(_value(value))} |" for name, value in _flatten(options)]
+    return [*lines, ""]
+
+
+def _metrics(metrics: CardMetrics) -> list[str]:
+    lines = ["## Metrics", ""]
+    rows = [("Final (last epoch)", metrics.final)]
+    if metrics.best is not None:
+        rows.append((f"Best (lowest {metrics.best_by})", metrics.best))
+    names = list(dict.fromkeys(k for _, entry in rows if entry for k in entry))
+    if not names:
+        return [*lines, "None recorded.", ""]
+    lines += ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for label, entry in rows:
+        cells = [_number((entry or {}).get(name)) for name in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if metrics.weights_epoch is not None:
+        lines += ["", f"The model holds the weights of epoch {metrics.weights_epoch}."]
+    return [*lines, ""]
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _or_none(value: str | None, none: str = "none") -> str:
+    return none if value is None else _code(value)
+
+
+def render(card: ModelCard) -> str:
+    """The card as a Markdown document."""
+    lineage = card.lineage
+    lines = [
+        f"# Model card: {card.model_id}",
+        "",
+        f"Made {card.created_at.isoformat()} by Backprop {card.backprop_version}.",
+        "",
+        *_architecture(card),
+        *_data(card.training_data, lineage.job_id),
+        *_options(card.training_options),
+        *_metrics(card.metrics),
+        "## Evaluations",
+        "",
+        "None yet." if not card.evaluations else json.dumps(card.evaluations),
+        "",
+        "## Lineage",
+        "",
+        f"- Training job: {_or_none(lineage.job_id, 'none (imported)')}",
+        f"- Initial model: {_or_none(lineage.initial_model_id)}",
+        f"- Sweep: {_or_none(lineage.sweep_id)}",
+        "",
+    ]
+    return "\n".join(lines)

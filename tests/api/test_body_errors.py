@@ -1,0 +1,146 @@
+"""A JSON body that cannot be read gets a 422 that says what to change, at ["body"]."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.api.body_errors import explain
+from tests.api.client import ApiClient
+from tests.api.conftest import XOR_NETWORK
+
+NETWORK_JSON = json.dumps(XOR_NETWORK)
+
+
+def _only_error(response: object) -> dict[str, object]:
+    assert response.status_code == 422, response.text  # type: ignore[attr-defined]
+    (error,) = response.json()["detail"]  # type: ignore[attr-defined]
+    return dict(error)
+
+
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        ({}, "has no Content-Type header"),
+        # What `curl -d` sends when no header is given.
+        (
+            {"content-type": "application/x-www-form-urlencoded"},
+            "says 'application/x-www-form-urlencoded'",
+        ),
+        ({"content-type": "text/plain; charset=utf-8"}, "says 'text/plain; charset=utf-8'"),
+    ],
+)
+def test_a_json_route_names_the_content_type_to_send(
+    client: ApiClient, headers: dict[str, str], said: str
+) -> None:
+    response = client.post("/v1/networks", content=NETWORK_JSON.encode(), headers=headers)
+    assert _only_error(response) == {
+        "loc": ["body"],
+        "msg": "the body is read as JSON only with the header "
+        f"'Content-Type: application/json'; this request {said}",
+        "type": "content_type",
+    }
+
+
+def test_the_same_body_with_the_header_is_accepted(client: ApiClient) -> None:
+    headers = {"content-type": "application/json"}
+    response = client.post("/v1/networks", content=NETWORK_JSON.encode(), headers=headers)
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "position", "msg"),
+    [
+        (
+            '{"name": "n",\n  "input_size": 2 "layers": []}',
+            32,
+            "Expecting ',' delimiter at line 2 column 19",
+        ),
+        (
+            '{"name": "n",}',
+            13,
+            "Expecting property name enclosed in double quotes at line 1 column 14",
+        ),
+        ("{\n\n  \"name\": 'n'}", 13, "Expecting value at line 3 column 11"),
+        ('{"name": "n"', 12, "Expecting ',' delimiter at line 1 column 13"),
+    ],
+)
+def test_malformed_json_says_line_column_and_what_was_expected(
+    client: ApiClient, body: str, position: int, msg: str
+) -> None:
+    headers = {"content-type": "application/json"}
+    response = client.post("/v1/networks", content=body.encode(), headers=headers)
+    assert _only_error(response) == {
+        "loc": ["body", position],
+        "msg": f"the body is not valid JSON: {msg}",
+        "type": "json_invalid",
+    }
+
+
+def test_an_empty_body_and_a_body_that_is_no_object(client: ApiClient) -> None:
+    headers = {"content-type": "application/json"}
+    assert _only_error(client.post("/v1/networks", content=b"", headers=headers)) == {
+        "loc": ["body"],
+        "msg": "the body is empty: send a JSON object with 'Content-Type: application/json'",
+        "type": "missing",
+    }
+    assert _only_error(client.post("/v1/networks", content=b"[1, 2]", headers=headers)) == {
+        "loc": ["body"],
+        "msg": "the body must be a JSON object {...}, not an array",
+        "type": "model_attributes_type",
+    }
+
+
+def test_field_errors_keep_pydantic_words(client: ApiClient) -> None:
+    response = client.post("/v1/networks", json={**XOR_NETWORK, "input_size": "two"})
+    assert _only_error(response) == {
+        "loc": ["body", "input_size"],
+        "msg": "Input should be a valid integer, unable to parse string as an integer",
+        "type": "int_parsing",
+    }
+
+
+def test_line_and_column_count_like_the_json_module() -> None:
+    body = "[1,\n 2,\n\n   x]"
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        expected = f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        error = {"type": "json_invalid", "loc": ("body", exc.pos), "ctx": {"error": exc.msg}}
+    (item,) = explain([error], content_type="application/json", body=body)
+    assert item == {"loc": ["body", 12], "msg": expected, "type": "json_invalid"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "said"),
+    [
+        ({"content-type": "application/json"}, b'{"name": "d"}', "says 'application/json'"),
+        ({}, b"", "has no Content-Type header"),
+        (
+            {"content-type": "application/x-www-form-urlencoded"},
+            b"file=abc",
+            "says 'application/x-www-form-urlencoded'",
+        ),
+    ],
+)
+def test_an_upload_route_names_multipart(
+    client: ApiClient, headers: dict[str, str], body: bytes, said: str
+) -> None:
+    for path in ("/v1/datasets/upload", "/v1/models/import"):
+        response = client.post(path, content=body, headers=headers)
+        assert _only_error(response) == {
+            "loc": ["body"],
+            "msg": "the body is read as a form (curl -F name=@file) only with the header "
+            f"'Content-Type: multipart/form-data'; this request {said}",
+            "type": "content_type",
+        }
+
+
+def test_a_multipart_upload_without_its_file_still_names_the_field(client: ApiClient) -> None:
+    response = client.post("/v1/datasets/upload", data={"name": "d"}, files={"other": b"1"})
+    assert _only_error(response) == {
+        "loc": ["body", "file"],
+        "msg": "Field required",
+        "type": "missing",
+    }
