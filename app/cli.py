@@ -1,6 +1,6 @@
-"""The ``backprop`` command: serve, worker, migrate, keys, gc.
+"""The ``backprop`` command: serve, worker, migrate, keys, gc; the client's (:mod:`app.client`).
 
-Every command reads its settings (the database first of all) from ``BACKPROP_*``
+Server commands read their settings (the database first of all) from ``BACKPROP_*``
 environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
 """
 
@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from app.client.entry import add_client_commands, run_client
 from app.config import Settings, get_settings
 from app.jobs.supervisor import BLAS_THREAD_VARIABLES
 from app.services import keys
@@ -268,12 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="revoke the key named NAME")
     revoke.add_argument("name")
     revoke.set_defaults(handler=cmd_keys_revoke)
+    add_client_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``backprop`` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if "client_command" in args:
+        return run_client(args)
     settings = get_settings()
     settings.make_data_dir()
     handler: Command = args.handler

@@ -1,15 +1,17 @@
 """The epoch loop and its progress reporting: where a training run stands, the minibatch
 steps of each epoch, and the metrics, history and early stopping at each epoch's end.
 
-Per epoch: the learning rate is set from the schedule; the training rows are permuted
-into a reused buffer (one ``np.take`` with ``mode="clip"``, which writes straight into
-``out``), so each minibatch is a contiguous slice of it; every batch is one step —
-forward and backward (``network``), then the update (``optimizers``: L2, clipping, the
-optimizer's step) — with no gathering and no allocation, since the batch slices, the
-workspaces and the slices of the logits buffer that the output layer writes z[L] into
-are built once per run. The epoch's training metrics are computed afterwards from those
-logits, without another pass over the data, plus one forward pass over the validation
-rows.
+Per epoch: the learning rate is set from the schedule; the training rows' numbers (into
+x, which is never copied nor written: it may be a read-only memory map) are permuted,
+and the targets with them; every batch is one step — its rows gathered into one reused
+(batch, n[0]) buffer (one ``np.take`` with ``mode="clip"``, which writes straight into
+``out``) and standardised there, then forward and backward (``network``), then the
+update (``optimizers``: L2, clipping, the optimizer's step) — with no allocation, since
+the batch buffer, the workspaces and the slices of the logits buffer that the output
+layer writes z[L] into are built once per run. Without shuffling, standardisation or a
+split the batches are plain slices of x. The epoch's training metrics are computed
+afterwards from those logits, without another pass over the data, plus one forward pass
+over the validation rows, gathered in blocks of EVAL_ROWS into buffers of the run.
 
 The permutation of epoch e is a pure function of (seed, e), so a resumed run shuffles
 exactly like the uninterrupted one without carrying any generator state.
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import activations, metrics, optimizers, schedules
+from app.engine import activations, metrics, optimizers, preprocessing, schedules
 from app.engine.errors import DivergenceError, ExportFormatError
 from app.engine.network import Network, Workspace
 from app.engine.options import EarlyStoppingOptions, TrainingOptions
@@ -122,8 +124,7 @@ class EpochLoop:
 
     def __init__(self, network: Network, data: TrainingData, options: TrainingOptions) -> None:
         self.network, self.data, self.options = network, data, options
-        x, y = data.x, data.y
-        n = x.shape[0]
+        n = data.train_count
         size = min(options.batch_size, n)
         self.grads = np.zeros_like(network.params)
         self.optimizer = optimizers.get(options.optimizer.name)(network.params, options.optimizer)
@@ -135,25 +136,65 @@ class EpochLoop:
             options.l2,
             options.clip_norm,
         )
-        # Without shuffling the batches are slices of x itself. An unaligned x (a view of
-        # stored npz bytes, when nothing else copied it) is copied once here: BLAS would
-        # otherwise copy every batch of it.
-        self.xs = np.empty_like(x) if options.shuffle else np.require(x, requirements="A")
-        self.ys = np.empty_like(y) if options.shuffle else y
+        # Without shuffling, standardising or a split the batches are slices of x itself
+        # (``xs``); an unaligned x (a view of stored npz bytes) is copied once here, as BLAS
+        # would otherwise copy every batch of it. Otherwise each batch's rows are gathered
+        # into one reused buffer and standardised there (``_fill``): x is never copied.
+        direct = not options.shuffle and data.standardizer is None and data.train_rows is None
+        self.xs: Array | None = np.require(data.x, requirements="A") if direct else None
+        source = (
+            self.xs if self.xs is not None else np.empty((size, network.input_size), network.dtype)
+        )
+        # The training rows of x in this epoch's order (None: all rows in order).
+        self.order: npt.NDArray[np.intp] | None = data.train_rows
+        if options.shuffle:
+            self.order = np.empty(n, dtype=np.intp)
+            self.ys = np.empty((n, data.y.shape[1]), dtype=data.y.dtype)
+        else:
+            self.ys = data.y if data.train_rows is None else data.y[data.train_rows]
         self.logits = np.empty((n, network.output_size), dtype=network.dtype)
         full = network.workspace(size, self.grads)
         tail = network.workspace(n % size, self.grads) if n % size else full
         self.batches: list[tuple[Array, Array, Array, Workspace]] = []
+        self.spans: list[slice] = []
         for start in range(0, n, size):
             stop = min(start + size, n)
             work = full if stop - start == size else tail
-            self.batches.append(
-                (self.xs[start:stop], self.ys[start:stop], self.logits[start:stop], work)
-            )
-        self.ends = [min(start + size, n) for start in range(0, n, size)]
+            x = source[start:stop] if direct else source[: stop - start]
+            self.batches.append((x, self.ys[start:stop], self.logits[start:stop], work))
+            self.spans.append(slice(start, stop))
+        self.ends = [span.stop for span in self.spans]
+        self._evaluation_buffers()
+        # Fresh buffers get their pages on first write: take those faults now, before the
+        # epoch clock runs, rather than in the first epoch.
+        fresh: list[npt.NDArray[Any]] = [self.logits, *self.fresh_evaluation_buffers]
+        if self.xs is None:
+            fresh.append(source)
+        if self.order is not None and options.shuffle:
+            fresh += [self.order, self.ys]
+        for buffer in fresh:
+            buffer.fill(0)
+        np.dot(source[:size], network.weights_t[0])  # BLAS sets up its buffers on the first call
         self.progress = Progress()
         self.best_params = network.params.copy()
-        self._arranged: int | None = None  # the epoch whose row order xs / ys hold
+        self._arranged: int | None = None  # the epoch whose row order order / ys hold
+
+    def _evaluation_buffers(self) -> None:
+        """Buffers of the validation pass, made once per run: the features of a block of
+        at most EVAL_ROWS rows (n[0] columns) and its hidden layers, the logits and outputs
+        of every validation row, and their targets."""
+        data, network = self.data, self.network
+        count = data.val_count
+        self.fresh_evaluation_buffers: list[Array] = []
+        if data.x_val is None or data.y_val is None or not count:
+            return
+        rows, dtype = min(EVAL_ROWS, count), network.dtype
+        self.val_x = np.empty((rows, network.input_size), dtype=dtype)
+        self.val_hidden = [np.empty((rows, n), dtype=dtype) for n in network.layer_sizes[:-1]]
+        self.val_z = np.empty((count, network.output_size), dtype=dtype)
+        self.val_a = np.empty_like(self.val_z)
+        self.val_y = data.y_val if data.val_rows is None else data.y_val[data.val_rows]
+        self.fresh_evaluation_buffers = [self.val_x, *self.val_hidden, self.val_z, self.val_a]
 
     def rows(self, batches: int) -> int:
         """Rows covered by the first ``batches`` batches of an epoch."""
@@ -196,15 +237,26 @@ class EpochLoop:
         return False
 
     def _arrange(self, epoch: int) -> None:
-        """Put the rows in epoch ``epoch``'s order (no-op without shuffling or when done)."""
-        if not self.options.shuffle or self._arranged == epoch:
+        """Put the rows in epoch ``epoch``'s order (no-op without shuffling or when done):
+        ``order`` (row numbers into x) and ``ys`` (the targets in that order)."""
+        if not self.options.shuffle or self._arranged == epoch or self.order is None:
             return
-        order = np.random.default_rng([self.options.seed, SHUFFLE_STREAM, epoch]).permutation(
-            self.data.x.shape[0]
+        permutation = np.random.default_rng([self.options.seed, SHUFFLE_STREAM, epoch]).permutation(
+            self.data.train_count
         )
-        np.take(self.data.x, order, axis=0, out=self.xs, mode="clip")
-        np.take(self.data.y, order, axis=0, out=self.ys, mode="clip")
+        train = self.data.train_rows
+        if train is None:
+            self.order[...] = permutation
+        else:
+            np.take(train, permutation, out=self.order, mode="clip")
+        np.take(self.data.y, self.order, axis=0, out=self.ys, mode="clip")
         self._arranged = epoch
+
+    def _fill(self, index: int, out: Array) -> None:
+        """Batch ``index``'s rows of x, gathered into ``out`` and standardised there."""
+        span = self.spans[index]
+        rows = span if self.order is None else self.order[span]
+        preprocessing.gather(self.data.x, rows, out, self.data.standardizer)
 
     def _steps(self, start: int, should_stop: Callable[[], bool] | None) -> int:
         """Steps from batch ``start`` to the end of the epoch; returns the batches done.
@@ -213,10 +265,13 @@ class EpochLoop:
         NonFiniteOutput if the logits turn NaN / inf.
         """
         batches, forward, update = self.batches, self.network.propagate, self.update
+        fill = None if self.xs is not None else self._fill
         for index in range(start, len(batches)):
             if should_stop is not None and should_stop():
                 return index
             x, y, z, work = batches[index]
+            if fill is not None:
+                fill(index, x)  # the batch's rows into x, standardised
             forward(x, work.hidden, z, work.output)  # z[L] into the epoch's logits
             work.backward(x, y)
             update()
@@ -240,8 +295,8 @@ class EpochLoop:
                 a = np.empty_like(z)
                 activations.ACTIVATIONS[network.activations[-1]](z, a)
             scores = metrics.evaluate(data.task, network.loss, z, a, self.ys)
-            if data.x_val is not None and data.y_val is not None:
-                val = self._evaluate(data.x_val, data.y_val)
+            if data.val_count:
+                val = self._evaluate()
                 scores.update({f"val_{name}": value for name, value in val.items()})
         if (
             not all(math.isfinite(v) for v in scores.values())
@@ -255,19 +310,20 @@ class EpochLoop:
             "learning_rate": rate,
         }
         entry["seconds"] = seconds
-        entry["samples_per_second"] = data.x.shape[0] / seconds if seconds > 0 else 0.0
+        entry["samples_per_second"] = data.train_count / seconds if seconds > 0 else 0.0
         if self.progress.end_epoch(entry, self.options.early_stopping):
             self.best_params[...] = network.params
         return entry
 
-    def _evaluate(self, x: Array, y: Array) -> dict[str, float]:
-        parts = [
-            self.network.forward_output(x[i : i + EVAL_ROWS])
-            for i in range(0, x.shape[0], EVAL_ROWS)
-        ]
-        z = np.concatenate([p[0] for p in parts])
-        a = np.concatenate([p[1] for p in parts])
-        return metrics.evaluate(self.data.task, self.network.loss, z, a, y)
+    def _evaluate(self) -> dict[str, float]:
+        """Metrics of the validation rows, forwarded in blocks of at most EVAL_ROWS rows
+        gathered (and standardised) into the run's evaluation buffers."""
+        data, propagate = self.data, self.network.propagate
+        assert data.x_val is not None
+        for where, x in data.blocks(data.x_val, data.val_rows, self.val_x):
+            hidden = [h[: x.shape[0]] for h in self.val_hidden]
+            propagate(x, hidden, self.val_z[where], self.val_a[where])
+        return metrics.evaluate(data.task, self.network.loss, self.val_z, self.val_a, self.val_y)
 
     def _diverged(self, reason: str) -> DivergenceError:
         rate = self.optimizer.learning_rate

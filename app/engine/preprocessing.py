@@ -8,11 +8,15 @@ Standardisation maps each feature to zero mean and unit variance with statistics
 on the training split only: x' = (x - x_mean) / x_std, x_mean and x_std of shape (n[0],).
 A constant feature (std 0) gets std 1, so it maps to 0 instead of dividing by zero. The
 statistics are stored with the model and applied again at prediction.
+
+Training never makes a standardised copy of the data: rows are gathered a block or a
+batch at a time into a reused buffer (``gather``) and standardised there, so x itself
+may be a read-only memory map of a file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,7 @@ from app.engine.errors import DataError, InputWidthError
 
 Array = npt.NDArray[np.floating[Any]]
 Loc = tuple[str | int, ...]
+Index = npt.NDArray[np.intp]
 FIT_BLOCK_ELEMENTS = 1 << 20  # values widened to float64 at a time by Standardizer.fit (8 MiB)
 _ROW_TYPES = (list, tuple, np.ndarray)
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
@@ -61,14 +66,18 @@ def check_features(
         )
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow shows up as inf below
         out: Array = np.ascontiguousarray(arr, dtype=dtype)
-    finite = np.isfinite(out)
-    if not finite.all():
-        row, col = (int(i) for i in np.argwhere(~finite)[0])
-        raise DataError(
-            f"values must be finite {out.dtype} numbers (no NaN, inf or overflow); "
-            f"row {row}, column {col} is not",
-            (*loc, row, col),
-        )
+    # In blocks of rows: a mask of all of x would be a quarter of x's size again.
+    rows = block_rows(out.shape[1])
+    for start in range(0, out.shape[0], rows):
+        finite = np.isfinite(out[start : start + rows])
+        if not finite.all():
+            row, col = (int(i) for i in np.argwhere(~finite)[0])
+            row += start
+            raise DataError(
+                f"values must be finite {out.dtype} numbers (no NaN, inf or overflow); "
+                f"row {row}, column {col} is not",
+                (*loc, row, col),
+            )
     return out
 
 
@@ -102,6 +111,31 @@ def _first_bad_row(rows: Any, loc: Loc) -> DataError:
     return DataError("the rows hold a number too large for a float64", loc)
 
 
+def block_rows(n: int) -> int:
+    """Rows of n features per block when x is processed a block at a time (8 MiB as
+    float64)."""
+    return max(1, FIT_BLOCK_ELEMENTS // max(1, n))
+
+
+def gather(x: Array, rows: Index | slice, out: Array, standardizer: Standardizer | None) -> Array:
+    """x[rows] (k, n[0]) written into out[:k] and standardised there; returns out[:k].
+
+    ``rows`` is an index array (any valid row numbers: ``np.take`` with mode="clip" writes
+    straight into ``out``) or a slice. x is only read; out has x's dtype and is
+    C-contiguous with at least k rows.
+    """
+    if isinstance(rows, slice):
+        block = x[rows]
+        dest = out[: block.shape[0]]
+        dest[...] = block
+    else:
+        dest = out[: rows.shape[0]]
+        np.take(x, rows, axis=0, out=dest, mode="clip")
+    if standardizer is not None:
+        standardizer.transform(dest, out=dest)
+    return dest
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Per-feature statistics: mean (n[0],), std (n[0],), both in the network dtype."""
@@ -110,22 +144,37 @@ class Standardizer:
     std: Array
 
     @classmethod
-    def fit(cls, x: Array) -> Standardizer:
-        """Statistics of x (m, n[0]), accumulated in float64 then cast to x's dtype.
+    def fit(cls, x: Array, rows: Index | None = None) -> Standardizer:
+        """Statistics of the rows ``rows`` of x (m, n[0]) (all of them when None; an
+        index array of row numbers otherwise), accumulated in float64 then cast to x's
+        dtype.
 
         Two passes (the mean, then the squared deviations from it, as ``np.std`` does)
-        over blocks of rows: only one block at a time is widened to float64, never all of
-        x (a float64 copy of x would double a worker's peak memory on large datasets).
+        over blocks of rows: only one block at a time is gathered and widened to float64,
+        never all of x (a copy of x would double a worker's peak memory on large
+        datasets; x may be a read-only memory map).
         """
-        m, n = x.shape
-        rows = max(1, FIT_BLOCK_ELEMENTS // max(1, n))
+        n = x.shape[1]
+        m = x.shape[0] if rows is None else rows.shape[0]
+        size = min(block_rows(n), m)
+        narrow = np.empty((size, n), dtype=x.dtype)
+        wide = np.empty((size, n), dtype=np.float64)
+
+        def blocks() -> Iterator[Array]:
+            for start in range(0, m, size):
+                if rows is None:
+                    yield x[start : start + size]
+                else:
+                    yield gather(x, rows[start : start + size], narrow, None)
+
         total = np.zeros(n, dtype=np.float64)
-        for start in range(0, m, rows):
-            total += x[start : start + rows].sum(axis=0, dtype=np.float64)
+        for block in blocks():
+            total += block.sum(axis=0, dtype=np.float64)
         mean = total / m
         squares = np.zeros(n, dtype=np.float64)
-        for start in range(0, m, rows):
-            deviation = x[start : start + rows].astype(np.float64)
+        for block in blocks():
+            deviation = wide[: block.shape[0]]
+            deviation[...] = block
             deviation -= mean
             squares += np.einsum("ij,ij->j", deviation, deviation)
         std = np.sqrt(squares / m)

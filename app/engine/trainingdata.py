@@ -1,14 +1,21 @@
-"""Training data as the loop wants it: checked, encoded, split and standardised.
+"""Training data as the loop wants it: checked, encoded, split by index, with the
+standardisation to apply per batch.
 
 Order of work: x is checked (finite, (m, n[0])) and y encoded for the network's task
-(labels fitted on all of y, or the given classes); the validation rows are taken out
-(an explicit validation set, or a stratified random split); standardisation statistics
-are fitted on the training rows only and applied to both parts.
+(labels fitted on all of y, or the given classes); the validation rows are chosen (an
+explicit validation set, or a stratified random split, kept as sorted row numbers into
+x); standardisation statistics are fitted on the training rows only.
+
+Nothing here copies x: it is kept as the caller gave it (a read-only memory map, say;
+only a conversion to the network dtype or to C order makes a copy) and never written.
+The loop gathers each batch's rows into a buffer and standardises them there
+(``preprocessing.gather``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,15 +25,22 @@ import numpy.typing as npt
 from app.engine import labels, splitting
 from app.engine.errors import ConfigError, DataError
 from app.engine.network import Network
-from app.engine.preprocessing import Standardizer, check_features
+from app.engine.preprocessing import Standardizer, block_rows, check_features, gather
 
 Array = npt.NDArray[np.floating[Any]]
+Index = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """x (n, n[0]) / y (n, n[L]) training rows, optional validation rows, label map and
-    standardisation — everything in the network dtype, C-contiguous."""
+    """Features, encoded targets, label map and standardisation, in the network dtype.
+
+    x (m, n[0]) C-contiguous, never written, and y (m, n[L]): the rows trained on are
+    ``train_rows`` (sorted row numbers; None: all of them). The validation rows are
+    ``val_rows`` of x_val / y_val (None: all of them): for a validation split x_val is x
+    itself and y_val is y; for an explicit validation set they are its own arrays; None
+    without validation. The standardizer (or None) is applied to every gathered batch.
+    """
 
     x: Array
     y: Array
@@ -35,6 +49,8 @@ class TrainingData:
     task: str
     classes: list[Any] | None
     standardizer: Standardizer | None
+    train_rows: Index | None = None
+    val_rows: Index | None = None
 
     @classmethod
     def prepare(
@@ -64,38 +80,69 @@ class TrainingData:
                 ("layers", network.depth - 1, "units"),
             )
         xs = check_features(x, network.input_size, network.dtype)
-        owned = xs is not x  # a converted copy: the engine may overwrite it
         ys, classes = labels.encode(y, task, network.output_size, network.dtype, classes)
         if ys.shape[0] != xs.shape[0]:
             raise DataError(f"y has {ys.shape[0]} rows but x has {xs.shape[0]}", ("y",))
         x_val: Array | None = None
         y_val: Array | None = None
+        train: Index | None = None
+        val: Index | None = None
         if validation is not None:
             x_val, y_val = _validation_set(network, validation, task, classes)
         elif validation_split > 0:
             train, val = splitting.split(
                 xs.shape[0], validation_split, splitting.class_codes(ys, task), seed
             )
-            xs, x_val, ys, y_val = xs[train], xs[val], ys[train], ys[val]
-            owned = True  # fancy indexing copied both parts
+            x_val, y_val = xs, ys
         if fit_standardizer:
-            standardizer = Standardizer.fit(xs)
-        if standardizer is not None:
-            # Arrays made here are standardised in place: one copy of the data fewer at peak.
-            xs = standardizer.transform(xs, out=xs if owned else None)
-            if x_val is not None:
-                split = validation is None  # else x_val may be the caller's array
-                x_val = standardizer.transform(x_val, out=x_val if split else None)
-        return cls(xs, ys, x_val, y_val, task, classes, standardizer)
+            standardizer = Standardizer.fit(xs, train)
+        return cls(xs, ys, x_val, y_val, task, classes, standardizer, train, val)
+
+    @property
+    def train_count(self) -> int:
+        """Rows trained on per epoch."""
+        return self.x.shape[0] if self.train_rows is None else int(self.train_rows.shape[0])
+
+    @property
+    def val_count(self) -> int:
+        """Validation rows (0 without validation)."""
+        if self.x_val is None:
+            return 0
+        return self.x_val.shape[0] if self.val_rows is None else int(self.val_rows.shape[0])
+
+    def blocks(self, x: Array, rows: Index | None, buffer: Array) -> Iterator[tuple[slice, Array]]:
+        """(positions, features) per block of the rows ``rows`` of x (all when None): the
+        features (k, n[0]) gathered into ``buffer`` (at least k rows) and standardised;
+        positions is the slice of the block among those rows."""
+        m = x.shape[0] if rows is None else rows.shape[0]
+        size = buffer.shape[0]
+        for start in range(0, m, size):
+            where = slice(start, min(start + size, m))
+            yield (
+                where,
+                gather(x, where if rows is None else rows[where], buffer, self.standardizer),
+            )
 
     def fingerprint(self) -> str:
-        """sha256 of every array, to recognise the same data when a run is resumed."""
+        """sha256 of the training and validation rows as the network sees them
+        (standardised, in row order), to recognise the same data when a run is resumed.
+
+        The rows are hashed a block at a time, never copied whole; the digest is the one
+        of the standardised arrays x[train], y[train], x_val[val], y_val[val] in turn.
+        """
         digest = hashlib.sha256()
-        for array in (self.x, self.y, self.x_val, self.y_val):
-            if array is not None:
-                digest.update(repr(array.shape).encode())
-                # The bytes in place (a uint8 view), not .tobytes(): that would copy all of x.
-                digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+        parts = [(self.x, self.y, self.train_rows)]
+        if self.x_val is not None and self.y_val is not None:
+            parts.append((self.x_val, self.y_val, self.val_rows))
+        buffer = np.empty((block_rows(self.x.shape[1]), self.x.shape[1]), dtype=self.x.dtype)
+        for x, y, rows in parts:
+            count = x.shape[0] if rows is None else rows.shape[0]
+            digest.update(repr((count, x.shape[1])).encode())
+            for _, block in self.blocks(x, rows, buffer):
+                digest.update(block.reshape(-1).view(np.uint8).data)
+            targets = y if rows is None else y[rows]
+            digest.update(repr(targets.shape).encode())
+            digest.update(np.ascontiguousarray(targets).reshape(-1).view(np.uint8).data)
         return digest.hexdigest()
 
 

@@ -101,9 +101,7 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
     job, dataset = refs.job, refs.dataset
     what = "the dataset's features (x)"
     try:
-        # (m, n0) float32, memory-mapped read-only; a plain ndarray view of the map, so
-        # that the engine sees the very array it was given (and never writes into it).
-        x = np.asarray(load_array(blobs, dataset.x_sha256))
+        x = load_array(blobs, dataset.x_sha256)  # (m, n0) float32, memory-mapped read-only
         what = "the dataset's labels (y)"
         y = np.array(load_array(blobs, dataset.y_sha256))  # small: copied, no map kept open
         checkpoint = init_model = None

@@ -28,7 +28,12 @@ def put_array(store: BlobStore, array: np.ndarray[Any, Any]) -> BlobRef:
 
 def load_array(store: BlobStore, sha256: str, *, mmap: bool = True) -> np.ndarray[Any, Any]:
     """The ``.npy`` blob ``sha256``, checked against its hash on first use; memory-mapped
-    read-only (``mmap``), else read into memory. BlobMissing / BlobCorrupt name it."""
+    read-only (``mmap``), else read into memory. BlobMissing / BlobCorrupt name it.
+
+    A mapped array comes back as a plain ``ndarray`` view of the ``np.memmap`` (which it
+    keeps alive): code that checks ``type(a) is np.ndarray`` (orjson, the engine's "is
+    this the caller's array" test) treats it like any other array."""
     path = store.local_path(sha256)
-    array: np.ndarray[Any, Any] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    array: np.ndarray[Any, Any] = np.asarray(loaded)
     return array

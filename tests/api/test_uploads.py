@@ -81,9 +81,9 @@ def test_csv_over_many_blocks_equals_numpy(
     np.testing.assert_array_equal(stored_x, x)
     assert stored_y == y.tolist()
     x64 = x.astype(np.float64)
-    np.testing.assert_allclose(body["stats"]["mean"], x64.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(body["stats"]["mean"], x64.mean(axis=0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(body["stats"]["std"], x64.std(axis=0), rtol=1e-6)
-    np.testing.assert_array_equal(body["stats"]["min"], x64.min(axis=0))
+    np.testing.assert_array_equal(np.float32(body["stats"]["min"]), x.min(axis=0))
     _no_work_left(data_dir)
 
 

@@ -1,0 +1,106 @@
+"""`backprop train --follow` on a pseudo-terminal: the live progress bar, and Ctrl-C's
+question (yes cancels the job, no leaves it running)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cli.conftest import Cli, Running
+from tests.cli.pty_process import PtyProcess
+from tests.worker.procs import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # a real `serve` process and a client process on a terminal
+
+# Variables that would make rich treat the terminal differently.
+RICH_VARIABLES = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
+
+
+@pytest.fixture
+def terminal(client_server: Running) -> Iterator[list[PtyProcess]]:
+    """Started terminals, killed if a test leaves one running."""
+    started: list[PtyProcess] = []
+    yield started
+    for term in started:
+        term.close()
+
+
+def backprop(started: list[PtyProcess], server: Running, *args: str) -> PtyProcess:
+    """``backprop ARGS`` on a new 160-column terminal, with the server in its environment."""
+    env = {k: v for k, v in os.environ.items() if k not in RICH_VARIABLES}
+    env.update(TERM="xterm-256color", BACKPROP_URL=server.url, BACKPROP_KEY=server.key)
+    term = PtyProcess([sys.executable, "-m", "app.cli", *args], env=env, cwd=REPO_ROOT)
+    started.append(term)
+    return term
+
+
+def train(
+    started: list[PtyProcess], server: Running, dataset: str, network: str, epochs: int
+) -> PtyProcess:
+    args = ["train", "--dataset", dataset, "--network", network, "--epochs", str(epochs)]
+    return backprop(started, server, *args, "--follow")
+
+
+def test_follow_draws_a_live_bar_with_metrics_speed_and_eta(
+    terminal: list[PtyProcess], client_server: Running, dataset_id: str, network_id: str
+) -> None:
+    term = train(terminal, client_server, dataset_id, network_id, 30)
+    status = term.wait()
+    text = term.text
+    assert status == 0, text
+    assert "\x1b[?25l" in term.raw.decode()  # the live display hides the cursor as it draws
+    final = [line for line in text.splitlines() if " 30/30 " in line][-1]
+    assert re.fullmatch(
+        r"epoch ━+ 30/30 loss \S+ acc \S+ val_loss \S+ val_acc \S+ [\d,]+ samples/s ETA 0:00:00",
+        final.strip(),
+    ), final
+    job_id = re.search(r"queued job (job_\w+)", text)
+    model_id = re.search(r"^(mdl_\w+)$", text, re.M)
+    assert job_id and model_id, text
+    job = client_server.get(f"/v1/jobs/{job_id[1]}").json()
+    assert (job["status"], job["model_id"]) == ("succeeded", model_id[1])
+    assert f"job {job_id[1]} succeeded after 30 epochs: model {model_id[1]}" in text
+
+
+def _interrupt(term: PtyProcess, answer: str) -> str:
+    """Ctrl-C once the bar shows an epoch; answer the question; the job's id."""
+    job_id = term.expect(r"queued job (job_\w+)")[1]
+    term.expect(r"epoch ━+ +\d+/100000 loss ")
+    os.kill(term.process.pid, signal.SIGINT)
+    term.expect(rf"Cancel job {job_id}\? \[y/n\]")
+    term.send(answer + "\n")
+    return job_id
+
+
+def test_ctrl_c_then_yes_cancels_the_job(
+    terminal: list[PtyProcess], client_server: Running, dataset_id: str, network_id: str
+) -> None:
+    term = train(terminal, client_server, dataset_id, network_id, 100_000)
+    job_id = _interrupt(term, "y")
+    status = term.wait()
+    assert status == 130, term.text
+    assert f"cancelling job {job_id}" in term.text
+    assert re.search(rf"job {job_id} cancelled after \d+ epochs", term.text), term.text
+    job = client_server.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and 0 < job["epoch"] < 100_000
+
+
+def test_ctrl_c_then_no_leaves_the_job_running(
+    terminal: list[PtyProcess], client_server: Running, cli: Cli, dataset_id: str, network_id: str
+) -> None:
+    term = train(terminal, client_server, dataset_id, network_id, 100_000)
+    job_id = _interrupt(term, "n")
+    status = term.wait()
+    assert status == 130, term.text
+    assert f"stopped following; follow again with `backprop jobs follow {job_id}`" in term.text
+    job = client_server.get(f"/v1/jobs/{job_id}").json()
+    assert (job["status"], job["cancel_requested"]) == ("running", False)
+
+    cli.ok("jobs", "cancel", job_id)  # the next test needs the worker
+    assert cli("jobs", "follow", job_id).status == 1
+    assert client_server.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
