@@ -125,11 +125,21 @@ class S3BlobStore:
         try:
             if not self._refresh(sha256):
                 self._call(lambda: upload(self.key_of(sha256)))
-        except BlobStoreUnavailable as exc:
-            if "NoSuchBucket" not in exc.message:
+        except BlobStoreUnavailable:
+            if self._bucket_exists():
                 raise
             self._call(lambda: self.client.create_bucket(Bucket=self.bucket))
             self._call(lambda: upload(self.key_of(sha256)))
+
+    def _bucket_exists(self) -> bool:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            return code not in {*NOT_FOUND, "NoSuchBucket"}
+        except BotoCoreError:
+            return True  # unreachable: not a question of the bucket
+        return True
 
     def put_file(self, path: Path) -> BlobRef:
         ref = hash_file(path)
