@@ -31,6 +31,7 @@ from app.storage.blobs import (
     BlobStoreUnavailable,
     blob_key,
     check_sha256,
+    hash_file,
     verify_file,
 )
 
@@ -126,8 +127,33 @@ class FileBlobStore:
                 temp.unlink(missing_ok=True)
 
     def put_file(self, path: Path) -> BlobRef:
-        with path.open("rb") as source:
-            return self._write(iter(lambda: source.read(CHUNK_BYTES), b""))
+        """Store ``path``'s bytes. On the store's file system (uploads are parsed under the
+        data directory) the file is hard-linked, hashed and renamed into place: no copy of
+        a large array is written. Elsewhere it is copied. Either way the caller deletes
+        ``path`` afterwards and must not write to it again."""
+        linked = self._link(path)
+        if linked is None:
+            with path.open("rb") as source:
+                return self._write(iter(lambda: source.read(CHUNK_BYTES), b""))
+        try:
+            with linked.open("rb") as handle:
+                os.fsync(handle.fileno())
+            return self._commit(linked, hash_file(linked))
+        except OSError as exc:
+            message = f"cannot write to the blob store {self.root}: {exc}"
+            raise BlobStoreUnavailable(message) from exc
+        finally:
+            linked.unlink(missing_ok=True)
+
+    def _link(self, path: Path) -> Path | None:
+        """A hard link to ``path`` among the store's temp files, or None (another file
+        system, or links not allowed)."""
+        try:
+            temp = self._new_temp()
+            os.link(path, temp)
+        except OSError:
+            return None
+        return temp
 
     def put_bytes(self, data: bytes) -> BlobRef:
         return self._write(iter([data]))

@@ -144,3 +144,21 @@ def test_the_default_store_is_a_folder_in_the_data_dir(tmp_path: Path) -> None:
     assert isinstance(store, FileBlobStore) and store.root == tmp_path / "d" / "blobs"
     with pytest.raises(ValueError, match="BACKPROP_BLOB_URL"):
         open_blob_store(Settings(blob_url="ftp://somewhere/blobs"))
+
+
+def test_a_file_on_the_stores_file_system_is_linked_not_copied(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "blobs")
+    source = tmp_path / "x.npy"
+    np.save(source, np.arange(1000, dtype=np.float32))
+    ref = store.put_file(source)
+    assert store.path_of(ref.sha256).stat().st_ino == source.stat().st_ino  # one inode
+    source.unlink()
+    assert store.local_path(ref.sha256).stat().st_nlink == 1
+    np.testing.assert_array_equal(
+        np.load(store.local_path(ref.sha256)), np.arange(1000, dtype=np.float32)
+    )
+    assert list((tmp_path / "blobs" / ".tmp").iterdir()) == []
+    again = tmp_path / "again.npy"
+    np.save(again, np.arange(1000, dtype=np.float32))
+    assert store.put_file(again) == ref  # a duplicate: only refreshed
+    assert again.stat().st_nlink == 1 and len(list(store.iter_blobs())) == 1
