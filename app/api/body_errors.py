@@ -43,6 +43,16 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").partition(";")[0].strip().lower()
 
 
+def is_form(content_type: str | None) -> bool:
+    """Whether a request with this Content-Type carries a multipart form."""
+    return _media_type(content_type) == FORM_MEDIA_TYPE
+
+
+def form_required(content_type: str | None) -> str:
+    """What to say to a form route called without ``multipart/form-data``."""
+    return _content_type_message(content_type, FORM_MEDIA_TYPE)
+
+
 def _explain_one(error: Mapping[str, Any], content_type: str | None, body: Any) -> dict[str, Any]:
     loc = tuple(error.get("loc", ()))
     kind = str(error.get("type", "value_error"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
+from app.api.body_errors import form_required, is_form
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
@@ -52,6 +53,7 @@ UPLOAD_PATHS = frozenset({UPLOAD_PATH})
     responses=errors(413, 422, 503),
 )
 def upload_dataset(
+    request: Request,
     ctx: Ctx,
     caller: CallerDep,
     file: Annotated[
@@ -74,6 +76,15 @@ def upload_dataset(
     """A dataset from a file of any size (up to ``BACKPROP_MAX_UPLOAD_BYTES``, 4 GiB by
     default): CSV, an npz with arrays ``x`` and ``y``, or ``x`` and ``y`` as two .npy files.
     The body streams to disk and is parsed in blocks, never held in memory whole."""
+    content_type = request.headers.get("content-type")
+    if not is_form(content_type):
+        raise Invalid(form_required(content_type), ("body",), error_type="content_type")
+    if file is None and x is None and y is None:
+        raise Invalid(
+            "Field required: send 'file' (a CSV or an npz), or 'x' and 'y' (two .npy files)",
+            ("body", "file"),
+            error_type="missing",
+        )
     given = "x" if file is None and x is not None else "file"
     if (file is None) == (x is None) or (x is None) != (y is None):
         raise Invalid("send either 'file', or both 'x' and 'y'", ("body", given))

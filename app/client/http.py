@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -108,6 +108,21 @@ class Api:
     def post_bytes(self, path: str, content: bytes, *, content_type: str) -> Any:
         headers = {"Content-Type": content_type}
         return self._json(self._send("POST", path, content=content, headers=headers))
+
+    def download(self, path: str, target: BinaryIO, params: Mapping[str, Any]) -> int:
+        """GET ``path`` streamed into ``target``; the bytes written."""
+        written = 0
+        with (
+            self._transport_errors(),
+            self._http.stream("GET", path, params=dict(params)) as response,
+        ):
+            if response.is_error:
+                response.read()
+                raise self._refusal(response)
+            for chunk in response.iter_bytes():
+                target.write(chunk)
+                written += len(chunk)
+        return written
 
     @contextmanager
     def stream(self, path: str, *, headers: Mapping[str, str]) -> Iterator[httpx.Response]:

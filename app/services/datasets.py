@@ -20,9 +20,10 @@ from app.engine.datasets import generate
 from app.engine.labels import describe_labels
 from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
-from app.services.errors import Invalid, LimitExceeded, Loc, invalid_at
+from app.services.errors import Invalid, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.services.uploads.download import npy_file, npz_stream
+from app.services.uploads.limits import UploadLimits
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import BlobStore
@@ -33,14 +34,7 @@ PATH_LOC = ("path", "dataset_id")
 
 
 def _check_cells(rows: int, width: int, settings: Settings, loc: Loc) -> None:
-    if rows * width > settings.max_dataset_cells:
-        raise LimitExceeded(
-            "dataset rows x features",
-            rows * width,
-            setting="BACKPROP_MAX_DATASET_CELLS",
-            limit=settings.max_dataset_cells,
-            loc=loc,
-        )
+    UploadLimits(max_cells=settings.max_dataset_cells).check_cells(rows, width, loc)
 
 
 def store_dataset_files(

@@ -141,6 +141,6 @@ def test_a_multipart_upload_without_its_file_still_names_the_field(client: ApiCl
     response = client.post("/v1/datasets/upload", data={"name": "d"}, files={"other": b"1"})
     assert _only_error(response) == {
         "loc": ["body", "file"],
-        "msg": "Field required",
+        "msg": "Field required: send 'file' (a CSV or an npz), or 'x' and 'y' (two .npy files)",
         "type": "missing",
     }

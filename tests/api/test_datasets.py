@@ -237,7 +237,10 @@ def test_huge_declared_shape(client: ApiClient) -> None:
 
 
 def test_upload_without_file(client: ApiClient) -> None:
+    # Fields alone go url-encoded: not the multipart form an upload needs.
     response = client.post("/v1/datasets/upload", data={"name": "x"})
+    assert _refused(response, 422, ["body"])["type"] == "content_type"
+    response = client.post("/v1/datasets/upload", data={"name": "x"}, files={"other": b"1"})
     _refused(response, 422, ["body", "file"])
 
 

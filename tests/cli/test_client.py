@@ -8,6 +8,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -192,3 +193,49 @@ def test_an_unreachable_server_is_named(capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot reach the Backprop server at {url}")
     assert "--url or set BACKPROP_URL" in err
+
+
+def test_export_writes_each_format_and_leaves_nothing_when_refused(
+    cli: Cli, dataset_id: str, network_id: str, tmp_path: Path
+) -> None:
+    result = cli(
+        "train", "--dataset", dataset_id, "--network", network_id, "--epochs", "3",
+        "--batch-size", "16", "--follow",
+    )  # fmt: skip
+    assert result.status == 0, result
+    (model_id,) = result.out.split()
+    rows = np.array([[2.0, 2.0], [-2.0, -2.0]], dtype=np.float32)
+    expected = json.loads(cli.ok("predict", model_id, _saved(tmp_path, rows), "--json"))
+
+    npz = tmp_path / "m.npz"
+    assert cli.ok("export", model_id, "--format", "npz", "-o", str(npz)).strip() == str(npz)
+    with np.load(npz, allow_pickle=False) as archive:
+        assert archive.files  # the weights archive /weights serves
+
+    script = tmp_path / "m.py"
+    cli.ok("export", model_id, "--format", "python", "-o", str(script))
+    namespace: dict[str, Any] = {}
+    exec(compile(script.read_text(), str(script), "exec"), namespace)
+    answer = namespace["predict"](rows)
+    assert answer["labels"] == expected["labels"]
+    np.testing.assert_allclose(answer["outputs"], expected["outputs"], rtol=1e-5)
+
+    onnx_file = tmp_path / "m.onnx"
+    result = cli("export", model_id, "-o", str(onnx_file))  # onnx by default
+    assert result.status == 0 and "as onnx" in result.err
+    import onnx
+
+    graph = onnx.load(onnx_file)
+    onnx.checker.check_model(graph)
+    assert [o.name for o in graph.graph.output] == ["outputs", "labels"]
+
+    missing = tmp_path / "missing.onnx"
+    result = cli("export", "mdl_doesnotexist", "-o", str(missing))
+    assert result.status == 1 and "(HTTP 404)" in result.err
+    assert not missing.exists() and not missing.with_name("missing.onnx.part").exists()
+
+
+def _saved(folder: Path, rows: np.ndarray) -> str:
+    path = folder / "rows.npy"
+    np.save(path, rows)
+    return str(path)
