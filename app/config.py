@@ -106,6 +106,25 @@ class Settings(BaseSettings):
         description="How long predict trusts a cached model before rechecking that it exists",
     )
     model_cache_size: int = Field(default=32, ge=1, description="Models kept loaded for predict")
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        gt=0,
+        description="Limit on a request's line and headers in bytes (more: 431)",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request headers are not complete this long after it "
+        "opened (or after its last response) is closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request whose body sends nothing for this long is answered 408",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, gt=0, description="Idle keep-alive connections are closed after this long"
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Request body limit (except uploads)"
     )
@@ -120,8 +139,36 @@ class Settings(BaseSettings):
         default=50_000_000, gt=0, description="Limit on epochs x training samples per job"
     )
     max_predict_rows: int = Field(default=10_000, gt=0, description="Limit on rows per predict")
+    max_activation_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Activation memory of one forward pass: predict runs its rows in blocks "
+        "under this many bytes",
+    )
+    max_layer_units: int = Field(
+        default=65_536, gt=0, description="Limit on the units of one layer (and the input size)"
+    )
+    max_job_cost: int = Field(
+        default=10**13,
+        gt=0,
+        description="Limit on a job's estimated cost: epochs x training samples x parameters",
+    )
+    max_job_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Training time after which a job ends failed (its best model kept when "
+        "it asked keep_model)",
+    )
     max_active_jobs: int = Field(
         default=20, gt=0, description="Queued + running jobs allowed per owner"
+    )
+    max_owner_bytes: int = Field(
+        default=16 * 1024**3,
+        gt=0,
+        description="Storage quota of one owner: bytes of their datasets and models",
+    )
+    max_streams_per_owner: int = Field(
+        default=10, gt=0, description="Open job event streams allowed per owner and API process"
     )
     log_level: str = Field(default="info", description="Log level of server and workers")
 

@@ -24,9 +24,11 @@ from starlette.formparsers import MultiPartException
 from app.api import datasets, jobs, models, networks, ops, predict
 from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
+from app.api.body_timeout import BodyReadTimeout, BodyTimeoutMiddleware
 from app.api.context import AppContext
 from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
+from app.api.security_headers import SecurityHeadersMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
@@ -37,6 +39,7 @@ from app.storage.database import Database
 log = logging.getLogger("backprop.api")
 BLOB_RETRY_AFTER_SECONDS = 5
 UI_DIR = Path(__file__).resolve().parent / "ui"
+RETRY_LATER = {"Retry-After": "5"}
 
 TAGS = [
     {"name": "datasets", "description": "Training data: JSON, CSV or npz upload, generated"},
@@ -102,6 +105,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
         return _error(422, detail)
 
+    @app.exception_handler(MemoryError)
+    async def out_of_memory(request: Request, _exc: MemoryError) -> JSONResponse:
+        # A request whose numbers need more memory than the machine has: refused like a
+        # busy server (the limits should have caught it first; the log says which route).
+        log.warning("out of memory answering %s %s", request.method, request.url.path)
+        msg = "the server has not enough memory for this request; retry later or send less"
+        return _error(503, [{"loc": [], "msg": msg, "type": "out_of_memory"}], RETRY_LATER)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, _exc: RecursionError) -> JSONResponse:
+        log.warning("input nested too deeply for %s %s", request.method, request.url.path)
+        msg = "the request nests too deeply to be processed"
+        return _error(422, [{"loc": ["body"], "msg": msg, "type": "too_deep"}])
+
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.__cause__ is not None:
@@ -115,7 +132,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             # a bare 400 before the route runs: a 422 at the body, like the case above.
             msg = f"the form body cannot be parsed: {exc.detail}"[:500]
             return _error(422, [{"loc": ["body"], "msg": msg, "type": "multipart"}])
-        if isinstance(exc, BodyTooLarge):
+        if isinstance(exc, BodyTooLarge | BodyReadTimeout):
             detail = exc.errors
         else:
             detail = [{"loc": [], "msg": str(exc.detail), "type": "http_error"}]
@@ -167,7 +184,9 @@ def create_app(
         max_upload_bytes=settings.max_upload_bytes,
         upload_paths=datasets.UPLOAD_PATHS,
     )
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops
     # router (probes, scrapes); their paths overlap nothing after them.

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from app.api.auth import KeyCache
 from app.api.prometheus import MeteredModelCache, Metrics
 from app.api.singleflight import SingleFlight
+from app.api.streams import StreamLimiter
 from app.config import Settings
 from app.services.keys import Caller
 from app.services.model_cache import CachedModel
@@ -35,6 +36,7 @@ class AppContext:
         # freshness checks by (owner id, model id).
         self.key_lookups: SingleFlight[str, Caller | None] = SingleFlight()
         self.model_loads: SingleFlight[tuple[int, str], CachedModel] = SingleFlight()
+        self.streams = StreamLimiter(settings.max_streams_per_owner)
 
     @property
     def database(self) -> Database:

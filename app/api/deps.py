@@ -46,7 +46,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the object's state",
     413: "Over a size limit (the message names the setting and its value)",
     422: "Invalid input: the error's loc says where",
-    429: "Too many queued or running jobs (see Retry-After)",
+    429: "Too many queued or running jobs, or open event streams (see Retry-After)",
     503: "The blob store is unreachable or full; retry after Retry-After seconds",
 }
 

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary, JobTarget
+from app.api.streams import holding
 from app.services import jobs as service
 from app.services.job_events import job_events
 from app.storage.tables import JobStatus
@@ -99,7 +101,7 @@ def get_job(job_id: str, ctx: Ctx, caller: CallerDep) -> JobRead:
             # Schemathesis read `schema` of an event stream as the schema of each event).
             "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
         },
-        **json_errors(401, 404, 422),
+        **json_errors(401, 404, 422, 429),
     },
 )
 def job_event_stream(
@@ -110,9 +112,17 @@ def job_event_stream(
 ) -> EventStream:
     """Server-Sent Events: one per epoch, then the end state."""
     service.job_progress(ctx.database, owner_id=caller.owner_id, job_id=job_id)  # 404 first
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    # ASCII digits only: str.isdigit() is also true of '²³', which int() refuses.
+    after = 0
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
+        after = int(last_event_id)
+    slot = ctx.streams.acquire(caller.owner_id)  # 429 past BACKPROP_MAX_STREAMS_PER_OWNER
     stream = job_events(ctx.database, owner_id=caller.owner_id, job_id=job_id, after_epoch=after)
-    return EventStream(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStream(
+        holding(slot, stream),
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(slot.release),
+    )
 
 
 @router.post(

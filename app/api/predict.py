@@ -66,6 +66,8 @@ router = APIRouter(prefix="/v1/models", tags=["models"], route_class=DirectRoute
 
 # Above this many multiply-adds a predict runs in a worker thread, not on the event loop.
 INLINE_PREDICT_WORK = 2_000_000
+# Above this many body bytes the rows are parsed in a worker thread.
+INLINE_PARSE_BYTES = 256 * 1024
 
 
 @router.post(
@@ -116,16 +118,24 @@ async def respond(request: Request, *, owner_id: int, model_id: str) -> Response
         entry = await ctx.model_loads.run((owner_id, model_id), load)
     body = await request.body()
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    x, loc = predicting.parse_body(
-        body, media_type, width=entry.input_size, max_rows=ctx.settings.max_predict_rows
+    parse = partial(
+        predicting.parse_body,
+        body,
+        media_type,
+        width=entry.input_size,
+        max_rows=ctx.settings.max_predict_rows,
     )
+    # A big JSON body takes a while to parse: off the event loop, like a big forward pass.
+    x, loc = await run_in_threadpool(parse) if len(body) > INLINE_PARSE_BYTES else parse()
+    answer = partial(_answer, entry, x, loc, ctx.settings.max_activation_bytes)
     if predicting.multiply_adds(entry, x) > INLINE_PREDICT_WORK:
-        content = await run_in_threadpool(_answer, entry, x, loc)
+        content = await run_in_threadpool(answer)
     else:
-        content = _answer(entry, x, loc)
+        content = answer()
     return Response(content, media_type="application/json")
 
 
-def _answer(entry: CachedModel, x: np.ndarray, loc: Loc) -> bytes:
+def _answer(entry: CachedModel, x: np.ndarray, loc: Loc, max_activation_bytes: int) -> bytes:
     """The response body: predict, then encode (in the same thread: both are big for big x)."""
-    return jsoncodec.dumps(predicting.predict(entry, x, loc=loc))
+    outputs = predicting.predict(entry, x, loc=loc, max_activation_bytes=max_activation_bytes)
+    return jsoncodec.dumps(outputs)

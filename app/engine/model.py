@@ -31,6 +31,7 @@ FORMAT = "backprop-mlp"
 VERSION = 1
 CONFIG_KEYS = ("format", "version", "network", "task", "classes", "standardize")
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ACTIVATIONS_PER_UNIT = 3  # a[l-1], z[l], a[l] of the widest layer, per row
 
 
 class Model:
@@ -60,10 +61,32 @@ class Model:
         (probabilities for classifiers). DataError for bad shapes or non-finite values."""
         return self.predict_checked(check_features(x, self.network.input_size, self.network.dtype))
 
-    def predict_checked(self, xs: Array) -> Array:
+    def predict_checked(self, xs: Array, max_activation_bytes: int | None = None) -> Array:
         """``predict`` for features that already are what ``check_features`` returns: a
         C-contiguous (m, n[0]) array of the network dtype, all finite. Nothing is checked
-        again (a caller that validated the rows itself saves the second pass)."""
+        again (a caller that validated the rows itself saves the second pass).
+
+        With ``max_activation_bytes`` the rows go through the network in blocks of
+        :meth:`block_rows` rows, so the activations alive at once stay under that many
+        bytes whatever m and the layer widths; the outputs are the same."""
+        m = xs.shape[0]
+        block = m if max_activation_bytes is None else self.block_rows(max_activation_bytes)
+        if block >= m:
+            return self._forward(xs)
+        outputs = np.empty((m, self.network.output_size), dtype=self.network.dtype)
+        for start in range(0, m, block):
+            outputs[start : start + block] = self._forward(xs[start : start + block])
+        return outputs
+
+    def block_rows(self, max_activation_bytes: int) -> int:
+        """Rows per forward block: a layer's step holds its input a[l-1], z[l] and a[l],
+        at most 3 x the widest layer (n[0] included) values per row."""
+        widest = max(self.network.input_size, *self.network.layer_sizes)
+        per_row = ACTIVATIONS_PER_UNIT * widest * self.network.dtype.itemsize
+        return max(1, max_activation_bytes // per_row)
+
+    def _forward(self, xs: Array) -> Array:
+        """Standardise (when the model does) and run the network on rows xs (b, n[0])."""
         if self.x_mean is not None and self.x_std is not None:
             xs = Standardizer(self.x_mean, self.x_std).transform(xs)
         return self.network.forward(xs)

@@ -150,7 +150,10 @@ def trained_model(
     """Store the model's weights as a blob; the row to commit that references them."""
     weights = blobs.put_bytes(model.export_npz())
     return queue.TrainedModel(
-        config=model.get_config(), weights_sha256=weights.sha256, metrics=metrics
+        config=model.get_config(),
+        weights_sha256=weights.sha256,
+        weights_size=weights.size,
+        metrics=metrics,
     )
 
 
@@ -214,7 +217,14 @@ class JobRun:
     # --- during training
     def _should_stop(self) -> bool:
         view = self.pulse.view
-        return self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
+        stop = self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
+        return stop or self._over_time()
+
+    def _over_time(self) -> bool:
+        """Whether the job has trained BACKPROP_MAX_JOB_SECONDS (all attempts together)."""
+        assert self._inputs is not None
+        spent = self._inputs.train_seconds + time.monotonic() - self._clock
+        return spent >= self.settings.max_job_seconds
 
     def _progress(self) -> queue.Progress:
         trainer, inputs = self._trainer, self._inputs
@@ -304,6 +314,25 @@ class JobRun:
             )
             log.info("job %s: cancelled (model kept: %s)", job_id, best is not None)
             return queue.finish_cancelled(self.db, self.claim, progress, best)
+        if self._over_time():
+            return self._fail_over_time(progress)
         log.info("job %s: released back to the queue", job_id)
         queue.release(self.db, self.claim)
         return False
+
+    def _fail_over_time(self, progress: queue.Progress) -> bool:
+        """End ``failed`` at the time limit, keeping the best model so far (the time was
+        spent; a job without a finished epoch has none)."""
+        assert self._trainer is not None
+        limit = self.settings.max_job_seconds
+        best = None
+        if progress.epoch > 0:
+            metrics = self._trainer.best_entry() or progress.metrics
+            best = trained_model(self.blobs, self._trainer.best_model(), metrics)
+        kept = "; the best model so far is kept" if best is not None else ""
+        error = (
+            f"the job trained {progress.train_seconds:.0f} s, the limit "
+            f"BACKPROP_MAX_JOB_SECONDS={limit:g}, after epoch {progress.epoch}{kept}"
+        )
+        log.info("job %s: %s", self.claim.job_id, error)
+        return queue.fail(self.db, self.claim, error, progress, best)

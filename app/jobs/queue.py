@@ -66,6 +66,7 @@ class TrainedModel:
 
     config: dict[str, Any]
     weights_sha256: str
+    weights_size: int  # bytes of that blob
     metrics: dict[str, Any] | None
 
 
@@ -261,6 +262,7 @@ def _store_model(session: Session, claim: Claim, model: TrainedModel, job_row: A
         network_id=network_id,
         config=model.config,
         weights_sha256=model.weights_sha256,
+        weights_size=model.weights_size,
         metrics=model.metrics,
     )
     session.add(row)
@@ -301,12 +303,21 @@ def finish_cancelled(
     return row is not None
 
 
-def fail(db: Database, claim: Claim, error: str, progress: Progress | None = None) -> bool:
-    """End the job ``failed`` with ``error`` (shown to the user); no model is stored."""
+def fail(
+    db: Database,
+    claim: Claim,
+    error: str,
+    progress: Progress | None = None,
+    model: TrainedModel | None = None,
+) -> bool:
+    """End the job ``failed`` with ``error`` (shown to the user), storing ``model`` (the
+    best so far of a job stopped by its time limit) when given."""
     values = _progress_values(progress) if progress is not None else {}
     values.update(_ended(JobStatus.FAILED), error=error)
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
+        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
+        if row is not None and model is not None:
+            _store_model(session, claim, model, row)
     return row is not None
 
 

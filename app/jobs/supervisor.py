@@ -1,6 +1,7 @@
 """``backprop serve``: the first API key, then the API process and N worker processes.
 
-The supervisor runs the API (``uvicorn app.main:create_app --factory``) and each worker
+The supervisor runs the API (uvicorn serving ``app.main:create_app`` with the slow-client
+limits of :mod:`app.api.http_server`) and each worker
 (``python -m app.cli worker``) as child processes in its own process group and restarts
 any of them that exits, the API included: at once when it had run for
 :data:`HEALTHY_RUN_SECONDS`, otherwise after a delay that doubles from 1 s up to
@@ -145,7 +146,7 @@ class Supervisor:
         self.api = Child(
             "api",
             [
-                sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+                sys.executable, "-m", "app.api.http_server",
                 "--host", host, "--port", str(port), "--log-level", settings.log_level.lower(),
             ],
             env=api_env,

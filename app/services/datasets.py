@@ -22,6 +22,7 @@ from app.services import jsoncodec
 from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
 from app.services.errors import Invalid, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.quota import check_owner_bytes
 from app.services.uploads.download import npy_file, npz_stream
 from app.services.uploads.limits import UploadLimits
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
@@ -83,6 +84,8 @@ def store_dataset_files(
         size_bytes=x_ref.size + y_ref.size,
     )
     with db.session() as session:
+        # Refused: the blobs just stored stay unreferenced, for `backprop gc`.
+        check_owner_bytes(session, settings, owner_id=owner_id, adding=row.size_bytes, loc=loc)
         session.add(row)
     return row
 

@@ -1,9 +1,12 @@
 """Server-Sent Events of a job: one ``epoch`` event per history entry, then ``end``.
 
-The job row is polled (the worker writes history throttled, several epochs at a time);
-every entry not yet sent is emitted, so a stream opened late replays the history first.
-Each epoch event has ``id: <epoch>``; a client reconnecting with ``Last-Event-ID`` gets
-only the epochs after it.
+The job row is polled (the worker writes history throttled, several epochs at a time).
+Each poll reads only the job's status and epoch count; the history is read when the
+epoch column changed and is past the last event sent (or the job finished), so a stream
+of an idle or slow job costs two integer columns per poll, not its whole history. Every
+entry not yet sent is emitted, so a stream opened late replays the history first. Each
+epoch event has ``id: <epoch>``; a client reconnecting with ``Last-Event-ID`` gets only
+the epochs after it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.services.jobs import job_progress
+from app.services.jobs import TERMINAL, job_epoch, job_progress
 from app.storage.database import Database
 
 POLL_SECONDS = 0.25
@@ -36,22 +39,24 @@ async def job_events(
     poll_seconds: float = POLL_SECONDS,
 ) -> AsyncIterator[str]:
     """Epoch events (history replayed first), then one ``end`` event; then the stream ends."""
-    last_epoch = after_epoch
+    last_epoch = after_epoch  # of the last event sent
+    read_at: int | None = None  # the job's epoch column when its history was last read
     last_sent = time.monotonic()
     while True:
-        progress = await asyncio.to_thread(job_progress, db, owner_id=owner_id, job_id=job_id)
-        for entry in progress.history:
-            epoch = int(entry.get("epoch", 0))
-            if epoch > last_epoch:
-                last_epoch = epoch
-                last_sent = time.monotonic()
-                yield sse("epoch", entry, str(epoch))
-        if progress.finished:
-            yield sse(
-                "end",
-                {"status": progress.status, "model_id": progress.model_id, "error": progress.error},
-            )
-            return
+        status, epoch = await asyncio.to_thread(job_epoch, db, owner_id=owner_id, job_id=job_id)
+        if (epoch != read_at and epoch > last_epoch) or status in TERMINAL:
+            read_at = epoch
+            progress = await asyncio.to_thread(job_progress, db, owner_id=owner_id, job_id=job_id)
+            for entry in progress.history:
+                entry_epoch = int(entry.get("epoch", 0))
+                if entry_epoch > last_epoch:
+                    last_epoch = entry_epoch
+                    last_sent = time.monotonic()
+                    yield sse("epoch", entry, str(entry_epoch))
+            if progress.finished:
+                end = {"status": progress.status, "model_id": progress.model_id}
+                yield sse("end", {**end, "error": progress.error})
+                return
         if time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
             last_sent = time.monotonic()
             yield ": keep-alive\n\n"

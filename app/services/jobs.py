@@ -14,6 +14,7 @@ from app.jobs import queue
 from app.services.errors import Conflict, LimitExceeded, NotFound, TooManyJobs, invalid_at
 from app.services.fit import check_init_model, check_labels_fit
 from app.services.ownership import get_owned, page
+from app.services.quota import check_owner_bytes
 from app.storage.database import Database
 from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, JobStatus, Model, Network, Owner
 
@@ -79,6 +80,20 @@ def submit_job(
                 loc=("body", "epochs"),
                 status_code=422,
             )
+        cost = sample_epochs * network.parameter_count
+        if cost > settings.max_job_cost:
+            raise LimitExceeded(
+                "the job's cost (epochs x samples x parameters)",
+                cost,
+                setting="BACKPROP_MAX_JOB_COST",
+                limit=settings.max_job_cost,
+                loc=("body", "epochs"),
+            )
+        # The model the job will store: about 4 bytes per parameter (float32 weights).
+        model_bytes = 4 * network.parameter_count
+        check_owner_bytes(
+            session, settings, owner_id=owner_id, adding=model_bytes, loc=("body", "network_id")
+        )
         return queue.enqueue(
             session,
             owner_id=owner_id,
@@ -176,6 +191,18 @@ class JobProgress:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+
+def job_epoch(db: Database, *, owner_id: int, job_id: str) -> tuple[str, int]:
+    """A job's ``(status, epoch)``: two small columns, what an event stream polls before it
+    reads the history (only when the epoch moved or the job finished)."""
+    with db.read_session() as session:
+        row = session.execute(
+            select(Job.status, Job.epoch).where(Job.id == job_id, Job.owner_id == owner_id)
+        ).first()
+    if row is None:
+        raise NotFound("job", PATH_LOC)
+    return str(row[0]), int(row[1] or 0)
 
 
 def job_progress(db: Database, *, owner_id: int, job_id: str) -> JobProgress:

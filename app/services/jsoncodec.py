@@ -21,6 +21,7 @@ same short decimals, for values that go through pydantic or a database column.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,25 @@ def loads(document: bytes | str) -> Any:
         return orjson.loads(document)
     except orjson.JSONDecodeError:
         return json.loads(document)
+
+
+# A JSON string literal (escapes included): its brackets are text, not nesting.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+
+
+def nesting_depth(document: bytes | str) -> int:
+    """How deeply arrays and objects nest in ``document`` (0 for a scalar), in one linear
+    pass without parsing: a recursive parser (the standard library's, or code walking
+    its result) must not meet a document nested deeper than a limit checked first."""
+    data = document.encode("utf-8", "surrogatepass") if isinstance(document, str) else document
+    outside = _STRING.sub(b'""', data)
+    if not outside:
+        return 0
+    steps = _OPEN[np.frombuffer(outside, dtype=np.uint8)].astype(np.int64)
+    return max(0, int(np.cumsum(steps).max()))
 
 
 def _numpy(value: Any) -> Any:

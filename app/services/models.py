@@ -11,14 +11,19 @@ from app.config import Settings
 from app.engine.errors import EngineError
 from app.engine.model import Model as EngineModel
 from app.services.errors import Invalid, invalid_at
+from app.services.jsoncodec import nesting_depth
 from app.services.model_cache import ModelCache
-from app.services.networks import check_parameter_limit, parameter_count
+from app.services.networks import check_layer_units, check_parameter_limit, parameter_count
 from app.services.ownership import get_owned, page, refuse_while_in_use
+from app.services.quota import check_owner_bytes
 from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Job, Model, Network
 
 PATH_LOC = ("path", "model_id")
+# A model config nests four levels (config.network.layers[i]); the limit leaves room and
+# keeps a recursive parser or comparison far from the interpreter's stack limit.
+MAX_CONFIG_DEPTH = 32
 
 
 def architecture_size(config: dict[str, Any]) -> int:
@@ -76,6 +81,13 @@ def _import_config(network: Network, config_text: str | None) -> dict[str, Any] 
     if config_text is None or config_text.strip() == "":
         return None
     loc = ("body", "config")
+    depth = nesting_depth(config_text)
+    if depth > MAX_CONFIG_DEPTH:
+        raise Invalid(
+            f"config nests {depth} levels deep, more than the {MAX_CONFIG_DEPTH} allowed",
+            loc,
+            error_type="json_too_deep",
+        )
     try:
         config = json.loads(config_text)
     except json.JSONDecodeError as exc:
@@ -113,6 +125,9 @@ def import_model(
             session, Network, network_id, owner_id=owner_id, loc=("body", "network_id")
         )
     check_parameter_limit(network.parameter_count, settings, ("body", "network_id"))
+    spec = network.config
+    units = [int(layer["units"]) for layer in spec["layers"]]
+    check_layer_units(int(spec["input_size"]), units, settings, ("body", "network_id"))
     config = _import_config(network, config_text)
     with invalid_at(("body", "file"), EngineError):
         # The engine reads each array's header (dtype, shape) and checks it against the
@@ -121,14 +136,19 @@ def import_model(
             model = EngineModel.from_weights(network.config, data)
         else:
             model = EngineModel.from_export(data, config)
+    weights = blobs.put_bytes(model.export_npz())
     row = Model(
         owner_id=owner_id,
         job_id=None,
         network_id=network.id,
         config=model.get_config(),
-        weights_sha256=blobs.put_bytes(model.export_npz()).sha256,
+        weights_sha256=weights.sha256,
+        weights_size=weights.size,
         metrics=None,
     )
     with db.session() as session:
+        check_owner_bytes(
+            session, settings, owner_id=owner_id, adding=weights.size, loc=("body", "file")
+        )
         session.add(row)
     return row

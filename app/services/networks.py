@@ -37,6 +37,23 @@ def check_parameter_limit(count: int, settings: Settings, loc: Loc) -> None:
         )
 
 
+def check_layer_units(input_size: int, units: Sequence[int], settings: Settings, loc: Loc) -> None:
+    """422 when the input or a layer is wider than ``BACKPROP_MAX_LAYER_UNITS``: a layer's
+    width sets the activation memory of every row that goes through it."""
+    widths: list[tuple[Loc, int]] = [((*loc, "input_size"), input_size)]
+    widths += [((*loc, "layers", i, "units"), n) for i, n in enumerate(units)]
+    for at, width in widths:
+        if width > settings.max_layer_units:
+            raise LimitExceeded(
+                "the width",
+                width,
+                setting="BACKPROP_MAX_LAYER_UNITS",
+                limit=settings.max_layer_units,
+                loc=at,
+                status_code=422,
+            )
+
+
 def build_network(
     settings: Settings,
     *,
@@ -47,8 +64,9 @@ def build_network(
     seed: int,
 ) -> EngineNetwork:
     """The engine's network for a spec; the parameter limit is checked before allocating."""
-    count = parameter_count(input_size, [int(layer["units"]) for layer in layers])
-    check_parameter_limit(count, settings, ("body", "layers"))
+    units = [int(layer["units"]) for layer in layers]
+    check_layer_units(input_size, units, settings, ("body",))
+    check_parameter_limit(parameter_count(input_size, units), settings, ("body", "layers"))
     with invalid_at(("body",)):
         return EngineNetwork(input_size, layers, loss=loss, init=init, seed=seed)
 

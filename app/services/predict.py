@@ -141,16 +141,25 @@ def multiply_adds(entry: CachedModel, x: np.ndarray) -> int:
     return int(x.shape[0]) * entry.parameter_count
 
 
-def predict(entry: CachedModel, x: np.ndarray, *, loc: Loc = X_LOC) -> dict[str, Any]:
+def predict(
+    entry: CachedModel,
+    x: np.ndarray,
+    *,
+    loc: Loc = X_LOC,
+    max_activation_bytes: int | None = None,
+) -> dict[str, Any]:
     """Outputs (rows, output_size) for ``x``, float32 (rows, input_size) as
     :func:`parse_body` returns it, plus labels for classifiers. ``loc``: where the rows are
     in the request; an error about a row adds its index. The outputs stay an array (the
-    model's dtype): :func:`jsoncodec.dumps` writes each as its shortest decimal."""
+    model's dtype): :func:`jsoncodec.dumps` writes each as its shortest decimal.
+    ``max_activation_bytes`` (BACKPROP_MAX_ACTIVATION_BYTES): the forward pass runs in row
+    blocks whose activations stay under it."""
     # Finite inputs can still overflow inside the network (a linear output of huge values):
     # refuse them rather than answer NaN/inf, which JSON cannot carry, or a label picked
     # from NaN scores.
     with np.errstate(all="ignore"):
-        outputs = entry.model.predict_checked(x.astype(entry.model.network.dtype, copy=False))
+        xs = x.astype(entry.model.network.dtype, copy=False)
+        outputs = entry.model.predict_checked(xs, max_activation_bytes)
     if not np.isfinite(outputs).all():
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
         raise Invalid(

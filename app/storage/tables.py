@@ -186,6 +186,7 @@ class Model(Base):
     )
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.engine Model.get_config()
     weights_sha256: Mapped[str] = mapped_column(String(64))  # blob: Model.export_npz()
+    weights_size: Mapped[int] = mapped_column(BigInteger)  # its bytes (owner quota)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

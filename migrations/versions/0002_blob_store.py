@@ -6,7 +6,8 @@ Create Date: 2026-12-01
 
 datasets.data (an npz of x, y) becomes two ``.npy`` blobs referenced by x_sha256 and
 y_sha256 (with y's dtype and shape, and the size of both); models.weights becomes
-weights_sha256 and jobs.checkpoint becomes checkpoint_sha256. The blob store comes from
+weights_sha256 (and weights_size, for the owner quota) and jobs.checkpoint becomes
+checkpoint_sha256. The blob store comes from
 ``config.attributes["blob_store"]`` (see app/storage/migrations.py); it is opened only
 when a row holds data. Rows are moved one at a time, so memory holds one payload at most.
 Downgrading reads the blobs back into the rows (the blobs stay; `backprop gc` removes them).
@@ -60,7 +61,12 @@ DATASETS = _table(
     sa.column("y_shape", sa.JSON),
     sa.column("size_bytes", sa.BigInteger),
 )
-MODELS = _table("models", sa.column("weights", sa.LargeBinary), sa.column("weights_sha256"))
+MODELS = _table(
+    "models",
+    sa.column("weights", sa.LargeBinary),
+    sa.column("weights_sha256"),
+    sa.column("weights_size", sa.BigInteger),
+)
 JOBS = _table("jobs", sa.column("checkpoint", sa.LargeBinary), sa.column("checkpoint_sha256"))
 MOVED_COLUMNS = ((MODELS, "weights", "weights_sha256"), (JOBS, "checkpoint", "checkpoint_sha256"))
 
@@ -103,7 +109,8 @@ def _columns_to_blobs() -> None:
     for table, old, new in MOVED_COLUMNS:
         for row_id in _ids(table, old):
             ref = _blob_store().put_bytes(bytes(_value(table, old, row_id)))
-            _set(table, row_id, **{new: ref.sha256})
+            sizes = {"weights_size": ref.size} if table is MODELS else {}
+            _set(table, row_id, **{new: ref.sha256}, **sizes)
 
 
 def upgrade() -> None:
@@ -115,6 +122,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("size_bytes", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("models") as batch:
         batch.add_column(sa.Column("weights_sha256", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("weights_size", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("checkpoint_sha256", sa.String(length=64), nullable=True))
 
@@ -129,6 +137,7 @@ def upgrade() -> None:
         batch.drop_column("data")
     with op.batch_alter_table("models") as batch:
         batch.alter_column("weights_sha256", existing_type=sa.String(length=64), nullable=False)
+        batch.alter_column("weights_size", existing_type=sa.BigInteger(), nullable=False)
         batch.drop_column("weights")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("checkpoint")
@@ -163,5 +172,6 @@ def downgrade() -> None:
     with op.batch_alter_table("models") as batch:
         batch.alter_column("weights", existing_type=sa.LargeBinary(), nullable=False)
         batch.drop_column("weights_sha256")
+        batch.drop_column("weights_size")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("checkpoint_sha256")

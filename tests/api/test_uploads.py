@@ -240,3 +240,22 @@ def test_work_folders_of_dead_processes_are_removed_at_start(
         (folder / "x.npy").write_bytes(b"half")
     make_client(keys.alice, data_dir=data_dir)  # the app's start-up
     assert not stale.exists() and live.exists()
+
+
+def test_wide_csv_reader_gives_the_same_dataset_and_errors(
+    client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 5)).astype(np.float32)
+    y = rng.integers(0, 2, 300)
+    arrow = _upload(client, {"file": ("d.csv", _csv(x, y), "text/csv")}).json()
+    monkeypatch.setattr(csv_file, "WIDE_COLUMNS", 2)  # every file goes the wide way
+    monkeypatch.setattr(csv_file, "BLOCK_BYTES", 2048)
+    wide = _upload(client, {"file": ("d.csv", _csv(x, y), "text/csv")}).json()
+    assert wide["sha256"] == arrow["sha256"] and wide["classes"] == arrow["classes"]
+    bad = _upload(client, {"file": ("d.csv", b"a,b,y\n1,2,0\n1,x,1\n", "text/csv")})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "file", "line", 3, "b"]
+    header_only = _upload(client, {"file": ("d.csv", b"a,b,y\n\n", "text/csv")})
+    assert header_only.status_code == 422
+    assert "no data rows" in header_only.json()["detail"][0]["msg"]

@@ -30,7 +30,9 @@ PROGRESS = Progress(
     samples_trained=12,
     train_seconds=0.5,
 )
-MODEL = TrainedModel(config={"format": "test"}, weights_sha256="weights", metrics={"loss": 0.5})
+MODEL = TrainedModel(
+    config={"format": "test"}, weights_sha256="weights", weights_size=5, metrics={"loss": 0.5}
+)
 
 
 def _claim(db: Database, worker_id: str = "w1") -> Claim:

@@ -22,7 +22,9 @@ from tests.queue.rows import add_jobs, expire_lease, get_job, models_of
 PROGRESS = Progress(
     epoch=5, metrics={"loss": 0.1}, history=[{"epoch": 5}], samples_trained=20, train_seconds=2.0
 )
-MODEL = TrainedModel(config={"format": "test"}, weights_sha256="final", metrics={"loss": 0.1})
+MODEL = TrainedModel(
+    config={"format": "test"}, weights_sha256="final", weights_size=5, metrics={"loss": 0.1}
+)
 
 
 def test_finish_stores_the_model_and_ends_the_job_together(migrated_db: Database) -> None:
@@ -73,7 +75,12 @@ def test_the_database_refuses_a_second_model_for_a_job(migrated_db: Database) ->
     with pytest.raises(IntegrityError), migrated_db.session() as session:
         session.add(
             Model(
-                owner_id=model.owner_id, job_id=job_id, config={}, weights_sha256="", metrics=None
+                owner_id=model.owner_id,
+                job_id=job_id,
+                config={},
+                weights_sha256="",
+                weights_size=0,
+                metrics=None,
             )
         )
 

@@ -24,7 +24,7 @@ LATER = timedelta(hours=2)
 
 def _add_model(db: Database, owner_id: int, weights_sha256: str) -> str:
     with db.session() as session:
-        row = ModelRow(owner_id=owner_id, config={}, weights_sha256=weights_sha256)
+        row = ModelRow(owner_id=owner_id, config={}, weights_sha256=weights_sha256, weights_size=1)
         session.add(row)
         session.flush()
         return row.id

@@ -28,6 +28,7 @@ from app.services.uploads.npy_writer import NonFinite, NpyWriter
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 
 BLOCK_BYTES = 1 << 22  # pyarrow's read block: bounds memory; a row must fit in one
+WIDE_COLUMNS = 2048  # more columns than this: the NumPy reader (see _wide_blocks)
 MAX_HEADER_FIELDS_SHOWN = 20
 
 
@@ -41,10 +42,18 @@ def parse_csv(
     names = [h.strip() for h in header] if has_header else [str(i) for i in range(len(header))]
     label_col = _label_column(names, target, has_header)
     feature_names = [n for i, n in enumerate(names) if i != label_col]
+    if has_header and not _has_data_after_header(source):
+        raise Invalid("the CSV has a header but no data rows", FILE_LOC)
     source.seek(0)
     try:
         labels, writer = _parse_blocks(source, names, label_col, has_header, limits, x_path)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError) as exc:
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowNotImplementedError,
+        UnicodeDecodeError,
+        ValueError,
+        csv.Error,
+    ) as exc:
         source.seek(0)
         raise _precise_error(source, names, label_col, has_header, limits) or Invalid(
             f"malformed CSV: {exc}", FILE_LOC
@@ -71,6 +80,15 @@ def _first_line(source: BinaryIO) -> str:
         raise Invalid(
             f"the CSV is not UTF-8 text: {exc.reason} at byte {exc.start}", FILE_LOC
         ) from None
+
+
+def _has_data_after_header(source: BinaryIO) -> bool:
+    """Whether a non-blank line follows the header (read just before): refused early, a
+    header-only file never reaches the block parser, whose buffers grow with the columns."""
+    while line := source.readline(BLOCK_BYTES):
+        if line.strip():
+            return True
+    return False
 
 
 def _header_fields(line: str) -> list[str]:
@@ -119,7 +137,29 @@ def _parse_blocks(
     limits: UploadLimits,
     x_path: Path,
 ) -> tuple[list[pa.Array], NpyWriter]:
-    column_names = [f"c{i}" for i in range(len(names))]  # header names may repeat case etc.
+    feature_columns = [i for i in range(len(names)) if i != label_col]
+    read = _arrow_blocks if len(names) <= WIDE_COLUMNS else _wide_blocks
+    labels: list[pa.Array] = []
+    with NpyWriter(x_path, len(feature_columns)) as writer:
+        for block, block_labels in read(source, len(names), label_col, has_header):
+            limits.check_cells(writer.rows + len(block), len(feature_columns), FILE_LOC)
+            try:
+                writer.write(block)
+            except NonFinite as bad:
+                raise Invalid(
+                    "features must be finite float32 numbers (no NaN, inf or overflow)",
+                    (*FILE_LOC, "x", bad.row, bad.col),
+                ) from None
+            labels.append(pc.utf8_trim_whitespace(block_labels))
+    return labels, writer
+
+
+Blocks = Iterator[tuple[np.ndarray, pa.Array]]
+
+
+def _arrow_blocks(source: BinaryIO, width: int, label_col: int, has_header: bool) -> Blocks:
+    """(features (k, width - 1) float32, labels) per block of pyarrow's streaming reader."""
+    column_names = [f"c{i}" for i in range(width)]  # header names may repeat case etc.
     # float32 straight from the text: correctly rounded, and no float64 copy to convert.
     types = {name: pa.float32() for name in column_names}
     types[column_names[label_col]] = pa.string()
@@ -131,23 +171,33 @@ def _parse_blocks(
         parse_options=pacsv.ParseOptions(newlines_in_values=False),
         convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
     )
-    feature_columns = [i for i in range(len(names)) if i != label_col]
-    labels: list[pa.Array] = []
-    with NpyWriter(x_path, len(feature_columns)) as writer:
-        for batch in reader:
-            limits.check_cells(writer.rows + batch.num_rows, len(feature_columns), FILE_LOC)
-            block = np.column_stack(
-                [batch.column(i).to_numpy(zero_copy_only=False) for i in feature_columns]
+    features = [i for i in range(width) if i != label_col]
+    for batch in reader:
+        columns = [batch.column(i).to_numpy(zero_copy_only=False) for i in features]
+        yield np.column_stack(columns), batch.column(label_col)
+
+
+def _wide_blocks(source: BinaryIO, width: int, label_col: int, has_header: bool) -> Blocks:
+    """The same blocks for files of more than WIDE_COLUMNS columns, where pyarrow's
+    per-column buffers would cost hundreds of MiB: rows of about BLOCK_BYTES of text are
+    split by the standard library's csv module and converted by NumPy."""
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    try:
+        if has_header:
+            text.readline()
+        while lines := text.readlines(BLOCK_BYTES):
+            rows = [row for row in csv.reader(lines, strict=True) if "".join(row).strip()]
+            if not rows:
+                continue
+            if any(len(row) != width for row in rows):
+                raise ValueError("a row has another number of fields than the header")
+            cells = np.array(rows)
+            yield (
+                np.delete(cells, label_col, axis=1).astype(np.float32),
+                pa.array(cells[:, label_col].tolist(), type=pa.string()),
             )
-            try:
-                writer.write(block)
-            except NonFinite as bad:
-                raise Invalid(
-                    "features must be finite float32 numbers (no NaN, inf or overflow)",
-                    (*FILE_LOC, "x", bad.row, bad.col),
-                ) from None
-            labels.append(pc.utf8_trim_whitespace(batch.column(label_col)))
-    return labels, writer
+    finally:
+        text.detach()
 
 
 def _typed_labels(chunks: list[pa.Array]) -> np.ndarray:
