@@ -30,7 +30,11 @@ OPENBLAS_L2_SIZE from its environment (re-executing itself before NumPy loads Op
 and prints the BLAS kernel and thread counts threadpoolctl reports. It also prints the
 forward-pass latency of 784-256-128-10 for 1 and 256 rows against torch.
 
+``--diagnostics`` measures only what the per-layer statistics (``diagnostics``, on by
+default) cost: the same run with them off and on, interleaved, median of the rounds.
+
 Usage: python bench/train_throughput.py [--quick] [--seconds S] [--rounds R] [--threads N]
+       [--diagnostics]
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ CASES = [
     Case((1024, 1024, 1024, 10), 256, 4096, 1.8, 1.4, 0.8),
 ]
 SKLEARN_TARGET = 2.5
+DIAGNOSTICS_TARGETS = {"2-8-8-1": 0.10, "784-256-128-10": 0.03}  # share of training time
 
 
 def make_data(case: Case, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +111,9 @@ def until(deadline: float) -> Callable[[], bool]:
 
 
 class Ours:
-    def __init__(self, case: Case, x: np.ndarray, y: np.ndarray, optimizer: str) -> None:
+    def __init__(
+        self, case: Case, x: np.ndarray, y: np.ndarray, optimizer: str, diagnostics: bool = True
+    ) -> None:
         hidden = [{"units": n, "activation": "relu"} for n in case.sizes[1:-1]]
         out = {
             "units": case.sizes[-1],
@@ -118,6 +125,7 @@ class Ours:
             batch_size=case.batch,
             optimizer=OptimizerOptions(name=optimizer, learning_rate=RATES[optimizer]),
             validation_split=0.0,  # like the other contenders: train on every row
+            diagnostics=diagnostics,
         )
         self.trainer = Trainer(net, x, y, options)
         self.epochs: list[dict[str, float]] = []
@@ -468,6 +476,43 @@ def run_case(case: Case, rows: int, seconds: float, rounds: int) -> tuple[list[s
     return table, checks
 
 
+def diagnostics_cost(seconds: float, rounds: int) -> list[str]:
+    """The per-layer statistics' share of training time: ``Ours`` with diagnostics off
+    and on, in alternating order for ``rounds`` rounds; the median of the rounds' time
+    ratios counts (a loaded machine makes single rounds swing by several percent)."""
+    lines = [
+        f"diagnostics cost (SGD; {rounds} interleaved rounds x {seconds:.2f}s each; "
+        f"load average {os.getloadavg()[0]:.2f} at the start)"
+    ]
+    for case in CASES:
+        target = DIAGNOSTICS_TARGETS.get(case.name)
+        if target is None:
+            continue
+        x, y = make_data(case, case.rows)
+        runs = {on: Ours(case, x, y, "sgd", diagnostics=on) for on in (False, True)}
+        for run in runs.values():
+            run.measure(min(0.2, seconds))
+        costs: list[float] = []
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for index in range(rounds):
+            rate = {}
+            for on in (False, True) if index % 2 == 0 else (True, False):
+                time.sleep(0.05)
+                rate[on] = runs[on].measure(seconds)
+                rates[on].append(rate[on])
+            costs.append(rate[False] / rate[True] - 1)
+        cost = float(np.median(costs))
+        status = "ok" if cost <= target else "MISSED"
+        lines.append(
+            f"  {case.name} batch {case.batch}: off {np.median(rates[False]):,.0f} / on "
+            f"{np.median(rates[True]):,.0f} samples/s; cost median {cost:+.1%} (quartiles "
+            f"{np.percentile(costs, 25):+.1%} .. {np.percentile(costs, 75):+.1%}), "
+            f"target <= {target:.0%} {status}"
+        )
+    lines.append(f"  load average {os.getloadavg()[0]:.2f} at the end")
+    return lines
+
+
 def verdict(label: str, ratio: float, target: float) -> str:
     status = "ok" if ratio >= target else f"MISSED by {(target - ratio) / target:.0%}"
     return f"  {label:<40} {ratio:>6.2f}  (target >= {target:g})  {status}"
@@ -497,6 +542,11 @@ def main() -> None:
         help="time throughput by wall clock (default) or by process CPU time; cpu needs "
         "--threads 1 and keeps the numbers usable on a loaded, shared machine",
     )
+    parser.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="only measure what the per-layer statistics cost (diagnostics off / on; NumPy only)",
+    )
     args = parser.parse_args()
     if args.clock == "cpu":
         if args.threads != 1:
@@ -504,6 +554,15 @@ def main() -> None:
         global clock
         clock = time.process_time
     seconds = args.seconds if args.seconds is not None else (0.4 if args.quick else 2.4)
+    if args.diagnostics:
+        from threadpoolctl import threadpool_limits
+
+        rounds = max(args.rounds, 3 if args.quick else 21)
+        with threadpool_limits(limits=args.threads):  # None: as found
+            lines = diagnostics_cost(seconds / 4, rounds)
+        print(f"throughput clock: {'process CPU time' if args.clock == 'cpu' else 'wall clock'}")
+        print("\n".join(lines))
+        return
     warnings.filterwarnings("ignore")
     import sklearn.neural_network  # noqa: F401  (load every BLAS / OpenMP library before limiting)
     import torch  # noqa: F401

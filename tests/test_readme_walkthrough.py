@@ -74,7 +74,15 @@ def test_readme_walkthrough_runs_against_a_real_server(tmp_path: Path) -> None:
             assert float(token) == float(str(np.float32(token))), token
         # Your own data: the CSV's classes, and the labels the flowers classifier predicts.
         assert '"classes":["setosa","versicolor","virginica"]' in result.stdout
-        assert json.loads(lines[-1]) == ["setosa", "versicolor", "virginica"], result.stdout
+        assert '["setosa","versicolor","virginica"]' in lines, result.stdout
+        # Evaluate a model: six held-out flowers, the 3x3 confusion matrix, one kept.
+        evaluation = next(json.loads(line) for line in lines if '"confusion_matrix"' in line)
+        assert evaluation["n_samples"] == 6, result.stdout
+        matrix = evaluation["confusion_matrix"]
+        assert len(matrix) == 3 and [sum(row) for row in matrix] == [2, 2, 2], result.stdout
+        trace = sum(matrix[i][i] for i in range(3))
+        assert evaluation["accuracy"] == trace / 6, result.stdout
+        assert lines[-1] == "1", result.stdout
     finally:
         stop(server)
         log.close()

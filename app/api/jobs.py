@@ -27,8 +27,11 @@ EVENT_SCHEMA = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "description": "The epoch (epoch events only)"},
-        "event": {"type": "string", "enum": ["epoch", "end"]},
-        "data": {"type": "string", "description": "JSON: the epoch's metrics, or JobEnd"},
+        "event": {"type": "string", "enum": ["epoch", "findings", "end"]},
+        "data": {
+            "type": "string",
+            "description": "JSON: the epoch's HistoryEntry, {findings: [Finding]}, or JobEnd",
+        },
     },
     "required": ["event", "data"],
 }
@@ -95,8 +98,10 @@ def get_job(job_id: str, ctx: Ctx, caller: CallerDep) -> JobRead:
     response_class=EventStream,
     responses={
         200: {
-            "description": "`event: epoch` (data: the epoch's metrics) per epoch, history "
-            "first; then `event: end` (data: JobEnd); then the stream closes",
+            "description": "`event: epoch` (data: the epoch's HistoryEntry, metrics and "
+            "per-layer statistics) per epoch, history first; `event: findings` (data: "
+            "{findings: [Finding]}) whenever they change; then `event: end` (data: JobEnd); "
+            "then the stream closes",
             # The schema of one event (OpenAPI 3.1 has no itemSchema; tools such as
             # Schemathesis read `schema` of an event stream as the schema of each event).
             "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},

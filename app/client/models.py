@@ -1,4 +1,4 @@
-"""``backprop models list|show``."""
+"""``backprop models list|show|evaluate``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from app.client.evaluate import add_evaluate
 from app.client.output import Column, number, when
 from app.client.reads import Subparsers, add_actions, add_list, add_show
 
@@ -44,3 +45,4 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         filters=("network_id", "dataset_id"),
     )
     add_show(actions, common, path=PATH, noun="model")
+    add_evaluate(actions, common)

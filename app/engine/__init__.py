@@ -27,10 +27,16 @@ Modules, one concept each:
 - ``options``      TrainingOptions and its parts, each option declared once (default,
                    bounds, description: ``optionspec``); ``schedules`` learning-rate schedules;
                    ``metrics`` loss / accuracy / mae / r2.
+- ``evaluation``   a model's predictions on labelled data scored as sklearn.metrics does:
+                   confusion matrix, per-class precision / recall / f1, log loss, AUC
+                   (ranks), ROC points; mse / rmse / mae / r2 per target.
 - ``optimizers``   SGD, momentum, Adam (simplest first) and the whole update of a step:
                    L2 penalty, clipping, optimizer step (updates in 64 Ki-element chunks).
 - ``loop``         EpochLoop: the epochs of minibatch steps (forward, backward, update)
                    and their progress reporting (Progress, metrics, history, early stopping).
+- ``diagnostics``  LayerWatch: per-layer statistics of every epoch (gradient, weight and
+                   update norms, activations, dead and saturated units, histograms);
+                   ``findings`` the plain-language diagnoses drawn from them.
 - ``training``     Trainer (data preparation, the run, results) and TrainingResult;
                    ``checkpoint`` training state <-> bytes.
 

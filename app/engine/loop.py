@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import activations, metrics, optimizers, preprocessing, schedules
+from app.engine import activations, diagnostics, metrics, optimizers, preprocessing, schedules
 from app.engine.errors import DivergenceError, ExportFormatError
 from app.engine.network import Network, Workspace
 from app.engine.options import EarlyStoppingOptions, TrainingOptions
@@ -51,6 +51,22 @@ def _number(value: Any) -> float:
     return value
 
 
+def _entry(entry: Any) -> dict[str, Any]:
+    """A history entry read back: numbers, plus the per-layer statistics as stored."""
+    layers = entry.get("layers")
+    if layers is not None and not (
+        isinstance(layers, list) and all(isinstance(layer, dict) for layer in layers)
+    ):
+        raise TypeError("the layer statistics are damaged")
+    scores = {str(k): _number(v) for k, v in entry.items() if k != "layers"}
+    return scores if layers is None else {**scores, "layers": layers}
+
+
+def scores_of(entry: dict[str, Any]) -> dict[str, float]:
+    """A history entry's numbers (metrics, rate, timing), without its layer statistics."""
+    return {k: v for k, v in entry.items() if k != "layers"}
+
+
 @dataclass
 class Progress:
     """Counters of a run; ``batches_done`` and ``epoch_seconds`` are for the epoch in
@@ -64,9 +80,9 @@ class Progress:
     best_epoch: int = 0
     wait: int = 0
     early_stopped: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-    def end_epoch(self, entry: dict[str, float], stopping: EarlyStoppingOptions | None) -> bool:
+    def end_epoch(self, entry: dict[str, Any], stopping: EarlyStoppingOptions | None) -> bool:
         """Record a finished epoch; True when its score is a new best."""
         self.epoch += 1
         self.batches_done, self.epoch_seconds = 0, 0.0
@@ -99,9 +115,7 @@ class Progress:
                 best_epoch=int(data["best_epoch"]),
                 wait=int(data["wait"]),
                 early_stopped=bool(data["early_stopped"]),
-                history=[
-                    {str(k): _number(v) for k, v in entry.items()} for entry in data["history"]
-                ],
+                history=[_entry(entry) for entry in data["history"]],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ExportFormatError(
@@ -126,7 +140,9 @@ class EpochLoop:
         self.network, self.data, self.options = network, data, options
         n = data.train_count
         size = min(options.batch_size, n)
-        self.grads = np.zeros_like(network.params)
+        # Per-layer statistics (``diagnostics``) want the gradient beside the activations.
+        self.watch = diagnostics.LayerWatch(network, size) if options.diagnostics else None
+        self.grads = self.watch.grads if self.watch is not None else np.zeros_like(network.params)
         self.optimizer = optimizers.get(options.optimizer.name)(network.params, options.optimizer)
         self.update = optimizers.make_update(
             self.optimizer,
@@ -154,6 +170,8 @@ class EpochLoop:
             self.ys = data.y if data.train_rows is None else data.y[data.train_rows]
         self.logits = np.empty((n, network.output_size), dtype=network.dtype)
         full = network.workspace(size, self.grads)
+        if self.watch is not None:
+            full = self.watch.adopt(full)
         tail = network.workspace(n % size, self.grads) if n % size else full
         self.batches: list[tuple[Array, Array, Array, Workspace]] = []
         self.spans: list[slice] = []
@@ -202,7 +220,7 @@ class EpochLoop:
 
     def run(
         self,
-        on_epoch: Callable[[dict[str, float]], None] | None,
+        on_epoch: Callable[[dict[str, Any]], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> bool:
         """Train until the epochs are done, early stopping fires (the best weights are
@@ -265,6 +283,7 @@ class EpochLoop:
         NonFiniteOutput if the logits turn NaN / inf.
         """
         batches, forward, update = self.batches, self.network.propagate, self.update
+        watch = self.watch.step if self.watch is not None else None
         fill = None if self.xs is not None else self._fill
         for index in range(start, len(batches)):
             if should_stop is not None and should_stop():
@@ -274,15 +293,17 @@ class EpochLoop:
                 fill(index, x)  # the batch's rows into x, standardised
             forward(x, work.hidden, z, work.output)  # z[L] into the epoch's logits
             work.backward(x, y)
+            if watch is not None:
+                watch(work)  # layer statistics, before the update reuses the gradient
             update()
             if index % CHECK_EVERY == CHECK_EVERY - 1 and not np.isfinite(z).all():
                 raise NonFiniteOutput
         return len(batches)
 
-    def _end_epoch(self, rate: float) -> dict[str, float]:
+    def _end_epoch(self, rate: float) -> dict[str, Any]:
         """Metrics of the finished epoch; history entry keys: epoch, loss, accuracy or
         mae + r2, the same with val_ when validating, learning_rate, seconds and
-        samples_per_second."""
+        samples_per_second; with diagnostics, layers (see ``diagnostics``)."""
         started = time.perf_counter()
         data, network = self.data, self.network
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -304,7 +325,7 @@ class EpochLoop:
         ):
             raise self._diverged(f"the loss became {scores['loss']}")
         seconds = self.progress.epoch_seconds + time.perf_counter() - started
-        entry: dict[str, float] = {
+        entry: dict[str, Any] = {
             "epoch": self.progress.epoch + 1,
             **scores,
             "learning_rate": rate,
@@ -313,6 +334,14 @@ class EpochLoop:
         entry["samples_per_second"] = data.train_count / seconds if seconds > 0 else 0.0
         if self.progress.end_epoch(entry, self.options.early_stopping):
             self.best_params[...] = network.params
+        if self.watch is not None:
+            epoch, epochs = self.progress.epoch, self.options.epochs
+            snapshot = (
+                epoch % diagnostics.snapshot_every(epochs) == 0
+                or epoch == epochs
+                or self.progress.early_stopped
+            )
+            entry["layers"] = self.watch.end_epoch(snapshot)
         return entry
 
     def _evaluate(self) -> dict[str, float]:

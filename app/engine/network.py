@@ -21,6 +21,7 @@ speed of small networks.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -301,15 +302,35 @@ class Workspace:
         loss = losses.LOSSES[network.loss]
         self.fused = loss.fused_activation == network.activations[-1]
         self.scale = np.array(loss.delta_scale(m, sizes[-1]), dtype=dtype)
-        # Forward keeps what backward needs: each layer's output a[l].
-        self.a = [np.empty((m, n), dtype=dtype) for n in sizes]
-        self.hidden, self.output = self.a[:-1], self.a[-1]
+        self.m, self.sizes = m, sizes
+        # Forward keeps what backward needs: each layer's output a[l], here as views of
+        # one block (a[1], a[2], ... a[L] one after another; see ``with_block``).
+        self._place(np.empty(m * sum(sizes), dtype=dtype))
         self.z_out = np.empty((m, sizes[-1]), dtype=dtype)
         self.delta = [np.empty((m, n), dtype=dtype) for n in sizes]
         self.delta_t = [d.T for d in self.delta]
         self.da = [np.empty((m, n), dtype=dtype) for n in sizes]
         self.ones = np.ones(m, dtype=dtype)
         self.dw, self.db = network.split_flat(grads)
+
+    def _place(self, block: Array) -> None:
+        m = self.m
+        ends = np.cumsum([0, *(m * n for n in self.sizes)]).tolist()
+        self.block = block
+        self.a = [
+            block[start:stop].reshape(m, n)
+            for start, stop, n in zip(ends[:-1], ends[1:], self.sizes, strict=True)
+        ]
+        self.hidden: list[Array] = self.a[:-1]
+        self.output = self.a[-1]
+
+    def with_block(self, block: Array) -> Workspace:
+        """A workspace that shares this one's scratch buffers but keeps its activations
+        a[1..L] in ``block`` (m·Σn values): the per-layer statistics (``diagnostics``)
+        give each batch of a ring its own block, so reading them copies nothing."""
+        twin = copy.copy(self)
+        twin._place(block)
+        return twin
 
     def forward(self, x: Array, z_out: Array | None = None) -> Array:
         """x (m, n[0]) C-contiguous, network dtype -> a[L] (m, n[L]) (a buffer, reused).

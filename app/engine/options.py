@@ -171,6 +171,11 @@ class TrainingOptions(_Options):
         high=MAX_SEED,
     )
     shuffle: bool = flag(True, "Shuffle the training rows every epoch")
+    diagnostics: bool = flag(
+        True,
+        "Per-layer statistics (gradient and weight norms, dead and saturated units) in "
+        "every epoch's history entry, and the findings drawn from them",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

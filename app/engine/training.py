@@ -55,7 +55,7 @@ class TrainingResult:
     """
 
     model: Model
-    history: list[dict[str, float]]
+    history: list[dict[str, Any]]
     stopped: bool
     early_stopped: bool
     epochs_run: int
@@ -123,7 +123,7 @@ class Trainer:
         return self.progress.epoch
 
     @property
-    def history(self) -> list[dict[str, float]]:
+    def history(self) -> list[dict[str, Any]]:
         """One entry per completed epoch (keys: see ``loop.EpochLoop._end_epoch``)."""
         return self.progress.history
 
@@ -137,7 +137,7 @@ class Trainer:
     def run(
         self,
         *,
-        on_epoch: Callable[[dict[str, float]], None] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> TrainingResult:
         """Train until the epochs are done, early stopping fires or ``should_stop()``.
@@ -159,7 +159,7 @@ class Trainer:
             network, self.data.task, self.data.classes, stats.mean.copy(), stats.std.copy()
         )
 
-    def best_entry(self) -> dict[str, float] | None:
+    def best_entry(self) -> dict[str, Any] | None:
         """The history entry of the best epoch so far (the one :meth:`best_model` holds)."""
         best = self.progress.best_epoch
         return next((e for e in self.progress.history if e["epoch"] == best), None)

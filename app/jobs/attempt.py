@@ -26,7 +26,9 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
+from app.engine import findings
 from app.engine.errors import DivergenceError, EngineError
+from app.engine.loop import scores_of
 from app.engine.model import Model as EngineModel
 from app.engine.network import Network as EngineNetwork
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
@@ -209,7 +211,7 @@ class JobRun:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
-            return queue.fail(self.db, self.claim, exc.message, self._progress())
+            return queue.fail(self.db, self.claim, exc.message, self._progress(diverged=True))
         except EngineError as exc:
             return queue.fail(self.db, self.claim, f"training failed: {exc}", self._progress())
         return self._conclude(result)
@@ -226,19 +228,22 @@ class JobRun:
         spent = self._inputs.train_seconds + time.monotonic() - self._clock
         return spent >= self.settings.max_job_seconds
 
-    def _progress(self) -> queue.Progress:
+    def _progress(self, *, diverged: bool = False) -> queue.Progress:
+        """What to report: the history (with its per-layer statistics), the latest
+        metrics without them, and the findings drawn from the history so far."""
         trainer, inputs = self._trainer, self._inputs
         assert trainer is not None and inputs is not None
         history = [dict(entry) for entry in trainer.history]
         return queue.Progress(
             epoch=trainer.epoch,
-            metrics=history[-1] if history else None,
+            metrics=scores_of(history[-1]) if history else None,
             history=history,
             samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
             train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
+            findings=findings.evaluate(history, diverged=diverged),
         )
 
-    def _on_epoch(self, entry: dict[str, float]) -> None:
+    def _on_epoch(self, entry: dict[str, Any]) -> None:
         trainer = self._trainer
         assert trainer is not None
         if faults.ENABLED:
@@ -286,7 +291,11 @@ class JobRun:
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.
             best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
-            model = trained_model(self.blobs, result.model, best_entry or progress.metrics)
+            model = trained_model(
+                self.blobs,
+                result.model,
+                scores_of(best_entry) if best_entry else progress.metrics,
+            )
             model_id = queue.finish(
                 self.db,
                 self.claim,
@@ -303,11 +312,12 @@ class JobRun:
         if state.cancel_requested:
             keep = state.keep_model and progress.epoch > 0
             assert self._trainer is not None
+            best_entry = self._trainer.best_entry()
             best = (
                 trained_model(
                     self.blobs,
                     self._trainer.best_model(),
-                    self._trainer.best_entry() or progress.metrics,
+                    scores_of(best_entry) if best_entry else progress.metrics,
                 )
                 if keep
                 else None

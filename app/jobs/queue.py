@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -57,6 +57,7 @@ class Progress:
     history: list[dict[str, Any]]
     samples_trained: int
     train_seconds: float
+    findings: list[dict[str, Any]] = field(default_factory=list)  # app.engine.findings
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def _progress_values(progress: Progress) -> dict[str, Any]:
         "epoch": progress.epoch,
         "metrics": progress.metrics,
         "history": progress.history,
+        "findings": progress.findings,
         "samples_trained": progress.samples_trained,
         "train_seconds": progress.train_seconds,
     }
@@ -135,6 +137,7 @@ def enqueue(
         epochs=epochs,
         status=JobStatus.QUEUED,
         history=[],
+        findings=[],
     )
     session.add(job)
     session.flush()

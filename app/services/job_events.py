@@ -1,12 +1,15 @@
-"""Server-Sent Events of a job: one ``epoch`` event per history entry, then ``end``.
+"""Server-Sent Events of a job: one ``epoch`` event per history entry (its metrics and
+per-layer statistics), a ``findings`` event whenever the findings change, then ``end``.
 
 The job row is polled (the worker writes history throttled, several epochs at a time).
-Each poll reads only the job's status and epoch count; the history is read when the
-epoch column changed and is past the last event sent (or the job finished), so a stream
-of an idle or slow job costs two integer columns per poll, not its whole history. Every
-entry not yet sent is emitted, so a stream opened late replays the history first. Each
-epoch event has ``id: <epoch>``; a client reconnecting with ``Last-Event-ID`` gets only
-the epochs after it.
+Each poll reads only the job's status and epoch count; the history (and the findings)
+is read when the epoch column changed and is past the last event sent (or the job
+finished), so a stream of an idle or slow job costs two integer columns per poll, not its
+whole history. Every entry not yet sent is emitted, so a stream opened late replays the
+history first. Each epoch event has ``id: <epoch>``; a client reconnecting with
+``Last-Event-ID`` gets only the epochs after it. The ``findings`` event carries the whole
+current list (``{"findings": [...]}``), after the epochs read with it, whenever it
+differs from what this stream last sent.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ async def job_events(
     last_epoch = after_epoch  # of the last event sent
     read_at: int | None = None  # the job's epoch column when its history was last read
     last_sent = time.monotonic()
+    sent_findings: list[dict[str, Any]] = []
     while True:
         status, epoch = await asyncio.to_thread(job_epoch, db, owner_id=owner_id, job_id=job_id)
         if (epoch != read_at and epoch > last_epoch) or status in TERMINAL:
@@ -53,6 +57,10 @@ async def job_events(
                     last_epoch = entry_epoch
                     last_sent = time.monotonic()
                     yield sse("epoch", entry, str(entry_epoch))
+            if progress.findings != sent_findings:
+                sent_findings = progress.findings
+                last_sent = time.monotonic()
+                yield sse("findings", {"findings": sent_findings})
             if progress.finished:
                 end = {"status": progress.status, "model_id": progress.model_id}
                 yield sse("end", {**end, "error": progress.error})

@@ -148,11 +148,13 @@ def list_jobs(
     offset: int,
 ) -> tuple[list[tuple[Job, str | None]], int]:
     """A page of the owner's jobs (optionally only those in ``status``, of ``network_id``
-    or on ``dataset_id``) with their model ids. Rows come without ``history`` and
-    ``network_config``: reading them raises; lists show the latest ``metrics``."""
+    or on ``dataset_id``) with their model ids. Rows come without ``history``,
+    ``findings`` and ``network_config``: reading them raises; lists show the latest ``metrics``."""
     filters = {Job.status: status, Job.network_id: network_id, Job.dataset_id: dataset_id}
     where = [column == value for column, value in filters.items() if value is not None]
-    unloaded = [defer(column, raiseload=True) for column in (Job.history, Job.network_config)]
+    unloaded = [
+        defer(column, raiseload=True) for column in (Job.history, Job.findings, Job.network_config)
+    ]
     with db.read_session() as session:
         jobs, total = page(
             session,
@@ -187,6 +189,7 @@ class JobProgress:
     history: list[dict[str, Any]]
     error: str | None
     model_id: str | None
+    findings: list[dict[str, Any]]
 
     @property
     def finished(self) -> bool:
@@ -206,15 +209,21 @@ def job_epoch(db: Database, *, owner_id: int, job_id: str) -> tuple[str, int]:
 
 
 def job_progress(db: Database, *, owner_id: int, job_id: str) -> JobProgress:
-    """Status and history of a job (what the event stream polls)."""
+    """Status, history and findings of a job (what the event stream polls)."""
     with db.read_session() as session:
         row = session.execute(
-            select(Job.status, Job.history, Job.error).where(
+            select(Job.status, Job.history, Job.error, Job.findings).where(
                 Job.id == job_id, Job.owner_id == owner_id
             )
         ).first()
         if row is None:
             raise NotFound("job", PATH_LOC)
-        status, history, error = row
+        status, history, error, findings = row
         model_id = model_ids_of(session, [job_id]).get(job_id) if status in TERMINAL else None
-    return JobProgress(status=status, history=history or [], error=error, model_id=model_id)
+    return JobProgress(
+        status=status,
+        history=history or [],
+        error=error,
+        model_id=model_id,
+        findings=findings or [],
+    )

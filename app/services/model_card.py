@@ -1,5 +1,6 @@
 """A model card: the facts about a model that travel with it, read from the rows they
-come from (the model, the job that trained it, the dataset it was trained on).
+come from (the model, the job that trained it, the dataset it was trained on, its
+evaluations).
 
 ``GET /v1/models/{id}`` carries them as its ``card`` object and ``GET
 /v1/models/{id}/card`` as Markdown (:mod:`app.services.model_card_markdown`).
@@ -12,15 +13,17 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.engine.loop import scores_of
 from app.services.export_source import backprop_version
 from app.services.models import PATH_LOC, architecture_size
 from app.services.ownership import get_owned
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job, Model
+from app.storage.tables import Dataset, Evaluation, Job, Model
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,23 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class EvaluationSummary:
+    """One stored evaluation, its headline scores only (GET .../evaluations has all).
+    ``scores``: accuracy, log_loss, roc_auc and macro_f1 for classifiers; mse, rmse, mae
+    and r2 for regression."""
+
+    evaluation_id: str
+    dataset_id: str | None  # null once the dataset is deleted
+    created_at: datetime
+    n_samples: int
+    scores: dict[str, float | None]
+
+
+CLASSIFIER_SCORES = ("accuracy", "log_loss", "roc_auc")
+REGRESSION_SCORES = ("mse", "rmse", "mae", "r2")
+
+
+@dataclass(frozen=True)
 class ModelCard:
     model_id: str
     task: str
@@ -80,7 +100,7 @@ class ModelCard:
     lineage: Lineage
     backprop_version: str
     created_at: datetime
-    evaluations: list[dict[str, Any]] = field(default_factory=list)  # none recorded yet
+    evaluations: list[EvaluationSummary] = field(default_factory=list)  # oldest first
 
 
 def class_balance(y: np.ndarray) -> list[ClassCount] | None:
@@ -133,12 +153,38 @@ def _dataset_facts(session: Session, blobs: BlobStore, job: Job, task: str) -> T
     )
 
 
+def _summary(row: Evaluation) -> EvaluationSummary:
+    metrics = row.metrics
+    if metrics["task"] == "regression":
+        scores = {name: metrics[name] for name in REGRESSION_SCORES}
+    else:
+        scores = {name: metrics[name] for name in CLASSIFIER_SCORES}
+        scores["macro_f1"] = metrics["macro"]["f1"]
+    return EvaluationSummary(
+        evaluation_id=row.id,
+        dataset_id=row.dataset_id,
+        created_at=row.created_at,
+        n_samples=int(metrics["n_samples"]),
+        scores=scores,
+    )
+
+
+def _evaluations(session: Session, model_id: str) -> list[EvaluationSummary]:
+    rows = session.scalars(
+        select(Evaluation)
+        .where(Evaluation.model_id == model_id)
+        .order_by(Evaluation.created_at, Evaluation.id)
+    )
+    return [_summary(row) for row in rows]
+
+
 def _metrics(job: Job | None, row: Model) -> CardMetrics:
     epoch = (row.metrics or {}).get("epoch")
     weights_epoch = int(epoch) if isinstance(epoch, int | float) else None
     if job is None:
         return CardMetrics(final=row.metrics, best=None, best_by=None, weights_epoch=weights_epoch)
-    history = [dict(entry) for entry in job.history or []]
+    # The entries' numbers: their per-layer statistics stay in the job's history.
+    history = [scores_of(entry) for entry in job.history or []]
     best, best_by = best_entry(history)
     final = history[-1] if history else job.metrics
     return CardMetrics(final=final, best=best, best_by=best_by, weights_epoch=weights_epoch)
@@ -165,6 +211,7 @@ def card_of(session: Session, blobs: BlobStore, row: Model) -> ModelCard:
         ),
         backprop_version=backprop_version(),
         created_at=row.created_at,
+        evaluations=_evaluations(session, row.id),
     )
 
 

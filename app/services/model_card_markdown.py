@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from app.services.model_card import CardMetrics, ModelCard, TrainingData
+from app.services.model_card import CardMetrics, EvaluationSummary, ModelCard, TrainingData
 
 MEDIA_TYPE = "text/markdown; charset=utf-8"
 
@@ -102,6 +102,24 @@ def _metrics(metrics: CardMetrics) -> list[str]:
     return [*lines, ""]
 
 
+def _evaluations(evaluations: list[EvaluationSummary]) -> list[str]:
+    lines = ["## Evaluations", ""]
+    if not evaluations:
+        return [*lines, "None yet.", ""]
+    names = list(dict.fromkeys(name for e in evaluations for name in e.scores))
+    lines += [
+        "| Evaluation | Dataset | Rows | " + " | ".join(names) + " |",
+        "|---|---|---:|" + "---:|" * len(names),
+    ]
+    for e in evaluations:
+        cells = [_number(e.scores.get(name)) for name in names]
+        dataset = _or_none(e.dataset_id, "deleted")
+        lines.append(
+            f"| {_code(e.evaluation_id)} | {dataset} | {e.n_samples} | " + " | ".join(cells) + " |"
+        )
+    return [*lines, ""]
+
+
 def _number(value: Any) -> str:
     if value is None:
         return "-"
@@ -126,10 +144,7 @@ def render(card: ModelCard) -> str:
         *_data(card.training_data, lineage.job_id),
         *_options(card.training_options),
         *_metrics(card.metrics),
-        "## Evaluations",
-        "",
-        "None yet." if not card.evaluations else json.dumps(card.evaluations),
-        "",
+        *_evaluations(card.evaluations),
         "## Lineage",
         "",
         f"- Training job: {_or_none(lineage.job_id, 'none (imported)')}",

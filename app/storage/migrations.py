@@ -4,7 +4,7 @@ The scripts live in ``migrations/`` at the top of the source tree; a built wheel
 them as ``app/_migrations`` (see pyproject's force-include). ``upgrade`` takes a lock so
 that several processes starting at once (``backprop serve`` on two hosts) migrate once.
 
-Migrations that move data into the blob store (0002) find it in the Alembic config's
+Migrations that move data into the blob store (0005) find it in the Alembic config's
 ``attributes["blob_store"]``: a function that opens the store of the settings given to
 :func:`upgrade`, called only when there is something to move.
 """

@@ -157,6 +157,8 @@ class Job(Base):
     epochs: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # app.engine.findings: [{"epoch", "layer", "kind", "message"}] drawn from the history
+    findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -189,6 +191,21 @@ class Model(Base):
     weights_size: Mapped[int] = mapped_column(BigInteger)  # its bytes (owner quota)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Evaluation(Base):
+    """One evaluation of a model on a dataset: ``metrics`` as the API returns them."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ev"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class WorkerHeartbeat(Base):

@@ -44,10 +44,15 @@ def _missing(ids: dict[str, str]) -> dict[str, str]:
 
 
 def _body(op: Operation) -> dict[str, Any] | None:
+    """The operation's documented example body (so that a required field is present and
+    the answer is about the id), else ``{}``; None when it takes no JSON body."""
     content = op.spec.get("requestBody", {}).get("content", {})
-    schema = content.get("application/json", {}).get("schema")
+    media = content.get("application/json", {})
+    schema = media.get("schema")
     if schema is None:
         return None
+    if media.get("examples"):
+        return dict(next(iter(media["examples"].values()))["value"])
     if "$ref" in schema:
         return {}
     examples = schema.get("examples") or [{}]

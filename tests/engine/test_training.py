@@ -139,7 +139,7 @@ def test_explicit_validation_set_and_metric_keys() -> None:
     x, y = generate("circles", n_samples=120, seed=1)
     xv, yv = generate("circles", n_samples=40, seed=2)
     net = dense(2, (8, "relu"), (1, "sigmoid"))
-    entries: list[dict[str, float]] = []
+    entries: list[dict[str, Any]] = []
     Trainer(net, x, y, TrainingOptions(epochs=3), validation=(xv, yv)).run(on_epoch=entries.append)
     assert [e["epoch"] for e in entries] == [1, 2, 3]
     expected = {
@@ -151,6 +151,7 @@ def test_explicit_validation_set_and_metric_keys() -> None:
         "learning_rate",
         "seconds",
         "samples_per_second",
+        "layers",  # per-layer statistics (diagnostics, on by default)
     }
     assert set(entries[0]) == expected
     with pytest.raises(DataError) as info:

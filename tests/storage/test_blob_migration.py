@@ -1,6 +1,6 @@
-"""Migration 0002 moves a 0001 database's payloads into the blob store, and they still work:
-the dataset trains, the checkpointed job resumes, the model predicts. Downgrading puts
-the payloads back into the rows."""
+"""Migration 0005 moves the payloads of a database made at 0001 (then upgraded through
+0004) into the blob store, and they still work: the dataset trains, the checkpointed job
+resumes, the model predicts. Downgrading puts the payloads back into the rows."""
 
 from __future__ import annotations
 

@@ -195,5 +195,7 @@ def test_an_early_stopped_model_carries_the_metrics_of_its_best_epoch(
     best = min(job.history, key=lambda entry: entry["val_loss"])
     assert best["epoch"] < job.history[-1]["epoch"]  # else this test proves nothing
     (model,) = models_of(db, job_id)
-    assert model.metrics == best
+    # The entry's numbers; its per-layer statistics stay in the job's history.
+    assert model.metrics == {k: v for k, v in best.items() if k != "layers"}
+    assert "layers" in best
     db.dispose()

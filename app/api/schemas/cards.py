@@ -56,6 +56,19 @@ class Lineage(BaseModel):
     sweep_id: str | None = Field(description="The sweep it belongs to (none yet: null)")
 
 
+class EvaluationSummary(BaseModel):
+    model_config = _FROM_OBJECTS
+
+    evaluation_id: str
+    dataset_id: str | None = Field(description="null once the dataset is deleted")
+    created_at: datetime
+    n_samples: int
+    scores: dict[str, float | None] = Field(
+        description="accuracy, log_loss, roc_auc, macro_f1 (classifiers) or mse, rmse, mae, "
+        "r2 (regression); GET /v1/models/{id}/evaluations has every metric"
+    )
+
+
 class ModelCard(BaseModel):
     """Everything that should travel with the model (as Markdown: GET .../card)."""
 
@@ -71,7 +84,9 @@ class ModelCard(BaseModel):
     )
     training_options: dict[str, Any] | None = Field(description="Every option the job ran with")
     metrics: CardMetrics
-    evaluations: list[dict[str, Any]] = Field(description="Evaluations on other data (none yet)")
+    evaluations: list[EvaluationSummary] = Field(
+        description="POST /v1/models/{id}/evaluate results, oldest first"
+    )
     lineage: Lineage
     backprop_version: str
     created_at: datetime

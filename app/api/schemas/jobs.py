@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas.names import name_enum
 from app.api.schemas.options import OptionsBody, options_model
+from app.engine import findings
 from app.engine.options import TrainingOptions
 from app.storage.tables import Job, JobStatus
 
@@ -87,14 +89,79 @@ class JobSummary(BaseModel):
         return cls(**_summary_fields(job, model_id))
 
 
+class WeightHistogram(BaseModel):
+    """W[l]'s values in equal bins from ``low`` to ``high`` (null when not finite)."""
+
+    low: float | None
+    high: float | None
+    counts: list[int]
+
+
+class LayerStats(BaseModel):
+    """One layer's statistics over one epoch (app.engine.diagnostics); null where a
+    value is undefined (NaN / inf) or does not apply to the layer's activation."""
+
+    weight_norm: float | None = Field(description="‖W‖ (Frobenius) at the end of the epoch")
+    grad_norm: float | None = Field(
+        description="‖dL/dW‖ of each batch (data loss, before l2 and clipping), averaged"
+    )
+    update_ratio: float | None = Field(description="‖W_end - W_start‖ / ‖W_end‖ over the epoch")
+    activation_mean: float | None
+    activation_std: float | None
+    dead_fraction: float | None = Field(
+        description="relu / leaky_relu: share of units with z <= 0 for every sample"
+    )
+    saturated_fraction: float | None = Field(
+        description="sigmoid / tanh: share of activations within 1% of their bounds"
+    )
+    histogram: WeightHistogram | None = Field(
+        default=None, description="Snapshot epochs only (every few epochs and the last)"
+    )
+    dead_units: list[int] | None = Field(
+        default=None, description="Snapshot epochs, relu / leaky_relu: the dead units' indices"
+    )
+
+
+class HistoryEntry(BaseModel):
+    """One epoch: its metrics (loss, accuracy or mae / r2, their val_ twins when
+    validating, learning_rate, seconds, samples_per_second) and its layer statistics."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epoch: int
+    loss: float
+    layers: list[LayerStats] | None = Field(
+        default=None, description="One per layer, in order (null with diagnostics off)"
+    )
+
+
+FindingKind = name_enum("FindingKind", findings.KINDS)
+
+
+class Finding(BaseModel):
+    """A plain-language diagnosis of the run (app.engine.findings), with what to try."""
+
+    model_config = ConfigDict(use_enum_values=True)
+
+    epoch: int = Field(description="The epoch that shows it")
+    layer: int | None = Field(description="Layer 1..L it is about, or null for the run")
+    kind: FindingKind  # type: ignore[valid-type]
+    message: str
+
+
 class JobRead(JobSummary):
     """One job in full: its summary plus the history of every epoch so far."""
 
-    history: list[dict[str, Any]] = Field(description="One entry per epoch")
+    history: list[HistoryEntry] = Field(description="One entry per epoch")
+    findings: list[Finding] = Field(description="What the statistics say, with suggestions")
 
     @classmethod
     def from_row(cls, job: Job, model_id: str | None) -> Self:
-        return cls(**_summary_fields(job, model_id), history=job.history or [])
+        return cls(
+            **_summary_fields(job, model_id),
+            history=job.history or [],
+            findings=job.findings or [],
+        )
 
 
 def _summary_fields(job: Job, model_id: str | None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 // The network as layers of neurons joined by weighted connections (SVG): line width
 // and opacity by |w|, blue for positive and orange for negative weights; neuron fill
-// by bias. Wide layers are summarised by their strongest units.
+// by bias. Wide layers are summarised by their strongest units. Dead units (a set per
+// layer, from a job's layer statistics) are drawn grey and crossed.
 
 import { NEGATIVE, POSITIVE, rgb, tint } from "./colors.js";
 import { h, s } from "./dom.js";
@@ -41,9 +42,10 @@ function visibleUnits(sizes, weights) {
 /**
  * sizes: [n0, n1, ..., nL]; activations: [act1..actL]; weights/biases (optional):
  * [{shape: [n[l], n[l-1]], data}] as parsed from the model's npz. inputNames and
- * outputNames label the first and last columns.
+ * outputNames label the first and last columns. dead (optional): [null, Set of unit
+ * indices of layer 1, ..., of layer L].
  */
-export function drawNetwork({ sizes, activations = [], weights = null, biases = null, inputNames = [], outputNames = [] }) {
+export function drawNetwork({ sizes, activations = [], weights = null, biases = null, inputNames = [], outputNames = [], dead = null }) {
   const shown = visibleUnits(sizes, weights);
   const width = MARGIN_X * 2 + LAYER_GAP * (sizes.length - 1);
   const tallest = Math.max(...shown.map((u) => u.length));
@@ -95,14 +97,19 @@ export function drawNetwork({ sizes, activations = [], weights = null, biases = 
     for (const [u, [x, y]] of units) {
       const b = l > 0 && biases?.[l - 1] ? biases[l - 1].data[u] : null;
       const fill = b === null ? "#ffffff" : rgb(tint(b >= 0 ? POSITIVE : NEGATIVE, maxB ? (Math.abs(b) / maxB) * 0.85 : 0));
-      const name = l === 0 ? `input ${inputNames[u] ?? u}` : `layer ${l} unit ${u}`;
+      const isDead = Boolean(dead?.[l]?.has(u));
+      const name = l === 0 ? `input ${inputNames[u] ?? u}` : `layer ${l} unit ${u}${isDead ? " (dead)" : ""}`;
       nodeGroup.append(
         s(
           "circle",
-          { cx: x, cy: y, r: radius, fill, class: l === 0 ? "node node-input" : "node" },
+          { cx: x, cy: y, r: radius, fill: isDead ? "#d4d4d4" : fill, class: l === 0 ? "node node-input" : isDead ? "node node-dead" : "node" },
           s("title", {}, b === null ? name : `${name}, bias ${num(b)}`),
         ),
       );
+      if (isDead) {
+        const k = radius * 0.6;
+        nodeGroup.append(s("path", { d: `M${x - k},${y - k}L${x + k},${y + k}M${x - k},${y + k}L${x + k},${y - k}`, class: "dead-cross" }));
+      }
       const outer = l === 0 ? inputNames[u] : l === sizes.length - 1 ? outputNames[u] : null;
       if (outer !== undefined && outer !== null && units.size <= 16) {
         labelGroup.append(
@@ -145,7 +152,9 @@ export function drawNetwork({ sizes, activations = [], weights = null, biases = 
           h("span", { class: "swatch swatch-positive" }), "positive weight ",
           h("span", { class: "swatch swatch-negative" }), "negative weight · line width ∝ |w|, neuron colour = bias",
         ]
-      : "Architecture only (weights appear once the network has been trained).",
+      : dead
+        ? "The units of the chosen epoch: dead ones (z ≤ 0 for every sample) grey and crossed."
+        : "Architecture only (weights appear once the network has been trained).",
     summarised ? ` · Wide layers show their ${SUMMARY_UNITS} strongest units.` : "",
   );
   return h("figure", { class: "netdraw-box" }, h("div", { class: "netdraw-scroll" }, svg), legend);

@@ -1,5 +1,6 @@
-// A job's page: live curves over the SSE stream, epoch and speed, cancel; once the job
-// has a model, its decision surface and its weights.
+// A job's page: live curves over the SSE stream, epoch and speed, cancel; the findings
+// and the layer statistics (xray.js); once the job has a model, its decision surface and
+// its weights.
 
 import { api } from "../api.js";
 import { LineChart, secondMetric } from "../charts.js";
@@ -7,6 +8,7 @@ import { h, sleep } from "../dom.js";
 import { architecture, duration, num, percent, statusBadge } from "../format.js";
 import { readEvents } from "../sse.js";
 import { card, errorBox, facts, link, notice, pageHeader, poll } from "../ui.js";
+import { XRay } from "../xray.js";
 import { ACTIVE, cancelJob } from "./jobs.js";
 import { modelVisuals } from "./models.js";
 
@@ -15,7 +17,7 @@ import { modelVisuals } from "./models.js";
  * the stream drops early; a reconnection sends Last-Event-ID so that the server
  * resumes after the last epoch received.
  */
-async function follow(jobId, { onEpoch, onEnd, onError, signal }) {
+async function follow(jobId, { onEpoch, onFindings, onEnd, onError, signal }) {
   let lastEventId = "";
   for (let attempt = 0; !signal.aborted; attempt++) {
     let ended = false;
@@ -26,6 +28,7 @@ async function follow(jobId, { onEpoch, onEnd, onError, signal }) {
         onEvent(event) {
           if (event.id) lastEventId = event.id;
           if (event.type === "epoch") onEpoch(JSON.parse(event.data));
+          else if (event.type === "findings") onFindings(JSON.parse(event.data).findings);
           else if (event.type === "end") {
             ended = true;
             onEnd(JSON.parse(event.data));
@@ -101,12 +104,14 @@ export async function jobPage(main, { params: [id], signal }) {
     ],
   });
   const visuals = h("div", { class: "visuals" });
+  const xray = new XRay(network);
 
   const stat = (label, value, extra) => h("div", { class: "stat" }, value, h("span", { class: "stat-label" }, label), extra);
   main.append(
     pageHeader(`Job ${job.id}`, network ? `${network.name}: ${architecture(network)}` : "", badgeSlot, cancelBox),
     errors,
     messageSlot,
+    xray.banner,
     h(
       "div",
       { class: "stats" },
@@ -121,6 +126,7 @@ export async function jobPage(main, { params: [id], signal }) {
       card(null, lossChart.element, h("label", { class: "check check-small" }, logToggle, "logarithmic scale")),
       card(null, metricChart.element),
     ),
+    xray.element,
     visuals,
     h(
       "div",
@@ -148,6 +154,7 @@ export async function jobPage(main, { params: [id], signal }) {
       const all = history();
       lossChart.update(all);
       metricChart.update(all);
+      xray.update(all, job.findings);
     });
   };
   const renderStats = () => {
@@ -226,6 +233,10 @@ export async function jobPage(main, { params: [id], signal }) {
         epochs.set(entry.epoch, entry);
         if (job.status === "queued") job = { ...job, status: "running" };
         renderStatus();
+        redrawCharts();
+      },
+      onFindings(findings) {
+        job = { ...job, findings };
         redrawCharts();
       },
       onEnd() {

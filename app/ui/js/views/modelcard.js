@@ -91,6 +91,24 @@ function metricsTable(metrics) {
   );
 }
 
+function evaluationsTable(evaluations) {
+  if (!evaluations.length) return h("p", { class: "muted" }, "None yet: evaluate the model on a dataset above.");
+  const names = [...new Set(evaluations.flatMap((e) => Object.keys(e.scores)))];
+  return table(
+    [{ label: "Dataset" }, { label: "Rows", className: "num" }, ...names.map((n) => ({ label: n.replaceAll("_", " "), className: "num" }))],
+    evaluations.map((e) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, e.dataset_id ? link(`#/datasets/${e.dataset_id}`, e.dataset_id) : "deleted"),
+        h("td", { class: "num" }, num(e.n_samples)),
+        names.map((n) => h("td", { class: "num" }, num(e.scores[n]))),
+      ),
+    ),
+    { caption: "Evaluations on the card" },
+  );
+}
+
 /** The "Model card" section of a model's page, with the export buttons on top. */
 export function modelCardSection(model) {
   const c = model.card;
@@ -116,7 +134,7 @@ export function modelCardSection(model) {
     metricsTable(c.metrics),
     c.metrics.weights_epoch ? h("p", { class: "muted" }, `The model holds the weights of epoch ${c.metrics.weights_epoch}.`) : null,
     h("h3", {}, "Evaluations"),
-    c.evaluations.length ? h("pre", {}, JSON.stringify(c.evaluations, null, 2)) : h("p", { class: "muted" }, "None yet."),
+    evaluationsTable(c.evaluations),
     h("h3", {}, "Lineage"),
     facts([
       ["Training job", lineage.job_id ? link(`#/jobs/${lineage.job_id}`, lineage.job_id) : "none (imported)"],

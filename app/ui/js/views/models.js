@@ -1,5 +1,5 @@
-// Models: the list; a model's page with its card and exports, its weights drawn, its
-// decision surface and a predict form.
+// Models: the list; a model's page with its card and exports, its evaluations, its
+// weights drawn, its decision surface and a predict form.
 
 import { api, listAll } from "../api.js";
 import { field, h } from "../dom.js";
@@ -8,6 +8,7 @@ import { drawNetwork } from "../netdraw.js";
 import { layerArrays, parseNpz } from "../npz.js";
 import { SurfacePlot } from "../surface.js";
 import { card, deleteButton, errorBox, facts, link, notice, onSubmit, pageHeader, table } from "../ui.js";
+import { evaluationSection } from "./evaluation.js";
 import { modelCardSection } from "./modelcard.js";
 
 const SCATTER_ROWS = 2000;
@@ -154,6 +155,15 @@ export async function modelPage(main, { params: [id], signal }) {
   const featureNames = model.card.training_data?.feature_names ?? Array.from({ length: width }, (_, i) => `x${i + 1}`);
   const metrics = Object.entries(model.metrics ?? {}).filter(([, v]) => typeof v === "number");
   const visuals = h("div", { class: "visuals" });
+  const evaluate = h("div", { class: "evaluate-slot" });
+  let cardSection = modelCardSection(model);
+  // A new evaluation is listed on the card too: redraw the card from the model's new state.
+  const refreshCard = async () => {
+    const fresh = await api(`/models/${id}`, { signal });
+    const next = modelCardSection(fresh);
+    cardSection.replaceWith(next);
+    cardSection = next;
+  };
   main.append(
     pageHeader(
       `Model ${model.id}`,
@@ -180,8 +190,12 @@ export async function modelPage(main, { params: [id], signal }) {
       ),
       card("Predict", predictForm(model, rows, featureNames)),
     ),
-    modelCardSection(model),
+    evaluate,
+    cardSection,
     visuals,
   );
-  await modelVisuals(visuals, { modelId: id, datasetId, signal, model });
+  await Promise.all([
+    evaluationSection(model, { signal, onEvaluated: refreshCard }).then((section) => evaluate.replaceChildren(section)),
+    modelVisuals(visuals, { modelId: id, datasetId, signal, model }),
+  ]);
 }

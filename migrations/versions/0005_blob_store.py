@@ -1,7 +1,7 @@
 """Array payloads move from database rows into the blob store.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01
 
 datasets.data (an npz of x, y) becomes two ``.npy`` blobs referenced by x_sha256 and
@@ -27,8 +27,8 @@ from app.engine.npzio import load as load_arrays
 from app.storage.blob_arrays import load_array, put_array
 from app.storage.blobs import BlobStore, read_verified
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -40,7 +40,7 @@ def _blob_store() -> BlobStore:
         opener: Callable[[], BlobStore] | None = attributes.get("blob_store")
         if opener is None:
             raise RuntimeError(
-                "migration 0002 moves stored arrays into the blob store, but none was given: "
+                "migration 0005 moves stored arrays into the blob store, but none was given: "
                 "run it with `backprop migrate` (it opens the store of BACKPROP_BLOB_URL)"
             )
         attributes["opened_blob_store"] = opener()

@@ -1,0 +1,264 @@
+"""Per-layer statistics of a training run, gathered from the arrays each step already has.
+
+Every epoch's history entry gets ``layers``: one dict per layer l = 1..L, in order, with
+
+- ``weight_norm``: ‖W[l]‖_F at the end of the epoch;
+- ``grad_norm``: ‖dL/dW[l]‖_F of each batch (the data loss's gradient, before L2 and
+  clipping), averaged over the epoch's batches; with one full batch, exactly its value;
+- ``update_ratio``: ‖W_end - W_start‖_F / ‖W_end‖_F over the epoch;
+- ``activation_mean`` / ``activation_std``: over every a[l] value the epoch computed;
+- ``dead_fraction`` (relu, leaky_relu; else None): the share of units whose z was ≤ 0
+  for every sample of the epoch (a > 0 exactly when z > 0 for both);
+- ``saturated_fraction`` (sigmoid, tanh; else None): the share of a[l] values within 1% of
+  the activation's range from its bounds (sigmoid: a ≤ 0.01 or a ≥ 0.99; tanh: |a| ≥ 0.98).
+
+Snapshot epochs (every ``snapshot_every(epochs)`` epochs, and the run's last) add
+``histogram`` ({"low", "high", "counts"}: HISTOGRAM_BINS equal bins of W[l]'s values) and,
+for relu / leaky_relu layers, ``dead_units`` (the indices of the dead units, at most
+MAX_DEAD_LISTED), so a long job's history stays small.
+
+Cost (see ``LayerWatch``): on a small network a step adds one NumPy call whatever the
+depth, and no second forward pass is made. A run resumed from a checkpoint in mid-epoch
+counts that epoch's statistics from the batch it resumed at.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.engine.network import Network, Workspace
+
+Array = npt.NDArray[np.floating[Any]]
+
+HISTOGRAM_BINS = 20
+SNAPSHOTS = 20  # snapshot epochs per run (plus the last)
+MAX_DEAD_LISTED = 1024
+DIRECT_GRADS = 16384  # weights (or activation values per batch, DIRECT_VALUES) from
+DIRECT_VALUES = 16384  # which the per-layer BLAS calls of each step beat the ring
+RING_VALUES = 1 << 20  # values in the ring (4 MiB in float32)
+MAX_RING_ROWS = int(
+    __import__("os").environ.get("RR", "256")
+)  # at most this many steps per reduction of the ring
+SATURATION_MARGIN = 0.01  # "within 1% of the bounds", as a share of the activation's range
+BOUNDED = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}  # the activations' bounds
+RECTIFIED = ("relu", "leaky_relu")
+
+
+def saturation_bounds(kind: str) -> tuple[float, float]:
+    """(low, high): a value of a ``kind`` layer is saturated when a <= low or a >= high."""
+    bottom, top = BOUNDED[kind]
+    margin = SATURATION_MARGIN * (top - bottom)
+    return bottom + margin, top - margin
+
+
+def snapshot_every(epochs: int) -> int:
+    """Epochs between two snapshot epochs (histograms, dead units)."""
+    return max(1, epochs // SNAPSHOTS)
+
+
+class LayerWatch:
+    """Accumulates the statistics of one epoch at a time, for batches of m rows.
+
+    The training loop takes its flat gradient vector from ``grads`` and trains its full
+    batches in ``adopt(workspace)``, whose activation block follows the gradient in one
+    array: each step then copies the gradient and the activations into a ring of
+    ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
+    for every layer at once (on a small network the number of NumPy calls is what
+    costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
+    per batch) has no ring: each step reads its arrays in place with a few BLAS calls per
+    layer, as does the short last batch of an epoch.
+    """
+
+    def __init__(self, network: Network, m: int) -> None:
+        self.network = network
+        self.kinds = list(network.activations)
+        self.sizes = sizes = list(network.layer_sizes)
+        count, depth = network.weight_count, len(sizes)
+        block = m * sum(sizes)
+        params = network.params.size
+        per_line = 64 // network.dtype.itemsize
+        skip = -(-params // per_line) * per_line  # the block starts on a cache line
+        joint = np.zeros(skip + block, dtype=network.dtype)
+        self.grads: Array = joint[:params]
+        self._block = joint[skip:]
+        self._gw = self.grads[:count]  # dL/dW of every layer, one slice
+        ends = np.cumsum([0, *(w.size for w in network.weights)]).tolist()
+        self._w_bounds = list(pairwise(ends))
+        self._m = m
+        # A ring row: the whole gradient (weights, then biases) and the block. Larger
+        # networks skip the ring (rows = 0): per-call costs do not matter to them.
+        small = count < DIRECT_GRADS and block < DIRECT_VALUES
+        self._joint, self._skip = joint, skip
+        self.rows = max(1, min(MAX_RING_ROWS, RING_VALUES // joint.size)) if small else 0
+        self._ring = np.empty((self.rows, joint.size), dtype=network.dtype)
+        self._ring_rows = list(self._ring)
+        self._ones = np.ones(self.rows, dtype=network.dtype)
+        # For the ring: which layer each weight, and each value of a block, belongs to.
+        ring_m, ring_count = (m, count) if small else (0, 0)
+        self._w_layer = np.zeros((ring_count, depth), network.dtype)
+        for i, (start, stop) in enumerate(self._w_bounds if small else []):
+            self._w_layer[start:stop, i] = 1
+        self._layer_at = np.repeat(np.arange(depth), [ring_m * n for n in sizes])
+        first = np.cumsum([0, *sizes[:-1]])
+        self._unit_at = np.concatenate(
+            [np.tile(np.arange(n) + f, ring_m) for n, f in zip(sizes, first, strict=True)]
+        )
+        self._block_values = np.array([m * n for n in sizes], dtype=np.float64)
+        units = np.cumsum([0, *sizes]).tolist()
+        self._unit_slices = [slice(a, b) for a, b in pairwise(units)]
+        # Slices of a block: those of the leaky_relu layers, and those of the bounded
+        # layers with the values at which they count as saturated.
+        values = np.cumsum([0, *(m * n for n in sizes)]).tolist()
+        parts = [slice(a, b) for a, b in pairwise(values)]
+        self._leaky = [(i, parts[i]) for i, kind in enumerate(self.kinds) if kind == "leaky_relu"]
+        self._bounded = [
+            (i, parts[i], *saturation_bounds(kind))
+            for i, kind in enumerate(self.kinds)
+            if kind in BOUNDED
+        ]
+        self._filled = 0
+        self._start = network.params[:count].copy()
+        self._reset()
+
+    def adopt(self, work: Workspace) -> Workspace:
+        """``work`` (a workspace for m rows over ``grads``) with its activations in the
+        block that follows the gradient."""
+        return work.with_block(self._block)
+
+    def _reset(self) -> None:
+        depth = len(self.sizes)
+        self._grad_sum = np.zeros(depth)
+        self._batches = 0
+        self._sum = np.zeros(depth)
+        self._squares = np.zeros(depth)
+        self._values = np.zeros(depth)
+        self._saturated = np.zeros(depth)
+        self._alive_all = np.zeros(sum(self.sizes), dtype=bool)
+        self._alive = [self._alive_all[part] for part in self._unit_slices]
+
+    def step(self, work: Workspace) -> None:
+        """After a batch's backward, before the update (which uses the gradient as
+        scratch); ``work`` is the batch's workspace."""
+        if work.m != self._m or not self.rows:  # a large network, or a short last batch
+            self._grad_norms()
+            for i, a in enumerate(work.a):
+                self._activations(i, a, work.ones)
+            return
+        j = self._filled
+        np.copyto(self._ring_rows[j], self._joint)
+        self._filled = j = j + 1
+        if j == self.rows:
+            self.flush()
+
+    def _grad_norms(self) -> None:
+        """Add this batch's ‖dW[l]‖ of every layer."""
+        gw, total = self._gw, self._grad_sum
+        for i, (start, stop) in enumerate(self._w_bounds):
+            g = gw[start:stop]
+            total[i] += math.sqrt(float(np.dot(g, g)))
+        self._batches += 1
+
+    def flush(self) -> None:
+        """Reduce the filled ring rows: over the rows first (one call per quantity for
+        all layers), then per unit and per layer with ``np.bincount``."""
+        k, self._filled = self._filled, 0
+        if not k:
+            return
+        depth, count = len(self.sizes), self._w_layer.shape[0]
+        ring = self._ring[:k]
+        per_batch = np.square(ring[:, :count]) @ self._w_layer  # (k, L) ‖dW[l]‖²
+        self._grad_sum += np.sqrt(per_batch).sum(axis=0, dtype=np.float64)
+        self._batches += k
+        rows = ring[:, self._skip :]  # (k, m·Σn): the activation blocks of k batches
+        ones, layer = self._ones[:k], self._layer_at
+        sums = np.dot(ones, rows)  # (m·Σn,) Σ over the k batches
+        self._sum += np.bincount(layer, sums, depth)
+        squares = np.einsum("ij,ij->j", rows, rows)  # (m·Σn,) Σ a² in one pass
+        self._squares += np.bincount(layer, squares, depth)
+        self._values += k * self._block_values
+        # relu: a >= 0, so a unit is alive (some z > 0) once its column sum is positive.
+        alive = np.bincount(self._unit_at, sums > 0, self._alive_all.size) > 0
+        for i, part in self._leaky:  # leaky_relu: alive once any a (so any z) is > 0
+            n = self.sizes[i]
+            alive[self._unit_slices[i]] |= rows[:, part].reshape(-1, n).max(axis=0) > 0
+        self._alive_all |= alive
+        for i, part, low, high in self._bounded:
+            values = rows[:, part]
+            self._saturated[i] += np.count_nonzero(values <= low)
+            self._saturated[i] += np.count_nonzero(values >= high)
+
+    def _activations(self, i: int, a: Array, ones: Array) -> None:
+        """Add layer i's activations a (m, n), C-contiguous; ones (m,)."""
+        kind = self.kinds[i]
+        columns = np.dot(ones, a)  # Σ over samples, (n,)
+        self._sum[i] += columns.sum(dtype=np.float64)
+        self._squares[i] += float(np.vdot(a, a))
+        self._values[i] += a.size
+        if kind == "relu":  # a >= 0: a unit's column sum is 0 only if every a (and z) <= 0
+            self._alive[i] |= columns > 0
+        elif kind == "leaky_relu":
+            self._alive[i] |= a.max(axis=0) > 0
+        elif kind in BOUNDED:
+            low, high = saturation_bounds(kind)
+            self._saturated[i] += np.count_nonzero(a <= low) + np.count_nonzero(a >= high)
+
+    def end_epoch(self, snapshot: bool) -> list[dict[str, Any]]:
+        """The finished epoch's statistics (see the module docstring); starts the next.
+        Values that overflowed (a run about to diverge) come out as None."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._statistics(snapshot)
+
+    def _statistics(self, snapshot: bool) -> list[dict[str, Any]]:
+        self.flush()
+        weights = self.network.weights
+        flat = self.network.params[: self.network.weight_count]
+        delta = np.subtract(flat, self._start)
+        layers = []
+        for i, (kind, w, (start, stop)) in enumerate(
+            zip(self.kinds, weights, self._w_bounds, strict=True)
+        ):
+            norm = float(np.linalg.norm(w))
+            moved = float(np.linalg.norm(delta[start:stop]))
+            values = max(self._values[i], 1.0)
+            mean = self._sum[i] / values
+            variance = max(self._squares[i] / values - mean * mean, 0.0)
+            dead = ~self._alive[i]
+            layer: dict[str, Any] = {
+                "weight_norm": _finite(norm),
+                "grad_norm": _finite(self._grad_sum[i] / max(self._batches, 1)),
+                "update_ratio": _finite(moved / norm) if norm > 0 else None,
+                "activation_mean": _finite(mean),
+                "activation_std": _finite(math.sqrt(variance)),
+                "dead_fraction": float(dead.mean()) if kind in RECTIFIED else None,
+                "saturated_fraction": (
+                    float(self._saturated[i] / values) if kind in BOUNDED else None
+                ),
+            }
+            if snapshot:
+                layer["histogram"] = histogram(w)
+                if kind in RECTIFIED:
+                    layer["dead_units"] = np.flatnonzero(dead)[:MAX_DEAD_LISTED].tolist()
+            layers.append(layer)
+        self._start[...] = flat
+        self._reset()
+        return layers
+
+
+def histogram(w: Array) -> dict[str, Any]:
+    """HISTOGRAM_BINS equal bins from min(w) to max(w): {"low", "high", "counts"}."""
+    low, high = float(w.min()), float(w.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return {"low": None, "high": None, "counts": []}
+    counts, _ = np.histogram(w, bins=HISTOGRAM_BINS, range=(low, high) if high > low else None)
+    return {"low": low, "high": high, "counts": counts.tolist()}
+
+
+def _finite(value: float) -> float | None:
+    """value as a float, or None when it is NaN or infinite (JSON has neither)."""
+    value = float(value)
+    return value if math.isfinite(value) else None

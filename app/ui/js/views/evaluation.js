@@ -1,0 +1,126 @@
+// A model's "Evaluate" card: pick one of your datasets, score the model on it (POST
+// /v1/models/{id}/evaluate) and see the result: the confusion-matrix heat map, the ROC
+// curve of a binary model and the per-class table, or predicted against actual for
+// regression. Earlier evaluations (GET /v1/models/{id}/evaluations) can be shown again.
+
+import { api, listAll } from "../api.js";
+import { field, h } from "../dom.js";
+import { confusionHeatmap, rocPlot, scatterPlot } from "../evalplots.js";
+import { num, when, whenTitle } from "../format.js";
+import { card, errorBox, facts, link, notice, onSubmit, table } from "../ui.js";
+
+function scoreFacts(e) {
+  if (e.task === "regression") {
+    return facts([["Rows", num(e.n_samples)], ["MSE", num(e.mse)], ["RMSE", num(e.rmse)], ["MAE", num(e.mae)], ["R²", num(e.r2)]]);
+  }
+  return facts([
+    ["Rows", num(e.n_samples)],
+    ["Accuracy", num(e.accuracy)],
+    ["Log loss", num(e.log_loss)],
+    ["ROC AUC", e.roc_auc === null ? "undefined (a class has no rows)" : num(e.roc_auc)],
+    ["Macro F1", num(e.macro.f1)],
+    ["Weighted F1", num(e.weighted.f1)],
+  ]);
+}
+
+function perClassTable(e) {
+  const row = (label, scores, support, head = false) =>
+    h(
+      "tr",
+      {},
+      head ? h("th", { scope: "row" }, label) : h("td", {}, label),
+      ["precision", "recall", "f1"].map((k) => h("td", { class: "num" }, num(scores[k]))),
+      h("td", { class: "num" }, support === null ? "" : num(support)),
+    );
+  return table(
+    [{ label: "Class" }, { label: "Precision", className: "num" }, { label: "Recall", className: "num" }, { label: "F1", className: "num" }, { label: "Support", className: "num" }],
+    [
+      ...e.per_class.map((c) => row(String(c.label), c, c.support)),
+      row("macro average", e.macro, null, true),
+      row("weighted average", e.weighted, e.n_samples, true),
+    ],
+    { caption: "Per-class scores" },
+  );
+}
+
+function perTargetTable(e) {
+  return table(
+    [{ label: "Target" }, ...["MSE", "RMSE", "MAE", "R²"].map((label) => ({ label, className: "num" }))],
+    e.per_target.map((t) => h("tr", {}, h("td", {}, `output ${t.target}`), ["mse", "rmse", "mae", "r2"].map((k) => h("td", { class: "num" }, num(t[k]))))),
+    { caption: "Per-target scores" },
+  );
+}
+
+/** One evaluation's scores and plots. */
+export function evaluationView(e) {
+  const source = e.dataset_id ? link(`#/datasets/${e.dataset_id}`, e.dataset_id) : "a deleted dataset";
+  const plots =
+    e.task === "regression"
+      ? [scatterPlot(e.points)]
+      : [confusionHeatmap(e.confusion_matrix, e.classes), e.roc_curve ? rocPlot(e.roc_curve, e.roc_auc, e.classes[1]) : null];
+  return h(
+    "div",
+    { class: "evaluation", "data-evaluation": e.id },
+    h("p", { class: "muted" }, "On ", source, ` · ${when(e.created_at)}`),
+    scoreFacts(e),
+    h("div", { class: "grid-2 eval-plots" }, plots),
+    e.task === "regression" ? perTargetTable(e) : perClassTable(e),
+  );
+}
+
+function historyTable(items, show) {
+  return table(
+    [{ label: "Evaluated" }, { label: "Dataset" }, { label: "Rows", className: "num" }, { label: "Score", className: "num" }, { label: "" }],
+    items.map((e) =>
+      h(
+        "tr",
+        {},
+        h("td", { title: whenTitle(e.created_at) }, when(e.created_at)),
+        h("td", {}, e.dataset_id ?? "deleted"),
+        h("td", { class: "num" }, num(e.n_samples)),
+        h("td", { class: "num" }, e.task === "regression" ? `R² ${num(e.r2)}` : `accuracy ${num(e.accuracy)}`),
+        h("td", {}, h("button", { type: "button", class: "button button-small", onclick: () => show(e) }, "Show")),
+      ),
+    ),
+    { caption: "Evaluations", emptyText: "None yet." },
+  );
+}
+
+/** The "Evaluate" card of a model's page; onEvaluated() runs after each new evaluation. */
+export async function evaluationSection(model, { signal, onEvaluated = async () => {} }) {
+  const width = model.architecture.input_size;
+  const datasets = (await listAll("/datasets", { signal })).filter((d) => d.n_features === width);
+  const result = h("div", { "aria-live": "polite" });
+  const history = h("div", {});
+  const errors = errorBox();
+  const show = (e) => result.replaceChildren(evaluationView(e));
+  const loadHistory = async () => {
+    const page = await api(`/models/${model.id}/evaluations?limit=20`, { signal });
+    history.replaceChildren(h("h3", {}, "Earlier evaluations"), historyTable(page.items, show));
+    return page.items;
+  };
+  if (!datasets.length) {
+    return card("Evaluate", notice(`No dataset with ${width} features: upload one to evaluate this model.`));
+  }
+  const picker = h(
+    "select",
+    { name: "dataset_id", required: true },
+    datasets.map((d) => h("option", { value: d.id }, `${d.name} (${d.id}, ${num(d.n_samples)} rows)`)),
+  );
+  const form = h(
+    "form",
+    { class: "form", "aria-label": "Evaluate" },
+    field("Dataset", picker, `Held-out data with the model's ${width} features and labels it knows.`),
+    errors,
+    h("div", { class: "form-actions" }, h("button", { type: "submit", class: "button button-primary" }, "Evaluate")),
+  );
+  onSubmit(form, errors, async (data) => {
+    const evaluation = await api(`/models/${model.id}/evaluate`, { method: "POST", json: { dataset_id: String(data.get("dataset_id")) } });
+    show(evaluation);
+    await Promise.all([loadHistory(), onEvaluated()]);
+  });
+  const section = card("Evaluate", form, result, history);
+  const items = await loadHistory().catch(() => []);
+  if (items.length) show(items[0]);
+  return section;
+}

@@ -1,0 +1,187 @@
+"""POST /v1/models/{id}/evaluate and GET /v1/models/{id}/evaluations: the scores of what
+predict answers on the dataset's rows, stored with the model and shown on its card.
+(The metric formulas themselves are checked against scikit-learn in
+tests/engine/test_evaluation.py.)"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from app.engine.model import Model as EngineModel
+from app.engine.network import Network
+from app.services.evaluations import forward_in_blocks
+from app.storage.database import Database
+from app.storage.tables import Evaluation
+from tests.api.client import ApiClient
+from tests.api.conftest import import_model, make_dataset, make_network
+
+RNG = np.random.default_rng(7)
+X = RNG.normal(0, 1, (60, 2)).round(3).tolist()
+
+
+def _config(task: str, classes: list[Any] | None) -> dict[str, Any]:
+    return {
+        "format": "backprop-mlp",
+        "version": 1,
+        "task": task,
+        "classes": classes,
+        "standardize": False,
+    }
+
+
+def _binary_model(client: ApiClient) -> dict[str, Any]:
+    network = make_network(client)
+    return import_model(client, network, _config("binary", ["no", "yes"]))
+
+
+def _predict(client: ApiClient, model_id: str, x: list[list[float]]) -> dict[str, Any]:
+    response = client.post(f"/v1/models/{model_id}/predict", json={"x": x})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _evaluate(client: ApiClient, model_id: str, dataset_id: str) -> dict[str, Any]:
+    response = client.post(f"/v1/models/{model_id}/evaluate", json={"dataset_id": dataset_id})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_binary_scores_are_those_of_the_predictions(client: ApiClient) -> None:
+    model = _binary_model(client)
+    y = ["yes" if a * b > 0 else "no" for a, b in X]
+    dataset = make_dataset(client, x=X, y=y)
+    got = _evaluate(client, model["id"], dataset["id"])
+    answer = _predict(client, model["id"], X)
+    p = np.asarray(answer["outputs"], dtype=np.float64)[:, 0]
+
+    assert got["task"] == "binary" and got["n_samples"] == 60
+    assert got["classes"] == ["no", "yes"] and got["model_id"] == model["id"]
+    assert got["dataset_id"] == dataset["id"] and got["id"].startswith("ev_")
+    pairs = Counter(zip(y, answer["labels"], strict=True))
+    assert got["confusion_matrix"] == [
+        [pairs["no", "no"], pairs["no", "yes"]],
+        [pairs["yes", "no"], pairs["yes", "yes"]],
+    ]
+    assert math.isclose(got["accuracy"], (pairs["no", "no"] + pairs["yes", "yes"]) / 60)
+    truth = np.asarray([label == "yes" for label in y])
+    expected_loss = -np.mean(np.log(np.where(truth, p, 1 - p)))
+    assert math.isclose(got["log_loss"], expected_loss, rel_tol=1e-5)
+    wins = [(pp > pn) + 0.5 * (pp == pn) for pp in p[truth] for pn in p[~truth]]
+    assert math.isclose(got["roc_auc"], float(np.mean(wins)), rel_tol=1e-9)
+    assert [c["support"] for c in got["per_class"]] == [y.count("no"), y.count("yes")]
+    yes = got["per_class"][1]
+    found = pairs["yes", "yes"]
+    assert math.isclose(yes["recall"], found / y.count("yes"))
+    assert math.isclose(yes["precision"], found / answer["labels"].count("yes"))
+    curve = got["roc_curve"]
+    assert curve["fpr"][0] == curve["tpr"][0] == 0 and curve["fpr"][-1] == curve["tpr"][-1] == 1
+    assert math.isclose(got["macro"]["f1"], np.mean([c["f1"] for c in got["per_class"]]))
+
+
+def test_multiclass_and_regression(client: ApiClient) -> None:
+    net3 = make_network(
+        client, layers=[{"units": 5, "activation": "tanh"}, {"units": 3, "activation": "softmax"}]
+    )
+    model = import_model(client, net3, _config("multiclass", ["a", "b", "c"]))
+    y = ["abc"[i % 3] for i in range(60)]
+    got = _evaluate(client, model["id"], make_dataset(client, x=X, y=y)["id"])
+    labels = _predict(client, model["id"], X)["labels"]
+    assert got["task"] == "multiclass" and len(got["confusion_matrix"]) == 3
+    assert math.isclose(got["accuracy"], np.mean([a == b for a, b in zip(y, labels, strict=True)]))
+    assert got["roc_auc"] is not None and got["roc_curve"] is None
+
+    net_r = make_network(
+        client,
+        layers=[{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "linear"}],
+        loss="mse",
+    )
+    model = import_model(client, net_r, _config("regression", None))
+    targets = [[a + b, a - b] for a, b in X]
+    got = _evaluate(client, model["id"], make_dataset(client, x=X, y=targets)["id"])
+    outputs = np.asarray(_predict(client, model["id"], X)["outputs"], dtype=np.float64)
+    errors = outputs - np.asarray(targets)
+    assert got["task"] == "regression" and got["n_samples"] == 60
+    assert math.isclose(got["mse"], float(np.mean(errors**2)), rel_tol=1e-5)
+    assert math.isclose(got["mae"], float(np.mean(np.abs(errors))), rel_tol=1e-5)
+    assert [t["target"] for t in got["per_target"]] == [0, 1]
+    assert len(got["points"]["actual"]) == len(got["points"]["predicted"]) == 60
+    assert "classes" not in got and "roc_auc" not in got
+
+
+def test_unseen_labels_and_a_wrong_width_are_422(client: ApiClient) -> None:
+    model = _binary_model(client)
+    dataset = make_dataset(client, x=X[:6], y=["no", "yes", "maybe", "no", "never", "yes"])
+    response = client.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert response.status_code == 422
+    item = response.json()["detail"][0]
+    assert item["loc"] == ["body", "dataset_id"]
+    assert "'maybe'" in item["msg"] and "'never'" in item["msg"]
+
+    wide = make_dataset(client, x=[[0, 1, 2]] * 4, y=["no", "yes", "no", "yes"])
+    response = client.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": wide["id"]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+    assert "3 features" in response.json()["detail"][0]["msg"]
+
+    numbers = make_dataset(client, x=X[:4], y=[1.5, 2.5, 3.5, 4.5])
+    response = client.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": numbers["id"]})
+    assert response.status_code == 422
+
+
+def test_foreign_and_missing_datasets_are_404(client: ApiClient, bob: ApiClient) -> None:
+    model = _binary_model(client)
+    theirs = make_dataset(bob, y=["no", "yes", "yes", "no"])
+    for dataset_id in (theirs["id"], "ds_0000000000000000"):
+        response = client.post(
+            f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset_id}
+        )
+        assert response.status_code == 404
+        assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+    assert bob.get(f"/v1/models/{model['id']}/evaluations").status_code == 404
+
+
+def test_evaluations_are_kept_listed_and_on_the_card(client: ApiClient, db: Database) -> None:
+    model = _binary_model(client)
+    first = make_dataset(client, x=X, y=["yes" if a > 0 else "no" for a, _ in X])
+    second = make_dataset(client, x=X[:10], y=["no", "yes"] * 5)
+    one = _evaluate(client, model["id"], first["id"])
+    two = _evaluate(client, model["id"], second["id"])
+
+    listed = client.get(f"/v1/models/{model['id']}/evaluations").json()
+    assert listed["total"] == 2
+    assert listed["items"] == [two, one]  # newest first, every field as evaluate answered
+    card = client.get(f"/v1/models/{model['id']}").json()["card"]
+    assert [e["evaluation_id"] for e in card["evaluations"]] == [one["id"], two["id"]]
+    assert card["evaluations"][0]["dataset_id"] == first["id"]
+    assert card["evaluations"][0]["n_samples"] == 60
+    assert card["evaluations"][1]["scores"] == {
+        "accuracy": two["accuracy"],
+        "log_loss": two["log_loss"],
+        "roc_auc": two["roc_auc"],
+        "macro_f1": two["macro"]["f1"],
+    }
+    markdown = client.get(f"/v1/models/{model['id']}/card").text
+    assert f"| `{one['id']}` | `{first['id']}` | 60 |" in markdown
+
+    assert client.delete(f"/v1/datasets/{second['id']}").status_code == 204
+    listed = client.get(f"/v1/models/{model['id']}/evaluations").json()
+    assert listed["items"][0]["dataset_id"] is None  # kept, the dataset gone
+    assert client.delete(f"/v1/models/{model['id']}").status_code == 204
+    with db.read_session() as session:
+        assert session.query(Evaluation).count() == 0
+
+
+def test_the_forward_pass_in_blocks_equals_one_pass() -> None:
+    network = {
+        "input_size": 3,
+        "layers": [{"units": 4, "activation": "relu"}, {"units": 2, "activation": "softmax"}],
+        "loss": "categorical_crossentropy",
+        "seed": 3,
+    }
+    model = EngineModel(Network.from_config(network), "multiclass", ["a", "b"])
+    x = np.random.default_rng(1).normal(size=(10, 3)).astype(np.float32)
+    np.testing.assert_array_equal(forward_in_blocks(model, x, block_rows=3), model.predict(x))

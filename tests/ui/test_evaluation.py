@@ -1,0 +1,170 @@
+"""The model page's "Evaluate" card in a real headless Chromium against ``backprop serve``:
+a model trained by the worker is evaluated on a held-out dataset picked in the page; the
+confusion-matrix heat map, the ROC curve and the per-class table appear; a regression
+model shows predicted against actual. Skipped (with the reason) without Chromium."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.ui.conftest import Server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TRAIN_TIMEOUT_S = 180.0  # generous: a shared 2-core machine
+UI_TIMEOUT_MS = 30_000
+
+
+def _post(api: httpx.Client, path: str, **kwargs: Any) -> dict[str, Any]:
+    response = api.post(path, **kwargs)
+    assert response.status_code in (201, 202), response.text
+    return dict(response.json())
+
+
+def _trained_model(api: httpx.Client) -> tuple[str, str]:
+    """A moons classifier trained by the server's worker, and a held-out moons dataset."""
+    train = _post(api, "/v1/datasets/generate", json={"kind": "moons", "n_samples": 200})
+    held_out = _post(
+        api,
+        "/v1/datasets/generate",
+        json={"kind": "moons", "n_samples": 120, "seed": 7, "name": "held-out"},
+    )
+    network = _post(
+        api,
+        "/v1/networks",
+        json={
+            "name": "moons-net",
+            "input_size": 2,
+            "layers": [
+                {"units": 8, "activation": "tanh"},
+                {"units": 1, "activation": "sigmoid"},
+            ],
+        },
+    )
+    job = _post(
+        api,
+        "/v1/jobs",
+        json={"network_id": network["id"], "dataset_id": train["id"], "epochs": 60},
+    )
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = api.get(f"/v1/jobs/{job['id']}").json()
+        if state["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.3)
+    assert state["status"] == "succeeded", state
+    return str(state["model_id"]), str(held_out["id"])
+
+
+def _regression_model(api: httpx.Client) -> tuple[str, str]:
+    """A regression network's model (imported, fresh weights) and a dataset for it."""
+    network = _post(
+        api,
+        "/v1/networks",
+        json={
+            "name": "reg-net",
+            "input_size": 2,
+            "layers": [
+                {"units": 4, "activation": "tanh"},
+                {"units": 1, "activation": "linear"},
+            ],
+            "loss": "mse",
+        },
+    )
+    job = _post(
+        api,
+        "/v1/jobs",
+        json={"network_id": network["id"], "dataset_id": _reg_data(api), "epochs": 5},
+    )
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    while api.get(f"/v1/jobs/{job['id']}").json()["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    model_id = api.get(f"/v1/jobs/{job['id']}").json()["model_id"]
+    return str(model_id), _reg_data(api)
+
+
+def _reg_data(api: httpx.Client) -> str:
+    x = [[i / 10, (i % 7) / 7] for i in range(40)]
+    y = [a - 2 * b for a, b in x]
+    return str(_post(api, "/v1/datasets", json={"name": "reg", "x": x, "y": y})["id"])
+
+
+def _sign_in(page: Page, server: Server) -> None:
+    page.goto(f"{server.base_url}/")
+    page.get_by_label("API key", exact=True).fill(server.key)
+    page.get_by_label("API key", exact=True).press("Enter")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def _open_model(page: Page, server: Server, model_id: str) -> None:
+    page.goto(f"{server.base_url}/#/models/{model_id}")
+    expect(page.get_by_role("heading", name=f"Model {model_id}")).to_be_visible()
+
+
+def test_evaluate_a_trained_model(browser: Browser, server: Server, tmp_path: Path) -> None:
+    headers = {"Authorization": f"Bearer {server.key}"}
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as api:
+        model_id, held_out = _trained_model(api)
+        regression_id, _ = _regression_model(api)
+    problems: list[str] = []
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        _sign_in(page, server)
+        _open_model(page, server, model_id)
+
+        form = page.get_by_role("form", name="Evaluate")
+        form.get_by_label("Dataset", exact=True).select_option(held_out)
+        form.get_by_role("button", name="Evaluate").click()
+        heatmap = page.locator("svg.heatmap")
+        expect(heatmap.locator("rect.heat-cell")).to_have_count(4)
+        counts = heatmap.locator("rect.heat-cell").evaluate_all(
+            "cells => cells.map(c => Number(c.dataset.count))"
+        )
+        assert sum(counts) == 120
+        assert counts[0] + counts[3] > counts[1] + counts[2]  # trained: mostly the diagonal
+        fills = set(
+            heatmap.locator("rect.heat-cell").evaluate_all(
+                "cs => cs.map(c => c.getAttribute('fill'))"
+            )
+        )
+        assert len(fills) > 1  # shaded by share, not one colour
+        roc = page.locator("svg.roc")
+        expect(roc).to_have_count(1)
+        assert int(roc.get_attribute("data-points") or 0) >= 3
+        per_class = page.get_by_role("table", name="Per-class scores")
+        expect(per_class.locator("tbody tr")).to_have_count(2 + 2)  # classes + two averages
+        expect(
+            page.get_by_role("table", name="Evaluations", exact=True).locator("tbody tr")
+        ).to_have_count(1)
+        card_rows = page.get_by_role("table", name="Evaluations on the card").locator("tbody tr")
+        expect(card_rows).to_have_count(1)  # the card is redrawn with the new evaluation
+        page.screenshot(path=str(tmp_path / "evaluation.png"), full_page=True)
+
+        # Reloading the page shows the stored evaluation, also on the card.
+        page.reload()
+        expect(page.locator("svg.heatmap rect.heat-cell")).to_have_count(4)
+        expect(
+            page.get_by_role("table", name="Evaluations on the card").locator("tbody tr")
+        ).to_have_count(1)
+
+        _open_model(page, server, regression_id)
+        form = page.get_by_role("form", name="Evaluate")
+        form.get_by_role("button", name="Evaluate").click()
+        expect(page.locator("svg.scatter circle.point")).to_have_count(40)
+        expect(
+            page.get_by_role("table", name="Per-target scores").locator("tbody tr")
+        ).to_have_count(1)
+    finally:
+        context.close()
+    assert problems == [], f"console errors: {problems}"

@@ -1,0 +1,110 @@
+"""The job page's X-ray in Chromium: per-layer small multiples, weight histograms, the
+network with its dead units, and the findings banner, for a finished job whose first
+layer was imported dead (a bias of -100 on every unit)."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, expect
+
+from app.engine.network import Network as EngineNetwork
+from tests.ui.conftest import Server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TRAIN_TIMEOUT_S = 180.0
+EPOCHS = 6
+LAYERS = [
+    {"units": 8, "activation": "relu"},
+    {"units": 8, "activation": "relu"},
+    {"units": 1, "activation": "sigmoid"},
+]
+
+
+def finished_dead_job(server: Server) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {server.key}"}
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as api:
+        data = api.post(
+            "/v1/datasets/generate", json={"kind": "moons", "n_samples": 200, "noise": 0.1}
+        ).json()
+        network = api.post(
+            "/v1/networks", json={"name": "dead-net", "input_size": 2, "layers": LAYERS}
+        ).json()
+        config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
+        net = EngineNetwork.from_config(config)
+        arrays = {f"W{i + 1}": w for i, w in enumerate(net.weights)}
+        arrays.update({f"b{i + 1}": b for i, b in enumerate(net.biases)})
+        arrays["b1"] = np.full_like(arrays["b1"], -100.0)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        model = api.post(
+            "/v1/models/import",
+            data={"network_id": network["id"]},
+            files={"file": ("w.npz", buffer.getvalue(), "application/octet-stream")},
+        ).json()
+        job = api.post(
+            "/v1/jobs",
+            json={
+                "network_id": network["id"],
+                "dataset_id": data["id"],
+                "init_model_id": model["id"],
+                "epochs": EPOCHS,
+            },
+        ).json()
+        deadline = time.monotonic() + TRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            job = api.get(f"/v1/jobs/{job['id']}").json()
+            if job["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    return dict(job)
+
+
+def test_the_xray_panel_and_the_findings_banner(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    job = finished_dead_job(server)
+    problems: list[str] = []
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page.goto(f"{server.base_url}/")
+        page.get_by_label("API key", exact=True).fill(server.key)
+        page.get_by_label("API key", exact=True).press("Enter")
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        page.goto(f"{server.base_url}/#/jobs/{job['id']}")
+        expect(page.get_by_role("heading", name=f"Job {job['id']}")).to_be_visible()
+
+        banner = page.get_by_role("status", name="Findings")
+        expect(banner.locator("li")).to_have_count(2)
+        expect(banner.locator("li[data-kind='dead_units']")).to_have_count(2)
+        expect(banner).to_contain_text("100% of layer 1's units were dead")
+
+        panel = page.get_by_role("region", name="Layer statistics")
+        for stat in ("grad_norm", "update_ratio", "units"):
+            cells = panel.locator(f".xray-cell[data-stat='{stat}'] svg.spark")
+            expect(cells).to_have_count(len(LAYERS))
+        dead_share = panel.locator(".xray-cell[data-stat='units'][data-layer='1'] svg")
+        expect(dead_share).to_have_attribute("data-points", str(EPOCHS))
+        expect(dead_share.locator(".spark-value")).to_have_text("100.0%")
+
+        epoch = panel.get_by_label("Epoch of the histograms")
+        expect(epoch).to_have_value(str(EPOCHS))  # the last epoch is always a snapshot
+        expect(panel.locator(".xray-hist svg.hist")).to_have_count(len(LAYERS))
+        assert panel.locator(".xray-hist rect.hist-bar").count() > 0
+        expect(panel.locator("svg.netdraw circle.node-dead")).to_have_count(16)
+        expect(panel).to_contain_text(f"16 dead units in epoch {EPOCHS}")
+        page.screenshot(path=str(tmp_path / "xray.png"), full_page=True)
+        assert problems == []
+    finally:
+        context.close()
