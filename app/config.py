@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     gc_interval_seconds: float = Field(
         default=3600.0, ge=0, description="How often `backprop serve` collects garbage (0 = never)"
     )
+    public_url: str = Field(
+        default="/",
+        description="The API's base URL as clients see it (OpenAPI `servers`; `/`: this host)",
+    )
     host: str = Field(default="127.0.0.1", description="Address `backprop serve` binds to")
     port: int = Field(default=8000, description="Port `backprop serve` listens on")
     workers: int = Field(

@@ -22,12 +22,15 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api import datasets, evaluations, jobs, models, networks, ops, predict
+from app.api import openapi as api_document
 from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.body_timeout import BodyReadTimeout, BodyTimeoutMiddleware
 from app.api.context import AppContext
 from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
+from app.api.schemas.events import EndEvent, EpochEvent, FindingsEvent, JobFindings
+from app.api.schemas.jobs import JobEnd
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
@@ -173,6 +176,8 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        servers=[{"url": settings.public_url}],
+        generate_unique_id_function=api_document.operation_id,
         lifespan=lifespan,
         docs_url=None,  # served from our own files by mount_docs, not from a CDN
         redoc_url=None,
@@ -194,6 +199,9 @@ def create_app(
         app.include_router(module.router)
     mount_docs(app)
     _mount_ui(app)
+    api_document.install(
+        app, extra_models=[JobEnd, JobFindings, EpochEvent, FindingsEvent, EndEvent]
+    )
     return app
 
 

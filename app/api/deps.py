@@ -51,9 +51,26 @@ _DESCRIPTIONS = {
 }
 
 
+_HEADERS: dict[int, dict[str, Any]] = {
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
+}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given refusal codes."""
-    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in codes}
+    return {
+        code: {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS[code],
+            **({"headers": _HEADERS[code]} if code in _HEADERS else {}),
+        }
+        for code in codes
+    }
 
 
 def json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -63,6 +80,7 @@ def json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         code: {
             "description": _DESCRIPTIONS[code],
             "content": {"application/json": {"schema": schema}},
+            **({"headers": _HEADERS[code]} if code in _HEADERS else {}),
         }
         for code in codes
     }

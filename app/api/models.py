@@ -13,9 +13,9 @@ from app.api.export_docs import CARD_RESPONSE, EXPORT_FORMAT_DOC, EXPORT_RESPONS
 from app.api.schemas.cards import ModelDetail
 from app.api.schemas.common import Page
 from app.api.schemas.models import ModelRead
-from app.services import model_card_markdown
+from app.services import exports, model_card_markdown
 from app.services import models as service
-from app.services.exports import ExportFormat, export_model
+from app.services.exports import ExportFormat
 from app.services.model_card import model_card
 from app.storage.tables import Model
 
@@ -110,7 +110,7 @@ def get_model_card(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
     response_class=StreamingResponse,
     responses={**EXPORT_RESPONSE, **json_errors(401, 404, 422)},
 )
-def export(
+def export_model(
     model_id: str,
     ctx: Ctx,
     caller: CallerDep,
@@ -119,7 +119,7 @@ def export(
     ),
 ) -> StreamingResponse:
     """The model as a file to take elsewhere: ONNX, one NumPy-only Python file, or npz."""
-    exported = export_model(
+    exported = exports.export_model(
         ctx.database,
         ctx.blobs,
         owner_id=caller.owner_id,
@@ -158,7 +158,7 @@ def delete_model(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
         **json_errors(401, 404, 409, 422, 503),
     },
 )
-def model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
+def get_model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
     """W1..WL (n[l], n[l-1]), b1..bL, and x_mean/x_std when standardised: an npz."""
     data = service.model_weights(
         ctx.database, ctx.blobs, owner_id=caller.owner_id, model_id=model_id

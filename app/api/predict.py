@@ -1,4 +1,4 @@
-"""POST /v1/models/{model_id}/predict: the hot path.
+"""POST /v1/models/{model_id}/predict (JSON) and .../predict.npy (a .npy file): the hot path.
 
 app.main includes this router before every other, so the route is matched first, and
 the endpoint checks the key itself (same cache, same 401s as ``CallerDep``) rather than
@@ -79,16 +79,14 @@ INLINE_PARSE_BYTES = 256 * 1024
         "requestBody": {
             "required": True,
             "description": (
-                "The rows as JSON, or as one .npy file holding a 2-D array (rows, features) "
-                "of integers or floats with `Content-Type: application/x-npy` (no JSON to "
-                "parse: the fast way to send many rows, e.g. `numpy.save` to a buffer)."
+                "The rows as JSON. (A .npy body with `Content-Type: application/x-npy` is "
+                "also taken here; `predict_npy` documents that way.)"
             ),
             "content": {
                 "application/json": {
                     "schema": PredictRequest.model_json_schema(),
                     "examples": openapi_examples(PredictRequest),
                 },
-                "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
             },
         },
     },
@@ -99,8 +97,40 @@ async def predict(model_id: str, request: Request) -> Response:
     return await respond(request, owner_id=caller.owner_id, model_id=model_id)
 
 
-async def respond(request: Request, *, owner_id: int, model_id: str) -> Response:
-    """The predict response for the caller ``owner_id``."""
+@router.post(
+    "/{model_id}/predict.npy",
+    response_model=PredictResponse,
+    responses=errors(401, 404, 413, 422),
+    openapi_extra={
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "description": (
+                "One .npy file holding a 2-D array (rows, features) of integers or floats "
+                "(`numpy.save` to a buffer), whatever the Content-Type says: no JSON to "
+                "parse, the fast way to send many rows."
+            ),
+            # Documented as octet-stream, which client generators send as raw bytes
+            # (they warn on, and drop, a body of an unknown type such as application/x-npy).
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+    },
+)
+async def predict_npy(model_id: str, request: Request) -> Response:
+    """Like predict, with the rows as a .npy file: same answer, same limits."""
+    caller = await request_caller(request)
+    return await respond(
+        request, owner_id=caller.owner_id, model_id=model_id, media_type=predicting.NPY_MEDIA_TYPE
+    )
+
+
+async def respond(
+    request: Request, *, owner_id: int, model_id: str, media_type: str | None = None
+) -> Response:
+    """The predict response for the caller ``owner_id``; the body is read as
+    ``media_type`` (default: as its Content-Type says)."""
     ctx = context(request)
     entry = predicting.cached_model(
         ctx.model_cache, ctx.settings, owner_id=owner_id, model_id=model_id
@@ -117,7 +147,8 @@ async def respond(request: Request, *, owner_id: int, model_id: str) -> Response
         )
         entry = await ctx.model_loads.run((owner_id, model_id), load)
     body = await request.body()
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type is None:
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     parse = partial(
         predicting.parse_body,
         body,

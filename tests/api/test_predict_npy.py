@@ -104,7 +104,31 @@ def test_npy_rows_count_against_the_predict_row_limit(make_client: MakeClient, k
 
 
 def test_the_npy_body_is_documented(client: ApiClient) -> None:
-    spec = client.app.openapi()["paths"]["/v1/models/{model_id}/predict"]["post"]
+    """As its own operation, with a body type client generators know (raw bytes); the JSON
+    operation names it."""
+    paths = client.app.openapi()["paths"]
+    spec = paths["/v1/models/{model_id}/predict.npy"]["post"]
     content = spec["requestBody"]["content"]
-    assert content["application/x-npy"] == {"schema": {"type": "string", "format": "binary"}}
-    assert "application/json" in content
+    assert content == {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    }
+    assert ".npy" in spec["requestBody"]["description"]
+    assert spec["security"] == [{"ApiKey": []}]
+    json_body = paths["/v1/models/{model_id}/predict"]["post"]["requestBody"]
+    assert list(json_body["content"]) == ["application/json"]
+    assert "predict_npy" in json_body["description"]
+
+
+def test_predict_npy_answers_like_predict_whatever_the_content_type(
+    client: ApiClient, model: dict[str, Any]
+) -> None:
+    url = f"/v1/models/{model['id']}/predict"
+    x = np.random.default_rng(1).standard_normal((3, 5))
+    expected = client.post(url, json={"x": x.tolist()}).json()
+    for content_type in ("application/octet-stream", "application/x-npy", "text/plain"):
+        response = client.post(f"{url}.npy", content=npy(x), headers={"Content-Type": content_type})
+        assert response.status_code == 200, response.text
+        assert response.json() == expected
+    refused = client.post(f"{url}.npy", json={"x": x.tolist()})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"][0]["type"] == "npy_invalid"

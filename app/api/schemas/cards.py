@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import Label
-from app.api.schemas.models import ModelRead
+from app.api.schemas.datasets import LabelKind
+from app.api.schemas.jobs import JobOptions
+from app.api.schemas.metrics import EpochMetrics
+from app.api.schemas.models import ModelRead, ModelTask
+from app.api.schemas.networks import NetworkConfig
 from app.services.model_card import ModelCard as CardFacts
 from app.storage.tables import Model
 
@@ -32,7 +35,7 @@ class TrainingData(BaseModel):
     n_samples: int
     n_features: int
     n_targets: int
-    label_kind: str = Field(description="categorical, continuous or multi_output")
+    label_kind: LabelKind
     feature_names: list[str] | None
     class_balance: list[ClassCount] | None = Field(
         description="Rows per class (classifiers trained on one label per row)"
@@ -42,8 +45,8 @@ class TrainingData(BaseModel):
 class CardMetrics(BaseModel):
     model_config = _FROM_OBJECTS
 
-    final: dict[str, Any] | None = Field(description="The last epoch's metrics")
-    best: dict[str, Any] | None = Field(description="The epoch with the lowest best_by")
+    final: EpochMetrics | None = Field(description="The last epoch's metrics")
+    best: EpochMetrics | None = Field(description="The epoch with the lowest best_by")
     best_by: str | None = Field(description="val_loss when the job validated, else loss")
     weights_epoch: int | None = Field(description="The epoch whose weights the model holds")
 
@@ -74,15 +77,15 @@ class ModelCard(BaseModel):
 
     model_config = _FROM_OBJECTS
 
-    architecture: dict[str, Any] = Field(description="input_size, layers, loss, init, seed")
+    architecture: NetworkConfig
     parameter_count: int
-    task: str
+    task: ModelTask
     classes: list[Label] | None
     standardize: bool
     training_data: TrainingData | None = Field(
         description="null when imported or when the dataset was deleted"
     )
-    training_options: dict[str, Any] | None = Field(description="Every option the job ran with")
+    training_options: JobOptions | None = Field(description="Every option the job ran with")
     metrics: CardMetrics
     evaluations: list[EvaluationSummary] = Field(
         description="POST /v1/models/{id}/evaluate results, oldest first"

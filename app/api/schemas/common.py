@@ -14,10 +14,48 @@ Label = StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_le
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+# The refusal codes the service writes itself (ErrorItem.type), with their status. Body
+# and parameter validation adds pydantic's own codes (missing, int_parsing, too_short, ...:
+# https://docs.pydantic.dev/latest/errors/validation_errors/), so the field is a string
+# documented with this list rather than a closed enum.
+ERROR_TYPES = {
+    "unauthorized": "401: missing, malformed, unknown or revoked API key",
+    "not_found": "404: no such object (or another owner's)",
+    "conflict": "409: the object's state forbids it",
+    "in_use": "409: a queued or running job uses it",
+    "job_finished": "409: the job has already finished",
+    "limit_exceeded": "413 (or 422): over a configured limit; the message names it",
+    "too_many_jobs": "429: too many queued or running jobs; see Retry-After",
+    "too_many_streams": "429: too many open event streams; see Retry-After",
+    "timeout": "408: the body did not arrive in time",
+    "out_of_memory": "503: the server ran short of memory for this request; see Retry-After",
+    "value_error": "422: a value the engine or service refuses",
+    "shape_mismatch": "422: the data's width does not fit the network",
+    "input_width": "422: the evaluation data's width does not fit the model",
+    "labels_mismatch": "422: the labels do not fit the network's loss or output",
+    "json_invalid": "422: the body is not JSON",
+    "too_deep": "422: the body's JSON is nested too deeply",
+    "json_too_deep": "422: a JSON form field is nested too deeply",
+    "body_invalid": "422: the body cannot be parsed",
+    "multipart": "422: the form body cannot be parsed",
+    "content_type": "422: the body's Content-Type is not one the operation takes",
+    "npy_invalid": "422: the .npy body is not a 2-D numeric array",
+    "non_finite_output": "422: the model's output is NaN or infinite for these rows",
+    "not_exportable": "422: the model cannot be written in the asked export format",
+    "invalid": "400: any other refusal",
+    "http_error": "other HTTP errors (405, ...)",
+}
+
+
 class ErrorItem(BaseModel):
     loc: list[str | int] = Field(description="Where: e.g. ['body', 'x', 3] or ['path', 'id']")
     msg: str = Field(description="What went wrong, for a person")
-    type: str = Field(description="What went wrong, for a program: not_found, limit_exceeded, ...")
+    type: str = Field(
+        description="What went wrong, for a program. The service's codes: "
+        + "; ".join(f"`{code}` ({meaning})" for code, meaning in ERROR_TYPES.items())
+        + ". Request validation adds pydantic's codes (missing, int_parsing, too_short, ...).",
+        examples=["not_found", "limit_exceeded", "missing"],
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,8 +31,11 @@ class DatasetCreate(BaseModel):
     x: list[list[float]] = Field(
         min_length=1, description="Features, one row per sample: (n_samples, n_features)"
     )
-    y: list[Label] | list[list[float]] = Field(
-        min_length=1,
+    # min_length on each arm: on the union itself it becomes a string rule (minLength).
+    y: (
+        Annotated[list[Label], Field(min_length=1)]
+        | Annotated[list[list[float]], Field(min_length=1)]
+    ) = Field(
         description="Labels: one JSON scalar per sample (class labels of one type, or numbers "
         "for regression), or one row of numbers per sample (multi-output regression)",
     )
@@ -77,6 +81,12 @@ class FeatureStats(BaseModel):
     max: list[float]
 
 
+class LabelKind(StrEnum):
+    categorical = "categorical"
+    continuous = "continuous"
+    multi_output = "multi_output"
+
+
 class DatasetRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -85,7 +95,7 @@ class DatasetRead(BaseModel):
     n_samples: int
     n_features: int
     n_targets: int = Field(description="Label columns: 1, or k for multi-output regression")
-    label_kind: Literal["categorical", "continuous", "multi_output"]
+    label_kind: LabelKind
     classes: list[Label] | None = Field(description="Sorted class labels (categorical only)")
     feature_names: list[str] | None
     stats: FeatureStats = Field(description="Per-feature statistics of x")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas.metrics import EpochMetrics
 from app.api.schemas.names import name_enum
-from app.api.schemas.options import OptionsBody, options_model
+from app.api.schemas.options import OptionsBody, OptionsRead, options_model
 from app.engine import findings
 from app.engine.options import TrainingOptions
 from app.storage.tables import Job, JobStatus
@@ -48,8 +49,11 @@ class JobTarget(OptionsBody):
 # (the routes read only JobTarget's fields by name and dump the rest).
 if TYPE_CHECKING:
     JobCreate = JobTarget
+    JobOptions = OptionsRead
 else:
     JobCreate = options_model(TrainingOptions, "JobCreate", JobTarget)
+    # A job's options as it reports them: the same fields, every one sent.
+    JobOptions = options_model(TrainingOptions, "JobOptions", OptionsRead)
 
 
 class JobCancel(BaseModel):
@@ -74,12 +78,12 @@ class JobSummary(BaseModel):
     model_id: str | None = Field(description="The trained model, once there is one")
     epoch: int = Field(description="Epochs completed")
     epochs: int
-    metrics: dict[str, Any] | None = Field(description="Latest epoch's metrics")
+    metrics: EpochMetrics | None = Field(description="Latest epoch's metrics")
     error: str | None
     attempts: int
     cancel_requested: bool
     samples_per_second: float | None
-    options: dict[str, Any]
+    options: JobOptions
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -122,14 +126,9 @@ class LayerStats(BaseModel):
     )
 
 
-class HistoryEntry(BaseModel):
-    """One epoch: its metrics (loss, accuracy or mae / r2, their val_ twins when
-    validating, learning_rate, seconds, samples_per_second) and its layer statistics."""
+class HistoryEntry(EpochMetrics):
+    """One epoch: its metrics (EpochMetrics) and its layer statistics."""
 
-    model_config = ConfigDict(extra="allow")
-
-    epoch: int
-    loss: float
     layers: list[LayerStats] | None = Field(
         default=None, description="One per layer, in order (null with diagnostics off)"
     )

@@ -3,24 +3,45 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import Label
+from app.api.schemas.metrics import EpochMetrics
+from app.api.schemas.networks import NetworkConfig
 from app.storage.tables import Model
+
+
+class ModelTask(StrEnum):
+    binary = "binary"
+    multiclass = "multiclass"
+    regression = "regression"
+
+
+class ModelConfig(BaseModel):
+    """A model's export config: what /v1/models/import takes back as ``config``."""
+
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+
+    format: str = Field(description="backprop-mlp")
+    version: int
+    network: NetworkConfig
+    task: ModelTask
+    classes: list[Label] | None = Field(default=None, description="Labels in output order")
+    standardize: bool = Field(default=False, description="Inputs standardised with x_mean/x_std")
 
 
 class ModelRead(BaseModel):
     id: str
     job_id: str | None = Field(description="The job that trained it (null when imported)")
     network_id: str | None
-    task: Literal["binary", "multiclass", "regression"]
+    task: ModelTask
     classes: list[Label] | None = Field(description="Labels in output order (classifiers)")
-    architecture: dict[str, Any] = Field(description="The network config")
+    architecture: NetworkConfig = Field(description="The network config")
     standardize: bool
-    config: dict[str, Any] = Field(description="The full export config (for /v1/models/import)")
-    metrics: dict[str, Any] | None
+    config: ModelConfig = Field(description="The full export config (for /v1/models/import)")
+    metrics: EpochMetrics | None = Field(description="The kept epoch's metrics (trained models)")
     parameter_count: int
     created_at: datetime
 
@@ -33,9 +54,9 @@ class ModelRead(BaseModel):
             network_id=row.network_id,
             task=config["task"],
             classes=config.get("classes"),
-            architecture=config["network"],
+            architecture=NetworkConfig.model_validate(config["network"]),
             standardize=bool(config.get("standardize", False)),
-            config=config,
+            config=ModelConfig.model_validate(config),
             metrics=row.metrics,
             parameter_count=parameter_count,
             created_at=row.created_at,

@@ -51,6 +51,19 @@ class NetworkCreate(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
 
+class NetworkConfig(BaseModel):
+    """An architecture as the engine describes it (a model's ``architecture``, and its
+    config's ``network``)."""
+
+    model_config = ConfigDict(use_enum_values=True)
+
+    input_size: int
+    layers: list[LayerSpec]
+    loss: LossName
+    init: InitName
+    seed: int
+
+
 class NetworkRead(BaseModel):
     id: str
     name: str

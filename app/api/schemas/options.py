@@ -9,7 +9,7 @@ min_learning_rate <= learning_rate).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -20,15 +20,31 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class OptionsBody(BaseModel):
-    """Base of every generated options model: unknown fields refused, names as strings."""
+    """Base of every generated request options model: unknown fields refused, names as
+    strings. Its groups are called OptimizerIn, ScheduleIn, ..."""
 
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    GROUP_SUFFIX: ClassVar[str] = "In"
+
+
+class OptionsRead(BaseModel):
+    """Base of every generated response options model (a job's options as it reports
+    them). Every field is sent, so the schema marks each required (while a request's
+    defaulted fields stay optional); keys no longer declared are dropped. Its groups are
+    called Optimizer, Schedule, ..."""
+
+    model_config = ConfigDict(
+        extra="ignore", use_enum_values=True, json_schema_serialization_defaults_required=True
+    )
+    GROUP_SUFFIX: ClassVar[str] = ""
 
 
 def options_model(options: type, name: str, base: type[M]) -> type[M]:
     """A pydantic model named ``name``, derived from ``base``, with one field per option
     of the engine's options dataclass ``options``."""
-    definitions: dict[str, Any] = {option.name: _field(option) for option in options_of(options)}
+    definitions: dict[str, Any] = {
+        option.name: _field(option, base) for option in options_of(options)
+    }
     return create_model(name, __base__=base, __module__=__name__, **definitions)
 
 
@@ -37,11 +53,11 @@ def _bounds(spec: Spec) -> dict[str, float | None]:
     return {low: spec.low, high: spec.high}
 
 
-def _field(option: Option) -> tuple[Any, Any]:
+def _field(option: Option, base: type[BaseModel]) -> tuple[Any, Any]:
     spec = option.spec
     if spec.kind == "nested":
         assert spec.options is not None
-        model = _group_model(spec.options)
+        model = _group_model(spec.options, _group_base(base))
         if spec.nullable:
             return model | None, Field(default=None, description=spec.description)
         return model, Field(default_factory=model, description=spec.description)
@@ -59,12 +75,18 @@ def _field(option: Option) -> tuple[Any, Any]:
     return kind, Field(default=option.default, description=spec.description, **extra)
 
 
-_GROUPS: dict[type, type[OptionsBody]] = {}
+_GROUPS: dict[tuple[type, type[BaseModel]], type[BaseModel]] = {}
 
 
-def _group_model(options: type) -> type[OptionsBody]:
-    """The model of a nested group, built once: OptimizerOptions -> OptimizerIn."""
-    if options not in _GROUPS:
-        name = options.__name__.removesuffix("Options") + "In"
-        _GROUPS[options] = options_model(options, name, OptionsBody)
-    return _GROUPS[options]
+def _group_base(base: type[BaseModel]) -> type[OptionsBody | OptionsRead]:
+    """The base of a model's nested groups: OptionsBody or OptionsRead, as the model's."""
+    return OptionsRead if issubclass(base, OptionsRead) else OptionsBody
+
+
+def _group_model(options: type, base: type[OptionsBody | OptionsRead]) -> type[BaseModel]:
+    """The model of a nested group, built once per base: OptimizerOptions -> OptimizerIn
+    (requests) or Optimizer (responses)."""
+    if (options, base) not in _GROUPS:
+        name = options.__name__.removesuffix("Options") + base.GROUP_SUFFIX
+        _GROUPS[options, base] = options_model(options, name, base)
+    return _GROUPS[options, base]
