@@ -24,7 +24,7 @@ WORKDIR /src
 # Dependencies first, read from pyproject.toml alone: editing the source reuses this layer.
 COPY pyproject.toml ./
 RUN mkdir -p /wheels/deps /wheels/app \
-    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres'] + p['optional-dependencies']['s3']))" \
         > /wheels/deps/requirements.txt \
     && pip wheel --wheel-dir /wheels/deps -r /wheels/deps/requirements.txt
 COPY README.md ./
@@ -37,7 +37,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-RUN useradd --system --user-group --uid 10001 --create-home --home-dir /var/lib/backprop backprop
+RUN useradd --system --user-group --uid 10001 --create-home --home-dir /var/lib/backprop backprop \
+    && mkdir -p /var/lib/backprop/data/blob-cache \
+    && chown -R backprop:backprop /var/lib/backprop/data
 # The wheels are bind-mounted, not copied, so they take no room in the image.
 RUN --mount=type=bind,from=builder,source=/wheels/deps,target=/wheels/deps \
     pip install --no-index --find-links /wheels/deps -r /wheels/deps/requirements.txt
@@ -45,7 +47,9 @@ RUN --mount=type=bind,from=builder,source=/wheels/app,target=/wheels/app \
     pip install --no-index --no-deps /wheels/app/*.whl \
     && pip check
 USER backprop
-# The default database (sqlite:///./backprop.db) lands here, in the user's home.
+# The data directory: the default SQLite database and blob store (or, with an s3 blob
+# store, the local blob cache; docker-compose.yml mounts a volume there).
+ENV BACKPROP_DATA_DIR=/var/lib/backprop/data
 WORKDIR /var/lib/backprop
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

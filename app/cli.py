@@ -1,4 +1,4 @@
-"""The ``backprop`` command: serve, worker, migrate, keys; the client's (:mod:`app.client`).
+"""The ``backprop`` command: serve, worker, migrate, keys, gc; the client's (:mod:`app.client`).
 
 Server commands read their settings (the database first of all) from ``BACKPROP_*``
 environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
@@ -21,6 +21,7 @@ from app.client.entry import add_client_commands, run_client
 from app.config import Settings, get_settings
 from app.jobs.supervisor import BLAS_THREAD_VARIABLES
 from app.services import keys
+from app.storage.blobs import BlobError
 from app.storage.database import Database
 from app.storage.migrations import is_current, upgrade
 
@@ -56,7 +57,7 @@ def _require_migrated(database: Database) -> None:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings=settings)
     print(f"database {_safe_url(settings.database_url)} is at the latest schema")
     return 0
 
@@ -101,7 +102,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from app.jobs.supervisor import Supervisor, announce_new_key, prepare_keys
 
     _configure_logging(settings)
-    upgrade(settings.database_url)
+    print(
+        f"Backprop data directory: {settings.data_dir}\n"
+        f"  database:   {_safe_url(settings.database_url)}\n"
+        f"  blob store: {settings.blob_url}",
+        flush=True,
+    )
+    upgrade(settings.database_url, settings=settings)
     database = Database(settings.database_url)
     try:
         new_key = prepare_keys(database, settings)
@@ -113,6 +120,27 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         announce_new_key(new_key, host=host, port=port)
     workers = args.workers if args.workers is not None else settings.workers
     return Supervisor(settings, host=host, port=port, workers=workers).run()
+
+
+def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    from app.storage.blobs import open_blob_store
+    from app.storage.gc import collect_garbage
+
+    grace = settings.gc_grace_seconds if args.grace is None else args.grace
+    database = Database(settings.database_url)
+    try:
+        _require_migrated(database)
+        report = collect_garbage(database, open_blob_store(settings), grace_seconds=grace)
+    finally:
+        database.dispose()
+    for sha, size in report.removed:
+        print(f"removed {sha} ({size} bytes)")
+    print(
+        f"gc of {settings.blob_url}: removed {len(report.removed)} blob(s), "
+        f"{report.removed_bytes} bytes; kept {report.referenced} referenced and "
+        f"{report.young} younger than {grace:g} s; {report.temp_removed} stale temp file(s)"
+    )
+    return 0
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -218,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(handler=cmd_migrate)
 
+    gc = commands.add_parser(
+        "gc", help="remove blobs no dataset, model or job references (older than the grace)"
+    )
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="keep blobs younger than this many seconds (BACKPROP_GC_GRACE_SECONDS, 3600)",
+    )
+    gc.set_defaults(handler=cmd_gc)
+
     key_commands = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
@@ -240,11 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "client_command" in args:
         return run_client(args)
     settings = get_settings()
+    settings.make_data_dir()
     handler: Command = args.handler
     try:
         return handler(settings, args)
     except (CliError, keys.KeyError_) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BlobError as exc:
+        print(f"error: blob store {settings.blob_url}: {exc.message}", file=sys.stderr)
         return 1
     except OperationalError as exc:
         print(

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "backprop"
 
 
 def _default_workers() -> int:
     return os.cpu_count() or 1
+
+
+def default_data_dir() -> Path:
+    """The platform's per-user data directory for Backprop (created on first use).
+
+    Linux and other Unix: ``$XDG_DATA_HOME/backprop`` or ``~/.local/share/backprop``;
+    macOS: ``~/Library/Application Support/backprop``; Windows: ``%LOCALAPPDATA%/backprop``.
+    """
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "backprop"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "backprop"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "backprop"
 
 
 class Settings(BaseSettings):
@@ -24,14 +34,41 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BACKPROP_", extra="ignore")
 
-    database_url: str = Field(
-        default="sqlite:///./backprop.db",
-        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pass@host/db",
-    )
     data_dir: Path = Field(
-        default_factory=_default_data_dir,
-        description="Folder of temporary upload files (default: $XDG_DATA_HOME/backprop, else "
+        default_factory=default_data_dir,
+        description="Folder of the SQLite database and the blob store by default, and of "
+        "temporary upload files (default: the per-user data folder, e.g. "
         "~/.local/share/backprop)",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user:pass@host/db "
+        "(default: sqlite:///<data_dir>/backprop.db)",
+    )
+    blob_url: str = Field(
+        default="",
+        description="Where array payloads live: file:///path or s3://bucket/prefix "
+        "(default: file://<data_dir>/blobs)",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of a non-AWS S3 store (MinIO, SeaweedFS, Ceph); credentials "
+        "come from the standard AWS_* variables",
+    )
+    blob_cache_dir: Path | None = Field(
+        default=None,
+        description="Local cache of an s3 blob store's blobs (default: <data_dir>/blob-cache)",
+    )
+    blob_cache_bytes: int = Field(
+        default=20 * 1024**3, gt=0, description="Size bound of the local blob cache (LRU)"
+    )
+    gc_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Unreferenced blobs younger than this are kept (in-flight writes)",
+    )
+    gc_interval_seconds: float = Field(
+        default=3600.0, ge=0, description="How often `backprop serve` collects garbage (0 = never)"
     )
     public_url: str = Field(
         default="/",
@@ -138,6 +175,25 @@ class Settings(BaseSettings):
         default=10, gt=0, description="Open job event streams allowed per owner and API process"
     )
     log_level: str = Field(default="info", description="Log level of server and workers")
+
+    def default_database_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'backprop.db'}"
+
+    def make_data_dir(self) -> None:
+        """Create ``data_dir`` when the database is the default SQLite file inside it."""
+        if self.database_url == self.default_database_url():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @model_validator(mode="after")
+    def _defaults_in_data_dir(self) -> Settings:
+        """Fill the locations that default to places inside ``data_dir``."""
+        if not self.database_url:
+            self.database_url = self.default_database_url()
+        if not self.blob_url:
+            self.blob_url = (self.data_dir / "blobs").resolve().as_uri()
+        if self.blob_cache_dir is None:
+            self.blob_cache_dir = self.data_dir / "blob-cache"
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -36,9 +36,11 @@ from app.config import Settings, get_settings
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
 from app.services.uploads.service import remove_stale_work
+from app.storage.blobs import BlobError, BlobStore, BlobStoreUnavailable
 from app.storage.database import Database
 
 log = logging.getLogger("backprop.api")
+BLOB_RETRY_AFTER_SECONDS = 5
 UI_DIR = Path(__file__).resolve().parent / "ui"
 RETRY_LATER = {"Retry-After": "5"}
 
@@ -81,6 +83,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         return _error(exc.status_code, exc.detail(), exc.headers)
+
+    @app.exception_handler(BlobError)
+    async def blob_error(_request: Request, exc: BlobError) -> JSONResponse:
+        # Store down or full: retry later (503). A blob missing or corrupt: the stored
+        # object is damaged, which no retry fixes (409, naming the blob).
+        if isinstance(exc, BlobStoreUnavailable):
+            log.warning("blob store unavailable: %s", exc.message)
+            detail = [{"loc": ["blob_store"], "msg": exc.message, "type": "store_unavailable"}]
+            return _error(503, detail, {"Retry-After": str(BLOB_RETRY_AFTER_SECONDS)})
+        log.error("stored data unusable: %s", exc.message)
+        kind = type(exc).__name__.removeprefix("Blob").lower()
+        detail = [{"loc": ["blob", exc.sha256 or ""], "msg": exc.message, "type": f"blob_{kind}"}]
+        return _error(409, detail)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -138,10 +153,15 @@ def _mount_ui(app: FastAPI) -> None:
         return FileResponse(index)
 
 
-def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
-    """The app for ``settings`` (default: the environment) on ``database`` (default: its URL)."""
+def create_app(
+    settings: Settings | None = None,
+    database: Database | None = None,
+    blobs: BlobStore | None = None,
+) -> FastAPI:
+    """The app for ``settings`` (default: the environment) on ``database`` and ``blobs``
+    (default: those its settings name)."""
     settings = settings or get_settings()
-    ctx = AppContext(settings, database)
+    ctx = AppContext(settings, database, blobs)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

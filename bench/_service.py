@@ -207,11 +207,13 @@ class Service:
 def service_env(
     workdir: Path, *, workers: int, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The environment of a benchmark ``backprop serve`` (temp SQLite, bootstrap key)."""
+    """The environment of a benchmark ``backprop serve`` (temp SQLite and blob store,
+    bootstrap key)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
     env.update(
         {
             "BACKPROP_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+            "BACKPROP_DATA_DIR": str(workdir / "data"),
             "BACKPROP_BOOTSTRAP_KEY": "bp_bench_" + os.urandom(16).hex(),
             "BACKPROP_HOST": "127.0.0.1",
             "BACKPROP_PORT": str(free_port()),

@@ -7,6 +7,12 @@
   reason, when the variable is unset.
 - ``sqlite_url`` / ``postgres_url``: one backend only (postgres: skipped without a server).
 - ``migrated_db``: a :class:`app.storage.database.Database` on ``database_url``, migrated.
+- ``_private_data_dir`` (autouse): ``BACKPROP_DATA_DIR`` points into the test's tmp_path,
+  so that no test (nor a process it starts) writes into the real per-user data folder.
+- ``blob_url`` / ``blob_store``: an empty blob store, once per backend: ``file`` (a folder in
+  tmp_path) and ``s3`` (see tests/s3server.py: a bucket on the server of
+  ``BACKPROP_TEST_S3_URL``, or on a SeaweedFS started for the session when ``weed`` is on
+  PATH; skipped, with the reason, otherwise).
 - ``make_settings``: ``make_settings(database_url, **fields) -> Settings``; it also exports
   each field as ``BACKPROP_<FIELD>`` (so ``get_settings()`` and child processes started
   with the test's environment see the same values) and clears the settings cache.
@@ -25,8 +31,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings, get_settings
+from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.database import Database
 from app.storage.migrations import upgrade
+from tests.s3server import SKIP_REASON as S3_SKIP_REASON
+from tests.s3server import S3Server, s3_server
 
 POSTGRES_ENV = "BACKPROP_TEST_POSTGRES_URL"
 
@@ -45,6 +54,17 @@ def _postgres_database(server_url: str) -> Iterator[str]:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("BACKPROP_DATA_DIR", str(data_dir))
+    for name in ("BACKPROP_BLOB_URL", "BACKPROP_BLOB_CACHE_DIR", "BACKPROP_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield data_dir
+    get_settings.cache_clear()
 
 
 @pytest.fixture(
@@ -100,3 +120,35 @@ def make_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeSettings]:
 
     yield build
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def s3_server_or_none(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server | None]:
+    yield from s3_server(tmp_path_factory)
+
+
+@pytest.fixture
+def s3(s3_server_or_none: S3Server | None, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The S3 server (skipped without one), its endpoint and credentials exported."""
+    if s3_server_or_none is None:
+        pytest.skip(S3_SKIP_REASON)
+    for name, value in s3_server_or_none.env().items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return s3_server_or_none
+
+
+@pytest.fixture(params=[pytest.param("file"), pytest.param("s3", marks=pytest.mark.s3)])
+def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty blob store: a folder, or a fresh prefix of an S3 bucket (whose
+    endpoint and credentials are then in the environment, for Settings and children)."""
+    if request.param == "file":
+        return (tmp_path / "blobs").resolve().as_uri()
+    server: S3Server = request.getfixturevalue("s3")
+    return server.new_url()
+
+
+@pytest.fixture
+def blob_store(blob_url: str) -> BlobStore:
+    """The empty store at ``blob_url``."""
+    return open_blob_store(Settings(blob_url=blob_url))

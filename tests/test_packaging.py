@@ -54,11 +54,13 @@ def code(cell: str) -> str:
 
 
 def render_default(field: FieldInfo) -> str:
-    if field.default_factory is not None:
-        # Computed at start; the field's description says what it is: "(default: ...)".
+    if field.default_factory is not None or field.default in ("", None):
+        # Computed at start (from another setting, or the machine): the field's
+        # description says what it is, "(default: ...)".
         match = re.search(r"\(default: ([^)]+)\)", field.description or "")
-        assert match, "a computed default must be explained in the description"
-        return match.group(1)
+        if match or field.default is not None:
+            assert match, "a computed default must be explained in the description"
+            return match.group(1)
     if field.default is None:
         return "unset"
     return f"`{field.default}`"
@@ -216,7 +218,7 @@ def test_console_script_is_the_cli() -> None:
 def test_compose_commands_exist_in_the_cli() -> None:
     seen = []
     for name, spec in COMPOSE["services"].items():
-        if "command" in spec and name != "db":
+        if "command" in spec and name not in {"db", "s3"}:
             for argv in backprop_commands(spec["command"]):
                 parse_cli(argv)
                 seen.append(argv[:2])
@@ -256,6 +258,20 @@ def test_compose_topology() -> None:
     assert worker["deploy"]["replicas"] >= 2
     assert worker["restart"] == "on-failure"
     assert worker["depends_on"]["db"]["condition"] == "service_healthy"
+
+    # Blobs go to the s3 service, whose credentials are the ones the containers send.
+    s3 = service("s3")
+    assert s3["image"].startswith("chrislusf/seaweedfs")
+    assert "-s3" in s3["command"] and any(str(v).startswith("s3data:") for v in s3["volumes"])
+    for spec in (api, worker):
+        assert spec["depends_on"]["s3"]["condition"] == "service_healthy"
+    environment = service_environment("worker")
+    assert environment["BACKPROP_BLOB_URL"].startswith("s3://")
+    assert environment["BACKPROP_S3_ENDPOINT_URL"] == "http://s3:8333"
+    (identity,) = json.loads((ROOT / "seaweedfs-s3.json").read_text())["identities"]
+    (credentials,) = identity["credentials"]
+    assert environment["AWS_ACCESS_KEY_ID"] == credentials["accessKey"]
+    assert environment["AWS_SECRET_ACCESS_KEY"] == credentials["secretKey"]
 
     # The URL the containers use reaches the db service with its credentials.
     url = service_environment("api")["BACKPROP_DATABASE_URL"]

@@ -19,7 +19,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=errors(40
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=DatasetRead, responses=errors(413, 422)
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRead,
+    responses=errors(413, 422, 503),
 )
 def create_dataset(
     body: Annotated[DatasetCreate, Body(openapi_examples=openapi_examples(DatasetCreate))],
@@ -28,7 +31,13 @@ def create_dataset(
 ) -> DatasetRead:
     """A dataset from JSON arrays: ``x`` (rows of numbers) and ``y`` (labels or targets)."""
     row = service.create_dataset(
-        ctx.database, ctx.settings, owner_id=caller.owner_id, name=body.name, x=body.x, y=body.y
+        ctx.database,
+        ctx.blobs,
+        ctx.settings,
+        owner_id=caller.owner_id,
+        name=body.name,
+        x=body.x,
+        y=body.y,
     )
     return DatasetRead.model_validate(row)
 
@@ -41,7 +50,7 @@ UPLOAD_PATHS = frozenset({UPLOAD_PATH})
     "/upload",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRead,
-    responses=errors(413, 422),
+    responses=errors(413, 422, 503),
 )
 def upload_dataset(
     request: Request,
@@ -83,6 +92,7 @@ def upload_dataset(
     assert upload is not None
     row = uploads.upload_dataset(
         ctx.database,
+        ctx.blobs,
         ctx.settings,
         owner_id=caller.owner_id,
         file=None if file is None else file.file,
@@ -99,7 +109,7 @@ def upload_dataset(
     "/generate",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRead,
-    responses=errors(413, 422),
+    responses=errors(413, 422, 503),
 )
 def generate_dataset(
     body: Annotated[DatasetGenerate, Body(openapi_examples=openapi_examples(DatasetGenerate))],
@@ -109,6 +119,7 @@ def generate_dataset(
     """A toy 2-D classification set: xor, moons, circles, spirals or blobs."""
     row = service.generate_dataset(
         ctx.database,
+        ctx.blobs,
         ctx.settings,
         owner_id=caller.owner_id,
         kind=body.kind,
@@ -136,16 +147,17 @@ def get_dataset(dataset_id: str, ctx: Ctx, caller: CallerDep) -> DatasetRead:
     return DatasetRead.model_validate(row)
 
 
-@router.get("/{dataset_id}/data", response_model=DatasetData, responses=errors(404, 422))
+@router.get("/{dataset_id}/data", response_model=DatasetData, responses=errors(404, 409, 422, 503))
 def get_dataset_data(
     dataset_id: str,
     ctx: Ctx,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100_000, description="Rows to return")] = 1000,
 ) -> DatasetData:
-    """The first ``limit`` rows of x and y (for plotting)."""
+    """The first ``limit`` rows of x and y (for plotting). 409 when the stored arrays are
+    missing or corrupt (the message names the blob)."""
     x, y, n_samples = service.dataset_rows(
-        ctx.database, owner_id=caller.owner_id, dataset_id=dataset_id, limit=limit
+        ctx.database, ctx.blobs, owner_id=caller.owner_id, dataset_id=dataset_id, limit=limit
     )
     return DatasetData(x=x, y=y, n_samples=n_samples)
 
@@ -160,13 +172,13 @@ def get_dataset_data(
             },
             "description": "An npz archive holding x (float32, rows x features) and y",
         },
-        **json_errors(404, 422),
+        **json_errors(404, 409, 422, 503),
     },
 )
 def download_dataset(dataset_id: str, ctx: Ctx, caller: CallerDep) -> StreamingResponse:
     """The whole dataset as an npz (``x.npy`` float32, ``y.npy``), streamed."""
     filename, chunks = service.download_dataset(
-        ctx.database, owner_id=caller.owner_id, dataset_id=dataset_id
+        ctx.database, ctx.blobs, owner_id=caller.owner_id, dataset_id=dataset_id
     )
     return StreamingResponse(
         chunks,

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=errors(401))
     "/{model_id}/evaluate",
     status_code=status.HTTP_201_CREATED,
     response_model=EvaluationRead,
-    responses=errors(404, 413, 422),
+    responses=errors(404, 409, 413, 422, 503),
 )
 def evaluate(
     model_id: str,
@@ -37,6 +37,7 @@ def evaluate(
     """
     row = service.evaluate_model(
         ctx.database,
+        ctx.blobs,
         ctx.model_cache,
         ctx.settings,
         owner_id=caller.owner_id,

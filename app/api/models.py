@@ -54,7 +54,7 @@ def list_models(
     "/import",
     status_code=status.HTTP_201_CREATED,
     response_model=ModelRead,
-    responses=errors(404, 413, 422),
+    responses=errors(404, 413, 422, 503),
 )
 def import_model(
     network_id: Annotated[str, Form(max_length=64)],
@@ -77,6 +77,7 @@ def import_model(
     """
     row = service.import_model(
         ctx.database,
+        ctx.blobs,
         ctx.settings,
         owner_id=caller.owner_id,
         network_id=network_id,
@@ -89,7 +90,7 @@ def import_model(
 @router.get("/{model_id}", response_model=ModelDetail, responses=errors(404, 422))
 def get_model(model_id: str, ctx: Ctx, caller: CallerDep) -> ModelDetail:
     """The model and its card (the facts of GET /v1/models/{id}/card, as JSON)."""
-    row, card = model_card(ctx.database, owner_id=caller.owner_id, model_id=model_id)
+    row, card = model_card(ctx.database, ctx.blobs, owner_id=caller.owner_id, model_id=model_id)
     return ModelDetail.from_card(row, card)
 
 
@@ -100,7 +101,7 @@ def get_model(model_id: str, ctx: Ctx, caller: CallerDep) -> ModelDetail:
 )
 def get_model_card(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
     """The model card as Markdown: architecture, training data, options, metrics, lineage."""
-    _row, card = model_card(ctx.database, owner_id=caller.owner_id, model_id=model_id)
+    _row, card = model_card(ctx.database, ctx.blobs, owner_id=caller.owner_id, model_id=model_id)
     return Response(model_card_markdown.render(card), media_type=model_card_markdown.MEDIA_TYPE)
 
 
@@ -119,7 +120,11 @@ def export_model(
 ) -> StreamingResponse:
     """The model as a file to take elsewhere: ONNX, one NumPy-only Python file, or npz."""
     exported = exports.export_model(
-        ctx.database, owner_id=caller.owner_id, model_id=model_id, export_format=export_format
+        ctx.database,
+        ctx.blobs,
+        owner_id=caller.owner_id,
+        model_id=model_id,
+        export_format=export_format,
     )
     return StreamingResponse(
         exported.chunks,
@@ -150,12 +155,14 @@ def delete_model(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
         },
-        **json_errors(401, 404, 422),
+        **json_errors(401, 404, 409, 422, 503),
     },
 )
 def get_model_weights(model_id: str, ctx: Ctx, caller: CallerDep) -> Response:
     """W1..WL (n[l], n[l-1]), b1..bL, and x_mean/x_std when standardised: an npz."""
-    data = service.model_weights(ctx.database, owner_id=caller.owner_id, model_id=model_id)
+    data = service.model_weights(
+        ctx.database, ctx.blobs, owner_id=caller.owner_id, model_id=model_id
+    )
     return Response(
         data,
         media_type="application/octet-stream",

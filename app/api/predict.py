@@ -73,7 +73,7 @@ INLINE_PARSE_BYTES = 256 * 1024
 @router.post(
     "/{model_id}/predict",
     response_model=PredictResponse,
-    responses=errors(401, 404, 413, 422),
+    responses=errors(401, 404, 409, 413, 422, 503),
     openapi_extra={
         "security": SECURITY,
         "requestBody": {
@@ -139,6 +139,7 @@ async def respond(
         load = partial(
             predicting.load_model,
             ctx.database,
+            ctx.blobs,
             ctx.model_cache,
             ctx.settings,
             owner_id=owner_id,

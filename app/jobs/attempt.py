@@ -5,6 +5,12 @@ every ``settings.checkpoint_seconds`` (0 = every epoch), both at epoch boundarie
 fenced by the lease. The outcome commits in one fenced transaction: succeeded + model,
 failed + reason, cancelled (+ best-so-far model when asked), or released back to the
 queue on shutdown. Crash-test points (:mod:`app.jobs.faults`) sit around each commit.
+
+Arrays come from the blob store: x memory-mapped read-only from its hash-checked local
+file (no copy; a second job on the same dataset reads nothing again), y, the checkpoint
+and an initial model read whole. A blob that is missing or corrupt fails the job with a
+message naming it; a store that is down (:class:`BlobStoreUnavailable`) propagates to the
+worker, which puts the job back in the queue and waits before claiming again.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.engine import findings, npzio
+from app.engine import findings
 from app.engine.errors import DivergenceError, EngineError
 from app.engine.loop import scores_of
 from app.engine.model import Model as EngineModel
@@ -28,6 +34,14 @@ from app.engine.network import Network as EngineNetwork
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
 from app.jobs import faults, queue
 from app.jobs.pulse import Pulse
+from app.storage.blob_arrays import load_array
+from app.storage.blobs import (
+    BlobCorrupt,
+    BlobMissing,
+    BlobStore,
+    BlobStoreUnavailable,
+    read_verified,
+)
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job
 from app.storage.tables import Model as ModelRow
@@ -57,39 +71,62 @@ class JobInputs:
     train_seconds: float
 
 
-def load_inputs(db: Database, job_id: str) -> JobInputs:
-    """Read the job, its dataset and its initial model (if any)."""
+@dataclass(frozen=True)
+class _Refs:
+    """What a job's rows say about its inputs (read in one short transaction)."""
+
+    job: Job
+    dataset: Dataset
+    init_model: ModelRow | None
+
+
+def _read_rows(db: Database, job_id: str) -> _Refs:
     with db.read_session() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise StartError(f"job {job_id} vanished")
-        session.refresh(job, ["checkpoint"])
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise StartError("the job's dataset was deleted")
-        # x as a view of the stored bytes, not a copy (the engine never writes into it):
-        # those bytes were written by the server itself (datasets are always re-encoded on
-        # the way in), so skipping the CRC check costs no safety. y is small and copied,
-        # so that it never keeps the whole stored dataset alive for the run.
-        arrays = npzio.load(dataset.data, required=("x", "y"), copy=False)
-        arrays["y"] = np.array(arrays["y"])
         init_model = None
         if job.init_model_id is not None:
-            row = session.get(ModelRow, job.init_model_id)
-            if row is None:
+            init_model = session.get(ModelRow, job.init_model_id)
+            if init_model is None:
                 raise StartError("the job's initial model was deleted")
-            init_model = (row.weights, row.config)
-        return JobInputs(
-            x=arrays["x"],
-            y=arrays["y"],
-            network_config=job.network_config,
-            options=job.options,
-            epochs=job.epochs,
-            checkpoint=job.checkpoint,
-            init_model=init_model,
-            samples_trained=job.samples_trained,
-            train_seconds=job.train_seconds,
-        )
+        return _Refs(job, dataset, init_model)
+
+
+def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
+    """Read the job, its dataset and its initial model (if any); StartError names a
+    missing or corrupt blob."""
+    refs = _read_rows(db, job_id)
+    job, dataset = refs.job, refs.dataset
+    what = "the dataset's features (x)"
+    try:
+        x = load_array(blobs, dataset.x_sha256)  # (m, n0) float32, memory-mapped read-only
+        what = "the dataset's labels (y)"
+        y = np.array(load_array(blobs, dataset.y_sha256))  # small: copied, no map kept open
+        checkpoint = init_model = None
+        if job.checkpoint_sha256 is not None:
+            what = "the job's checkpoint"
+            checkpoint = read_verified(blobs, job.checkpoint_sha256)
+        if refs.init_model is not None:
+            what = "the initial model's weights"
+            weights = read_verified(blobs, refs.init_model.weights_sha256)
+            init_model = (weights, refs.init_model.config)
+    except (BlobMissing, BlobCorrupt) as exc:
+        raise StartError(f"{what}: {exc.message}") from None
+    return JobInputs(
+        x=x,
+        y=y,
+        network_config=job.network_config,
+        options=job.options,
+        epochs=job.epochs,
+        checkpoint=checkpoint,
+        init_model=init_model,
+        samples_trained=job.samples_trained,
+        train_seconds=job.train_seconds,
+    )
 
 
 def build_trainer(inputs: JobInputs) -> Trainer:
@@ -109,9 +146,16 @@ def build_trainer(inputs: JobInputs) -> Trainer:
     )
 
 
-def trained_model(model: EngineModel, metrics: dict[str, Any] | None) -> queue.TrainedModel:
+def trained_model(
+    blobs: BlobStore, model: EngineModel, metrics: dict[str, Any] | None
+) -> queue.TrainedModel:
+    """Store the model's weights as a blob; the row to commit that references them."""
+    weights = blobs.put_bytes(model.export_npz())
     return queue.TrainedModel(
-        config=model.get_config(), weights=model.export_npz(), metrics=metrics
+        config=model.get_config(),
+        weights_sha256=weights.sha256,
+        weights_size=weights.size,
+        metrics=metrics,
     )
 
 
@@ -125,12 +169,14 @@ class JobRun:
     def __init__(
         self,
         db: Database,
+        blobs: BlobStore,
         settings: Settings,
         claim: queue.Claim,
         pulse: Pulse,
         stopping: threading.Event,
     ) -> None:
         self.db = db
+        self.blobs = blobs
         self.settings = settings
         self.claim = claim
         self.pulse = pulse
@@ -148,16 +194,15 @@ class JobRun:
         job_id = self.claim.job_id
         log.info("job %s: attempt %d started", job_id, self.claim.attempt)
         try:
-            self._inputs = load_inputs(self.db, job_id)
+            self._inputs = load_inputs(self.db, self.blobs, job_id)
             trainer = self._trainer = build_trainer(self._inputs)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
             return queue.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
         self._epochs = self._inputs.epochs
-        # The trainer holds what it needs of the rows (its standardised copy, or x itself
-        # when it trains on raw features): the raw arrays, the stored bytes behind x and
-        # the loaded checkpoint would otherwise stay alive for the whole run.
+        # The trainer holds what it needs of the rows: the loaded checkpoint and initial
+        # weights would otherwise stay alive for the whole run.
         self._inputs = replace(
             self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, init_model=None
         )
@@ -214,16 +259,17 @@ class JobRun:
             elif now - self._last_write >= PROGRESS_SECONDS:
                 self.lease_lost |= not queue.save_progress(self.db, self.claim, self._progress())
                 self._last_write = now
-        except SQLAlchemyError as exc:  # try again next epoch; the lease guards the rest
+        except (SQLAlchemyError, BlobStoreUnavailable) as exc:  # try again next epoch
             log.warning("job %s: progress not saved: %s", self.claim.job_id, exc)
 
     def _write_checkpoint(self, trainer: Trainer) -> None:
         faults.crash_point("before_checkpoint")
+        checkpoint = self.blobs.put_bytes(trainer.checkpoint())
         saved = queue.save_progress(
             self.db,
             self.claim,
             self._progress(),
-            checkpoint=trainer.checkpoint(),
+            checkpoint_sha256=checkpoint.sha256,
             before_commit=_crash_hook("checkpoint_uncommitted"),
         )
         self.lease_lost |= not saved
@@ -246,7 +292,9 @@ class JobRun:
             # With early stopping the model holds the best epoch's weights: its metrics too.
             best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
             model = trained_model(
-                result.model, scores_of(best_entry) if best_entry else progress.metrics
+                self.blobs,
+                result.model,
+                scores_of(best_entry) if best_entry else progress.metrics,
             )
             model_id = queue.finish(
                 self.db,
@@ -267,6 +315,7 @@ class JobRun:
             best_entry = self._trainer.best_entry()
             best = (
                 trained_model(
+                    self.blobs,
                     self._trainer.best_model(),
                     scores_of(best_entry) if best_entry else progress.metrics,
                 )
@@ -289,7 +338,7 @@ class JobRun:
         best = None
         if progress.epoch > 0:
             metrics = self._trainer.best_entry() or progress.metrics
-            best = trained_model(self._trainer.best_model(), metrics)
+            best = trained_model(self.blobs, self._trainer.best_model(), metrics)
         kept = "; the best model so far is kept" if best is not None else ""
         error = (
             f"the job trained {progress.train_seconds:.0f} s, the limit "

@@ -62,10 +62,12 @@ class Progress:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A model row to store: engine ``Model.get_config()`` and ``Model.export_npz()``."""
+    """A model row to store: engine ``Model.get_config()`` and the blob holding
+    ``Model.export_npz()``."""
 
     config: dict[str, Any]
-    weights: bytes
+    weights_sha256: str
+    weights_size: int  # bytes of that blob
     metrics: dict[str, Any] | None
 
 
@@ -106,7 +108,7 @@ def _ended(status: JobStatus) -> dict[str, Any]:
         "finished_at": utcnow(),
         "lease_token": None,
         "lease_expires_at": None,
-        "checkpoint": None,
+        "checkpoint_sha256": None,
     }
 
 
@@ -240,14 +242,14 @@ def save_progress(
     claim: Claim,
     progress: Progress,
     *,
-    checkpoint: bytes | None = None,
+    checkpoint_sha256: str | None = None,
     before_commit: BeforeCommit | None = None,
 ) -> bool:
-    """Record progress (and a resumable ``checkpoint`` taken at ``progress.epoch``).
+    """Record progress (and the blob of a resumable checkpoint taken at ``progress.epoch``).
     False, with nothing written, when the lease is lost."""
     values = _progress_values(progress)
-    if checkpoint is not None:
-        values.update(checkpoint=checkpoint, checkpoint_epoch=progress.epoch)
+    if checkpoint_sha256 is not None:
+        values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
     with db.session() as session:
         row = _update(session, _fenced(claim), values)
         if row is not None and before_commit is not None:
@@ -262,7 +264,8 @@ def _store_model(session: Session, claim: Claim, model: TrainedModel, job_row: A
         job_id=claim.job_id,
         network_id=network_id,
         config=model.config,
-        weights=model.weights,
+        weights_sha256=model.weights_sha256,
+        weights_size=model.weights_size,
         metrics=model.metrics,
     )
     session.add(row)

@@ -8,7 +8,9 @@ any of them that exits, the API included: at once when it had run for
 :data:`MAX_RESTART_DELAY` while it keeps dying young (there is no limit on the number of
 restarts). On SIGINT/SIGTERM it asks every child to stop with SIGTERM — workers finish
 their batch and release their jobs to the queue — then waits, kills what is left after
-:data:`STOP_GRACE_SECONDS`, and exits with status 0.
+:data:`STOP_GRACE_SECONDS`, and exits with status 0. Every
+``settings.gc_interval_seconds`` (from the start on) it runs ``backprop gc`` as a child
+process, one at a time, so that a long collection never delays the supervision.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ class Supervisor:
             ],
             env=api_env,
         )  # fmt: skip
+        self.gc = Child("gc", [sys.executable, "-m", "app.cli", "gc"])
+        self._next_gc = time.monotonic()
         self.workers = [
             Child(
                 f"worker-{index + 1}", [sys.executable, "-m", "app.cli", "worker"], env=worker_env
@@ -182,7 +186,18 @@ class Supervisor:
         while not self.stopping.wait(CHECK_SECONDS):
             for child in [self.api, *self.workers]:
                 self._tend(child)
+            self._collect_garbage()
         return 0
+
+    def _collect_garbage(self) -> None:
+        """Start ``backprop gc`` when it is due and the previous one has ended."""
+        interval = self.settings.gc_interval_seconds
+        if not interval or time.monotonic() < self._next_gc:
+            return
+        if self.gc.process is not None and self.gc.exit_code() is None:
+            return
+        self._next_gc = time.monotonic() + interval
+        self.gc.start()
 
     def _tend(self, child: Child) -> None:
         """Restart ``child`` if it exited, after a delay that grows while it dies young."""
@@ -211,7 +226,8 @@ class Supervisor:
         child.restart_at = now + child.restart_delay
 
     def _stop_all(self) -> None:
-        children = [c for c in [*self.workers, self.api] if c.process and c.process.poll() is None]
+        everyone = [*self.workers, self.gc, self.api]
+        children = [c for c in everyone if c.process and c.process.poll() is None]
         for child in children:
             assert child.process is not None
             child.process.send_signal(signal.SIGTERM)

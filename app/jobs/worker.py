@@ -8,7 +8,9 @@ keeps the worker's row in ``workers`` fresh; it is a thread of its own so that a
 batch never lets the lease lapse.
 
 On a stop signal the training stops within one batch and the job goes back to the queue
-(``release``); the process exits 0. ``run(burst=True)`` returns once the queue is empty.
+(``release``); the process exits 0. When the blob store is unreachable the job goes back
+to the queue too, and the worker waits :data:`STORE_RETRY_SECONDS` before claiming again.
+``run(burst=True)`` returns once the queue is empty.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from app.config import Settings
 from app.jobs import queue
 from app.jobs.attempt import JobRun
 from app.jobs.pulse import DB_RETRY_SECONDS, Pulse
+from app.storage.blobs import BlobStore, BlobStoreUnavailable, open_blob_store
 from app.storage.database import Database
 from app.storage.tables import WorkerHeartbeat, utcnow
 
 log = logging.getLogger("backprop.worker")
 
 STALE_WORKER_ROWS = timedelta(minutes=10)  # rows of workers that died without a goodbye
+STORE_RETRY_SECONDS = 5.0
 
 
 def new_worker_id() -> str:
@@ -46,9 +50,16 @@ def new_worker_id() -> str:
 class Worker:
     """One worker process's loop (see the module docstring)."""
 
-    def __init__(self, db: Database, settings: Settings, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        worker_id: str | None = None,
+        blobs: BlobStore | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.blobs = blobs or open_blob_store(settings)
         self.worker_id = worker_id or new_worker_id()
         self.stopping = threading.Event()
         self._sweep_every = max(settings.poll_seconds, min(5.0, settings.lease_seconds / 2))
@@ -113,7 +124,12 @@ class Worker:
 
     def _run_job(self, claim: queue.Claim, pulse: Pulse) -> bool:
         try:
-            return JobRun(self.db, self.settings, claim, pulse, self.stopping).run()
+            return JobRun(self.db, self.blobs, self.settings, claim, pulse, self.stopping).run()
+        except BlobStoreUnavailable as exc:
+            log.warning("job %s: blob store unavailable, back to the queue: %s", claim.job_id, exc)
+            queue.release(self.db, claim)
+            self.stopping.wait(STORE_RETRY_SECONDS)
+            return False
         except SQLAlchemyError as exc:
             # The database went away mid-job: the lease will lapse and the job resume
             # from its last checkpoint elsewhere (or here).

@@ -24,6 +24,7 @@ from app.services.model_cache import ModelCache
 from app.services.models import PATH_LOC
 from app.services.ownership import get_owned
 from app.services.predict import load_model
+from app.storage.blobs import BlobStore
 from app.storage.database import Database
 from app.storage.tables import Dataset, Evaluation, Model
 
@@ -33,7 +34,7 @@ SCATTER_POINTS = 500  # (actual, predicted) pairs kept for a regression model's 
 
 
 def _dataset_arrays(
-    db: Database, *, owner_id: int, dataset_id: str, width: int
+    db: Database, blobs: BlobStore, *, owner_id: int, dataset_id: str, width: int
 ) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """The owned dataset (404 at body.dataset_id), refused (422) unless it has ``width``
     features, and its x (n, width) and y arrays: the one place evaluation reads them."""
@@ -46,7 +47,7 @@ def _dataset_arrays(
                 DATASET_LOC,
                 error_type="input_width",
             )
-        x, y = load_dataset_arrays(dataset)
+    x, y = load_dataset_arrays(blobs, dataset)
     return dataset, x, y
 
 
@@ -103,6 +104,7 @@ def score(model: EngineModel, outputs: np.ndarray, y: npt.NDArray[Any]) -> dict[
 
 def evaluate_model(
     db: Database,
+    blobs: BlobStore,
     cache: ModelCache,
     settings: Settings,
     *,
@@ -111,9 +113,9 @@ def evaluate_model(
     dataset_id: str,
 ) -> Evaluation:
     """Score the model on the dataset and store the result (both owned: 404 otherwise)."""
-    entry = load_model(db, cache, settings, owner_id=owner_id, model_id=model_id)
+    entry = load_model(db, blobs, cache, settings, owner_id=owner_id, model_id=model_id)
     dataset, x, y = _dataset_arrays(
-        db, owner_id=owner_id, dataset_id=dataset_id, width=entry.input_size
+        db, blobs, owner_id=owner_id, dataset_id=dataset_id, width=entry.input_size
     )
     outputs = forward_in_blocks(entry.model, x)
     try:

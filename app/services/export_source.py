@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import select
 
 from app.engine.model import Model as EngineModel
-from app.services.models import get_model_with_weights
+from app.services.models import PATH_LOC
+from app.services.ownership import get_owned
+from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job
+from app.storage.tables import Dataset, Job, Model
 
 FORMAT_LOC = ("query", "format")
 
@@ -54,10 +56,12 @@ class ExportSource:
         return self.model.classes
 
 
-def load_export_source(db: Database, *, owner_id: int, model_id: str) -> ExportSource:
+def load_export_source(
+    db: Database, blobs: BlobStore, *, owner_id: int, model_id: str
+) -> ExportSource:
     """The owned model ``model_id`` as an :class:`ExportSource` (404 for a foreign id)."""
     with db.read_session() as session:
-        row = get_model_with_weights(session, owner_id=owner_id, model_id=model_id)
+        row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
         names = None
         if row.job_id is not None:
             names = session.scalar(
@@ -65,8 +69,8 @@ def load_export_source(db: Database, *, owner_id: int, model_id: str) -> ExportS
                 .join(Job, Job.dataset_id == Dataset.id)
                 .where(Job.id == row.job_id, Dataset.owner_id == owner_id)
             )
-        weights, config = row.weights, row.config
-    model = EngineModel.from_export(weights, config)
+        weights_sha256, config = row.weights_sha256, row.config
+    model = EngineModel.from_export(read_verified(blobs, weights_sha256), config)
     size = model.network.input_size
     feature_names = (
         [str(name) for name in names]

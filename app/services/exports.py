@@ -18,6 +18,7 @@ from enum import StrEnum
 from app.services import export_python
 from app.services.export_source import load_export_source
 from app.services.models import model_weights
+from app.storage.blobs import BlobStore
 from app.storage.database import Database
 
 CHUNK_BYTES = 1 << 16
@@ -53,14 +54,14 @@ def _pieces(data: bytes) -> Iterator[bytes]:
 
 
 def export_model(
-    db: Database, *, owner_id: int, model_id: str, export_format: ExportFormat
+    db: Database, blobs: BlobStore, *, owner_id: int, model_id: str, export_format: ExportFormat
 ) -> ExportFile:
     """The owned model ``model_id`` in ``export_format`` (404 foreign or unknown id; 422
     with loc ``("query", "format")`` for a model that format cannot hold)."""
     if export_format is ExportFormat.NPZ:
-        chunks = _pieces(model_weights(db, owner_id=owner_id, model_id=model_id))
+        chunks = _pieces(model_weights(db, blobs, owner_id=owner_id, model_id=model_id))
     else:
-        source = load_export_source(db, owner_id=owner_id, model_id=model_id)
+        source = load_export_source(db, blobs, owner_id=owner_id, model_id=model_id)
         if export_format is ExportFormat.ONNX:
             # Imported here: importing onnx costs about 1.5 s of CPU (its ml_dtypes), which
             # every API process would pay at start for a route few requests take.

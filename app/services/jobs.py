@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session, defer
 from app.config import Settings
 from app.engine.training import TrainingOptions
 from app.jobs import queue
-from app.services.datasets import NO_DATA
 from app.services.errors import Conflict, LimitExceeded, NotFound, TooManyJobs, invalid_at
 from app.services.fit import check_init_model, check_labels_fit
 from app.services.ownership import get_owned, page
@@ -55,7 +54,6 @@ def submit_job(
             owner_id=owner_id,
             loc=("body", "dataset_id"),
             for_update=True,
-            options=NO_DATA,
         )
         init_classes = None
         if init_model_id is not None:
@@ -135,9 +133,7 @@ def model_ids_of(session: Session, job_ids: list[str]) -> dict[str, str]:
 def get_job(db: Database, *, owner_id: int, job_id: str) -> tuple[Job, str | None]:
     """The job and the id of its model (if any)."""
     with db.read_session() as session:
-        job = get_owned(
-            session, Job, job_id, owner_id=owner_id, loc=PATH_LOC, options=(defer(Job.checkpoint),)
-        )
+        job = get_owned(session, Job, job_id, owner_id=owner_id, loc=PATH_LOC)
         return job, model_ids_of(session, [job.id]).get(job.id)
 
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
-from app.engine import npzio
 from app.engine.loop import scores_of
-from app.services.datasets import NO_DATA
 from app.services.export_source import backprop_version
 from app.services.models import PATH_LOC, architecture_size
 from app.services.ownership import get_owned
+from app.storage.blob_arrays import load_array
+from app.storage.blobs import BlobStore
 from app.storage.database import Database
 from app.storage.tables import Dataset, Evaluation, Job, Model
 
@@ -130,16 +130,16 @@ def best_entry(history: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, st
     return min(scored, key=lambda entry: entry[key]), key
 
 
-def _dataset_facts(session: Session, job: Job, task: str) -> TrainingData | None:
+def _dataset_facts(session: Session, blobs: BlobStore, job: Job, task: str) -> TrainingData | None:
     if job.dataset_id is None:
         return None
-    dataset = session.get(Dataset, job.dataset_id, options=NO_DATA)
+    dataset = session.get(Dataset, job.dataset_id)
     if dataset is None or dataset.owner_id != job.owner_id:
         return None
     balance = None
     if task != "regression":
-        # Views into the stored bytes (this server wrote them): no copy of x, only y read.
-        balance = class_balance(npzio.load(dataset.data, required=("y",), copy=False)["y"])
+        # Only y is read (memory-mapped from the blob store, checked on first use).
+        balance = class_balance(load_array(blobs, dataset.y_sha256))
     return TrainingData(
         dataset_id=dataset.id,
         name=dataset.name,
@@ -190,11 +190,11 @@ def _metrics(job: Job | None, row: Model) -> CardMetrics:
     return CardMetrics(final=final, best=best, best_by=best_by, weights_epoch=weights_epoch)
 
 
-def card_of(session: Session, row: Model) -> ModelCard:
+def card_of(session: Session, blobs: BlobStore, row: Model) -> ModelCard:
     """The card of a model row (already owner-checked), read in ``session``."""
     job = None
     if row.job_id is not None:
-        job = session.get(Job, row.job_id, options=(defer(Job.checkpoint),))
+        job = session.get(Job, row.job_id)
     config = row.config
     return ModelCard(
         model_id=row.id,
@@ -203,7 +203,7 @@ def card_of(session: Session, row: Model) -> ModelCard:
         architecture=config["network"],
         parameter_count=architecture_size(config),
         standardize=bool(config.get("standardize", False)),
-        training_data=None if job is None else _dataset_facts(session, job, config["task"]),
+        training_data=None if job is None else _dataset_facts(session, blobs, job, config["task"]),
         training_options=None if job is None else job.options,
         metrics=_metrics(job, row),
         lineage=Lineage(
@@ -215,8 +215,10 @@ def card_of(session: Session, row: Model) -> ModelCard:
     )
 
 
-def model_card(db: Database, *, owner_id: int, model_id: str) -> tuple[Model, ModelCard]:
+def model_card(
+    db: Database, blobs: BlobStore, *, owner_id: int, model_id: str
+) -> tuple[Model, ModelCard]:
     """The owned model row and its card (404 for a foreign or unknown id)."""
     with db.read_session() as session:
         row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
-        return row, card_of(session, row)
+        return row, card_of(session, blobs, row)

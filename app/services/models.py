@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
 
 from app.config import Settings
 from app.engine.errors import EngineError
@@ -17,6 +16,7 @@ from app.services.model_cache import ModelCache
 from app.services.networks import check_layer_units, check_parameter_limit, parameter_count
 from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.services.quota import check_owner_bytes
+from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Job, Model, Network
 
@@ -60,17 +60,11 @@ def list_models(
         return page(session, Model, owner_id=owner_id, limit=limit, offset=offset, where=where)
 
 
-def get_model_with_weights(session: Session, *, owner_id: int, model_id: str) -> Model:
-    """The owned model row with its (deferred) ``weights`` loaded."""
-    return get_owned(
-        session, Model, model_id, owner_id=owner_id, loc=PATH_LOC, options=(undefer(Model.weights),)
-    )
-
-
-def model_weights(db: Database, *, owner_id: int, model_id: str) -> bytes:
-    """The engine's npz export of the model (W1..WL, b1..bL, x_mean/x_std if standardised)."""
-    with db.read_session() as session:
-        return get_model_with_weights(session, owner_id=owner_id, model_id=model_id).weights
+def model_weights(db: Database, blobs: BlobStore, *, owner_id: int, model_id: str) -> bytes:
+    """The engine's npz export of the model (W1..WL, b1..bL, x_mean/x_std if standardised),
+    read from the blob store and checked against its hash."""
+    row = get_model(db, owner_id=owner_id, model_id=model_id)
+    return read_verified(blobs, row.weights_sha256)
 
 
 def delete_model(db: Database, cache: ModelCache, *, owner_id: int, model_id: str) -> None:
@@ -117,6 +111,7 @@ def _import_config(network: Network, config_text: str | None) -> dict[str, Any] 
 
 def import_model(
     db: Database,
+    blobs: BlobStore,
     settings: Settings,
     *,
     owner_id: int,
@@ -141,17 +136,19 @@ def import_model(
             model = EngineModel.from_weights(network.config, data)
         else:
             model = EngineModel.from_export(data, config)
+    weights = blobs.put_bytes(model.export_npz())
     row = Model(
         owner_id=owner_id,
         job_id=None,
         network_id=network.id,
         config=model.get_config(),
-        weights=model.export_npz(),
+        weights_sha256=weights.sha256,
+        weights_size=weights.size,
         metrics=None,
     )
     with db.session() as session:
         check_owner_bytes(
-            session, settings, owner_id=owner_id, adding=len(row.weights), loc=("body", "file")
+            session, settings, owner_id=owner_id, adding=weights.size, loc=("body", "file")
         )
         session.add(row)
     return row

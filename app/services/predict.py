@@ -24,7 +24,9 @@ from app.services import jsoncodec
 from app.services.arrays import feature_matrix
 from app.services.errors import Invalid, LimitExceeded, Loc, NotFound
 from app.services.model_cache import CachedModel, ModelCache
-from app.services.models import PATH_LOC, architecture_size, get_model_with_weights
+from app.services.models import PATH_LOC, architecture_size
+from app.services.ownership import get_owned
+from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Model
 
@@ -99,9 +101,16 @@ def cached_model(
 
 
 def load_model(
-    db: Database, cache: ModelCache, settings: Settings, *, owner_id: int, model_id: str
+    db: Database,
+    blobs: BlobStore,
+    cache: ModelCache,
+    settings: Settings,
+    *,
+    owner_id: int,
+    model_id: str,
 ) -> CachedModel:
-    """The model from the cache if its row still exists, else loaded from the database."""
+    """The model from the cache if its row still exists, else loaded: the row from the
+    database, the weights from the blob store (checked against their hash)."""
     entry = cache.get(model_id)
     if entry is not None:
         with db.read_session() as session:
@@ -114,8 +123,8 @@ def load_model(
                 raise NotFound("model", PATH_LOC)
             return entry
     with db.read_session() as session:
-        row = get_model_with_weights(session, owner_id=owner_id, model_id=model_id)
-    model = EngineModel.from_export(row.weights, row.config)
+        row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
+    model = EngineModel.from_export(read_verified(blobs, row.weights_sha256), row.config)
     entry = CachedModel(
         owner_id=row.owner_id,
         model=model,

@@ -1,5 +1,5 @@
 """Per-owner storage quota (``BACKPROP_MAX_OWNER_BYTES``): the bytes of an owner's stored
-datasets and models, counted in SQL (``length()`` of the stored data: no row is loaded),
+datasets and models, summed in SQL from their rows' blob sizes (no blob is read),
 checked before a dataset or model is stored and before a job that will store a model."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ SETTING = "BACKPROP_MAX_OWNER_BYTES"
 
 
 def stored_bytes(session: Session, owner_id: int) -> int:
-    """Bytes of the owner's datasets (their npz data) and models (their weights)."""
+    """Bytes of the owner's datasets (their x and y blobs) and models (their weights)."""
     total = 0
-    for column, table in ((Dataset.data, Dataset), (Model.weights, Model)):
-        size = select(func.coalesce(func.sum(func.length(column)), 0))
+    for column, table in ((Dataset.size_bytes, Dataset), (Model.weights_size, Model)):
+        size = select(func.coalesce(func.sum(column), 0))
         total += int(session.scalar(size.where(table.owner_id == owner_id)) or 0)
     return total
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _install_sqlite_pragmas(engine: Engine) -> None:
+def _install_sqlite_pragmas(engine: Engine, foreign_keys: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself.
@@ -27,7 +27,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -37,12 +37,17 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite URLs get the pragmas and IMMEDIATE writes."""
+def make_engine(url: str, *, sqlite_foreign_keys: bool = True) -> Engine:
+    """An engine for ``url``; SQLite URLs get the pragmas and IMMEDIATE writes.
+
+    ``sqlite_foreign_keys=False`` is for migrations only: SQLite alters a table by copying
+    it and dropping the original, and with foreign keys on, that drop would run the
+    ``ON DELETE`` actions of the rows referencing it (``SET NULL`` on every job's dataset).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _install_sqlite_pragmas(engine)
+        _install_sqlite_pragmas(engine, sqlite_foreign_keys)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 

@@ -3,10 +3,15 @@
 The scripts live in ``migrations/`` at the top of the source tree; a built wheel carries
 them as ``app/_migrations`` (see pyproject's force-include). ``upgrade`` takes a lock so
 that several processes starting at once (``backprop serve`` on two hosts) migrate once.
+
+Migrations that move data into the blob store (0005) find it in the Alembic config's
+``attributes["blob_store"]``: a function that opens the store of the settings given to
+:func:`upgrade`, called only when there is something to move.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
+from app.config import Settings, get_settings
+from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.database import Database, make_engine
 
 # Any constant will do; it only has to be the same in every Backprop process.
@@ -30,20 +37,28 @@ def script_location() -> Path:
     raise FileNotFoundError(f"no Alembic migrations next to {package_dir}")
 
 
-def alembic_config(url: str, connection: Connection | None = None) -> Config:
-    """An Alembic Config for ``url`` (and an open ``connection`` to run on, if given)."""
+def alembic_config(
+    url: str,
+    connection: Connection | None = None,
+    blob_store: Callable[[], BlobStore] | None = None,
+) -> Config:
+    """An Alembic Config for ``url`` (and an open ``connection`` to run on, and a function
+    that opens the blob store, if given)."""
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     # ConfigParser interpolation: a literal % in a password must be doubled.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     if connection is not None:
         config.attributes["connection"] = connection
+    if blob_store is not None:
+        config.attributes["blob_store"] = blob_store
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (default: the newest)."""
-    engine = make_engine(url)
+def upgrade(url: str, revision: str = "head", *, settings: Settings | None = None) -> None:
+    """Bring the database at ``url`` to ``revision`` (default: the newest); data moved to
+    the blob store goes to the store of ``settings`` (default: the environment's)."""
+    engine = make_engine(url, sqlite_foreign_keys=False)  # see make_engine
     try:
         # On SQLite the transaction begins IMMEDIATE (app.storage.database): migrators queue.
         with engine.begin() as connection:
@@ -51,7 +66,8 @@ def upgrade(url: str, revision: str = "head") -> None:
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
                 )
-            command.upgrade(alembic_config(url, connection), revision)
+            store = lambda: open_blob_store(settings or get_settings())  # noqa: E731
+            command.upgrade(alembic_config(url, connection, store), revision)
     finally:
         engine.dispose()
 

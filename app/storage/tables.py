@@ -9,13 +9,13 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -96,6 +96,9 @@ class ApiKey(Base):
 
 
 class Dataset(Base):
+    """A dataset's metadata; its arrays are blobs (app/storage/blobs.py): ``x`` a float32
+    (n_samples, n_features) C-order ``.npy``, ``y`` an ``.npy`` of ``y_dtype``/``y_shape``."""
+
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ds"))
@@ -108,8 +111,12 @@ class Dataset(Base):
     classes: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     feature_names: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
-    sha256: Mapped[str] = mapped_column(String(64))
-    data: Mapped[bytes] = mapped_column(LargeBinary)  # npz with arrays x, y
+    sha256: Mapped[str] = mapped_column(String(64))  # content hash of (x, y), see services
+    x_sha256: Mapped[str] = mapped_column(String(64))  # blob: x as .npy
+    y_sha256: Mapped[str] = mapped_column(String(64))  # blob: y as .npy
+    y_dtype: Mapped[str] = mapped_column(String(16))  # numpy dtype.str, e.g. "<i8", "<U5"
+    y_shape: Mapped[list[Any]] = mapped_column(JSON)  # [n] or [n, k]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # both blobs together
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -157,7 +164,7 @@ class Job(Base):
     lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     worker_id: Mapped[str | None] = mapped_column(String(100), default=None)
-    checkpoint: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # blob
     checkpoint_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
     samples_trained: Mapped[int] = mapped_column(Integer, default=0)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
@@ -180,7 +187,8 @@ class Model(Base):
         ForeignKey("networks.id", ondelete="SET NULL"), index=True
     )
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.engine Model.get_config()
-    weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # Model.export_npz()
+    weights_sha256: Mapped[str] = mapped_column(String(64))  # blob: Model.export_npz()
+    weights_size: Mapped[int] = mapped_column(BigInteger)  # its bytes (owner quota)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -8,8 +8,10 @@ from datetime import datetime
 from importlib import metadata
 from typing import Any
 
+from app.config import get_settings
 from app.engine.options import TrainingOptions
 from app.services.datasets import load_dataset_arrays
+from app.storage.blobs import open_blob_store
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job, Model
 from tests.api.client import ApiClient
@@ -25,7 +27,6 @@ def _rows(db: Database, model_id: str) -> tuple[Model, Job, Dataset]:
         assert job is not None and job.dataset_id is not None
         dataset = session.get(Dataset, job.dataset_id)
         assert dataset is not None
-        load_dataset_arrays(dataset)  # loads the deferred data while the session is open
         return model, job, dataset
 
 
@@ -65,7 +66,7 @@ def test_the_card_holds_the_facts_of_its_rows(client: ApiClient, db: Database) -
         assert data[name] == getattr(dataset_row, name), name
     assert data["dataset_id"] == dataset_row.id == dataset["id"]
     assert data["feature_names"] == dataset_row.feature_names == ["width", "depth"]
-    _, y = load_dataset_arrays(dataset_row)
+    _, y = load_dataset_arrays(open_blob_store(get_settings()), dataset_row)
     counts = Counter(y.tolist())
     assert data["class_balance"] == [
         {"label": label, "count": counts[label], "fraction": counts[label] / len(y)}

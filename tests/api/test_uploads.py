@@ -45,8 +45,9 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(make_client: MakeClient, keys: Keys, data_dir: Path) -> ApiClient:
-    return make_client(keys.alice, data_dir=data_dir)
+def client(make_client: MakeClient, keys: Keys, data_dir: Path, blob_url: str) -> ApiClient:
+    """Alice's client, storing into each blob store backend in turn (file, s3)."""
+    return make_client(keys.alice, data_dir=data_dir, blob_url=blob_url)
 
 
 def _upload(client: ApiClient, files: dict[str, Any], **form: str) -> Any:

@@ -30,13 +30,16 @@ def _authorized(server: Server, key: str) -> int:
 def test_serve_migrates_and_prints_a_key_only_when_none_exists(
     sqlite_url: str, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    make_settings(sqlite_url)
+    settings = make_settings(sqlite_url)
 
     first = Server(tmp_path, workers=0, name="first")
     try:
         first.wait_healthy()
         (key,) = first.printed_keys()
         assert "/docs" in first.stdout and "Authorize" in first.stdout
+        assert f"Backprop data directory: {settings.data_dir}\n" in first.stdout
+        # The periodic garbage collection runs once at start, then every interval.
+        wait_for(lambda: f"gc of {settings.blob_url}: " in first.stdout, what="a gc run")
         assert _authorized(first, key) == 200
         assert _authorized(first, key[:-1] + ("A" if key[-1] != "A" else "B")) == 401
     finally:

@@ -413,6 +413,7 @@ class ClusterConfig:
     max_attempts: int = 3
     poll_seconds: float = 0.1
     max_active_jobs: int = 10_000
+    blob_url: str | None = None  # default: a folder in the cluster's workdir
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -436,6 +437,10 @@ class Cluster:
         env.update(
             {
                 "BACKPROP_DATABASE_URL": self.config.database_url,
+                # Every process of the cluster shares one blob store (never the real home).
+                "BACKPROP_DATA_DIR": str(self.workdir / "data"),
+                "BACKPROP_BLOB_URL": self.config.blob_url
+                or (self.workdir / "data" / "blobs").resolve().as_uri(),
                 "BACKPROP_BOOTSTRAP_KEY": self.key,
                 "BACKPROP_LEASE_SECONDS": str(self.config.lease_seconds),
                 "BACKPROP_CHECKPOINT_SECONDS": str(self.config.checkpoint_seconds),

@@ -37,9 +37,13 @@ def test_the_database_refuses_a_second_model_for_a_job(migrated_db: Database) ->
         job = Job(owner_id=owner.id, network_config={}, options={}, epochs=1, history=[])
         session.add(job)
         session.flush()
-        session.add(Model(owner_id=owner.id, job_id=job.id, config={}, weights=b""))
+        session.add(
+            Model(owner_id=owner.id, job_id=job.id, config={}, weights_sha256="", weights_size=0)
+        )
         job_id, owner_id = job.id, owner.id
     with pytest.raises(IntegrityError), migrated_db.session() as session:
-        session.add(Model(owner_id=owner_id, job_id=job_id, config={}, weights=b""))
+        session.add(
+            Model(owner_id=owner_id, job_id=job_id, config={}, weights_sha256="", weights_size=0)
+        )
     with migrated_db.read_session() as session:
         assert session.scalar(select(func.count()).where(Model.job_id == job_id)) == 1

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, update
 
-from app.engine import npzio
+from app.config import get_settings
 from app.jobs.queue import enqueue, request_cancel
+from app.storage.blob_arrays import put_array
+from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job, JobStatus, Model, Network, Owner, utcnow
 
@@ -42,7 +44,17 @@ def add_network(db: Database, owner_id: int, config: dict[str, Any] | None = Non
         return network.id
 
 
-def add_dataset(db: Database, owner_id: int, x: np.ndarray = XOR_X, y: np.ndarray = XOR_Y) -> str:
+def add_dataset(
+    db: Database,
+    owner_id: int,
+    x: np.ndarray = XOR_X,
+    y: np.ndarray = XOR_Y,
+    blobs: BlobStore | None = None,
+) -> str:
+    """A dataset row, its arrays in ``blobs`` (default: the store of the environment's
+    settings, the one a worker built from ``Settings(...)`` uses too)."""
+    blobs = blobs or open_blob_store(get_settings())
+    x_ref, y_ref = put_array(blobs, x), put_array(blobs, y)
     with db.session() as session:
         dataset = Dataset(
             owner_id=owner_id,
@@ -53,7 +65,11 @@ def add_dataset(db: Database, owner_id: int, x: np.ndarray = XOR_X, y: np.ndarra
             classes=sorted({int(v) for v in y}),
             stats={},
             sha256="0" * 64,
-            data=npzio.dump({"x": x, "y": y}),
+            x_sha256=x_ref.sha256,
+            y_sha256=y_ref.sha256,
+            y_dtype=y.dtype.str,
+            y_shape=list(y.shape),
+            size_bytes=x_ref.size + y_ref.size,
         )
         session.add(dataset)
         session.flush()
@@ -96,7 +112,6 @@ def get_job(db: Database, job_id: str) -> Job:
     with db.read_session() as session:
         job = session.get(Job, job_id)
         assert job is not None
-        session.refresh(job, ["checkpoint"])
         return job
 
 

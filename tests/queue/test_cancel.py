@@ -19,7 +19,7 @@ from app.storage.tables import JobStatus
 from tests.queue.rows import add_jobs, cancel, expire_lease, get_job, models_of
 
 PROGRESS = Progress(epoch=2, metrics=None, history=[], samples_trained=8, train_seconds=0.1)
-MODEL = TrainedModel(config={"format": "test"}, weights=b"best", metrics=None)
+MODEL = TrainedModel(config={"format": "test"}, weights_sha256="best", weights_size=5, metrics=None)
 
 
 def test_a_queued_job_is_cancelled_at_once_and_never_starts(migrated_db: Database) -> None:

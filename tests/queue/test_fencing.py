@@ -30,7 +30,9 @@ PROGRESS = Progress(
     samples_trained=12,
     train_seconds=0.5,
 )
-MODEL = TrainedModel(config={"format": "test"}, weights=b"weights", metrics={"loss": 0.5})
+MODEL = TrainedModel(
+    config={"format": "test"}, weights_sha256="weights", weights_size=5, metrics={"loss": 0.5}
+)
 
 
 def _claim(db: Database, worker_id: str = "w1") -> Claim:
@@ -42,7 +44,7 @@ def _claim(db: Database, worker_id: str = "w1") -> Claim:
 def _every_write(db: Database, claim: Claim) -> list[object]:
     return [
         heartbeat(db, claim, lease_seconds=30).ours,
-        save_progress(db, claim, PROGRESS, checkpoint=b"stale"),
+        save_progress(db, claim, PROGRESS, checkpoint_sha256="stale"),
         finish(db, claim, PROGRESS, MODEL),
         finish_cancelled(db, claim, PROGRESS, MODEL),
         fail(db, claim, "stale worker"),
@@ -60,7 +62,7 @@ def test_a_forged_token_writes_nothing(migrated_db: Database) -> None:
 
     after = get_job(migrated_db, job_id)
     assert after.status == JobStatus.RUNNING
-    assert (after.epoch, after.checkpoint, after.error) == (0, None, None)
+    assert (after.epoch, after.checkpoint_sha256, after.error) == (0, None, None)
     assert after.lease_expires_at == before.lease_expires_at
     assert models_of(migrated_db, job_id) == []
 
@@ -70,7 +72,7 @@ def test_a_worker_whose_lease_expired_cannot_touch_the_resumed_job(
 ) -> None:
     (job_id,) = add_jobs(migrated_db)
     stale = _claim(migrated_db, "slow-worker")
-    assert save_progress(migrated_db, stale, PROGRESS, checkpoint=b"ckpt-3")
+    assert save_progress(migrated_db, stale, PROGRESS, checkpoint_sha256="ckpt-3")
     expire_lease(migrated_db, job_id)
     assert requeue_expired(migrated_db, max_attempts=3) == 1
     fresh = _claim(migrated_db, "new-worker")
@@ -79,10 +81,10 @@ def test_a_worker_whose_lease_expired_cannot_touch_the_resumed_job(
     assert _every_write(migrated_db, stale) == [False, False, None, False, False, False]
 
     job = get_job(migrated_db, job_id)
-    assert (job.status, job.worker_id, job.checkpoint) == (
+    assert (job.status, job.worker_id, job.checkpoint_sha256) == (
         JobStatus.RUNNING,
         "new-worker",
-        b"ckpt-3",
+        "ckpt-3",
     )
     model_id = finish(migrated_db, fresh, PROGRESS, MODEL)
     assert model_id is not None
@@ -97,27 +99,27 @@ def test_progress_and_checkpoint_are_recorded(migrated_db: Database) -> None:
     job = get_job(migrated_db, job_id)
     assert (job.epoch, job.metrics, job.history) == (3, {"loss": 0.5}, PROGRESS.history)
     assert (job.samples_trained, job.train_seconds) == (12, 0.5)
-    assert (job.checkpoint, job.checkpoint_epoch) == (None, None)
+    assert (job.checkpoint_sha256, job.checkpoint_epoch) == (None, None)
 
-    assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"state")
+    assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256="state")
     job = get_job(migrated_db, job_id)
-    assert (job.checkpoint, job.checkpoint_epoch) == (b"state", 3)
+    assert (job.checkpoint_sha256, job.checkpoint_epoch) == ("state", 3)
 
 
 def test_a_checkpoint_that_fails_before_commit_leaves_the_old_one(migrated_db: Database) -> None:
     (job_id,) = add_jobs(migrated_db)
     claim = _claim(migrated_db)
-    assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"old")
+    assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256="old")
 
     def crash() -> None:
         raise RuntimeError("process died here")
 
     later = dataclasses.replace(PROGRESS, epoch=4)
     with pytest.raises(RuntimeError):
-        save_progress(migrated_db, claim, later, checkpoint=b"new", before_commit=crash)
+        save_progress(migrated_db, claim, later, checkpoint_sha256="new", before_commit=crash)
 
     job = get_job(migrated_db, job_id)
-    assert (job.epoch, job.checkpoint, job.checkpoint_epoch) == (3, b"old", 3)
+    assert (job.epoch, job.checkpoint_sha256, job.checkpoint_epoch) == (3, "old", 3)
 
 
 def test_heartbeat_renews_the_lease_and_reports_cancel(migrated_db: Database) -> None:

@@ -22,27 +22,29 @@ from tests.queue.rows import add_jobs, expire_lease, get_job, models_of
 PROGRESS = Progress(
     epoch=5, metrics={"loss": 0.1}, history=[{"epoch": 5}], samples_trained=20, train_seconds=2.0
 )
-MODEL = TrainedModel(config={"format": "test"}, weights=b"final", metrics={"loss": 0.1})
+MODEL = TrainedModel(
+    config={"format": "test"}, weights_sha256="final", weights_size=5, metrics={"loss": 0.1}
+)
 
 
 def test_finish_stores_the_model_and_ends_the_job_together(migrated_db: Database) -> None:
     (job_id,) = add_jobs(migrated_db)
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
     assert claim is not None
-    assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"ckpt")
+    assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256="ckpt")
 
     model_id = finish(migrated_db, claim, PROGRESS, MODEL)
 
     job = get_job(migrated_db, job_id)
     assert job.status == JobStatus.SUCCEEDED
     assert job.finished_at is not None and job.lease_token is None
-    assert job.checkpoint is None  # no longer needed
+    assert job.checkpoint_sha256 is None  # no longer needed
     assert (job.metrics, job.samples_trained, job.train_seconds) == ({"loss": 0.1}, 20, 2.0)
     (model,) = models_of(migrated_db, job_id)
     assert model.id == model_id and model.config == {"format": "test"}
     with migrated_db.read_session() as session:
         stored = session.get(Model, model_id)
-        assert stored is not None and stored.weights == b"final"
+        assert stored is not None and stored.weights_sha256 == "final"
     # A second finish (a retry, a duplicate worker) finds no lease and adds nothing.
     assert finish(migrated_db, claim, PROGRESS, MODEL) is None
     assert len(models_of(migrated_db, job_id)) == 1
@@ -72,7 +74,14 @@ def test_the_database_refuses_a_second_model_for_a_job(migrated_db: Database) ->
 
     with pytest.raises(IntegrityError), migrated_db.session() as session:
         session.add(
-            Model(owner_id=model.owner_id, job_id=job_id, config={}, weights=b"", metrics=None)
+            Model(
+                owner_id=model.owner_id,
+                job_id=job_id,
+                config={},
+                weights_sha256="",
+                weights_size=0,
+                metrics=None,
+            )
         )
 
 
@@ -97,13 +106,13 @@ def test_release_requeues_without_counting_the_attempt(migrated_db: Database) ->
     (job_id,) = add_jobs(migrated_db)
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
     assert claim is not None
-    assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"ckpt")
+    assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256="ckpt")
 
     assert release(migrated_db, claim)
 
     job = get_job(migrated_db, job_id)
     assert (job.status, job.attempts, job.lease_token) == (JobStatus.QUEUED, 0, None)
-    assert (job.checkpoint, job.checkpoint_epoch) == (b"ckpt", 5)
+    assert (job.checkpoint_sha256, job.checkpoint_epoch) == ("ckpt", 5)
     again = claim_next(migrated_db, worker_id="w2", lease_seconds=30)
     assert again is not None and (again.job_id, again.attempt) == (job_id, 1)
 
@@ -116,17 +125,17 @@ def test_expired_leases_are_requeued_until_attempts_run_out(migrated_db: Databas
         claim = claim_next(migrated_db, worker_id=f"w{attempt}", lease_seconds=30)
         assert claim is not None and (claim.job_id, claim.attempt) == (job_id, attempt)
         if attempt == 1:
-            assert save_progress(migrated_db, claim, PROGRESS, checkpoint=b"ckpt")
+            assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256="ckpt")
             live = claim_next(migrated_db, worker_id="healthy", lease_seconds=30)
             assert live is not None and live.job_id == live_id
         expire_lease(migrated_db, job_id)
         assert requeue_expired(migrated_db, max_attempts=2) == 1
         job = get_job(migrated_db, job_id)
         if attempt == 1:
-            assert (job.status, job.lease_token, job.checkpoint) == (
+            assert (job.status, job.lease_token, job.checkpoint_sha256) == (
                 JobStatus.QUEUED,
                 None,
-                b"ckpt",
+                "ckpt",
             )
 
     assert job.status == JobStatus.FAILED

@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from app.config import get_settings
 from app.engine import npzio
+from app.storage.blobs import open_blob_store, read_verified
 from app.storage.database import Database
 from app.storage.tables import Model
 
@@ -48,7 +50,7 @@ def model_arrays(db: Database, model_id: str) -> dict[str, np.ndarray]:
     with db.read_session() as session:
         row = session.get(Model, model_id)
         assert row is not None
-        return npzio.load(row.weights)
+        return npzio.load(read_verified(open_blob_store(get_settings()), row.weights_sha256))
 
 
 def same_arrays(a: dict[str, Any], b: dict[str, Any]) -> bool:

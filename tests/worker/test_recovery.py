@@ -102,7 +102,7 @@ def test_a_crash_at_each_point_loses_nothing(
     expected = JobStatus.SUCCEEDED if point == "after_final_commit" else JobStatus.RUNNING
     assert crashed.status == expected, log.read_text()
     if point == "checkpoint_uncommitted":  # the first checkpoint never committed
-        assert crashed.checkpoint is None and crashed.epoch == 0
+        assert crashed.checkpoint_sha256 is None and crashed.epoch == 0
     if point == "after_checkpoint":
         assert crashed.checkpoint_epoch == 1
     _recover(db, settings, job_id)
@@ -148,7 +148,7 @@ def test_sigterm_releases_the_job_to_the_queue(
     assert wait_exit(worker, log, timeout=60) == 0
     job = get_job(migrated_db, job_id)
     assert (job.status, job.attempts, job.lease_token) == (JobStatus.QUEUED, 0, None)
-    assert job.checkpoint is not None and (job.checkpoint_epoch or 0) >= 2
+    assert job.checkpoint_sha256 is not None and (job.checkpoint_epoch or 0) >= 2
 
 
 def test_two_worker_processes_never_run_the_same_job(

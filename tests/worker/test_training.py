@@ -40,7 +40,7 @@ def test_a_burst_worker_process_trains_every_job(
         assert (job.attempts, job.epoch, len(job.history)) == (1, 4, 4)
         assert job.samples_trained == 4 * 160  # 20% held out for validation
         assert job.train_seconds > 0 and job.metrics is not None and "loss" in job.metrics
-        assert job.finished_at is not None and job.checkpoint is None
+        assert job.finished_at is not None and job.checkpoint_sha256 is None
         (model,) = models_of(migrated_db, job_id)
         weights.append(model_arrays(migrated_db, model.id))
     assert all(same_arrays(weights[0], other) for other in weights[1:])  # deterministic

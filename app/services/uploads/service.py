@@ -25,6 +25,7 @@ from app.services.datasets import store_parsed
 from app.services.uploads.limits import UploadLimits
 from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 from app.services.uploads.reader import parse_file, parse_pair
+from app.storage.blobs import BlobStore
 from app.storage.database import Database
 from app.storage.tables import Dataset
 
@@ -109,6 +110,7 @@ def parse_upload(
 
 def upload_dataset(
     db: Database,
+    blobs: BlobStore,
     settings: Settings,
     *,
     owner_id: int,
@@ -124,5 +126,11 @@ def upload_dataset(
         parsed = parse_upload(settings, work, file=file, x=x, y=y, filename=filename, target=target)
         labels = label_array(parsed.y, (*FILE_LOC, "y"))
         return store_parsed(
-            db, settings, owner_id=owner_id, name=name or filename[:200], parsed=parsed, y=labels
+            db,
+            blobs,
+            settings,
+            owner_id=owner_id,
+            name=name or filename[:200],
+            parsed=parsed,
+            y=labels,
         )

@@ -1,0 +1,101 @@
+"""Workers train from the blob store (file and s3): arrays memory-mapped from verified
+local files; a corrupt blob fails the job naming it; an unreachable store sends the job
+back to the queue instead of failing it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings, get_settings
+from app.jobs import worker as worker_module
+from app.jobs.worker import Worker
+from app.storage.blob_s3 import S3BlobStore
+from app.storage.blobs import open_blob_store, read_verified
+from app.storage.database import Database
+from app.storage.tables import Dataset, JobStatus
+from tests.blobhelpers import corrupt, unreachable_store
+from tests.conftest import MakeSettings
+from tests.processes import wait_for
+from tests.queue.rows import get_job, models_of
+from tests.worker.jobs import add_training_jobs
+from tests.worker.procs import start_worker, wait_exit
+
+
+def _dataset(db: Database) -> Dataset:
+    with db.read_session() as session:
+        dataset = session.query(Dataset).one()
+        return dataset
+
+
+def test_a_worker_process_trains_from_the_blob_store(
+    sqlite_db: Database, blob_url: str, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        sqlite_db.url, blob_url=blob_url, checkpoint_seconds=0, blob_cache_dir=tmp_path / "cache"
+    )
+    job_ids = add_training_jobs(sqlite_db, 2, epochs=3)
+
+    log = tmp_path / "worker.log"
+    assert wait_exit(start_worker(log, burst=True), log) == 0
+
+    store = open_blob_store(settings)
+    for job_id in job_ids:
+        job = get_job(sqlite_db, job_id)
+        assert (job.status, job.error) == (JobStatus.SUCCEEDED, None), log.read_text()
+        (model,) = models_of(sqlite_db, job_id)
+        assert read_verified(store, model.weights_sha256)[:2] == b"PK"  # an npz
+    if isinstance(store, S3BlobStore):  # the worker cached x and y once, for both jobs
+        dataset = _dataset(sqlite_db)
+        assert store.cache.path_of(dataset.x_sha256).is_file()
+        assert store.cache.path_of(dataset.y_sha256).is_file()
+
+
+def test_a_corrupt_dataset_blob_fails_the_job_naming_it(
+    sqlite_db: Database, blob_url: str, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = make_settings(sqlite_db.url, blob_url=blob_url, blob_cache_dir=tmp_path / "c")
+    (job_id,) = add_training_jobs(sqlite_db, 1, epochs=2)
+    x_sha = _dataset(sqlite_db).x_sha256
+    corrupt(open_blob_store(settings), x_sha)
+
+    Worker(sqlite_db, Settings(poll_seconds=0.05)).run(burst=True)
+
+    job = get_job(sqlite_db, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error is not None and x_sha in job.error and "corrupt" in job.error
+    assert "features (x)" in job.error
+    assert models_of(sqlite_db, job_id) == []
+
+
+def _released(db: Database, job_id: str) -> bool:
+    job = get_job(db, job_id)
+    return job.worker_id is not None and job.status == JobStatus.QUEUED
+
+
+def test_an_unreachable_store_puts_the_job_back_in_the_queue(
+    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (job_id,) = add_training_jobs(sqlite_db, 1, epochs=2)
+    monkeypatch.setattr(worker_module, "STORE_RETRY_SECONDS", 0.05)
+    settings = get_settings().model_copy(update={"poll_seconds": 0.05})
+    worker = Worker(sqlite_db, settings, blobs=unreachable_store(tmp_path / "cache"))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(
+            lambda: _released(sqlite_db, job_id),
+            timeout=60,
+            what="the worker to claim the job and give it back",
+        )
+    finally:
+        worker.stopping.set()
+        thread.join(timeout=60)
+    job = get_job(sqlite_db, job_id)
+    # Back in the queue, attempts not counted, no error: it runs once the store is back.
+    assert (job.status, job.attempts, job.error) == (JobStatus.QUEUED, 0, None)
+
+    Worker(sqlite_db, settings).run(burst=True)
+    assert get_job(sqlite_db, job_id).status == JobStatus.SUCCEEDED
