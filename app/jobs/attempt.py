@@ -29,11 +29,12 @@ from app.config import Settings
 from app.engine import findings
 from app.engine.errors import DivergenceError, EngineError
 from app.engine.loop import scores_of
-from app.engine.model import Model as EngineModel
-from app.engine.network import Network as EngineNetwork
+from app.engine.model import Model
+from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
 from app.jobs import faults, queue
 from app.jobs.pulse import Pulse
+from app.storage import tables
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import (
     BlobCorrupt,
@@ -44,7 +45,6 @@ from app.storage.blobs import (
 )
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job
-from app.storage.tables import Model as ModelRow
 
 log = logging.getLogger("backprop.worker")
 
@@ -77,7 +77,7 @@ class _Refs:
 
     job: Job
     dataset: Dataset
-    init_model: ModelRow | None
+    init_model: tables.Model | None
 
 
 def _read_rows(db: Database, job_id: str) -> _Refs:
@@ -90,7 +90,7 @@ def _read_rows(db: Database, job_id: str) -> _Refs:
             raise StartError("the job's dataset was deleted")
         init_model = None
         if job.init_model_id is not None:
-            init_model = session.get(ModelRow, job.init_model_id)
+            init_model = session.get(tables.Model, job.init_model_id)
             if init_model is None:
                 raise StartError("the job's initial model was deleted")
         return _Refs(job, dataset, init_model)
@@ -136,9 +136,9 @@ def build_trainer(inputs: JobInputs) -> Trainer:
     init_model = None
     if inputs.init_model is not None:
         weights, config = inputs.init_model
-        init_model = EngineModel.from_export(weights, config)
+        init_model = Model.from_export(weights, config)
     return Trainer(
-        EngineNetwork.from_config(inputs.network_config),
+        Network.from_config(inputs.network_config),
         inputs.x,
         inputs.y,
         TrainingOptions.from_dict(inputs.options),
@@ -147,7 +147,7 @@ def build_trainer(inputs: JobInputs) -> Trainer:
 
 
 def trained_model(
-    blobs: BlobStore, model: EngineModel, metrics: dict[str, Any] | None
+    blobs: BlobStore, model: Model, metrics: dict[str, Any] | None
 ) -> queue.TrainedModel:
     """Store the model's weights as a blob; the row to commit that references them."""
     weights = blobs.put_bytes(model.export_npz())

@@ -17,16 +17,17 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.engine import evaluation
 from app.engine.errors import DataError
-from app.engine.model import Model as EngineModel
+from app.engine.model import Model
 from app.services.datasets import load_dataset_arrays
 from app.services.errors import Invalid
 from app.services.model_cache import ModelCache
 from app.services.models import PATH_LOC
 from app.services.ownership import get_owned
 from app.services.predict import load_model
+from app.storage import tables
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
-from app.storage.tables import Dataset, Evaluation, Model
+from app.storage.tables import Dataset, Evaluation
 
 DATASET_LOC = ("body", "dataset_id")
 BLOCK_ROWS = 4096  # rows per forward pass
@@ -51,7 +52,7 @@ def _dataset_arrays(
     return dataset, x, y
 
 
-def forward_in_blocks(model: EngineModel, x: np.ndarray, block_rows: int = BLOCK_ROWS) -> Any:
+def forward_in_blocks(model: Model, x: np.ndarray, block_rows: int = BLOCK_ROWS) -> Any:
     """The model's outputs (n, output_size) for x (n, input_size), ``block_rows`` rows at
     a time; 422 at body.dataset_id naming the first row whose outputs overflow."""
     dtype = model.network.dtype
@@ -83,7 +84,7 @@ def _targets(y: npt.NDArray[Any], width: int) -> np.ndarray:
     return column.astype(np.float64)
 
 
-def score(model: EngineModel, outputs: np.ndarray, y: npt.NDArray[Any]) -> dict[str, Any]:
+def score(model: Model, outputs: np.ndarray, y: npt.NDArray[Any]) -> dict[str, Any]:
     """The metrics of ``outputs`` (n, output_size) against the dataset's labels ``y``
     (DataError when they do not fit the model)."""
     if model.task == "regression":
@@ -134,7 +135,7 @@ def list_evaluations(
     """A page of the model's evaluations, newest first (404 for a model not owned)."""
     where = (Evaluation.owner_id == owner_id, Evaluation.model_id == model_id)
     with db.read_session() as session:
-        get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
+        get_owned(session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC)
         total = session.scalar(select(func.count()).select_from(Evaluation).where(*where)) or 0
         rows = session.scalars(
             select(Evaluation)

@@ -14,12 +14,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.engine.model import Model as EngineModel
+from app.engine.model import Model
 from app.services.models import PATH_LOC
 from app.services.ownership import get_owned
+from app.storage import tables
 from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job, Model
+from app.storage.tables import Dataset, Job
 
 FORMAT_LOC = ("query", "format")
 
@@ -47,7 +48,7 @@ class ExportSource:
     """
 
     model_id: str
-    model: EngineModel
+    model: Model
     feature_names: list[str]
     version: str
 
@@ -61,7 +62,7 @@ def load_export_source(
 ) -> ExportSource:
     """The owned model ``model_id`` as an :class:`ExportSource` (404 for a foreign id)."""
     with db.read_session() as session:
-        row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
+        row = get_owned(session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC)
         names = None
         if row.job_id is not None:
             names = session.scalar(
@@ -70,7 +71,7 @@ def load_export_source(
                 .where(Job.id == row.job_id, Dataset.owner_id == owner_id)
             )
         weights_sha256, config = row.weights_sha256, row.config
-    model = EngineModel.from_export(read_verified(blobs, weights_sha256), config)
+    model = Model.from_export(read_verified(blobs, weights_sha256), config)
     size = model.network.input_size
     feature_names = (
         [str(name) for name in names]

@@ -14,13 +14,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from app.engine.model import Model as EngineModel
+from app.engine.model import Model
 
 
 @dataclass
 class CachedModel:
     owner_id: int
-    model: EngineModel
+    model: Model
     input_size: int
     parameter_count: int
     checked_at: float  # time.monotonic() when the row was last known to exist

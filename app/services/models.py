@@ -1,4 +1,4 @@
-"""Model verbs: read, list, delete, export weights, import weights."""
+"""tables.Model verbs: read, list, delete, export weights, import weights."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.engine.errors import EngineError
-from app.engine.model import Model as EngineModel
+from app.engine.model import Model
 from app.services.errors import Invalid, invalid_at
 from app.services.jsoncodec import nesting_depth
 from app.services.model_cache import ModelCache
 from app.services.networks import check_layer_units, check_parameter_limit, parameter_count
 from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.services.quota import check_owner_bytes
+from app.storage import tables
 from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
-from app.storage.tables import Job, Model, Network
+from app.storage.tables import Job
 
 PATH_LOC = ("path", "model_id")
 # A model config nests four levels (config.network.layers[i]); the limit leaves room and
@@ -34,9 +35,9 @@ def architecture_size(config: dict[str, Any]) -> int:
     )
 
 
-def get_model(db: Database, *, owner_id: int, model_id: str) -> Model:
+def get_model(db: Database, *, owner_id: int, model_id: str) -> tables.Model:
     with db.read_session() as session:
-        return get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
+        return get_owned(session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC)
 
 
 def list_models(
@@ -47,17 +48,19 @@ def list_models(
     dataset_id: str | None = None,
     limit: int,
     offset: int,
-) -> tuple[list[Model], int]:
+) -> tuple[list[tables.Model], int]:
     """A page of the owner's models, optionally only those of ``network_id`` or trained
     on ``dataset_id`` (by the job that made them: imported models have no dataset)."""
     where = []
     if network_id is not None:
-        where.append(Model.network_id == network_id)
+        where.append(tables.Model.network_id == network_id)
     if dataset_id is not None:
         jobs_on_it = select(Job.id).where(Job.dataset_id == dataset_id, Job.owner_id == owner_id)
-        where.append(Model.job_id.in_(jobs_on_it))
+        where.append(tables.Model.job_id.in_(jobs_on_it))
     with db.read_session() as session:
-        return page(session, Model, owner_id=owner_id, limit=limit, offset=offset, where=where)
+        return page(
+            session, tables.Model, owner_id=owner_id, limit=limit, offset=offset, where=where
+        )
 
 
 def model_weights(db: Database, blobs: BlobStore, *, owner_id: int, model_id: str) -> bytes:
@@ -70,14 +73,16 @@ def model_weights(db: Database, blobs: BlobStore, *, owner_id: int, model_id: st
 def delete_model(db: Database, cache: ModelCache, *, owner_id: int, model_id: str) -> None:
     """Delete (and forget it in this process's cache); 409 while a job starts from it."""
     with db.session() as session:
-        row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
+        row = get_owned(
+            session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True
+        )
         uses = Job.init_model_id == model_id
         refuse_while_in_use(session, uses, what="from this model", loc=PATH_LOC)
         session.delete(row)
     cache.drop(model_id)
 
 
-def _import_config(network: Network, config_text: str | None) -> dict[str, Any] | None:
+def _import_config(network: tables.Network, config_text: str | None) -> dict[str, Any] | None:
     if config_text is None or config_text.strip() == "":
         return None
     loc = ("body", "config")
@@ -118,11 +123,11 @@ def import_model(
     network_id: str,
     data: bytes,
     config_text: str | None,
-) -> Model:
+) -> tables.Model:
     """A model from an npz in the export format, for one of the caller's networks."""
     with db.read_session() as session:
         network = get_owned(
-            session, Network, network_id, owner_id=owner_id, loc=("body", "network_id")
+            session, tables.Network, network_id, owner_id=owner_id, loc=("body", "network_id")
         )
     check_parameter_limit(network.parameter_count, settings, ("body", "network_id"))
     spec = network.config
@@ -133,11 +138,11 @@ def import_model(
         # The engine reads each array's header (dtype, shape) and checks it against the
         # architecture before reading any data; nothing is unpickled.
         if config is None:
-            model = EngineModel.from_weights(network.config, data)
+            model = Model.from_weights(network.config, data)
         else:
-            model = EngineModel.from_export(data, config)
+            model = Model.from_export(data, config)
     weights = blobs.put_bytes(model.export_npz())
-    row = Model(
+    row = tables.Model(
         owner_id=owner_id,
         job_id=None,
         network_id=network.id,

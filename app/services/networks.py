@@ -1,4 +1,4 @@
-"""Network verbs: an architecture validated by the engine, stored as its config."""
+"""tables.Network verbs: an architecture validated by the engine, stored as its config."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.config import Settings
-from app.engine.network import Network as EngineNetwork
+from app.engine.network import Network
 from app.services.errors import LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page
+from app.storage import tables
 from app.storage.database import Database
-from app.storage.tables import Network
 
 PATH_LOC = ("path", "network_id")
 
@@ -62,13 +62,13 @@ def build_network(
     loss: str | None,
     init: str,
     seed: int,
-) -> EngineNetwork:
+) -> Network:
     """The engine's network for a spec; the parameter limit is checked before allocating."""
     units = [int(layer["units"]) for layer in layers]
     check_layer_units(input_size, units, settings, ("body",))
     check_parameter_limit(parameter_count(input_size, units), settings, ("body", "layers"))
     with invalid_at(("body",)):
-        return EngineNetwork(input_size, layers, loss=loss, init=init, seed=seed)
+        return Network(input_size, layers, loss=loss, init=init, seed=seed)
 
 
 def create_network(
@@ -82,11 +82,11 @@ def create_network(
     loss: str | None,
     init: str,
     seed: int,
-) -> Network:
+) -> tables.Network:
     network = build_network(
         settings, input_size=input_size, layers=layers, loss=loss, init=init, seed=seed
     )
-    row = Network(
+    row = tables.Network(
         owner_id=owner_id,
         name=name,
         config=network.get_config(),
@@ -97,19 +97,21 @@ def create_network(
     return row
 
 
-def get_network(db: Database, *, owner_id: int, network_id: str) -> Network:
+def get_network(db: Database, *, owner_id: int, network_id: str) -> tables.Network:
     with db.read_session() as session:
-        return get_owned(session, Network, network_id, owner_id=owner_id, loc=PATH_LOC)
+        return get_owned(session, tables.Network, network_id, owner_id=owner_id, loc=PATH_LOC)
 
 
 def list_networks(
     db: Database, *, owner_id: int, limit: int, offset: int
-) -> tuple[list[Network], int]:
+) -> tuple[list[tables.Network], int]:
     with db.read_session() as session:
-        return page(session, Network, owner_id=owner_id, limit=limit, offset=offset)
+        return page(session, tables.Network, owner_id=owner_id, limit=limit, offset=offset)
 
 
 def delete_network(db: Database, *, owner_id: int, network_id: str) -> None:
     """Delete; jobs keep the architecture they froze at submit, models keep theirs."""
     with db.session() as session:
-        session.delete(get_owned(session, Network, network_id, owner_id=owner_id, loc=PATH_LOC))
+        session.delete(
+            get_owned(session, tables.Network, network_id, owner_id=owner_id, loc=PATH_LOC)
+        )

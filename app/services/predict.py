@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.engine.errors import ExportFormatError
-from app.engine.model import Model as EngineModel
+from app.engine.model import Model
 from app.engine.npzio import load_npy
 from app.services import jsoncodec
 from app.services.arrays import feature_matrix
@@ -26,9 +26,9 @@ from app.services.errors import Invalid, LimitExceeded, Loc, NotFound
 from app.services.model_cache import CachedModel, ModelCache
 from app.services.models import PATH_LOC, architecture_size
 from app.services.ownership import get_owned
+from app.storage import tables
 from app.storage.blobs import BlobStore, read_verified
 from app.storage.database import Database
-from app.storage.tables import Model
 
 X_LOC = ("body", "x")
 NPY_LOC = ("body",)
@@ -114,7 +114,7 @@ def load_model(
     entry = cache.get(model_id)
     if entry is not None:
         with db.read_session() as session:
-            owner = session.scalar(select(Model.owner_id).where(Model.id == model_id))
+            owner = session.scalar(select(tables.Model.owner_id).where(tables.Model.id == model_id))
         if owner is None:
             cache.drop(model_id)
         else:
@@ -123,8 +123,8 @@ def load_model(
                 raise NotFound("model", PATH_LOC)
             return entry
     with db.read_session() as session:
-        row = get_owned(session, Model, model_id, owner_id=owner_id, loc=PATH_LOC)
-    model = EngineModel.from_export(read_verified(blobs, row.weights_sha256), row.config)
+        row = get_owned(session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC)
+    model = Model.from_export(read_verified(blobs, row.weights_sha256), row.config)
     entry = CachedModel(
         owner_id=row.owner_id,
         model=model,
