@@ -126,20 +126,31 @@ class S3BlobStore:
             if not self._refresh(sha256):
                 self._call(lambda: upload(self.key_of(sha256)))
         except BlobStoreUnavailable:
-            if self._bucket_exists():
+            # Stores answer a write to a missing bucket differently (SeaweedFS: a 500
+            # InternalError), and a loaded one may answer HEAD bucket with a 500 too: only a
+            # bucket known to exist means the write failed for another reason.
+            if self._bucket_exists() is True:
                 raise
-            self._call(lambda: self.client.create_bucket(Bucket=self.bucket))
+            self._create_bucket()
             self._call(lambda: upload(self.key_of(sha256)))
 
-    def _bucket_exists(self) -> bool:
+    def _bucket_exists(self) -> bool | None:
+        """True or False when the store says so; None when it does not answer clearly."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            return code not in {*NOT_FOUND, "NoSuchBucket"}
+            return False if code in {*NOT_FOUND, "NoSuchBucket"} else None
         except BotoCoreError:
-            return True  # unreachable: not a question of the bucket
+            return None
         return True
+
+    def _create_bucket(self) -> None:
+        """Create the bucket; one made meanwhile (BucketAlreadyOwnedByYou...) is fine."""
+        try:
+            self._call(lambda: self.client.create_bucket(Bucket=self.bucket))
+        except BlobStoreUnavailable:
+            self._call(lambda: self.client.head_bucket(Bucket=self.bucket))
 
     def put_file(self, path: Path) -> BlobRef:
         ref = hash_file(path)
