@@ -127,23 +127,10 @@ class S3BlobStore:
                 self._call(lambda: upload(self.key_of(sha256)))
         except BlobStoreUnavailable:
             # Stores answer a write to a missing bucket differently (SeaweedFS: a 500
-            # InternalError), and a loaded one may answer HEAD bucket with a 500 too: only a
-            # bucket known to exist means the write failed for another reason.
-            if self._bucket_exists() is True:
-                raise
+            # InternalError, and its HEAD bucket may even answer 200): create it (a no-op
+            # when it exists) and write once more; a second failure is the store's.
             self._create_bucket()
             self._call(lambda: upload(self.key_of(sha256)))
-
-    def _bucket_exists(self) -> bool | None:
-        """True or False when the store says so; None when it does not answer clearly."""
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            return False if code in {*NOT_FOUND, "NoSuchBucket"} else None
-        except BotoCoreError:
-            return None
-        return True
 
     def _create_bucket(self) -> None:
         """Create the bucket; one made meanwhile (BucketAlreadyOwnedByYou...) is fine."""
