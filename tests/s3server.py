@@ -107,7 +107,9 @@ def start_seaweedfs(weed: str, folder: Path) -> tuple[subprocess.Popen[bytes], S
         "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
         "-s3", f"-s3.port={server.endpoint.rsplit(':', 1)[1]}", f"-s3.port.grpc={free_port()}",
         f"-s3.config={folder / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-master.volumeSizeLimitMB=256",
+        # Each bucket is a collection that takes volumes of its own; weed's default of 8
+        # volume slots is spent after two buckets (a third's writes answer 500).
+        "-master.volumeSizeLimitMB=256", "-volume.max=64",
         "-master.telemetry=false",
     ]  # fmt: skip
     with (folder / "weed.log").open("wb") as log:  # the child keeps its own descriptor
