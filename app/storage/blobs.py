@@ -21,11 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
-if TYPE_CHECKING:
-    from app.config import Settings
+from app.config import Settings
 
 CHUNK_BYTES = 1024 * 1024
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
