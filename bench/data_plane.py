@@ -114,7 +114,7 @@ def upload_section(work: Path) -> dict[str, Any]:
     csv = work / "numeric_1m_x_20.csv"
     csv_bytes = write_csv(csv)
     with _service.running_service(workers=0) as service:
-        api = process_by_cmdline(service, "uvicorn")
+        api = process_by_cmdline(service, "app.api.http_server")
         before = status_kib(api, "VmRSS")
         upload = timed_upload(service, npz, "mnist-like")
         results["npz"] = {
