@@ -12,6 +12,7 @@ same upload retried succeeds (and its blobs survive a collection).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,7 +104,7 @@ def post_in_thread(server: Server, key: str, body: Iterator[bytes]) -> threading
     the connection dies with the API."""
 
     def send() -> None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             httpx.post(
                 f"{server.base_url}/v1/datasets/upload",
                 content=body,
@@ -113,8 +114,6 @@ def post_in_thread(server: Server, key: str, body: Iterator[bytes]) -> threading
                 },
                 timeout=120,
             )
-        except httpx.HTTPError:
-            pass
 
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
@@ -156,9 +155,7 @@ def test_sigkill_mid_upload_leaves_nothing_and_retry_succeeds(
         blob_url=s3.new_url() if s3 else None,
         extra_env={**(s3.env() if s3 else {}), "TMPDIR": str(spool)},
     )
-    settings = Settings(
-        database_url=sqlite_url, blob_url=cluster.env()["BACKPROP_BLOB_URL"]
-    )
+    settings = Settings(database_url=sqlite_url, blob_url=cluster.env()["BACKPROP_BLOB_URL"])
     work_root = cluster.workdir / "data" / "tmp" / "uploads"
     server = cluster.serve(workers=0, BACKPROP_GC_INTERVAL_SECONDS="0")
     first_api = api_pid(cluster)
