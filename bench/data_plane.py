@@ -30,6 +30,7 @@ _service.clean_blas_env()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -38,6 +39,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 MIB = 1024 * 1024
+# site-packages of another venv of the same Python that has torch (the bench extra's torch
+# need not be installed into the service's venv)
+TORCH_SITE_ENV = "BACKPROP_BENCH_TORCH_SITE"
 
 
 def children(pid: int) -> list[int]:
@@ -194,6 +198,10 @@ def job_section(work: Path, data_bytes: int) -> dict[str, Any]:
 def throughput_section() -> list[dict[str, Any]]:
     """bench/job_throughput.py's cases with the issue's rows, all cores."""
     import job_throughput as jt
+
+    torch_site = os.environ.get(TORCH_SITE_ENV)
+    if torch_site:  # appended: this venv's numpy (and everything else) still comes first
+        sys.path.append(torch_site)
     import torch
 
     threads = os.cpu_count() or 1
