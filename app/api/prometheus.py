@@ -2,8 +2,9 @@
 
 Request counters and latency histograms (label ``route`` is the path template, so ids do
 not explode the series) and the predict model cache's size, hits and misses are kept by
-the library. The job, queue and worker gauges are read from the database at scrape time
-(:func:`database_gauges`) and are the same whichever process answers.
+the library; the workers' blob cache counters are :mod:`app.jobs.cache_metrics`'s (summed
+here in multiprocess mode). The job, queue and worker gauges are read from the database
+at scrape time (:func:`database_gauges`) and are the same whichever process answers.
 
 Several API processes: when ``PROMETHEUS_MULTIPROC_DIR`` names a folder at process start
 (``backprop serve`` creates one for its API process and removes it at exit), every

@@ -32,7 +32,7 @@ from app.engine.loop import scores_of
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
-from app.jobs import faults, queue
+from app.jobs import cache_metrics, faults, queue
 from app.jobs.pulse import Pulse
 from app.storage import tables
 from app.storage.blob_arrays import load_array
@@ -194,7 +194,9 @@ class JobRun:
         job_id = self.claim.job_id
         log.info("job %s: attempt %d started", job_id, self.claim.attempt)
         try:
+            before = cache_metrics.counts(self.blobs)
             self._inputs = load_inputs(self.db, self.blobs, job_id)
+            cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
             trainer = self._trainer = build_trainer(self._inputs)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)

@@ -112,18 +112,24 @@ class Child:
 
 
 @contextmanager
-def metrics_folder(api: Child) -> Iterator[None]:
-    """Give the API process(es) a ``PROMETHEUS_MULTIPROC_DIR``: the operator's if set, else
-    a fresh temporary folder, removed at exit. There every API process writes its request
-    and cache metrics and ``/metrics`` sums them (see app.api.prometheus), so the counts
-    survive the replacement of an API process and hold with several."""
-    env = api.env if api.env is not None else dict(os.environ)
-    api.env = env
-    if env.get(METRICS_FOLDER_VARIABLE):
+def metrics_folder(children: list[Child]) -> Iterator[None]:
+    """Give the API process(es) and the workers one ``PROMETHEUS_MULTIPROC_DIR``: the
+    operator's if set, else a fresh temporary folder, removed at exit. There every API
+    process writes its request and model cache metrics, every worker its blob cache
+    counts, and ``/metrics`` sums them (see app.api.prometheus), so the counts survive the
+    replacement of a process and hold with several."""
+    for child in children:
+        child.env = child.env if child.env is not None else dict(os.environ)
+    folder = os.environ.get(METRICS_FOLDER_VARIABLE)
+    made = not folder
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="backprop-metrics-")
+    for child in children:
+        assert child.env is not None
+        child.env[METRICS_FOLDER_VARIABLE] = folder
+    if not made:
         yield
         return
-    folder = tempfile.mkdtemp(prefix="backprop-metrics-")
-    env[METRICS_FOLDER_VARIABLE] = folder
     try:
         yield
     finally:
@@ -170,7 +176,7 @@ class Supervisor:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            with metrics_folder(self.api):  # removed once every child has stopped
+            with metrics_folder([self.api, *self.workers]):  # removed once every child has stopped
                 try:
                     for child in [self.api, *self.workers]:
                         child.start()

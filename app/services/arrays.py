@@ -8,7 +8,8 @@ names where it is (``loc``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,17 +115,54 @@ def _label_ndarray(y: np.ndarray, loc: Loc) -> np.ndarray:
     return y
 
 
-STATS_ROWS = 65_536  # rows per block: a block's float64 copy is at most ~0.5 MiB per feature
+BLOCK_BYTES = 8 * 1024**2  # a block's float64 copy: at most this much, whatever the width
 
 
-def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
+def block_rows(row_items: int) -> int:
+    """Rows per block when a row holds ``row_items`` values of up to 8 bytes (at least 1).
+
+    Counted in bytes, not rows: 65,536 rows of MNIST's 784 features were a 411 MB float64
+    block, twice over with its squared deviations (an API peak of 1 GB on a 188 MB upload).
+    """
+    return max(1, BLOCK_BYTES // (8 * max(1, row_items)))
+
+
+def row_blocks(x: np.ndarray) -> Iterator[np.ndarray]:
+    """``x`` (n, ...) in blocks of rows of at most :data:`BLOCK_BYTES` in float64."""
+    rows = block_rows(int(np.prod(x.shape[1:], dtype=np.int64)))
+    for start in range(0, x.shape[0], rows):
+        yield x[start : start + rows]
+
+
+def npy_row_blocks(path: Path, x: np.ndarray) -> Iterator[np.ndarray]:
+    """The data of the ``.npy`` file at ``path`` in blocks of rows, *read* rather than
+    memory-mapped (every page of a map that is touched counts in the process's RSS until
+    it is unmapped). ``x`` is the file's memory map (``np.load(path, mmap_mode="r")``,
+    C order), used for its dtype, shape and data offset only."""
+    assert isinstance(x, np.memmap) and x.flags.c_contiguous
+    width = int(np.prod(x.shape[1:], dtype=np.int64))
+    rows = block_rows(width)
+    with path.open("rb") as handle:
+        handle.seek(x.offset)
+        for start in range(0, x.shape[0], rows):
+            count = min(rows, x.shape[0] - start)
+            block = np.fromfile(handle, dtype=x.dtype, count=count * width)
+            if block.size != count * width:
+                raise ValueError(f"{path} ends before its {x.shape[0]} rows")
+            yield block.reshape(count, *x.shape[1:])
+
+
+def feature_stats(
+    x: np.ndarray, blocks: Iterable[np.ndarray] | None = None
+) -> dict[str, list[float]]:
     """Per-feature mean / std / min / max of ``x`` (n, d), computed in float64 over blocks
-    of :data:`STATS_ROWS` rows (so a memory-mapped ``x`` is never copied whole) and given
-    in the data's own precision (float32: shortest decimals, 6.8 and not 6.800000190734863)."""
+    of :data:`BLOCK_BYTES` (``blocks`` when given: x's rows in order, e.g. read from its
+    file; so x is never copied whole) and given in the data's own precision (float32:
+    shortest decimals, 6.8 and not 6.800000190734863)."""
     count = 0
     mean = m2 = low = high = np.zeros(0)
-    for start in range(0, x.shape[0], STATS_ROWS):
-        block = x[start : start + STATS_ROWS].astype(np.float64)
+    for rows in row_blocks(x) if blocks is None else blocks:
+        block = rows.astype(np.float64)
         n, block_mean = block.shape[0], block.mean(axis=0)
         block_m2 = ((block - block_mean) ** 2).sum(axis=0)
         if count == 0:
@@ -141,12 +179,25 @@ def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
     return {name: jsoncodec.plain(values.astype(precision)) for name, values in columns.items()}
 
 
-def content_hash(x: np.ndarray, y: np.ndarray) -> str:
-    """SHA-256 of x (float32, C order) then y (its dtype, C order), with shapes and dtypes
-    (hashed in blocks of rows: the same digest as the whole arrays' bytes)."""
-    digest = hashlib.sha256()
-    for array in (x, y):
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        for start in range(0, max(array.shape[0], 1), STATS_ROWS):
-            digest.update(np.ascontiguousarray(array[start : start + STATS_ROWS]).tobytes())
-    return digest.hexdigest()
+class ContentHash:
+    """SHA-256 of arrays, each fed as its dtype and shape then its rows in C order, in
+    blocks (the same digest as the whole arrays' bytes)."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def begin(self, array: np.ndarray) -> None:
+        self._digest.update(f"{array.dtype.str}{array.shape}".encode())
+
+    def update(self, block: np.ndarray) -> None:
+        # A C-contiguous block is hashed through the buffer protocol: no copy.
+        self._digest.update(np.ascontiguousarray(block).data)
+
+    def passing(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``blocks`` unchanged, each hashed on its way."""
+        for block in blocks:
+            self.update(block)
+            yield block
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

@@ -19,7 +19,13 @@ from app.config import Settings
 from app.engine.datasets import generate
 from app.engine.labels import describe_labels
 from app.services import jsoncodec
-from app.services.arrays import content_hash, feature_matrix, feature_stats, label_array
+from app.services.arrays import (
+    ContentHash,
+    feature_matrix,
+    feature_stats,
+    label_array,
+    npy_row_blocks,
+)
 from app.services.errors import Invalid, Loc, invalid_at
 from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.services.quota import check_owner_bytes
@@ -63,8 +69,14 @@ def store_dataset_files(
     if y.shape[0] != x.shape[0]:
         raise Invalid(f"x has {x.shape[0]} rows but y has {y.shape[0]} labels", (*loc, "y"))
     label_kind, classes = describe_labels(y)
-    stats, sha256, n_features = feature_stats(x), content_hash(x, y), int(x.shape[1])
-    del x  # the memory map: the file can go once stored
+    # One pass over x's file for its statistics and content hash, read in blocks.
+    digest = ContentHash()
+    digest.begin(x)
+    stats = feature_stats(x, digest.passing(npy_row_blocks(x_path, x)))
+    digest.begin(y)
+    digest.update(y)
+    sha256, n_features = digest.hexdigest(), int(x.shape[1])
+    del x  # the memory map (never read): the file can go once stored
     x_ref, y_ref = blobs.put_file(x_path), blobs.put_file(y_path)
     row = Dataset(
         owner_id=owner_id,

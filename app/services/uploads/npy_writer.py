@@ -8,7 +8,6 @@ computed on each block as it passes, so nothing needs a second read of the data.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -115,17 +114,3 @@ class NpyWriter:
             self.close()
         else:
             self.abort()
-
-
-def content_hash_of_files(x_path: Path, y: np.ndarray, rows: int, width: int) -> str:
-    """The dataset content hash (``app.services.arrays.content_hash``'s definition) of the
-    x stored at ``x_path`` (float32 (rows, width)) and labels ``y``, reading x in blocks."""
-    digest = hashlib.sha256()
-    digest.update(f"{DTYPE.str}{(rows, width)}".encode())
-    with x_path.open("rb") as handle:
-        handle.seek(len(MAGIC) + 2 + HEADER_LENGTH)
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    digest.update(f"{y.dtype.str}{y.shape}".encode())
-    digest.update(np.ascontiguousarray(y).tobytes())
-    return digest.hexdigest()
