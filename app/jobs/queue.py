@@ -120,15 +120,21 @@ def enqueue(
     session: Session,
     *,
     owner_id: int,
-    network_id: str,
+    network_id: str | None,
     dataset_id: str,
     init_model_id: str | None,
     network_config: dict[str, Any],
     options: dict[str, Any],
     epochs: int,
+    sweep_id: str | None = None,
+    trial_index: int | None = None,
 ) -> Job:
-    """Add a queued job (flushed, so ``job.id`` is set); it runs once the caller commits."""
+    """Add a queued job (flushed, so ``job.id`` is set); it runs once the caller commits.
+    A sweep's trial has ``sweep_id`` and ``trial_index`` (and ``epochs``, its first
+    rung's target under halving, may be below ``options["epochs"]``)."""
     job = Job(
+        sweep_id=sweep_id,
+        trial_index=trial_index,
         owner_id=owner_id,
         network_id=network_id,
         dataset_id=dataset_id,

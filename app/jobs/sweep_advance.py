@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.storage.tables import ACTIVE_STATUSES, Job, JobStatus, Model, Sweep, utcnow
@@ -67,7 +67,7 @@ def trial_ended(session: Session, job_id: str) -> None:
     if sweep is None or sweep.status in SWEEP_TERMINAL:
         return
     rows = session.execute(
-        select(Job.id, Job.status, Job.epochs, Job.checkpoint_sha256, Model.metrics)
+        select(Job.id, Job.status, Job.epochs, Job.options, Job.checkpoint_sha256, Model.metrics)
         .outerjoin(Model, Model.job_id == Job.id)
         .where(Job.sweep_id == sweep_id)
     ).all()
@@ -97,7 +97,7 @@ def _promote(session: Session, sweep: Sweep, rung: list[Any], target: int) -> bo
     """Queue the best of a finished rung for the next; False when there is no next rung
     (or no trial that can continue), and the sweep ends."""
     strategy = sweep.strategy
-    epochs = int(sweep.job["epochs"])
+    epochs = int(rung[0].options["epochs"])  # the same for every trial (not in the grid)
     targets = rung_targets(int(strategy["min_epochs"]), int(strategy["factor"]), epochs)
     later = [t for t in targets if t > target]
     if not later:
@@ -129,3 +129,21 @@ def _promote(session: Session, sweep: Sweep, rung: list[Any], target: int) -> bo
         execution_options={"synchronize_session": False},
     )
     return True
+
+
+def cancel_trials(session: Session, sweep_id: str) -> None:
+    """Cancel a sweep's queued trials now and ask its running ones to stop (their workers
+    end them within a batch, without a model). Finished trials keep theirs."""
+    queued = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
+    running = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.RUNNING)
+    ended = {
+        "status": JobStatus.CANCELLED,
+        "finished_at": utcnow(),
+        "cancel_requested": True,
+        "checkpoint_sha256": None,
+    }
+    no_sync = {"synchronize_session": False}
+    session.execute(update(Job).where(queued).values(**ended), execution_options=no_sync)
+    session.execute(
+        update(Job).where(running).values(cancel_requested=True), execution_options=no_sync
+    )
