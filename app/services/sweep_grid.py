@@ -27,6 +27,7 @@ ROOTS = ("network", "job")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform")
 IDS = ("network_id", "dataset_id", "init_model_id")  # a sweep's job body names none
 MAX_TRIALS = 1000
+MAX_PATH = 200
 
 
 def _loc(path: str) -> tuple[str, ...]:
@@ -37,6 +38,8 @@ def check_path(path: str, strategy: str) -> None:
     """422 at the path for one that names neither body, an id, or (halving) the epochs,
     which halving sets itself."""
     root, _, rest = path.partition(".")
+    if len(path) > MAX_PATH:
+        raise Invalid(f"a grid path has at most {MAX_PATH} characters", _loc(path[:MAX_PATH]))
     if root not in ROOTS or not rest or "" in rest.split("."):
         raise Invalid(f"a grid path starts with network. or job., not {path!r}", _loc(path))
     if root == "job" and rest.split(".")[0] in IDS:

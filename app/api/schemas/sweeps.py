@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.api.schemas.common import Name
 from app.services.sweep_view import SweepView, TrialView
@@ -59,7 +59,7 @@ class HalvingStrategy(BaseModel):
 
 
 Strategy = Annotated[GridStrategy | RandomStrategy | HalvingStrategy, Field(discriminator="name")]
-GridValues = Annotated[list[Any], Field(min_length=1, max_length=1000)] | dict[str, Any]
+GridValues = Annotated[list[JsonValue], Field(min_length=1, max_length=1000)] | dict[str, JsonValue]
 
 
 class SweepCreate(BaseModel):
@@ -108,11 +108,11 @@ class SweepCreate(BaseModel):
 
     name: Name
     dataset_id: str = Field(max_length=64)
-    network: dict[str, Any] = Field(description="A POST /v1/networks body without its name")
-    job: dict[str, Any] = Field(
+    network: dict[str, JsonValue] = Field(description="A POST /v1/networks body without its name")
+    job: dict[str, JsonValue] = Field(
         default_factory=dict, description="A POST /v1/jobs body without its ids"
     )
-    grid: dict[Annotated[str, Field(max_length=200)], GridValues] = Field(
+    grid: dict[str, GridValues] = Field(
         min_length=1,
         max_length=20,
         description="Dotted path into network or job (job.optimizer.learning_rate, "
@@ -128,7 +128,7 @@ class SweepCreate(BaseModel):
 
 class TrialRead(BaseModel):
     index: int
-    params: dict[str, Any] = Field(description="The trial's value of each grid path")
+    params: dict[str, JsonValue] = Field(description="The trial's value of each grid path")
     job_id: str
     status: JobStatus
     score: float | None = Field(description="The sweep's metric of the trial's model")
@@ -152,7 +152,7 @@ class TrialRead(BaseModel):
 
 class BestTrial(BaseModel):
     index: int
-    params: dict[str, Any]
+    params: dict[str, JsonValue]
     score: float
     model_id: str | None
     job_id: str
@@ -165,10 +165,10 @@ class SweepRead(BaseModel):
     status: JobStatus
     metric: SweepMetric
     maximise: bool = Field(description="Whether a larger score is better")
-    strategy: dict[str, Any]
-    grid: dict[str, Any]
-    network: dict[str, Any]
-    job: dict[str, Any]
+    strategy: dict[str, JsonValue]
+    grid: dict[str, JsonValue]
+    network: dict[str, JsonValue]
+    job: dict[str, JsonValue]
     max_parallel: int | None
     trials: list[TrialRead]
     best: BestTrial | None
