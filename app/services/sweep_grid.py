@@ -98,7 +98,7 @@ def trial_params(grid: Mapping[str, Any], strategy: Mapping[str, Any]) -> list[d
                 if isinstance(values, Mapping):
                     trial[path] = _draw(rng, *_distribution(path, values))
                 else:
-                    trial[path] = copy.deepcopy(values[int(rng.integers(len(values)))])
+                    trial[path] = values[int(rng.integers(len(values)))]  # apply() copies
             trials.append(trial)
         return trials
     count = math.prod(len(values) for values in grid.values())
