@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from app.api import datasets, evaluations, jobs, models, networks, ops, predict
+from app.api import datasets, evaluations, jobs, models, networks, ops, predict, sweeps
 from app.api import openapi as api_document
 from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
@@ -31,6 +31,8 @@ from app.api.docs import mount_docs
 from app.api.prometheus import MetricsMiddleware
 from app.api.schemas.events import EndEvent, EpochEvent, FindingsEvent, JobFindings
 from app.api.schemas.jobs import JobEnd
+from app.api.schemas.sweep_events import SweepEndEvent, TrialEvent
+from app.api.schemas.sweeps import SweepEnd, TrialRead
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.config import Settings, get_settings
 from app.services.errors import ServiceError
@@ -195,12 +197,16 @@ def create_app(
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops
     # router (probes, scrapes); their paths overlap nothing after them.
-    for module in (predict, ops, datasets, networks, jobs, models, evaluations):
+    for module in (predict, ops, datasets, networks, jobs, sweeps, models, evaluations):
         app.include_router(module.router)
     mount_docs(app)
     _mount_ui(app)
     api_document.install(
-        app, extra_models=[JobEnd, JobFindings, EpochEvent, FindingsEvent, EndEvent]
+        app,
+        extra_models=[
+            *(JobEnd, JobFindings, EpochEvent, FindingsEvent, EndEvent),
+            *(TrialRead, SweepEnd, TrialEvent, SweepEndEvent),
+        ],
     )
     return app
 

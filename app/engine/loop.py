@@ -138,6 +138,9 @@ class EpochLoop:
 
     def __init__(self, network: Network, data: TrainingData, options: TrainingOptions) -> None:
         self.network, self.data, self.options = network, data, options
+        # Pause at this epoch count (a sweep's rung) though options.epochs is further on;
+        # the schedule still runs over options.epochs and a later run continues.
+        self.stop_at: int | None = None
         n = data.train_count
         size = min(options.batch_size, n)
         # Per-layer statistics (``diagnostics``) want the gradient beside the activations.
@@ -230,7 +233,8 @@ class EpochLoop:
         """
         options, progress = self.options, self.progress
         schedule = schedules.get(options.lr_schedule.name)
-        while progress.epoch < options.epochs and not progress.early_stopped:
+        target = min(options.epochs, self.stop_at or options.epochs)
+        while progress.epoch < target and not progress.early_stopped:
             rate = schedule(
                 options.optimizer.learning_rate, progress.epoch, options.epochs, options.lr_schedule
             )
@@ -250,7 +254,8 @@ class EpochLoop:
             entry = self._end_epoch(rate)
             if on_epoch is not None:
                 on_epoch(dict(entry))
-        if options.early_stopping is not None:
+        paused = progress.epoch < options.epochs and not progress.early_stopped
+        if options.early_stopping is not None and not paused:
             self.network.params[...] = self.best_params
         return False
 

@@ -130,7 +130,16 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
 
 
 def build_trainer(inputs: JobInputs) -> Trainer:
-    """A fresh Trainer, or one resumed from the job's last checkpoint."""
+    """A fresh Trainer, or one resumed from the job's last checkpoint. It trains up to the
+    job's ``epochs`` column, which a sweep's halving trial holds below its options' epochs
+    until promoted (app/jobs/sweep_advance.py)."""
+    trainer = _new_trainer(inputs)
+    if inputs.epochs < trainer.options.epochs:
+        trainer.loop.stop_at = inputs.epochs
+    return trainer
+
+
+def _new_trainer(inputs: JobInputs) -> Trainer:
     if inputs.checkpoint is not None:
         return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y)
     init_model = None
@@ -304,6 +313,7 @@ class JobRun:
                 progress,
                 model,
                 before_commit=_crash_hook("before_final_commit"),
+                checkpoint_sha256=self._paused_checkpoint(),
             )
             faults.crash_point("after_final_commit")
             log.info("job %s: succeeded, model %s", job_id, model_id)
@@ -331,6 +341,16 @@ class JobRun:
         log.info("job %s: released back to the queue", job_id)
         queue.release(self.db, self.claim)
         return False
+
+    def _paused_checkpoint(self) -> str | None:
+        """A checkpoint blob when the run paused short of its options' epochs (a sweep's
+        rung), so that a promotion continues it; None when training is complete."""
+        trainer = self._trainer
+        assert trainer is not None
+        progress = trainer.progress
+        if progress.early_stopped or progress.epoch >= trainer.options.epochs:
+            return None
+        return self.blobs.put_bytes(trainer.checkpoint()).sha256
 
     def _fail_over_time(self, progress: queue.Progress) -> bool:
         """End ``failed`` at the time limit, keeping the best model so far (the time was

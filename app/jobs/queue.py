@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, func, select, true, update
 from sqlalchemy.orm import Session
 
+from app.jobs import fairness, sweep_advance
 from app.storage.database import Database
 from app.storage.tables import Job, JobStatus, Model, utcnow
 
@@ -119,15 +120,21 @@ def enqueue(
     session: Session,
     *,
     owner_id: int,
-    network_id: str,
+    network_id: str | None,
     dataset_id: str,
     init_model_id: str | None,
     network_config: dict[str, Any],
     options: dict[str, Any],
     epochs: int,
+    sweep_id: str | None = None,
+    trial_index: int | None = None,
 ) -> Job:
-    """Add a queued job (flushed, so ``job.id`` is set); it runs once the caller commits."""
+    """Add a queued job (flushed, so ``job.id`` is set); it runs once the caller commits.
+    A sweep's trial has ``sweep_id`` and ``trial_index`` (and ``epochs``, its first
+    rung's target under halving, may be below ``options["epochs"]``)."""
     job = Job(
+        sweep_id=sweep_id,
+        trial_index=trial_index,
         owner_id=owner_id,
         network_id=network_id,
         dataset_id=dataset_id,
@@ -160,6 +167,8 @@ def request_cancel(session: Session, job: Job, *, keep_model: bool = False) -> b
         {"cancel_requested": True, "keep_model": keep_model},
     )
     session.refresh(job)
+    if job.status == JobStatus.CANCELLED:
+        sweep_advance.trial_ended(session, job.id)
     return flagged is not None
 
 
@@ -177,13 +186,17 @@ def has_queued(db: Database) -> bool:
 
 
 def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
-    """Take the oldest queued job, or None when the queue is empty. Counts an attempt."""
+    """Take the next queued job, or None when none may start. Counts an attempt.
+
+    Fair across owners: the job of the owner with the fewest running jobs goes first, the
+    oldest among equals (so one owner's 200-trial sweep does not starve another owner's
+    single job). A sweep's trial waits while its sweep runs ``max_parallel`` trials."""
     token = secrets.token_hex(16)
     now = utcnow()
     oldest = (
         select(Job.id)
-        .where(Job.status == JobStatus.QUEUED)
-        .order_by(Job.created_at, Job.id)
+        .where(Job.status == JobStatus.QUEUED, fairness.may_start())
+        .order_by(*fairness.claim_order())
         .limit(1)
         .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
         .scalar_subquery()
@@ -280,15 +293,21 @@ def finish(
     model: TrainedModel,
     *,
     before_commit: BeforeCommit | None = None,
+    checkpoint_sha256: str | None = None,
 ) -> str | None:
-    """In ONE transaction: the job succeeds with its final metrics and its model is stored.
-    Returns the model id, or None (and nothing written) when the lease is lost."""
+    """In ONE transaction: the job succeeds with its final metrics and its model is stored
+    (and, for a sweep's trial, the sweep advances). A ``checkpoint_sha256`` is kept for a
+    later continuation (a paused sweep trial). Returns the model id, or None (and nothing
+    written) when the lease is lost."""
     values = {**_progress_values(progress), **_ended(JobStatus.SUCCEEDED)}
+    if checkpoint_sha256 is not None:
+        values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
     with db.session() as session:
         row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
         if row is None:
             return None
         model_id = _store_model(session, claim, model, row)
+        sweep_advance.trial_ended(session, claim.job_id)
         if before_commit is not None:
             before_commit()
     return model_id
@@ -303,6 +322,8 @@ def finish_cancelled(
         row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
         if row is not None and model is not None:
             _store_model(session, claim, model, row)
+        if row is not None:
+            sweep_advance.trial_ended(session, claim.job_id)
     return row is not None
 
 
@@ -321,6 +342,8 @@ def fail(
         row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
         if row is not None and model is not None:
             _store_model(session, claim, model, row)
+        if row is not None:
+            sweep_advance.trial_ended(session, claim.job_id)
     return row is not None
 
 
@@ -334,11 +357,15 @@ def release(db: Database, claim: Claim) -> bool:
         "lease_expires_at": None,
     }
     with db.session() as session:
-        row = _update(
+        cancelled = _update(
             session,
             and_(_fenced(claim), Job.cancel_requested.is_(True)),
             _ended(JobStatus.CANCELLED),
-        ) or _update(session, _fenced(claim), back_to_queue)
+        )
+        if cancelled is not None:
+            sweep_advance.trial_ended(session, claim.job_id)
+            return True
+        row = _update(session, _fenced(claim), back_to_queue)
     return row is not None
 
 
@@ -361,5 +388,9 @@ def requeue_expired(db: Database, *, max_attempts: int) -> int:
     with db.session() as session:
         for condition, values in rules:
             statement = update(Job).where(expired, condition).values(**values).returning(Job.id)
-            handled += len(session.execute(statement, execution_options=_NO_SYNC).all())
+            ids = session.scalars(statement, execution_options=_NO_SYNC).all()
+            if values["status"] != JobStatus.QUEUED:
+                for job_id in ids:
+                    sweep_advance.trial_ended(session, job_id)
+            handled += len(ids)
     return handled

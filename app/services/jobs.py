@@ -43,7 +43,7 @@ def submit_job(
     normalised = training_options(options)
     epochs = int(normalised["epochs"])
     with db.session() as session:
-        _check_active_jobs(session, settings, owner_id)
+        check_active_jobs(session, settings, owner_id)
         network = get_owned(
             session, Network, network_id, owner_id=owner_id, loc=("body", "network_id")
         )
@@ -70,25 +70,9 @@ def submit_job(
             check_init_model(network.config, init_model.config, dataset)
             init_classes = init_model.config.get("classes")
         check_labels_fit(network.config, dataset, init_classes)
-        sample_epochs = epochs * dataset.n_samples
-        if sample_epochs > settings.max_job_sample_epochs:
-            raise LimitExceeded(
-                "epochs x samples",
-                sample_epochs,
-                setting="BACKPROP_MAX_JOB_SAMPLE_EPOCHS",
-                limit=settings.max_job_sample_epochs,
-                loc=("body", "epochs"),
-                status_code=422,
-            )
-        cost = sample_epochs * network.parameter_count
-        if cost > settings.max_job_cost:
-            raise LimitExceeded(
-                "the job's cost (epochs x samples x parameters)",
-                cost,
-                setting="BACKPROP_MAX_JOB_COST",
-                limit=settings.max_job_cost,
-                loc=("body", "epochs"),
-            )
+        check_job_size(
+            settings, epochs=epochs, n_samples=dataset.n_samples, parameters=network.parameter_count
+        )
         # The model the job will store: about 4 bytes per parameter (float32 weights).
         model_bytes = 4 * network.parameter_count
         check_owner_bytes(
@@ -106,13 +90,44 @@ def submit_job(
         )
 
 
-def _check_active_jobs(session: Session, settings: Settings, owner_id: int) -> None:
+def check_job_size(
+    settings: Settings,
+    *,
+    epochs: int,
+    n_samples: int,
+    parameters: int,
+    loc: tuple[str | int, ...] = ("body", "epochs"),
+) -> None:
+    """422 over BACKPROP_MAX_JOB_SAMPLE_EPOCHS, 413 over BACKPROP_MAX_JOB_COST."""
+    sample_epochs = epochs * n_samples
+    if sample_epochs > settings.max_job_sample_epochs:
+        raise LimitExceeded(
+            "epochs x samples",
+            sample_epochs,
+            setting="BACKPROP_MAX_JOB_SAMPLE_EPOCHS",
+            limit=settings.max_job_sample_epochs,
+            loc=loc,
+            status_code=422,
+        )
+    cost = sample_epochs * parameters
+    if cost > settings.max_job_cost:
+        raise LimitExceeded(
+            "the job's cost (epochs x samples x parameters)",
+            cost,
+            setting="BACKPROP_MAX_JOB_COST",
+            limit=settings.max_job_cost,
+            loc=loc,
+        )
+
+
+def check_active_jobs(session: Session, settings: Settings, owner_id: int) -> None:
+    """429 when the owner has BACKPROP_MAX_ACTIVE_JOBS active; a sweep counts as one."""
     # Lock the owner row (PostgreSQL) so two submits cannot both take the last slot;
     # SQLite's write transactions are serialised already.
     session.scalar(select(Owner.id).where(Owner.id == owner_id).with_for_update())
     active = (
         session.scalar(
-            select(func.count())
+            select(func.count(func.distinct(func.coalesce(Job.sweep_id, Job.id))))
             .select_from(Job)
             .where(Job.owner_id == owner_id, Job.status.in_(ACTIVE_STATUSES))
         )

@@ -11,11 +11,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ExecutableOption
 
 from app.services.errors import Conflict, NotFound
-from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, Model, Network
+from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, Model, Network, Sweep
 
-Row = TypeVar("Row", Dataset, Network, Job, Model)
+Row = TypeVar("Row", Dataset, Network, Job, Model, Sweep)
 
-_NAMES: dict[type, str] = {Dataset: "dataset", Network: "network", Job: "job", Model: "model"}
+_NAMES: dict[type, str] = {
+    Dataset: "dataset",
+    Network: "network",
+    Job: "job",
+    Model: "model",
+    Sweep: "sweep",
+}
 
 
 def get_owned(

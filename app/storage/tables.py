@@ -171,6 +171,38 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A sweep's trial (app/jobs/sweep_advance.py): its sweep and its index in the sweep.
+    sweep_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), index=True, default=None
+    )
+    trial_index: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class Sweep(Base):
+    """A hyperparameter search; its trials are ordinary jobs (``jobs.sweep_id``).
+
+    ``network`` and ``job`` are the base bodies, ``grid`` maps a dotted path to its
+    alternatives (or a distribution), ``trials`` holds each trial's params by path,
+    ``strategy`` is ``{"name": "grid" | "random" | "halving", ...}``."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("swp"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    network: Mapped[dict[str, Any]] = mapped_column(JSON)
+    job: Mapped[dict[str, Any]] = mapped_column(JSON)
+    grid: Mapped[dict[str, Any]] = mapped_column(JSON)
+    strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trials: Mapped[list[Any]] = mapped_column(JSON)  # params by path, one dict per trial
+    metric: Mapped[str] = mapped_column(String(64))
+    max_parallel: Mapped[int | None] = mapped_column(Integer, default=None)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Model(Base):

@@ -33,6 +33,7 @@ def _ids() -> dict[str, str]:
             ("network_id", "net"),
             ("job_id", "job"),
             ("model_id", "mdl"),
+            ("sweep_id", "swp"),
         )
     }
 

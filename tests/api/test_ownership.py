@@ -8,12 +8,13 @@ from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, auth, import_model, make_network
 from tests.api.openapi_ops import Operation, operations
 
-ID_PARAMS = {
+OBJECT_PARAMS = {
     "dataset_id": "datasets",
     "network_id": "networks",
     "job_id": "jobs",
     "model_id": "models",
 }
+ID_PARAMS = {**OBJECT_PARAMS, "sweep_id": "sweeps"}  # a sweep's trials are jobs of their own
 
 
 def _objects(client: ApiClient, key: str) -> dict[str, str]:
@@ -37,6 +38,21 @@ def _objects(client: ApiClient, key: str) -> dict[str, str]:
         "job_id": job.json()["id"],
         "model_id": model["id"],
     }
+
+
+def _with_sweep(client: ApiClient, key: str, ids: dict[str, str]) -> dict[str, str]:
+    """``ids`` and a queued one-trial sweep on its dataset."""
+    body = {
+        "name": "s",
+        "dataset_id": ids["dataset_id"],
+        "network": {"input_size": 2, "layers": [{"units": 1, "activation": "sigmoid"}]},
+        "job": {"epochs": 5},
+        "grid": {"job.optimizer.learning_rate": [0.1]},
+        "strategy": {"name": "grid"},
+    }
+    sweep = client.post("/v1/sweeps", json=body, headers=auth(key))
+    assert sweep.status_code == 202, sweep.text
+    return {**ids, "sweep_id": sweep.json()["id"]}
 
 
 def _missing(ids: dict[str, str]) -> dict[str, str]:
@@ -69,7 +85,8 @@ def _call(client: ApiClient, op: Operation, ids: dict[str, str], key: str) -> An
 
 def test_foreign_ids_are_answered_like_missing_ones(make_client: MakeClient, keys: Keys) -> None:
     client = make_client()
-    mine, theirs = _objects(client, keys.alice), _objects(client, keys.bob)
+    mine = _with_sweep(client, keys.alice, _objects(client, keys.alice))
+    theirs = _with_sweep(client, keys.bob, _objects(client, keys.bob))
     # Warm alice's model into the cache so bob's predict meets the cached path too.
     warm = client.post(
         f"/v1/models/{mine['model_id']}/predict", json={"x": [[0, 0]]}, headers=auth(keys.alice)
@@ -95,7 +112,7 @@ def test_foreign_ids_are_answered_like_missing_ones(make_client: MakeClient, key
 def test_lists_are_disjoint(make_client: MakeClient, keys: Keys) -> None:
     client = make_client()
     mine, theirs = _objects(client, keys.alice), _objects(client, keys.bob)
-    for resource in ID_PARAMS.values():
+    for resource in OBJECT_PARAMS.values():
         seen = {}
         for key in (keys.alice, keys.bob):
             page = client.get(f"/v1/{resource}", headers=auth(key)).json()

@@ -10,6 +10,7 @@ import { jobsPage } from "./views/jobs.js";
 import { modelPage, modelsPage } from "./views/models.js";
 import { networkPage, networksPage } from "./views/networks.js";
 import { overviewPage } from "./views/overview.js";
+import { sweepPage, sweepsPage } from "./views/sweeps.js";
 
 const ROUTES = [
   [/^\/?$/, overviewPage, "overview"],
@@ -19,6 +20,8 @@ const ROUTES = [
   [/^\/networks\/([^/]+)$/, networkPage, "networks"],
   [/^\/jobs$/, jobsPage, "jobs"],
   [/^\/jobs\/([^/]+)$/, jobPage, "jobs"],
+  [/^\/sweeps$/, sweepsPage, "sweeps"],
+  [/^\/sweeps\/([^/]+)$/, sweepPage, "sweeps"],
   [/^\/models$/, modelsPage, "models"],
   [/^\/models\/([^/]+)$/, modelPage, "models"],
   [/^\/help$/, helpPage, "help"],

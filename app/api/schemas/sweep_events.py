@@ -1,0 +1,51 @@
+"""The events of GET /v1/sweeps/{id}/events (Server-Sent Events), as named schemas:
+TrialRead for ``trial`` events, SweepEnd for ``end``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+REF = "#/components/schemas/"
+
+
+def _json_of(name: str) -> Any:
+    """A ``data`` field: a string holding JSON of the component ``name``."""
+    return Field(
+        description=f"JSON: {name}",
+        json_schema_extra={
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": REF + name},
+        },
+    )
+
+
+class TrialEvent(BaseModel):
+    """``event: trial``: a trial ended (under halving: ended a rung)."""
+
+    event: Literal["trial"]
+    id: str = Field(description="How many trial events the stream has sent")
+    data: str = _json_of("TrialRead")
+
+
+class SweepEndEvent(BaseModel):
+    """``event: end``: the sweep's final state; the stream then closes."""
+
+    event: Literal["end"]
+    id: str | None = None
+    data: str = _json_of("SweepEnd")
+
+
+SWEEP_EVENT_STREAM_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "string",
+            "description": "The stream as text: per ended trial `id: <n>`, `event: trial`, "
+            "`data: <TrialRead>`; then `event: end`, `data: <SweepEnd>`; `: keep-alive` "
+            "comments between",
+        },
+        {"$ref": REF + "TrialEvent"},
+        {"$ref": REF + "SweepEndEvent"},
+    ]
+}

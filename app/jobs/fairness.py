@@ -1,0 +1,37 @@
+"""Which queued job a worker claims next (the ORDER BY and WHERE of the queue's claim).
+
+- Owners take turns: the queued job of the owner with the fewest running jobs goes
+  first, the oldest among equals, so one owner's 200-trial sweep does not starve another
+  owner's single job.
+- A sweep's trial waits while its sweep already runs ``max_parallel`` trials.
+
+Both are correlated subqueries over ``jobs`` (indexed by owner_id and sweep_id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import aliased
+
+from app.storage.tables import Job, JobStatus, Sweep
+
+
+def _running(where: ColumnElement[bool], other: type[Job]) -> Select[int]:
+    return select(func.count()).select_from(other).where(other.status == JobStatus.RUNNING, where)
+
+
+def claim_order() -> tuple[Any, ...]:
+    """Fewest running jobs of the job's owner first, then the oldest job."""
+    other = aliased(Job)
+    owner_running = _running(other.owner_id == Job.owner_id, other).scalar_subquery()
+    return (owner_running, Job.created_at, Job.id)
+
+
+def may_start() -> ColumnElement[bool]:
+    """True for a job outside a sweep, or in one below its ``max_parallel``."""
+    other = aliased(Job)
+    sweep_running = _running(other.sweep_id == Job.sweep_id, other).scalar_subquery()
+    cap = select(Sweep.max_parallel).where(Sweep.id == Job.sweep_id).scalar_subquery()
+    return or_(Job.sweep_id.is_(None), cap.is_(None), sweep_running < cap)

@@ -1,0 +1,149 @@
+"""A sweep moves on when one of its trials ends, in that trial's ending transaction.
+
+Called by every queue verb that ends a job (app/jobs/queue.py), with the job's row already
+updated. The sweep row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's writes are
+serialised anyway), so when the last trials of a rung end at once in two workers, the
+second sees the first's outcome and exactly one of them decides.
+
+- grid / random: the sweep ends once no trial is queued or running.
+- halving (successive halving): rung r trains every surviving trial to
+  ``t_r = min(min_epochs * factor**r, epochs)`` epochs. When the rung's last trial ends,
+  the best ``ceil(n_r / factor)`` by score are promoted: their rung model is deleted and
+  the same job is queued again with ``epochs = t_{r+1}``, keeping its checkpoint, so the
+  worker's resume path continues it from epoch ``t_r`` (app/jobs/attempt.py). The others
+  keep their models. The sweep ends after the rung whose target is ``epochs``.
+
+SQL only, like the queue: no engine, no HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.orm import Session
+
+from app.storage.tables import ACTIVE_STATUSES, Job, JobStatus, Model, Sweep, utcnow
+
+MAXIMISED = ("accuracy", "r2")  # every other metric (loss, mae) is minimised
+SWEEP_TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def maximised(metric: str) -> bool:
+    """Whether a larger ``metric`` is better: accuracy and r2 (val_ or not)."""
+    return metric.removeprefix("val_") in MAXIMISED
+
+
+def rung_targets(min_epochs: int, factor: int, epochs: int) -> list[int]:
+    """The epoch targets of successive halving's rungs, ending at ``epochs``."""
+    targets = [min(min_epochs, epochs)]
+    while targets[-1] < epochs:
+        targets.append(min(targets[-1] * factor, epochs))
+    return targets
+
+
+def score_of(metrics: dict[str, Any] | None, metric: str) -> float | None:
+    """The trial's score: ``metric`` of its model's metrics (the best epoch's with early
+    stopping, else the last's), or None without one."""
+    value = (metrics or {}).get(metric)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def ranked(scored: list[tuple[Any, float]], metric: str) -> list[Any]:
+    """Items ordered best first by their score under ``metric``'s direction."""
+    sign = -1.0 if maximised(metric) else 1.0
+    return [item for item, _ in sorted(scored, key=lambda pair: sign * pair[1])]
+
+
+def trial_ended(session: Session, job_id: str) -> None:
+    """Advance the sweep of job ``job_id`` (nothing for a job outside a sweep)."""
+    sweep_id = session.scalar(select(Job.sweep_id).where(Job.id == job_id))
+    if sweep_id is None:
+        return
+    sweep = session.scalars(
+        select(Sweep).where(Sweep.id == sweep_id).with_for_update()
+    ).one_or_none()
+    if sweep is None or sweep.status in SWEEP_TERMINAL:
+        return
+    rows = session.execute(
+        select(Job.id, Job.status, Job.epochs, Job.options, Job.checkpoint_sha256, Model.metrics)
+        .outerjoin(Model, Model.job_id == Job.id)
+        .where(Job.sweep_id == sweep_id)
+    ).all()
+    if sweep.strategy.get("name") == "halving":
+        top = max(row.epochs for row in rows)
+        rows = [row for row in rows if row.epochs == top]
+        if any(row.status in ACTIVE_STATUSES for row in rows):
+            return
+        promoted = _promote(session, sweep, rows, top)
+        # Checkpoints of trials that will not continue are dropped (the blobs go to gc).
+        session.execute(
+            update(Job)
+            .where(Job.sweep_id == sweep.id, Job.status.in_(SWEEP_TERMINAL))
+            .values(checkpoint_sha256=None),
+            execution_options={"synchronize_session": False},
+        )
+        if promoted:
+            return
+    elif any(row.status in ACTIVE_STATUSES for row in rows):
+        return
+    succeeded = any(row.status == JobStatus.SUCCEEDED for row in rows)
+    sweep.status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
+    sweep.finished_at = utcnow()
+
+
+def _promote(session: Session, sweep: Sweep, rung: list[Any], target: int) -> bool:
+    """Queue the best of a finished rung for the next; False when there is no next rung
+    (or no trial that can continue), and the sweep ends."""
+    strategy = sweep.strategy
+    epochs = int(rung[0].options["epochs"])  # the same for every trial (not in the grid)
+    targets = rung_targets(int(strategy["min_epochs"]), int(strategy["factor"]), epochs)
+    later = [t for t in targets if t > target]
+    if not later:
+        return False
+    keep = math.ceil(len(rung) / int(strategy["factor"]))
+    scored = [
+        (row.id, score)
+        for row in rung
+        if row.status == JobStatus.SUCCEEDED
+        and row.checkpoint_sha256 is not None  # early-stopped trials have nothing to continue
+        and (score := score_of(row.metrics, sweep.metric)) is not None
+    ]
+    promoted = ranked(scored, sweep.metric)[:keep]
+    if not promoted:
+        return False
+    session.execute(delete(Model).where(Model.job_id.in_(promoted)))
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(promoted))
+        .values(
+            status=JobStatus.QUEUED,
+            epochs=later[0],
+            finished_at=None,
+            attempts=0,
+            error=None,
+            cancel_requested=False,
+            keep_model=False,
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    return True
+
+
+def cancel_trials(session: Session, sweep_id: str) -> None:
+    """Cancel a sweep's queued trials now and ask its running ones to stop (their workers
+    end them within a batch, without a model). Finished trials keep theirs."""
+    queued = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
+    running = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.RUNNING)
+    ended = {
+        "status": JobStatus.CANCELLED,
+        "finished_at": utcnow(),
+        "cancel_requested": True,
+        "checkpoint_sha256": None,
+    }
+    no_sync = {"synchronize_session": False}
+    session.execute(update(Job).where(queued).values(**ended), execution_options=no_sync)
+    session.execute(
+        update(Job).where(running).values(cancel_requested=True), execution_options=no_sync
+    )

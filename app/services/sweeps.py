@@ -1,0 +1,177 @@
+"""Sweep verbs: create (every trial validated and its job queued in one transaction),
+read, list, cancel. Trials are ordinary jobs (app/jobs/sweep_advance.py moves a sweep on).
+
+A sweep counts as one active job for ``BACKPROP_MAX_ACTIVE_JOBS``; each trial is held to
+the per-job limits (sample-epochs, cost) and the owner's storage quota is checked for the
+models of all trials together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from app.config import Settings
+from app.engine import labels
+from app.jobs import queue, sweep_advance
+from app.services.errors import Conflict, Invalid, NotFound
+from app.services.fit import check_labels_fit
+from app.services.jobs import check_active_jobs, check_job_size, training_options
+from app.services.networks import build_network
+from app.services.ownership import get_owned, page
+from app.services.quota import check_owner_bytes
+from app.services.sweep_view import SweepView, view
+from app.storage.database import Database
+from app.storage.tables import Dataset, JobStatus, Sweep, utcnow
+
+PATH_LOC = ("path", "sweep_id")
+CLASSIFIER_METRICS = ("accuracy",)
+REGRESSION_METRICS = ("mae", "r2")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: its params by path and the validated network and job bodies they give
+    (the network body without a name, the job body without ids)."""
+
+    params: dict[str, Any]
+    network: dict[str, Any]
+    job: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    dataset_id: str
+    network: dict[str, Any]
+    job: dict[str, Any]
+    grid: dict[str, Any]
+    strategy: dict[str, Any]
+    metric: str
+    max_parallel: int | None
+
+
+def _check_metric(metric: str, loss: str, options: dict[str, Any]) -> None:
+    base = metric.removeprefix("val_")
+    fits = CLASSIFIER_METRICS if labels.task_of(loss) != "regression" else REGRESSION_METRICS
+    if base != "loss" and base not in fits:
+        raise Invalid(f"{metric} is not measured for a {loss} network", ("body", "metric"))
+    if metric.startswith("val_") and not options.get("validation_split"):
+        raise Invalid(f"{metric} needs job.validation_split > 0", ("body", "metric"))
+
+
+def create_sweep(
+    db: Database, settings: Settings, *, owner_id: int, spec: SweepSpec, trials: Sequence[TrialSpec]
+) -> SweepView:
+    """Check the dataset, every trial and the limits, then store the sweep and queue its
+    trials (under halving, each to the first rung's epochs)."""
+    built = []
+    for trial in trials:
+        network = build_network(settings, **trial.network)
+        options = training_options(trial.job)
+        _check_metric(spec.metric, network.loss, options)
+        built.append((network.get_config(), network.parameter_count, options))
+    first_rung: int | None = None
+    if spec.strategy["name"] == "halving":
+        epochs = int(built[0][2]["epochs"])
+        strategy = spec.strategy
+        first_rung = sweep_advance.rung_targets(
+            int(strategy["min_epochs"]), int(strategy["factor"]), epochs
+        )[0]
+    with db.session() as session:
+        check_active_jobs(session, settings, owner_id)
+        dataset = get_owned(
+            session,
+            Dataset,
+            spec.dataset_id,
+            owner_id=owner_id,
+            loc=("body", "dataset_id"),
+            for_update=True,
+        )
+        for config, parameters, options in built:
+            check_labels_fit(config, dataset, None)
+            check_job_size(
+                settings,
+                epochs=int(options["epochs"]),
+                n_samples=dataset.n_samples,
+                parameters=parameters,
+                loc=("body", "job", "epochs"),
+            )
+        model_bytes = sum(4 * parameters for _, parameters, _ in built)
+        check_owner_bytes(
+            session, settings, owner_id=owner_id, adding=model_bytes, loc=("body", "grid")
+        )
+        sweep = Sweep(
+            owner_id=owner_id,
+            name=spec.name,
+            dataset_id=dataset.id,
+            network=spec.network,
+            job=spec.job,
+            grid=spec.grid,
+            strategy=spec.strategy,
+            trials=[trial.params for trial in trials],
+            metric=spec.metric,
+            max_parallel=spec.max_parallel,
+        )
+        session.add(sweep)
+        session.flush()
+        for index, (config, _, options) in enumerate(built):
+            queue.enqueue(
+                session,
+                owner_id=owner_id,
+                network_id=None,
+                dataset_id=dataset.id,
+                init_model_id=None,
+                network_config=config,
+                options=options,
+                epochs=first_rung or int(options["epochs"]),
+                sweep_id=sweep.id,
+                trial_index=index,
+            )
+        session.flush()
+        return view(session, sweep)
+
+
+def get_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
+    with db.read_session() as session:
+        sweep = get_owned(session, Sweep, sweep_id, owner_id=owner_id, loc=PATH_LOC)
+        return view(session, sweep)
+
+
+def list_sweeps(
+    db: Database, *, owner_id: int, limit: int, offset: int
+) -> tuple[list[SweepView], int]:
+    """A page of the owner's sweeps, newest first, each with its trials."""
+    with db.read_session() as session:
+        rows, total = page(session, Sweep, owner_id=owner_id, limit=limit, offset=offset)
+        return [view(session, row) for row in rows], total
+
+
+def cancel_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
+    """Cancel the queued trials, stop the running ones; finished trials keep their models.
+    409 once the sweep has ended."""
+    with db.read_session() as session:
+        sweep = get_owned(session, Sweep, sweep_id, owner_id=owner_id, loc=PATH_LOC)
+        if sweep.status in sweep_advance.SWEEP_TERMINAL:
+            raise Conflict(f"the sweep has already finished ({sweep.status})", PATH_LOC)
+    with db.session() as session:
+        # The trials first, the sweep row after: the order in which a finishing worker
+        # takes them (its job row, then the sweep), so the two never wait on each other.
+        sweep_advance.cancel_trials(session, sweep_id)
+        row = session.scalars(select(Sweep).where(Sweep.id == sweep_id).with_for_update()).one()
+        if row.status not in sweep_advance.SWEEP_TERMINAL:
+            row.status, row.finished_at = JobStatus.CANCELLED, utcnow()
+    return get_sweep(db, owner_id=owner_id, sweep_id=sweep_id)
+
+
+def require_sweep(db: Database, *, owner_id: int, sweep_id: str) -> None:
+    """404 unless the owner has this sweep."""
+    with db.read_session() as session:
+        owned = session.scalar(
+            select(Sweep.id).where(Sweep.id == sweep_id, Sweep.owner_id == owner_id)
+        )
+    if owned is None:
+        raise NotFound("sweep", PATH_LOC)

@@ -1,0 +1,47 @@
+"""Helpers of the sweep tests: a small two-class dataset and sweep bodies on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tests.api.client import ApiClient
+
+_rng = np.random.default_rng(5)
+X = _rng.normal(size=(80, 2)).round(3)
+Y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+N_TRAIN = 64  # 80 rows, validation_split 0.2
+
+NETWORK: dict[str, Any] = {
+    "input_size": 2,
+    "layers": [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+    "seed": 1,
+}
+
+
+def make_data(client: ApiClient) -> str:
+    body = {"name": "lines", "x": X.tolist(), "y": Y.tolist()}
+    response = client.post("/v1/datasets", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def sweep_body(dataset_id: str, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "s",
+        "dataset_id": dataset_id,
+        "network": NETWORK,
+        "job": {"epochs": 3, "batch_size": 16, "validation_split": 0.2, "seed": 2},
+        "grid": {"job.optimizer.learning_rate": [0.01, 0.1]},
+        "strategy": {"name": "grid"},
+        "metric": "val_accuracy",
+    }
+    body.update(fields)
+    return body
+
+
+def create(client: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/v1/sweeps", json=body)
+    assert response.status_code == 202, response.text
+    return dict(response.json())

@@ -1,0 +1,102 @@
+"""Every grid path and value is checked before anything is stored: 422 naming the path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.storage.database import Database
+from app.storage.tables import Job
+from tests.api.client import ApiClient
+from tests.api.sweeps import make_data, sweep_body
+
+OUT = {"units": 1, "activation": "sigmoid"}
+CASES: list[tuple[dict[str, Any], list[Any]]] = [
+    (
+        {"grid": {"job.optimizer.learning_rte": [0.1]}},
+        ["body", "grid", "job.optimizer.learning_rte"],
+    ),
+    (
+        {"grid": {"job.optimizer.learning_rate": [0.1, -1]}},
+        ["body", "grid", "job.optimizer.learning_rate"],
+    ),
+    ({"grid": {"job.batch_size": [8, "many"]}}, ["body", "grid", "job.batch_size"]),
+    ({"grid": {"model.units": [1]}}, ["body", "grid", "model.units"]),
+    ({"grid": {"job.": [1]}}, ["body", "grid", "job."]),
+    ({"grid": {"job.dataset_id": ["ds_x"]}}, ["body", "grid", "job.dataset_id"]),
+    ({"grid": {"job.batch_size": []}}, ["body", "grid", "job.batch_size"]),
+    (
+        {"grid": {"network.layers": [[{"units": 0, "activation": "relu"}, OUT]]}},
+        ["body", "grid", "network.layers"],
+    ),
+    (
+        {"grid": {"network.layers": [[{"units": 3, "activation": "nope"}, OUT]]}},
+        ["body", "grid", "network.layers"],
+    ),
+    (
+        {"grid": {"job.optimizer.learning_rate": {"log_uniform": [0.1, 0.2]}}},
+        ["body", "grid", "job.optimizer.learning_rate"],
+    ),
+    (
+        {
+            "grid": {"job.epochs": [2, 4]},
+            "strategy": {"name": "halving", "factor": 2, "min_epochs": 1},
+        },
+        ["body", "grid", "job.epochs"],
+    ),
+    (
+        {
+            "grid": {"job.optimizer.learning_rate": {"log_uniform": [0, 1]}},
+            "strategy": {"name": "random", "trials": 2},
+        },
+        ["body", "grid", "job.optimizer.learning_rate", "log_uniform"],
+    ),
+    (
+        {
+            "grid": {"job.batch_size": {"int_uniform": [1.5, 4]}},
+            "strategy": {"name": "random", "trials": 2},
+        },
+        ["body", "grid", "job.batch_size", "int_uniform"],
+    ),
+    (
+        {"grid": {"job.l2": {"uniform": [1, 0]}}, "strategy": {"name": "random", "trials": 2}},
+        ["body", "grid", "job.l2", "uniform"],
+    ),
+    (
+        {"grid": {"job.l2": {"normal": [0, 1]}}, "strategy": {"name": "random", "trials": 2}},
+        ["body", "grid", "job.l2"],
+    ),
+    ({"network": {"input_size": 0, "layers": [OUT]}}, ["body", "network", "input_size"]),
+    ({"network": {"name": "n", "input_size": 2, "layers": [OUT]}}, ["body", "network", "name"]),
+    ({"job": {"network_id": "net_x"}}, ["body", "job", "network_id"]),
+    ({"job": {"validation_split": 0}}, ["body", "metric"]),  # val_ needs a validation split
+    ({"metric": "val_r2"}, ["body", "metric"]),  # a classifier has no r2
+    ({"strategy": {"name": "annealing"}}, ["body", "strategy"]),
+    ({"grid": {}}, ["body", "grid"]),
+]
+
+
+@pytest.mark.parametrize(("change", "loc"), CASES)
+def test_refusals_name_the_path(
+    client: ApiClient, db: Database, change: dict[str, Any], loc: list[Any]
+) -> None:
+    data = make_data(client)
+    response = client.post("/v1/sweeps", json=sweep_body(data, **change))
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"][:1]
+    assert error["loc"][: len(loc)] == loc, error
+    with db.read_session() as session:
+        assert session.query(Job).count() == 0
+    assert client.get("/v1/sweeps").json()["total"] == 0
+
+
+def test_the_dataset_must_fit_and_exist(client: ApiClient) -> None:
+    data = make_data(client)
+    response = client.post("/v1/sweeps", json=sweep_body("ds_0000000000000000"))
+    assert response.status_code == 404
+    assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+    wide = {"input_size": 3, "layers": [OUT]}
+    response = client.post("/v1/sweeps", json=sweep_body(data, network=wide))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]

@@ -1,0 +1,191 @@
+"""Sweeps through the API: grid, random (each distribution) and halving (promoted trials
+continue from their checkpoints), the per-owner job limit, cancel, list and events."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from app.storage.database import Database
+from app.storage.tables import Job
+from tests.api.client import ApiClient
+from tests.api.conftest import Keys, MakeClient, run_worker
+from tests.api.sweeps import N_TRAIN, create, make_data, sweep_body
+
+
+def test_grid_runs_every_combination_and_ranks_them(client: ApiClient, db: Database) -> None:
+    data = make_data(client)
+    grid = {"job.optimizer.learning_rate": [0.01, 0.3], "job.batch_size": [8, 32]}
+    sweep = create(client, sweep_body(data, grid=grid))
+    assert sweep["status"] == "queued" and sweep["best"] is None
+    assert [t["params"] for t in sweep["trials"]] == [
+        {"job.optimizer.learning_rate": lr, "job.batch_size": b}
+        for lr in (0.01, 0.3)
+        for b in (8, 32)
+    ]
+    run_worker(db)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "succeeded" and done["finished_at"] is not None
+    trials = done["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 4
+    for trial in trials:
+        job = client.get(f"/v1/jobs/{trial['job_id']}").json()
+        assert (
+            job["options"]["optimizer"]["learning_rate"]
+            == trial["params"]["job.optimizer.learning_rate"]
+        )
+        assert job["options"]["batch_size"] == trial["params"]["job.batch_size"]
+        assert job["model_id"] == trial["model_id"] is not None
+        assert trial["score"] == job["metrics"]["val_accuracy"]
+        assert trial["epochs_run"] == 3
+    best = max(trials, key=lambda t: t["score"])
+    assert done["best"]["score"] == best["score"] and done["maximise"] is True
+    assert done["best"]["model_id"] is not None
+
+
+def test_network_layers_vary_as_whole_lists_and_losses_are_minimised(
+    client: ApiClient, db: Database
+) -> None:
+    data = make_data(client)
+    out = {"units": 1, "activation": "sigmoid"}
+    layers = [[{"units": 2, "activation": "relu"}, out], [{"units": 6, "activation": "tanh"}, out]]
+    sweep = create(client, sweep_body(data, grid={"network.layers": layers}, metric="val_loss"))
+    run_worker(db)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    widths = []
+    for trial in done["trials"]:
+        model = client.get(f"/v1/models/{trial['model_id']}").json()
+        widths.append(model["architecture"]["layers"][0]["units"])
+    assert widths == [2, 6]
+    assert done["maximise"] is False
+    assert done["best"]["score"] == min(t["score"] for t in done["trials"])
+
+
+def test_random_draws_each_distribution_reproducibly(client: ApiClient, db: Database) -> None:
+    data = make_data(client)
+    grid = {
+        "job.optimizer.learning_rate": {"log_uniform": [0.001, 0.1]},
+        "job.l2": {"uniform": [0.0, 0.01]},
+        "job.batch_size": {"int_uniform": [4, 9]},
+        "job.shuffle": [True, False],
+    }
+    body = sweep_body(data, grid=grid, strategy={"name": "random", "trials": 12, "seed": 4})
+    first = create(client, body)
+    again = create(client, body)
+    other = create(client, {**body, "strategy": {"name": "random", "trials": 12, "seed": 5}})
+    params = [t["params"] for t in first["trials"]]
+    assert params == [t["params"] for t in again["trials"]]
+    assert params != [t["params"] for t in other["trials"]]
+    assert len(params) == 12
+    rates = [p["job.optimizer.learning_rate"] for p in params]
+    assert all(0.001 <= r <= 0.1 for r in rates) and len(set(rates)) == 12
+    assert any(r < 0.01 for r in rates) and any(r > 0.01 for r in rates)  # log scale
+    assert all(0.0 <= p["job.l2"] <= 0.01 for p in params)
+    sizes = [p["job.batch_size"] for p in params]
+    assert all(isinstance(s, int) and 4 <= s <= 9 for s in sizes) and len(set(sizes)) > 2
+    assert {p["job.shuffle"] for p in params} == {True, False}
+    run_worker(db)
+    done = client.get(f"/v1/sweeps/{first['id']}").json()
+    assert done["status"] == "succeeded"
+    for trial in done["trials"]:
+        options = client.get(f"/v1/jobs/{trial['job_id']}").json()["options"]
+        assert options["batch_size"] == trial["params"]["job.batch_size"]
+        assert options["l2"] == trial["params"]["job.l2"]
+
+
+def test_halving_continues_the_best_from_their_checkpoints(client: ApiClient, db: Database) -> None:
+    data = make_data(client)
+    rates = [0.001, 0.01, 0.05, 0.2]
+    body = sweep_body(
+        data,
+        job={"epochs": 8, "batch_size": 16, "validation_split": 0.2, "seed": 2},
+        grid={"job.optimizer.learning_rate": rates},
+        strategy={"name": "halving", "factor": 2, "min_epochs": 2},
+        metric="val_loss",
+    )
+    sweep = create(client, body)
+    assert [t["epochs"] for t in sweep["trials"]] == [2, 2, 2, 2]  # rung 0
+    run_worker(db)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "succeeded"
+    trials = done["trials"]
+    assert sorted(t["epochs_run"] for t in trials) == [2, 2, 4, 8]  # rungs 2 -> 4 -> 8
+    jobs = {t["index"]: client.get(f"/v1/jobs/{t['job_id']}").json() for t in trials}
+    # Each rung promoted the best half by val_loss at the rung's end.
+    at_two = {i: job["history"][1]["val_loss"] for i, job in jobs.items()}
+    promoted = sorted(at_two, key=at_two.__getitem__)[:2]
+    assert {t["index"] for t in trials if t["epochs_run"] >= 4} == set(promoted)
+    at_four = {i: jobs[i]["history"][3]["val_loss"] for i in promoted}
+    winner = min(at_four, key=at_four.__getitem__)
+    final = jobs[winner]
+    assert final["epoch"] == final["epochs"] == 8 and final["status"] == "succeeded"
+    assert [e["epoch"] for e in final["history"]] == list(range(1, 9))
+    # Continued, not restarted: the rows trained are those of 8 epochs, no more.
+    with db.read_session() as session:
+        trained = session.scalar(select(Job.samples_trained).where(Job.id == final["id"]))
+    assert trained == 8 * N_TRAIN
+    assert final["options"]["epochs"] == 8
+    # Every trial has one model (the promoted ones' rung models were replaced).
+    models = client.get("/v1/models", params={"limit": 100}).json()["items"]
+    assert sorted(m["id"] for m in models) == sorted(t["model_id"] for t in trials)
+    assert done["best"]["score"] == min(t["score"] for t in trials)
+
+
+def test_a_sweep_is_one_active_job(make_client: MakeClient, keys: Keys, db: Database) -> None:
+    alice = make_client(keys.alice, max_active_jobs=2)
+    data = make_data(alice)
+    grid = {"job.optimizer.learning_rate": [0.01, 0.02, 0.03, 0.04, 0.05]}
+    create(alice, sweep_body(data, grid=grid))  # five trials, one active job
+    create(alice, sweep_body(data))
+    response = alice.post("/v1/sweeps", json=sweep_body(data))
+    assert response.status_code == 429, response.text
+    assert "BACKPROP_MAX_ACTIVE_JOBS=2" in response.json()["detail"][0]["msg"]
+
+
+def test_cancel_stops_the_sweep_and_keeps_finished_models(client: ApiClient, db: Database) -> None:
+    data = make_data(client)
+    finished = create(client, sweep_body(data))
+    run_worker(db)
+    assert client.post(f"/v1/sweeps/{finished['id']}/cancel").status_code == 409
+    sweep = create(client, sweep_body(data, grid={"job.batch_size": [4, 8, 16]}))
+    first = sweep["trials"][0]["job_id"]
+    # One trial finishes on its own first (its job cancelled would also count as ended).
+    assert client.post(f"/v1/jobs/{sweep['trials'][1]['job_id']}/cancel").status_code == 202
+    response = client.post(f"/v1/sweeps/{sweep['id']}/cancel")
+    assert response.status_code == 202, response.text
+    cancelled = response.json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is not None
+    assert {t["status"] for t in cancelled["trials"]} == {"cancelled"}
+    run_worker(db)  # nothing of it runs any more
+    assert client.get(f"/v1/jobs/{first}").json()["status"] == "cancelled"
+    assert client.get(f"/v1/sweeps/{sweep['id']}").json()["status"] == "cancelled"
+    kept = client.get(f"/v1/sweeps/{finished['id']}").json()
+    for trial in kept["trials"]:
+        assert client.get(f"/v1/models/{trial['model_id']}").status_code == 200
+
+
+def test_list_events_and_ownership(client: ApiClient, bob: ApiClient, db: Database) -> None:
+    data = make_data(client)
+    sweep = create(client, sweep_body(data))
+    assert bob.get(f"/v1/sweeps/{sweep['id']}").status_code == 404
+    assert bob.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 404
+    assert bob.get("/v1/sweeps").json()["total"] == 0
+    listed = client.get("/v1/sweeps").json()
+    assert listed["total"] == 1 and listed["items"][0]["id"] == sweep["id"]
+    run_worker(db)
+    response = client.get(f"/v1/sweeps/{sweep['id']}/events")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in response.text.split("\n\n") if block.strip()]
+    names = [
+        line.split(": ", 1)[1]
+        for b in events
+        for line in b.split("\n")
+        if line.startswith("event:")
+    ]
+    assert names == ["trial", "trial", "end"]
+    end = json.loads(events[-1].split("data: ", 1)[1])
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert end == {"status": "succeeded", "best": done["best"]}
+    assert bob.get(f"/v1/sweeps/{sweep['id']}/events").status_code == 404

@@ -1,0 +1,106 @@
+"""A sweep survives a SIGKILLed worker: its state is in the database, its trials are
+jobs, and a halving trial killed after its promotion resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.config import Settings
+from app.services.sweeps import SweepSpec, TrialSpec, create_sweep, get_sweep
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus
+from tests.conftest import MakeSettings
+from tests.processes import wait_for
+from tests.queue.rows import add_dataset, add_owner
+from tests.worker.jobs import NETWORK, QUADRANT_X, QUADRANT_Y
+from tests.worker.procs import start_worker, wait_exit
+
+pytestmark = pytest.mark.slow
+RATES = [0.3, 0.1, 0.03, 0.01]
+N_TRAIN = 160  # 200 rows, validation_split 0.2
+
+
+def _halving_sweep(db: Database, settings: Settings) -> str:
+    owner_id = add_owner(db)
+    dataset_id = add_dataset(db, owner_id, QUADRANT_X, QUADRANT_Y)
+    network = {k: NETWORK[k] for k in ("input_size", "layers", "loss", "init", "seed")}
+    job = {"epochs": 60, "batch_size": 8, "validation_split": 0.2, "seed": 1}
+    trials = [
+        TrialSpec(
+            params={"job.optimizer.learning_rate": rate},
+            network=network,
+            job={**job, "optimizer": {"name": "sgd", "learning_rate": rate}},
+        )
+        for rate in RATES
+    ]
+    spec = SweepSpec(
+        name="s",
+        dataset_id=dataset_id,
+        network=network,
+        job=job,
+        grid={"job.optimizer.learning_rate": RATES},
+        strategy={"name": "halving", "factor": 2, "min_epochs": 15},
+        metric="val_loss",
+        max_parallel=None,
+    )
+    return create_sweep(db, settings, owner_id=owner_id, spec=spec, trials=trials).sweep.id
+
+
+def _promoted_and_checkpointed(db: Database, sweep_id: str) -> Job | None:
+    with db.read_session() as session:
+        return session.scalars(
+            select(Job).where(
+                Job.sweep_id == sweep_id,
+                Job.status == JobStatus.RUNNING,
+                Job.epochs > 15,
+                Job.checkpoint_epoch >= 18,
+            )
+        ).first()
+
+
+def test_a_sweep_survives_a_sigkilled_worker(
+    sqlite_db: Database, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    db = sqlite_db
+    settings = make_settings(db.url, checkpoint_seconds=0, lease_seconds=2, poll_seconds=0.1)
+    sweep_id = _halving_sweep(db, settings)
+    log = tmp_path / "victim.log"
+    victim = start_worker(log)
+    killed = wait_for(
+        lambda: _promoted_and_checkpointed(db, sweep_id), what=f"a promoted trial\n{log}"
+    )
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=30) == -signal.SIGKILL
+
+    survivor_log = tmp_path / "survivor.log"
+    survivor = start_worker(survivor_log)
+    try:
+        done = wait_for(
+            lambda: (
+                (state := get_sweep(db, owner_id=killed.owner_id, sweep_id=sweep_id)).finished
+                and state
+            ),
+            what=f"the sweep to finish\n{survivor_log}",
+            timeout=180,
+        )
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        wait_exit(survivor, survivor_log)
+
+    assert done.status == JobStatus.SUCCEEDED
+    assert sorted(trial.epochs_run for trial in done.trials) == [15, 15, 30, 60]
+    with db.read_session() as session:
+        jobs = {job.id: job for job in session.scalars(select(Job).where(Job.sweep_id == sweep_id))}
+    # The killed trial's second attempt (on the survivor) resumed it, promotion or not.
+    assert f"job {killed.id}: attempt 2 started" in survivor_log.read_text()
+    assert jobs[killed.id].status == JobStatus.SUCCEEDED
+    for trial in done.trials:
+        job = jobs[trial.job_id]
+        # Every epoch ran once: promotions and the kill continued from checkpoints.
+        assert job.samples_trained == trial.epochs_run * N_TRAIN
+        assert [e["epoch"] for e in job.history] == list(range(1, trial.epochs_run + 1))
+        assert trial.model_id is not None and job.checkpoint_sha256 is None
