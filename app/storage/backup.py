@@ -52,7 +52,7 @@ MANIFEST_FILE = "manifest.json"
 PG_REFUSAL = (
     "`backprop backup` and `backprop restore` handle the embedded SQLite database; this "
     "one is not SQLite. Back a PostgreSQL database up with pg_dump (restore it with "
-    "pg_restore) and the blob store with its own tools: see the README, 'Backups'"
+    "pg_restore) and the blob store with its own tools: see the README, 'Operations'"
 )
 # Rows counted in the manifest (a restored service must list the same).
 COUNTED: dict[str, Any] = {
