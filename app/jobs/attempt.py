@@ -195,7 +195,7 @@ class JobRun:
         job_id = self.claim.job_id
         log.info("job %s: attempt %d started", job_id, self.claim.attempt)
         try:
-            self._inputs = load_inputs(self.db, self.blobs, job_id)
+            self._inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
             trainer = self._trainer = build_trainer(self._inputs)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
@@ -213,10 +213,10 @@ class JobRun:
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
             error, progress = exc.message, self._progress(diverged=True)
-            return self._commit("fail", lambda: queue.fail(self.db, self.claim, error, progress))
+            return self._retrying("fail", lambda: queue.fail(self.db, self.claim, error, progress))
         except EngineError as exc:
             error, progress = f"training failed: {exc}", self._progress()
-            return self._commit("fail", lambda: queue.fail(self.db, self.claim, error, progress))
+            return self._retrying("fail", lambda: queue.fail(self.db, self.claim, error, progress))
         return self._conclude(result)
 
     # --- during training
@@ -280,13 +280,13 @@ class JobRun:
             faults.crash_point("after_checkpoint")
 
     # --- the outcome
-    def _commit(self, what: str, call: Callable[[], T]) -> T:
-        """A write that ends the job or hands it back, retried while the database is
-        away and the lease still ours (:mod:`app.jobs.dbretry`): a restart of the
-        database during the final commit loses no finished training."""
-        deadline = self.pulse.lease_deadline()
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` (the read that starts an attempt, a write that ends the job or
+        hands it back) retried while the database is away and the lease still ours
+        (:mod:`app.jobs.dbretry`): a database restart at the start costs no attempt, and
+        one during the final commit loses no finished training."""
         return dbretry.until_deadline(
-            call, deadline=deadline, what=f"job {self.claim.job_id}: {what}"
+            call, deadline=self.pulse.lease_deadline, what=f"job {self.claim.job_id}: {what}"
         )
 
     def _uses_best_weights(self) -> bool:
@@ -308,7 +308,7 @@ class JobRun:
                 result.model,
                 scores_of(best_entry) if best_entry else progress.metrics,
             )
-            model_id = self._commit(
+            model_id = self._retrying(
                 "finish",
                 lambda: queue.finish(
                     self.db,
@@ -322,7 +322,7 @@ class JobRun:
             log.info("job %s: succeeded, model %s", job_id, model_id)
             return model_id is not None
         lease = self.settings.lease_seconds
-        state = self._commit(
+        state = self._retrying(
             "lease check", lambda: queue.heartbeat(self.db, self.claim, lease_seconds=lease)
         )
         if not state.ours:
@@ -341,13 +341,13 @@ class JobRun:
                 else None
             )
             log.info("job %s: cancelled (model kept: %s)", job_id, best is not None)
-            return self._commit(
+            return self._retrying(
                 "cancel", lambda: queue.finish_cancelled(self.db, self.claim, progress, best)
             )
         if self._over_time():
             return self._fail_over_time(progress)
         log.info("job %s: released back to the queue", job_id)
-        self._commit("release", lambda: queue.release(self.db, self.claim))
+        self._retrying("release", lambda: queue.release(self.db, self.claim))
         return False
 
     def _fail_over_time(self, progress: queue.Progress) -> bool:
@@ -365,4 +365,6 @@ class JobRun:
             f"BACKPROP_MAX_JOB_SECONDS={limit:g}, after epoch {progress.epoch}{kept}"
         )
         log.info("job %s: %s", self.claim.job_id, error)
-        return self._commit("fail", lambda: queue.fail(self.db, self.claim, error, progress, best))
+        return self._retrying(
+            "fail", lambda: queue.fail(self.db, self.claim, error, progress, best)
+        )

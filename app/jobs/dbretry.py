@@ -27,18 +27,20 @@ MAX_DELAY_SECONDS = 2.0
 def until_deadline(
     call: Callable[[], T],
     *,
-    deadline: float,
+    deadline: Callable[[], float],
     what: str,
 ) -> T:
     """``call()``, retried while it raises :data:`UNAVAILABLE` and ``time.monotonic()``
-    is before ``deadline`` (waits of 0.2 s doubling to 2 s). The last error propagates."""
+    is before ``deadline()`` (asked again after each failure: the lease pulse may have
+    renewed the lease meanwhile), waiting 0.2 s doubling to 2 s. The last error
+    propagates."""
     delay = FIRST_DELAY_SECONDS
     attempt = 1
     while True:
         try:
             return call()
         except UNAVAILABLE as exc:
-            left = deadline - time.monotonic()
+            left = deadline() - time.monotonic()
             if left <= 0:
                 raise
             log.warning(

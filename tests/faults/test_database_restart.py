@@ -25,7 +25,7 @@ from tests.faults.harness import Cluster, Workload, weights_equal
 from tests.faults.pgserver import PgServer, pg_server_or_skip
 from tests.faults.scenarios import reference_weights, wait_for_epoch
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow  # PostgreSQL: a server of its own (skips without the binaries)
 
 OUTAGE_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 30.0

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.jobs import dbretry, queue
+from app.jobs import attempt, dbretry, queue
 from app.jobs.worker import Worker
 from app.storage.database import Database
 from app.storage.tables import JobStatus
@@ -37,7 +37,8 @@ def test_until_deadline_retries_unavailable_errors_only() -> None:
         return "done"
 
     far = time.monotonic() + 3600
-    assert dbretry.until_deadline(flaky, deadline=far, what="test") == "done"
+    later = lambda: far  # noqa: E731
+    assert dbretry.until_deadline(flaky, deadline=later, what="test") == "done"
     assert len(calls) == 3
 
     def broken() -> None:
@@ -46,7 +47,7 @@ def test_until_deadline_retries_unavailable_errors_only() -> None:
 
     calls.clear()
     with pytest.raises(IntegrityError):
-        dbretry.until_deadline(broken, deadline=far, what="test")
+        dbretry.until_deadline(broken, deadline=later, what="test")
     assert len(calls) == 1
 
     def down() -> None:
@@ -55,7 +56,7 @@ def test_until_deadline_retries_unavailable_errors_only() -> None:
 
     calls.clear()
     with pytest.raises(OperationalError):  # the lease has run out: give up
-        dbretry.until_deadline(down, deadline=time.monotonic() - 1, what="test")
+        dbretry.until_deadline(down, deadline=lambda: time.monotonic() - 1, what="test")
     assert len(calls) == 1
 
 
@@ -80,3 +81,23 @@ def test_the_final_commit_is_retried_while_the_database_is_away(
     assert (job.status, job.attempts, job.epoch) == (JobStatus.SUCCEEDED, 1, 3)
     assert len(tries) == 4
     assert len(models_of(migrated_db, job_id)) == 1
+
+
+def test_an_outage_at_the_start_of_an_attempt_costs_no_attempt(
+    migrated_db: Database, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(migrated_db.url, checkpoint_seconds=0, lease_seconds=60)
+    (job_id,) = add_training_jobs(migrated_db, epochs=2)
+    real_load = attempt.load_inputs
+    tries: list[int] = []
+
+    def load_after_an_outage(*args: Any) -> attempt.JobInputs:
+        tries.append(1)
+        if len(tries) <= 2:
+            raise GONE
+        return real_load(*args)
+
+    monkeypatch.setattr(attempt, "load_inputs", load_after_an_outage)
+    assert Worker(migrated_db, settings).run(burst=True) == 1
+    job = get_job(migrated_db, job_id)
+    assert (job.status, job.attempts, len(tries)) == (JobStatus.SUCCEEDED, 1, 3)
