@@ -93,6 +93,10 @@ class KeyCache:
             while len(self._entries) > MAX_CACHED_KEYS:
                 self._entries.popitem(last=False)
 
+    def drop(self, digest: str) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
+
     def last_used_due(self, key_id: int) -> bool:
         """True (and marked written) when this process has not written it in a minute."""
         now = time.monotonic()
@@ -120,6 +124,7 @@ def lookup_key(database: Database, cache: KeyCache, key: str) -> Caller | None:
             raise
         return caller
     if caller is None:
+        cache.drop(digest)  # revoked: not even an outage brings it back
         return None
     cache.put(digest, caller)
     if cache.last_used_due(caller.key_id):

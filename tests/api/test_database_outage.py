@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from app.services.keys import revoke_key
 from app.storage.database import Database
 from tests.api.conftest import Keys, MakeClient, auth, import_model, make_network
 
@@ -71,3 +72,18 @@ def test_without_grace_predict_answers_503_too(
     refused = client.post(url, json=ROWS)
     assert refused.status_code == 503
     assert refused.json()["detail"][0]["type"] == "database_unavailable"
+
+
+def test_a_key_seen_revoked_is_not_served_during_an_outage(
+    make_client: MakeClient, keys: Keys, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(keys.alice2, key_cache_seconds=0.05, model_recheck_seconds=0.05)
+    model = import_model(client, make_network(client))
+    url = f"/v1/models/{model['id']}/predict"
+    assert client.post(url, json=ROWS).status_code == 200
+    with db.session() as session:
+        revoke_key(session, key_name="alice-2")
+    time.sleep(STALE_SECONDS)
+    assert client.post(url, json=ROWS).status_code == 401  # the lookup saw the revocation
+    take_down(monkeypatch, db)
+    assert client.post(url, json=ROWS).status_code == 503
