@@ -37,7 +37,7 @@ from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
 from app.services.uploads.service import remove_stale_work
 from app.storage.blobs import BlobError, BlobStore, BlobStoreUnavailable
-from app.storage.database import UNAVAILABLE, Database
+from app.storage.database import UNAVAILABLE, Database, brief
 
 log = logging.getLogger("backprop.api")
 BLOB_RETRY_AFTER_SECONDS = 5
@@ -105,7 +105,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             "database unavailable for %s %s: %s",
             request.method,
             request.url.path,
-            str(exc).partition("\n")[0],
+            brief(exc),
         )
         msg = "the database is unavailable (restarting or unreachable); retry later"
         detail = [{"loc": ["database"], "msg": msg, "type": "database_unavailable"}]

@@ -43,7 +43,7 @@ from app.storage.blobs import (
     BlobStoreUnavailable,
     read_verified,
 )
-from app.storage.database import Database
+from app.storage.database import Database, brief
 from app.storage.tables import Dataset, Job
 
 log = logging.getLogger("backprop.worker")
@@ -263,7 +263,7 @@ class JobRun:
                 self.lease_lost |= not queue.save_progress(self.db, self.claim, self._progress())
                 self._last_write = now
         except (SQLAlchemyError, BlobStoreUnavailable) as exc:  # try again next epoch
-            log.warning("job %s: progress not saved: %s", self.claim.job_id, exc)
+            log.warning("job %s: progress not saved: %s", self.claim.job_id, brief(exc))
 
     def _write_checkpoint(self, trainer: Trainer) -> None:
         faults.crash_point("before_checkpoint")

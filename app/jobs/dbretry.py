@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from app.storage.database import UNAVAILABLE
+from app.storage.database import UNAVAILABLE, brief
 
 log = logging.getLogger("backprop.worker")
 
@@ -48,7 +48,7 @@ def until_deadline(
                 what,
                 attempt,
                 left,
-                str(exc).partition("\n")[0],
+                brief(exc),
             )
             time.sleep(min(delay, left))
             delay = min(delay * 2, MAX_DELAY_SECONDS)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
 from app.jobs import queue
-from app.storage.database import Database
+from app.storage.database import Database, brief
 from app.storage.tables import WorkerHeartbeat, utcnow
 
 log = logging.getLogger("backprop.worker")
@@ -109,7 +109,7 @@ class Pulse(threading.Thread):
                 # The database is away (a restart): not a lost lease. Retry soon, not at
                 # once; the lease stays ours until it expires, and renewing it after an
                 # outage shorter than the lease keeps the job here.
-                log.warning("heartbeat failed: %s", str(exc).partition("\n")[0])
+                log.warning("heartbeat failed: %s", brief(exc))
                 retry = now + DB_RETRY_SECONDS
                 next_beat = retry
                 next_renew, next_poll = max(next_renew, retry), max(next_poll, retry)

@@ -36,6 +36,12 @@ POOL_TIMEOUT_SECONDS = 10.0
 UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
 
 
+def brief(exc: BaseException) -> str:
+    """The first line of an error's message, for a log line (SQLAlchemy's run on with
+    the statement and a link)."""
+    return str(exc).partition("\n")[0]
+
+
 def _install_sqlite_pragmas(engine: Engine, foreign_keys: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
