@@ -39,7 +39,14 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from app.storage import tables
-from app.storage.blobs import CHUNK_BYTES, BlobError, BlobStore, blob_key, hash_file
+from app.storage.blobs import (
+    CHUNK_BYTES,
+    BlobError,
+    BlobMissing,
+    BlobStore,
+    blob_key,
+    hash_file,
+)
 from app.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
 from app.storage.gc import referenced_blobs
 from app.storage.migrations import current_revisions
@@ -169,10 +176,13 @@ def _copy_blob(store: BlobStore, sha256: str, target: Path) -> int:
             os.fsync(out.fileno())
     except BlobError as exc:
         partial.unlink(missing_ok=True)
-        raise BackupError(
-            f"{exc.message} (referenced by the snapshot; deleted since, or lost: if "
-            "`backprop gc` ran meanwhile, run the backup again)"
-        ) from None
+        why = (
+            " (referenced by the snapshot; deleted since, or lost: if `backprop gc` ran "
+            "meanwhile, run the backup again)"
+            if isinstance(exc, BlobMissing)
+            else ""
+        )
+        raise BackupError(f"{exc.message}{why}") from None
     if digest.hexdigest() != sha256:
         partial.unlink(missing_ok=True)
         raise BackupError(

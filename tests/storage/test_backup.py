@@ -122,3 +122,17 @@ def test_backup_refuses_postgres_and_a_non_empty_folder(
     (busy / "something").write_text("x")
     with pytest.raises(BackupError, match="not empty"):
         backup(source, blob_store, busy)
+
+
+def test_a_referenced_blob_gone_from_the_store_fails_the_backup_naming_it(
+    source: str, blob_store: BlobStore, tmp_path: Path
+) -> None:
+    db = Database(source)
+    try:
+        gone = sorted(referenced_blobs(db))[0]
+    finally:
+        db.dispose()
+    blob_store.delete(gone)
+    with pytest.raises(BackupError, match=f"{gone}.*run the backup again"):
+        backup(source, blob_store, tmp_path / "backup")
+    assert not (tmp_path / "backup" / "manifest.json").exists()
