@@ -25,7 +25,9 @@ from tests.faults.harness import Cluster, Workload, weights_equal
 from tests.faults.pgserver import PgServer, pg_server_or_skip
 from tests.faults.scenarios import reference_weights, wait_for_epoch
 
-pytestmark = pytest.mark.slow  # PostgreSQL: a server of its own (skips without the binaries)
+# PostgreSQL: a server of its own (skips without the binaries). Two 250-epoch runs and an
+# outage: minutes on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 OUTAGE_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -102,7 +104,7 @@ def test_postgres_restart_mid_training_under_predict_load(
     server = cluster.serve()
     worker = cluster.worker()
     api = cluster.client()
-    workload = Workload(epochs=400)
+    workload = Workload(epochs=250)
     network_id, dataset_id = workload.create(api)
     options = workload.options()
     reference = reference_weights(cluster, api, network_id, dataset_id, options)
@@ -155,7 +157,8 @@ def test_postgres_restart_mid_training_under_predict_load(
         assert isinstance(answer.body, dict)
         assert answer.body["detail"][0]["type"] == "database_unavailable"
     # Predict of a cached model never needed the database.
-    assert {a.status for a in load.answers if a.kind == "predict"} == {200}
+    refused_predicts = [a for a in load.answers if a.kind == "predict" and a.status != 200]
+    assert refused_predicts == [], server.proc.tail(60)
     assert any(a.kind == "predict" for a in during)
     assert recovered, "the API did not answer a database read again after the restart"
 
@@ -165,6 +168,7 @@ def test_postgres_restart_mid_training_under_predict_load(
     assert weights_equal(api.weights(job["model_id"]), reference)
     # Nothing was restarted: the same API and worker processes answered and trained.
     assert server.proc.alive() and worker.alive()
+    assert "exited with status" not in server.proc.output()
     assert "stopped after" not in worker.output()
     api.create_network(name="after the restart")  # writes work again
     assert cluster.probe.invariant_violations() == []
