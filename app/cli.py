@@ -1,4 +1,5 @@
-"""The ``backprop`` command: serve, worker, migrate, keys, gc; the client's (:mod:`app.client`).
+"""The ``backprop`` command: serve, worker, migrate, keys, gc, backup, restore; the client's
+(:mod:`app.client`).
 
 Server commands read their settings (the database first of all) from ``BACKPROP_*``
 environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -21,6 +23,7 @@ from app.client.entry import add_client_commands, run_client
 from app.config import Settings, get_settings
 from app.jobs.supervisor import BLAS_THREAD_VARIABLES
 from app.services import keys
+from app.storage.backup import BackupError
 from app.storage.blobs import BlobError
 from app.storage.database import Database
 from app.storage.migrations import is_current, upgrade
@@ -143,6 +146,48 @@ def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from app.storage.backup import backup
+    from app.storage.blobs import open_blob_store
+
+    database = Database(settings.database_url)
+    try:
+        if database.is_sqlite:  # PostgreSQL: backup() refuses it, saying what to use
+            _require_migrated(database)
+    finally:
+        database.dispose()
+    manifest = backup(settings.database_url, open_blob_store(settings), Path(args.dest))
+    counts = manifest.counts
+    print(
+        f"backup of {_safe_url(settings.database_url)} and {settings.blob_url} in {args.dest}: "
+        f"{counts['datasets']} dataset(s), {counts['networks']} network(s), "
+        f"{counts['jobs']} job(s), {counts['models']} model(s), {counts['blobs']} blob(s) "
+        f"({counts['blob_bytes']} bytes); manifest {args.dest}/manifest.json"
+    )
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from app.storage.blobs import open_blob_store
+    from app.storage.restore import restore
+
+    report = restore(
+        Path(args.src),
+        data_dir=settings.data_dir,
+        database_url=settings.database_url,
+        store=open_blob_store(settings),
+    )
+    counts = report.manifest.counts
+    print(
+        f"restored the backup of {report.manifest.created_at} into {settings.data_dir}: "
+        f"{counts['datasets']} dataset(s), {counts['networks']} network(s), "
+        f"{counts['jobs']} job(s) ({report.requeued} running then, queued again), "
+        f"{counts['models']} model(s), {report.blobs} blob(s) into {settings.blob_url}. "
+        "Start it with `backprop serve`."
+    )
+    return 0
+
+
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     database = Database(settings.database_url)
     try:
@@ -257,6 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gc.set_defaults(handler=cmd_gc)
 
+    backup = commands.add_parser(
+        "backup",
+        help="copy the SQLite database (online, consistent) and every blob it references "
+        "into DEST, with a manifest",
+    )
+    backup.add_argument("dest", help="a new or empty folder")
+    backup.set_defaults(handler=cmd_backup)
+
+    restore = commands.add_parser(
+        "restore", help="restore a backup folder into an empty BACKPROP_DATA_DIR"
+    )
+    restore.add_argument("src", help="a folder written by `backprop backup`")
+    restore.set_defaults(handler=cmd_restore)
+
     key_commands = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
@@ -283,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     try:
         return handler(settings, args)
-    except (CliError, keys.KeyError_) as exc:
+    except (CliError, keys.KeyError_, BackupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except BlobError as exc:

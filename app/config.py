@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long predict trusts a cached model before rechecking that it exists",
     )
+    db_outage_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="While the database is unreachable, a key or a cached model verified "
+        "less than this long ago keeps answering predict (0: answer 503 at once)",
+    )
     model_cache_size: int = Field(default=32, ge=1, description="Models kept loaded for predict")
     max_header_bytes: int = Field(
         default=16 * 1024,

@@ -39,10 +39,11 @@ from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
 from app.services.uploads.service import remove_stale_work
 from app.storage.blobs import BlobError, BlobStore, BlobStoreUnavailable
-from app.storage.database import Database
+from app.storage.database import UNAVAILABLE, Database, brief
 
 log = logging.getLogger("backprop.api")
 BLOB_RETRY_AFTER_SECONDS = 5
+DATABASE_RETRY_AFTER_SECONDS = 2
 UI_DIR = Path(__file__).resolve().parent / "ui"
 RETRY_LATER = {"Retry-After": "5"}
 
@@ -98,6 +99,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = type(exc).__name__.removeprefix("Blob").lower()
         detail = [{"loc": ["blob", exc.sha256 or ""], "msg": exc.message, "type": f"blob_{kind}"}]
         return _error(409, detail)
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Down, restarting, unreachable, or (SQLite) locked past the busy timeout: the
+        # request was fine, the same request later will do.
+        log.warning(
+            "database unavailable for %s %s: %s",
+            request.method,
+            request.url.path,
+            brief(exc),
+        )
+        msg = "the database is unavailable (restarting or unreachable); retry later"
+        detail = [{"loc": ["database"], "msg": msg, "type": "database_unavailable"}]
+        return _error(503, detail, {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, database_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

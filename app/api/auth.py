@@ -1,7 +1,10 @@
 """Bearer-key authentication with a per-process cache of key lookups.
 
 A lookup (valid keys only) is cached for ``BACKPROP_KEY_CACHE_SECONDS``, so a revoked key
-stops working in every API process within that bound; 0 looks every request up. Requests
+stops working in every API process within that bound; 0 looks every request up. While
+the database is unreachable, a lookup that expired less than
+``BACKPROP_DB_OUTAGE_GRACE_SECONDS`` ago still answers (predict keeps serving through a
+database restart). Requests
 that miss the same key at once (the entry expired under load) share one database read.
 ``last_used_at`` is written at most once a minute per key and process, by a conditional
 UPDATE that leaves it alone when another process wrote it within the minute.
@@ -24,7 +27,7 @@ from starlette.requests import HTTPConnection
 from app.api.singleflight import SingleFlight
 from app.services.errors import ServiceError
 from app.services.keys import Caller, authenticate, hash_key, looks_like_key
-from app.storage.database import Database
+from app.storage.database import UNAVAILABLE, Database
 from app.storage.tables import ApiKey, utcnow
 
 LAST_USED_INTERVAL_SECONDS = 60.0
@@ -53,19 +56,31 @@ class Unauthorized(ServiceError):
 class KeyCache:
     """Valid keys by hash -> (caller, expiry); bounded, oldest dropped first."""
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, outage_grace_seconds: float = 0.0) -> None:
         self.ttl_seconds = ttl_seconds
+        self.outage_grace_seconds = outage_grace_seconds
         self._entries: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
         self._last_used_written: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def get(self, digest: str) -> Caller | None:
+        """The caller while its lookup is fresh (under ``ttl_seconds`` old)."""
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
                 return None
             if entry[1] <= time.monotonic():
-                del self._entries[digest]
+                if entry[1] + self.outage_grace_seconds <= time.monotonic():
+                    del self._entries[digest]
+                return None
+            return entry[0]
+
+    def stale(self, digest: str) -> Caller | None:
+        """The caller of an expired lookup still inside the outage grace: what a request
+        gets while the database cannot be asked (BACKPROP_DB_OUTAGE_GRACE_SECONDS)."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or entry[1] + self.outage_grace_seconds <= time.monotonic():
                 return None
             return entry[0]
 
@@ -77,6 +92,10 @@ class KeyCache:
             self._entries.move_to_end(digest)
             while len(self._entries) > MAX_CACHED_KEYS:
                 self._entries.popitem(last=False)
+
+    def drop(self, digest: str) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
 
     def last_used_due(self, key_id: int) -> bool:
         """True (and marked written) when this process has not written it in a minute."""
@@ -95,9 +114,17 @@ def lookup_key(database: Database, cache: KeyCache, key: str) -> Caller | None:
     caller = cache.get(digest)
     if caller is not None:
         return caller
-    with database.read_session() as session:
-        caller = authenticate(session, key)
+    try:
+        with database.read_session() as session:
+            caller = authenticate(session, key)
+    except UNAVAILABLE:
+        # The database is away (a restart): a key verified shortly before still answers.
+        caller = cache.stale(digest)
+        if caller is None:
+            raise
+        return caller
     if caller is None:
+        cache.drop(digest)  # revoked: not even an outage brings it back
         return None
     cache.put(digest, caller)
     if cache.last_used_due(caller.key_id):

@@ -29,7 +29,7 @@ class AppContext:
         self._owns_database = database is None
         self._lock = threading.Lock()
         self._blobs = blobs
-        self.key_cache = KeyCache(settings.key_cache_seconds)
+        self.key_cache = KeyCache(settings.key_cache_seconds, settings.db_outage_grace_seconds)
         self.metrics = Metrics()
         self.model_cache = MeteredModelCache(settings.model_cache_size, self.metrics)
         # Concurrent misses share one read: key lookups by key hash, model loads and

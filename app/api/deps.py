@@ -47,7 +47,8 @@ _DESCRIPTIONS = {
     413: "Over a size limit (the message names the setting and its value)",
     422: "Invalid input: the error's loc says where",
     429: "Too many queued or running jobs, or open event streams (see Retry-After)",
-    503: "The blob store is unreachable or full; retry after Retry-After seconds",
+    503: "The database or the blob store is unreachable (or the store is full); retry "
+    "after Retry-After seconds",
 }
 
 

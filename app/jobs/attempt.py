@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +32,7 @@ from app.engine.loop import scores_of
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
-from app.jobs import cache_metrics, faults, queue
+from app.jobs import cache_metrics, dbretry, faults, queue
 from app.jobs.pulse import Pulse
 from app.storage import tables
 from app.storage.blob_arrays import load_array
@@ -43,12 +43,13 @@ from app.storage.blobs import (
     BlobStoreUnavailable,
     read_verified,
 )
-from app.storage.database import Database
+from app.storage.database import Database, brief
 from app.storage.tables import Dataset, Job
 
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
+T = TypeVar("T")
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
 
 
@@ -204,7 +205,7 @@ class JobRun:
         log.info("job %s: attempt %d started", job_id, self.claim.attempt)
         try:
             before = cache_metrics.counts(self.blobs)
-            self._inputs = load_inputs(self.db, self.blobs, job_id)
+            self._inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
             cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
             trainer = self._trainer = build_trainer(self._inputs)
         except (StartError, EngineError) as exc:
@@ -222,9 +223,11 @@ class JobRun:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
-            return queue.fail(self.db, self.claim, exc.message, self._progress(diverged=True))
+            error, progress = exc.message, self._progress(diverged=True)
+            return self._retrying("fail", lambda: queue.fail(self.db, self.claim, error, progress))
         except EngineError as exc:
-            return queue.fail(self.db, self.claim, f"training failed: {exc}", self._progress())
+            error, progress = f"training failed: {exc}", self._progress()
+            return self._retrying("fail", lambda: queue.fail(self.db, self.claim, error, progress))
         return self._conclude(result)
 
     # --- during training
@@ -271,7 +274,7 @@ class JobRun:
                 self.lease_lost |= not queue.save_progress(self.db, self.claim, self._progress())
                 self._last_write = now
         except (SQLAlchemyError, BlobStoreUnavailable) as exc:  # try again next epoch
-            log.warning("job %s: progress not saved: %s", self.claim.job_id, exc)
+            log.warning("job %s: progress not saved: %s", self.claim.job_id, brief(exc))
 
     def _write_checkpoint(self, trainer: Trainer) -> None:
         faults.crash_point("before_checkpoint")
@@ -288,6 +291,15 @@ class JobRun:
             faults.crash_point("after_checkpoint")
 
     # --- the outcome
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` (the read that starts an attempt, a write that ends the job or
+        hands it back) retried while the database is away and the lease still ours
+        (:mod:`app.jobs.dbretry`): a database restart at the start costs no attempt, and
+        one during the final commit loses no finished training."""
+        return dbretry.until_deadline(
+            call, deadline=self.pulse.lease_deadline, what=f"job {self.claim.job_id}: {what}"
+        )
+
     def _uses_best_weights(self) -> bool:
         assert self._trainer is not None
         return self._trainer.options.early_stopping is not None
@@ -307,18 +319,25 @@ class JobRun:
                 result.model,
                 scores_of(best_entry) if best_entry else progress.metrics,
             )
-            model_id = queue.finish(
-                self.db,
-                self.claim,
-                progress,
-                model,
-                before_commit=_crash_hook("before_final_commit"),
-                checkpoint_sha256=self._paused_checkpoint(),
+            paused_checkpoint = self._paused_checkpoint()
+            model_id = self._retrying(
+                "finish",
+                lambda: queue.finish(
+                    self.db,
+                    self.claim,
+                    progress,
+                    model,
+                    before_commit=_crash_hook("before_final_commit"),
+                    checkpoint_sha256=paused_checkpoint,
+                ),
             )
             faults.crash_point("after_final_commit")
             log.info("job %s: succeeded, model %s", job_id, model_id)
             return model_id is not None
-        state = queue.heartbeat(self.db, self.claim, lease_seconds=self.settings.lease_seconds)
+        lease = self.settings.lease_seconds
+        state = self._retrying(
+            "lease check", lambda: queue.heartbeat(self.db, self.claim, lease_seconds=lease)
+        )
         if not state.ours:
             return False
         if state.cancel_requested:
@@ -335,11 +354,13 @@ class JobRun:
                 else None
             )
             log.info("job %s: cancelled (model kept: %s)", job_id, best is not None)
-            return queue.finish_cancelled(self.db, self.claim, progress, best)
+            return self._retrying(
+                "cancel", lambda: queue.finish_cancelled(self.db, self.claim, progress, best)
+            )
         if self._over_time():
             return self._fail_over_time(progress)
         log.info("job %s: released back to the queue", job_id)
-        queue.release(self.db, self.claim)
+        self._retrying("release", lambda: queue.release(self.db, self.claim))
         return False
 
     def _paused_checkpoint(self) -> str | None:
@@ -367,4 +388,6 @@ class JobRun:
             f"BACKPROP_MAX_JOB_SECONDS={limit:g}, after epoch {progress.epoch}{kept}"
         )
         log.info("job %s: %s", self.claim.job_id, error)
-        return queue.fail(self.db, self.claim, error, progress, best)
+        return self._retrying(
+            "fail", lambda: queue.fail(self.db, self.claim, error, progress, best)
+        )

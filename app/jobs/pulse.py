@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
 from app.jobs import queue
-from app.storage.database import Database
+from app.storage.database import Database, brief
 from app.storage.tables import WorkerHeartbeat, utcnow
 
 log = logging.getLogger("backprop.worker")
@@ -46,6 +46,7 @@ class Pulse(threading.Thread):
         self._lock = threading.Lock()
         self._claim: queue.Claim | None = None
         self._view = LeaseView()
+        self._lease_until = 0.0  # time.monotonic() by which the held lease surely expired
         self._jobs_done = 0
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -56,6 +57,7 @@ class Pulse(threading.Thread):
         with self._lock:
             self._claim = claim
             self._view = LeaseView()
+            self._lease_until = time.monotonic() + self._lease_seconds
             self._jobs_done += int(finished_one)
         self._wake.set()
 
@@ -63,6 +65,13 @@ class Pulse(threading.Thread):
     def view(self) -> LeaseView:
         with self._lock:
             return self._view
+
+    def lease_deadline(self) -> float:
+        """``time.monotonic()`` at which the held lease expires unless renewed (counted
+        from just before the last successful renewal, so never late): until then no
+        other worker can take the job, and a database write for it is worth retrying."""
+        with self._lock:
+            return self._lease_until
 
     def stop(self) -> None:
         self._stopped.set()
@@ -90,24 +99,32 @@ class Pulse(threading.Thread):
                     next_beat = now + WORKER_BEAT_SECONDS
                 if claim is not None and now >= next_renew:
                     state = queue.heartbeat(self._db, claim, lease_seconds=self._lease_seconds)
-                    self._report(claim, state)
+                    self._report(claim, state, renewed_at=now)
                     next_renew = now + renew_every
                     next_poll = now + CANCEL_POLL_SECONDS
                 elif claim is not None and now >= next_poll:
                     self._report(claim, queue.read_lease(self._db, claim))
                     next_poll = now + CANCEL_POLL_SECONDS
-            except SQLAlchemyError as exc:  # the database is away: retry soon, not at once
-                log.warning("heartbeat failed: %s", exc)
+            except SQLAlchemyError as exc:
+                # The database is away (a restart): not a lost lease. Retry soon, not at
+                # once; the lease stays ours until it expires, and renewing it after an
+                # outage shorter than the lease keeps the job here.
+                log.warning("heartbeat failed: %s", brief(exc))
                 retry = now + DB_RETRY_SECONDS
                 next_beat = retry
                 next_renew, next_poll = max(next_renew, retry), max(next_poll, retry)
             self._wake.wait(max(0.0, min(next_beat, next_renew, next_poll) - time.monotonic()))
 
-    def _report(self, claim: queue.Claim, state: queue.LeaseState) -> None:
-        """Publish what a renewal or a poll learned, unless the worker moved on."""
+    def _report(
+        self, claim: queue.Claim, state: queue.LeaseState, *, renewed_at: float | None = None
+    ) -> None:
+        """Publish what a renewal (made at ``renewed_at``) or a poll learned, unless the
+        worker moved on."""
         with self._lock:
             if self._claim is not claim:
                 return
+            if renewed_at is not None and state.ours:
+                self._lease_until = renewed_at + self._lease_seconds
             newly_lost = not state.ours and not self._view.lost
             self._view = LeaseView(lost=not state.ours, cancel_requested=state.cancel_requested)
         if newly_lost:

@@ -33,7 +33,7 @@ from app.jobs import queue
 from app.jobs.attempt import JobRun
 from app.jobs.pulse import DB_RETRY_SECONDS, Pulse
 from app.storage.blobs import BlobStore, BlobStoreUnavailable, open_blob_store
-from app.storage.database import Database
+from app.storage.database import Database, brief
 from app.storage.tables import WorkerHeartbeat, utcnow
 
 log = logging.getLogger("backprop.worker")
@@ -103,7 +103,7 @@ class Worker:
                             lease_seconds=self.settings.lease_seconds,
                         )
                 except SQLAlchemyError as exc:
-                    log.warning("worker %s: database unavailable: %s", self.worker_id, exc)
+                    log.warning("worker %s: database unavailable: %s", self.worker_id, brief(exc))
                     self.stopping.wait(DB_RETRY_SECONDS)
                     continue
                 if claim is None:
@@ -133,7 +133,9 @@ class Worker:
         except SQLAlchemyError as exc:
             # The database went away mid-job: the lease will lapse and the job resume
             # from its last checkpoint elsewhere (or here).
-            log.warning("job %s: database error, leaving it to the lease: %s", claim.job_id, exc)
+            log.warning(
+                "job %s: database error, leaving it to the lease: %s", claim.job_id, brief(exc)
+            )
             return False
         except Exception as exc:  # a bug: make it visible on the job, keep the worker alive
             log.exception("job %s: unexpected error", claim.job_id)

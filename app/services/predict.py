@@ -28,7 +28,7 @@ from app.services.models import PATH_LOC, architecture_size
 from app.services.ownership import get_owned
 from app.storage import tables
 from app.storage.blobs import BlobStore, read_verified
-from app.storage.database import Database
+from app.storage.database import UNAVAILABLE, Database
 
 X_LOC = ("body", "x")
 NPY_LOC = ("body",)
@@ -110,11 +110,25 @@ def load_model(
     model_id: str,
 ) -> CachedModel:
     """The model from the cache if its row still exists, else loaded: the row from the
-    database, the weights from the blob store (checked against their hash)."""
+    database, the weights from the blob store (checked against their hash). While the
+    database is unreachable, a cached model checked within the recheck interval plus
+    ``settings.db_outage_grace_seconds`` is returned as it is."""
     entry = cache.get(model_id)
     if entry is not None:
-        with db.read_session() as session:
-            owner = session.scalar(select(tables.Model.owner_id).where(tables.Model.id == model_id))
+        try:
+            with db.read_session() as session:
+                owner = session.scalar(
+                    select(tables.Model.owner_id).where(tables.Model.id == model_id)
+                )
+        except UNAVAILABLE:
+            # The database is away (a restart): a model verified shortly before keeps
+            # answering, its owner checked against the one cached with it.
+            grace = settings.model_recheck_seconds + settings.db_outage_grace_seconds
+            if not entry.is_fresh(grace):
+                raise
+            if entry.owner_id != owner_id:
+                raise NotFound("model", PATH_LOC) from None
+            return entry
         if owner is None:
             cache.drop(model_id)
         else:

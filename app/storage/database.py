@@ -4,6 +4,14 @@ SQLite (the embedded default) gets WAL, a busy timeout, foreign keys, and write
 transactions begun ``IMMEDIATE``: SQLite has no row locks, so a transaction that would
 read and then write must take the write lock up front, or two of them deadlock on upgrade.
 Read-only work uses :func:`Database.read_session`, which begins ``DEFERRED``.
+
+PostgreSQL connections time out instead of hanging: a connect gives up after
+:data:`PG_CONNECT_TIMEOUT_SECONDS`, unacknowledged traffic (a server that vanished
+without closing the socket) after :data:`PG_TCP_USER_TIMEOUT_MS`, and a wait for a
+pooled connection after :data:`POOL_TIMEOUT_SECONDS`; pooled connections are pinged
+before use, so after a database restart the first statement reconnects. The errors of
+a database that is away (or, on SQLite, locked past the busy timeout) are
+:data:`UNAVAILABLE`: the API answers them 503 + Retry-After, workers retry them.
 """
 
 from __future__ import annotations
@@ -14,9 +22,24 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_SECONDS = 5
+PG_TCP_USER_TIMEOUT_MS = 15_000
+POOL_TIMEOUT_SECONDS = 10.0
+
+# A database that is down, restarting, unreachable, or (SQLite) still locked after the
+# busy timeout: nothing is wrong with the request, retrying later will do.
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def brief(exc: BaseException) -> str:
+    """The first line of an error's message, for a log line (SQLAlchemy's run on with
+    the statement and a link)."""
+    return str(exc).partition("\n")[0]
 
 
 def _install_sqlite_pragmas(engine: Engine, foreign_keys: bool) -> None:
@@ -49,7 +72,22 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _install_sqlite_pragmas(engine, sqlite_foreign_keys)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_SECONDS,
+        "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args=connect_args,
+    )
 
 
 class Database:

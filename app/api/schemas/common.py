@@ -30,6 +30,7 @@ ERROR_TYPES = {
     "timeout": "408: the body did not arrive in time",
     "out_of_memory": "503: the server ran short of memory for this request; see Retry-After",
     "store_unavailable": "503: the blob store (files or S3) cannot be reached; see Retry-After",
+    "database_unavailable": "503: the database is restarting or cannot be reached; see Retry-After",
     "blob_missing": "409: a stored payload (named by its SHA-256) is missing from the store",
     "blob_corrupt": "409: a stored payload does not match its SHA-256",
     "value_error": "422: a value the engine or service refuses",
