@@ -76,10 +76,11 @@ def wait_healthy(
     process: subprocess.Popen[bytes],
     *,
     logs: Callable[[], str],
-    timeout: float = 60,
+    timeout: float = 180,
     error: type[AssertionError] = AssertionError,
 ) -> None:
-    """Poll ``GET {base_url}/healthz`` until it answers 200; raise ``error`` with ``logs()``
+    """Poll ``GET {base_url}/healthz`` until it answers 200 (a start-up takes over a minute
+    on a loaded 2-core CI machine); raise ``error`` with ``logs()``
     as soon as ``process`` (the server) exits, or after ``timeout`` seconds."""
 
     def healthy() -> bool:

@@ -53,7 +53,7 @@ class Server:
         text = self.stderr_path.read_text()
         return [int(pid) for child, pid in STARTED_LINE.findall(text) if child == name]
 
-    def wait_healthy(self, timeout: float = 60) -> None:
+    def wait_healthy(self, timeout: float = 180) -> None:
         wait_healthy(self.url, self.process, logs=self.logs, timeout=timeout)
 
     def stop(self, timeout: float = 60) -> int:
