@@ -88,8 +88,7 @@ def load_batch_inputs(
         raise StartError(f"{what}: {exc.message}") from None
     if x.ndim != 2 or x.shape[1] != model.network.input_size:
         raise StartError(
-            f"the dataset has {x.shape[1:]} features but the model takes "
-            f"{model.network.input_size}"
+            f"the dataset has {x.shape[1:]} features but the model takes {model.network.input_size}"
         )
     return BatchInputs(
         model=model,
@@ -196,7 +195,7 @@ class BatchRun:
             try:
                 self.rows_done = out.restore(self.blobs, parts)
             except (BlobMissing, BlobCorrupt) as exc:
-                log.warning("job %s: stored outputs unusable, starting over: %s", self.claim.job_id, exc)
+                log.warning("job %s: outputs unusable, starting over: %s", self.claim.job_id, exc)
                 out.start_over()
                 parts, self.rows_done = [], 0
             every = self.settings.checkpoint_seconds

@@ -203,9 +203,7 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     if row is None:
         return None
     job_id, attempts, kind = row
-    return Claim(
-        job_id=job_id, lease_token=token, worker_id=worker_id, attempt=attempts, kind=kind
-    )
+    return Claim(job_id=job_id, lease_token=token, worker_id=worker_id, attempt=attempts, kind=kind)
 
 
 def _lease_state(row: AnyRow | None) -> LeaseState:

@@ -2,7 +2,8 @@
 
 ``Worker(db, settings).run()`` loops until SIGTERM/SIGINT: sweep expired leases back to
 the queue (every few seconds), claim the oldest queued job, run it (training:
-:mod:`app.jobs.attempt`; prediction runs and evaluations: :mod:`app.jobs.batch_attempt`), and poll every ``settings.poll_seconds`` when idle. A background
+:mod:`app.jobs.attempt`; prediction runs and evaluations: :mod:`app.jobs.batch_attempt`),
+and poll every ``settings.poll_seconds`` when idle. A background
 :class:`Pulse` thread renews the job's lease, polls (with a cheap read) for a cancel and
 keeps the worker's row in ``workers`` fresh; it is a thread of its own so that a long
 batch never lets the lease lapse.

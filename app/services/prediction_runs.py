@@ -123,7 +123,9 @@ def cancel_prediction(db: Database, *, owner_id: int, prediction_id: str) -> Job
     return get_prediction(db, owner_id=owner_id, prediction_id=prediction_id)
 
 
-def _finished_run(db: Database, *, owner_id: int, prediction_id: str) -> tuple[Job, list[Any] | None, str]:
+def _finished_run(
+    db: Database, *, owner_id: int, prediction_id: str
+) -> tuple[Job, list[Any] | None, str]:
     """The succeeded run, its model's classes (None: regression or the model is gone)
     and task; 409 before it succeeded."""
     with db.read_session() as session:
