@@ -41,6 +41,7 @@ from app.storage.tables import Dataset, Job, JobKind, JobStatus
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # rows_done writes: at most ~2 a second
+CHUNK_ALIGN = 64  # rows: a multiple of the row blocking of BLAS kernels (8, 16 or 32)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,16 @@ class BatchInputs:
 
 def chunk_rows(model: Model, settings: Settings) -> int:
     """Rows per chunk: BACKPROP_PREDICTION_CHUNK_ROWS, fewer when the activations of that
-    many rows would pass BACKPROP_MAX_ACTIVATION_BYTES (outputs do not depend on it)."""
-    return min(settings.prediction_chunk_rows, model.block_rows(settings.max_activation_bytes))
+    many rows would pass BACKPROP_MAX_ACTIVATION_BYTES, rounded down to a multiple of
+    :data:`CHUNK_ALIGN` rows when there are that many.
+
+    Why the rounding: a BLAS matrix product computes a row's outputs with one of several
+    kernels depending on where the row falls in its blocks of rows, and the kernels may
+    round differently in the last bit. Chunks that start on a block boundary give each
+    row the kernel it gets when POST predict sends all the rows at once, so a run's
+    outputs equal predict's, bit for bit."""
+    rows = min(settings.prediction_chunk_rows, model.block_rows(settings.max_activation_bytes))
+    return rows - rows % CHUNK_ALIGN if rows >= CHUNK_ALIGN else rows
 
 
 def load_batch_inputs(
