@@ -190,7 +190,9 @@ class EvaluationRun(BaseModel):
     error: str | None = Field(default=None, description="Why it failed")
 
 
-EvaluationResult = EvaluationRead | EvaluationRun
+# One of three named bodies: the status tells them apart (only EvaluationRun is not
+# succeeded), and then the task.
+EvaluationResult = ClassifierEvaluation | RegressionEvaluation | EvaluationRun
 
 
 def evaluation_body(row: Evaluation, state: EvaluationState | None = None) -> dict[str, Any]:
