@@ -13,14 +13,23 @@ import os
 from collections.abc import Callable
 from types import ModuleType
 
-from app.client import datasets, export, jobs, models, networks, predict, train
+from app.client import batch, datasets, export, jobs, models, networks, predict, train
 from app.client.http import DEFAULT_URL, Api, ClientError
 from app.client.output import note
 from app.client.reads import Subparsers
 
 ClientCommand = Callable[[Api, argparse.Namespace], int]
 
-RESOURCES: tuple[ModuleType, ...] = (datasets, networks, train, jobs, predict, models, export)
+RESOURCES: tuple[ModuleType, ...] = (
+    datasets,
+    networks,
+    train,
+    jobs,
+    predict,
+    batch,
+    models,
+    export,
+)
 
 
 def common_options() -> argparse.ArgumentParser:
