@@ -84,7 +84,8 @@ def evaluate(api: Api, args: argparse.Namespace) -> int:
         note(f"evaluation {body['id']}: {body['rows_total']} rows, scored by a worker")
         body = follow_rows(api, f"/v1/evaluations/{quote(body['id'], safe='')}", body)
         if body["status"] != "succeeded":
-            raise ClientError(f"evaluation {body['id']} {body['status']}: {body.get('error') or ''}")
+            why = body.get("error") or ""
+            raise ClientError(f"evaluation {body['id']} {body['status']}: {why}")
     if args.json:
         print_json(body)
     else:
