@@ -40,10 +40,8 @@ def test_predict_batch_downloads_what_predict_answers(
     np.testing.assert_array_equal(outputs, predicted.astype(np.float32))
 
     csv_path = tmp_path / "out.csv"
-    body = json.loads(
-        cli.ok("predict-batch", model_id, dataset_id, "--format", "csv", "-o", str(csv_path),
-               "--json")  # fmt: skip
-    )
+    args = ("predict-batch", model_id, dataset_id, "--format", "csv", "-o", str(csv_path))
+    body = json.loads(cli.ok(*args, "--json"))
     assert body["status"] == "succeeded" and body["rows_done"] == len(rows)
     lines = list(csv.reader(csv_path.open()))
     assert lines[0][-1] == "label"
