@@ -31,7 +31,7 @@ from app.jobs.attempt import StartError
 from app.jobs.batch_output import OutputFile
 from app.jobs.pulse import Pulse
 from app.services.errors import ServiceError
-from app.services.evaluations import forward_in_blocks, score
+from app.services.evaluations import BLOCK_ROWS, forward_in_blocks, score
 from app.storage import tables
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import BlobCorrupt, BlobMissing, BlobStore, read_verified
@@ -246,11 +246,14 @@ class BatchRun:
         assert y is not None
         rows = x.shape[0]
         outputs = np.empty((rows, model.network.output_size), dtype=model.network.dtype)
+        # Whole blocks of the synchronous evaluation's forward pass: the same row blocks,
+        # so the same outputs and scores to the last bit.
+        chunk = max(1, inputs.chunk_rows // BLOCK_ROWS) * BLOCK_ROWS
         try:
-            for start in range(0, rows, inputs.chunk_rows):
+            for start in range(0, rows, chunk):
                 if self._should_stop():
                     return self._stopped(None, [])
-                stop = min(rows, start + inputs.chunk_rows)
+                stop = min(rows, start + chunk)
                 outputs[start:stop] = forward_in_blocks(model, x[start:stop], first_row=start)
                 self.rows_done = stop
                 self._report()

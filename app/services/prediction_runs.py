@@ -125,9 +125,9 @@ def cancel_prediction(db: Database, *, owner_id: int, prediction_id: str) -> Job
 
 def _finished_run(
     db: Database, *, owner_id: int, prediction_id: str
-) -> tuple[Job, list[Any] | None, str]:
-    """The succeeded run, its model's classes (None: regression or the model is gone)
-    and task; 409 before it succeeded."""
+) -> tuple[Job, dict[str, Any] | None]:
+    """The succeeded run and its model's engine config (None once the model is deleted);
+    409 before it succeeded."""
     with db.read_session() as session:
         run = _owned_run(session, owner_id=owner_id, prediction_id=prediction_id)
         if run.status != JobStatus.SUCCEEDED or run.result_sha256 is None:
@@ -137,15 +137,14 @@ def _finished_run(
                 error_type="not_finished",
             )
         model = session.get(tables.Model, run.model_id) if run.model_id else None
-        config = model.config if model is not None else {}
-    return run, config.get("classes"), str(config.get("task", "regression"))
+        return run, (model.config if model is not None else None)
 
 
 def download_npy(
     db: Database, blobs: BlobStore, *, owner_id: int, prediction_id: str
 ) -> tuple[str, Iterator[bytes]]:
     """A file name and the outputs ``.npy`` (rows, output_size) as chunks of the blob."""
-    run, _, _ = _finished_run(db, owner_id=owner_id, prediction_id=prediction_id)
+    run, _ = _finished_run(db, owner_id=owner_id, prediction_id=prediction_id)
     assert run.result_sha256 is not None
     reader = blobs.open(run.result_sha256)
 
@@ -162,19 +161,20 @@ def download_csv(
 ) -> tuple[str, Iterator[bytes]]:
     """A file name and the outputs as CSV text: a header ``output_0,...[,label]`` then one
     line per row, each value with enough digits to read back exactly (9 significant for
-    float32, 17 for float64), and the predicted label for classifiers (409 when the model
-    was deleted since: its classes are gone)."""
-    run, classes, task = _finished_run(db, owner_id=owner_id, prediction_id=prediction_id)
+    float32, 17 for float64), and the predicted label for classifiers (409 once the model
+    is deleted: its task and classes are gone)."""
+    run, config = _finished_run(db, owner_id=owner_id, prediction_id=prediction_id)
     assert run.result_sha256 is not None
-    outputs = load_array(blobs, run.result_sha256)  # (rows, k), memory-mapped
-    with_labels = task != "regression"
-    if with_labels and classes is None:
+    if config is None:
         raise Conflict(
-            "the run's model was deleted: its classes, needed for the labels, are gone "
+            "the run's model was deleted: whether it has labels, and its classes, are gone "
             "(the npy download has the outputs)",
             PATH_LOC,
             error_type="model_deleted",
         )
+    task, classes = str(config["task"]), config.get("classes")
+    outputs = load_array(blobs, run.result_sha256)  # (rows, k), memory-mapped
+    with_labels = task != "regression"
     digits = "%.17g" if outputs.dtype == np.float64 else "%.9g"
     columns = [f"output_{j}" for j in range(outputs.shape[1])] + (["label"] if with_labels else [])
 

@@ -195,14 +195,15 @@ def test_a_large_dataset_is_evaluated_by_a_worker_with_the_same_scores(
     now = make_client(keys.alice)
     queued = make_client(keys.alice, sync_evaluation_rows=10)
     model = _binary_model(now)
-    y = ["yes" if a * b > 0 else "no" for a, b in X]
-    dataset = make_dataset(now, x=X, y=y)
+    rows = np.random.default_rng(3).normal(0, 1, (5000, 2)).round(3).tolist()  # 2 chunks
+    y = ["yes" if a * b > 0 else "no" for a, b in rows]
+    dataset = make_dataset(now, x=rows, y=y)
     sync = _evaluate(now, model["id"], dataset["id"])
 
     response = queued.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
     assert response.status_code == 202, response.text
     pending = response.json()
-    assert pending["status"] == "queued" and pending["rows_total"] == 60
+    assert pending["status"] == "queued" and pending["rows_total"] == 5000
     assert "accuracy" not in pending
     assert queued.get(f"/v1/evaluations/{pending['id']}").json()["status"] == "queued"
     work(db)

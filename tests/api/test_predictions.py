@@ -96,7 +96,8 @@ def test_outputs_and_labels_equal_predict_on_the_same_rows(
 
     assert done["rows_done"] == ROWS and done["rows_per_second"] > 0
     assert done["finished_at"] is not None and done["model_id"] == model["id"]
-    npy = np.load(io.BytesIO(_download(client, done["id"], "npy")), allow_pickle=False)
+    npy_bytes = _download(client, done["id"], "npy")
+    npy = np.load(io.BytesIO(npy_bytes), allow_pickle=False)
     assert npy.dtype == np.float32 and npy.shape == expected.shape
     assert np.array_equal(npy, expected)  # bit for bit, across 4 chunks
 
@@ -111,6 +112,14 @@ def test_outputs_and_labels_equal_predict_on_the_same_rows(
     else:
         assert header[-1] == "label"
         assert [row[-1] for row in rows] == [str(label) for label in answer["labels"]]
+
+    # Once the model is deleted the outputs stay downloadable; the CSV's labels do not.
+    assert client.delete(f"/v1/models/{model['id']}").status_code == 204
+    orphan = client.get(f"/v1/predictions/{done['id']}").json()
+    assert orphan["model_id"] is None and orphan["status"] == "succeeded"
+    assert _download(client, done["id"], "npy") == npy_bytes
+    gone = client.get(f"/v1/predictions/{done['id']}/download", params={"format": "csv"})
+    assert gone.status_code == 409 and gone.json()["detail"][0]["type"] == "model_deleted"
 
 
 def test_a_dataset_of_the_wrong_width_or_a_foreign_id_is_refused(
