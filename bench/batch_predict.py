@@ -8,8 +8,10 @@ first read of the dataset checks the blob's SHA-256 and pages it in) and a warm 
 run's rows/s is taken from its own ``started_at``/``finished_at`` (claim to commit: every
 chunk, the output blob and its hash included) and, separately, from the worker's working
 time (``rows_per_second``). The peer: ``x @ W.T + b``, ReLU and softmax in NumPy over the
-same in-memory rows, in chunks of the same size, with the same BLAS threads, timed before
-and after the runs (the mean is the reference). Target: warm run >= 0.8x the peer.
+same in-memory rows, in chunks of the same size, with the same BLAS threads, timed before,
+between and after the runs; the fastest of the three is the reference (on a busy machine
+the peer's rate swings too, and the best one makes the ratio conservative). Target: warm
+run >= 0.8x the peer.
 
     .venv/bin/python bench/batch_predict.py [--rows N] [--features D] [--threads T] [--quick]
 
@@ -138,18 +140,23 @@ def main() -> None:
                 201,
             )
             cold = prediction_run(client, model["id"], dataset["id"])
+            between, _ = timed_bare(x, weights, layers)
             warm = prediction_run(client, model["id"], dataset["id"])
             download = client.get(f"/v1/predictions/{warm['id']}/download?format=npy")
             outputs = np.load(io.BytesIO(download.content), allow_pickle=False)
         after, _ = timed_bare(x, weights, layers)
 
-    bare = (before + after) / 2
+    bare = max(before, between, after)  # the peer at its best: the ratios are conservative
     agree = float(np.abs(outputs - reference).max())
     print(f"\n{rows:,} x {args.features} float32, {'-'.join(map(str, sizes))} relu/softmax, "
           f"{args.threads} BLAS thread(s), chunks of {CHUNK_ROWS:,} rows; upload "
           f"{upload_seconds:.1f} s; load average now {_service.load_average()}")  # fmt: skip
     table = [
-        ["bare NumPy forward (before / after)", f"{before:,.0f} / {after:,.0f}", "1.00"],
+        [
+            "bare NumPy forward (before / between / after; the best is 1.00)",
+            f"{before:,.0f} / {between:,.0f} / {after:,.0f}",
+            "1.00",
+        ],
     ]
     for name, run in (("cold", cold), ("warm", warm)):
         end_to_end = run["end_to_end_rows_per_second"]
@@ -160,7 +167,7 @@ def main() -> None:
     _service.print_table(["what", "rows/s", "x bare"], table)
     print(f"max |run - bare| over all outputs: {agree:.2e}")
     if args.json:
-        report = {"rows": rows, "sizes": sizes, "threads": args.threads, "bare": [before, after],
+        report = {"rows": rows, "sizes": sizes, "threads": args.threads, "bare": [before, between, after],
                   "cold": cold, "warm": warm, "load": _service.load_average()}  # fmt: skip
         args.json.write_text(json.dumps(report, indent=2))
 
