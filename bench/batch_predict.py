@@ -167,8 +167,15 @@ def main() -> None:
     _service.print_table(["what", "rows/s", "x bare"], table)
     print(f"max |run - bare| over all outputs: {agree:.2e}")
     if args.json:
-        report = {"rows": rows, "sizes": sizes, "threads": args.threads, "bare": [before, between, after],
-                  "cold": cold, "warm": warm, "load": _service.load_average()}  # fmt: skip
+        report = {
+            "rows": rows,
+            "sizes": sizes,
+            "threads": args.threads,
+            "bare": [before, between, after],
+            "cold": cold,
+            "warm": warm,
+            "load": _service.load_average(),
+        }
         args.json.write_text(json.dumps(report, indent=2))
 
 
