@@ -24,7 +24,7 @@ def test_predict_batch_downloads_what_predict_answers(
     assert trained.status == 0, trained
     (model_id,) = trained.out.split()
     features = tmp_path / "features.csv"
-    rows = list(csv.reader(csv_file.open()))[1:]
+    rows = list(csv.reader(io.StringIO(csv_file.read_text())))[1:]
     features.write_text("".join(f"{a},{b}\n" for a, _, b in rows))
     answered = cli.ok("predict", model_id, str(features))
     expected = list(csv.reader(io.StringIO(answered)))
@@ -35,17 +35,18 @@ def test_predict_batch_downloads_what_predict_answers(
     assert result.out.strip() == str(npy_path) and "prediction run pred_" in result.err
     outputs = np.load(npy_path, allow_pickle=False)
     assert outputs.shape == (len(rows), 2)
-    width = outputs.shape[1]
-    predicted = np.asarray([line[:width] for line in expected[1:]], dtype=np.float64)
+    # `backprop predict` writes label, p_no, p_yes (the classes' probabilities).
+    assert expected[0] == ["label", "p_no", "p_yes"]
+    predicted = np.asarray([line[1:] for line in expected[1:]], dtype=np.float64)
     np.testing.assert_array_equal(outputs, predicted.astype(np.float32))
 
     csv_path = tmp_path / "out.csv"
     args = ("predict-batch", model_id, dataset_id, "--format", "csv", "-o", str(csv_path))
     body = json.loads(cli.ok(*args, "--json"))
     assert body["status"] == "succeeded" and body["rows_done"] == len(rows)
-    lines = list(csv.reader(csv_path.open()))
-    assert lines[0][-1] == "label"
-    assert [line[-1] for line in lines[1:]] == [line[-1] for line in expected[1:]]
+    lines = list(csv.reader(io.StringIO(csv_path.read_text())))
+    assert lines[0] == ["output_0", "output_1", "label"]
+    assert [line[-1] for line in lines[1:]] == [line[0] for line in expected[1:]]
 
     refused = cli("predict-batch", model_id, "ds_0000000000000000")
     assert refused.status == 1 and "(at body.dataset_id)" in refused.err
