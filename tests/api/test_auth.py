@@ -33,6 +33,8 @@ def _ids() -> dict[str, str]:
             ("network_id", "net"),
             ("job_id", "job"),
             ("model_id", "mdl"),
+            ("prediction_id", "pred"),
+            ("evaluation_id", "ev"),
         )
     }
 
