@@ -170,7 +170,21 @@ class Settings(BaseSettings):
         "it asked keep_model)",
     )
     max_active_jobs: int = Field(
-        default=20, gt=0, description="Queued + running jobs allowed per owner"
+        default=20,
+        gt=0,
+        description="Queued + running jobs allowed per owner (training jobs, prediction "
+        "runs and worker-side evaluations together: each holds a worker)",
+    )
+    sync_evaluation_rows: int = Field(
+        default=100_000,
+        ge=0,
+        description="An evaluation on a dataset with more rows runs in a worker (202)",
+    )
+    prediction_chunk_rows: int = Field(
+        default=65_536,
+        gt=0,
+        description="Rows per chunk of a prediction run or worker-side evaluation (fewer "
+        "when BACKPROP_MAX_ACTIVATION_BYTES requires)",
     )
     max_owner_bytes: int = Field(
         default=16 * 1024**3,

@@ -21,7 +21,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from app.api import datasets, evaluations, jobs, models, networks, ops, predict, sweeps
+from app.api import (
+    datasets,
+    evaluations,
+    jobs,
+    models,
+    networks,
+    ops,
+    predict,
+    predictions,
+    sweeps,
+)
 from app.api import openapi as api_document
 from app.api.body_errors import explain
 from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
@@ -214,7 +224,8 @@ def create_app(
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops
     # router (probes, scrapes); their paths overlap nothing after them.
-    for module in (predict, ops, datasets, networks, jobs, sweeps, models, evaluations):
+    routers = (predict, ops, datasets, networks, jobs, sweeps, models, evaluations, predictions)
+    for module in routers:
         app.include_router(module.router)
     mount_docs(app)
     _mount_ui(app)

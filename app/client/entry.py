@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from types import ModuleType
 
-from app.client import datasets, export, jobs, models, networks, predict, sweeps, train
+from app.client import batch, datasets, export, jobs, models, networks, predict, sweeps, train
 from app.client.http import DEFAULT_URL, Api, ClientError
 from app.client.output import note
 from app.client.reads import Subparsers
@@ -22,7 +22,7 @@ ClientCommand = Callable[[Api, argparse.Namespace], int]
 
 RESOURCES: tuple[ModuleType, ...] = (
     *(datasets, networks, train, jobs, sweeps),
-    *(predict, models, export),
+    *(predict, batch, models, export),
 )
 
 

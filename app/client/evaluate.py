@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from app.client.http import Api
+from app.client.http import Api, ClientError
 from app.client.output import Column, note, number, print_json, table
 from app.client.reads import Subparsers
+from app.client.rows_progress import follow_rows
 
 CLASS_COLUMNS: list[Column] = [
     ("CLASS", lambda c: str(c["label"])),
@@ -79,6 +80,12 @@ def print_evaluation(body: Mapping[str, Any]) -> None:
 def evaluate(api: Api, args: argparse.Namespace) -> int:
     path = f"/v1/models/{quote(args.id, safe='')}/evaluate"
     body = api.post(path, {"dataset_id": args.dataset})
+    if body["status"] != "succeeded":  # a large dataset: a worker scores it (202)
+        note(f"evaluation {body['id']}: {body['rows_total']} rows, scored by a worker")
+        body = follow_rows(api, f"/v1/evaluations/{quote(body['id'], safe='')}", body)
+        if body["status"] != "succeeded":
+            why = body.get("error") or ""
+            raise ClientError(f"evaluation {body['id']} {body['status']}: {why}")
     if args.json:
         print_json(body)
     else:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs import fairness, sweep_advance
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, Model, utcnow
+from app.storage.tables import Job, JobKind, JobStatus, Model, utcnow
 
 BeforeCommit = Callable[[], None]
 AnyRow = Row[*tuple[Any, ...]]
@@ -38,6 +38,7 @@ class Claim:
     lease_token: str
     worker_id: str
     attempt: int  # 1 for the first run; a resumed job counts up
+    kind: str = JobKind.TRAIN  # what the job does (the worker's attempt dispatches on it)
 
 
 @dataclass(frozen=True)
@@ -211,11 +212,11 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     }
     with db.session() as session:
         where = and_(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        row = _update(session, where, values, Job.id, Job.attempts)
+        row = _update(session, where, values, Job.id, Job.attempts, Job.kind)
     if row is None:
         return None
-    job_id, attempts = row
-    return Claim(job_id=job_id, lease_token=token, worker_id=worker_id, attempt=attempts)
+    job_id, attempts, kind = row
+    return Claim(job_id=job_id, lease_token=token, worker_id=worker_id, attempt=attempts, kind=kind)
 
 
 def _lease_state(row: AnyRow | None) -> LeaseState:

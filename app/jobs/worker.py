@@ -1,8 +1,9 @@
-"""The worker process: claim a queued job, train it, commit the result; repeat.
+"""The worker process: claim a queued job, run it, commit the result; repeat.
 
 ``Worker(db, settings).run()`` loops until SIGTERM/SIGINT: sweep expired leases back to
-the queue (every few seconds), claim the oldest queued job, train it (see
-:mod:`app.jobs.attempt`), and poll every ``settings.poll_seconds`` when idle. A background
+the queue (every few seconds), claim the oldest queued job, run it (training:
+:mod:`app.jobs.attempt`; prediction runs and evaluations: :mod:`app.jobs.batch_attempt`),
+and poll every ``settings.poll_seconds`` when idle. A background
 :class:`Pulse` thread renews the job's lease, polls (with a cheap read) for a cancel and
 keeps the worker's row in ``workers`` fresh; it is a thread of its own so that a long
 batch never lets the lease lapse.
@@ -31,10 +32,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import Settings
 from app.jobs import queue
 from app.jobs.attempt import JobRun
+from app.jobs.batch_attempt import BatchRun
 from app.jobs.pulse import DB_RETRY_SECONDS, Pulse
 from app.storage.blobs import BlobStore, BlobStoreUnavailable, open_blob_store
 from app.storage.database import Database, brief
-from app.storage.tables import WorkerHeartbeat, utcnow
+from app.storage.tables import JobKind, WorkerHeartbeat, utcnow
 
 log = logging.getLogger("backprop.worker")
 
@@ -124,7 +126,9 @@ class Worker:
 
     def _run_job(self, claim: queue.Claim, pulse: Pulse) -> bool:
         try:
-            return JobRun(self.db, self.blobs, self.settings, claim, pulse, self.stopping).run()
+            # Training, or a prediction run / evaluation streaming a dataset's rows.
+            run = JobRun if claim.kind == JobKind.TRAIN else BatchRun
+            return run(self.db, self.blobs, self.settings, claim, pulse, self.stopping).run()
         except BlobStoreUnavailable as exc:
             log.warning("job %s: blob store unavailable, back to the queue: %s", claim.job_id, exc)
             queue.release(self.db, claim)

@@ -52,9 +52,12 @@ def _dataset_arrays(
     return dataset, x, y
 
 
-def forward_in_blocks(model: Model, x: np.ndarray, block_rows: int = BLOCK_ROWS) -> Any:
+def forward_in_blocks(
+    model: Model, x: np.ndarray, block_rows: int = BLOCK_ROWS, *, first_row: int = 0
+) -> Any:
     """The model's outputs (n, output_size) for x (n, input_size), ``block_rows`` rows at
-    a time; 422 at body.dataset_id naming the first row whose outputs overflow."""
+    a time; 422 at body.dataset_id naming the first row whose outputs overflow (counted
+    from ``first_row``: where x starts in the dataset)."""
     dtype = model.network.dtype
     outputs = np.empty((x.shape[0], model.network.output_size), dtype=dtype)
     for start in range(0, x.shape[0], block_rows):
@@ -62,7 +65,7 @@ def forward_in_blocks(model: Model, x: np.ndarray, block_rows: int = BLOCK_ROWS)
         with np.errstate(all="ignore"):
             out = model.predict_checked(block)
         if not np.isfinite(out).all():
-            row = start + int(np.argwhere(~np.isfinite(out))[0][0])
+            row = first_row + start + int(np.argwhere(~np.isfinite(out))[0][0])
             raise Invalid(
                 f"the model's outputs overflow for row {row} of the dataset",
                 DATASET_LOC,
@@ -92,15 +95,31 @@ def score(model: Model, outputs: np.ndarray, y: npt.NDArray[Any]) -> dict[str, A
         metrics = evaluation.regression_metrics(actual, outputs)
         metrics["points"] = evaluation.sample_pairs(actual, outputs, SCATTER_POINTS)
         return metrics
-    classes = model.classes or []
+    return evaluation.classifier_metrics(_class_codes(model, y), outputs, model.classes or [])
+
+
+def _class_codes(model: Model, y: npt.NDArray[Any]) -> np.ndarray:
+    """(n,) indices into the classifier's classes of labels ``y`` (n,) or (n, 1);
+    DataError naming the labels it never saw."""
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise DataError(
             f"y has {y.shape[1]} columns; evaluating a classifier needs one class label per row"
         )
-    codes = evaluation.class_codes(y, classes, name="the dataset")
-    return evaluation.classifier_metrics(codes, outputs, classes)
+    return evaluation.class_codes(y, model.classes or [], name="the dataset")
+
+
+def check_labels(model: Model, y: npt.NDArray[Any]) -> None:
+    """422 at body.dataset_id unless the labels ``y`` fit the model (what :func:`score`
+    would refuse, checked before a worker computes the outputs)."""
+    try:
+        if model.task == "regression":
+            _targets(y, model.network.output_size)
+        else:
+            _class_codes(model, y)
+    except DataError as exc:
+        raise Invalid(exc.message, DATASET_LOC, error_type="labels_mismatch") from None
 
 
 def evaluate_model(

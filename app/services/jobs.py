@@ -16,11 +16,22 @@ from app.services.fit import check_init_model, check_labels_fit
 from app.services.ownership import get_owned, page
 from app.services.quota import check_owner_bytes
 from app.storage.database import Database
-from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, JobStatus, Model, Network, Owner
+from app.storage.tables import (
+    ACTIVE_STATUSES,
+    Dataset,
+    Job,
+    JobKind,
+    JobStatus,
+    Model,
+    Network,
+    Owner,
+)
 
 PATH_LOC = ("path", "job_id")
 RETRY_AFTER_SECONDS = 10
 TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# /v1/jobs is about training: prediction runs and evaluations share the queue, not the API.
+TRAINING = Job.kind == JobKind.TRAIN
 
 
 def training_options(spec: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +132,9 @@ def check_job_size(
 
 
 def check_active_jobs(session: Session, settings: Settings, owner_id: int) -> None:
-    """429 when the owner has BACKPROP_MAX_ACTIVE_JOBS active; a sweep counts as one."""
+    """429 when the owner has BACKPROP_MAX_ACTIVE_JOBS queued or running entries: training
+    jobs, prediction runs and worker-side evaluations alike (each takes a worker); a sweep
+    counts as one."""
     # Lock the owner row (PostgreSQL) so two submits cannot both take the last slot;
     # SQLite's write transactions are serialised already.
     session.scalar(select(Owner.id).where(Owner.id == owner_id).with_for_update())
@@ -148,8 +161,16 @@ def model_ids_of(session: Session, job_ids: list[str]) -> dict[str, str]:
 def get_job(db: Database, *, owner_id: int, job_id: str) -> tuple[Job, str | None]:
     """The job and the id of its model (if any)."""
     with db.read_session() as session:
-        job = get_owned(session, Job, job_id, owner_id=owner_id, loc=PATH_LOC)
+        job = _training_job(session, owner_id=owner_id, job_id=job_id)
         return job, model_ids_of(session, [job.id]).get(job.id)
+
+
+def _training_job(session: Session, *, owner_id: int, job_id: str, for_update: bool = False) -> Job:
+    """The owner's training job ``job_id`` (404 for any other kind)."""
+    job = get_owned(session, Job, job_id, owner_id=owner_id, loc=PATH_LOC, for_update=for_update)
+    if job.kind != JobKind.TRAIN:
+        raise NotFound("job", PATH_LOC)
+    return job
 
 
 def list_jobs(
@@ -166,7 +187,7 @@ def list_jobs(
     or on ``dataset_id``) with their model ids. Rows come without ``history``,
     ``findings`` and ``network_config``: reading them raises; lists show the latest ``metrics``."""
     filters = {Job.status: status, Job.network_id: network_id, Job.dataset_id: dataset_id}
-    where = [column == value for column, value in filters.items() if value is not None]
+    where = [TRAINING, *(column == value for column, value in filters.items() if value is not None)]
     unloaded = [
         defer(column, raiseload=True) for column in (Job.history, Job.findings, Job.network_config)
     ]
@@ -189,7 +210,7 @@ def cancel_job(
 ) -> tuple[Job, str | None]:
     """Cancel a queued job now, or ask a running one to stop; 409 once it has finished."""
     with db.session() as session:
-        job = get_owned(session, Job, job_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
+        job = _training_job(session, owner_id=owner_id, job_id=job_id, for_update=True)
         if job.status in TERMINAL:
             raise Conflict(
                 f"the job has already finished ({job.status})", PATH_LOC, error_type="job_finished"
@@ -216,7 +237,9 @@ def job_epoch(db: Database, *, owner_id: int, job_id: str) -> tuple[str, int]:
     reads the history (only when the epoch moved or the job finished)."""
     with db.read_session() as session:
         row = session.execute(
-            select(Job.status, Job.epoch).where(Job.id == job_id, Job.owner_id == owner_id)
+            select(Job.status, Job.epoch).where(
+                Job.id == job_id, Job.owner_id == owner_id, TRAINING
+            )
         ).first()
     if row is None:
         raise NotFound("job", PATH_LOC)
@@ -228,7 +251,7 @@ def job_progress(db: Database, *, owner_id: int, job_id: str) -> JobProgress:
     with db.read_session() as session:
         row = session.execute(
             select(Job.status, Job.history, Job.error, Job.findings).where(
-                Job.id == job_id, Job.owner_id == owner_id
+                Job.id == job_id, Job.owner_id == owner_id, TRAINING
             )
         ).first()
         if row is None:

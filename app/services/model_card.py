@@ -175,7 +175,8 @@ def _evaluations(session: Session, model_id: str) -> list[EvaluationSummary]:
         .where(Evaluation.model_id == model_id)
         .order_by(Evaluation.created_at, Evaluation.id)
     )
-    return [_summary(row) for row in rows]
+    # Evaluations a worker has not finished (no scores yet) are not on the card.
+    return [_summary(row) for row in rows if row.metrics]
 
 
 def _metrics(job: Job | None, row: Model) -> CardMetrics:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.config import Settings
 from app.engine.errors import EngineError
@@ -71,13 +71,15 @@ def model_weights(db: Database, blobs: BlobStore, *, owner_id: int, model_id: st
 
 
 def delete_model(db: Database, cache: ModelCache, *, owner_id: int, model_id: str) -> None:
-    """Delete (and forget it in this process's cache); 409 while a job starts from it."""
+    """Delete (and forget it in this process's cache); 409 while a job starts from it or
+    a prediction run or evaluation job reads it."""
     with db.session() as session:
         row = get_owned(
             session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True
         )
-        uses = Job.init_model_id == model_id
-        refuse_while_in_use(session, uses, what="from this model", loc=PATH_LOC)
+        # Training from it, or a prediction run / evaluation reading it.
+        uses = or_(Job.init_model_id == model_id, Job.model_id == model_id)
+        refuse_while_in_use(session, uses, what="with this model", loc=PATH_LOC)
         session.delete(row)
     cache.drop(model_id)
 

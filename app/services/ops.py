@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.storage import migrations as migrate
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, WorkerHeartbeat, utcnow
+from app.storage.tables import Job, JobKind, JobStatus, WorkerHeartbeat, utcnow
 
 WORKER_FRESH_SECONDS = 30.0
 
@@ -56,9 +56,10 @@ def live_workers(db: Database) -> int:
 
 
 def jobs_by_status(db: Database) -> dict[str, int]:
-    """Count of jobs in each status (every status present, zero if none)."""
+    """Count of training jobs in each status (every status present, zero if none)."""
     counts = {status.value: 0 for status in JobStatus}
+    training = select(Job.status, func.count()).where(Job.kind == JobKind.TRAIN)
     with db.read_session() as session:
-        for status, count in session.execute(select(Job.status, func.count()).group_by(Job.status)):
+        for status, count in session.execute(training.group_by(Job.status)):
             counts[status] = count
     return counts

@@ -25,7 +25,7 @@ from sqlalchemy import CompoundSelect, select, union
 
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job, Model, utcnow
+from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, Model, utcnow
 
 log = logging.getLogger("backprop.gc")
 
@@ -45,15 +45,23 @@ class GcReport:
 
 
 def referenced_blobs(db: Database) -> set[str]:
-    """Every hash a row references: dataset arrays, model weights, job checkpoints."""
+    """Every hash a row references: dataset arrays, model weights, job checkpoints,
+    prediction outputs, and the output pieces of the active prediction runs."""
     query: CompoundSelect[Any] = union(
         select(Dataset.x_sha256),
         select(Dataset.y_sha256),
         select(Model.weights_sha256),
         select(Job.checkpoint_sha256).where(Job.checkpoint_sha256.is_not(None)),
+        select(Job.result_sha256).where(Job.result_sha256.is_not(None)),
+    )
+    pieces = select(Job.output_parts).where(
+        Job.output_parts.is_not(None), Job.status.in_(ACTIVE_STATUSES)
     )
     with db.read_session() as session:
-        return {str(sha) for sha in session.scalars(query) if sha}
+        found = {str(sha) for sha in session.scalars(query) if sha}
+        for parts in session.scalars(pieces):
+            found.update(str(part["sha256"]) for part in parts or [])
+    return found
 
 
 def collect_garbage(

@@ -64,6 +64,15 @@ class JobStatus(StrEnum):
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
+class JobKind(StrEnum):
+    """What a queue entry does: train a network, or run a stored model over a dataset
+    (a batch prediction, or an evaluation too large to compute in a request)."""
+
+    TRAIN = "train"
+    PREDICT = "predict"
+    EVALUATE = "evaluate"
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime,
@@ -132,7 +141,14 @@ class Network(Base):
 
 
 class Job(Base):
-    """A training job and its queue state. Writes by a worker are fenced by ``lease_token``."""
+    """A queue entry and its state; writes by a worker are fenced by ``lease_token``.
+
+    ``kind`` says what it does (:class:`JobKind`). A training job uses the network,
+    options, epochs and history columns. A prediction run or evaluation job reads the model
+    ``model_id`` and the dataset, and reports ``rows_done`` of ``rows_total``;
+    ``train_seconds`` is then its working time (rows/s = rows_done / train_seconds), and
+    a prediction run's finished outputs are the ``.npy`` blob ``result_sha256``, the
+    pieces written before that ``output_parts`` (resumed by the next attempt)."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
@@ -171,6 +187,15 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    kind: Mapped[str] = mapped_column(String(16), default=JobKind.TRAIN, server_default="train")
+    model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("models.id", ondelete="SET NULL", use_alter=True), index=True, default=None
+    )
+    rows_done: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    rows_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    result_sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # blob
+    # [{"rows": k, "sha256": ...}]: consecutive output rows written by earlier attempts
+    output_parts: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     # A sweep's trial (app/jobs/sweep_advance.py): its sweep and its index in the sweep.
     sweep_id: Mapped[str | None] = mapped_column(
         ForeignKey("sweeps.id", ondelete="CASCADE"), index=True, default=None
@@ -237,7 +262,12 @@ class Evaluation(Base):
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # {} until a worker computed them
+    # The worker job computing a large evaluation (its status is the evaluation's); None
+    # for one computed in the request.
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), index=True, default=None
+    )
 
 
 class WorkerHeartbeat(Base):

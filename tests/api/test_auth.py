@@ -34,6 +34,8 @@ def _ids() -> dict[str, str]:
             ("job_id", "job"),
             ("model_id", "mdl"),
             ("sweep_id", "swp"),
+            ("prediction_id", "pred"),
+            ("evaluation_id", "ev"),
         )
     }
 

@@ -185,3 +185,56 @@ def test_the_forward_pass_in_blocks_equals_one_pass() -> None:
     model = EngineModel(Network.from_config(network), "multiclass", ["a", "b"])
     x = np.random.default_rng(1).normal(size=(10, 3)).astype(np.float32)
     np.testing.assert_array_equal(forward_in_blocks(model, x, block_rows=3), model.predict(x))
+
+
+def test_a_large_dataset_is_evaluated_by_a_worker_with_the_same_scores(
+    make_client: Any, keys: Any, db: Database
+) -> None:
+    from tests.api.test_predictions import work
+
+    now = make_client(keys.alice)
+    queued = make_client(keys.alice, sync_evaluation_rows=10)
+    model = _binary_model(now)
+    rows = np.random.default_rng(3).normal(0, 1, (5000, 2)).round(3).tolist()  # 2 chunks
+    y = ["yes" if a * b > 0 else "no" for a, b in rows]
+    dataset = make_dataset(now, x=rows, y=y)
+    sync = _evaluate(now, model["id"], dataset["id"])
+
+    response = queued.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert response.status_code == 202, response.text
+    pending = response.json()
+    assert pending["status"] == "queued" and pending["rows_total"] == 5000
+    assert "accuracy" not in pending
+    assert queued.get(f"/v1/evaluations/{pending['id']}").json()["status"] == "queued"
+    work(db)
+    done = queued.get(f"/v1/evaluations/{pending['id']}").json()
+    assert done["status"] == "succeeded" and sync["status"] == "succeeded"
+    ignore = {"id", "created_at"}
+    assert {k: v for k, v in done.items() if k not in ignore} == {
+        k: v for k, v in sync.items() if k not in ignore
+    }
+    listed = now.get(f"/v1/models/{model['id']}/evaluations").json()["items"]
+    assert [item["id"] for item in listed] == [pending["id"], sync["id"]]
+    assert now.get("/v1/jobs").json()["total"] == 0  # its job is not a training job
+
+
+def test_a_queued_evaluation_checks_labels_up_front_and_is_owned(
+    make_client: Any, keys: Any
+) -> None:
+    queued = make_client(keys.alice, sync_evaluation_rows=10)
+    model = _binary_model(queued)
+    dataset = make_dataset(queued, x=X, y=["maybe"] * len(X))
+    response = queued.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+    assert "'maybe'" in response.json()["detail"][0]["msg"]
+
+    fine = make_dataset(queued, x=X, y=["no"] * len(X))
+    pending = queued.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": fine["id"]})
+    assert pending.status_code == 202
+    bob = make_client(keys.bob)
+    other = bob.get(f"/v1/evaluations/{pending.json()['id']}")
+    assert other.status_code == 404 and other.json()["detail"][0]["loc"] == [
+        "path",
+        "evaluation_id",
+    ]

@@ -13,8 +13,12 @@ OBJECT_PARAMS = {
     "network_id": "networks",
     "job_id": "jobs",
     "model_id": "models",
+    "prediction_id": "predictions",
+    "evaluation_id": "evaluations",
 }
 ID_PARAMS = {**OBJECT_PARAMS, "sweep_id": "sweeps"}  # a sweep's trials are jobs of their own
+# evaluations are listed per model
+LISTED = {name: resource for name, resource in OBJECT_PARAMS.items() if name != "evaluation_id"}
 
 
 def _objects(client: ApiClient, key: str) -> dict[str, str]:
@@ -30,6 +34,11 @@ def _objects(client: ApiClient, key: str) -> dict[str, str]:
             json={"network_id": network["id"], "dataset_id": dataset.json()["id"], "epochs": 5},
         )
         assert job.status_code == 202, job.text
+        on_it = {"dataset_id": dataset.json()["id"]}
+        run = client.post(f"/v1/models/{model['id']}/predictions", json=on_it)
+        assert run.status_code == 202, run.text
+        evaluation = client.post(f"/v1/models/{model['id']}/evaluate", json=on_it)
+        assert evaluation.status_code == 201, evaluation.text
     finally:
         del client.headers["Authorization"]
     return {
@@ -37,6 +46,8 @@ def _objects(client: ApiClient, key: str) -> dict[str, str]:
         "network_id": network["id"],
         "job_id": job.json()["id"],
         "model_id": model["id"],
+        "prediction_id": run.json()["id"],
+        "evaluation_id": evaluation.json()["id"],
     }
 
 
@@ -112,7 +123,7 @@ def test_foreign_ids_are_answered_like_missing_ones(make_client: MakeClient, key
 def test_lists_are_disjoint(make_client: MakeClient, keys: Keys) -> None:
     client = make_client()
     mine, theirs = _objects(client, keys.alice), _objects(client, keys.bob)
-    for resource in OBJECT_PARAMS.values():
+    for resource in LISTED.values():
         seen = {}
         for key in (keys.alice, keys.bob):
             page = client.get(f"/v1/{resource}", headers=auth(key)).json()

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import Label
+from app.services.evaluation_runs import EvaluationState
 from app.storage.tables import Evaluation
 
 
@@ -60,6 +61,9 @@ class _EvaluationBase(BaseModel):
     model_id: str
     dataset_id: str | None = Field(description="null once the dataset is deleted")
     created_at: datetime
+    status: Literal["succeeded"] = Field(
+        default="succeeded", description="Scores are present: always succeeded"
+    )
     n_samples: int
 
 
@@ -74,6 +78,7 @@ class ClassifierEvaluation(_EvaluationBase):
                     "model_id": "mdl_0123456789abcdef",
                     "dataset_id": "ds_0123456789abcdef",
                     "created_at": "2026-12-01T12:00:00Z",
+                    "status": "succeeded",
                     "task": "binary",
                     "n_samples": 4,
                     "classes": ["no", "yes"],
@@ -127,6 +132,7 @@ class RegressionEvaluation(_EvaluationBase):
                     "model_id": "mdl_0123456789abcdef",
                     "dataset_id": "ds_0123456789abcdef",
                     "created_at": "2026-12-01T12:00:00Z",
+                    "status": "succeeded",
                     "task": "regression",
                     "n_samples": 2,
                     "mse": 0.25,
@@ -152,12 +158,59 @@ class RegressionEvaluation(_EvaluationBase):
 EvaluationRead = Annotated[ClassifierEvaluation | RegressionEvaluation, Field(discriminator="task")]
 
 
-def evaluation_body(row: Evaluation) -> dict[str, Any]:
-    """The stored evaluation as the fields of :data:`EvaluationRead`."""
-    return {
+class EvaluationRun(BaseModel):
+    """An evaluation a worker is computing (a dataset over BACKPROP_SYNC_EVALUATION_ROWS
+    rows), or one whose job failed or was cancelled: no scores yet. GET it again (or
+    list the model's evaluations) until its status is succeeded and the scores are there."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "ev_0123456789abcdef",
+                    "model_id": "mdl_0123456789abcdef",
+                    "dataset_id": "ds_0123456789abcdef",
+                    "created_at": "2026-12-01T12:00:00Z",
+                    "status": "running",
+                    "rows_done": 400000,
+                    "rows_total": 1000000,
+                    "error": None,
+                }
+            ]
+        }
+    )
+
+    id: str
+    model_id: str
+    dataset_id: str | None = Field(description="null once the dataset is deleted")
+    created_at: datetime
+    status: Literal["queued", "running", "failed", "cancelled"]
+    rows_done: int | None = Field(description="Rows scored so far")
+    rows_total: int | None = Field(description="Rows of the dataset")
+    error: str | None = Field(default=None, description="Why it failed")
+
+
+# One of three named bodies: the status tells them apart (only EvaluationRun is not
+# succeeded), and then the task.
+EvaluationResult = ClassifierEvaluation | RegressionEvaluation | EvaluationRun
+
+
+def evaluation_body(row: Evaluation, state: EvaluationState | None = None) -> dict[str, Any]:
+    """The stored evaluation as the fields of :data:`EvaluationRead` once it has scores,
+    else of :class:`EvaluationRun` (``state``: its job's)."""
+    fields = {
         "id": row.id,
         "model_id": row.model_id,
         "dataset_id": row.dataset_id,
         "created_at": row.created_at,
-        **row.metrics,
+    }
+    if row.metrics:
+        return {**fields, **row.metrics}
+    assert state is not None, "an evaluation without scores has a job"
+    return {
+        **fields,
+        "status": state.status,
+        "rows_done": state.rows_done,
+        "rows_total": state.rows_total,
+        "error": state.error,
     }

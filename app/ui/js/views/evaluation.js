@@ -2,9 +2,11 @@
 // /v1/models/{id}/evaluate) and see the result: the confusion-matrix heat map, the ROC
 // curve of a binary model and the per-class table, or predicted against actual for
 // regression. Earlier evaluations (GET /v1/models/{id}/evaluations) can be shown again.
+// A large dataset is scored by a worker (202): the card shows its rows until it is done
+// (GET /v1/evaluations/{id}), then its scores.
 
 import { api, listAll } from "../api.js";
-import { field, h } from "../dom.js";
+import { field, h, sleep } from "../dom.js";
 import { confusionHeatmap, rocPlot, scatterPlot } from "../evalplots.js";
 import { num, when, whenTitle } from "../format.js";
 import { card, errorBox, facts, link, notice, onSubmit, table } from "../ui.js";
@@ -51,8 +53,20 @@ function perTargetTable(e) {
   );
 }
 
-/** One evaluation's scores and plots. */
+const POLL_MS = 1000;
+
+/** An evaluation a worker has not finished: its status and rows. */
+function pendingView(e) {
+  return h(
+    "div",
+    { class: "evaluation", "data-evaluation": e.id, "data-status": e.status },
+    notice(`Scored by a worker: ${e.status}, ${num(e.rows_done ?? 0)} of ${num(e.rows_total)} rows${e.error ? ` (${e.error})` : ""}.`),
+  );
+}
+
+/** One evaluation's scores and plots (or, before a worker finished it, its progress). */
 export function evaluationView(e) {
+  if (e.status !== "succeeded") return pendingView(e);
   const source = e.dataset_id ? link(`#/datasets/${e.dataset_id}`, e.dataset_id) : "a deleted dataset";
   const plots =
     e.task === "regression"
@@ -77,8 +91,8 @@ function historyTable(items, show) {
         {},
         h("td", { title: whenTitle(e.created_at) }, when(e.created_at)),
         h("td", {}, e.dataset_id ?? "deleted"),
-        h("td", { class: "num" }, num(e.n_samples)),
-        h("td", { class: "num" }, e.task === "regression" ? `R² ${num(e.r2)}` : `accuracy ${num(e.accuracy)}`),
+        h("td", { class: "num" }, num(e.n_samples ?? e.rows_total)),
+        h("td", { class: "num" }, e.status !== "succeeded" ? e.status : e.task === "regression" ? `R² ${num(e.r2)}` : `accuracy ${num(e.accuracy)}`),
         h("td", {}, h("button", { type: "button", class: "button button-small", onclick: () => show(e) }, "Show")),
       ),
     ),
@@ -115,8 +129,13 @@ export async function evaluationSection(model, { signal, onEvaluated = async () 
     h("div", { class: "form-actions" }, h("button", { type: "submit", class: "button button-primary" }, "Evaluate")),
   );
   onSubmit(form, errors, async (data) => {
-    const evaluation = await api(`/models/${model.id}/evaluate`, { method: "POST", json: { dataset_id: String(data.get("dataset_id")) } });
+    let evaluation = await api(`/models/${model.id}/evaluate`, { method: "POST", json: { dataset_id: String(data.get("dataset_id")) } });
     show(evaluation);
+    while (["queued", "running"].includes(evaluation.status) && !signal?.aborted) {
+      await sleep(POLL_MS, signal);
+      evaluation = await api(`/evaluations/${evaluation.id}`, { signal });
+      show(evaluation);
+    }
     await Promise.all([loadHistory(), onEvaluated()]);
   });
   const section = card("Evaluate", form, result, history);

@@ -1,4 +1,5 @@
-// Models: the list; a model's page with its card and exports, its evaluations, its
+// Models: the list; a model's page with its card and exports, its evaluations, its batch
+// prediction runs, its
 // weights drawn, its decision surface and a predict form.
 
 import { api, listAll } from "../api.js";
@@ -9,6 +10,7 @@ import { layerArrays, parseNpz } from "../npz.js";
 import { SurfacePlot } from "../surface.js";
 import { card, deleteButton, errorBox, facts, link, notice, onSubmit, pageHeader, table } from "../ui.js";
 import { evaluationSection } from "./evaluation.js";
+import { predictionSection } from "./predictions.js";
 import { modelCardSection } from "./modelcard.js";
 
 const SCATTER_ROWS = 2000;
@@ -156,6 +158,7 @@ export async function modelPage(main, { params: [id], signal }) {
   const metrics = Object.entries(model.metrics ?? {}).filter(([, v]) => typeof v === "number");
   const visuals = h("div", { class: "visuals" });
   const evaluate = h("div", { class: "evaluate-slot" });
+  const batch = h("div", { class: "predictions-slot" });
   let cardSection = modelCardSection(model);
   // A new evaluation is listed on the card too: redraw the card from the model's new state.
   const refreshCard = async () => {
@@ -191,11 +194,13 @@ export async function modelPage(main, { params: [id], signal }) {
       card("Predict", predictForm(model, rows, featureNames)),
     ),
     evaluate,
+    batch,
     cardSection,
     visuals,
   );
   await Promise.all([
     evaluationSection(model, { signal, onEvaluated: refreshCard }).then((section) => evaluate.replaceChildren(section)),
+    predictionSection(model, { signal }).then((section) => batch.replaceChildren(section)),
     modelVisuals(visuals, { modelId: id, datasetId, signal, model }),
   ]);
 }

@@ -1,0 +1,58 @@
+"""``backprop predict-batch MODEL DATASET [--out FILE] [--format npy|csv]``: score a stored
+dataset with a model in a worker (POST /v1/models/{id}/predictions), follow the run with
+a progress bar, then download its outputs (npy: the array; csv: outputs and, for
+classifiers, labels). Ctrl+C cancels the run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from urllib.parse import quote
+
+from app.client.http import Api, ClientError
+from app.client.output import note, print_json
+from app.client.reads import Subparsers
+from app.client.rows_progress import follow_rows
+
+
+def predict_batch(api: Api, args: argparse.Namespace) -> int:
+    run = api.post(
+        f"/v1/models/{quote(args.model, safe='')}/predictions", {"dataset_id": args.dataset}
+    )
+    path = f"/v1/predictions/{quote(run['id'], safe='')}"
+    note(f"prediction run {run['id']}: {run['rows_total']} rows queued")
+    try:
+        run = follow_rows(api, path, run)
+    except KeyboardInterrupt:
+        api.post(f"{path}/cancel")
+        note(f"prediction run {run['id']} cancelled")
+        return 130
+    if run["status"] != "succeeded":
+        raise ClientError(f"prediction run {run['id']} {run['status']}: {run.get('error') or ''}")
+    target = args.out or Path(f"{run['id']}.{args.format}")
+    try:
+        with target.open("wb") as out:
+            size = api.download(f"{path}/download", out, {"format": args.format})
+    except OSError as exc:
+        raise ClientError(f"cannot write {target}: {exc.strerror}") from None
+    if args.json:
+        print_json(run)
+    else:
+        print(target)
+        note(f"{run['rows_done']} rows, {size} bytes ({args.format})")
+    return 0
+
+
+def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "predict-batch",
+        parents=[common],
+        help="score a stored dataset with a model in a worker; download the outputs",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a model id")
+    parser.add_argument("dataset", metavar="DATASET", help="a dataset id with the model's width")
+    parser.add_argument(
+        "-o", "--out", type=Path, help="file to write (default: <run id>.<format> here)"
+    )
+    parser.add_argument("--format", choices=("npy", "csv"), default="npy")
+    parser.set_defaults(client_command=predict_batch)

@@ -1,0 +1,126 @@
+"""Queue verbs of the row-streaming kinds (prediction runs, large evaluations).
+
+They share the ``jobs`` table, the claim, the lease, the cancel flag and the expiry sweep
+with training (:mod:`app.jobs.queue`); these verbs add what differs: the entry is created
+with a model and a row count, progress is ``rows_done`` (plus the output pieces a resumed
+attempt continues from), and success stores a prediction run's output blob, or an
+evaluation's metrics in its ``evaluations`` row, in the same fenced transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.jobs.queue import BeforeCommit, Claim, _ended, _fenced, _update
+from app.storage.database import Database
+from app.storage.tables import Evaluation, Job, JobKind, JobStatus, new_id
+
+
+def enqueue_batch(
+    session: Session,
+    *,
+    kind: JobKind,
+    owner_id: int,
+    model_id: str,
+    dataset_id: str,
+    rows_total: int,
+    options: dict[str, Any],
+) -> Job:
+    """Add a queued prediction run (id ``pred_...``) or evaluation job (flushed)."""
+    prefix = "pred" if kind == JobKind.PREDICT else "job"
+    job = Job(
+        id=new_id(prefix),
+        kind=kind,
+        owner_id=owner_id,
+        model_id=model_id,
+        dataset_id=dataset_id,
+        rows_total=rows_total,
+        network_config={},
+        options=options,
+        epochs=0,
+        status=JobStatus.QUEUED,
+        history=[],
+        findings=[],
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def save_rows(
+    db: Database,
+    claim: Claim,
+    *,
+    rows_done: int,
+    seconds: float,
+    output_parts: list[dict[str, Any]] | None = None,
+    before_commit: BeforeCommit | None = None,
+) -> bool:
+    """Record progress (and, when given, the output pieces written so far). False, with
+    nothing written, when the lease is lost."""
+    values: dict[str, Any] = {"rows_done": rows_done, "train_seconds": seconds}
+    if output_parts is not None:
+        values["output_parts"] = output_parts
+    with db.session() as session:
+        row = _update(session, _fenced(claim), values)
+        if row is not None and before_commit is not None:
+            before_commit()
+    return row is not None
+
+
+def finish_prediction(
+    db: Database,
+    claim: Claim,
+    *,
+    rows_done: int,
+    seconds: float,
+    result_sha256: str,
+    before_commit: BeforeCommit | None = None,
+) -> bool:
+    """The run succeeds with its output blob (its pieces are dropped). False when the
+    lease is lost."""
+    values = {
+        **_ended(JobStatus.SUCCEEDED),
+        "rows_done": rows_done,
+        "train_seconds": seconds,
+        "result_sha256": result_sha256,
+        "output_parts": None,
+    }
+    with db.session() as session:
+        row = _update(session, _fenced(claim), values)
+        if row is not None and before_commit is not None:
+            before_commit()
+    return row is not None
+
+
+def finish_evaluation(
+    db: Database, claim: Claim, *, rows_done: int, seconds: float, metrics: dict[str, Any]
+) -> bool:
+    """In ONE transaction: the job succeeds and its evaluation row gets ``metrics``."""
+    values = {**_ended(JobStatus.SUCCEEDED), "rows_done": rows_done, "train_seconds": seconds}
+    with db.session() as session:
+        row = _update(session, _fenced(claim), values)
+        if row is None:
+            return False
+        session.execute(
+            update(Evaluation).where(Evaluation.job_id == claim.job_id).values(metrics=metrics)
+        )
+    return True
+
+
+def end_batch(
+    db: Database, claim: Claim, status: JobStatus, *, rows_done: int, seconds: float
+) -> bool:
+    """End the run ``status`` (cancelled), dropping its output pieces."""
+    values = {
+        **_ended(status),
+        "rows_done": rows_done,
+        "train_seconds": seconds,
+        "output_parts": None,
+    }
+    with db.session() as session:
+        row = _update(session, _fenced(claim), values)
+    return row is not None
