@@ -41,9 +41,7 @@ MAX_DEAD_LISTED = 1024
 DIRECT_GRADS = 16384  # weights (or activation values per batch, DIRECT_VALUES) from
 DIRECT_VALUES = 16384  # which the per-layer BLAS calls of each step beat the ring
 RING_VALUES = 1 << 20  # values in the ring (4 MiB in float32)
-MAX_RING_ROWS = int(
-    __import__("os").environ.get("RR", "256")
-)  # at most this many steps per reduction of the ring
+MAX_RING_ROWS = 256  # at most this many steps per reduction of the ring
 SATURATION_MARGIN = 0.01  # "within 1% of the bounds", as a share of the activation's range
 BOUNDED = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}  # the activations' bounds
 RECTIFIED = ("relu", "leaky_relu")
@@ -64,19 +62,24 @@ def snapshot_every(epochs: int) -> int:
 class LayerWatch:
     """Accumulates the statistics of one epoch at a time, for batches of m rows.
 
-    The training loop takes its flat gradient vector from ``grads`` and trains its full
-    batches in ``adopt(workspace)``, whose activation block follows the gradient in one
+    The training loop takes its flat gradient vector from ``grads`` and keeps the
+    activations of its full batches in ``block``, which follows the gradient in one
     array: each step then copies the gradient and the activations into a ring of
     ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
     for every layer at once (on a small network the number of NumPy calls is what
     costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
-    per batch) has no ring: each step reads its arrays in place with a few BLAS calls per
-    layer, as does the short last batch of an epoch.
+    per batch) has no ring: each step reads its arrays in place with three BLAS calls per
+    layer (‖dW‖², the column sums and Σa²), as does the short last batch of an epoch.
+
+    What is kept per epoch: Σ‖dW[l]‖ and the batch count; Σa² per layer and the rows
+    seen; Σa per unit (float64), from which the end of the epoch takes each layer's mean
+    and, for relu (a >= 0), the dead units: those whose sum stayed 0; leaky_relu units
+    are alive once some a > 0; bounded layers count their saturated values.
     """
 
     def __init__(self, network: Network, m: int) -> None:
         self.network = network
-        self.kinds = list(network.activations)
+        self.kinds = kinds = list(network.activations)
         self.sizes = sizes = list(network.layer_sizes)
         count, depth = network.weight_count, len(sizes)
         block = m * sum(sizes)
@@ -85,10 +88,10 @@ class LayerWatch:
         skip = -(-params // per_line) * per_line  # the block starts on a cache line
         joint = np.zeros(skip + block, dtype=network.dtype)
         self.grads: Array = joint[:params]
-        self._block = joint[skip:]
-        self._gw = self.grads[:count]  # dL/dW of every layer, one slice
+        self.block: Array = joint[skip:]  # a[1..L] of a full batch, one after another
         ends = np.cumsum([0, *(w.size for w in network.weights)]).tolist()
         self._w_bounds = list(pairwise(ends))
+        self._gw_parts = [self.grads[start:stop] for start, stop in self._w_bounds]
         self._m = m
         # A ring row: the whole gradient (weights, then biases) and the block. Larger
         # networks skip the ring (rows = 0): per-call costs do not matter to them.
@@ -108,46 +111,52 @@ class LayerWatch:
         self._unit_at = np.concatenate(
             [np.tile(np.arange(n) + f, ring_m) for n, f in zip(sizes, first, strict=True)]
         )
-        self._block_values = np.array([m * n for n in sizes], dtype=np.float64)
+        self._units = sum(sizes)
         units = np.cumsum([0, *sizes]).tolist()
         self._unit_slices = [slice(a, b) for a, b in pairwise(units)]
         # Slices of a block: those of the leaky_relu layers, and those of the bounded
         # layers with the values at which they count as saturated.
         values = np.cumsum([0, *(m * n for n in sizes)]).tolist()
         parts = [slice(a, b) for a, b in pairwise(values)]
-        self._leaky = [(i, parts[i]) for i, kind in enumerate(self.kinds) if kind == "leaky_relu"]
+        self._leaky = [(i, parts[i]) for i, kind in enumerate(kinds) if kind == "leaky_relu"]
         self._bounded = [
             (i, parts[i], *saturation_bounds(kind))
-            for i, kind in enumerate(self.kinds)
+            for i, kind in enumerate(kinds)
             if kind in BOUNDED
         ]
+        # For the direct path: per layer, the column sums' buffer and what else to count.
+        self._columns = [np.empty(n, dtype=network.dtype) for n in sizes]
+        self._direct = [
+            (
+                i,
+                kind == "leaky_relu",
+                saturation_bounds(kind) if kind in BOUNDED else None,
+            )
+            for i, kind in enumerate(kinds)
+        ]
+        # One step's ‖dW[l]‖² then Σa²[l] (float64), added to the epoch's totals at once.
+        self._batch = np.zeros(2 * depth)
         self._filled = 0
         self._start = network.params[:count].copy()
         self._reset()
 
-    def adopt(self, work: Workspace) -> Workspace:
-        """``work`` (a workspace for m rows over ``grads``) with its activations in the
-        block that follows the gradient."""
-        return work.with_block(self._block)
-
     def _reset(self) -> None:
         depth = len(self.sizes)
-        self._grad_sum = np.zeros(depth)
+        self._totals = np.zeros(2 * depth)  # Σ‖dW[l]‖ over batches, then Σa²[l]
+        self._grad_sum, self._squares = self._totals[:depth], self._totals[depth:]
         self._batches = 0
-        self._sum = np.zeros(depth)
-        self._squares = np.zeros(depth)
-        self._values = np.zeros(depth)
+        self._rows = 0  # rows (samples) whose activations were counted
+        self._unit_sum = np.zeros(self._units)  # Σa per unit
+        self._unit_sums = [self._unit_sum[part] for part in self._unit_slices]
         self._saturated = np.zeros(depth)
-        self._alive_all = np.zeros(sum(self.sizes), dtype=bool)
+        self._alive_all = np.zeros(self._units, dtype=bool)  # leaky_relu units only
         self._alive = [self._alive_all[part] for part in self._unit_slices]
 
     def step(self, work: Workspace) -> None:
         """After a batch's backward, before the update (which uses the gradient as
         scratch); ``work`` is the batch's workspace."""
         if work.m != self._m or not self.rows:  # a large network, or a short last batch
-            self._grad_norms()
-            for i, a in enumerate(work.a):
-                self._activations(i, a, work.ones)
+            self._direct_step(work)
             return
         j = self._filled
         np.copyto(self._ring_rows[j], self._joint)
@@ -155,13 +164,26 @@ class LayerWatch:
         if j == self.rows:
             self.flush()
 
-    def _grad_norms(self) -> None:
-        """Add this batch's ‖dW[l]‖ of every layer."""
-        gw, total = self._gw, self._grad_sum
-        for i, (start, stop) in enumerate(self._w_bounds):
-            g = gw[start:stop]
-            total[i] += math.sqrt(float(np.dot(g, g)))
+    def _direct_step(self, work: Workspace) -> None:
+        """Add this batch's statistics, read in place: ‖dW[l]‖ of every layer, and layer
+        l's a (m, n[l]), C-contiguous."""
+        batch, depth, ones = self._batch, len(self.sizes), work.ones
+        for i, g in enumerate(self._gw_parts):
+            batch[i] = np.dot(g, g)
+        for (i, leaky, bounds), a, columns in zip(self._direct, work.a, self._columns, strict=True):
+            np.dot(ones, a, out=columns)  # Σ over the batch's rows, (n,)
+            total = self._unit_sums[i]
+            np.add(total, columns, out=total)
+            batch[depth + i] = np.vdot(a, a)
+            if leaky:
+                self._alive[i] |= a.max(axis=0) > 0
+            elif bounds is not None:
+                low, high = bounds
+                self._saturated[i] += np.count_nonzero(a <= low) + np.count_nonzero(a >= high)
+        np.sqrt(batch[:depth], out=batch[:depth])
+        np.add(self._totals, batch, out=self._totals)
         self._batches += 1
+        self._rows += work.m
 
     def flush(self) -> None:
         """Reduce the filled ring rows: over the rows first (one call per quantity for
@@ -174,38 +196,19 @@ class LayerWatch:
         per_batch = np.square(ring[:, :count]) @ self._w_layer  # (k, L) ‖dW[l]‖²
         self._grad_sum += np.sqrt(per_batch).sum(axis=0, dtype=np.float64)
         self._batches += k
+        self._rows += k * self._m
         rows = ring[:, self._skip :]  # (k, m·Σn): the activation blocks of k batches
-        ones, layer = self._ones[:k], self._layer_at
-        sums = np.dot(ones, rows)  # (m·Σn,) Σ over the k batches
-        self._sum += np.bincount(layer, sums, depth)
+        sums = np.dot(self._ones[:k], rows)  # (m·Σn,) Σ over the k batches
+        self._unit_sum += np.bincount(self._unit_at, sums, self._units)
         squares = np.einsum("ij,ij->j", rows, rows)  # (m·Σn,) Σ a² in one pass
-        self._squares += np.bincount(layer, squares, depth)
-        self._values += k * self._block_values
-        # relu: a >= 0, so a unit is alive (some z > 0) once its column sum is positive.
-        alive = np.bincount(self._unit_at, sums > 0, self._alive_all.size) > 0
+        self._squares += np.bincount(self._layer_at, squares, depth)
         for i, part in self._leaky:  # leaky_relu: alive once any a (so any z) is > 0
             n = self.sizes[i]
-            alive[self._unit_slices[i]] |= rows[:, part].reshape(-1, n).max(axis=0) > 0
-        self._alive_all |= alive
+            self._alive[i] |= rows[:, part].reshape(-1, n).max(axis=0) > 0
         for i, part, low, high in self._bounded:
             values = rows[:, part]
             self._saturated[i] += np.count_nonzero(values <= low)
             self._saturated[i] += np.count_nonzero(values >= high)
-
-    def _activations(self, i: int, a: Array, ones: Array) -> None:
-        """Add layer i's activations a (m, n), C-contiguous; ones (m,)."""
-        kind = self.kinds[i]
-        columns = np.dot(ones, a)  # Σ over samples, (n,)
-        self._sum[i] += columns.sum(dtype=np.float64)
-        self._squares[i] += float(np.vdot(a, a))
-        self._values[i] += a.size
-        if kind == "relu":  # a >= 0: a unit's column sum is 0 only if every a (and z) <= 0
-            self._alive[i] |= columns > 0
-        elif kind == "leaky_relu":
-            self._alive[i] |= a.max(axis=0) > 0
-        elif kind in BOUNDED:
-            low, high = saturation_bounds(kind)
-            self._saturated[i] += np.count_nonzero(a <= low) + np.count_nonzero(a >= high)
 
     def end_epoch(self, snapshot: bool) -> list[dict[str, Any]]:
         """The finished epoch's statistics (see the module docstring); starts the next.
@@ -224,10 +227,11 @@ class LayerWatch:
         ):
             norm = float(np.linalg.norm(w))
             moved = float(np.linalg.norm(delta[start:stop]))
-            values = max(self._values[i], 1.0)
-            mean = self._sum[i] / values
+            values = max(self._rows * self.sizes[i], 1)
+            mean = float(self._unit_sums[i].sum()) / values
             variance = max(self._squares[i] / values - mean * mean, 0.0)
-            dead = ~self._alive[i]
+            # relu: a >= 0, so a unit is dead (every z <= 0) exactly when its Σa is 0.
+            dead = ~self._alive[i] if kind == "leaky_relu" else ~(self._unit_sums[i] > 0)
             layer: dict[str, Any] = {
                 "weight_norm": _finite(norm),
                 "grad_norm": _finite(self._grad_sum[i] / max(self._batches, 1)),

@@ -172,9 +172,10 @@ class EpochLoop:
         else:
             self.ys = data.y if data.train_rows is None else data.y[data.train_rows]
         self.logits = np.empty((n, network.output_size), dtype=network.dtype)
-        full = network.workspace(size, self.grads)
-        if self.watch is not None:
-            full = self.watch.adopt(full)
+        # With diagnostics, a full batch's activations live in the block that follows the
+        # gradient (``LayerWatch.block``), so the statistics take both with one copy.
+        block = self.watch.block if self.watch is not None else None
+        full = network.workspace(size, self.grads, block)
         tail = network.workspace(n % size, self.grads) if n % size else full
         self.batches: list[tuple[Array, Array, Array, Workspace]] = []
         self.spans: list[slice] = []

@@ -21,7 +21,6 @@ speed of small networks.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -262,9 +261,9 @@ class Network:
         z, a = self.forward_output(x)
         return losses.LOSSES[self.loss].value(z, a, np.asarray(y, dtype=self.dtype))
 
-    def workspace(self, m: int, grads: Array) -> Workspace:
+    def workspace(self, m: int, grads: Array, block: Array | None = None) -> Workspace:
         """Preallocated forward / backward buffers for batches of m rows (see Workspace)."""
-        return Workspace(self, m, grads)
+        return Workspace(self, m, grads, block)
 
     def backward(self, x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[list[Array], list[Array]]:
         """Gradients of the mean loss over the batch: ([dL/dW[l]], [dL/db[l]]).
@@ -291,10 +290,12 @@ class Workspace:
     ``m`` rows, and the backward pass.
 
     ``grads`` is the flat gradient vector, laid out like ``network.params``; backward
-    writes dL/dW[l] and dL/db[l] into views of it.
+    writes dL/dW[l] and dL/db[l] into views of it. ``block`` (m·Σn values), when given,
+    holds the activations a[1..L] one after another: the per-layer statistics
+    (``diagnostics``) place it right after the gradient, so that one copy takes both.
     """
 
-    def __init__(self, network: Network, m: int, grads: Array) -> None:
+    def __init__(self, network: Network, m: int, grads: Array, block: Array | None = None) -> None:
         dtype, sizes = network.dtype, network.layer_sizes
         self.propagate = network.propagate
         self.weights = network.weights
@@ -304,33 +305,21 @@ class Workspace:
         self.scale = np.array(loss.delta_scale(m, sizes[-1]), dtype=dtype)
         self.m, self.sizes = m, sizes
         # Forward keeps what backward needs: each layer's output a[l], here as views of
-        # one block (a[1], a[2], ... a[L] one after another; see ``with_block``).
-        self._place(np.empty(m * sum(sizes), dtype=dtype))
+        # one block (a[1], a[2], ... a[L] one after another).
+        self.block = np.empty(m * sum(sizes), dtype=dtype) if block is None else block
+        ends = np.cumsum([0, *(m * n for n in sizes)]).tolist()
+        self.a = [
+            self.block[start:stop].reshape(m, n)
+            for start, stop, n in zip(ends[:-1], ends[1:], sizes, strict=True)
+        ]
+        self.hidden: list[Array] = self.a[:-1]
+        self.output = self.a[-1]
         self.z_out = np.empty((m, sizes[-1]), dtype=dtype)
         self.delta = [np.empty((m, n), dtype=dtype) for n in sizes]
         self.delta_t = [d.T for d in self.delta]
         self.da = [np.empty((m, n), dtype=dtype) for n in sizes]
         self.ones = np.ones(m, dtype=dtype)
         self.dw, self.db = network.split_flat(grads)
-
-    def _place(self, block: Array) -> None:
-        m = self.m
-        ends = np.cumsum([0, *(m * n for n in self.sizes)]).tolist()
-        self.block = block
-        self.a = [
-            block[start:stop].reshape(m, n)
-            for start, stop, n in zip(ends[:-1], ends[1:], self.sizes, strict=True)
-        ]
-        self.hidden: list[Array] = self.a[:-1]
-        self.output = self.a[-1]
-
-    def with_block(self, block: Array) -> Workspace:
-        """A workspace that shares this one's scratch buffers but keeps its activations
-        a[1..L] in ``block`` (m·Σn values): the per-layer statistics (``diagnostics``)
-        give each batch of a ring its own block, so reading them copies nothing."""
-        twin = copy.copy(self)
-        twin._place(block)
-        return twin
 
     def forward(self, x: Array, z_out: Array | None = None) -> Array:
         """x (m, n[0]) C-contiguous, network dtype -> a[L] (m, n[L]) (a buffer, reused).
