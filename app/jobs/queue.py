@@ -191,6 +191,7 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     values = {
         "status": JobStatus.RUNNING,
         "attempts": Job.attempts + 1,
+        "attempt_start_epoch": func.coalesce(Job.checkpoint_epoch, 0),
         "lease_token": token,
         "lease_expires_at": now + timedelta(seconds=lease_seconds),
         "worker_id": worker_id,
@@ -344,18 +345,27 @@ def release(db: Database, claim: Claim) -> bool:
 
 def requeue_expired(db: Database, *, max_attempts: int) -> int:
     """Deal with running jobs whose lease expired (their worker died or hung): a job with a
-    pending cancel ends ``cancelled`` (never revived); one that used ``max_attempts`` ends
-    ``failed`` with the reason; any other goes back to the queue and resumes from its last
-    checkpoint. Returns how many jobs were handled."""
+    pending cancel ends ``cancelled`` (never revived); any other goes back to the queue and
+    resumes from its last checkpoint. An attempt that saved no checkpoint (made no progress)
+    counts in ``attempts_without_progress``; the job whose count reaches ``max_attempts``
+    ends ``failed`` with the reason (a poison job). An attempt that advanced the checkpoint
+    is preemption, not failure: it never counts. Returns how many jobs were handled."""
     expired = and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
+    progressed = func.coalesce(Job.checkpoint_epoch, 0) > Job.attempt_start_epoch
+    stalled = Job.attempts_without_progress + 1
     reason = (
-        f"gave up after {max_attempts} attempts: each time, the worker running this job "
-        "stopped before finishing (its lease expired)"
+        f"gave up after {max_attempts} attempts without progress: each time, the worker "
+        "running this job stopped before saving a checkpoint (its lease expired)"
     )
+    requeued = {"status": JobStatus.QUEUED, "lease_token": None, "lease_expires_at": None}
     rules: list[tuple[ColumnElement[bool], dict[str, Any]]] = [
         (Job.cancel_requested.is_(True), _ended(JobStatus.CANCELLED)),
-        (Job.attempts >= max_attempts, {**_ended(JobStatus.FAILED), "error": reason}),
-        (true(), {"status": JobStatus.QUEUED, "lease_token": None, "lease_expires_at": None}),
+        (progressed, requeued),
+        (
+            stalled >= max_attempts,
+            {**_ended(JobStatus.FAILED), "error": reason, "attempts_without_progress": stalled},
+        ),
+        (true(), {**requeued, "attempts_without_progress": stalled}),
     ]
     handled = 0
     with db.session() as session:

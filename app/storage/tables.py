@@ -160,7 +160,11 @@ class Job(Base):
     # app.engine.findings: [{"epoch", "layer", "kind", "message"}] drawn from the history
     findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # runs, the current one included
+    # Attempts whose worker died (lease expired) before saving a checkpoint: only these count
+    # toward BACKPROP_MAX_ATTEMPTS. ``attempt_start_epoch``: checkpoint_epoch at the claim.
+    attempts_without_progress: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_start_epoch: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     worker_id: Mapped[str | None] = mapped_column(String(100), default=None)

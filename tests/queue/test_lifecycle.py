@@ -118,10 +118,12 @@ def test_release_requeues_without_counting_the_attempt(migrated_db: Database) ->
 
 
 def test_expired_leases_are_requeued_until_attempts_run_out(migrated_db: Database) -> None:
+    """Attempt 1 saves a checkpoint (preemption: not counted); attempts 2 and 3 die
+    without progress and use up BACKPROP_MAX_ATTEMPTS=2."""
     (job_id,) = add_jobs(migrated_db)
     (live_id,) = add_jobs(migrated_db, owner="bob")
 
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         claim = claim_next(migrated_db, worker_id=f"w{attempt}", lease_seconds=30)
         assert claim is not None and (claim.job_id, claim.attempt) == (job_id, attempt)
         if attempt == 1:
@@ -137,6 +139,7 @@ def test_expired_leases_are_requeued_until_attempts_run_out(migrated_db: Databas
                 None,
                 "ckpt",
             )
+        assert job.attempts_without_progress == attempt - 1
 
     assert job.status == JobStatus.FAILED
     assert job.error is not None and "2 attempts" in job.error
