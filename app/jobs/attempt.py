@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from app.engine.loop import scores_of
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
-from app.jobs import faults, queue
+from app.jobs import endings, faults, queue
 from app.jobs.pulse import Pulse
 from app.storage import tables
 from app.storage.blob_arrays import load_array
@@ -148,10 +149,10 @@ def build_trainer(inputs: JobInputs) -> Trainer:
 
 def trained_model(
     blobs: BlobStore, model: Model, metrics: dict[str, Any] | None
-) -> queue.TrainedModel:
+) -> endings.TrainedModel:
     """Store the model's weights as a blob; the row to commit that references them."""
     weights = blobs.put_bytes(model.export_npz())
-    return queue.TrainedModel(
+    return endings.TrainedModel(
         config=model.get_config(),
         weights_sha256=weights.sha256,
         weights_size=weights.size,
@@ -198,7 +199,7 @@ class JobRun:
             trainer = self._trainer = build_trainer(self._inputs)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
-            return queue.fail(self.db, self.claim, f"cannot start training: {exc}")
+            return endings.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
         self._epochs = self._inputs.epochs
         # The trainer holds what it needs of the rows: the loaded checkpoint and initial
@@ -211,9 +212,9 @@ class JobRun:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
-            return queue.fail(self.db, self.claim, exc.message, self._progress(diverged=True))
+            return endings.fail(self.db, self.claim, exc.message, self._progress(diverged=True))
         except EngineError as exc:
-            return queue.fail(self.db, self.claim, f"training failed: {exc}", self._progress())
+            return endings.fail(self.db, self.claim, f"training failed: {exc}", self._progress())
         return self._conclude(result)
 
     # --- during training
@@ -253,6 +254,8 @@ class JobRun:
         every = self.settings.checkpoint_seconds
         try:
             last_epoch = trainer.epoch >= self._epochs  # the final commit follows at once
+            if last_epoch:
+                self._inject_cancel("last_epoch")
             if not last_epoch and (every == 0 or now - self._last_checkpoint >= every):
                 self._write_checkpoint(trainer)
                 self._last_checkpoint = self._last_write = now
@@ -281,12 +284,27 @@ class JobRun:
         assert self._trainer is not None
         return self._trainer.options.early_stopping is not None
 
+    def _best(self, progress: queue.Progress) -> endings.TrainedModel | None:
+        """The best-so-far model, stored (a cancel with ``keep_model`` keeps it); None
+        before the first finished epoch."""
+        trainer = self._trainer
+        assert trainer is not None
+        if progress.epoch == 0:
+            return None
+        best_entry = trainer.best_entry()
+        metrics = scores_of(best_entry) if best_entry else progress.metrics
+        return trained_model(self.blobs, trainer.best_model(), metrics)
+
     def _conclude(self, result: TrainingResult) -> bool:
+        """Commit the outcome. A cancel request recorded before the final commit wins, even
+        one that lands after the last epoch or after the last lease check: each final
+        verb reads it under the lock of its own transaction (see endings.finish/release)."""
         job_id = self.claim.job_id
         if self.lease_lost or self.pulse.view.lost:
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
         progress = self._progress()
+        best = partial(self._best, progress)
         if not result.stopped:
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.
@@ -296,39 +314,39 @@ class JobRun:
                 result.model,
                 scores_of(best_entry) if best_entry else progress.metrics,
             )
-            model_id = queue.finish(
+            self._inject_cancel("before_final_commit")
+            outcome = endings.finish(
                 self.db,
                 self.claim,
                 progress,
                 model,
+                best=best,
                 before_commit=_crash_hook("before_final_commit"),
             )
             faults.crash_point("after_final_commit")
-            log.info("job %s: succeeded, model %s", job_id, model_id)
-            return model_id is not None
+            log.info("job %s: %s, model %s", job_id, outcome.status, outcome.model_id)
+            return outcome.status is not None
         state = queue.heartbeat(self.db, self.claim, lease_seconds=self.settings.lease_seconds)
         if not state.ours:
             return False
-        if state.cancel_requested:
-            keep = state.keep_model and progress.epoch > 0
-            assert self._trainer is not None
-            best_entry = self._trainer.best_entry()
-            best = (
-                trained_model(
-                    self.blobs,
-                    self._trainer.best_model(),
-                    scores_of(best_entry) if best_entry else progress.metrics,
-                )
-                if keep
-                else None
-            )
-            log.info("job %s: cancelled (model kept: %s)", job_id, best is not None)
-            return queue.finish_cancelled(self.db, self.claim, progress, best)
-        if self._over_time():
+        if not state.cancel_requested and self._over_time():
             return self._fail_over_time(progress)
-        log.info("job %s: released back to the queue", job_id)
-        queue.release(self.db, self.claim)
-        return False
+        self._inject_cancel("before_release")
+        # Back to the queue, or, when a cancel is pending, cancelled (model kept if asked).
+        released = endings.release(self.db, self.claim, progress=progress, best=best)
+        log.info("job %s: released (cancel requested: %s)", job_id, state.cancel_requested)
+        return released and state.cancel_requested
+
+    def _inject_cancel(self, point: str) -> None:
+        """Crash-test hook (:func:`faults.cancel_point`): a cancel request lands here, as
+        if a client's request arrived at this very moment."""
+        if not faults.ENABLED or point not in faults.CANCEL_POINTS:
+            return
+        keep = faults.CANCEL_POINTS[point]
+        with self.db.session() as session:
+            job = session.get(Job, self.claim.job_id)
+            assert job is not None
+            queue.request_cancel(session, job, keep_model=keep)
 
     def _fail_over_time(self, progress: queue.Progress) -> bool:
         """End ``failed`` at the time limit, keeping the best model so far (the time was
@@ -345,4 +363,4 @@ class JobRun:
             f"BACKPROP_MAX_JOB_SECONDS={limit:g}, after epoch {progress.epoch}{kept}"
         )
         log.info("job %s: %s", self.claim.job_id, error)
-        return queue.fail(self.db, self.claim, error, progress, best)
+        return endings.fail(self.db, self.claim, error, progress, best)

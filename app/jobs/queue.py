@@ -1,5 +1,7 @@
 """The job queue: the ``jobs`` table is the queue, and these verbs are its only writers.
 
+How a running job ends (finish, cancel, fail, release) is :mod:`app.jobs.endings`.
+
 A worker owns a running job through a lease: a random ``lease_token`` plus an expiry it
 keeps renewing. Every write a worker makes is fenced by ``WHERE id = ? AND lease_token = ?
 AND status = 'running'``, so a worker that lost its lease (paused, partitioned, presumed
@@ -23,7 +25,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, select, true, update
 from sqlalchemy.orm import Session
 
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, Model, utcnow
+from app.storage.tables import Job, JobStatus, utcnow
 
 BeforeCommit = Callable[[], None]
 AnyRow = Row[*tuple[Any, ...]]
@@ -60,29 +62,18 @@ class Progress:
     findings: list[dict[str, Any]] = field(default_factory=list)  # app.engine.findings
 
 
-@dataclass(frozen=True)
-class TrainedModel:
-    """A model row to store: engine ``Model.get_config()`` and the blob holding
-    ``Model.export_npz()``."""
-
-    config: dict[str, Any]
-    weights_sha256: str
-    weights_size: int  # bytes of that blob
-    metrics: dict[str, Any] | None
+NO_SYNC = {"synchronize_session": False}
 
 
-_NO_SYNC = {"synchronize_session": False}
-
-
-def _update(
+def update_job(
     session: Session, where: ColumnElement[bool], values: dict[str, Any], *returning: Any
 ) -> AnyRow | None:
     """One ``UPDATE jobs ... RETURNING`` statement; the first returned row, or None."""
     statement = update(Job).where(where).values(**values).returning(*(returning or (Job.id,)))
-    return session.execute(statement, execution_options=_NO_SYNC).first()
+    return session.execute(statement, execution_options=NO_SYNC).first()
 
 
-def _fenced(claim: Claim) -> ColumnElement[bool]:
+def fenced(claim: Claim) -> ColumnElement[bool]:
     return and_(
         Job.id == claim.job_id,
         Job.lease_token == claim.lease_token,
@@ -90,7 +81,7 @@ def _fenced(claim: Claim) -> ColumnElement[bool]:
     )
 
 
-def _progress_values(progress: Progress) -> dict[str, Any]:
+def progress_values(progress: Progress) -> dict[str, Any]:
     return {
         "epoch": progress.epoch,
         "metrics": progress.metrics,
@@ -101,7 +92,7 @@ def _progress_values(progress: Progress) -> dict[str, Any]:
     }
 
 
-def _ended(status: JobStatus) -> dict[str, Any]:
+def ended_values(status: JobStatus) -> dict[str, Any]:
     """Column values of a job reaching a terminal ``status`` (the checkpoint is dropped)."""
     return {
         "status": status,
@@ -150,11 +141,11 @@ def request_cancel(session: Session, job: Job, *, keep_model: bool = False) -> b
     saving the best-so-far model when ``keep_model``). False, and no change, when the job
     already ended. ``job`` is refreshed either way.
     """
-    flagged = _update(
+    flagged = update_job(
         session,
         and_(Job.id == job.id, Job.status == JobStatus.QUEUED),
-        {**_ended(JobStatus.CANCELLED), "cancel_requested": True, "keep_model": keep_model},
-    ) or _update(
+        {**ended_values(JobStatus.CANCELLED), "cancel_requested": True, "keep_model": keep_model},
+    ) or update_job(
         session,
         and_(Job.id == job.id, Job.status == JobStatus.RUNNING),
         {"cancel_requested": True, "keep_model": keep_model},
@@ -199,7 +190,7 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     }
     with db.session() as session:
         where = and_(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        row = _update(session, where, values, Job.id, Job.attempts)
+        row = update_job(session, where, values, Job.id, Job.attempts)
     if row is None:
         return None
     job_id, attempts = row
@@ -218,9 +209,9 @@ def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState
     """Renew the lease; report whether it is still ours and whether a cancel is pending."""
     expires = utcnow() + timedelta(seconds=lease_seconds)
     with db.session() as session:
-        row = _update(
+        row = update_job(
             session,
-            _fenced(claim),
+            fenced(claim),
             {"lease_expires_at": expires},
             Job.cancel_requested,
             Job.keep_model,
@@ -233,7 +224,7 @@ def read_lease(db: Database, claim: Claim) -> LeaseState:
     a cancel every fraction of a second without taking SQLite's write lock."""
     with db.read_session() as session:
         row = session.execute(
-            select(Job.cancel_requested, Job.keep_model).where(_fenced(claim))
+            select(Job.cancel_requested, Job.keep_model).where(fenced(claim))
         ).first()
     return _lease_state(row)
 
@@ -248,98 +239,13 @@ def save_progress(
 ) -> bool:
     """Record progress (and the blob of a resumable checkpoint taken at ``progress.epoch``).
     False, with nothing written, when the lease is lost."""
-    values = _progress_values(progress)
+    values = progress_values(progress)
     if checkpoint_sha256 is not None:
         values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
+        row = update_job(session, fenced(claim), values)
         if row is not None and before_commit is not None:
             before_commit()
-    return row is not None
-
-
-def _store_model(session: Session, claim: Claim, model: TrainedModel, job_row: AnyRow) -> str:
-    owner_id, network_id = job_row
-    row = Model(
-        owner_id=owner_id,
-        job_id=claim.job_id,
-        network_id=network_id,
-        config=model.config,
-        weights_sha256=model.weights_sha256,
-        weights_size=model.weights_size,
-        metrics=model.metrics,
-    )
-    session.add(row)
-    session.flush()
-    return row.id
-
-
-def finish(
-    db: Database,
-    claim: Claim,
-    progress: Progress,
-    model: TrainedModel,
-    *,
-    before_commit: BeforeCommit | None = None,
-) -> str | None:
-    """In ONE transaction: the job succeeds with its final metrics and its model is stored.
-    Returns the model id, or None (and nothing written) when the lease is lost."""
-    values = {**_progress_values(progress), **_ended(JobStatus.SUCCEEDED)}
-    with db.session() as session:
-        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
-        if row is None:
-            return None
-        model_id = _store_model(session, claim, model, row)
-        if before_commit is not None:
-            before_commit()
-    return model_id
-
-
-def finish_cancelled(
-    db: Database, claim: Claim, progress: Progress, model: TrainedModel | None
-) -> bool:
-    """End a cancelled running job, storing ``model`` (best so far) when given."""
-    values = {**_progress_values(progress), **_ended(JobStatus.CANCELLED)}
-    with db.session() as session:
-        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
-        if row is not None and model is not None:
-            _store_model(session, claim, model, row)
-    return row is not None
-
-
-def fail(
-    db: Database,
-    claim: Claim,
-    error: str,
-    progress: Progress | None = None,
-    model: TrainedModel | None = None,
-) -> bool:
-    """End the job ``failed`` with ``error`` (shown to the user), storing ``model`` (the
-    best so far of a job stopped by its time limit) when given."""
-    values = _progress_values(progress) if progress is not None else {}
-    values.update(_ended(JobStatus.FAILED), error=error)
-    with db.session() as session:
-        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
-        if row is not None and model is not None:
-            _store_model(session, claim, model, row)
-    return row is not None
-
-
-def release(db: Database, claim: Claim) -> bool:
-    """Give a running job back (graceful shutdown): queued again, this attempt not counted,
-    its last checkpoint kept. A job whose cancel was requested ends ``cancelled`` instead."""
-    back_to_queue = {
-        "status": JobStatus.QUEUED,
-        "attempts": Job.attempts - 1,
-        "lease_token": None,
-        "lease_expires_at": None,
-    }
-    with db.session() as session:
-        row = _update(
-            session,
-            and_(_fenced(claim), Job.cancel_requested.is_(True)),
-            _ended(JobStatus.CANCELLED),
-        ) or _update(session, _fenced(claim), back_to_queue)
     return row is not None
 
 
@@ -359,11 +265,15 @@ def requeue_expired(db: Database, *, max_attempts: int) -> int:
     )
     requeued = {"status": JobStatus.QUEUED, "lease_token": None, "lease_expires_at": None}
     rules: list[tuple[ColumnElement[bool], dict[str, Any]]] = [
-        (Job.cancel_requested.is_(True), _ended(JobStatus.CANCELLED)),
+        (Job.cancel_requested.is_(True), ended_values(JobStatus.CANCELLED)),
         (progressed, requeued),
         (
             stalled >= max_attempts,
-            {**_ended(JobStatus.FAILED), "error": reason, "attempts_without_progress": stalled},
+            {
+                **ended_values(JobStatus.FAILED),
+                "error": reason,
+                "attempts_without_progress": stalled,
+            },
         ),
         (true(), {**requeued, "attempts_without_progress": stalled}),
     ]
@@ -371,5 +281,5 @@ def requeue_expired(db: Database, *, max_attempts: int) -> int:
     with db.session() as session:
         for condition, values in rules:
             statement = update(Job).where(expired, condition).values(**values).returning(Job.id)
-            handled += len(session.execute(statement, execution_options=_NO_SYNC).all())
+            handled += len(session.execute(statement, execution_options=NO_SYNC).all())
     return handled
