@@ -24,7 +24,9 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import raiseload
 
 from app.config import Settings
 from app.engine import findings
@@ -45,7 +47,7 @@ from app.storage.blobs import (
     read_verified,
 )
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job
+from app.storage.tables import Dataset, Job, JobEpoch
 
 log = logging.getLogger("backprop.worker")
 
@@ -67,6 +69,7 @@ class JobInputs:
     options: dict[str, Any]
     epochs: int
     checkpoint: bytes | None
+    history: list[dict[str, Any]]  # the checkpoint's epochs' entries (job_epochs rows)
     init_model: tuple[bytes, dict[str, Any]] | None  # (weights npz, engine config)
     samples_trained: int  # by earlier attempts
     train_seconds: float
@@ -79,13 +82,22 @@ class _Refs:
     job: Job
     dataset: Dataset
     init_model: tables.Model | None
+    history: list[dict[str, Any]]  # epochs 1..checkpoint_epoch
 
 
 def _read_rows(db: Database, job_id: str) -> _Refs:
     with db.read_session() as session:
-        job = session.get(Job, job_id)
+        job = session.get(Job, job_id, options=[raiseload(Job.epoch_rows)])
         if job is None:
             raise StartError(f"job {job_id} vanished")
+        history: list[dict[str, Any]] = []
+        if job.checkpoint_sha256 is not None:
+            # Rows past the checkpoint (an attempt that died after it) are replaced as
+            # this attempt writes its epochs (queue.record_history).
+            query = select(JobEpoch.record).where(
+                JobEpoch.job_id == job_id, JobEpoch.epoch <= (job.checkpoint_epoch or 0)
+            )
+            history = list(session.scalars(query.order_by(JobEpoch.epoch)))
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise StartError("the job's dataset was deleted")
@@ -94,7 +106,7 @@ def _read_rows(db: Database, job_id: str) -> _Refs:
             init_model = session.get(tables.Model, job.init_model_id)
             if init_model is None:
                 raise StartError("the job's initial model was deleted")
-        return _Refs(job, dataset, init_model)
+        return _Refs(job, dataset, init_model, history)
 
 
 def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
@@ -124,6 +136,7 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
         options=job.options,
         epochs=job.epochs,
         checkpoint=checkpoint,
+        history=refs.history,
         init_model=init_model,
         samples_trained=job.samples_trained,
         train_seconds=job.train_seconds,
@@ -133,7 +146,7 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
 def build_trainer(inputs: JobInputs) -> Trainer:
     """A fresh Trainer, or one resumed from the job's last checkpoint."""
     if inputs.checkpoint is not None:
-        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y)
+        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y, history=inputs.history)
     init_model = None
     if inputs.init_model is not None:
         weights, config = inputs.init_model
@@ -187,6 +200,7 @@ class JobRun:
         self._trainer: Trainer | None = None
         self._inputs: JobInputs | None = None
         self._start_samples = 0
+        self._recorded = 0  # epochs whose history entries are in job_epochs
         self._epochs = 0
         self._clock = time.monotonic()
         self._last_write = self._last_checkpoint = self._clock
@@ -201,11 +215,12 @@ class JobRun:
             log.info("job %s: cannot start: %s", job_id, exc)
             return endings.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
+        self._recorded = trainer.epoch
         self._epochs = self._inputs.epochs
         # The trainer holds what it needs of the rows: the loaded checkpoint and initial
         # weights would otherwise stay alive for the whole run.
         self._inputs = replace(
-            self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, init_model=None
+            self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
         )
         self._clock = self._last_write = self._last_checkpoint = time.monotonic()
         try:
@@ -230,15 +245,16 @@ class JobRun:
         return spent >= self.settings.max_job_seconds
 
     def _progress(self, *, diverged: bool = False) -> queue.Progress:
-        """What to report: the history (with its per-layer statistics), the latest
-        metrics without them, and the findings drawn from the history so far."""
+        """What to report: the history entries not yet recorded (with their per-layer
+        statistics), the latest metrics without them, and the findings drawn from the
+        whole history so far."""
         trainer, inputs = self._trainer, self._inputs
         assert trainer is not None and inputs is not None
-        history = [dict(entry) for entry in trainer.history]
+        history = trainer.history
         return queue.Progress(
             epoch=trainer.epoch,
             metrics=scores_of(history[-1]) if history else None,
-            history=history,
+            history=history[self._recorded :],
             samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
             train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
             findings=findings.evaluate(history, diverged=diverged),
@@ -260,7 +276,9 @@ class JobRun:
                 self._write_checkpoint(trainer)
                 self._last_checkpoint = self._last_write = now
             elif now - self._last_write >= PROGRESS_SECONDS:
-                self.lease_lost |= not queue.save_progress(self.db, self.claim, self._progress())
+                progress = self._progress()
+                saved = queue.save_progress(self.db, self.claim, progress)
+                self._saved(saved, progress)
                 self._last_write = now
         except (SQLAlchemyError, BlobStoreUnavailable) as exc:  # try again next epoch
             log.warning("job %s: progress not saved: %s", self.claim.job_id, exc)
@@ -268,16 +286,23 @@ class JobRun:
     def _write_checkpoint(self, trainer: Trainer) -> None:
         faults.crash_point("before_checkpoint")
         checkpoint = self.blobs.put_bytes(trainer.checkpoint())
+        progress = self._progress()
         saved = queue.save_progress(
             self.db,
             self.claim,
-            self._progress(),
+            progress,
             checkpoint_sha256=checkpoint.sha256,
             before_commit=_crash_hook("checkpoint_uncommitted"),
         )
-        self.lease_lost |= not saved
+        self._saved(saved, progress)
         if saved:
             faults.crash_point("after_checkpoint")
+
+    def _saved(self, saved: bool, progress: queue.Progress) -> None:
+        """After a progress write: its epochs are recorded, or the lease was lost."""
+        self.lease_lost |= not saved
+        if saved:
+            self._recorded = progress.epoch
 
     # --- the outcome
     def _uses_best_weights(self) -> bool:

@@ -30,6 +30,7 @@ from app.jobs.queue import (
     ended_values,
     fenced,
     progress_values,
+    record_history,
     update_job,
 )
 from app.storage.database import Database
@@ -77,6 +78,16 @@ def _store_model(
     return row.id
 
 
+def _write(
+    session: Session, claim: Claim, values: dict[str, Any], progress: Progress | None
+) -> AnyRow | None:
+    """The fenced update of the job's columns and, when it matched, its new history rows."""
+    row = update_job(session, fenced(claim), values, Job.owner_id, Job.network_id)
+    if row is not None and progress is not None:
+        record_history(session, claim.job_id, progress)
+    return row
+
+
 def _locked(session: Session, claim: Claim) -> AnyRow | None:
     """The fenced job's ``(cancel_requested, keep_model, owner_id, network_id)``, locked
     until the transaction ends (``FOR UPDATE`` on PostgreSQL; on SQLite the write
@@ -107,7 +118,7 @@ def finish(
             return Outcome(None)
         cancel_requested, _, owner_id, network_id = row
         if not cancel_requested:
-            update_job(session, fenced(claim), values)
+            _write(session, claim, values, progress)
             model_id = _store_model(session, claim, model, (owner_id, network_id))
             if before_commit is not None:
                 before_commit()
@@ -168,7 +179,7 @@ def fail(
     values = progress_values(progress) if progress is not None else {}
     values.update(ended_values(JobStatus.FAILED), error=error)
     with db.session() as session:
-        row = update_job(session, fenced(claim), values, Job.owner_id, Job.network_id)
+        row = _write(session, claim, values, progress)
         if row is not None and model is not None:
             _store_model(session, claim, model, row)
     return row is not None

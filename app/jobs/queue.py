@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, select, true, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, select, true, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, utcnow
+from app.storage.tables import Job, JobEpoch, JobStatus, utcnow
 
 BeforeCommit = Callable[[], None]
 AnyRow = Row[*tuple[Any, ...]]
@@ -52,7 +53,9 @@ class LeaseState:
 
 @dataclass(frozen=True)
 class Progress:
-    """Training state a worker reports; ``history`` is one dict per finished epoch."""
+    """Training state a worker reports. ``history``: the entries of the epochs not yet
+    recorded, the last ones up to ``epoch`` (epochs ``epoch - len(history) + 1 .. epoch``),
+    appended to ``job_epochs`` by :func:`record_history`."""
 
     epoch: int
     metrics: dict[str, Any] | None
@@ -85,11 +88,26 @@ def progress_values(progress: Progress) -> dict[str, Any]:
     return {
         "epoch": progress.epoch,
         "metrics": progress.metrics,
-        "history": progress.history,
         "findings": progress.findings,
         "samples_trained": progress.samples_trained,
         "train_seconds": progress.train_seconds,
     }
+
+
+def record_history(session: Session, job_id: str, progress: Progress) -> None:
+    """Append ``progress.history`` to the job's ``job_epochs`` rows, first deleting the
+    rows from its first epoch on (written by an attempt that died after its last
+    checkpoint and was resumed from it): epochs 1..progress.epoch are then there exactly
+    once. Called inside the fenced transaction that writes ``progress``; one statement
+    each, whatever the number of epochs done."""
+    first = progress.epoch - len(progress.history) + 1
+    session.execute(delete(JobEpoch).where(JobEpoch.job_id == job_id, JobEpoch.epoch >= first))
+    if progress.history:
+        rows = [
+            {"job_id": job_id, "epoch": first + index, "record": entry}
+            for index, entry in enumerate(progress.history)
+        ]
+        session.execute(insert(JobEpoch), rows)
 
 
 def ended_values(status: JobStatus) -> dict[str, Any]:
@@ -127,11 +145,11 @@ def enqueue(
         options=options,
         epochs=epochs,
         status=JobStatus.QUEUED,
-        history=[],
         findings=[],
     )
     session.add(job)
     session.flush()
+    set_committed_value(job, "epoch_rows", [])  # a new job has no history: nothing to load
     return job
 
 
@@ -244,8 +262,10 @@ def save_progress(
         values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
     with db.session() as session:
         row = update_job(session, fenced(claim), values)
-        if row is not None and before_commit is not None:
-            before_commit()
+        if row is not None:
+            record_history(session, claim.job_id, progress)
+            if before_commit is not None:
+                before_commit()
     return row is not None
 
 
