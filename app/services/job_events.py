@@ -4,9 +4,10 @@ per-layer statistics), a ``findings`` event whenever the findings change, then `
 The job row is polled (the worker writes history throttled, several epochs at a time).
 Each poll reads only the job's status and epoch count; the history rows after the last
 event sent (and the findings) are read when the epoch column changed and is past that
-event (or the job finished), so a stream of an idle or slow job costs two integer columns
-per poll, and a live one only its new epochs' rows (``job_epochs`` is append-only). Every entry not yet sent is emitted, so a stream opened
-late replays the history first. Each epoch event has ``id: <epoch>``; a client reconnecting with
+event (or the job finished), so a stream of an idle or slow job costs two integer
+columns per poll, and a live one only its new epochs' rows (``job_epochs`` is
+append-only). Every entry not yet sent is emitted, so a stream opened late replays the
+history first. Each epoch event has ``id: <epoch>``; a client reconnecting with
 ``Last-Event-ID`` gets only the epochs after it. The ``findings`` event carries the whole
 current list (``{"findings": [...]}``), after the epochs read with it, whenever it
 differs from what this stream last sent.
