@@ -24,7 +24,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import raiseload
 
@@ -47,11 +46,12 @@ from app.storage.blobs import (
     read_verified,
 )
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job, JobEpoch
+from app.storage.tables import Dataset, Job
 
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
+FINDINGS_COST_FACTOR = 10.0  # findings recomputed after 10x their last computing time
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
 
 
@@ -90,14 +90,8 @@ def _read_rows(db: Database, job_id: str) -> _Refs:
         job = session.get(Job, job_id, options=[raiseload(Job.epoch_rows)])
         if job is None:
             raise StartError(f"job {job_id} vanished")
-        history: list[dict[str, Any]] = []
-        if job.checkpoint_sha256 is not None:
-            # Rows past the checkpoint (an attempt that died after it) are replaced as
-            # this attempt writes its epochs (queue.record_history).
-            query = select(JobEpoch.record).where(
-                JobEpoch.job_id == job_id, JobEpoch.epoch <= (job.checkpoint_epoch or 0)
-            )
-            history = list(session.scalars(query.order_by(JobEpoch.epoch)))
+        resumed = job.checkpoint_sha256 is not None
+        history = queue.history_until(session, job_id, job.checkpoint_epoch or 0) if resumed else []
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise StartError("the job's dataset was deleted")
@@ -201,6 +195,8 @@ class JobRun:
         self._inputs: JobInputs | None = None
         self._start_samples = 0
         self._recorded = 0  # epochs whose history entries are in job_epochs
+        self._findings_now: list[dict[str, Any]] = []
+        self._findings_due = 0.0  # monotonic time after which findings are recomputed
         self._epochs = 0
         self._clock = time.monotonic()
         self._last_write = self._last_checkpoint = self._clock
@@ -227,9 +223,11 @@ class JobRun:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
-            return endings.fail(self.db, self.claim, exc.message, self._progress(diverged=True))
+            progress = self._progress(diverged=True, final=True)
+            return endings.fail(self.db, self.claim, exc.message, progress)
         except EngineError as exc:
-            return endings.fail(self.db, self.claim, f"training failed: {exc}", self._progress())
+            progress = self._progress(final=True)
+            return endings.fail(self.db, self.claim, f"training failed: {exc}", progress)
         return self._conclude(result)
 
     # --- during training
@@ -244,7 +242,19 @@ class JobRun:
         spent = self._inputs.train_seconds + time.monotonic() - self._clock
         return spent >= self.settings.max_job_seconds
 
-    def _progress(self, *, diverged: bool = False) -> queue.Progress:
+    def _findings(self, *, diverged: bool, final: bool) -> list[dict[str, Any]]:
+        """The findings of the whole history, fresh for a final commit; otherwise redone once
+        FINDINGS_COST_FACTOR times their last cost has passed (their rules read every
+        epoch: this keeps them under ~1/10 of a long run's time)."""
+        assert self._trainer is not None
+        now = time.monotonic()
+        if final or diverged or now >= self._findings_due:
+            self._findings_now = findings.evaluate(self._trainer.history, diverged=diverged)
+            spent = time.monotonic() - now
+            self._findings_due = time.monotonic() + FINDINGS_COST_FACTOR * spent
+        return self._findings_now
+
+    def _progress(self, *, diverged: bool = False, final: bool = False) -> queue.Progress:
         """What to report: the history entries not yet recorded (with their per-layer
         statistics), the latest metrics without them, and the findings drawn from the
         whole history so far."""
@@ -257,7 +267,7 @@ class JobRun:
             history=history[self._recorded :],
             samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
             train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
-            findings=findings.evaluate(history, diverged=diverged),
+            findings=self._findings(diverged=diverged, final=final),
         )
 
     def _on_epoch(self, entry: dict[str, Any]) -> None:
@@ -310,8 +320,7 @@ class JobRun:
         return self._trainer.options.early_stopping is not None
 
     def _best(self, progress: queue.Progress) -> endings.TrainedModel | None:
-        """The best-so-far model, stored (a cancel with ``keep_model`` keeps it); None
-        before the first finished epoch."""
+        """The best-so-far model, stored (a keep_model cancel keeps it); None at epoch 0."""
         trainer = self._trainer
         assert trainer is not None
         if progress.epoch == 0:
@@ -328,7 +337,7 @@ class JobRun:
         if self.lease_lost or self.pulse.view.lost:
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
-        progress = self._progress()
+        progress = self._progress(final=True)
         best = partial(self._best, progress)
         if not result.stopped:
             assert self._trainer is not None
@@ -363,8 +372,7 @@ class JobRun:
         return released and state.cancel_requested
 
     def _inject_cancel(self, point: str) -> None:
-        """Crash-test hook (:func:`faults.cancel_point`): a cancel request lands here, as
-        if a client's request arrived at this very moment."""
+        """Test hook (faults.CANCEL_POINTS): a client's cancel request lands right here."""
         if not faults.ENABLED or point not in faults.CANCEL_POINTS:
             return
         keep = faults.CANCEL_POINTS[point]
