@@ -144,14 +144,14 @@ def end_cancelled(
         if row is None:
             return Outcome(None)
         if not (row.keep_model and best is not None):
-            update_job(session, fenced(claim), values)
+            _write(session, claim, values, progress)
             return Outcome(JobStatus.CANCELLED)
     model = best()
     with db.session() as session:
         row = _locked(session, claim)
         if row is None:
             return Outcome(None)
-        update_job(session, fenced(claim), values)
+        _write(session, claim, values, progress)
         if model is None or not row.keep_model:
             return Outcome(JobStatus.CANCELLED)
         model_id = _store_model(session, claim, model, (row.owner_id, row.network_id))

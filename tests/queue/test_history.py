@@ -10,7 +10,7 @@ from app.jobs.endings import TrainedModel, finish
 from app.jobs.queue import Progress, claim_next, requeue_expired, save_progress
 from app.storage.database import Database
 from app.storage.tables import JobEpoch
-from tests.queue.rows import add_jobs, expire_lease, get_job
+from tests.queue.rows import add_jobs, cancel, expire_lease, get_job
 
 MODEL = TrainedModel(config={"format": "test"}, weights_sha256="w", weights_size=1, metrics=None)
 
@@ -59,3 +59,16 @@ def test_a_resumed_attempt_replaces_the_epochs_past_its_checkpoint(migrated_db: 
     assert _rows(migrated_db, job_id) == [(1, 1), (2, 1)] + [(e, 2) for e in range(3, 7)]
     job = get_job(migrated_db, job_id)
     assert job.epoch == 6 and [entry["epoch"] for entry in job.history] == list(range(1, 7))
+
+
+def test_a_cancel_keeping_the_model_records_the_last_epochs(migrated_db: Database) -> None:
+    (job_id,) = add_jobs(migrated_db, options={"epochs": 3})
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None
+    assert save_progress(migrated_db, claim, _progress(range(1, 2), 1))
+    cancel(migrated_db, job_id, keep_model=True)
+
+    outcome = finish(migrated_db, claim, _progress(range(2, 4), 1), MODEL, best=lambda: MODEL)
+
+    assert outcome.status == "cancelled" and outcome.model_id is not None
+    assert _rows(migrated_db, job_id) == [(1, 1), (2, 1), (3, 1)]
