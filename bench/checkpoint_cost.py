@@ -119,7 +119,9 @@ def main() -> None:
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"2-8-8-1, 64 rows, Adam, diagnostics on; {REPEATS} writes each, medians")
     print(f"load average (1/5/15 min): {load}; {os.cpu_count()} CPUs")
-    print(f"{'epoch':>7} {'checkpoint bytes':>17} {'write ms':>9} {'peer bytes':>11} {'peer ms':>8}")
+    print(
+        f"{'epoch':>7} {'checkpoint bytes':>17} {'write ms':>9} {'peer bytes':>11} {'peer ms':>8}"
+    )
     for row in rows:
         print(
             f"{row['epoch']:>7.0f} {row['bytes']:>17.0f} {row['ms']:>9.2f} "

@@ -220,7 +220,9 @@ class Trainer:
         are not the data the checkpoint was made with, or the history does not fit.
         """
         snap = checkpoints.read(checkpoint)
-        if history is not None:
+        # A version 1 checkpoint carries its own history: used when the given one is short.
+        embedded = len(snap.progress.history) == snap.progress.epoch > 0
+        if history is not None and not (embedded and len(history) != snap.progress.epoch):
             if len(history) != snap.progress.epoch:
                 raise DataError(
                     f"the history has {len(history)} epochs, the checkpoint {snap.progress.epoch}",

@@ -211,7 +211,8 @@ class JobRun:
             log.info("job %s: cannot start: %s", job_id, exc)
             return endings.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
-        self._recorded = trainer.epoch
+        # Epochs in job_epochs: all the checkpoint's, unless it carried them (version 1).
+        self._recorded = min(len(self._inputs.history), trainer.epoch)
         self._epochs = self._inputs.epochs
         # The trainer holds what it needs of the rows: the loaded checkpoint and initial
         # weights would otherwise stay alive for the whole run.
