@@ -338,8 +338,7 @@ class JobRun:
         if self.lease_lost or self.pulse.view.lost:
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
-        progress = self._progress(final=True)
-        best = partial(self._best, progress)
+        best = partial(self._best, progress := self._progress(final=True))
         if not result.stopped:
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.
