@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3,
         ge=1,
-        description="Attempts in total (first run included) before a job whose worker keeps "
-        "losing its lease fails",
+        description="Attempts without progress (the worker died before saving a checkpoint) "
+        "before a job fails; attempts that advanced the checkpoint never count",
     )
     poll_seconds: float = Field(
         default=0.2, gt=0, description="How often an idle worker looks for queued jobs"

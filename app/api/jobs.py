@@ -129,7 +129,8 @@ def cancel_job(
     caller: CallerDep,
     body: Annotated[JobCancel | None, Body()] = None,
 ) -> JobRead:
-    """Queued: cancelled now. Running: stops within a batch (keep_model keeps its best)."""
+    """Queued: cancelled now. Running: stops within a batch (keep_model keeps its best);
+    a request recorded before the final commit wins, even during the last epoch."""
     keep_model = body.keep_model if body is not None else False
     return JobRead.from_row(
         *service.cancel_job(

@@ -1,16 +1,21 @@
 """Training state <-> bytes: one npz archive of arrays plus an embedded JSON document.
 
-Nothing is pickled: counters, names and history go to JSON (``state.json``, stored as a
+Nothing is pickled: counters and names go to JSON (``state.json``, stored as a
 uint8 array), arrays stay arrays, and reading goes through ``npzio`` (headers checked,
 object arrays refused). A ``Snapshot`` is everything a Trainer needs to continue:
 
 - JSON: format / version, network config and dtype, training options, task and classes,
   the sha256 of the prepared data, the shuffling rule (a pure function of seed and
   epoch, so the seed *is* the RNG state), progress (epoch, batch position in the epoch,
-  samples, best score / epoch, patience counter, history) and optimizer counters;
+  samples, best score / epoch / entry, patience counter) and optimizer counters;
 - arrays: params, best_params, optimizer.* (momentum / Adam moments), x_mean / x_std
   when standardising, and the logits of the epoch's finished batches when the snapshot
   was taken mid-epoch (the epoch's training metrics are computed from them).
+
+The history is not in it (version 2): a checkpoint's size and cost do not grow with the
+epochs done. The history is kept by whoever runs the training (the job's ``job_epochs``
+rows) and handed back to ``Trainer.resume``. Version 1 checkpoints, which embedded it,
+are still read.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from app.engine.options import TrainingOptions
 from app.engine.preprocessing import Standardizer
 
 FORMAT = "backprop-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1 embedded the history
 DOCUMENT = "state.json"
 SHUFFLE_RULE = "numpy default_rng([seed, 1, epoch]).permutation(rows)"
 Array = npt.NDArray[Any]
@@ -88,7 +94,7 @@ def read(data: bytes) -> Snapshot:
     document = npzio.get_json(arrays.pop(DOCUMENT), DOCUMENT)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ExportFormatError("not a training checkpoint", ("checkpoint",))
-    if document.get("version") != VERSION:
+    if document.get("version") not in READABLE_VERSIONS:
         raise ExportFormatError(
             f"checkpoint version {document.get('version')!r} is not supported", ("checkpoint",)
         )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -70,7 +70,10 @@ def scores_of(entry: dict[str, Any]) -> dict[str, float]:
 @dataclass
 class Progress:
     """Counters of a run; ``batches_done`` and ``epoch_seconds`` are for the epoch in
-    progress (0 at an epoch boundary)."""
+    progress (0 at an epoch boundary). ``best_entry`` is the best epoch's history entry
+    (its numbers). ``history`` holds the entries of the epochs this process ran (and those
+    handed to ``Trainer.resume``); it is not part of the checkpoint, whose size therefore
+    does not grow with the epochs done."""
 
     epoch: int = 0
     batches_done: int = 0
@@ -80,6 +83,7 @@ class Progress:
     best_epoch: int = 0
     wait: int = 0
     early_stopped: bool = False
+    best_entry: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def end_epoch(self, entry: dict[str, Any], stopping: EarlyStoppingOptions | None) -> bool:
@@ -92,6 +96,7 @@ class Progress:
         improved = self.best_score is None or score < self.best_score - min_delta
         if improved:
             self.best_score, self.best_epoch, self.wait = score, self.epoch, 0
+            self.best_entry = scores_of(entry)
         else:
             self.wait += 1
         if stopping is not None and self.wait >= stopping.patience:
@@ -99,23 +104,33 @@ class Progress:
         return improved
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe copy of every counter and the history."""
-        return asdict(self)
+        """JSON-safe copy of every counter and the best entry (not the history)."""
+        # Field by field: asdict would deep-copy the history only to drop it.
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "history"}
+        state["best_entry"] = None if self.best_entry is None else dict(self.best_entry)
+        return state
 
     @classmethod
     def from_dict(cls, data: Any) -> Progress:
-        """The inverse of ``to_dict``; ExportFormatError if the values are damaged."""
+        """The inverse of ``to_dict``; ExportFormatError if the values are damaged. A
+        version 1 checkpoint's embedded history is read back (and its best entry taken)."""
         try:
+            history = [_entry(entry) for entry in data.get("history", [])]
+            best_entry = data.get("best_entry")
+            best_epoch = int(data["best_epoch"])
+            if best_entry is None and 0 < best_epoch <= len(history):
+                best_entry = history[best_epoch - 1]
             progress = cls(
                 epoch=int(data["epoch"]),
                 batches_done=int(data["batches_done"]),
                 epoch_seconds=float(data["epoch_seconds"]),
                 samples_trained=int(data["samples_trained"]),
                 best_score=None if data["best_score"] is None else float(data["best_score"]),
-                best_epoch=int(data["best_epoch"]),
+                best_epoch=best_epoch,
                 wait=int(data["wait"]),
                 early_stopped=bool(data["early_stopped"]),
-                history=[_entry(entry) for entry in data["history"]],
+                best_entry=None if best_entry is None else scores_of(_entry(best_entry)),
+                history=history,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ExportFormatError(

@@ -124,7 +124,8 @@ class Trainer:
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        """One entry per completed epoch (keys: see ``loop.EpochLoop._end_epoch``)."""
+        """One entry per completed epoch (keys: see ``loop.EpochLoop._end_epoch``); a
+        resumed trainer has those handed to ``resume`` (none: only the epochs it ran)."""
         return self.progress.history
 
     @property
@@ -161,8 +162,7 @@ class Trainer:
 
     def best_entry(self) -> dict[str, Any] | None:
         """The history entry of the best epoch so far (the one :meth:`best_model` holds)."""
-        best = self.progress.best_epoch
-        return next((e for e in self.progress.history if e["epoch"] == best), None)
+        return self.progress.best_entry
 
     def best_model(self) -> Model:
         """The best-so-far weights (current ones before the first epoch ends) as a Model."""
@@ -203,14 +203,32 @@ class Trainer:
 
     @classmethod
     def resume(
-        cls, checkpoint: bytes, x: Any, y: Any, *, validation: tuple[Any, Any] | None = None
+        cls,
+        checkpoint: bytes,
+        x: Any,
+        y: Any,
+        *,
+        validation: tuple[Any, Any] | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> Trainer:
         """A trainer in exactly the state ``checkpoint()`` captured, on the same data.
 
+        history: the entries of the epochs before the checkpoint (one per epoch, as
+        ``history`` had them), kept apart since checkpoints do not carry them; without it
+        the resumed trainer's history starts at the checkpoint's epoch.
         ExportFormatError for a damaged checkpoint; DataError if x / y (or validation)
-        are not the data the checkpoint was made with.
+        are not the data the checkpoint was made with, or the history does not fit.
         """
         snap = checkpoints.read(checkpoint)
+        # A version 1 checkpoint carries its own history: used when the given one is short.
+        embedded = len(snap.progress.history) == snap.progress.epoch > 0
+        if history is not None and not (embedded and len(history) != snap.progress.epoch):
+            if len(history) != snap.progress.epoch:
+                raise DataError(
+                    f"the history has {len(history)} epochs, the checkpoint {snap.progress.epoch}",
+                    ("history",),
+                )
+            snap.progress.history = [dict(entry) for entry in history]
         data = TrainingData.prepare(
             snap.network,
             x,

@@ -20,10 +20,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import raiseload
 
 from app.config import Settings
 from app.engine import findings
@@ -32,7 +34,7 @@ from app.engine.loop import scores_of
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
-from app.jobs import cache_metrics, dbretry, faults, queue
+from app.jobs import cache_metrics, dbretry, endings, faults, queue
 from app.jobs.pulse import Pulse
 from app.storage import tables
 from app.storage.blob_arrays import load_array
@@ -49,6 +51,7 @@ from app.storage.tables import Dataset, Job
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
+FINDINGS_COST_FACTOR = 10.0  # findings recomputed after 10x their last computing time
 T = TypeVar("T")
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
 
@@ -67,6 +70,7 @@ class JobInputs:
     options: dict[str, Any]
     epochs: int
     checkpoint: bytes | None
+    history: list[dict[str, Any]]  # the checkpoint's epochs' entries (job_epochs rows)
     init_model: tuple[bytes, dict[str, Any]] | None  # (weights npz, engine config)
     samples_trained: int  # by earlier attempts
     train_seconds: float
@@ -79,13 +83,16 @@ class _Refs:
     job: Job
     dataset: Dataset
     init_model: tables.Model | None
+    history: list[dict[str, Any]]  # epochs 1..checkpoint_epoch
 
 
 def _read_rows(db: Database, job_id: str) -> _Refs:
     with db.read_session() as session:
-        job = session.get(Job, job_id)
+        job = session.get(Job, job_id, options=[raiseload(Job.epoch_rows)])
         if job is None:
             raise StartError(f"job {job_id} vanished")
+        resumed = job.checkpoint_sha256 is not None
+        history = queue.history_until(session, job_id, job.checkpoint_epoch or 0) if resumed else []
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         if dataset is None:
             raise StartError("the job's dataset was deleted")
@@ -94,7 +101,7 @@ def _read_rows(db: Database, job_id: str) -> _Refs:
             init_model = session.get(tables.Model, job.init_model_id)
             if init_model is None:
                 raise StartError("the job's initial model was deleted")
-        return _Refs(job, dataset, init_model)
+        return _Refs(job, dataset, init_model, history)
 
 
 def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
@@ -124,6 +131,7 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
         options=job.options,
         epochs=job.epochs,
         checkpoint=checkpoint,
+        history=refs.history,
         init_model=init_model,
         samples_trained=job.samples_trained,
         train_seconds=job.train_seconds,
@@ -142,7 +150,7 @@ def build_trainer(inputs: JobInputs) -> Trainer:
 
 def _new_trainer(inputs: JobInputs) -> Trainer:
     if inputs.checkpoint is not None:
-        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y)
+        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y, history=inputs.history)
     init_model = None
     if inputs.init_model is not None:
         weights, config = inputs.init_model
@@ -158,10 +166,10 @@ def _new_trainer(inputs: JobInputs) -> Trainer:
 
 def trained_model(
     blobs: BlobStore, model: Model, metrics: dict[str, Any] | None
-) -> queue.TrainedModel:
+) -> endings.TrainedModel:
     """Store the model's weights as a blob; the row to commit that references them."""
     weights = blobs.put_bytes(model.export_npz())
-    return queue.TrainedModel(
+    return endings.TrainedModel(
         config=model.get_config(),
         weights_sha256=weights.sha256,
         weights_size=weights.size,
@@ -196,6 +204,9 @@ class JobRun:
         self._trainer: Trainer | None = None
         self._inputs: JobInputs | None = None
         self._start_samples = 0
+        self._recorded = 0  # epochs whose history entries are in job_epochs
+        self._findings_now: list[dict[str, Any]] = []
+        self._findings_due = 0.0  # monotonic time after which findings are recomputed
         self._epochs = 0
         self._clock = time.monotonic()
         self._last_write = self._last_checkpoint = self._clock
@@ -210,24 +221,30 @@ class JobRun:
             trainer = self._trainer = build_trainer(self._inputs)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
-            return queue.fail(self.db, self.claim, f"cannot start training: {exc}")
+            return endings.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
+        # Epochs in job_epochs: all the checkpoint's, unless it carried them (version 1).
+        self._recorded = min(len(self._inputs.history), trainer.epoch)
         self._epochs = self._inputs.epochs
         # The trainer holds what it needs of the rows: the loaded checkpoint and initial
         # weights would otherwise stay alive for the whole run.
         self._inputs = replace(
-            self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, init_model=None
+            self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
         )
         self._clock = self._last_write = self._last_checkpoint = time.monotonic()
         try:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
-            error, progress = exc.message, self._progress(diverged=True)
-            return self._retrying("fail", lambda: queue.fail(self.db, self.claim, error, progress))
+            error, progress = exc.message, self._progress(diverged=True, final=True)
+            return self._retrying(
+                "fail", lambda: endings.fail(self.db, self.claim, error, progress)
+            )
         except EngineError as exc:
-            error, progress = f"training failed: {exc}", self._progress()
-            return self._retrying("fail", lambda: queue.fail(self.db, self.claim, error, progress))
+            error, progress = f"training failed: {exc}", self._progress(final=True)
+            return self._retrying(
+                "fail", lambda: endings.fail(self.db, self.claim, error, progress)
+            )
         return self._conclude(result)
 
     # --- during training
@@ -242,19 +259,32 @@ class JobRun:
         spent = self._inputs.train_seconds + time.monotonic() - self._clock
         return spent >= self.settings.max_job_seconds
 
-    def _progress(self, *, diverged: bool = False) -> queue.Progress:
-        """What to report: the history (with its per-layer statistics), the latest
-        metrics without them, and the findings drawn from the history so far."""
+    def _findings(self, *, diverged: bool, final: bool) -> list[dict[str, Any]]:
+        """The findings of the whole history, fresh for a final commit; otherwise redone once
+        FINDINGS_COST_FACTOR times their last cost has passed (their rules read every
+        epoch: this keeps them under ~1/10 of a long run's time)."""
+        assert self._trainer is not None
+        now = time.monotonic()
+        if final or diverged or now >= self._findings_due:
+            self._findings_now = findings.evaluate(self._trainer.history, diverged=diverged)
+            spent = time.monotonic() - now
+            self._findings_due = time.monotonic() + FINDINGS_COST_FACTOR * spent
+        return self._findings_now
+
+    def _progress(self, *, diverged: bool = False, final: bool = False) -> queue.Progress:
+        """What to report: the history entries not yet recorded (with their per-layer
+        statistics), the latest metrics without them, and the findings drawn from the
+        whole history so far."""
         trainer, inputs = self._trainer, self._inputs
         assert trainer is not None and inputs is not None
-        history = [dict(entry) for entry in trainer.history]
+        history = trainer.history
         return queue.Progress(
             epoch=trainer.epoch,
             metrics=scores_of(history[-1]) if history else None,
-            history=history,
+            history=history[self._recorded :],
             samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
             train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
-            findings=findings.evaluate(history, diverged=diverged),
+            findings=self._findings(diverged=diverged, final=final),
         )
 
     def _on_epoch(self, entry: dict[str, Any]) -> None:
@@ -267,11 +297,15 @@ class JobRun:
         every = self.settings.checkpoint_seconds
         try:
             last_epoch = trainer.epoch >= self._epochs  # the final commit follows at once
+            if last_epoch:
+                self._inject_cancel("last_epoch")
             if not last_epoch and (every == 0 or now - self._last_checkpoint >= every):
                 self._write_checkpoint(trainer)
                 self._last_checkpoint = self._last_write = now
             elif now - self._last_write >= PROGRESS_SECONDS:
-                self.lease_lost |= not queue.save_progress(self.db, self.claim, self._progress())
+                progress = self._progress()
+                saved = queue.save_progress(self.db, self.claim, progress)
+                self._saved(saved, progress)
                 self._last_write = now
         except (SQLAlchemyError, BlobStoreUnavailable) as exc:  # try again next epoch
             log.warning("job %s: progress not saved: %s", self.claim.job_id, brief(exc))
@@ -279,16 +313,23 @@ class JobRun:
     def _write_checkpoint(self, trainer: Trainer) -> None:
         faults.crash_point("before_checkpoint")
         checkpoint = self.blobs.put_bytes(trainer.checkpoint())
+        progress = self._progress()
         saved = queue.save_progress(
             self.db,
             self.claim,
-            self._progress(),
+            progress,
             checkpoint_sha256=checkpoint.sha256,
             before_commit=_crash_hook("checkpoint_uncommitted"),
         )
-        self.lease_lost |= not saved
+        self._saved(saved, progress)
         if saved:
             faults.crash_point("after_checkpoint")
+
+    def _saved(self, saved: bool, progress: queue.Progress) -> None:
+        """After a progress write: its epochs are recorded, or the lease was lost."""
+        self.lease_lost |= not saved
+        if saved:
+            self._recorded = progress.epoch
 
     # --- the outcome
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
@@ -304,12 +345,25 @@ class JobRun:
         assert self._trainer is not None
         return self._trainer.options.early_stopping is not None
 
+    def _best(self, progress: queue.Progress) -> endings.TrainedModel | None:
+        """The best-so-far model, stored (a keep_model cancel keeps it); None at epoch 0."""
+        trainer = self._trainer
+        assert trainer is not None
+        if progress.epoch == 0:
+            return None
+        best_entry = trainer.best_entry()
+        metrics = scores_of(best_entry) if best_entry else progress.metrics
+        return trained_model(self.blobs, trainer.best_model(), metrics)
+
     def _conclude(self, result: TrainingResult) -> bool:
+        """Commit the outcome. A cancel request recorded before the final commit wins, even
+        one that lands after the last epoch or after the last lease check: each final
+        verb reads it under the lock of its own transaction (see endings.finish/release)."""
         job_id = self.claim.job_id
         if self.lease_lost or self.pulse.view.lost:
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
-        progress = self._progress()
+        best = partial(self._best, progress := self._progress(final=True))
         if not result.stopped:
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.
@@ -320,48 +374,48 @@ class JobRun:
                 scores_of(best_entry) if best_entry else progress.metrics,
             )
             paused_checkpoint = self._paused_checkpoint()
-            model_id = self._retrying(
+            self._inject_cancel("before_final_commit")
+            outcome = self._retrying(
                 "finish",
-                lambda: queue.finish(
+                lambda: endings.finish(
                     self.db,
                     self.claim,
                     progress,
                     model,
+                    best=best,
                     before_commit=_crash_hook("before_final_commit"),
                     checkpoint_sha256=paused_checkpoint,
                 ),
             )
             faults.crash_point("after_final_commit")
-            log.info("job %s: succeeded, model %s", job_id, model_id)
-            return model_id is not None
+            log.info("job %s: %s, model %s", job_id, outcome.status, outcome.model_id)
+            return outcome.status is not None
         lease = self.settings.lease_seconds
         state = self._retrying(
             "lease check", lambda: queue.heartbeat(self.db, self.claim, lease_seconds=lease)
         )
         if not state.ours:
             return False
-        if state.cancel_requested:
-            keep = state.keep_model and progress.epoch > 0
-            assert self._trainer is not None
-            best_entry = self._trainer.best_entry()
-            best = (
-                trained_model(
-                    self.blobs,
-                    self._trainer.best_model(),
-                    scores_of(best_entry) if best_entry else progress.metrics,
-                )
-                if keep
-                else None
-            )
-            log.info("job %s: cancelled (model kept: %s)", job_id, best is not None)
-            return self._retrying(
-                "cancel", lambda: queue.finish_cancelled(self.db, self.claim, progress, best)
-            )
-        if self._over_time():
+        if not state.cancel_requested and self._over_time():
             return self._fail_over_time(progress)
-        log.info("job %s: released back to the queue", job_id)
-        self._retrying("release", lambda: queue.release(self.db, self.claim))
-        return False
+        self._inject_cancel("before_release")
+        # Back to the queue, or, when a cancel is pending, cancelled (model kept if asked).
+        released = self._retrying(
+            "release",
+            lambda: endings.release(self.db, self.claim, progress=progress, best=best),
+        )
+        log.info("job %s: released (cancel requested: %s)", job_id, state.cancel_requested)
+        return released and state.cancel_requested
+
+    def _inject_cancel(self, point: str) -> None:
+        """Test hook (faults.CANCEL_POINTS): a client's cancel request lands right here."""
+        if not faults.ENABLED or point not in faults.CANCEL_POINTS:
+            return
+        keep = faults.CANCEL_POINTS[point]
+        with self.db.session() as session:
+            job = session.get(Job, self.claim.job_id)
+            assert job is not None
+            queue.request_cancel(session, job, keep_model=keep)
 
     def _paused_checkpoint(self) -> str | None:
         """A checkpoint blob when the run paused short of its options' epochs (a sweep's
@@ -389,5 +443,5 @@ class JobRun:
         )
         log.info("job %s: %s", self.claim.job_id, error)
         return self._retrying(
-            "fail", lambda: queue.fail(self.db, self.claim, error, progress, best)
+            "fail", lambda: endings.fail(self.db, self.claim, error, progress, best)
         )

@@ -26,7 +26,7 @@ import numpy as np
 from app.config import Settings
 from app.engine.errors import DataError, EngineError
 from app.engine.model import Model
-from app.jobs import batch_queue, faults, queue
+from app.jobs import batch_queue, endings, faults, queue
 from app.jobs.attempt import StartError
 from app.jobs.batch_output import OutputFile
 from app.jobs.pulse import Pulse
@@ -147,7 +147,7 @@ class BatchRun:
             inputs = load_batch_inputs(self.db, self.blobs, self.settings, job_id)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
-            return queue.fail(self.db, self.claim, f"cannot start: {exc}")
+            return endings.fail(self.db, self.claim, f"cannot start: {exc}")
         self._earlier_seconds = inputs.seconds
         self._clock = self._last_write = self._last_piece = time.monotonic()
         if self.claim.kind == JobKind.EVALUATE:
@@ -217,7 +217,7 @@ class BatchRun:
                 bad = _overflow_row(outputs)
                 if bad is not None:
                     error = f"the model's outputs overflow for row {start + bad} of the dataset"
-                    return queue.fail(self.db, self.claim, error)
+                    return endings.fail(self.db, self.claim, error)
                 out.append(outputs)
                 self.rows_done = out.rows
                 if self.rows_done < rows and time.monotonic() - self._last_piece >= every:
@@ -259,9 +259,9 @@ class BatchRun:
                 self._report()
             metrics = score(model, outputs, y)
         except ServiceError as exc:
-            return queue.fail(self.db, self.claim, exc.msg)
+            return endings.fail(self.db, self.claim, exc.msg)
         except DataError as exc:
-            return queue.fail(self.db, self.claim, exc.message)
+            return endings.fail(self.db, self.claim, exc.message)
         if self.lease_lost or self.pulse.view.lost:
             return False
         log.info("job %s: evaluation succeeded (%d rows)", self.claim.job_id, rows)
@@ -292,5 +292,5 @@ class BatchRun:
         if out is not None:
             self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
-        queue.release(self.db, self.claim)
+        endings.release(self.db, self.claim)
         return False

@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from app.jobs.queue import BeforeCommit, Claim, _ended, _fenced, _update
+from app.jobs.queue import BeforeCommit, Claim, ended_values, fenced, update_job
 from app.storage.database import Database
 from app.storage.tables import Evaluation, Job, JobKind, JobStatus, new_id
 
@@ -42,11 +43,11 @@ def enqueue_batch(
         options=options,
         epochs=0,
         status=JobStatus.QUEUED,
-        history=[],
         findings=[],
     )
     session.add(job)
     session.flush()
+    set_committed_value(job, "epoch_rows", [])  # no epochs: nothing to load
     return job
 
 
@@ -65,7 +66,7 @@ def save_rows(
     if output_parts is not None:
         values["output_parts"] = output_parts
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
+        row = update_job(session, fenced(claim), values)
         if row is not None and before_commit is not None:
             before_commit()
     return row is not None
@@ -83,14 +84,14 @@ def finish_prediction(
     """The run succeeds with its output blob (its pieces are dropped). False when the
     lease is lost."""
     values = {
-        **_ended(JobStatus.SUCCEEDED),
+        **ended_values(JobStatus.SUCCEEDED),
         "rows_done": rows_done,
         "train_seconds": seconds,
         "result_sha256": result_sha256,
         "output_parts": None,
     }
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
+        row = update_job(session, fenced(claim), values)
         if row is not None and before_commit is not None:
             before_commit()
     return row is not None
@@ -100,9 +101,9 @@ def finish_evaluation(
     db: Database, claim: Claim, *, rows_done: int, seconds: float, metrics: dict[str, Any]
 ) -> bool:
     """In ONE transaction: the job succeeds and its evaluation row gets ``metrics``."""
-    values = {**_ended(JobStatus.SUCCEEDED), "rows_done": rows_done, "train_seconds": seconds}
+    values = {**ended_values(JobStatus.SUCCEEDED), "rows_done": rows_done, "train_seconds": seconds}
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
+        row = update_job(session, fenced(claim), values)
         if row is None:
             return False
         session.execute(
@@ -116,11 +117,11 @@ def end_batch(
 ) -> bool:
     """End the run ``status`` (cancelled), dropping its output pieces."""
     values = {
-        **_ended(status),
+        **ended_values(status),
         "rows_done": rows_done,
         "train_seconds": seconds,
         "output_parts": None,
     }
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
+        row = update_job(session, fenced(claim), values)
     return row is not None

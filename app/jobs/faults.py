@@ -12,7 +12,15 @@ so tests can prove that each step of a job survives a crash. Points used by the 
 - ``epoch:<n>``               at the end of epoch n (1-based)
 - ``always``                  at the first epoch end of every attempt: a poison job
 
-The variable is read once, at import; when it is unset :data:`ENABLED` is False and
+``BACKPROP_TEST_CANCEL_AT=<point>[:keep][,...]`` makes the worker request a cancel of its
+own job at ``point`` (as a client's request landing at that moment would; ``:keep`` asks
+to keep the model), to test the narrow windows deterministically:
+
+- ``last_epoch``           at the end of the job's last epoch (no batch left to stop)
+- ``before_final_commit``  after the model is stored, before the final transaction
+- ``before_release``       after the final lease check, before a stopped job's release
+
+The variables are read once, at import; when both are unset :data:`ENABLED` is False and
 callers skip building point names altogether.
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 import os
 
 ENV = "BACKPROP_TEST_CRASH_AT"
+CANCEL_ENV = "BACKPROP_TEST_CANCEL_AT"
 EXIT_CODE = 137
 
 
@@ -28,8 +37,18 @@ def _parse(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
+def _parse_cancels(value: str) -> dict[str, bool]:
+    """``point[:keep]`` items -> {point: keep_model}."""
+    return {
+        part.removesuffix(":keep"): part.endswith(":keep")
+        for part in _parse(value)
+        if part.removesuffix(":keep")
+    }
+
+
 POINTS: frozenset[str] = _parse(os.environ.get(ENV, ""))
-ENABLED: bool = bool(POINTS)
+CANCEL_POINTS: dict[str, bool] = _parse_cancels(os.environ.get(CANCEL_ENV, ""))
+ENABLED: bool = bool(POINTS or CANCEL_POINTS)
 
 
 def crash_point(name: str) -> None:

@@ -1,5 +1,7 @@
 """The job queue: the ``jobs`` table is the queue, and these verbs are its only writers.
 
+How a running job ends (finish, cancel, fail, release) is :mod:`app.jobs.endings`.
+
 A worker owns a running job through a lease: a random ``lease_token`` plus an expiry it
 keeps renewing. Every write a worker makes is fenced by ``WHERE id = ? AND lease_token = ?
 AND status = 'running'``, so a worker that lost its lease (paused, partitioned, presumed
@@ -19,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, select, true, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, select, true, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.jobs import fairness, sweep_advance
 from app.storage.database import Database
-from app.storage.tables import Job, JobKind, JobStatus, Model, utcnow
+from app.storage.tables import Job, JobEpoch, JobKind, JobStatus, utcnow
 
 BeforeCommit = Callable[[], None]
 AnyRow = Row[*tuple[Any, ...]]
@@ -52,7 +55,9 @@ class LeaseState:
 
 @dataclass(frozen=True)
 class Progress:
-    """Training state a worker reports; ``history`` is one dict per finished epoch."""
+    """Training state a worker reports. ``history``: the entries of the epochs not yet
+    recorded, the last ones up to ``epoch`` (epochs ``epoch - len(history) + 1 .. epoch``),
+    appended to ``job_epochs`` by :func:`record_history`."""
 
     epoch: int
     metrics: dict[str, Any] | None
@@ -62,29 +67,18 @@ class Progress:
     findings: list[dict[str, Any]] = field(default_factory=list)  # app.engine.findings
 
 
-@dataclass(frozen=True)
-class TrainedModel:
-    """A model row to store: engine ``Model.get_config()`` and the blob holding
-    ``Model.export_npz()``."""
-
-    config: dict[str, Any]
-    weights_sha256: str
-    weights_size: int  # bytes of that blob
-    metrics: dict[str, Any] | None
+NO_SYNC = {"synchronize_session": False}
 
 
-_NO_SYNC = {"synchronize_session": False}
-
-
-def _update(
+def update_job(
     session: Session, where: ColumnElement[bool], values: dict[str, Any], *returning: Any
 ) -> AnyRow | None:
     """One ``UPDATE jobs ... RETURNING`` statement; the first returned row, or None."""
     statement = update(Job).where(where).values(**values).returning(*(returning or (Job.id,)))
-    return session.execute(statement, execution_options=_NO_SYNC).first()
+    return session.execute(statement, execution_options=NO_SYNC).first()
 
 
-def _fenced(claim: Claim) -> ColumnElement[bool]:
+def fenced(claim: Claim) -> ColumnElement[bool]:
     return and_(
         Job.id == claim.job_id,
         Job.lease_token == claim.lease_token,
@@ -92,18 +86,41 @@ def _fenced(claim: Claim) -> ColumnElement[bool]:
     )
 
 
-def _progress_values(progress: Progress) -> dict[str, Any]:
+def progress_values(progress: Progress) -> dict[str, Any]:
     return {
         "epoch": progress.epoch,
         "metrics": progress.metrics,
-        "history": progress.history,
         "findings": progress.findings,
         "samples_trained": progress.samples_trained,
         "train_seconds": progress.train_seconds,
     }
 
 
-def _ended(status: JobStatus) -> dict[str, Any]:
+def record_history(session: Session, job_id: str, progress: Progress) -> None:
+    """Append ``progress.history`` to the job's ``job_epochs`` rows, first deleting the
+    rows from its first epoch on (written by an attempt that died after its last
+    checkpoint and was resumed from it): epochs 1..progress.epoch are then there exactly
+    once. Called inside the fenced transaction that writes ``progress``; one statement
+    each, whatever the number of epochs done."""
+    first = progress.epoch - len(progress.history) + 1
+    session.execute(delete(JobEpoch).where(JobEpoch.job_id == job_id, JobEpoch.epoch >= first))
+    if progress.history:
+        rows = [
+            {"job_id": job_id, "epoch": first + index, "record": entry}
+            for index, entry in enumerate(progress.history)
+        ]
+        session.execute(insert(JobEpoch), rows)
+
+
+def history_until(session: Session, job_id: str, epoch: int) -> list[dict[str, Any]]:
+    """The job's history entries of epochs 1..``epoch`` (a checkpoint's), in order; rows
+    past it (an attempt that died after its checkpoint) are replaced by
+    :func:`record_history` as the resumed attempt writes its epochs."""
+    query = select(JobEpoch.record).where(JobEpoch.job_id == job_id, JobEpoch.epoch <= epoch)
+    return list(session.scalars(query.order_by(JobEpoch.epoch)))
+
+
+def ended_values(status: JobStatus) -> dict[str, Any]:
     """Column values of a job reaching a terminal ``status`` (the checkpoint is dropped)."""
     return {
         "status": status,
@@ -144,11 +161,11 @@ def enqueue(
         options=options,
         epochs=epochs,
         status=JobStatus.QUEUED,
-        history=[],
         findings=[],
     )
     session.add(job)
     session.flush()
+    set_committed_value(job, "epoch_rows", [])  # a new job has no history: nothing to load
     return job
 
 
@@ -158,11 +175,11 @@ def request_cancel(session: Session, job: Job, *, keep_model: bool = False) -> b
     saving the best-so-far model when ``keep_model``). False, and no change, when the job
     already ended. ``job`` is refreshed either way.
     """
-    flagged = _update(
+    flagged = update_job(
         session,
         and_(Job.id == job.id, Job.status == JobStatus.QUEUED),
-        {**_ended(JobStatus.CANCELLED), "cancel_requested": True, "keep_model": keep_model},
-    ) or _update(
+        {**ended_values(JobStatus.CANCELLED), "cancel_requested": True, "keep_model": keep_model},
+    ) or update_job(
         session,
         and_(Job.id == job.id, Job.status == JobStatus.RUNNING),
         {"cancel_requested": True, "keep_model": keep_model},
@@ -205,6 +222,7 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     values = {
         "status": JobStatus.RUNNING,
         "attempts": Job.attempts + 1,
+        "attempt_start_epoch": func.coalesce(Job.checkpoint_epoch, 0),
         "lease_token": token,
         "lease_expires_at": now + timedelta(seconds=lease_seconds),
         "worker_id": worker_id,
@@ -212,7 +230,7 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     }
     with db.session() as session:
         where = and_(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        row = _update(session, where, values, Job.id, Job.attempts, Job.kind)
+        row = update_job(session, where, values, Job.id, Job.attempts, Job.kind)
     if row is None:
         return None
     job_id, attempts, kind = row
@@ -231,9 +249,9 @@ def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState
     """Renew the lease; report whether it is still ours and whether a cancel is pending."""
     expires = utcnow() + timedelta(seconds=lease_seconds)
     with db.session() as session:
-        row = _update(
+        row = update_job(
             session,
-            _fenced(claim),
+            fenced(claim),
             {"lease_expires_at": expires},
             Job.cancel_requested,
             Job.keep_model,
@@ -246,7 +264,7 @@ def read_lease(db: Database, claim: Claim) -> LeaseState:
     a cancel every fraction of a second without taking SQLite's write lock."""
     with db.read_session() as session:
         row = session.execute(
-            select(Job.cancel_requested, Job.keep_model).where(_fenced(claim))
+            select(Job.cancel_requested, Job.keep_model).where(fenced(claim))
         ).first()
     return _lease_state(row)
 
@@ -261,135 +279,51 @@ def save_progress(
 ) -> bool:
     """Record progress (and the blob of a resumable checkpoint taken at ``progress.epoch``).
     False, with nothing written, when the lease is lost."""
-    values = _progress_values(progress)
+    values = progress_values(progress)
     if checkpoint_sha256 is not None:
         values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
     with db.session() as session:
-        row = _update(session, _fenced(claim), values)
-        if row is not None and before_commit is not None:
-            before_commit()
-    return row is not None
-
-
-def _store_model(session: Session, claim: Claim, model: TrainedModel, job_row: AnyRow) -> str:
-    owner_id, network_id = job_row
-    row = Model(
-        owner_id=owner_id,
-        job_id=claim.job_id,
-        network_id=network_id,
-        config=model.config,
-        weights_sha256=model.weights_sha256,
-        weights_size=model.weights_size,
-        metrics=model.metrics,
-    )
-    session.add(row)
-    session.flush()
-    return row.id
-
-
-def finish(
-    db: Database,
-    claim: Claim,
-    progress: Progress,
-    model: TrainedModel,
-    *,
-    before_commit: BeforeCommit | None = None,
-    checkpoint_sha256: str | None = None,
-) -> str | None:
-    """In ONE transaction: the job succeeds with its final metrics and its model is stored
-    (and, for a sweep's trial, the sweep advances). A ``checkpoint_sha256`` is kept for a
-    later continuation (a paused sweep trial). Returns the model id, or None (and nothing
-    written) when the lease is lost."""
-    values = {**_progress_values(progress), **_ended(JobStatus.SUCCEEDED)}
-    if checkpoint_sha256 is not None:
-        values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
-    with db.session() as session:
-        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
-        if row is None:
-            return None
-        model_id = _store_model(session, claim, model, row)
-        sweep_advance.trial_ended(session, claim.job_id)
-        if before_commit is not None:
-            before_commit()
-    return model_id
-
-
-def finish_cancelled(
-    db: Database, claim: Claim, progress: Progress, model: TrainedModel | None
-) -> bool:
-    """End a cancelled running job, storing ``model`` (best so far) when given."""
-    values = {**_progress_values(progress), **_ended(JobStatus.CANCELLED)}
-    with db.session() as session:
-        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
-        if row is not None and model is not None:
-            _store_model(session, claim, model, row)
+        row = update_job(session, fenced(claim), values)
         if row is not None:
-            sweep_advance.trial_ended(session, claim.job_id)
-    return row is not None
-
-
-def fail(
-    db: Database,
-    claim: Claim,
-    error: str,
-    progress: Progress | None = None,
-    model: TrainedModel | None = None,
-) -> bool:
-    """End the job ``failed`` with ``error`` (shown to the user), storing ``model`` (the
-    best so far of a job stopped by its time limit) when given."""
-    values = _progress_values(progress) if progress is not None else {}
-    values.update(_ended(JobStatus.FAILED), error=error)
-    with db.session() as session:
-        row = _update(session, _fenced(claim), values, Job.owner_id, Job.network_id)
-        if row is not None and model is not None:
-            _store_model(session, claim, model, row)
-        if row is not None:
-            sweep_advance.trial_ended(session, claim.job_id)
-    return row is not None
-
-
-def release(db: Database, claim: Claim) -> bool:
-    """Give a running job back (graceful shutdown): queued again, this attempt not counted,
-    its last checkpoint kept. A job whose cancel was requested ends ``cancelled`` instead."""
-    back_to_queue = {
-        "status": JobStatus.QUEUED,
-        "attempts": Job.attempts - 1,
-        "lease_token": None,
-        "lease_expires_at": None,
-    }
-    with db.session() as session:
-        cancelled = _update(
-            session,
-            and_(_fenced(claim), Job.cancel_requested.is_(True)),
-            _ended(JobStatus.CANCELLED),
-        )
-        if cancelled is not None:
-            sweep_advance.trial_ended(session, claim.job_id)
-            return True
-        row = _update(session, _fenced(claim), back_to_queue)
+            record_history(session, claim.job_id, progress)
+            if before_commit is not None:
+                before_commit()
     return row is not None
 
 
 def requeue_expired(db: Database, *, max_attempts: int) -> int:
     """Deal with running jobs whose lease expired (their worker died or hung): a job with a
-    pending cancel ends ``cancelled`` (never revived); one that used ``max_attempts`` ends
-    ``failed`` with the reason; any other goes back to the queue and resumes from its last
-    checkpoint. Returns how many jobs were handled."""
+    pending cancel ends ``cancelled`` (never revived); any other goes back to the queue and
+    resumes from its last checkpoint. An attempt that saved no checkpoint (made no progress)
+    counts in ``attempts_without_progress``; the job whose count reaches ``max_attempts``
+    ends ``failed`` with the reason (a poison job). An attempt that advanced the checkpoint
+    is preemption, not failure: it never counts. Returns how many jobs were handled."""
     expired = and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
+    progressed = func.coalesce(Job.checkpoint_epoch, 0) > Job.attempt_start_epoch
+    stalled = Job.attempts_without_progress + 1
     reason = (
-        f"gave up after {max_attempts} attempts: each time, the worker running this job "
-        "stopped before finishing (its lease expired)"
+        f"gave up after {max_attempts} attempts without progress: each time, the worker "
+        "running this job stopped before saving a checkpoint (its lease expired)"
     )
+    requeued = {"status": JobStatus.QUEUED, "lease_token": None, "lease_expires_at": None}
     rules: list[tuple[ColumnElement[bool], dict[str, Any]]] = [
-        (Job.cancel_requested.is_(True), _ended(JobStatus.CANCELLED)),
-        (Job.attempts >= max_attempts, {**_ended(JobStatus.FAILED), "error": reason}),
-        (true(), {"status": JobStatus.QUEUED, "lease_token": None, "lease_expires_at": None}),
+        (Job.cancel_requested.is_(True), ended_values(JobStatus.CANCELLED)),
+        (progressed, requeued),
+        (
+            stalled >= max_attempts,
+            {
+                **ended_values(JobStatus.FAILED),
+                "error": reason,
+                "attempts_without_progress": stalled,
+            },
+        ),
+        (true(), {**requeued, "attempts_without_progress": stalled}),
     ]
     handled = 0
     with db.session() as session:
         for condition, values in rules:
             statement = update(Job).where(expired, condition).values(**values).returning(Job.id)
-            ids = session.scalars(statement, execution_options=_NO_SYNC).all()
+            ids = session.scalars(statement, execution_options=NO_SYNC).all()
             if values["status"] != JobStatus.QUEUED:
                 for job_id in ids:
                     sweep_advance.trial_ended(session, job_id)

@@ -30,7 +30,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.jobs import queue
+from app.jobs import endings, queue
 from app.jobs.attempt import JobRun
 from app.jobs.batch_attempt import BatchRun
 from app.jobs.pulse import DB_RETRY_SECONDS, Pulse
@@ -131,7 +131,7 @@ class Worker:
             return run(self.db, self.blobs, self.settings, claim, pulse, self.stopping).run()
         except BlobStoreUnavailable as exc:
             log.warning("job %s: blob store unavailable, back to the queue: %s", claim.job_id, exc)
-            queue.release(self.db, claim)
+            endings.release(self.db, claim)
             self.stopping.wait(STORE_RETRY_SECONDS)
             return False
         except SQLAlchemyError as exc:
@@ -144,7 +144,7 @@ class Worker:
         except Exception as exc:  # a bug: make it visible on the job, keep the worker alive
             log.exception("job %s: unexpected error", claim.job_id)
             try:
-                return queue.fail(self.db, claim, f"internal error: {type(exc).__name__}: {exc}")
+                return endings.fail(self.db, claim, f"internal error: {type(exc).__name__}: {exc}")
             except SQLAlchemyError as db_exc:  # the database is away too: the lease decides
                 log.warning("job %s: failure not recorded: %s", claim.job_id, db_exc)
                 return False

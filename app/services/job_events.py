@@ -2,10 +2,11 @@
 per-layer statistics), a ``findings`` event whenever the findings change, then ``end``.
 
 The job row is polled (the worker writes history throttled, several epochs at a time).
-Each poll reads only the job's status and epoch count; the history (and the findings)
-is read when the epoch column changed and is past the last event sent (or the job
-finished), so a stream of an idle or slow job costs two integer columns per poll, not its
-whole history. Every entry not yet sent is emitted, so a stream opened late replays the
+Each poll reads only the job's status and epoch count; the history rows after the last
+event sent (and the findings) are read when the epoch column changed and is past that
+event (or the job finished), so a stream of an idle or slow job costs two integer
+columns per poll, and a live one only its new epochs' rows (``job_epochs`` is
+append-only). Every entry not yet sent is emitted, so a stream opened late replays the
 history first. Each epoch event has ``id: <epoch>``; a client reconnecting with
 ``Last-Event-ID`` gets only the epochs after it. The ``findings`` event carries the whole
 current list (``{"findings": [...]}``), after the epochs read with it, whenever it
@@ -50,7 +51,9 @@ async def job_events(
         status, epoch = await asyncio.to_thread(job_epoch, db, owner_id=owner_id, job_id=job_id)
         if (epoch != read_at and epoch > last_epoch) or status in TERMINAL:
             read_at = epoch
-            progress = await asyncio.to_thread(job_progress, db, owner_id=owner_id, job_id=job_id)
+            progress = await asyncio.to_thread(
+                job_progress, db, owner_id=owner_id, job_id=job_id, after=last_epoch
+            )
             for entry in progress.history:
                 entry_epoch = int(entry.get("epoch", 0))
                 if entry_epoch > last_epoch:

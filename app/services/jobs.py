@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, defer, raiseload
 
 from app.config import Settings
 from app.engine.training import TrainingOptions
@@ -20,6 +20,7 @@ from app.storage.tables import (
     ACTIVE_STATUSES,
     Dataset,
     Job,
+    JobEpoch,
     JobKind,
     JobStatus,
     Model,
@@ -189,7 +190,8 @@ def list_jobs(
     filters = {Job.status: status, Job.network_id: network_id, Job.dataset_id: dataset_id}
     where = [TRAINING, *(column == value for column, value in filters.items() if value is not None)]
     unloaded = [
-        defer(column, raiseload=True) for column in (Job.history, Job.findings, Job.network_config)
+        *(defer(column, raiseload=True) for column in (Job.findings, Job.network_config)),
+        raiseload(Job.epoch_rows),
     ]
     with db.read_session() as session:
         jobs, total = page(
@@ -246,21 +248,29 @@ def job_epoch(db: Database, *, owner_id: int, job_id: str) -> tuple[str, int]:
     return str(row[0]), int(row[1] or 0)
 
 
-def job_progress(db: Database, *, owner_id: int, job_id: str) -> JobProgress:
-    """Status, history and findings of a job (what the event stream polls)."""
+def job_history(session: Session, job_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+    """The job's history entries of the epochs after ``after``, in order."""
+    query = select(JobEpoch.record).where(JobEpoch.job_id == job_id, JobEpoch.epoch > after)
+    return list(session.scalars(query.order_by(JobEpoch.epoch)))
+
+
+def job_progress(db: Database, *, owner_id: int, job_id: str, after: int = 0) -> JobProgress:
+    """Status, history (the epochs after ``after``: an event stream reads only the new
+    ones) and findings of a job (what the event stream polls)."""
     with db.read_session() as session:
         row = session.execute(
-            select(Job.status, Job.history, Job.error, Job.findings).where(
+            select(Job.status, Job.error, Job.findings).where(
                 Job.id == job_id, Job.owner_id == owner_id, TRAINING
             )
         ).first()
         if row is None:
             raise NotFound("job", PATH_LOC)
-        status, history, error, findings = row
+        status, error, findings = row
+        history = job_history(session, job_id, after=after)
         model_id = model_ids_of(session, [job_id]).get(job_id) if status in TERMINAL else None
     return JobProgress(
         status=status,
-        history=history or [],
+        history=history,
         error=error,
         model_id=model_id,
         findings=findings or [],

@@ -21,7 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
@@ -172,11 +172,14 @@ class Job(Base):
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     epochs: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # app.engine.findings: [{"epoch", "layer", "kind", "message"}] drawn from the history
     findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # runs, the current one included
+    # Attempts whose worker died (lease expired) before saving a checkpoint: only these count
+    # toward BACKPROP_MAX_ATTEMPTS. ``attempt_start_epoch``: checkpoint_epoch at the claim.
+    attempts_without_progress: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_start_epoch: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     worker_id: Mapped[str | None] = mapped_column(String(100), default=None)
@@ -201,6 +204,17 @@ class Job(Base):
         ForeignKey("sweeps.id", ondelete="CASCADE"), index=True, default=None
     )
     trial_index: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    # The history, one row per finished epoch (see JobEpoch). Loaded with the job (one
+    # SELECT ... IN); lists and the worker leave it unloaded (raiseload).
+    epoch_rows: Mapped[list[JobEpoch]] = relationship(
+        order_by="JobEpoch.epoch", lazy="selectin", viewonly=True
+    )
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One history entry per finished epoch, in order (``loop.EpochLoop._end_epoch``)."""
+        return [row.record for row in self.epoch_rows]
 
 
 class Sweep(Base):
@@ -228,6 +242,19 @@ class Sweep(Base):
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class JobEpoch(Base):
+    """One finished epoch of a job: its history entry. Append-only: a worker writes the
+    epochs it finished in the same fenced transaction as its progress (or checkpoint), after
+    deleting any rows from those epochs on (left by an attempt that died after its last
+    checkpoint), so epochs 1..jobs.epoch are there exactly once."""
+
+    __tablename__ = "job_epochs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1-based
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)  # the history entry
 
 
 class Model(Base):

@@ -71,7 +71,7 @@ def test_resume_from_any_epoch_is_bit_identical(optimizer: str) -> None:
     )
     assert sorted(checkpoints) == list(range(1, EPOCHS + 1))
     for epoch in (1, 5, EPOCHS - 1):
-        resumed = Trainer.resume(checkpoints[epoch], x, y)
+        resumed = Trainer.resume(checkpoints[epoch], x, y, history=result.history[:epoch])
         assert resumed.epoch == epoch
         again = resumed.run()
         assert np.array_equal(resumed.network.params, net.params), f"epoch {epoch}"

@@ -16,7 +16,7 @@ def _paused_then_resumed(stop_at: int, **overrides: object) -> Trainer:
     first.loop.stop_at = stop_at
     result = first.run()
     assert not result.stopped and result.epochs_run == stop_at
-    resumed = Trainer.resume(first.checkpoint(), x, y)
+    resumed = Trainer.resume(first.checkpoint(), x, y, history=first.history)
     assert resumed.epoch == stop_at
     resumed.run()
     return resumed

@@ -34,7 +34,7 @@ def test_the_database_refuses_a_second_model_for_a_job(migrated_db: Database) ->
         owner = Owner(name="o")
         session.add(owner)
         session.flush()
-        job = Job(owner_id=owner.id, network_config={}, options={}, epochs=1, history=[])
+        job = Job(owner_id=owner.id, network_config={}, options={}, epochs=1)
         session.add(job)
         session.flush()
         session.add(

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+from app.jobs.endings import TrainedModel, finish, finish_cancelled, release
 from app.jobs.queue import (
     LeaseState,
     Progress,
-    TrainedModel,
     claim_next,
-    finish,
-    finish_cancelled,
     heartbeat,
     read_lease,
-    release,
     requeue_expired,
 )
 from app.storage.database import Database
@@ -20,6 +17,7 @@ from tests.queue.rows import add_jobs, cancel, expire_lease, get_job, models_of
 
 PROGRESS = Progress(epoch=2, metrics=None, history=[], samples_trained=8, train_seconds=0.1)
 MODEL = TrainedModel(config={"format": "test"}, weights_sha256="best", weights_size=5, metrics=None)
+BEST = TrainedModel(config={"format": "best"}, weights_sha256="best", weights_size=4, metrics=None)
 
 
 def test_a_queued_job_is_cancelled_at_once_and_never_starts(migrated_db: Database) -> None:
@@ -79,7 +77,7 @@ def test_cancel_without_keep_model_stores_no_model(migrated_db: Database) -> Non
 def test_an_ended_job_is_not_changed(migrated_db: Database) -> None:
     (job_id,) = add_jobs(migrated_db)
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
-    assert claim is not None and finish(migrated_db, claim, PROGRESS, MODEL)
+    assert claim is not None and finish(migrated_db, claim, PROGRESS, MODEL).model_id
 
     accepted, job = cancel(migrated_db, job_id)
 
@@ -110,3 +108,37 @@ def test_a_release_after_a_cancel_request_ends_cancelled(migrated_db: Database) 
 
     assert get_job(migrated_db, job_id).status == JobStatus.CANCELLED
     assert claim_next(migrated_db, worker_id="w", lease_seconds=30) is None
+
+
+def test_a_cancel_recorded_before_the_final_commit_wins(migrated_db: Database) -> None:
+    """Issue 18: a cancel during the last epoch (no batch left to notice it) ends the job
+    cancelled, its best-so-far model kept when asked, and the trained model not stored."""
+    for keep in (False, True):
+        (job_id,) = add_jobs(migrated_db, owner=f"keep-{keep}")
+        claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+        assert claim is not None and claim.job_id == job_id
+        cancel(migrated_db, job_id, keep_model=keep)
+        outcome = finish(migrated_db, claim, PROGRESS, MODEL, best=lambda: BEST)
+
+        job = get_job(migrated_db, job_id)
+        assert (outcome.status, job.status, job.epoch) == (JobStatus.CANCELLED,) * 2 + (2,)
+        configs = [model.config for model in models_of(migrated_db, job_id)]
+        assert configs == ([{"format": "best"}] if keep else [])
+        assert (outcome.model_id is not None) == keep
+
+
+def test_a_keep_model_cancel_just_before_a_release_keeps_the_model(
+    migrated_db: Database,
+) -> None:
+    """Issue 18: a keep_model cancel landing after the worker's last lease check and before
+    its release (a graceful stop) is read by the release: cancelled, best model kept."""
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert claim is not None
+    assert not heartbeat(migrated_db, claim, lease_seconds=30).cancel_requested
+    cancel(migrated_db, job_id, keep_model=True)
+    assert release(migrated_db, claim, progress=PROGRESS, best=lambda: BEST)
+
+    job = get_job(migrated_db, job_id)
+    assert (job.status, job.epoch, job.attempts) == (JobStatus.CANCELLED, 2, 1)
+    assert [model.config for model in models_of(migrated_db, job_id)] == [{"format": "best"}]

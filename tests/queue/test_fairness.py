@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.jobs.queue import Claim, claim_next, fail
+from app.jobs.endings import fail
+from app.jobs.queue import Claim, claim_next
 from app.storage.database import Database
 from app.storage.tables import Job, Sweep
 from tests.queue.rows import add_jobs

@@ -6,16 +6,12 @@ import dataclasses
 
 import pytest
 
+from app.jobs.endings import TrainedModel, fail, finish, finish_cancelled, release
 from app.jobs.queue import (
     Claim,
     Progress,
-    TrainedModel,
     claim_next,
-    fail,
-    finish,
-    finish_cancelled,
     heartbeat,
-    release,
     requeue_expired,
     save_progress,
 )
@@ -45,7 +41,7 @@ def _every_write(db: Database, claim: Claim) -> list[object]:
     return [
         heartbeat(db, claim, lease_seconds=30).ours,
         save_progress(db, claim, PROGRESS, checkpoint_sha256="stale"),
-        finish(db, claim, PROGRESS, MODEL),
+        finish(db, claim, PROGRESS, MODEL).model_id,
         finish_cancelled(db, claim, PROGRESS, MODEL),
         fail(db, claim, "stale worker"),
         release(db, claim),
@@ -86,7 +82,7 @@ def test_a_worker_whose_lease_expired_cannot_touch_the_resumed_job(
         "new-worker",
         "ckpt-3",
     )
-    model_id = finish(migrated_db, fresh, PROGRESS, MODEL)
+    model_id = finish(migrated_db, fresh, PROGRESS, MODEL).model_id
     assert model_id is not None
     assert [model.id for model in models_of(migrated_db, job_id)] == [model_id]
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from app.jobs.endings import TrainedModel, fail, finish, release
 from app.jobs.queue import (
     Progress,
-    TrainedModel,
     claim_next,
-    fail,
-    finish,
-    release,
     requeue_expired,
     save_progress,
 )
@@ -33,7 +30,7 @@ def test_finish_stores_the_model_and_ends_the_job_together(migrated_db: Database
     assert claim is not None
     assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256="ckpt")
 
-    model_id = finish(migrated_db, claim, PROGRESS, MODEL)
+    model_id = finish(migrated_db, claim, PROGRESS, MODEL).model_id
 
     job = get_job(migrated_db, job_id)
     assert job.status == JobStatus.SUCCEEDED
@@ -46,7 +43,7 @@ def test_finish_stores_the_model_and_ends_the_job_together(migrated_db: Database
         stored = session.get(Model, model_id)
         assert stored is not None and stored.weights_sha256 == "final"
     # A second finish (a retry, a duplicate worker) finds no lease and adds nothing.
-    assert finish(migrated_db, claim, PROGRESS, MODEL) is None
+    assert finish(migrated_db, claim, PROGRESS, MODEL).model_id is None
     assert len(models_of(migrated_db, job_id)) == 1
 
 
@@ -63,13 +60,13 @@ def test_a_finish_that_dies_before_commit_leaves_no_trace(migrated_db: Database)
 
     assert get_job(migrated_db, job_id).status == JobStatus.RUNNING
     assert models_of(migrated_db, job_id) == []
-    assert finish(migrated_db, claim, PROGRESS, MODEL) is not None
+    assert finish(migrated_db, claim, PROGRESS, MODEL).model_id is not None
 
 
 def test_the_database_refuses_a_second_model_for_a_job(migrated_db: Database) -> None:
     (job_id,) = add_jobs(migrated_db)
     claim = claim_next(migrated_db, worker_id="w", lease_seconds=30)
-    assert claim is not None and finish(migrated_db, claim, PROGRESS, MODEL)
+    assert claim is not None and finish(migrated_db, claim, PROGRESS, MODEL).model_id
     (model,) = models_of(migrated_db, job_id)
 
     with pytest.raises(IntegrityError), migrated_db.session() as session:
@@ -118,10 +115,12 @@ def test_release_requeues_without_counting_the_attempt(migrated_db: Database) ->
 
 
 def test_expired_leases_are_requeued_until_attempts_run_out(migrated_db: Database) -> None:
+    """Attempt 1 saves a checkpoint (preemption: not counted); attempts 2 and 3 die
+    without progress and use up BACKPROP_MAX_ATTEMPTS=2."""
     (job_id,) = add_jobs(migrated_db)
     (live_id,) = add_jobs(migrated_db, owner="bob")
 
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         claim = claim_next(migrated_db, worker_id=f"w{attempt}", lease_seconds=30)
         assert claim is not None and (claim.job_id, claim.attempt) == (job_id, attempt)
         if attempt == 1:
@@ -137,6 +136,7 @@ def test_expired_leases_are_requeued_until_attempts_run_out(migrated_db: Databas
                 None,
                 "ckpt",
             )
+        assert job.attempts_without_progress == attempt - 1
 
     assert job.status == JobStatus.FAILED
     assert job.error is not None and "2 attempts" in job.error

@@ -41,6 +41,8 @@ OPTIONS = {"epochs": 4, "batch_size": 8}
 
 
 SAMPLES: dict[int, int] = {}  # epoch -> samples trained by then, in the reference run
+# The history the job row holds with its checkpoint (written in the same transaction).
+HISTORY_AT_CHECKPOINT: list[dict[str, Any]] = []
 
 
 def _payloads() -> tuple[bytes, bytes, dict[str, Any]]:
@@ -52,6 +54,7 @@ def _payloads() -> tuple[bytes, bytes, dict[str, Any]]:
         SAMPLES[int(entry["epoch"])] = trainer.samples_trained
         if entry["epoch"] == 2:
             taken.append(trainer.checkpoint())
+            HISTORY_AT_CHECKPOINT[:] = [dict(e) for e in trainer.history]
 
     result = trainer.run(on_epoch=on_epoch)
     return taken[0], result.model.export_npz(), result.model.get_config()
@@ -92,7 +95,8 @@ def _insert_0001_rows(url: str, checkpoint: bytes, weights: bytes, config: dict[
                 tables["jobs"].insert(),
                 [
                     {**job, "id": "job_1", "status": "queued", "epoch": 2,
-                     "checkpoint": checkpoint, "checkpoint_epoch": 2},
+                     "checkpoint": checkpoint, "checkpoint_epoch": 2,
+                     "history": HISTORY_AT_CHECKPOINT},
                     {**job, "id": "job_0", "status": "succeeded", "epoch": 4,
                      "checkpoint": None, "checkpoint_epoch": None},
                 ],

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.jobs import attempt, dbretry, queue
+from app.jobs import attempt, dbretry, endings
 from app.jobs.worker import Worker
 from app.storage.database import Database
 from app.storage.tables import JobStatus
@@ -65,16 +65,16 @@ def test_the_final_commit_is_retried_while_the_database_is_away(
 ) -> None:
     settings = make_settings(migrated_db.url, checkpoint_seconds=0, lease_seconds=60)
     (job_id,) = add_training_jobs(migrated_db, epochs=3)
-    real_finish = queue.finish
+    real_finish = endings.finish
     tries: list[int] = []
 
-    def finish_after_an_outage(*args: Any, **kwargs: Any) -> str | None:
+    def finish_after_an_outage(*args: Any, **kwargs: Any) -> endings.Outcome:
         tries.append(1)
         if len(tries) <= 3:
             raise GONE
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(queue, "finish", finish_after_an_outage)
+    monkeypatch.setattr(endings, "finish", finish_after_an_outage)
     assert Worker(migrated_db, settings).run(burst=True) == 1
 
     job = get_job(migrated_db, job_id)

@@ -80,7 +80,16 @@ class JobSummary(BaseModel):
     epochs: int
     metrics: EpochMetrics | None = Field(description="Latest epoch's metrics")
     error: str | None
-    attempts: int
+    attempts: int = Field(
+        description="Times a worker has taken the job, the running one included (a graceful "
+        "shutdown's hand-back does not count)",
+        examples=[4],
+    )
+    attempts_without_progress: int = Field(
+        description="Attempts whose worker died before saving a checkpoint: only these count "
+        "toward BACKPROP_MAX_ATTEMPTS (a worker killed after progress is preemption)",
+        examples=[0],
+    )
     cancel_requested: bool
     samples_per_second: float | None
     options: JobOptions
@@ -178,6 +187,7 @@ def _summary_fields(job: Job, model_id: str | None) -> dict[str, Any]:
         "metrics": job.metrics,
         "error": job.error,
         "attempts": job.attempts,
+        "attempts_without_progress": job.attempts_without_progress,
         "cancel_requested": job.cancel_requested,
         "samples_per_second": speed,
         "options": job.options,

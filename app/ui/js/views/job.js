@@ -184,7 +184,9 @@ export async function jobPage(main, { params: [id], signal }) {
       job.status === "queued" ? notice("Waiting for a free worker…") : "",
       job.status === "cancelled" ? notice(job.model_id ? "Cancelled; the model so far was kept." : "Cancelled.") : "",
     );
-    attemptsSlot.textContent = String(job.attempts);
+    // Attempts cut short by a dead worker after a checkpoint are preemption, not failure.
+    const stalled = job.attempts_without_progress;
+    attemptsSlot.textContent = stalled ? `${job.attempts} (${stalled} without progress)` : String(job.attempts);
     modelSlot.replaceChildren(job.model_id ? link(`#/models/${job.model_id}`, job.model_id) : ACTIVE.has(job.status) ? "when training ends" : "none");
     renderStats();
   };

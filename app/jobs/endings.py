@@ -1,0 +1,224 @@
+"""How a running job ends: the final verbs of its worker, each ONE fenced transaction.
+
+``finish`` (succeeded + model), ``end_cancelled`` / ``finish_cancelled`` (cancelled, the
+best-so-far model kept when asked), ``fail`` (failed + reason) and ``release`` (back to the
+queue on a graceful stop). Like every worker write (:mod:`app.jobs.queue`) they change
+nothing once the lease is lost.
+
+A cancel request recorded before the final commit wins: ``finish`` and ``release`` read
+``cancel_requested`` and ``keep_model`` with the row locked in their own transaction
+(:func:`_locked`), so a request that lands after the last epoch or after the worker's last
+lease check still ends the job ``cancelled``, with its best-so-far model when
+``keep_model`` and none otherwise. A request that lands after the commit finds the job
+ended and is refused (409).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.jobs import sweep_advance
+from app.jobs.queue import (
+    AnyRow,
+    BeforeCommit,
+    Claim,
+    Progress,
+    ended_values,
+    fenced,
+    progress_values,
+    record_history,
+    update_job,
+)
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus, Model
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model row to store: engine ``Model.get_config()`` and the blob holding
+    ``Model.export_npz()``."""
+
+    config: dict[str, Any]
+    weights_sha256: str
+    weights_size: int  # bytes of that blob
+    metrics: dict[str, Any] | None
+
+
+ModelMaker = Callable[[], TrainedModel | None]  # builds (and stores) the best-so-far model
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a final commit did: the status the job ended in (None: the lease was lost and
+    nothing was written) and the model stored with it, if any."""
+
+    status: JobStatus | None
+    model_id: str | None = None
+
+
+def _store_model(
+    session: Session, claim: Claim, model: TrainedModel, job_row: Sequence[Any]
+) -> str:
+    owner_id, network_id = job_row
+    row = Model(
+        owner_id=owner_id,
+        job_id=claim.job_id,
+        network_id=network_id,
+        config=model.config,
+        weights_sha256=model.weights_sha256,
+        weights_size=model.weights_size,
+        metrics=model.metrics,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def _write(
+    session: Session, claim: Claim, values: dict[str, Any], progress: Progress | None
+) -> AnyRow | None:
+    """The fenced update of the job's columns and, when it matched, its new history rows."""
+    row = update_job(session, fenced(claim), values, Job.owner_id, Job.network_id)
+    if row is not None and progress is not None:
+        record_history(session, claim.job_id, progress)
+    return row
+
+
+def _locked(session: Session, claim: Claim) -> AnyRow | None:
+    """The fenced job's ``(cancel_requested, keep_model, owner_id, network_id)``, locked
+    until the transaction ends (``FOR UPDATE`` on PostgreSQL; on SQLite the write
+    transaction holds the database lock from its ``BEGIN IMMEDIATE``): a cancel request
+    lands either before this read, and is seen, or after the commit, and finds the job
+    ended. None when the lease is lost."""
+    query = select(Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
+    return session.execute(query.where(fenced(claim)).with_for_update()).first()
+
+
+def finish(
+    db: Database,
+    claim: Claim,
+    progress: Progress,
+    model: TrainedModel,
+    *,
+    best: ModelMaker | None = None,
+    before_commit: BeforeCommit | None = None,
+    checkpoint_sha256: str | None = None,
+) -> Outcome:
+    """In ONE transaction: the job succeeds with its final metrics and ``model`` is stored
+    (and, for a sweep's trial, the sweep advances) — unless a cancel was requested before
+    this commit, which wins: the job ends ``cancelled`` (see :func:`end_cancelled`;
+    ``best`` makes the model kept with ``keep_model``). A ``checkpoint_sha256`` is kept for
+    a later continuation (a paused sweep trial). Status None, and nothing written, when
+    the lease is lost."""
+    values = {**progress_values(progress), **ended_values(JobStatus.SUCCEEDED)}
+    if checkpoint_sha256 is not None:
+        values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
+    with db.session() as session:
+        row = _locked(session, claim)
+        if row is None:
+            return Outcome(None)
+        cancel_requested, _, owner_id, network_id = row
+        if not cancel_requested:
+            _write(session, claim, values, progress)
+            model_id = _store_model(session, claim, model, (owner_id, network_id))
+            sweep_advance.trial_ended(session, claim.job_id)
+            if before_commit is not None:
+                before_commit()
+            return Outcome(JobStatus.SUCCEEDED, model_id)
+    return end_cancelled(db, claim, progress, best)
+
+
+def end_cancelled(
+    db: Database, claim: Claim, progress: Progress | None, best: ModelMaker | None
+) -> Outcome:
+    """End a running job whose cancel was requested (its progress recorded when given),
+    keeping the model ``best()`` makes when the job's ``keep_model`` is set at commit.
+
+    ``best`` runs between two transactions, never inside one (it writes a blob): the
+    first finds ``keep_model`` and ends the job without a model when it is unset; the
+    second stores the model, ``keep_model`` read again under the lock."""
+    values = {
+        **(progress_values(progress) if progress else {}),
+        **ended_values(JobStatus.CANCELLED),
+    }
+    with db.session() as session:
+        row = _locked(session, claim)
+        if row is None:
+            return Outcome(None)
+        if not (row.keep_model and best is not None):
+            _write(session, claim, values, progress)
+            sweep_advance.trial_ended(session, claim.job_id)
+            return Outcome(JobStatus.CANCELLED)
+    model = best()
+    with db.session() as session:
+        row = _locked(session, claim)
+        if row is None:
+            return Outcome(None)
+        _write(session, claim, values, progress)
+        sweep_advance.trial_ended(session, claim.job_id)
+        if model is None or not row.keep_model:
+            return Outcome(JobStatus.CANCELLED)
+        model_id = _store_model(session, claim, model, (row.owner_id, row.network_id))
+        return Outcome(JobStatus.CANCELLED, model_id)
+
+
+def finish_cancelled(
+    db: Database, claim: Claim, progress: Progress, model: TrainedModel | None
+) -> bool:
+    """End a cancelled running job, storing ``model`` (best so far) when given and the
+    job's ``keep_model`` is set. False when the lease is lost."""
+    best = (lambda: model) if model is not None else None
+    return end_cancelled(db, claim, progress, best).status is not None
+
+
+def fail(
+    db: Database,
+    claim: Claim,
+    error: str,
+    progress: Progress | None = None,
+    model: TrainedModel | None = None,
+) -> bool:
+    """End the job ``failed`` with ``error`` (shown to the user), storing ``model`` (the
+    best so far of a job stopped by its time limit) when given."""
+    values = progress_values(progress) if progress is not None else {}
+    values.update(ended_values(JobStatus.FAILED), error=error)
+    with db.session() as session:
+        row = _write(session, claim, values, progress)
+        if row is not None and model is not None:
+            _store_model(session, claim, model, row)
+        if row is not None:
+            sweep_advance.trial_ended(session, claim.job_id)
+    return row is not None
+
+
+def release(
+    db: Database,
+    claim: Claim,
+    *,
+    progress: Progress | None = None,
+    best: ModelMaker | None = None,
+) -> bool:
+    """Give a running job back (graceful shutdown): queued again, this attempt not counted,
+    its last checkpoint kept. A job whose cancel was requested ends ``cancelled`` instead
+    (:func:`end_cancelled`, with ``progress`` and the ``best`` model when ``keep_model``):
+    the request is read under the lock of the same transaction, so one that lands just
+    before the release is never lost. False when the lease is lost."""
+    back_to_queue = {
+        "status": JobStatus.QUEUED,
+        "attempts": Job.attempts - 1,
+        "lease_token": None,
+        "lease_expires_at": None,
+    }
+    with db.session() as session:
+        row = _locked(session, claim)
+        if row is None:
+            return False
+        if not row.cancel_requested:
+            update_job(session, fenced(claim), back_to_queue)
+            return True
+    return end_cancelled(db, claim, progress, best).status is not None
