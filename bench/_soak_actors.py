@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from _soak_procs import rss_bytes, serve_tree, worker_pid
+from _soak_procs import rss_bytes, serve_tree, thread_count, worker_pid
 from _soak_record import CancelRecord, KillRecord, Recorder, Sample, Tallies, Target
 
 from tests.faults.harness import DbProbe
@@ -289,7 +289,9 @@ def sampler(ctx: Context) -> None:
         tree = serve_tree(ctx.serve_pid)
         workers = {pid: rss for pid in tree.workers if (rss := rss_bytes(pid)) is not None}
         api_rss = rss_bytes(tree.api) if tree.api is not None else None
-        ctx.rec.record_sample(Sample(ctx.rec.now(), tree.api, api_rss, workers, os.getloadavg()[0]))
+        threads = thread_count(tree.api) if tree.api is not None else None
+        load1 = os.getloadavg()[0]
+        ctx.rec.record_sample(Sample(ctx.rec.now(), tree.api, api_rss, workers, load1, threads))
         if ctx.stop.wait(ctx.options.sample_every):
             return
 

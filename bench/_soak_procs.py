@@ -43,13 +43,23 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def rss_bytes(pid: int) -> int | None:
-    """Resident set size of ``pid`` in bytes (``VmRSS``; None once it has gone)."""
+def _status_field(pid: int, name: str) -> int | None:
     with contextlib.suppress(OSError):
         for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(f"{name}:"):
+                return int(line.split()[1])
     return None
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of ``pid`` in bytes (``VmRSS``; None once it has gone)."""
+    kib = _status_field(pid, "VmRSS")
+    return kib * 1024 if kib is not None else None
+
+
+def thread_count(pid: int) -> int | None:
+    """Threads of ``pid`` (each may hold a malloc arena: RSS follows the peak count)."""
+    return _status_field(pid, "Threads")
 
 
 def worker_pid(worker_id: str | None) -> int | None:

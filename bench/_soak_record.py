@@ -22,6 +22,7 @@ class Sample:
     api_rss: int | None
     worker_rss: dict[int, int]
     load1: float
+    api_threads: int | None = None
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,8 @@ def print_report(
     print(
         f"Memory samples: {len(samples)}; API RSS MiB first/max/last "
         f"{_mib(samples[0].api_rss)}/{_mib(max(s.api_rss or 0 for s in samples))}/"
-        f"{_mib(samples[-1].api_rss)}"
+        f"{_mib(samples[-1].api_rss)}; API threads first/max/last {samples[0].api_threads}/"
+        f"{max(s.api_threads or 0 for s in samples)}/{samples[-1].api_threads}"
     )
     print(f"\n### Verdict ({title}): {'PASS' if result.passed else 'FAIL'}\n")
     for name, ok, detail in result.checks:
