@@ -253,7 +253,10 @@ def killer(ctx: Context) -> None:
     """Every ``kill_every`` s SIGKILL a worker (one that holds a running job if any) and
     time the supervisor's restart of it."""
     rng = random.Random(ctx.seed + 2)
-    while not ctx.stop.wait(ctx.options.kill_every):
+    kills = 0
+    # On a fixed schedule (2, 4, 6... minutes), whatever each restart took.
+    while not ctx.stop.wait(max(0.0, (kills + 1) * ctx.options.kill_every - ctx.rec.now())):
+        kills += 1
         tree = serve_tree(ctx.serve_pid)
         if not tree.workers:
             ctx.rec.note("kill skipped: no worker alive", "serve has no worker child")

@@ -154,6 +154,7 @@ def verdict(
             f"{len(tallies.kills)} kills (expected {expected_kills}), {restarted} restarts",
         ),
         ("the API process never replaced", len(api_pids) == 1, f"API pids seen: {len(api_pids)}"),
+        cancels_honoured(tallies),
     ]
     return Verdict(checks)
 
@@ -235,6 +236,27 @@ def training_times(rec: Recorder) -> str:
     return (
         f"Training time of the {len(seconds)} succeeded jobs (started -> finished): "
         f"p50 {p50:.1f} s, p90 {p90:.1f} s, min {min(seconds):.1f} s, max {max(seconds):.1f} s"
+    )
+
+
+def cancels_honoured(tallies: Tallies) -> tuple[str, bool, str]:
+    """An accepted cancel of a job past epoch 1 ends it cancelled with a model exactly when
+    it asked keep_model."""
+    wrong = [
+        c
+        for c in tallies.cancels
+        if c.answer == 202 and (c.final_status != "cancelled" or c.has_model != c.keep_model)
+    ]
+    detail = "; ".join(
+        f"{c.job_id} (keep_model={c.keep_model}) ended {c.final_status}, "
+        f"{'a' if c.has_model else 'no'} model"
+        for c in wrong
+    )
+    accepted = sum(c.answer == 202 for c in tallies.cancels)
+    return (
+        "every accepted cancel ended cancelled, with a model iff keep_model",
+        not wrong,
+        f"{accepted - len(wrong)}/{accepted}" + (f"; wrong: {detail}" if wrong else ""),
     )
 
 

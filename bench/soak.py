@@ -33,6 +33,7 @@ _service.clean_blas_env()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import subprocess  # noqa: E402
@@ -206,7 +207,11 @@ def soak(url: str, workdir: Path, args: argparse.Namespace, title: str) -> dict[
         drained = drain(ctx, args.drain_timeout)
         ending = examine(ctx, c)
     result = verdict(
-        ctx.rec, ctx.tallies, ending, args.minutes, int(args.minutes * 60 // options.kill_every)
+        ctx.rec,
+        ctx.tallies,
+        ending,
+        args.minutes,
+        math.ceil(args.minutes * 60 / options.kill_every) - 1,
     )
     conditions = (
         f"{args.minutes} minutes; `backprop serve` with {WORKERS} workers on {title}; "
