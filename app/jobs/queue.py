@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, select, true, update
+from sqlalchemy import ColumnElement, Row, and_, func, not_, select, true, update
 from sqlalchemy.orm import Session
 
 from app.storage.database import Database
@@ -344,16 +344,26 @@ def release(db: Database, claim: Claim) -> bool:
 
 def requeue_expired(db: Database, *, max_attempts: int) -> int:
     """Deal with running jobs whose lease expired (their worker died or hung): a job with a
-    pending cancel ends ``cancelled`` (never revived); one that used ``max_attempts`` ends
-    ``failed`` with the reason; any other goes back to the queue and resumes from its last
-    checkpoint. Returns how many jobs were handled."""
+    pending cancel ends ``cancelled`` (never revived), unless the cancel asked to keep the
+    model and a checkpoint holds trained weights; one that used ``max_attempts`` ends
+    ``failed`` with the reason; any other (the keep_model cancel included) goes back to the
+    queue and resumes from its last checkpoint. Returns how many jobs were handled.
+
+    The dead worker took the best-so-far weights with it, so ending a keep_model cancel here
+    would drop the model the cancel was accepted for: the next worker resumes the
+    checkpoint, sees the pending cancel at once and ends the job ``cancelled`` with it."""
     expired = and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
     reason = (
         f"gave up after {max_attempts} attempts: each time, the worker running this job "
         "stopped before finishing (its lease expired)"
     )
+    model_to_keep = and_(
+        Job.keep_model.is_(True),
+        Job.checkpoint_sha256.is_not(None),
+        Job.attempts < max_attempts,  # a job that kills its workers is not tried again
+    )
     rules: list[tuple[ColumnElement[bool], dict[str, Any]]] = [
-        (Job.cancel_requested.is_(True), _ended(JobStatus.CANCELLED)),
+        (and_(Job.cancel_requested.is_(True), not_(model_to_keep)), _ended(JobStatus.CANCELLED)),
         (Job.attempts >= max_attempts, {**_ended(JobStatus.FAILED), "error": reason}),
         (true(), {"status": JobStatus.QUEUED, "lease_token": None, "lease_expires_at": None}),
     ]
