@@ -43,6 +43,7 @@ class Options:
     kill_every: float = 120.0
     sample_every: float = 10.0
     sweep_at: float = 60.0
+    duration: float = 1200.0  # the load's length: no kill at or after it
 
 
 @dataclass
@@ -255,7 +256,9 @@ def killer(ctx: Context) -> None:
     rng = random.Random(ctx.seed + 2)
     kills = 0
     # On a fixed schedule (2, 4, 6... minutes), whatever each restart took.
-    while not ctx.stop.wait(max(0.0, (kills + 1) * ctx.options.kill_every - ctx.rec.now())):
+    while (kills + 1) * ctx.options.kill_every < ctx.options.duration:
+        if ctx.stop.wait(max(0.0, (kills + 1) * ctx.options.kill_every - ctx.rec.now())):
+            return
         kills += 1
         tree = serve_tree(ctx.serve_pid)
         if not tree.workers:

@@ -164,7 +164,7 @@ def progress(ctx: actors.Context) -> None:
 
 
 def soak(url: str, workdir: Path, args: argparse.Namespace, title: str) -> dict[str, Any]:
-    options = actors.Options(clients=args.clients, think=args.think)
+    options = actors.Options(clients=args.clients, think=args.think, duration=args.minutes * 60)
     with cluster(ClusterConfig(url, **SETTINGS), workdir) as c:
         server = c.serve(workers=WORKERS)
         wait_until(
