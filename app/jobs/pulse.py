@@ -91,7 +91,9 @@ class Pulse(threading.Thread):
             if claim is not held:  # a new job (its lease was just taken) or none
                 held = claim
                 next_renew = now + renew_every if claim is not None else math.inf
-                next_poll = now + CANCEL_POLL_SECONDS if claim is not None else math.inf
+                # A new job is read at once: a job can come back to the queue with a cancel
+                # pending (queue.requeue_expired), which should not train a batch longer.
+                next_poll = now if claim is not None else math.inf
             try:
                 if self._wake.is_set() or now >= next_beat:
                     self._wake.clear()

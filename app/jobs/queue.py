@@ -21,7 +21,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -293,11 +305,17 @@ def save_progress(
 
 def requeue_expired(db: Database, *, max_attempts: int) -> int:
     """Deal with running jobs whose lease expired (their worker died or hung): a job with a
-    pending cancel ends ``cancelled`` (never revived); any other goes back to the queue and
-    resumes from its last checkpoint. An attempt that saved no checkpoint (made no progress)
-    counts in ``attempts_without_progress``; the job whose count reaches ``max_attempts``
-    ends ``failed`` with the reason (a poison job). An attempt that advanced the checkpoint
-    is preemption, not failure: it never counts. Returns how many jobs were handled."""
+    pending cancel ends ``cancelled`` (never revived), unless the cancel asked to keep the
+    model and a checkpoint holds trained weights; any other (the keep_model cancel
+    included) goes back to the queue and resumes from its last checkpoint. An attempt that
+    saved no checkpoint (made no progress) counts in ``attempts_without_progress``; the job
+    whose count reaches ``max_attempts`` ends ``failed`` with the reason (a poison job). An
+    attempt that advanced the checkpoint is preemption, not failure: it never counts.
+    Returns how many jobs were handled.
+
+    The dead worker took the best-so-far weights with it, so ending a keep_model cancel here
+    would drop the model the cancel was accepted for: the next worker resumes the
+    checkpoint, sees the pending cancel at once and ends the job ``cancelled`` with it."""
     expired = and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
     progressed = func.coalesce(Job.checkpoint_epoch, 0) > Job.attempt_start_epoch
     stalled = Job.attempts_without_progress + 1
@@ -306,8 +324,17 @@ def requeue_expired(db: Database, *, max_attempts: int) -> int:
         "running this job stopped before saving a checkpoint (its lease expired)"
     )
     requeued = {"status": JobStatus.QUEUED, "lease_token": None, "lease_expires_at": None}
+    model_to_keep = and_(
+        Job.keep_model.is_(True),
+        Job.checkpoint_sha256.is_not(None),
+        # a job whose next stalled attempt would fail it ends cancelled here instead
+        or_(progressed, stalled < max_attempts),
+    )
     rules: list[tuple[ColumnElement[bool], dict[str, Any]]] = [
-        (Job.cancel_requested.is_(True), ended_values(JobStatus.CANCELLED)),
+        (
+            and_(Job.cancel_requested.is_(True), not_(model_to_keep)),
+            ended_values(JobStatus.CANCELLED),
+        ),
         (progressed, requeued),
         (
             stalled >= max_attempts,

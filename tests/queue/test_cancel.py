@@ -10,6 +10,7 @@ from app.jobs.queue import (
     heartbeat,
     read_lease,
     requeue_expired,
+    save_progress,
 )
 from app.storage.database import Database
 from app.storage.tables import JobStatus
@@ -95,6 +96,56 @@ def test_a_cancel_racing_a_dead_worker_stays_cancelled(migrated_db: Database) ->
 
     job = get_job(migrated_db, job_id)
     assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+    assert claim_next(migrated_db, worker_id="w", lease_seconds=30) is None
+
+
+def test_a_keep_model_cancel_of_a_dead_worker_s_checkpointed_job_goes_back_to_the_queue(
+    migrated_db: Database,
+) -> None:
+    # The dead worker took the best-so-far weights with it; only the checkpoint has them.
+    (job_id,) = add_jobs(migrated_db)
+    claim = claim_next(migrated_db, worker_id="dead", lease_seconds=30)
+    assert claim is not None
+    assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256="state")
+    cancel(migrated_db, job_id, keep_model=True)
+    expire_lease(migrated_db, job_id)
+
+    assert requeue_expired(migrated_db, max_attempts=3) == 1
+
+    job = get_job(migrated_db, job_id)
+    assert (job.status, job.cancel_requested, job.keep_model) == (JobStatus.QUEUED, True, True)
+    rescue = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert rescue is not None and rescue.job_id == job_id
+    assert read_lease(migrated_db, rescue) == LeaseState(True, True, True)  # seen at once
+    assert finish_cancelled(migrated_db, rescue, PROGRESS, MODEL)
+    assert get_job(migrated_db, job_id).status == JobStatus.CANCELLED
+    assert len(models_of(migrated_db, job_id)) == 1
+
+
+def test_a_keep_model_cancel_of_a_dead_worker_s_job_ends_at_once_when_nothing_can_be_kept(
+    migrated_db: Database,
+) -> None:
+    no_checkpoint, last_attempt = add_jobs(migrated_db, 2)
+    # The poison-job guard: a checkpoint from an earlier attempt, then an attempt without
+    # progress that would fail the job (max_attempts=1) ends it cancelled instead.
+    cases = ((no_checkpoint, None, 3, False), (last_attempt, "state", 1, True))
+    for job_id, checkpoint, max_attempts, stalls_after_checkpoint in cases:
+        claim = claim_next(migrated_db, worker_id="dead", lease_seconds=30)
+        assert claim is not None and claim.job_id == job_id
+        assert save_progress(migrated_db, claim, PROGRESS, checkpoint_sha256=checkpoint)
+        if stalls_after_checkpoint:  # preempted after progress: back to the queue
+            expire_lease(migrated_db, job_id)
+            assert requeue_expired(migrated_db, max_attempts=max_attempts) == 1
+            claim = claim_next(migrated_db, worker_id="dead", lease_seconds=30)
+            assert claim is not None and claim.job_id == job_id
+        cancel(migrated_db, job_id, keep_model=True)
+        expire_lease(migrated_db, job_id)
+
+        assert requeue_expired(migrated_db, max_attempts=max_attempts) == 1
+
+        job = get_job(migrated_db, job_id)
+        assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+        assert models_of(migrated_db, job_id) == []
     assert claim_next(migrated_db, worker_id="w", lease_seconds=30) is None
 
 

@@ -14,7 +14,7 @@ from app.storage.database import Database
 from app.storage.tables import Job, JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
-from tests.queue.rows import expire_lease, get_job, models_of
+from tests.queue.rows import cancel, expire_lease, get_job, models_of
 from tests.worker.jobs import add_training_jobs
 from tests.worker.procs import model_arrays, same_arrays, start_worker, wait_exit
 
@@ -112,6 +112,28 @@ def test_a_crash_at_each_point_loses_nothing(
     assert job.attempts == (1 if point == "after_final_commit" else 2)
     (model,) = models_of(db, job_id)
     assert same_arrays(model_arrays(db, model.id), _reference(db, settings, epochs=EPOCHS))
+
+
+@pytest.mark.parametrize("keep_model", [True, False])
+def test_a_cancel_of_a_dead_worker_s_job_keeps_the_checkpoint_s_model_when_asked(
+    sqlite_db: Database, make_settings: MakeSettings, tmp_path: Path, keep_model: bool
+) -> None:
+    db = sqlite_db
+    settings = make_settings(db.url, checkpoint_seconds=0, lease_seconds=30)
+    (job_id,) = add_training_jobs(db, epochs=100_000)
+    log = tmp_path / "crash.log"
+    assert wait_exit(start_worker(log, burst=True, crash_at="after_checkpoint"), log) == 137
+    assert cancel(db, job_id, keep_model=keep_model)[0]  # accepted: the job shows running
+
+    _recover(db, settings, job_id)
+
+    job = get_job(db, job_id)
+    assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+    # keep_model: resumed from the checkpoint only to end with its model; else never revived.
+    assert job.attempts == (2 if keep_model else 1)
+    assert len(models_of(db, job_id)) == int(keep_model)
+    if not keep_model:
+        assert job.epoch == 1  # where the crash left it
 
 
 def test_a_poison_job_fails_after_max_attempts(
