@@ -16,7 +16,7 @@ from app.api.schemas.jobs import Finding
 REF = "#/components/schemas/"
 
 
-def _json_of(name: str) -> Any:
+def json_of(name: str) -> Any:
     """A ``data`` field: a string holding JSON of the component ``name``."""
     return Field(
         description=f"JSON: {name}",
@@ -32,7 +32,7 @@ class EpochEvent(BaseModel):
 
     event: Literal["epoch"]
     id: str = Field(description="The epoch; send it as Last-Event-ID to resume after it")
-    data: str = _json_of("HistoryEntry")
+    data: str = json_of("HistoryEntry")
 
 
 class JobFindings(BaseModel):
@@ -46,7 +46,7 @@ class FindingsEvent(BaseModel):
 
     event: Literal["findings"]
     id: str | None = Field(default=None, description="Clients repeat the last epoch's id")
-    data: str = _json_of("JobFindings")
+    data: str = json_of("JobFindings")
 
 
 class EndEvent(BaseModel):
@@ -54,7 +54,7 @@ class EndEvent(BaseModel):
 
     event: Literal["end"]
     id: str | None = Field(default=None, description="Clients repeat the last epoch's id")
-    data: str = _json_of("JobEnd")
+    data: str = json_of("JobEnd")
 
 
 # The event stream's schema. Generators read `schema` as the whole body (text: a str in

@@ -7,18 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-REF = "#/components/schemas/"
-
-
-def _json_of(name: str) -> Any:
-    """A ``data`` field: a string holding JSON of the component ``name``."""
-    return Field(
-        description=f"JSON: {name}",
-        json_schema_extra={
-            "contentMediaType": "application/json",
-            "contentSchema": {"$ref": REF + name},
-        },
-    )
+from app.api.schemas.events import REF, json_of
 
 
 class TrialEvent(BaseModel):
@@ -26,7 +15,7 @@ class TrialEvent(BaseModel):
 
     event: Literal["trial"]
     id: str = Field(description="How many trial events the stream has sent")
-    data: str = _json_of("TrialRead")
+    data: str = json_of("TrialRead")
 
 
 class SweepEndEvent(BaseModel):
@@ -34,7 +23,7 @@ class SweepEndEvent(BaseModel):
 
     event: Literal["end"]
     id: str | None = None
-    data: str = _json_of("SweepEnd")
+    data: str = json_of("SweepEnd")
 
 
 SWEEP_EVENT_STREAM_SCHEMA: dict[str, Any] = {
