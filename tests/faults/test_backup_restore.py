@@ -109,10 +109,13 @@ def test_backup_during_training_restores_and_finishes_bit_identical(
         assert resumed_from.status == JobStatus.QUEUED
         assert resumed_from.checkpoint_epoch is not None and resumed_from.checkpoint_epoch >= 1
 
-        restored.serve(workers=1)
+        # Compared before any worker runs: the resumed job may otherwise finish (and add
+        # its model) before the listing is read.
+        restored.serve(workers=0)
         there = restored.client()
         assert listing(there) == before
         assert there.predict(reference_model, rows).json() == prediction
+        restored.worker()
         finished = there.wait_terminal([job_id], timeout=300)[job_id]
         assert finished["status"] == "succeeded", finished
         weights = there.weights(finished["model_id"])
