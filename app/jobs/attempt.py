@@ -237,15 +237,15 @@ class JobRun:
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
             error, progress = exc.message, self._progress(diverged=True, final=True)
-            return self._retrying(
-                "fail", lambda: endings.fail(self.db, self.claim, error, progress)
-            )
         except EngineError as exc:
             error, progress = f"training failed: {exc}", self._progress(final=True)
-            return self._retrying(
-                "fail", lambda: endings.fail(self.db, self.claim, error, progress)
-            )
-        return self._conclude(result)
+        else:
+            return self._conclude(result)
+        # A cancel pending at this commit wins: cancelled, the best model kept if asked.
+        best = partial(self._best, progress)
+        return self._retrying(
+            "fail", lambda: endings.fail(self.db, self.claim, error, progress, best=best)
+        )
 
     # --- during training
     def _should_stop(self) -> bool:
@@ -442,6 +442,7 @@ class JobRun:
             f"BACKPROP_MAX_JOB_SECONDS={limit:g}, after epoch {progress.epoch}{kept}"
         )
         log.info("job %s: %s", self.claim.job_id, error)
+        self._inject_cancel("before_time_limit")
         return self._retrying(
             "fail", lambda: endings.fail(self.db, self.claim, error, progress, best)
         )

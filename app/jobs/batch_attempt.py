@@ -230,7 +230,7 @@ class BatchRun:
         finally:
             out.close()
         hook = (lambda: faults.crash_point("before_final_commit")) if faults.ENABLED else None
-        done = batch_queue.finish_prediction(
+        status = batch_queue.finish_prediction(
             self.db,
             self.claim,
             rows_done=self.rows_done,
@@ -238,8 +238,8 @@ class BatchRun:
             result_sha256=result.sha256,
             before_commit=hook,
         )
-        log.info("job %s: prediction run succeeded (%d rows)", self.claim.job_id, rows)
-        return done
+        log.info("job %s: prediction run %s (%d rows)", self.claim.job_id, status, rows)
+        return status is not None
 
     def _evaluate(self, inputs: BatchInputs) -> bool:
         model, x, y = inputs.model, inputs.x, inputs.y
@@ -264,10 +264,11 @@ class BatchRun:
             return endings.fail(self.db, self.claim, exc.message)
         if self.lease_lost or self.pulse.view.lost:
             return False
-        log.info("job %s: evaluation succeeded (%d rows)", self.claim.job_id, rows)
-        return batch_queue.finish_evaluation(
+        status = batch_queue.finish_evaluation(
             self.db, self.claim, rows_done=rows, seconds=self._seconds(), metrics=metrics
         )
+        log.info("job %s: evaluation %s (%d rows)", self.claim.job_id, status, rows)
+        return status is not None
 
     # --- stopped before the end
     def _stopped(self, out: OutputFile | None, parts: list[dict[str, Any]]) -> bool:

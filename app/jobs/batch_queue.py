@@ -5,6 +5,10 @@ with training (:mod:`app.jobs.queue`); these verbs add what differs: the entry i
 with a model and a row count, progress is ``rows_done`` (plus the output pieces a resumed
 attempt continues from), and success stores a prediction run's output blob, or an
 evaluation's metrics in its ``evaluations`` row, in the same fenced transaction.
+
+A cancel request recorded before that commit wins, as it does for training
+(:mod:`app.jobs.endings`): both verbs read it with the row locked
+(:func:`app.jobs.queue.lock_fenced`) and end the run ``cancelled`` instead.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.jobs.queue import BeforeCommit, Claim, ended_values, fenced, update_job
+from app.jobs.queue import BeforeCommit, Claim, ended_values, fenced, lock_fenced, update_job
 from app.storage.database import Database
 from app.storage.tables import Evaluation, Job, JobKind, JobStatus, new_id
 
@@ -80,9 +84,10 @@ def finish_prediction(
     seconds: float,
     result_sha256: str,
     before_commit: BeforeCommit | None = None,
-) -> bool:
-    """The run succeeds with its output blob (its pieces are dropped). False when the
-    lease is lost."""
+) -> JobStatus | None:
+    """The run succeeds with its output blob (its pieces are dropped), or ends
+    ``cancelled`` when a cancel was requested before this commit. The status it ended in;
+    None, with nothing written, when the lease is lost."""
     values = {
         **ended_values(JobStatus.SUCCEEDED),
         "rows_done": rows_done,
@@ -91,37 +96,60 @@ def finish_prediction(
         "output_parts": None,
     }
     with db.session() as session:
-        row = update_job(session, fenced(claim), values)
-        if row is not None and before_commit is not None:
+        status = _cancel_or(session, claim, rows_done=rows_done, seconds=seconds)
+        if status is not JobStatus.SUCCEEDED:
+            return status
+        update_job(session, fenced(claim), values)
+        if before_commit is not None:
             before_commit()
-    return row is not None
+    return status
 
 
 def finish_evaluation(
     db: Database, claim: Claim, *, rows_done: int, seconds: float, metrics: dict[str, Any]
-) -> bool:
-    """In ONE transaction: the job succeeds and its evaluation row gets ``metrics``."""
+) -> JobStatus | None:
+    """In ONE transaction: the job succeeds and its evaluation row gets ``metrics`` — or
+    it ends ``cancelled`` when a cancel was requested before this commit. The status it
+    ended in; None when the lease is lost."""
     values = {**ended_values(JobStatus.SUCCEEDED), "rows_done": rows_done, "train_seconds": seconds}
     with db.session() as session:
-        row = update_job(session, fenced(claim), values)
-        if row is None:
-            return False
+        status = _cancel_or(session, claim, rows_done=rows_done, seconds=seconds)
+        if status is not JobStatus.SUCCEEDED:
+            return status
+        update_job(session, fenced(claim), values)
         session.execute(
             update(Evaluation).where(Evaluation.job_id == claim.job_id).values(metrics=metrics)
         )
-    return True
+    return status
+
+
+def _cancel_or(
+    session: Session, claim: Claim, *, rows_done: int, seconds: float
+) -> JobStatus | None:
+    """With the row locked: None when the lease is lost; ``cancelled`` (written) when a
+    cancel is pending; ``succeeded`` (for the caller to write) otherwise."""
+    row = lock_fenced(session, claim)
+    if row is None:
+        return None
+    if not row.cancel_requested:
+        return JobStatus.SUCCEEDED
+    update_job(session, fenced(claim), _ended(JobStatus.CANCELLED, rows_done, seconds))
+    return JobStatus.CANCELLED
+
+
+def _ended(status: JobStatus, rows_done: int, seconds: float) -> dict[str, Any]:
+    return {
+        **ended_values(status),
+        "rows_done": rows_done,
+        "train_seconds": seconds,
+        "output_parts": None,
+    }
 
 
 def end_batch(
     db: Database, claim: Claim, status: JobStatus, *, rows_done: int, seconds: float
 ) -> bool:
     """End the run ``status`` (cancelled), dropping its output pieces."""
-    values = {
-        **ended_values(status),
-        "rows_done": rows_done,
-        "train_seconds": seconds,
-        "output_parts": None,
-    }
     with db.session() as session:
-        row = update_job(session, fenced(claim), values)
+        row = update_job(session, fenced(claim), _ended(status, rows_done, seconds))
     return row is not None

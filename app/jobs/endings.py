@@ -5,12 +5,12 @@ best-so-far model kept when asked), ``fail`` (failed + reason) and ``release`` (
 queue on a graceful stop). Like every worker write (:mod:`app.jobs.queue`) they change
 nothing once the lease is lost.
 
-A cancel request recorded before the final commit wins: ``finish`` and ``release`` read
-``cancel_requested`` and ``keep_model`` with the row locked in their own transaction
-(:func:`_locked`), so a request that lands after the last epoch or after the worker's last
-lease check still ends the job ``cancelled``, with its best-so-far model when
-``keep_model`` and none otherwise. A request that lands after the commit finds the job
-ended and is refused (409).
+A cancel request recorded before the final commit wins: ``finish``, ``fail`` and
+``release`` read ``cancel_requested`` and ``keep_model`` with the row locked in their own
+transaction (:func:`app.jobs.queue.lock_fenced`), so a request that lands after the last
+epoch, after the worker's last lease check or just before a time-limit failure still ends
+the job ``cancelled``, with its best-so-far model when ``keep_model`` and none otherwise.
+A request that lands after the commit finds the job ended and is refused (409).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.jobs import sweep_advance
@@ -30,6 +29,7 @@ from app.jobs.queue import (
     Progress,
     ended_values,
     fenced,
+    lock_fenced,
     progress_values,
     record_history,
     update_job,
@@ -89,16 +89,6 @@ def _write(
     return row
 
 
-def _locked(session: Session, claim: Claim) -> AnyRow | None:
-    """The fenced job's ``(cancel_requested, keep_model, owner_id, network_id)``, locked
-    until the transaction ends (``FOR UPDATE`` on PostgreSQL; on SQLite the write
-    transaction holds the database lock from its ``BEGIN IMMEDIATE``): a cancel request
-    lands either before this read, and is seen, or after the commit, and finds the job
-    ended. None when the lease is lost."""
-    query = select(Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
-    return session.execute(query.where(fenced(claim)).with_for_update()).first()
-
-
 def finish(
     db: Database,
     claim: Claim,
@@ -119,7 +109,7 @@ def finish(
     if checkpoint_sha256 is not None:
         values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
     with db.session() as session:
-        row = _locked(session, claim)
+        row = lock_fenced(session, claim)
         if row is None:
             return Outcome(None)
         cancel_requested, _, owner_id, network_id = row
@@ -147,7 +137,7 @@ def end_cancelled(
         **ended_values(JobStatus.CANCELLED),
     }
     with db.session() as session:
-        row = _locked(session, claim)
+        row = lock_fenced(session, claim)
         if row is None:
             return Outcome(None)
         if not (row.keep_model and best is not None):
@@ -156,7 +146,7 @@ def end_cancelled(
             return Outcome(JobStatus.CANCELLED)
     model = best()
     with db.session() as session:
-        row = _locked(session, claim)
+        row = lock_fenced(session, claim)
         if row is None:
             return Outcome(None)
         _write(session, claim, values, progress)
@@ -182,18 +172,29 @@ def fail(
     error: str,
     progress: Progress | None = None,
     model: TrainedModel | None = None,
+    *,
+    best: ModelMaker | None = None,
 ) -> bool:
     """End the job ``failed`` with ``error`` (shown to the user), storing ``model`` (the
-    best so far of a job stopped by its time limit) when given."""
+    best so far of a job stopped by its time limit) when given — unless a cancel was
+    requested before this commit, which wins as it does for :func:`finish`: the job ends
+    ``cancelled`` (:func:`end_cancelled`), keeping ``model`` or else the one ``best``
+    makes only when ``keep_model``. False when the lease is lost."""
     values = progress_values(progress) if progress is not None else {}
     values.update(ended_values(JobStatus.FAILED), error=error)
     with db.session() as session:
-        row = _write(session, claim, values, progress)
-        if row is not None and model is not None:
-            _store_model(session, claim, model, row)
-        if row is not None:
+        row = lock_fenced(session, claim)
+        if row is None:
+            return False
+        cancel_requested, _, owner_id, network_id = row
+        if not cancel_requested:
+            _write(session, claim, values, progress)
+            if model is not None:
+                _store_model(session, claim, model, (owner_id, network_id))
             sweep_advance.trial_ended(session, claim.job_id)
-    return row is not None
+            return True
+    kept = (lambda: model) if model is not None else best
+    return end_cancelled(db, claim, progress, kept).status is not None
 
 
 def release(
@@ -215,7 +216,7 @@ def release(
         "lease_expires_at": None,
     }
     with db.session() as session:
-        row = _locked(session, claim)
+        row = lock_fenced(session, claim)
         if row is None:
             return False
         if not row.cancel_requested:

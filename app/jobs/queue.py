@@ -98,6 +98,16 @@ def fenced(claim: Claim) -> ColumnElement[bool]:
     )
 
 
+def lock_fenced(session: Session, claim: Claim) -> AnyRow | None:
+    """The fenced job's ``(cancel_requested, keep_model, owner_id, network_id)``, locked
+    until the transaction ends (``FOR UPDATE`` on PostgreSQL; on SQLite the write
+    transaction holds the database lock from its ``BEGIN IMMEDIATE``): a cancel request
+    lands either before this read, and is seen, or after the commit, and finds the job
+    ended. None when the lease is lost. Every verb that ends a running job reads it."""
+    query = select(Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
+    return session.execute(query.where(fenced(claim)).with_for_update()).first()
+
+
 def progress_values(progress: Progress) -> dict[str, Any]:
     return {
         "epoch": progress.epoch,
@@ -348,6 +358,10 @@ def requeue_expired(db: Database, *, max_attempts: int) -> int:
     ]
     handled = 0
     with db.session() as session:
+        # Lock the expired rows first: a cancel request lands before this (and every rule
+        # below sees it) or waits for the commit (and finds the job queued or ended), never
+        # between two rules (PostgreSQL's READ COMMITTED reads anew at each statement).
+        session.execute(select(Job.id).where(expired).with_for_update())
         for condition, values in rules:
             statement = update(Job).where(expired, condition).values(**values).returning(Job.id)
             ids = session.scalars(statement, execution_options=NO_SYNC).all()
