@@ -51,7 +51,6 @@ from app.storage.tables import Dataset, Job
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
-FINDINGS_COST_FACTOR = 10.0  # findings recomputed after 10x their last computing time
 T = TypeVar("T")
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
 
@@ -205,8 +204,7 @@ class JobRun:
         self._inputs: JobInputs | None = None
         self._start_samples = 0
         self._recorded = 0  # epochs whose history entries are in job_epochs
-        self._findings_now: list[dict[str, Any]] = []
-        self._findings_due = 0.0  # monotonic time after which findings are recomputed
+        self._tracked = findings.Findings()  # the findings of the history read so far
         self._epochs = 0
         self._clock = time.monotonic()
         self._last_write = self._last_checkpoint = self._clock
@@ -236,9 +234,9 @@ class JobRun:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
-            error, progress = exc.message, self._progress(diverged=True, final=True)
+            error, progress = exc.message, self._progress(diverged=True)
         except EngineError as exc:
-            error, progress = f"training failed: {exc}", self._progress(final=True)
+            error, progress = f"training failed: {exc}", self._progress()
         else:
             return self._conclude(result)
         # A cancel pending at this commit wins: cancelled, the best model kept if asked.
@@ -259,19 +257,17 @@ class JobRun:
         spent = self._inputs.train_seconds + time.monotonic() - self._clock
         return spent >= self.settings.max_job_seconds
 
-    def _findings(self, *, diverged: bool, final: bool) -> list[dict[str, Any]]:
-        """The findings of the whole history, fresh for a final commit; otherwise redone once
-        FINDINGS_COST_FACTOR times their last cost has passed (their rules read every
-        epoch: this keeps them under ~1/10 of a long run's time)."""
+    def _findings(self, *, diverged: bool) -> list[dict[str, Any]]:
+        """The findings of the whole history so far, kept incrementally: only the epochs
+        since the last call are read (O(layers) each, whatever the epochs before)."""
         assert self._trainer is not None
-        now = time.monotonic()
-        if final or diverged or now >= self._findings_due:
-            self._findings_now = findings.evaluate(self._trainer.history, diverged=diverged)
-            spent = time.monotonic() - now
-            self._findings_due = time.monotonic() + FINDINGS_COST_FACTOR * spent
-        return self._findings_now
+        history = self._trainer.history
+        if len(history) < self._tracked.epochs:  # not expected: a history never shrinks
+            self._tracked = findings.Findings()
+        self._tracked.extend(history[self._tracked.epochs :])
+        return self._tracked.current(diverged=diverged)
 
-    def _progress(self, *, diverged: bool = False, final: bool = False) -> queue.Progress:
+    def _progress(self, *, diverged: bool = False) -> queue.Progress:
         """What to report: the history entries not yet recorded (with their per-layer
         statistics), the latest metrics without them, and the findings drawn from the
         whole history so far."""
@@ -284,7 +280,7 @@ class JobRun:
             history=history[self._recorded :],
             samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
             train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
-            findings=self._findings(diverged=diverged, final=final),
+            findings=self._findings(diverged=diverged),
         )
 
     def _on_epoch(self, entry: dict[str, Any]) -> None:
@@ -363,7 +359,7 @@ class JobRun:
         if self.lease_lost or self.pulse.view.lost:
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
-        best = partial(self._best, progress := self._progress(final=True))
+        best = partial(self._best, progress := self._progress())
         if not result.stopped:
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.

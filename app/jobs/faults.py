@@ -19,6 +19,7 @@ to keep the model), to test the narrow windows deterministically:
 - ``last_epoch``           at the end of the job's last epoch (no batch left to stop)
 - ``before_final_commit``  after the model is stored, before the final transaction
 - ``before_release``       after the final lease check, before a stopped job's release
+- ``before_time_limit``    after the final lease check, before a time-limit failure
 
 The variables are read once, at import; when both are unset :data:`ENABLED` is False and
 callers skip building point names altogether.

@@ -8,7 +8,9 @@ exactly as a client's request landing at that moment would:
 - ``last_epoch``: after the last epoch's batches, where no ``should_stop`` asks again;
 - ``before_final_commit``: after the trained model was stored, before the commit;
 - ``before_release``: a worker stopping gracefully (SIGTERM) has checked its lease and
-  found no cancel; the keep_model request lands before its release.
+  found no cancel; the keep_model request lands before its release;
+- ``before_time_limit``: the job reached BACKPROP_MAX_JOB_SECONDS, its worker checked
+  the lease and found no cancel; the request lands before the failure's commit.
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def cancel_windows(cluster: Cluster, api: ApiClient, *, workload: Workload) -> C
         report.problems_.append(f"before_release: the worker failed:\n{worker.tail()}")
     job = api.wait_terminal([job_id], timeout=60)[job_id]
     _record(api, report, "before_release:keep", job, None)
+    # The time limit: the cancel lands after the last lease check, before the failure.
+    for keep in (0, 1):
+        job_id = api.submit_job(network_id, dataset_id, **long_run)
+        spec = "before_time_limit:keep" if keep else "before_time_limit"
+        worker = cluster.worker(burst=True, BACKPROP_MAX_JOB_SECONDS="1", **{ENV: spec})
+        if worker.wait(timeout=300) != 0:
+            report.problems_.append(f"{spec}: the worker failed:\n{worker.tail()}")
+        _record(api, report, spec, api.wait_terminal([job_id], timeout=60)[job_id], None)
     report.problems_.extend(cluster.probe.invariant_violations())
     return report
 

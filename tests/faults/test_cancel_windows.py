@@ -1,5 +1,5 @@
 """Item 5 of issue 18: a cancel recorded before the final commit wins, in each narrow
-window (the last epoch, the final commit, a graceful stop's release)."""
+window (the last epoch, the final commit, a graceful stop's release, a time-limit failure)."""
 
 from __future__ import annotations
 
@@ -26,4 +26,6 @@ def test_a_cancel_before_the_final_commit_wins(
         "before_final_commit": ("cancelled", False),
         "before_final_commit:keep": ("cancelled", True),
         "before_release:keep": ("cancelled", True),
+        "before_time_limit": ("cancelled", False),
+        "before_time_limit:keep": ("cancelled", True),
     }
