@@ -9,18 +9,26 @@ REPEATS times, and reports the median. The peer, in the same run, is the previou
 design's payload: the same state plus the whole history, which every checkpoint embedded
 and every progress write rewrote (its size, and the time to serialise it on top).
 
+The findings every progress write carries are timed at the same epochs: the incremental
+``findings.Findings`` taking the epoch's entry and listing its findings (what a worker
+does per epoch), against re-reading the whole history — ``findings.evaluate(history)``
+and the previous whole-history rules (``tests/engine/findings_reference.py``), which a
+worker ran every epoch before (then throttled to 10x their cost).
+
 Run: ``python bench/checkpoint_cost.py`` (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are
 removed from its environment, see bench/README.md).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 EPOCHS = (10, 10_000)
@@ -39,7 +47,7 @@ def main() -> None:
     _reexec_without_openblas_tuning()
     import numpy as np
 
-    from app.engine import npzio
+    from app.engine import findings, npzio
     from app.engine.datasets import generate
     from app.engine.network import Network
     from app.engine.training import Trainer, TrainingOptions
@@ -48,6 +56,7 @@ def main() -> None:
     from app.storage.database import Database
     from app.storage.migrations import upgrade
     from app.storage.tables import Job, Owner
+    from tests.engine import findings_reference
 
     workdir = Path(tempfile.mkdtemp(prefix="checkpoint-cost-"))
     url = f"sqlite:///{workdir / 'bench.db'}"
@@ -77,6 +86,35 @@ def main() -> None:
     stop_at = iter(EPOCHS)
     target = next(stop_at)
     rows: list[dict[str, float]] = []
+    tracker = findings.Findings()  # the epochs before the current one
+    found_rows: list[dict[str, float]] = []
+
+    def median_ms(call: Callable[[], object], repeats: int) -> float:
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - started)
+        return statistics.median(seconds) * 1000
+
+    def measure_findings(entry: dict[str, object]) -> None:
+        history = trainer.history
+        seconds = []
+        for _ in range(REPEATS):
+            clone = copy.deepcopy(tracker)  # bounded: windows of a few epochs
+            started = time.perf_counter()
+            clone.add(entry)
+            incremental = clone.current()
+            seconds.append(time.perf_counter() - started)
+        assert incremental == findings_reference.evaluate(history)
+        found_rows.append(
+            {
+                "epoch": trainer.epoch,
+                "incremental_ms": statistics.median(seconds) * 1000,
+                "whole_ms": median_ms(lambda: findings.evaluate(history), 5),
+                "previous_ms": median_ms(lambda: findings_reference.evaluate(history), 5),
+            }
+        )
 
     def measure() -> None:
         history = trainer.history
@@ -109,11 +147,13 @@ def main() -> None:
             }
         )
 
-    def on_epoch(_entry: dict[str, object]) -> None:
+    def on_epoch(entry: dict[str, object]) -> None:
         nonlocal target
         if trainer.epoch == target:
             measure()
+            measure_findings(entry)
             target = next(stop_at, -1)
+        tracker.add(entry)
 
     trainer.run(on_epoch=on_epoch)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -134,7 +174,21 @@ def main() -> None:
         f"(peer, whole history: size {last['peer_bytes'] / first['peer_bytes']:.1f}, "
         f"time {last['peer_ms'] / first['peer_ms']:.1f})"
     )
-    print(json.dumps(rows))
+    print(f"findings per epoch, ms (medians of {REPEATS} incremental, 5 whole re-reads):")
+    print(f"{'epoch':>7} {'incremental':>12} {'whole history':>14} {'previous rules':>15}")
+    for row in found_rows:
+        print(
+            f"{row['epoch']:>7.0f} {row['incremental_ms']:>12.3f} {row['whole_ms']:>14.1f} "
+            f"{row['previous_ms']:>15.1f}"
+        )
+    first, last = found_rows[0], found_rows[-1]
+    print(
+        f"findings ratio epoch {last['epoch']:.0f} / epoch {first['epoch']:.0f}: incremental "
+        f"{last['incremental_ms'] / first['incremental_ms']:.2f} (whole history "
+        f"{last['whole_ms'] / first['whole_ms']:.0f}, previous rules "
+        f"{last['previous_ms'] / first['previous_ms']:.0f})"
+    )
+    print(json.dumps({"checkpoints": rows, "findings": found_rows}))
     db.dispose()
 
 
