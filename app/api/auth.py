@@ -7,11 +7,13 @@ the database is unreachable, a lookup that expired less than
 database restart). Requests
 that miss the same key at once (the entry expired under load) share one database read.
 ``last_used_at`` is written at most once a minute per key and process, by a conditional
-UPDATE that leaves it alone when another process wrote it within the minute.
+UPDATE that leaves it alone when another process wrote it within the minute; a database
+that cannot take that write fails no request.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -27,8 +29,10 @@ from starlette.requests import HTTPConnection
 from app.api.singleflight import SingleFlight
 from app.services.errors import ServiceError
 from app.services.keys import Caller, authenticate, hash_key, looks_like_key
-from app.storage.database import UNAVAILABLE, Database
+from app.storage.database import UNAVAILABLE, Database, brief
 from app.storage.tables import ApiKey, utcnow
+
+log = logging.getLogger("backprop.api")
 
 LAST_USED_INTERVAL_SECONDS = 60.0
 MAX_CACHED_KEYS = 10_000
@@ -128,16 +132,28 @@ def lookup_key(database: Database, cache: KeyCache, key: str) -> Caller | None:
         return None
     cache.put(digest, caller)
     if cache.last_used_due(caller.key_id):
-        now = utcnow()
-        cutoff = now - timedelta(seconds=LAST_USED_INTERVAL_SECONDS)
+        _touch_last_used(database, caller.key_id)
+    return caller
+
+
+def _touch_last_used(database: Database, key_id: int) -> None:
+    """Write the key's ``last_used_at`` (unless another process did within the minute).
+    Bookkeeping, not the request's business: the key was just verified, so a database
+    going away between that read and this write (a restart beginning) is logged and the
+    request answered — it must not turn a predict into a 503. The next write is due a
+    minute later."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=LAST_USED_INTERVAL_SECONDS)
+    try:
         with database.session() as session:
             session.execute(
                 update(ApiKey)
-                .where(ApiKey.id == caller.key_id)
+                .where(ApiKey.id == key_id)
                 .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < cutoff))
                 .values(last_used_at=now)
             )
-    return caller
+    except UNAVAILABLE as exc:
+        log.warning("key %d: last_used_at not written: %s", key_id, brief(exc))
 
 
 def bearer_key(authorization: str | None) -> str:

@@ -87,3 +87,22 @@ def test_a_key_seen_revoked_is_not_served_during_an_outage(
     assert client.post(url, json=ROWS).status_code == 401  # the lookup saw the revocation
     take_down(monkeypatch, db)
     assert client.post(url, json=ROWS).status_code == 503
+
+
+def test_a_key_verified_as_the_database_goes_away_still_answers(
+    make_client: MakeClient, keys: Keys, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookup read the key, then the database went away before the ``last_used_at``
+    write that follows it (a restart beginning): the request is answered all the same."""
+    monkeypatch.setattr("app.api.auth.LAST_USED_INTERVAL_SECONDS", 0.0)  # every lookup writes
+    client = make_client(keys.alice, key_cache_seconds=0.05, model_recheck_seconds=60)
+    model = import_model(client, make_network(client))
+    url = f"/v1/models/{model['id']}/predict"
+    before = client.post(url, json=ROWS)
+    assert before.status_code == 200
+    time.sleep(STALE_SECONDS)
+
+    monkeypatch.setattr(db, "session", contextmanager(_down))  # reads work, writes fail
+    during = client.post(url, json=ROWS)
+    assert during.status_code == 200, during.text
+    assert during.json() == before.json()
