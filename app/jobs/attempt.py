@@ -16,26 +16,23 @@ worker, which puts the job back in the queue and waits before claiming again.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import raiseload
 
-from app.config import Settings
 from app.engine import findings
 from app.engine.errors import DivergenceError, EngineError
 from app.engine.loop import scores_of
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions, TrainingResult
-from app.jobs import cache_metrics, dbretry, endings, faults, queue
-from app.jobs.pulse import Pulse
+from app.jobs import cache_metrics, endings, faults, queue
+from app.jobs.attempt_base import Attempt, StartError, crash_hook
 from app.storage import tables
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import (
@@ -52,12 +49,7 @@ log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
 FINDINGS_COST_FACTOR = 10.0  # findings recomputed after 10x their last computing time
-T = TypeVar("T")
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
-
-
-class StartError(Exception):
-    """The job cannot start (missing dataset...): it fails with this message."""
 
 
 @dataclass(frozen=True)
@@ -177,65 +169,49 @@ def trained_model(
     )
 
 
-def _crash_hook(point: str) -> Callable[[], None] | None:
-    return (lambda: faults.crash_point(point)) if faults.ENABLED else None
+class JobRun(Attempt):
+    """Run one attempt of a training ``claim``; :meth:`run` returns True when the job
+    ended."""
 
+    CANNOT_START = "cannot start training"
 
-class JobRun:
-    """Run one attempt of ``claim``; :meth:`run` returns True when the job ended."""
+    # Per-attempt state, set by _start (class defaults: immutable values only).
+    _trainer: Trainer | None = None
+    _inputs: JobInputs | None = None
+    _first_epoch = True
+    _start_samples = 0
+    _recorded = 0  # epochs whose history entries are in job_epochs
+    _findings_now: list[dict[str, Any]]  # set by _start
+    _findings_due = 0.0  # monotonic time after which findings are recomputed
+    _epochs = 0
+    _last_write = _last_checkpoint = 0.0  # monotonic times of the last writes
 
-    def __init__(
-        self,
-        db: Database,
-        blobs: BlobStore,
-        settings: Settings,
-        claim: queue.Claim,
-        pulse: Pulse,
-        stopping: threading.Event,
-    ) -> None:
-        self.db = db
-        self.blobs = blobs
-        self.settings = settings
-        self.claim = claim
-        self.pulse = pulse
-        self.stopping = stopping
-        self.lease_lost = False
-        self._first_epoch = True
-        self._trainer: Trainer | None = None
-        self._inputs: JobInputs | None = None
-        self._start_samples = 0
-        self._recorded = 0  # epochs whose history entries are in job_epochs
-        self._findings_now: list[dict[str, Any]] = []
-        self._findings_due = 0.0  # monotonic time after which findings are recomputed
-        self._epochs = 0
-        self._clock = time.monotonic()
-        self._last_write = self._last_checkpoint = self._clock
-
-    def run(self) -> bool:
+    def _start(self) -> None:
         job_id = self.claim.job_id
-        log.info("job %s: attempt %d started", job_id, self.claim.attempt)
-        try:
-            before = cache_metrics.counts(self.blobs)
-            self._inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
-            cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
-            trainer = self._trainer = build_trainer(self._inputs)
-        except (StartError, EngineError) as exc:
-            log.info("job %s: cannot start: %s", job_id, exc)
-            return endings.fail(self.db, self.claim, f"cannot start training: {exc}")
+        before = cache_metrics.counts(self.blobs)
+        inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
+        cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
+        trainer = self._trainer = build_trainer(inputs)
         self._start_samples = trainer.samples_trained
         # Epochs in job_epochs: all the checkpoint's, unless it carried them (version 1).
-        self._recorded = min(len(self._inputs.history), trainer.epoch)
-        self._epochs = self._inputs.epochs
+        self._recorded = min(len(inputs.history), trainer.epoch)
+        self._epochs = inputs.epochs
+        self._findings_now = []
+        self._earlier_seconds = inputs.train_seconds
         # The trainer holds what it needs of the rows: the loaded checkpoint and initial
         # weights would otherwise stay alive for the whole run.
         self._inputs = replace(
-            self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
+            inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
         )
-        self._clock = self._last_write = self._last_checkpoint = time.monotonic()
+
+    def _work(self) -> bool:
+        trainer = self._trainer
+        assert trainer is not None
+        self._last_write = self._last_checkpoint = self._clock
         try:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
-            log.info("job %s: diverged: %s", job_id, exc.message)
+            log.info("job %s: diverged: %s", self.claim.job_id, exc.message)
             error, progress = exc.message, self._progress(diverged=True, final=True)
             return self._retrying(
                 "fail", lambda: endings.fail(self.db, self.claim, error, progress)
@@ -249,15 +225,11 @@ class JobRun:
 
     # --- during training
     def _should_stop(self) -> bool:
-        view = self.pulse.view
-        stop = self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
-        return stop or self._over_time()
+        return self.stop_requested() or self._over_time()
 
     def _over_time(self) -> bool:
         """Whether the job has trained BACKPROP_MAX_JOB_SECONDS (all attempts together)."""
-        assert self._inputs is not None
-        spent = self._inputs.train_seconds + time.monotonic() - self._clock
-        return spent >= self.settings.max_job_seconds
+        return self.seconds() >= self.settings.max_job_seconds
 
     def _findings(self, *, diverged: bool, final: bool) -> list[dict[str, Any]]:
         """The findings of the whole history, fresh for a final commit; otherwise redone once
@@ -283,7 +255,7 @@ class JobRun:
             metrics=scores_of(history[-1]) if history else None,
             history=history[self._recorded :],
             samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
-            train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
+            train_seconds=self.seconds(),
             findings=self._findings(diverged=diverged, final=final),
         )
 
@@ -319,7 +291,7 @@ class JobRun:
             self.claim,
             progress,
             checkpoint_sha256=checkpoint.sha256,
-            before_commit=_crash_hook("checkpoint_uncommitted"),
+            before_commit=crash_hook("checkpoint_uncommitted"),
         )
         self._saved(saved, progress)
         if saved:
@@ -332,15 +304,6 @@ class JobRun:
             self._recorded = progress.epoch
 
     # --- the outcome
-    def _retrying(self, what: str, call: Callable[[], T]) -> T:
-        """``call()`` (the read that starts an attempt, a write that ends the job or
-        hands it back) retried while the database is away and the lease still ours
-        (:mod:`app.jobs.dbretry`): a database restart at the start costs no attempt, and
-        one during the final commit loses no finished training."""
-        return dbretry.until_deadline(
-            call, deadline=self.pulse.lease_deadline, what=f"job {self.claim.job_id}: {what}"
-        )
-
     def _uses_best_weights(self) -> bool:
         assert self._trainer is not None
         return self._trainer.options.early_stopping is not None
@@ -360,7 +323,7 @@ class JobRun:
         one that lands after the last epoch or after the last lease check: each final
         verb reads it under the lock of its own transaction (see endings.finish/release)."""
         job_id = self.claim.job_id
-        if self.lease_lost or self.pulse.view.lost:
+        if self.lease_gone():
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
         best = partial(self._best, progress := self._progress(final=True))
@@ -383,7 +346,7 @@ class JobRun:
                     progress,
                     model,
                     best=best,
-                    before_commit=_crash_hook("before_final_commit"),
+                    before_commit=crash_hook("before_final_commit"),
                     checkpoint_sha256=paused_checkpoint,
                 ),
             )

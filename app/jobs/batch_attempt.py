@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,11 @@ from typing import Any
 import numpy as np
 
 from app.config import Settings
-from app.engine.errors import DataError, EngineError
+from app.engine.errors import DataError
 from app.engine.model import Model
 from app.jobs import batch_queue, endings, faults, queue
-from app.jobs.attempt import StartError
+from app.jobs.attempt_base import Attempt, StartError, crash_hook
 from app.jobs.batch_output import OutputFile
-from app.jobs.pulse import Pulse
 from app.services.errors import ServiceError
 from app.services.evaluations import BLOCK_ROWS, forward_in_blocks, score
 from app.storage import tables
@@ -116,58 +114,36 @@ def _overflow_row(outputs: np.ndarray) -> int | None:
     return int(np.argwhere(~np.isfinite(outputs))[0][0])
 
 
-class BatchRun:
+class BatchRun(Attempt):
     """Run one attempt of a prediction run or evaluation ``claim``; :meth:`run` returns
     True when the job ended."""
 
-    def __init__(
-        self,
-        db: Database,
-        blobs: BlobStore,
-        settings: Settings,
-        claim: queue.Claim,
-        pulse: Pulse,
-        stopping: threading.Event,
-    ) -> None:
-        self.db = db
-        self.blobs = blobs
-        self.settings = settings
-        self.claim = claim
-        self.pulse = pulse
-        self.stopping = stopping
-        self.lease_lost = False
-        self.rows_done = 0
-        self._earlier_seconds = 0.0
-        self._clock = self._last_write = self._last_piece = time.monotonic()
+    _inputs: BatchInputs | None = None  # set by _start
+    rows_done = 0
+    _last_write = _last_piece = 0.0  # monotonic times of the last writes
 
-    def run(self) -> bool:
+    def _start(self) -> None:
         job_id = self.claim.job_id
-        log.info("job %s (%s): attempt %d started", job_id, self.claim.kind, self.claim.attempt)
-        try:
-            inputs = load_batch_inputs(self.db, self.blobs, self.settings, job_id)
-        except (StartError, EngineError) as exc:
-            log.info("job %s: cannot start: %s", job_id, exc)
-            return endings.fail(self.db, self.claim, f"cannot start: {exc}")
-        self._earlier_seconds = inputs.seconds
-        self._clock = self._last_write = self._last_piece = time.monotonic()
+        self._inputs = self._retrying(
+            "load", lambda: load_batch_inputs(self.db, self.blobs, self.settings, job_id)
+        )
+        self._earlier_seconds = self._inputs.seconds
+
+    def _work(self) -> bool:
+        inputs = self._inputs
+        assert inputs is not None
+        self._last_write = self._last_piece = self._clock
         if self.claim.kind == JobKind.EVALUATE:
             return self._evaluate(inputs)
         with tempfile.TemporaryDirectory(prefix="backprop-predict-") as folder:
             return self._predict(inputs, Path(folder))
 
     # --- progress
-    def _seconds(self) -> float:
-        return self._earlier_seconds + time.monotonic() - self._clock
-
-    def _should_stop(self) -> bool:
-        view = self.pulse.view
-        return self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
-
     def _report(self) -> None:
         now = time.monotonic()
         if now - self._last_write >= PROGRESS_SECONDS:
             saved = batch_queue.save_rows(
-                self.db, self.claim, rows_done=self.rows_done, seconds=self._seconds()
+                self.db, self.claim, rows_done=self.rows_done, seconds=self.seconds()
             )
             self.lease_lost |= not saved
             self._last_write = now
@@ -179,14 +155,13 @@ class BatchRun:
         if piece is None:
             return
         parts.append(piece)
-        hook = (lambda: faults.crash_point("checkpoint_uncommitted")) if faults.ENABLED else None
         saved = batch_queue.save_rows(
             self.db,
             self.claim,
             rows_done=self.rows_done,
-            seconds=self._seconds(),
+            seconds=self.seconds(),
             output_parts=parts,
-            before_commit=hook,
+            before_commit=crash_hook("checkpoint_uncommitted"),
         )
         self.lease_lost |= not saved
         self._last_piece = self._last_write = time.monotonic()
@@ -209,7 +184,7 @@ class BatchRun:
                 parts, self.rows_done = [], 0
             every = self.settings.checkpoint_seconds
             for start in range(self.rows_done, rows, inputs.chunk_rows):
-                if self._should_stop():
+                if self.stop_requested():
                     return self._stopped(out, parts)
                 block = np.ascontiguousarray(x[start : start + inputs.chunk_rows], dtype=dtype)
                 with np.errstate(all="ignore"):
@@ -217,26 +192,29 @@ class BatchRun:
                 bad = _overflow_row(outputs)
                 if bad is not None:
                     error = f"the model's outputs overflow for row {start + bad} of the dataset"
-                    return endings.fail(self.db, self.claim, error)
+                    return self._fail(error)
                 out.append(outputs)
                 self.rows_done = out.rows
                 if self.rows_done < rows and time.monotonic() - self._last_piece >= every:
                     self._save_piece(out, parts)
                 else:
                     self._report()
-            if self.lease_lost or self.pulse.view.lost:
+            if self.lease_gone():
                 return False
             result = out.store(self.blobs)
         finally:
             out.close()
-        hook = (lambda: faults.crash_point("before_final_commit")) if faults.ENABLED else None
-        done = batch_queue.finish_prediction(
-            self.db,
-            self.claim,
-            rows_done=self.rows_done,
-            seconds=self._seconds(),
-            result_sha256=result.sha256,
-            before_commit=hook,
+        seconds = self.seconds()
+        done = self._retrying(
+            "finish",
+            lambda: batch_queue.finish_prediction(
+                self.db,
+                self.claim,
+                rows_done=rows,
+                seconds=seconds,
+                result_sha256=result.sha256,
+                before_commit=crash_hook("before_final_commit"),
+            ),
         )
         log.info("job %s: prediction run succeeded (%d rows)", self.claim.job_id, rows)
         return done
@@ -251,7 +229,7 @@ class BatchRun:
         chunk = max(1, inputs.chunk_rows // BLOCK_ROWS) * BLOCK_ROWS
         try:
             for start in range(0, rows, chunk):
-                if self._should_stop():
+                if self.stop_requested():
                     return self._stopped(None, [])
                 stop = min(rows, start + chunk)
                 outputs[start:stop] = forward_in_blocks(model, x[start:stop], first_row=start)
@@ -259,14 +237,18 @@ class BatchRun:
                 self._report()
             metrics = score(model, outputs, y)
         except ServiceError as exc:
-            return endings.fail(self.db, self.claim, exc.msg)
+            return self._fail(exc.msg)
         except DataError as exc:
-            return endings.fail(self.db, self.claim, exc.message)
-        if self.lease_lost or self.pulse.view.lost:
+            return self._fail(exc.message)
+        if self.lease_gone():
             return False
         log.info("job %s: evaluation succeeded (%d rows)", self.claim.job_id, rows)
-        return batch_queue.finish_evaluation(
-            self.db, self.claim, rows_done=rows, seconds=self._seconds(), metrics=metrics
+        seconds = self.seconds()
+        return self._retrying(
+            "finish",
+            lambda: batch_queue.finish_evaluation(
+                self.db, self.claim, rows_done=rows, seconds=seconds, metrics=metrics
+            ),
         )
 
     # --- stopped before the end
@@ -274,7 +256,7 @@ class BatchRun:
         """Cancelled (ends ``cancelled``), or the worker stops (the pieces written so far
         are stored, the job goes back to the queue), or the lease is gone (nothing)."""
         job_id = self.claim.job_id
-        if self.lease_lost or self.pulse.view.lost:
+        if self.lease_gone():
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
         state = queue.heartbeat(self.db, self.claim, lease_seconds=self.settings.lease_seconds)
@@ -282,15 +264,18 @@ class BatchRun:
             return False
         if state.cancel_requested:
             log.info("job %s: cancelled after %d rows", job_id, self.rows_done)
-            return batch_queue.end_batch(
-                self.db,
-                self.claim,
-                JobStatus.CANCELLED,
-                rows_done=self.rows_done,
-                seconds=self._seconds(),
+            rows_done, seconds = self.rows_done, self.seconds()
+            return self._retrying(
+                "cancel",
+                lambda: batch_queue.end_batch(
+                    self.db, self.claim, JobStatus.CANCELLED, rows_done=rows_done, seconds=seconds
+                ),
             )
         if out is not None:
             self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
-        endings.release(self.db, self.claim)
+        self._retrying("release", lambda: endings.release(self.db, self.claim))
         return False
+
+    def _fail(self, error: str) -> bool:
+        return self._retrying("fail", lambda: endings.fail(self.db, self.claim, error))
