@@ -2,13 +2,15 @@
 through the model in chunks, report ``rows_done``, commit the outcome.
 
 The dataset's x is memory-mapped (see :mod:`app.jobs.attempt`), so memory holds one
-chunk of rows and its outputs, whatever the dataset's size. A prediction run writes its
-outputs to a ``.npy`` file and stores the rows written so far as a blob piece every
+chunk of rows and its outputs, whatever the dataset's size. Both kinds write the outputs
+(n, k) to a ``.npy`` file and store the rows written so far as a blob piece every
 ``settings.checkpoint_seconds``: a later attempt (after a SIGKILL, or a release on
-shutdown) rebuilds the file from the pieces and continues after them, so its result is
-the same bytes as an uninterrupted run's. An evaluation keeps the outputs (n, k) it
-scores (the ROC AUC needs them all) and, interrupted, starts over. Both stop within one
-chunk on a cancel or a stop signal, like training (the same pulse, lease and verbs).
+shutdown) rebuilds the file from the pieces and continues after them, so its outputs are
+the same bytes as an uninterrupted run's. A prediction run stores the file; an
+evaluation reads it back and scores it (the ROC AUC needs every row's outputs, and
+scoring them at once keeps the synchronous evaluation's sums: the same metrics to the
+last bit, resumed or not). Both stop within one chunk on a cancel or a stop signal, like
+training (the same pulse, lease and verbs).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from app.services.errors import ServiceError
 from app.services.evaluations import BLOCK_ROWS, forward_in_blocks, score
 from app.storage import tables
 from app.storage.blob_arrays import load_array
-from app.storage.blobs import BlobCorrupt, BlobMissing, BlobStore, read_verified
+from app.storage.blobs import BlobCorrupt, BlobMissing, BlobRef, BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job, JobKind, JobStatus
 
@@ -50,7 +52,7 @@ class BatchInputs:
     x: np.ndarray  # (n, input_size) float32, memory-mapped read-only
     y: np.ndarray | None  # an evaluation's labels (n,) or targets (n, t)
     chunk_rows: int
-    parts: list[dict[str, Any]]  # a prediction run's stored output pieces
+    parts: list[dict[str, Any]]  # the output pieces stored by earlier attempts
     seconds: float  # worked by earlier attempts
 
 
@@ -107,13 +109,6 @@ def load_batch_inputs(
     )
 
 
-def _overflow_row(outputs: np.ndarray) -> int | None:
-    """The first row of ``outputs`` (k, width) holding NaN or inf, or None."""
-    if np.isfinite(outputs).all():
-        return None
-    return int(np.argwhere(~np.isfinite(outputs))[0][0])
-
-
 class BatchRun(Attempt):
     """Run one attempt of a prediction run or evaluation ``claim``; :meth:`run` returns
     True when the job ended."""
@@ -133,10 +128,8 @@ class BatchRun(Attempt):
         inputs = self._inputs
         assert inputs is not None
         self._last_write = self._last_piece = self._clock
-        if self.claim.kind == JobKind.EVALUATE:
-            return self._evaluate(inputs)
-        with tempfile.TemporaryDirectory(prefix="backprop-predict-") as folder:
-            return self._predict(inputs, Path(folder))
+        with tempfile.TemporaryDirectory(prefix=f"backprop-{self.claim.kind}-") as folder:
+            return self._stream(inputs, Path(folder))
 
     # --- progress
     def _report(self) -> None:
@@ -168,32 +161,41 @@ class BatchRun(Attempt):
         if saved:
             faults.crash_point("after_checkpoint")
 
-    # --- the two kinds
-    def _predict(self, inputs: BatchInputs, folder: Path) -> bool:
+    # --- the rows, then the two kinds' ends
+    def _stream(self, inputs: BatchInputs, folder: Path) -> bool:
+        """Write the outputs (rows, output_size) of every row not in the stored pieces to
+        ``folder``'s OutputFile, storing a piece every ``checkpoint_seconds``; then end
+        the job as its kind does."""
         model, x = inputs.model, inputs.x
-        dtype = model.network.dtype
         rows = x.shape[0]
-        out = OutputFile(folder, rows=rows, width=model.network.output_size, dtype=dtype)
+        out = OutputFile(
+            folder, rows=rows, width=model.network.output_size, dtype=model.network.dtype
+        )
         parts = inputs.parts
+        # A prediction run's chunks are single blocks starting on CHUNK_ALIGN rows; an
+        # evaluation's are whole blocks of the synchronous evaluation's forward pass: the
+        # same row blocks, so the same outputs (and scores) to the last bit. A resumed
+        # attempt starts after its pieces, which end on a chunk, so on the same grid.
+        if self.claim.kind == JobKind.EVALUATE:
+            block = BLOCK_ROWS
+            chunk = max(1, inputs.chunk_rows // BLOCK_ROWS) * BLOCK_ROWS
+        else:
+            block = chunk = inputs.chunk_rows
         try:
             try:
                 self.rows_done = out.restore(self.blobs, parts)
+                if parts:
+                    log.info("job %s: resumed after %d rows", self.claim.job_id, self.rows_done)
             except (BlobMissing, BlobCorrupt) as exc:
                 log.warning("job %s: outputs unusable, starting over: %s", self.claim.job_id, exc)
                 out.start_over()
                 parts, self.rows_done = [], 0
             every = self.settings.checkpoint_seconds
-            for start in range(self.rows_done, rows, inputs.chunk_rows):
+            for start in range(self.rows_done, rows, chunk):
                 if self.stop_requested():
                     return self._stopped(out, parts)
-                block = np.ascontiguousarray(x[start : start + inputs.chunk_rows], dtype=dtype)
-                with np.errstate(all="ignore"):
-                    outputs = model.predict_checked(block)
-                bad = _overflow_row(outputs)
-                if bad is not None:
-                    error = f"the model's outputs overflow for row {start + bad} of the dataset"
-                    return self._fail(error)
-                out.append(outputs)
+                stop = min(rows, start + chunk)
+                out.append(forward_in_blocks(model, x[start:stop], block, first_row=start))
                 self.rows_done = out.rows
                 if self.rows_done < rows and time.monotonic() - self._last_piece >= every:
                     self._save_piece(out, parts)
@@ -201,58 +203,55 @@ class BatchRun(Attempt):
                     self._report()
             if self.lease_gone():
                 return False
-            result = out.store(self.blobs)
+            if self.claim.kind == JobKind.EVALUATE:
+                return self._finish_evaluation(inputs, out.read())
+            return self._finish_prediction(out.store(self.blobs))
+        except ServiceError as exc:  # outputs that overflow
+            return self._fail(exc.msg)
         finally:
             out.close()
+
+    def _finish_prediction(self, result: BlobRef) -> bool:
         seconds = self.seconds()
         done = self._retrying(
             "finish",
             lambda: batch_queue.finish_prediction(
                 self.db,
                 self.claim,
-                rows_done=rows,
+                rows_done=self.rows_done,
                 seconds=seconds,
                 result_sha256=result.sha256,
                 before_commit=crash_hook("before_final_commit"),
             ),
         )
-        log.info("job %s: prediction run succeeded (%d rows)", self.claim.job_id, rows)
+        log.info("job %s: prediction run succeeded (%d rows)", self.claim.job_id, self.rows_done)
         return done
 
-    def _evaluate(self, inputs: BatchInputs) -> bool:
-        model, x, y = inputs.model, inputs.x, inputs.y
-        assert y is not None
-        rows = x.shape[0]
-        outputs = np.empty((rows, model.network.output_size), dtype=model.network.dtype)
-        # Whole blocks of the synchronous evaluation's forward pass: the same row blocks,
-        # so the same outputs and scores to the last bit.
-        chunk = max(1, inputs.chunk_rows // BLOCK_ROWS) * BLOCK_ROWS
+    def _finish_evaluation(self, inputs: BatchInputs, outputs: np.ndarray) -> bool:
+        """Score ``outputs`` (rows, output_size) against the labels and store the metrics
+        with the job's success."""
+        assert inputs.y is not None
         try:
-            for start in range(0, rows, chunk):
-                if self.stop_requested():
-                    return self._stopped(None, [])
-                stop = min(rows, start + chunk)
-                outputs[start:stop] = forward_in_blocks(model, x[start:stop], first_row=start)
-                self.rows_done = stop
-                self._report()
-            metrics = score(model, outputs, y)
-        except ServiceError as exc:
-            return self._fail(exc.msg)
+            metrics = score(inputs.model, outputs, inputs.y)
         except DataError as exc:
             return self._fail(exc.message)
-        if self.lease_gone():
-            return False
-        log.info("job %s: evaluation succeeded (%d rows)", self.claim.job_id, rows)
         seconds = self.seconds()
-        return self._retrying(
+        done = self._retrying(
             "finish",
             lambda: batch_queue.finish_evaluation(
-                self.db, self.claim, rows_done=rows, seconds=seconds, metrics=metrics
+                self.db,
+                self.claim,
+                rows_done=self.rows_done,
+                seconds=seconds,
+                metrics=metrics,
+                before_commit=crash_hook("before_final_commit"),
             ),
         )
+        log.info("job %s: evaluation succeeded (%d rows)", self.claim.job_id, self.rows_done)
+        return done
 
     # --- stopped before the end
-    def _stopped(self, out: OutputFile | None, parts: list[dict[str, Any]]) -> bool:
+    def _stopped(self, out: OutputFile, parts: list[dict[str, Any]]) -> bool:
         """Cancelled (ends ``cancelled``), or the worker stops (the pieces written so far
         are stored, the job goes back to the queue), or the lease is gone (nothing)."""
         job_id = self.claim.job_id
@@ -271,8 +270,7 @@ class BatchRun(Attempt):
                     self.db, self.claim, JobStatus.CANCELLED, rows_done=rows_done, seconds=seconds
                 ),
             )
-        if out is not None:
-            self._save_piece(out, parts)
+        self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
         self._retrying("release", lambda: endings.release(self.db, self.claim))
         return False

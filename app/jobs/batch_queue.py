@@ -98,10 +98,22 @@ def finish_prediction(
 
 
 def finish_evaluation(
-    db: Database, claim: Claim, *, rows_done: int, seconds: float, metrics: dict[str, Any]
+    db: Database,
+    claim: Claim,
+    *,
+    rows_done: int,
+    seconds: float,
+    metrics: dict[str, Any],
+    before_commit: BeforeCommit | None = None,
 ) -> bool:
-    """In ONE transaction: the job succeeds and its evaluation row gets ``metrics``."""
-    values = {**ended_values(JobStatus.SUCCEEDED), "rows_done": rows_done, "train_seconds": seconds}
+    """In ONE transaction: the job succeeds (its output pieces dropped) and its
+    evaluation row gets ``metrics``. False when the lease is lost."""
+    values = {
+        **ended_values(JobStatus.SUCCEEDED),
+        "rows_done": rows_done,
+        "train_seconds": seconds,
+        "output_parts": None,
+    }
     with db.session() as session:
         row = update_job(session, fenced(claim), values)
         if row is None:
@@ -109,6 +121,8 @@ def finish_evaluation(
         session.execute(
             update(Evaluation).where(Evaluation.job_id == claim.job_id).values(metrics=metrics)
         )
+        if before_commit is not None:
+            before_commit()
     return True
 
 
