@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ from app.engine.model import Model
 from app.jobs import batch_queue, endings, faults, queue
 from app.jobs.attempt_base import Attempt, StartError, crash_hook
 from app.jobs.batch_output import OutputFile
+from app.jobs.input_check import InputCheck
 from app.services.errors import ServiceError
 from app.services.evaluations import BLOCK_ROWS, forward_in_blocks, score
 from app.storage import tables
-from app.storage.blob_arrays import load_array
+from app.storage.blob_arrays import load_array, load_array_checked_later
 from app.storage.blobs import BlobCorrupt, BlobMissing, BlobRef, BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job, JobKind, JobStatus
@@ -41,6 +43,7 @@ from app.storage.tables import Dataset, Job, JobKind, JobStatus
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # rows_done writes: at most ~2 a second
+X_WHAT = "the dataset's features (x)"
 CHUNK_ALIGN = 64  # rows: a multiple of the row blocking of BLAS kernels (8, 16 or 32)
 
 
@@ -50,6 +53,7 @@ class BatchInputs:
 
     model: Model
     x: np.ndarray  # (n, input_size) float32, memory-mapped read-only
+    x_check: Callable[[], None]  # x's hash check, not yet done (see app.jobs.input_check)
     y: np.ndarray | None  # an evaluation's labels (n,) or targets (n, t)
     chunk_rows: int
     parts: list[dict[str, Any]]  # the output pieces stored by earlier attempts
@@ -87,8 +91,8 @@ def load_batch_inputs(
     what = "the model's weights"
     try:
         model = Model.from_export(read_verified(blobs, row.weights_sha256), row.config)
-        what = "the dataset's features (x)"
-        x = load_array(blobs, dataset.x_sha256)
+        what = X_WHAT
+        x, x_check = load_array_checked_later(blobs, dataset.x_sha256)
         y = None
         if job.kind == JobKind.EVALUATE:
             what = "the dataset's labels (y)"
@@ -102,6 +106,7 @@ def load_batch_inputs(
     return BatchInputs(
         model=model,
         x=x,
+        x_check=x_check,
         y=y,
         chunk_rows=chunk_rows(model, settings),
         parts=list(job.output_parts or []),
@@ -114,6 +119,7 @@ class BatchRun(Attempt):
     True when the job ended."""
 
     _inputs: BatchInputs | None = None  # set by _start
+    _x_check: InputCheck  # set by _work
     rows_done = 0
     _last_write = _last_piece = 0.0  # monotonic times of the last writes
 
@@ -128,8 +134,12 @@ class BatchRun(Attempt):
         inputs = self._inputs
         assert inputs is not None
         self._last_write = self._last_piece = self._clock
-        with tempfile.TemporaryDirectory(prefix=f"backprop-{self.claim.kind}-") as folder:
-            return self._stream(inputs, Path(folder))
+        self._x_check = InputCheck(inputs.x_check, X_WHAT)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"backprop-{self.claim.kind}-") as folder:
+                return self._stream(inputs, Path(folder))
+        finally:
+            self._x_check.join()
 
     # --- progress
     def _report(self) -> None:
@@ -142,8 +152,10 @@ class BatchRun(Attempt):
             self._last_write = now
 
     def _save_piece(self, out: OutputFile, parts: list[dict[str, Any]]) -> None:
-        """Store the rows since the last piece and commit them with the progress."""
+        """Store the rows since the last piece and commit them with the progress (once x
+        checked out: StartError otherwise)."""
         faults.crash_point("before_checkpoint")
+        self._x_check.wait()
         piece = out.store_piece(self.blobs)
         if piece is None:
             return
@@ -203,11 +215,16 @@ class BatchRun(Attempt):
                     self._report()
             if self.lease_gone():
                 return False
+            self._x_check.wait()
             if self.claim.kind == JobKind.EVALUATE:
                 return self._finish_evaluation(inputs, out.read())
             return self._finish_prediction(out.store(self.blobs))
-        except ServiceError as exc:  # outputs that overflow
+        except ServiceError as exc:  # outputs that overflow: of rows that checked out?
+            self._x_check.wait()
             return self._fail(exc.msg)
+        except StartError as exc:  # x is corrupt or gone
+            log.info("job %s: cannot continue: %s", self.claim.job_id, exc)
+            return self._fail(f"cannot start: {exc}")
         finally:
             out.close()
 
