@@ -219,12 +219,10 @@ class BatchRun(Attempt):
             if self.claim.kind == JobKind.EVALUATE:
                 return self._finish_evaluation(inputs, out.read())
             return self._finish_prediction(out.store(self.blobs))
-        except ServiceError as exc:  # outputs that overflow: of rows that checked out?
-            self._x_check.wait()
-            return self._fail(exc.msg)
-        except StartError as exc:  # x is corrupt or gone
-            log.info("job %s: cannot continue: %s", self.claim.job_id, exc)
-            return self._fail(f"cannot start: {exc}")
+        except ServiceError as exc:  # outputs that overflow: unless x is corrupt
+            return self._fail(self._x_problem() or exc.msg)
+        except StartError as exc:  # x is corrupt or gone (the check's wait)
+            return self._fail(self._cannot_continue(exc))
         finally:
             out.close()
 
@@ -291,6 +289,18 @@ class BatchRun(Attempt):
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
         self._retrying("release", lambda: endings.release(self.db, self.claim))
         return False
+
+    def _x_problem(self) -> str | None:
+        """Once x's hash check ended: why x cannot be used, or None when it checked out."""
+        try:
+            self._x_check.wait()
+        except StartError as exc:
+            return self._cannot_continue(exc)
+        return None
+
+    def _cannot_continue(self, exc: StartError) -> str:
+        log.info("job %s: cannot continue: %s", self.claim.job_id, exc)
+        return f"cannot start: {exc}"
 
     def _fail(self, error: str) -> bool:
         return self._retrying("fail", lambda: endings.fail(self.db, self.claim, error))

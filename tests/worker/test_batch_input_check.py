@@ -72,12 +72,16 @@ def _add_job(db: Database, kind: JobKind) -> tuple[str, str]:
         return job.id, dataset.x_sha256
 
 
-def _flip_last_byte(store: FileBlobStore, sha256: str) -> None:
-    """Damage the data, not the header: the file still maps as an array."""
+def _flip_last_byte(store: FileBlobStore, sha256: str, *, nan: bool = False) -> None:
+    """Damage the data, not the header: the file still maps as an array. With ``nan``
+    the last value becomes NaN: its row's outputs overflow too."""
     path = store.path_of(sha256)
     path.chmod(0o644)
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
+    if nan:
+        data[-4:] = np.float32(np.nan).tobytes()
+    else:
+        data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     blob_file._verified.discard(str(path.resolve()))  # as in a fresh worker process
 
@@ -97,7 +101,7 @@ def test_the_map_comes_before_the_check_and_the_check_names_the_blob(
 
 
 @pytest.mark.parametrize("kind", [JobKind.PREDICT, JobKind.EVALUATE])
-@pytest.mark.parametrize("damage", ["data", "header"])
+@pytest.mark.parametrize("damage", ["data", "nan", "header"])
 def test_a_corrupt_dataset_fails_the_run_and_stores_nothing(
     sqlite_db: Database, make_settings: MakeSettings, kind: JobKind, damage: str
 ) -> None:
@@ -105,8 +109,8 @@ def test_a_corrupt_dataset_fails_the_run_and_stores_nothing(
     store = open_blob_store(settings)
     assert isinstance(store, FileBlobStore)
     job_id, x_sha = _add_job(sqlite_db, kind)
-    if damage == "data":
-        _flip_last_byte(store, x_sha)
+    if damage in ("data", "nan"):
+        _flip_last_byte(store, x_sha, nan=damage == "nan")
     else:
         corrupt(store, x_sha)
         blob_file._verified.discard(str(store.path_of(x_sha).resolve()))
@@ -116,7 +120,7 @@ def test_a_corrupt_dataset_fails_the_run_and_stores_nothing(
     job = get_job(sqlite_db, job_id)
     assert job.status == JobStatus.FAILED
     assert job.error is not None and x_sha in job.error and "corrupt" in job.error
-    assert "features (x)" in job.error
+    assert job.error.startswith("cannot start: the dataset's features (x): ")
     assert job.result_sha256 is None and not job.output_parts
     with sqlite_db.read_session() as session:
         evaluations = session.query(Evaluation).filter(Evaluation.job_id == job_id).all()
