@@ -6,9 +6,8 @@ fenced by the lease. The outcome commits in one fenced transaction: succeeded + 
 failed + reason, cancelled (+ best-so-far model when asked), or released back to the
 queue on shutdown. Crash-test points (:mod:`app.jobs.faults`) sit around each commit.
 
-Arrays come from the blob store: x memory-mapped read-only from its hash-checked local
-file (no copy; a second job on the same dataset reads nothing again), y, the checkpoint
-and an initial model read whole. A blob that is missing or corrupt fails the job with a
+The inputs are read by :mod:`app.jobs.train_inputs` (x memory-mapped: a second job on the
+same dataset reads nothing again). A blob that is missing or corrupt fails the job with a
 message naming it; a store that is down (:class:`BlobStoreUnavailable`) propagates to the
 worker, which puts the job back in the queue and waits before claiming again.
 """
@@ -16,151 +15,30 @@ worker, which puts the job back in the queue and waits before claiming again.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import raiseload
 
-from app.config import Settings
 from app.engine import findings
 from app.engine.errors import DivergenceError, EngineError
 from app.engine.loop import scores_of
 from app.engine.model import Model
-from app.engine.network import Network
-from app.engine.training import Trainer, TrainingOptions, TrainingResult
-from app.jobs import cache_metrics, dbretry, endings, faults, queue
-from app.jobs.pulse import Pulse
-from app.storage import tables
-from app.storage.blob_arrays import load_array
-from app.storage.blobs import (
-    BlobCorrupt,
-    BlobMissing,
-    BlobStore,
-    BlobStoreUnavailable,
-    read_verified,
-)
-from app.storage.database import Database, brief
-from app.storage.tables import Dataset, Job
+from app.engine.training import Trainer, TrainingResult
+from app.jobs import cache_metrics, endings, faults, queue
+from app.jobs.attempt_base import Attempt, crash_hook
+from app.jobs.train_inputs import JobInputs, build_trainer, load_inputs
+from app.storage.blobs import BlobStore, BlobStoreUnavailable
+from app.storage.database import brief
+from app.storage.tables import Job
 
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
-T = TypeVar("T")
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
-
-
-class StartError(Exception):
-    """The job cannot start (missing dataset...): it fails with this message."""
-
-
-@dataclass(frozen=True)
-class JobInputs:
-    """Everything a job trains on, read once at the start of an attempt."""
-
-    x: np.ndarray  # (m, n0) float32
-    y: np.ndarray  # (m,) labels or (m, k) targets
-    network_config: dict[str, Any]
-    options: dict[str, Any]
-    epochs: int
-    checkpoint: bytes | None
-    history: list[dict[str, Any]]  # the checkpoint's epochs' entries (job_epochs rows)
-    init_model: tuple[bytes, dict[str, Any]] | None  # (weights npz, engine config)
-    samples_trained: int  # by earlier attempts
-    train_seconds: float
-
-
-@dataclass(frozen=True)
-class _Refs:
-    """What a job's rows say about its inputs (read in one short transaction)."""
-
-    job: Job
-    dataset: Dataset
-    init_model: tables.Model | None
-    history: list[dict[str, Any]]  # epochs 1..checkpoint_epoch
-
-
-def _read_rows(db: Database, job_id: str) -> _Refs:
-    with db.read_session() as session:
-        job = session.get(Job, job_id, options=[raiseload(Job.epoch_rows)])
-        if job is None:
-            raise StartError(f"job {job_id} vanished")
-        resumed = job.checkpoint_sha256 is not None
-        history = queue.history_until(session, job_id, job.checkpoint_epoch or 0) if resumed else []
-        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
-        if dataset is None:
-            raise StartError("the job's dataset was deleted")
-        init_model = None
-        if job.init_model_id is not None:
-            init_model = session.get(tables.Model, job.init_model_id)
-            if init_model is None:
-                raise StartError("the job's initial model was deleted")
-        return _Refs(job, dataset, init_model, history)
-
-
-def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
-    """Read the job, its dataset and its initial model (if any); StartError names a
-    missing or corrupt blob."""
-    refs = _read_rows(db, job_id)
-    job, dataset = refs.job, refs.dataset
-    what = "the dataset's features (x)"
-    try:
-        x = load_array(blobs, dataset.x_sha256)  # (m, n0) float32, memory-mapped read-only
-        what = "the dataset's labels (y)"
-        y = np.array(load_array(blobs, dataset.y_sha256))  # small: copied, no map kept open
-        checkpoint = init_model = None
-        if job.checkpoint_sha256 is not None:
-            what = "the job's checkpoint"
-            checkpoint = read_verified(blobs, job.checkpoint_sha256)
-        if refs.init_model is not None:
-            what = "the initial model's weights"
-            weights = read_verified(blobs, refs.init_model.weights_sha256)
-            init_model = (weights, refs.init_model.config)
-    except (BlobMissing, BlobCorrupt) as exc:
-        raise StartError(f"{what}: {exc.message}") from None
-    return JobInputs(
-        x=x,
-        y=y,
-        network_config=job.network_config,
-        options=job.options,
-        epochs=job.epochs,
-        checkpoint=checkpoint,
-        history=refs.history,
-        init_model=init_model,
-        samples_trained=job.samples_trained,
-        train_seconds=job.train_seconds,
-    )
-
-
-def build_trainer(inputs: JobInputs) -> Trainer:
-    """A fresh Trainer, or one resumed from the job's last checkpoint. It trains up to the
-    job's ``epochs`` column, which a sweep's halving trial holds below its options' epochs
-    until promoted (app/jobs/sweep_advance.py)."""
-    trainer = _new_trainer(inputs)
-    if inputs.epochs < trainer.options.epochs:
-        trainer.loop.stop_at = inputs.epochs
-    return trainer
-
-
-def _new_trainer(inputs: JobInputs) -> Trainer:
-    if inputs.checkpoint is not None:
-        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y, history=inputs.history)
-    init_model = None
-    if inputs.init_model is not None:
-        weights, config = inputs.init_model
-        init_model = Model.from_export(weights, config)
-    return Trainer(
-        Network.from_config(inputs.network_config),
-        inputs.x,
-        inputs.y,
-        TrainingOptions.from_dict(inputs.options),
-        init_model=init_model,
-    )
 
 
 def trained_model(
@@ -176,64 +54,48 @@ def trained_model(
     )
 
 
-def _crash_hook(point: str) -> Callable[[], None] | None:
-    return (lambda: faults.crash_point(point)) if faults.ENABLED else None
+class JobRun(Attempt):
+    """Run one attempt of a training ``claim``; :meth:`run` returns True when the job
+    ended."""
 
+    CANNOT_START = "cannot start training"
 
-class JobRun:
-    """Run one attempt of ``claim``; :meth:`run` returns True when the job ended."""
+    # Per-attempt state, set by _start (class defaults: immutable values only).
+    _trainer: Trainer | None = None
+    _inputs: JobInputs | None = None
+    _first_epoch = True
+    _start_samples = 0
+    _recorded = 0  # epochs whose history entries are in job_epochs
+    _tracked: findings.Findings  # the findings of the history read so far; set by _start
+    _epochs = 0
+    _last_write = _last_checkpoint = 0.0  # monotonic times of the last writes
 
-    def __init__(
-        self,
-        db: Database,
-        blobs: BlobStore,
-        settings: Settings,
-        claim: queue.Claim,
-        pulse: Pulse,
-        stopping: threading.Event,
-    ) -> None:
-        self.db = db
-        self.blobs = blobs
-        self.settings = settings
-        self.claim = claim
-        self.pulse = pulse
-        self.stopping = stopping
-        self.lease_lost = False
-        self._first_epoch = True
-        self._trainer: Trainer | None = None
-        self._inputs: JobInputs | None = None
-        self._start_samples = 0
-        self._recorded = 0  # epochs whose history entries are in job_epochs
-        self._tracked = findings.Findings()  # the findings of the history read so far
-        self._epochs = 0
-        self._clock = time.monotonic()
-        self._last_write = self._last_checkpoint = self._clock
-
-    def run(self) -> bool:
+    def _start(self) -> None:
         job_id = self.claim.job_id
-        log.info("job %s: attempt %d started", job_id, self.claim.attempt)
-        try:
-            before = cache_metrics.counts(self.blobs)
-            self._inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
-            cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
-            trainer = self._trainer = build_trainer(self._inputs)
-        except (StartError, EngineError) as exc:
-            log.info("job %s: cannot start: %s", job_id, exc)
-            return endings.fail(self.db, self.claim, f"cannot start training: {exc}")
+        before = cache_metrics.counts(self.blobs)
+        inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
+        cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
+        trainer = self._trainer = build_trainer(inputs)
         self._start_samples = trainer.samples_trained
         # Epochs in job_epochs: all the checkpoint's, unless it carried them (version 1).
-        self._recorded = min(len(self._inputs.history), trainer.epoch)
-        self._epochs = self._inputs.epochs
+        self._recorded = min(len(inputs.history), trainer.epoch)
+        self._epochs = inputs.epochs
+        self._tracked = findings.Findings()
+        self._earlier_seconds = inputs.train_seconds
         # The trainer holds what it needs of the rows: the loaded checkpoint and initial
         # weights would otherwise stay alive for the whole run.
         self._inputs = replace(
-            self._inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
+            inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
         )
-        self._clock = self._last_write = self._last_checkpoint = time.monotonic()
+
+    def _work(self) -> bool:
+        trainer = self._trainer
+        assert trainer is not None
+        self._last_write = self._last_checkpoint = self._clock
         try:
             result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
         except DivergenceError as exc:
-            log.info("job %s: diverged: %s", job_id, exc.message)
+            log.info("job %s: diverged: %s", self.claim.job_id, exc.message)
             error, progress = exc.message, self._progress(diverged=True)
         except EngineError as exc:
             error, progress = f"training failed: {exc}", self._progress()
@@ -247,15 +109,11 @@ class JobRun:
 
     # --- during training
     def _should_stop(self) -> bool:
-        view = self.pulse.view
-        stop = self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
-        return stop or self._over_time()
+        return self.stop_requested() or self._over_time()
 
     def _over_time(self) -> bool:
         """Whether the job has trained BACKPROP_MAX_JOB_SECONDS (all attempts together)."""
-        assert self._inputs is not None
-        spent = self._inputs.train_seconds + time.monotonic() - self._clock
-        return spent >= self.settings.max_job_seconds
+        return self.seconds() >= self.settings.max_job_seconds
 
     def _findings(self, *, diverged: bool) -> list[dict[str, Any]]:
         """The findings of the whole history so far, kept incrementally: only the epochs
@@ -279,7 +137,7 @@ class JobRun:
             metrics=scores_of(history[-1]) if history else None,
             history=history[self._recorded :],
             samples_trained=inputs.samples_trained + trainer.samples_trained - self._start_samples,
-            train_seconds=inputs.train_seconds + time.monotonic() - self._clock,
+            train_seconds=self.seconds(),
             findings=self._findings(diverged=diverged),
         )
 
@@ -315,7 +173,7 @@ class JobRun:
             self.claim,
             progress,
             checkpoint_sha256=checkpoint.sha256,
-            before_commit=_crash_hook("checkpoint_uncommitted"),
+            before_commit=crash_hook("checkpoint_uncommitted"),
         )
         self._saved(saved, progress)
         if saved:
@@ -328,15 +186,6 @@ class JobRun:
             self._recorded = progress.epoch
 
     # --- the outcome
-    def _retrying(self, what: str, call: Callable[[], T]) -> T:
-        """``call()`` (the read that starts an attempt, a write that ends the job or
-        hands it back) retried while the database is away and the lease still ours
-        (:mod:`app.jobs.dbretry`): a database restart at the start costs no attempt, and
-        one during the final commit loses no finished training."""
-        return dbretry.until_deadline(
-            call, deadline=self.pulse.lease_deadline, what=f"job {self.claim.job_id}: {what}"
-        )
-
     def _uses_best_weights(self) -> bool:
         assert self._trainer is not None
         return self._trainer.options.early_stopping is not None
@@ -356,7 +205,7 @@ class JobRun:
         one that lands after the last epoch or after the last lease check: each final
         verb reads it under the lock of its own transaction (see endings.finish/release)."""
         job_id = self.claim.job_id
-        if self.lease_lost or self.pulse.view.lost:
+        if self.lease_gone():
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
         best = partial(self._best, progress := self._progress())
@@ -379,7 +228,7 @@ class JobRun:
                     progress,
                     model,
                     best=best,
-                    before_commit=_crash_hook("before_final_commit"),
+                    before_commit=crash_hook("before_final_commit"),
                     checkpoint_sha256=paused_checkpoint,
                 ),
             )

@@ -2,21 +2,23 @@
 through the model in chunks, report ``rows_done``, commit the outcome.
 
 The dataset's x is memory-mapped (see :mod:`app.jobs.attempt`), so memory holds one
-chunk of rows and its outputs, whatever the dataset's size. A prediction run writes its
-outputs to a ``.npy`` file and stores the rows written so far as a blob piece every
+chunk of rows and its outputs, whatever the dataset's size. Both kinds write the outputs
+(n, k) to a ``.npy`` file and store the rows written so far as a blob piece every
 ``settings.checkpoint_seconds``: a later attempt (after a SIGKILL, or a release on
-shutdown) rebuilds the file from the pieces and continues after them, so its result is
-the same bytes as an uninterrupted run's. An evaluation keeps the outputs (n, k) it
-scores (the ROC AUC needs them all) and, interrupted, starts over. Both stop within one
-chunk on a cancel or a stop signal, like training (the same pulse, lease and verbs).
+shutdown) rebuilds the file from the pieces and continues after them, so its outputs are
+the same bytes as an uninterrupted run's. A prediction run stores the file; an
+evaluation reads it back and scores it (the ROC AUC needs every row's outputs, and
+scoring them at once keeps the synchronous evaluation's sums: the same metrics to the
+last bit, resumed or not). Both stop within one chunk on a cancel or a stop signal, like
+training (the same pulse, lease and verbs).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,23 +26,24 @@ from typing import Any
 import numpy as np
 
 from app.config import Settings
-from app.engine.errors import DataError, EngineError
+from app.engine.errors import DataError
 from app.engine.model import Model
 from app.jobs import batch_queue, endings, faults, queue
-from app.jobs.attempt import StartError
+from app.jobs.attempt_base import Attempt, StartError, crash_hook
 from app.jobs.batch_output import OutputFile
-from app.jobs.pulse import Pulse
+from app.jobs.input_check import InputCheck
 from app.services.errors import ServiceError
 from app.services.evaluations import BLOCK_ROWS, forward_in_blocks, score
 from app.storage import tables
-from app.storage.blob_arrays import load_array
-from app.storage.blobs import BlobCorrupt, BlobMissing, BlobStore, read_verified
+from app.storage.blob_arrays import load_array, load_array_checked_later
+from app.storage.blobs import BlobCorrupt, BlobMissing, BlobRef, BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job, JobKind, JobStatus
 
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # rows_done writes: at most ~2 a second
+X_WHAT = "the dataset's features (x)"
 CHUNK_ALIGN = 64  # rows: a multiple of the row blocking of BLAS kernels (8, 16 or 32)
 
 
@@ -50,9 +53,10 @@ class BatchInputs:
 
     model: Model
     x: np.ndarray  # (n, input_size) float32, memory-mapped read-only
+    x_check: Callable[[], None]  # x's hash check, not yet done (see app.jobs.input_check)
     y: np.ndarray | None  # an evaluation's labels (n,) or targets (n, t)
     chunk_rows: int
-    parts: list[dict[str, Any]]  # a prediction run's stored output pieces
+    parts: list[dict[str, Any]]  # the output pieces stored by earlier attempts
     seconds: float  # worked by earlier attempts
 
 
@@ -87,8 +91,8 @@ def load_batch_inputs(
     what = "the model's weights"
     try:
         model = Model.from_export(read_verified(blobs, row.weights_sha256), row.config)
-        what = "the dataset's features (x)"
-        x = load_array(blobs, dataset.x_sha256)
+        what = X_WHAT
+        x, x_check = load_array_checked_later(blobs, dataset.x_sha256)
         y = None
         if job.kind == JobKind.EVALUATE:
             what = "the dataset's labels (y)"
@@ -102,6 +106,7 @@ def load_batch_inputs(
     return BatchInputs(
         model=model,
         x=x,
+        x_check=x_check,
         y=y,
         chunk_rows=chunk_rows(model, settings),
         parts=list(job.output_parts or []),
@@ -109,173 +114,163 @@ def load_batch_inputs(
     )
 
 
-def _overflow_row(outputs: np.ndarray) -> int | None:
-    """The first row of ``outputs`` (k, width) holding NaN or inf, or None."""
-    if np.isfinite(outputs).all():
-        return None
-    return int(np.argwhere(~np.isfinite(outputs))[0][0])
-
-
-class BatchRun:
+class BatchRun(Attempt):
     """Run one attempt of a prediction run or evaluation ``claim``; :meth:`run` returns
     True when the job ended."""
 
-    def __init__(
-        self,
-        db: Database,
-        blobs: BlobStore,
-        settings: Settings,
-        claim: queue.Claim,
-        pulse: Pulse,
-        stopping: threading.Event,
-    ) -> None:
-        self.db = db
-        self.blobs = blobs
-        self.settings = settings
-        self.claim = claim
-        self.pulse = pulse
-        self.stopping = stopping
-        self.lease_lost = False
-        self.rows_done = 0
-        self._earlier_seconds = 0.0
-        self._clock = self._last_write = self._last_piece = time.monotonic()
+    _inputs: BatchInputs | None = None  # set by _start
+    _x_check: InputCheck  # set by _work
+    rows_done = 0
+    _last_write = _last_piece = 0.0  # monotonic times of the last writes
 
-    def run(self) -> bool:
+    def _start(self) -> None:
         job_id = self.claim.job_id
-        log.info("job %s (%s): attempt %d started", job_id, self.claim.kind, self.claim.attempt)
+        self._inputs = self._retrying(
+            "load", lambda: load_batch_inputs(self.db, self.blobs, self.settings, job_id)
+        )
+        self._earlier_seconds = self._inputs.seconds
+
+    def _work(self) -> bool:
+        inputs = self._inputs
+        assert inputs is not None
+        self._last_write = self._last_piece = self._clock
+        self._x_check = InputCheck(inputs.x_check, X_WHAT)
         try:
-            inputs = load_batch_inputs(self.db, self.blobs, self.settings, job_id)
-        except (StartError, EngineError) as exc:
-            log.info("job %s: cannot start: %s", job_id, exc)
-            return endings.fail(self.db, self.claim, f"cannot start: {exc}")
-        self._earlier_seconds = inputs.seconds
-        self._clock = self._last_write = self._last_piece = time.monotonic()
-        if self.claim.kind == JobKind.EVALUATE:
-            return self._evaluate(inputs)
-        with tempfile.TemporaryDirectory(prefix="backprop-predict-") as folder:
-            return self._predict(inputs, Path(folder))
+            with tempfile.TemporaryDirectory(prefix=f"backprop-{self.claim.kind}-") as folder:
+                return self._stream(inputs, Path(folder))
+        finally:
+            self._x_check.join()
 
     # --- progress
-    def _seconds(self) -> float:
-        return self._earlier_seconds + time.monotonic() - self._clock
-
-    def _should_stop(self) -> bool:
-        view = self.pulse.view
-        return self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
-
     def _report(self) -> None:
         now = time.monotonic()
         if now - self._last_write >= PROGRESS_SECONDS:
             saved = batch_queue.save_rows(
-                self.db, self.claim, rows_done=self.rows_done, seconds=self._seconds()
+                self.db, self.claim, rows_done=self.rows_done, seconds=self.seconds()
             )
             self.lease_lost |= not saved
             self._last_write = now
 
     def _save_piece(self, out: OutputFile, parts: list[dict[str, Any]]) -> None:
-        """Store the rows since the last piece and commit them with the progress."""
+        """Store the rows since the last piece and commit them with the progress (once x
+        checked out: StartError otherwise)."""
         faults.crash_point("before_checkpoint")
+        self._x_check.wait()
         piece = out.store_piece(self.blobs)
         if piece is None:
             return
         parts.append(piece)
-        hook = (lambda: faults.crash_point("checkpoint_uncommitted")) if faults.ENABLED else None
         saved = batch_queue.save_rows(
             self.db,
             self.claim,
             rows_done=self.rows_done,
-            seconds=self._seconds(),
+            seconds=self.seconds(),
             output_parts=parts,
-            before_commit=hook,
+            before_commit=crash_hook("checkpoint_uncommitted"),
         )
         self.lease_lost |= not saved
         self._last_piece = self._last_write = time.monotonic()
         if saved:
             faults.crash_point("after_checkpoint")
 
-    # --- the two kinds
-    def _predict(self, inputs: BatchInputs, folder: Path) -> bool:
+    # --- the rows, then the two kinds' ends
+    def _stream(self, inputs: BatchInputs, folder: Path) -> bool:
+        """Write the outputs (rows, output_size) of every row not in the stored pieces to
+        ``folder``'s OutputFile, storing a piece every ``checkpoint_seconds``; then end
+        the job as its kind does."""
         model, x = inputs.model, inputs.x
-        dtype = model.network.dtype
         rows = x.shape[0]
-        out = OutputFile(folder, rows=rows, width=model.network.output_size, dtype=dtype)
+        out = OutputFile(
+            folder, rows=rows, width=model.network.output_size, dtype=model.network.dtype
+        )
         parts = inputs.parts
+        # A prediction run's chunks are single blocks starting on CHUNK_ALIGN rows; an
+        # evaluation's are whole blocks of the synchronous evaluation's forward pass: the
+        # same row blocks, so the same outputs (and scores) to the last bit. A resumed
+        # attempt starts after its pieces, which end on a chunk, so on the same grid.
+        if self.claim.kind == JobKind.EVALUATE:
+            block = BLOCK_ROWS
+            chunk = max(1, inputs.chunk_rows // BLOCK_ROWS) * BLOCK_ROWS
+        else:
+            block = chunk = inputs.chunk_rows
         try:
             try:
                 self.rows_done = out.restore(self.blobs, parts)
+                if parts:
+                    log.info("job %s: resumed after %d rows", self.claim.job_id, self.rows_done)
             except (BlobMissing, BlobCorrupt) as exc:
                 log.warning("job %s: outputs unusable, starting over: %s", self.claim.job_id, exc)
                 out.start_over()
                 parts, self.rows_done = [], 0
             every = self.settings.checkpoint_seconds
-            for start in range(self.rows_done, rows, inputs.chunk_rows):
-                if self._should_stop():
+            for start in range(self.rows_done, rows, chunk):
+                if self.stop_requested():
                     return self._stopped(out, parts)
-                block = np.ascontiguousarray(x[start : start + inputs.chunk_rows], dtype=dtype)
-                with np.errstate(all="ignore"):
-                    outputs = model.predict_checked(block)
-                bad = _overflow_row(outputs)
-                if bad is not None:
-                    error = f"the model's outputs overflow for row {start + bad} of the dataset"
-                    return endings.fail(self.db, self.claim, error)
-                out.append(outputs)
+                stop = min(rows, start + chunk)
+                out.append(forward_in_blocks(model, x[start:stop], block, first_row=start))
                 self.rows_done = out.rows
                 if self.rows_done < rows and time.monotonic() - self._last_piece >= every:
                     self._save_piece(out, parts)
                 else:
                     self._report()
-            if self.lease_lost or self.pulse.view.lost:
+            if self.lease_gone():
                 return False
-            result = out.store(self.blobs)
+            self._x_check.wait()
+            if self.claim.kind == JobKind.EVALUATE:
+                return self._finish_evaluation(inputs, out.read())
+            return self._finish_prediction(out.store(self.blobs))
+        except ServiceError as exc:  # outputs that overflow: unless x is corrupt
+            return self._fail(self._x_problem() or exc.msg)
+        except StartError as exc:  # x is corrupt or gone (the check's wait)
+            return self._fail(self._cannot_continue(exc))
         finally:
             out.close()
-        hook = (lambda: faults.crash_point("before_final_commit")) if faults.ENABLED else None
-        status = batch_queue.finish_prediction(
-            self.db,
-            self.claim,
-            rows_done=self.rows_done,
-            seconds=self._seconds(),
-            result_sha256=result.sha256,
-            before_commit=hook,
+
+    def _finish_prediction(self, result: BlobRef) -> bool:
+        seconds = self.seconds()
+        status = self._retrying(
+            "finish",
+            lambda: batch_queue.finish_prediction(
+                self.db,
+                self.claim,
+                rows_done=self.rows_done,
+                seconds=seconds,
+                result_sha256=result.sha256,
+                before_commit=crash_hook("before_final_commit"),
+            ),
         )
-        log.info("job %s: prediction run %s (%d rows)", self.claim.job_id, status, rows)
+        log.info("job %s: prediction run %s (%d rows)", self.claim.job_id, status, self.rows_done)
         return status is not None
 
-    def _evaluate(self, inputs: BatchInputs) -> bool:
-        model, x, y = inputs.model, inputs.x, inputs.y
-        assert y is not None
-        rows = x.shape[0]
-        outputs = np.empty((rows, model.network.output_size), dtype=model.network.dtype)
-        # Whole blocks of the synchronous evaluation's forward pass: the same row blocks,
-        # so the same outputs and scores to the last bit.
-        chunk = max(1, inputs.chunk_rows // BLOCK_ROWS) * BLOCK_ROWS
+    def _finish_evaluation(self, inputs: BatchInputs, outputs: np.ndarray) -> bool:
+        """Score ``outputs`` (rows, output_size) against the labels and store the metrics
+        with the job's success."""
+        assert inputs.y is not None
         try:
-            for start in range(0, rows, chunk):
-                if self._should_stop():
-                    return self._stopped(None, [])
-                stop = min(rows, start + chunk)
-                outputs[start:stop] = forward_in_blocks(model, x[start:stop], first_row=start)
-                self.rows_done = stop
-                self._report()
-            metrics = score(model, outputs, y)
-        except ServiceError as exc:
-            return endings.fail(self.db, self.claim, exc.msg)
+            metrics = score(inputs.model, outputs, inputs.y)
         except DataError as exc:
-            return endings.fail(self.db, self.claim, exc.message)
-        if self.lease_lost or self.pulse.view.lost:
-            return False
-        status = batch_queue.finish_evaluation(
-            self.db, self.claim, rows_done=rows, seconds=self._seconds(), metrics=metrics
+            return self._fail(exc.message)
+        seconds = self.seconds()
+        status = self._retrying(
+            "finish",
+            lambda: batch_queue.finish_evaluation(
+                self.db,
+                self.claim,
+                rows_done=self.rows_done,
+                seconds=seconds,
+                metrics=metrics,
+                before_commit=crash_hook("before_final_commit"),
+            ),
         )
-        log.info("job %s: evaluation %s (%d rows)", self.claim.job_id, status, rows)
+        log.info("job %s: evaluation %s (%d rows)", self.claim.job_id, status, self.rows_done)
         return status is not None
 
     # --- stopped before the end
-    def _stopped(self, out: OutputFile | None, parts: list[dict[str, Any]]) -> bool:
+    def _stopped(self, out: OutputFile, parts: list[dict[str, Any]]) -> bool:
         """Cancelled (ends ``cancelled``), or the worker stops (the pieces written so far
         are stored, the job goes back to the queue), or the lease is gone (nothing)."""
         job_id = self.claim.job_id
-        if self.lease_lost or self.pulse.view.lost:
+        if self.lease_gone():
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
         state = queue.heartbeat(self.db, self.claim, lease_seconds=self.settings.lease_seconds)
@@ -283,15 +278,29 @@ class BatchRun:
             return False
         if state.cancel_requested:
             log.info("job %s: cancelled after %d rows", job_id, self.rows_done)
-            return batch_queue.end_batch(
-                self.db,
-                self.claim,
-                JobStatus.CANCELLED,
-                rows_done=self.rows_done,
-                seconds=self._seconds(),
+            rows_done, seconds = self.rows_done, self.seconds()
+            return self._retrying(
+                "cancel",
+                lambda: batch_queue.end_batch(
+                    self.db, self.claim, JobStatus.CANCELLED, rows_done=rows_done, seconds=seconds
+                ),
             )
-        if out is not None:
-            self._save_piece(out, parts)
+        self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
-        endings.release(self.db, self.claim)
+        self._retrying("release", lambda: endings.release(self.db, self.claim))
         return False
+
+    def _x_problem(self) -> str | None:
+        """Once x's hash check ended: why x cannot be used, or None when it checked out."""
+        try:
+            self._x_check.wait()
+        except StartError as exc:
+            return self._cannot_continue(exc)
+        return None
+
+    def _cannot_continue(self, exc: StartError) -> str:
+        log.info("job %s: cannot continue: %s", self.claim.job_id, exc)
+        return f"cannot start: {exc}"
+
+    def _fail(self, error: str) -> bool:
+        return self._retrying("fail", lambda: endings.fail(self.db, self.claim, error))

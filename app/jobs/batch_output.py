@@ -77,6 +77,8 @@ class OutputFile:
         self._piece.close()
         ref = blobs.put_file(self._piece_path)
         part = {"rows": self._piece_rows, "sha256": ref.sha256}
+        # A new file, not the stored one truncated: the file store may have hard-linked it.
+        self._piece_path.unlink()
         self._piece = self._piece_path.open("wb")
         self._piece_rows = 0
         return part
@@ -87,6 +89,13 @@ class OutputFile:
             raise ValueError(f"{self.rows} of {self.rows_total} output rows written")
         self.close()
         return blobs.put_file(self.path)
+
+    def read(self) -> np.ndarray:
+        """The finished outputs (rows, width), read whole (every row must be written)."""
+        if self.rows != self.rows_total:
+            raise ValueError(f"{self.rows} of {self.rows_total} output rows written")
+        self.close()
+        return np.load(self.path)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._file.close()

@@ -106,12 +106,23 @@ def finish_prediction(
 
 
 def finish_evaluation(
-    db: Database, claim: Claim, *, rows_done: int, seconds: float, metrics: dict[str, Any]
+    db: Database,
+    claim: Claim,
+    *,
+    rows_done: int,
+    seconds: float,
+    metrics: dict[str, Any],
+    before_commit: BeforeCommit | None = None,
 ) -> JobStatus | None:
-    """In ONE transaction: the job succeeds and its evaluation row gets ``metrics`` — or
-    it ends ``cancelled`` when a cancel was requested before this commit. The status it
-    ended in; None when the lease is lost."""
-    values = {**ended_values(JobStatus.SUCCEEDED), "rows_done": rows_done, "train_seconds": seconds}
+    """In ONE transaction: the job succeeds (its output pieces dropped) and its
+    evaluation row gets ``metrics`` — or it ends ``cancelled`` when a cancel was requested
+    before this commit. The status it ended in; None when the lease is lost."""
+    values = {
+        **ended_values(JobStatus.SUCCEEDED),
+        "rows_done": rows_done,
+        "train_seconds": seconds,
+        "output_parts": None,
+    }
     with db.session() as session:
         status = _cancel_or(session, claim, rows_done=rows_done, seconds=seconds)
         if status is not JobStatus.SUCCEEDED:
@@ -120,6 +131,8 @@ def finish_evaluation(
         session.execute(
             update(Evaluation).where(Evaluation.job_id == claim.job_id).values(metrics=metrics)
         )
+        if before_commit is not None:
+            before_commit()
     return status
 
 

@@ -59,20 +59,29 @@ def forward_in_blocks(
     a time; 422 at body.dataset_id naming the first row whose outputs overflow (counted
     from ``first_row``: where x starts in the dataset)."""
     dtype = model.network.dtype
+    if x.shape[0] <= block_rows:  # one block: its outputs as they come, no copy
+        return _forward_block(model, x, first_row)
     outputs = np.empty((x.shape[0], model.network.output_size), dtype=dtype)
     for start in range(0, x.shape[0], block_rows):
-        block = np.ascontiguousarray(x[start : start + block_rows], dtype=dtype)
-        with np.errstate(all="ignore"):
-            out = model.predict_checked(block)
-        if not np.isfinite(out).all():
-            row = first_row + start + int(np.argwhere(~np.isfinite(out))[0][0])
-            raise Invalid(
-                f"the model's outputs overflow for row {row} of the dataset",
-                DATASET_LOC,
-                error_type="non_finite_output",
-            )
-        outputs[start : start + block.shape[0]] = out
+        block = x[start : start + block_rows]
+        outputs[start : start + block.shape[0]] = _forward_block(model, block, first_row + start)
     return outputs
+
+
+def _forward_block(model: Model, x: np.ndarray, first_row: int) -> Any:
+    """The outputs (k, output_size) of rows x (k, input_size) in one pass; 422 naming the
+    first row whose outputs overflow (x's rows count from ``first_row``)."""
+    block = np.ascontiguousarray(x, dtype=model.network.dtype)
+    with np.errstate(all="ignore"):
+        out = model.predict_checked(block)
+    if not np.isfinite(out).all():
+        row = first_row + int(np.argwhere(~np.isfinite(out))[0][0])
+        raise Invalid(
+            f"the model's outputs overflow for row {row} of the dataset",
+            DATASET_LOC,
+            error_type="non_finite_output",
+        )
+    return out
 
 
 def _targets(y: npt.NDArray[Any], width: int) -> np.ndarray:

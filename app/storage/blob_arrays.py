@@ -8,6 +8,7 @@ store's local file, without a copy. Nothing is ever pickled (``allow_pickle=Fals
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,20 @@ def load_array(store: BlobStore, sha256: str, *, mmap: bool = True) -> np.ndarra
     loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     array: np.ndarray[Any, Any] = np.asarray(loaded)
     return array
+
+
+def load_array_checked_later(
+    store: BlobStore, sha256: str
+) -> tuple[np.ndarray[Any, Any], Callable[[], None]]:
+    """The ``.npy`` blob ``sha256`` memory-mapped read-only before its hash is checked
+    (where the store can defer it), and the check to call before trusting any result
+    computed from it (BlobCorrupt / BlobMissing). A file too damaged to map is checked
+    at once."""
+    path, check = store.local_path_checked_later(sha256)
+    try:
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:  # not a .npy any more (a damaged header): the check says why
+        check()
+        raise
+    array: np.ndarray[Any, Any] = np.asarray(loaded)
+    return array, check

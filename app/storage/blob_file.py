@@ -18,7 +18,7 @@ import hashlib
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,6 +177,16 @@ class FileBlobStore:
         with _verified_lock:
             _verified.add(key)
         return path
+
+    def local_path_checked_later(self, sha256: str) -> tuple[Path, Callable[[], None]]:
+        path = self.path_of(sha256)
+        if not path.is_file():
+            raise BlobMissing(sha256)
+
+        def check() -> None:
+            self.local_path(sha256)  # hashes the file once per process
+
+        return path, check
 
     def exists(self, sha256: str) -> bool:
         return self.path_of(sha256).is_file()

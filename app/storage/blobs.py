@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +82,12 @@ class BlobStore(Protocol):
 
     def local_path(self, sha256: str) -> Path:
         """A local, hash-verified, read-only file holding the blob."""
+        ...
+
+    def local_path_checked_later(self, sha256: str) -> tuple[Path, Callable[[], None]]:
+        """:meth:`local_path`, where the backend can, without waiting for the hash check:
+        the local file (BlobMissing if absent) and the check, to call before trusting its
+        bytes (BlobCorrupt / BlobMissing; nothing to do once checked)."""
         ...
 
     def exists(self, sha256: str) -> bool: ...

@@ -147,8 +147,9 @@ class Job(Base):
     options, epochs and history columns. A prediction run or evaluation job reads the model
     ``model_id`` and the dataset, and reports ``rows_done`` of ``rows_total``;
     ``train_seconds`` is then its working time (rows/s = rows_done / train_seconds), and
-    a prediction run's finished outputs are the ``.npy`` blob ``result_sha256``, the
-    pieces written before that ``output_parts`` (resumed by the next attempt)."""
+    a prediction run's finished outputs are the ``.npy`` blob ``result_sha256``; the
+    output pieces either kind wrote before it ended are ``output_parts`` (resumed by the
+    next attempt)."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)

@@ -108,6 +108,7 @@ def test_a_killed_worker_s_run_resumes_and_ends_identical(
     survivor_log = tmp_path / "survivor.log"
     survivor = start_worker(survivor_log, burst=True)
     assert wait_exit(survivor, survivor_log) == 0, survivor_log.read_text()
+    assert f"job {run_id}: resumed after {kept} rows" in survivor_log.read_text()
     done = get_job(sqlite_db, run_id)
     assert done.attempts == 2 and done.rows_done == ROWS
     assert _outputs(sqlite_db, run_id) == _reference(sqlite_db, settings)

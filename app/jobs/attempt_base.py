@@ -1,0 +1,105 @@
+"""What every attempt at a claimed job shares, training (:mod:`app.jobs.attempt`) or a
+row-streaming kind (:mod:`app.jobs.batch_attempt`): the database, blob store, settings,
+claim, lease pulse and stop signal it runs with; the start (load the inputs, retried
+while the database is away; a :class:`StartError` fails the job); the stop and
+lease-lost checks; the clock of seconds worked over all attempts; and the retry of a
+write that ends the job or hands it back (:mod:`app.jobs.dbretry`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TypeVar
+
+from app.config import Settings
+from app.engine.errors import EngineError
+from app.jobs import dbretry, endings, faults, queue
+from app.jobs.pulse import Pulse
+from app.storage.blobs import BlobStore
+from app.storage.database import Database
+
+log = logging.getLogger("backprop.worker")
+
+T = TypeVar("T")
+
+
+class StartError(Exception):
+    """The job cannot start (missing dataset...): it fails with this message."""
+
+
+def crash_hook(point: str) -> Callable[[], None] | None:
+    """A ``before_commit`` hook dying at crash-test ``point``; None when faults are off."""
+    return (lambda: faults.crash_point(point)) if faults.ENABLED else None
+
+
+class Attempt(ABC):
+    """One attempt at ``claim``. A subclass loads its inputs in :meth:`_start` and does
+    the work in :meth:`_work`; :meth:`run` returns True when the job ended."""
+
+    CANNOT_START = "cannot start"  # the failed job's error: "<this>: <why>"
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        settings: Settings,
+        claim: queue.Claim,
+        pulse: Pulse,
+        stopping: threading.Event,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.settings = settings
+        self.claim = claim
+        self.pulse = pulse
+        self.stopping = stopping
+        self.lease_lost = False  # a fenced write found the job no longer ours
+        self._earlier_seconds = 0.0  # worked by earlier attempts
+        self._clock = time.monotonic()  # when this attempt's work began
+
+    def run(self) -> bool:
+        job_id = self.claim.job_id
+        log.info("job %s: attempt %d started (%s)", job_id, self.claim.attempt, self.claim.kind)
+        try:
+            self._start()
+        except (StartError, EngineError) as exc:
+            log.info("job %s: cannot start: %s", job_id, exc)
+            error = f"{self.CANNOT_START}: {exc}"
+            return self._retrying("fail", lambda: endings.fail(self.db, self.claim, error))
+        self._clock = time.monotonic()
+        return self._work()
+
+    @abstractmethod
+    def _start(self) -> None:
+        """Load the inputs (StartError / EngineError: the job fails) and set
+        ``_earlier_seconds``."""
+
+    @abstractmethod
+    def _work(self) -> bool:
+        """The attempt's work and its outcome's commit; True when the job ended."""
+
+    # --- shared checks
+    def seconds(self) -> float:
+        """Seconds worked on the job, earlier attempts included."""
+        return self._earlier_seconds + time.monotonic() - self._clock
+
+    def lease_gone(self) -> bool:
+        """Whether the job is no longer ours (a fenced write or the pulse found so)."""
+        return self.lease_lost or self.pulse.view.lost
+
+    def stop_requested(self) -> bool:
+        """A stop signal, a cancel request, or a lost lease: stop at the next boundary."""
+        return self.stopping.is_set() or self.lease_gone() or self.pulse.view.cancel_requested
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` (the read that starts an attempt, a write that ends the job or
+        hands it back) retried while the database is away and the lease still ours
+        (:mod:`app.jobs.dbretry`): a database restart at the start costs no attempt, and
+        one during the final commit loses no finished work."""
+        return dbretry.until_deadline(
+            call, deadline=self.pulse.lease_deadline, what=f"job {self.claim.job_id}: {what}"
+        )

@@ -1,0 +1,131 @@
+"""What a training attempt reads at its start: the job's rows (dataset, initial model,
+the history of a checkpoint) in one short transaction, then its arrays from the blob
+store (x memory-mapped read-only from its hash-checked local file, y, the checkpoint and
+an initial model read whole), and the Trainer built from them, fresh or resumed.
+
+A blob that is missing or corrupt is a :class:`StartError` naming it (the job fails); a
+store that is down (:class:`BlobStoreUnavailable`) propagates to the worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import raiseload
+
+from app.engine.model import Model
+from app.engine.network import Network
+from app.engine.training import Trainer, TrainingOptions
+from app.jobs import queue
+from app.jobs.attempt_base import StartError
+from app.storage import tables
+from app.storage.blob_arrays import load_array
+from app.storage.blobs import BlobCorrupt, BlobMissing, BlobStore, read_verified
+from app.storage.database import Database
+from app.storage.tables import Dataset, Job
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """Everything a job trains on, read once at the start of an attempt."""
+
+    x: np.ndarray  # (m, n0) float32
+    y: np.ndarray  # (m,) labels or (m, k) targets
+    network_config: dict[str, Any]
+    options: dict[str, Any]
+    epochs: int
+    checkpoint: bytes | None
+    history: list[dict[str, Any]]  # the checkpoint's epochs' entries (job_epochs rows)
+    init_model: tuple[bytes, dict[str, Any]] | None  # (weights npz, engine config)
+    samples_trained: int  # by earlier attempts
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class _Refs:
+    """What a job's rows say about its inputs (read in one short transaction)."""
+
+    job: Job
+    dataset: Dataset
+    init_model: tables.Model | None
+    history: list[dict[str, Any]]  # epochs 1..checkpoint_epoch
+
+
+def _read_rows(db: Database, job_id: str) -> _Refs:
+    with db.read_session() as session:
+        job = session.get(Job, job_id, options=[raiseload(Job.epoch_rows)])
+        if job is None:
+            raise StartError(f"job {job_id} vanished")
+        resumed = job.checkpoint_sha256 is not None
+        history = queue.history_until(session, job_id, job.checkpoint_epoch or 0) if resumed else []
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        if dataset is None:
+            raise StartError("the job's dataset was deleted")
+        init_model = None
+        if job.init_model_id is not None:
+            init_model = session.get(tables.Model, job.init_model_id)
+            if init_model is None:
+                raise StartError("the job's initial model was deleted")
+        return _Refs(job, dataset, init_model, history)
+
+
+def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
+    """Read the job, its dataset and its initial model (if any); StartError names a
+    missing or corrupt blob."""
+    refs = _read_rows(db, job_id)
+    job, dataset = refs.job, refs.dataset
+    what = "the dataset's features (x)"
+    try:
+        x = load_array(blobs, dataset.x_sha256)  # (m, n0) float32, memory-mapped read-only
+        what = "the dataset's labels (y)"
+        y = np.array(load_array(blobs, dataset.y_sha256))  # small: copied, no map kept open
+        checkpoint = init_model = None
+        if job.checkpoint_sha256 is not None:
+            what = "the job's checkpoint"
+            checkpoint = read_verified(blobs, job.checkpoint_sha256)
+        if refs.init_model is not None:
+            what = "the initial model's weights"
+            weights = read_verified(blobs, refs.init_model.weights_sha256)
+            init_model = (weights, refs.init_model.config)
+    except (BlobMissing, BlobCorrupt) as exc:
+        raise StartError(f"{what}: {exc.message}") from None
+    return JobInputs(
+        x=x,
+        y=y,
+        network_config=job.network_config,
+        options=job.options,
+        epochs=job.epochs,
+        checkpoint=checkpoint,
+        history=refs.history,
+        init_model=init_model,
+        samples_trained=job.samples_trained,
+        train_seconds=job.train_seconds,
+    )
+
+
+def build_trainer(inputs: JobInputs) -> Trainer:
+    """A fresh Trainer, or one resumed from the job's last checkpoint. It trains up to the
+    job's ``epochs`` column, which a sweep's halving trial holds below its options' epochs
+    until promoted (app/jobs/sweep_advance.py)."""
+    trainer = _new_trainer(inputs)
+    if inputs.epochs < trainer.options.epochs:
+        trainer.loop.stop_at = inputs.epochs
+    return trainer
+
+
+def _new_trainer(inputs: JobInputs) -> Trainer:
+    if inputs.checkpoint is not None:
+        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y, history=inputs.history)
+    init_model = None
+    if inputs.init_model is not None:
+        weights, config = inputs.init_model
+        init_model = Model.from_export(weights, config)
+    return Trainer(
+        Network.from_config(inputs.network_config),
+        inputs.x,
+        inputs.y,
+        TrainingOptions.from_dict(inputs.options),
+        init_model=init_model,
+    )
