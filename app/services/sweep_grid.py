@@ -12,8 +12,8 @@ the network and job schemas, trial by trial (app/api/sweep_bodies.py).
 
 A trial's job body differs from a plain job's in one default (``TRIAL_JOB_DEFAULTS``):
 ``diagnostics`` is off unless the sweep's job body or a grid path sets it. The per-layer
-statistics and findings are the X-ray of a single job; across a sweep's many short trials
-they cost ~15-25% of the training time (BENCHMARKS.md §9) and nobody reads them there.
+statistics and findings are the X-ray of a single job; in a sweep's many short trials they
+cost a share of every step and epoch end (BENCHMARKS.md §9) and nobody reads them there.
 """
 
 from __future__ import annotations
