@@ -19,6 +19,7 @@ SQL only, like the queue: no engine, no HTTP.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, select, update
@@ -66,17 +67,20 @@ def trial_ended(session: Session, job_id: str) -> None:
     ).one_or_none()
     if sweep is None or sweep.status in SWEEP_TERMINAL:
         return
-    rows = session.execute(
-        select(Job.id, Job.status, Job.epochs, Job.options, Job.checkpoint_sha256, Model.metrics)
-        .outerjoin(Model, Model.job_id == Job.id)
-        .where(Job.sweep_id == sweep_id)
-    ).all()
+    # Every trial's status and epochs (small columns: this runs at each trial's end); the
+    # options and metrics only of a finished rung, to rank it.
+    rows = session.execute(select(Job.status, Job.epochs).where(Job.sweep_id == sweep_id)).all()
     if sweep.strategy.get("name") == "halving":
         top = max(row.epochs for row in rows)
         rows = [row for row in rows if row.epochs == top]
         if any(row.status in ACTIVE_STATUSES for row in rows):
             return
-        promoted = _promote(session, sweep, rows, top)
+        rung = session.execute(
+            select(Job.id, Job.status, Job.options, Job.checkpoint_sha256, Model.metrics)
+            .outerjoin(Model, Model.job_id == Job.id)
+            .where(Job.sweep_id == sweep_id, Job.epochs == top)
+        ).all()
+        promoted = _promote(session, sweep, rung, top)
         # Checkpoints of trials that will not continue are dropped (the blobs go to gc).
         session.execute(
             update(Job)
@@ -93,7 +97,7 @@ def trial_ended(session: Session, job_id: str) -> None:
     sweep.finished_at = utcnow()
 
 
-def _promote(session: Session, sweep: Sweep, rung: list[Any], target: int) -> bool:
+def _promote(session: Session, sweep: Sweep, rung: Sequence[Any], target: int) -> bool:
     """Queue the best of a finished rung for the next; False when there is no next rung
     (or no trial that can continue), and the sweep ends."""
     strategy = sweep.strategy

@@ -3,7 +3,12 @@
 ``Worker(db, settings).run()`` loops until SIGTERM/SIGINT: sweep expired leases back to
 the queue (every few seconds), claim the oldest queued job, run it (training:
 :mod:`app.jobs.attempt`; prediction runs and evaluations: :mod:`app.jobs.batch_attempt`),
-and poll every ``settings.poll_seconds`` when idle. A background
+claim the next one at once, and poll every ``settings.poll_seconds`` when idle. For
+:data:`QUICK_POLL_WINDOW` seconds after its last job ended a worker polls every
+:data:`QUICK_POLL_SECONDS` instead: another worker's job ending is what most often makes new
+work (a halving sweep's rung promotes its best trials when its last trial ends; a
+``max_parallel`` sweep frees a slot), and a rung then starts within a few milliseconds
+rather than a poll tick later. An idle server still polls at the slow rate. A background
 :class:`Pulse` thread renews the job's lease, polls (with a cheap read) for a cancel and
 keeps the worker's row in ``workers`` fresh; it is a thread of its own so that a long
 batch never lets the lease lapse.
@@ -42,6 +47,8 @@ log = logging.getLogger("backprop.worker")
 
 STALE_WORKER_ROWS = timedelta(minutes=10)  # rows of workers that died without a goodbye
 STORE_RETRY_SECONDS = 5.0
+QUICK_POLL_SECONDS = 0.02  # idle polling right after a job ended (see the module docstring)
+QUICK_POLL_WINDOW = 5.0
 
 
 def new_worker_id() -> str:
@@ -91,6 +98,7 @@ class Worker:
         log.info("worker %s started (pid %d)", self.worker_id, os.getpid())
         done = 0
         next_sweep = 0.0
+        quick_until = 0.0  # monotonic time until which idle polling is quick
         try:
             while not self.stopping.is_set():
                 try:
@@ -111,18 +119,25 @@ class Worker:
                 if claim is None:
                     if burst:
                         break
-                    self.stopping.wait(self.settings.poll_seconds)
+                    self.stopping.wait(self._idle_wait(quick_until))
                     continue
                 pulse.hold(claim)
                 try:
                     done += int(self._run_job(claim, pulse))
                 finally:
                     pulse.hold(None, finished_one=True)
+                    quick_until = time.monotonic() + QUICK_POLL_WINDOW
         finally:
             pulse.stop()
             self._goodbye()
         log.info("worker %s stopped after %d job(s)", self.worker_id, done)
         return done
+
+    def _idle_wait(self, quick_until: float) -> float:
+        """Seconds to wait before looking for a queued job again."""
+        if time.monotonic() < quick_until:
+            return min(QUICK_POLL_SECONDS, self.settings.poll_seconds)
+        return self.settings.poll_seconds
 
     def _run_job(self, claim: queue.Claim, pulse: Pulse) -> bool:
         try:

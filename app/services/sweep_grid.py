@@ -9,6 +9,11 @@ Its value is a list of alternatives, or (random search only) a distribution:
 Cartesian product of the lists in the order given; random draws ``trials`` trials from a
 generator seeded by ``seed``, one value per path. Values are checked by the API against
 the network and job schemas, trial by trial (app/api/sweep_bodies.py).
+
+A trial's job body differs from a plain job's in one default (``TRIAL_JOB_DEFAULTS``):
+``diagnostics`` is off unless the sweep's job body or a grid path sets it. The per-layer
+statistics and findings are the X-ray of a single job; in a sweep's many short trials they
+cost a share of every step and epoch end (BENCHMARKS.md §9) and nobody reads them there.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform")
 IDS = ("network_id", "dataset_id", "init_model_id")  # a sweep's job body names none
 MAX_TRIALS = 1000
 MAX_PATH = 200
+TRIAL_JOB_DEFAULTS: dict[str, Any] = {"diagnostics": False}  # see the module docstring
 
 
 def _loc(path: str) -> tuple[str, ...]:
@@ -113,8 +119,10 @@ def trial_params(grid: Mapping[str, Any], strategy: Mapping[str, Any]) -> list[d
 def apply(
     network: Mapping[str, Any], job: Mapping[str, Any], params: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (network, job) bodies of one trial: the base bodies with ``params`` set."""
-    bodies = {"network": copy.deepcopy(dict(network)), "job": copy.deepcopy(dict(job))}
+    """The (network, job) bodies of one trial: the base bodies with ``params`` set, and
+    ``TRIAL_JOB_DEFAULTS`` for the job fields that neither sets."""
+    job_body = {**TRIAL_JOB_DEFAULTS, **copy.deepcopy(dict(job))}
+    bodies = {"network": copy.deepcopy(dict(network)), "job": job_body}
     for path, value in params.items():
         root, *keys = path.split(".")
         node = bodies[root]

@@ -189,3 +189,29 @@ def test_list_events_and_ownership(client: ApiClient, bob: ApiClient, db: Databa
     done = client.get(f"/v1/sweeps/{sweep['id']}").json()
     assert end == {"status": "succeeded", "best": done["best"]}
     assert bob.get(f"/v1/sweeps/{sweep['id']}/events").status_code == 404
+
+
+def test_trials_leave_diagnostics_off_unless_the_sweep_asks(
+    client: ApiClient, db: Database
+) -> None:
+    data = make_data(client)
+    plain = create(client, sweep_body(data))
+    asked = create(client, sweep_body(data, job={**sweep_body(data)["job"], "diagnostics": True}))
+    by_grid = create(client, sweep_body(data, grid={"job.diagnostics": [True, False]}))
+    run_worker(db)
+
+    def layers_and_option(sweep: dict[str, object]) -> list[tuple[bool, bool]]:
+        done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+        assert done["status"] == "succeeded"
+        seen = []
+        for trial in done["trials"]:
+            job = client.get(f"/v1/jobs/{trial['job_id']}").json()
+            has_layers = all(entry["layers"] is not None for entry in job["history"])
+            seen.append((job["options"]["diagnostics"], has_layers))
+        return seen
+
+    assert layers_and_option(plain) == [(False, False), (False, False)]
+    assert layers_and_option(asked) == [(True, True), (True, True)]
+    assert layers_and_option(by_grid) == [(True, True), (False, False)]
+    # The stored sweep body is the one given: the default belongs to the trials.
+    assert "diagnostics" not in client.get(f"/v1/sweeps/{plain['id']}").json()["job"]

@@ -110,7 +110,9 @@ class SweepCreate(BaseModel):
     dataset_id: str = Field(max_length=64)
     network: dict[str, JsonValue] = Field(description="A POST /v1/networks body without its name")
     job: dict[str, JsonValue] = Field(
-        default_factory=dict, description="A POST /v1/jobs body without its ids"
+        default_factory=dict,
+        description="A POST /v1/jobs body without its ids; diagnostics default to false in "
+        "a sweep's trials (set them here or in the grid to get each trial's X-ray)",
     )
     grid: dict[str, GridValues] = Field(
         min_length=1,
