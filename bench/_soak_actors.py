@@ -1,5 +1,6 @@
 """The soak's actors, one thread each: a job feeder, predict clients, an uploader, a
-canceller, a worker killer, a memory sampler and (when the service has sweeps) a sweep.
+canceller, a worker killer, a memory sampler and (when the service has sweeps) the
+sweeper of ``_soak_sweeps``.
 
 Every actor loops until ``ctx.stop`` is set, sends its requests through
 :meth:`Recorder.call` (which counts every status and every 5xx) and never raises on an
@@ -42,7 +43,8 @@ class Options:
     cancel_every: float = 45.0
     kill_every: float = 120.0
     sample_every: float = 10.0
-    sweep_at: float = 60.0
+    sweep_at: float = 60.0  # the first sweep
+    sweep_every: float = 240.0  # then one every so often (see _soak_sweeps.schedule)
     duration: float = 1200.0  # the load's length: no kill at or after it
 
 
@@ -270,6 +272,12 @@ def killer(ctx: Context) -> None:
             if row.status == "running"
         }
         candidates = [pid for pid in tree.workers if pid in busy] or list(tree.workers)
+        # Every other kill, a worker training a sweep's trial when one is.
+        trials = ctx.tallies.sweeps.trial_jobs()
+        on_trials = [pid for pid in candidates if busy.get(pid) in trials]
+        hit_trials = sum(k.had_job in trials for k in ctx.tallies.kills)
+        if on_trials and 2 * hit_trials <= len(ctx.tallies.kills):
+            candidates = on_trials
         victim = rng.choice(candidates)
         record = KillRecord(ctx.rec.now(), victim, busy.get(victim))
         try:
@@ -300,42 +308,3 @@ def sampler(ctx: Context) -> None:
         ctx.rec.record_sample(Sample(ctx.rec.now(), tree.api, api_rss, workers, load1, threads))
         if ctx.stop.wait(ctx.options.sample_every):
             return
-
-
-# --------------------------------------------------------------------------- sweeps
-
-
-def has_sweeps(base_url: str) -> bool:
-    """Whether this service's OpenAPI document has ``/v1/sweeps``."""
-    paths = httpx.get(f"{base_url}/openapi.json", timeout=60).json()["paths"]
-    return "/v1/sweeps" in paths
-
-
-def sweeper(ctx: Context) -> None:
-    """After ``sweep_at`` s, one 4-trial grid sweep (2 learning rates x 2 batch sizes)."""
-    if ctx.stop.wait(ctx.options.sweep_at):
-        return
-    body = {
-        "name": "soak-sweep",
-        "dataset_id": ctx.rec.targets[0].dataset_id,
-        "network": {
-            "input_size": ctx.rec.targets[0].n_features,
-            "layers": [{"units": 16, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
-            "seed": 0,
-        },
-        "job": {
-            "epochs": 60,
-            "validation_split": 0.2,
-            "optimizer": {"name": "adam", "learning_rate": 0.01},
-        },
-        "grid": {"job.optimizer.learning_rate": [0.003, 0.03], "job.batch_size": [16, 64]},
-        "strategy": {"name": "grid"},
-        "metric": "val_accuracy",
-    }
-    with ctx.http() as http:
-        response = ctx.rec.call(http, "create sweep", "POST", "/v1/sweeps", json=body)
-    ctx.tallies.sweep["created"] = response.status_code if response is not None else 0
-    if response is not None and response.status_code < 300:
-        ctx.tallies.sweep["id"] = response.json()["id"]
-    elif response is not None:
-        ctx.tallies.sweep["refused"] = response.text[:500]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from _soak_sweeps import Sweeps
 
 
 @dataclass(frozen=True)
@@ -157,4 +158,4 @@ class Tallies:
     kills: list[KillRecord] = field(default_factory=list)
     uploads: Counter[str] = field(default_factory=Counter)
     deletes: Counter[int] = field(default_factory=Counter)
-    sweep: dict[str, Any] = field(default_factory=dict)
+    sweeps: Sweeps = field(default_factory=Sweeps)
