@@ -221,6 +221,7 @@ class JobRun:
             trainer = self._trainer = build_trainer(self._inputs)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
+            self.pulse.ending()
             return endings.fail(self.db, self.claim, f"cannot start training: {exc}")
         self._start_samples = trainer.samples_trained
         # Epochs in job_epochs: all the checkpoint's, unless it carried them (version 1).
@@ -237,11 +238,13 @@ class JobRun:
         except DivergenceError as exc:
             log.info("job %s: diverged: %s", job_id, exc.message)
             error, progress = exc.message, self._progress(diverged=True, final=True)
+            self.pulse.ending()
             return self._retrying(
                 "fail", lambda: endings.fail(self.db, self.claim, error, progress)
             )
         except EngineError as exc:
             error, progress = f"training failed: {exc}", self._progress(final=True)
+            self.pulse.ending()
             return self._retrying(
                 "fail", lambda: endings.fail(self.db, self.claim, error, progress)
             )
@@ -375,6 +378,7 @@ class JobRun:
             )
             paused_checkpoint = self._paused_checkpoint()
             self._inject_cancel("before_final_commit")
+            self.pulse.ending()
             outcome = self._retrying(
                 "finish",
                 lambda: endings.finish(
@@ -388,8 +392,11 @@ class JobRun:
                 ),
             )
             faults.crash_point("after_final_commit")
+            if outcome.status is None:
+                log.warning("job %s: lease lost before the final commit; not written", job_id)
+                return False
             log.info("job %s: %s, model %s", job_id, outcome.status, outcome.model_id)
-            return outcome.status is not None
+            return True
         lease = self.settings.lease_seconds
         state = self._retrying(
             "lease check", lambda: queue.heartbeat(self.db, self.claim, lease_seconds=lease)
@@ -400,6 +407,7 @@ class JobRun:
             return self._fail_over_time(progress)
         self._inject_cancel("before_release")
         # Back to the queue, or, when a cancel is pending, cancelled (model kept if asked).
+        self.pulse.ending()
         released = self._retrying(
             "release",
             lambda: endings.release(self.db, self.claim, progress=progress, best=best),
@@ -442,6 +450,7 @@ class JobRun:
             f"BACKPROP_MAX_JOB_SECONDS={limit:g}, after epoch {progress.epoch}{kept}"
         )
         log.info("job %s: %s", self.claim.job_id, error)
+        self.pulse.ending()
         return self._retrying(
             "fail", lambda: endings.fail(self.db, self.claim, error, progress, best)
         )

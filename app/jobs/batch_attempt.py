@@ -147,6 +147,7 @@ class BatchRun:
             inputs = load_batch_inputs(self.db, self.blobs, self.settings, job_id)
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
+            self.pulse.ending()
             return endings.fail(self.db, self.claim, f"cannot start: {exc}")
         self._earlier_seconds = inputs.seconds
         self._clock = self._last_write = self._last_piece = time.monotonic()
@@ -217,6 +218,7 @@ class BatchRun:
                 bad = _overflow_row(outputs)
                 if bad is not None:
                     error = f"the model's outputs overflow for row {start + bad} of the dataset"
+                    self.pulse.ending()
                     return endings.fail(self.db, self.claim, error)
                 out.append(outputs)
                 self.rows_done = out.rows
@@ -230,6 +232,7 @@ class BatchRun:
         finally:
             out.close()
         hook = (lambda: faults.crash_point("before_final_commit")) if faults.ENABLED else None
+        self.pulse.ending()
         done = batch_queue.finish_prediction(
             self.db,
             self.claim,
@@ -259,12 +262,15 @@ class BatchRun:
                 self._report()
             metrics = score(model, outputs, y)
         except ServiceError as exc:
+            self.pulse.ending()
             return endings.fail(self.db, self.claim, exc.msg)
         except DataError as exc:
+            self.pulse.ending()
             return endings.fail(self.db, self.claim, exc.message)
         if self.lease_lost or self.pulse.view.lost:
             return False
         log.info("job %s: evaluation succeeded (%d rows)", self.claim.job_id, rows)
+        self.pulse.ending()
         return batch_queue.finish_evaluation(
             self.db, self.claim, rows_done=rows, seconds=self._seconds(), metrics=metrics
         )
@@ -282,6 +288,7 @@ class BatchRun:
             return False
         if state.cancel_requested:
             log.info("job %s: cancelled after %d rows", job_id, self.rows_done)
+            self.pulse.ending()
             return batch_queue.end_batch(
                 self.db,
                 self.claim,
@@ -292,5 +299,6 @@ class BatchRun:
         if out is not None:
             self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
+        self.pulse.ending()
         endings.release(self.db, self.claim)
         return False
