@@ -252,9 +252,22 @@ def canceller(ctx: Context) -> None:
 # --------------------------------------------------------------------------- SIGKILL
 
 
+TRIAL_WAIT_S = 30.0
+
+
+def busy_workers(ctx: Context) -> dict[int | None, str]:
+    """Worker pid -> the id of the job it holds, for every running job."""
+    return {
+        worker_pid(row.worker_id): row.id
+        for row in ctx.probe.jobs().values()
+        if row.status == "running"
+    }
+
+
 def killer(ctx: Context) -> None:
-    """Every ``kill_every`` s SIGKILL a worker (one that holds a running job if any) and
-    time the supervisor's restart of it."""
+    """Every ``kill_every`` s SIGKILL a worker (one that holds a running job if any; every
+    other kill one training a sweep's trial, see above) and time the supervisor's restart
+    of it."""
     rng = random.Random(ctx.seed + 2)
     kills = 0
     # On a fixed schedule (2, 4, 6... minutes), whatever each restart took.
@@ -266,18 +279,22 @@ def killer(ctx: Context) -> None:
         if not tree.workers:
             ctx.rec.note("kill skipped: no worker alive", "serve has no worker child")
             continue
-        busy = {
-            worker_pid(row.worker_id): row.id
-            for row in ctx.probe.jobs().values()
-            if row.status == "running"
-        }
-        candidates = [pid for pid in tree.workers if pid in busy] or list(tree.workers)
-        # Every other kill, a worker training a sweep's trial when one is.
-        trials = ctx.tallies.sweeps.trial_jobs()
-        on_trials = [pid for pid in candidates if busy.get(pid) in trials]
-        hit_trials = sum(k.had_job in trials for k in ctx.tallies.kills)
-        if on_trials and 2 * hit_trials <= len(ctx.tallies.kills):
-            candidates = on_trials
+        busy = busy_workers(ctx)
+        on_trials: list[int] = []
+        # Every other kill, a worker training a sweep's trial: while a sweep is active,
+        # wait up to TRIAL_WAIT_S for one to hold a trial.
+        hit_trials = sum(k.had_job in ctx.tallies.sweeps.trial_jobs() for k in ctx.tallies.kills)
+        if 2 * hit_trials <= len(ctx.tallies.kills):
+            waited = time.monotonic() + TRIAL_WAIT_S
+            while True:
+                trials = ctx.tallies.sweeps.trial_jobs()
+                on_trials = [pid for pid in tree.workers if busy.get(pid) in trials]
+                if on_trials or not ctx.tallies.sweeps.active() or time.monotonic() > waited:
+                    break
+                if ctx.stop.wait(1.0):
+                    return
+                tree, busy = serve_tree(ctx.serve_pid), busy_workers(ctx)
+        candidates = on_trials or [pid for pid in tree.workers if pid in busy] or list(tree.workers)
         victim = rng.choice(candidates)
         record = KillRecord(ctx.rec.now(), victim, busy.get(victim))
         try:
