@@ -93,6 +93,7 @@ class Ending:
     failures: Counter[str] = field(default_factory=Counter)
     attempts: Counter[int] = field(default_factory=Counter)
     log_errors: list[str] = field(default_factory=list)
+    log_warnings: Counter[str] = field(default_factory=Counter)  # by message, ids masked
     trials: int = 0  # of the jobs, sweep trials
     sweep_checks: list[tuple[str, bool, str]] = field(default_factory=list)
 
@@ -199,6 +200,10 @@ def print_report(
     print(sweep_summary(tallies.sweeps))
     print(training_times(rec))
     print("Job attempts: " + ", ".join(f"{k}: {v}" for k, v in sorted(ending.attempts.items())))
+    print(
+        "WARNING log lines: "
+        + ("; ".join(f"{k} (x{v})" for k, v in ending.log_warnings.most_common()) or "none")
+    )
     if ending.failures:
         print(
             "Failed jobs' errors: " + "; ".join(f"{k} (x{v})" for k, v in ending.failures.items())

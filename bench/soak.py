@@ -39,6 +39,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -77,6 +78,7 @@ SETTINGS: dict[str, Any] = {
     "extra_env": {"BACKPROP_GC_INTERVAL_SECONDS": "60", "BACKPROP_GC_GRACE_SECONDS": "30"},
 }
 WORKERS = 2
+IDS = re.compile(r"\b[a-z]{2,4}_[0-9a-f]{8,}\b|\b[\w.-]+:\d+:[0-9a-f]+\b")  # job ids, worker ids
 
 
 def uptime() -> str:
@@ -149,6 +151,10 @@ def examine(ctx: actors.Context, c: Cluster) -> Ending:
         cancel.has_model = models.get(cancel.job_id, 0) > 0
     seen = set()
     for name, log in c.logs().items():
+        for line in log.splitlines():
+            if "WARNING" in line:
+                message = line.split("WARNING", 1)[1].strip(" :]")[:120]
+                ending.log_warnings[f"{name}: {IDS.sub('<id>', message)}"] += 1
         for line in error_lines(log):
             key = line.split(" ", 2)[-1][:200]
             if key not in seen:
