@@ -135,11 +135,12 @@ def schedule(options: Any) -> list[float]:
 
 def sweeper(ctx: Context) -> None:
     """Create the sweeps on :func:`schedule`; cancel every third once a trial has ended
-    and another is still active (or after :data:`CANCEL_LATEST_S`); keep them read."""
+    and another is still active (or after :data:`CANCEL_LATEST_S`); keep the active
+    ones read (the killer aims at their trials) until the load stops."""
     starts = schedule(ctx.options)
     cancelling: SweepRecord | None = None
     with ctx.http() as http:
-        while starts or cancelling is not None:
+        while True:
             if starts and ctx.rec.now() >= starts[0]:
                 starts.pop(0)
                 cancelling = create(ctx, http, len(ctx.tallies.sweeps.all())) or cancelling
