@@ -43,7 +43,7 @@ class Options:
     cancel_every: float = 45.0
     kill_every: float = 120.0
     sample_every: float = 10.0
-    sweep_at: float = 60.0  # the first sweep
+    sweep_at: float = 100.0  # the first sweep: 20 s before the first kill, as every one
     sweep_every: float = 240.0  # then one every so often (see _soak_sweeps.schedule)
     duration: float = 1200.0  # the load's length: no kill at or after it
 

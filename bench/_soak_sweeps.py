@@ -1,6 +1,6 @@
-"""The soak's sweeps: through the real ``/v1/sweeps`` API, a new small sweep every few
-minutes, grid and successive halving in turn, one in three cancelled midway; then the
-checks of their end states for the verdict.
+"""The soak's sweeps: through the real ``/v1/sweeps`` API, a new small sweep every four
+minutes, each 20 s before a worker SIGKILL (grid, successive halving, and a grid cancelled
+midway, in turn); then the checks of their end states for the verdict.
 
 Every trial is an ordinary job in the one queue, so the soak's other checks (every job
 terminal, at most one model per job, the table invariants) cover the trials too; the
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from _soak_actors import Context
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-KINDS = ("grid", "halving", "grid, cancelled midway")
+KINDS = ("grid", "halving", "cancelled")  # the third: a grid cancelled midway
 CANCEL_LATEST_S = 120.0  # cancel by then even when no trial has ended yet
 
 
@@ -74,8 +74,8 @@ class Sweeps:
 
 
 def body(kind: str, n: int, dataset_id: str, n_features: int) -> dict[str, Any]:
-    """A small sweep on the generated dataset: a 4-trial grid, or halving over 6 configs
-    (rungs of 10, 30 and 90 epochs)."""
+    """A small sweep on the generated dataset: a 4-trial grid, halving over 6 configs
+    (rungs of 10, 30 and 90 epochs), or (to cancel) 6 trials one at a time."""
     network = {
         "input_size": n_features,
         "layers": [{"units": 16, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
@@ -95,6 +95,17 @@ def body(kind: str, n: int, dataset_id: str, n_features: int) -> dict[str, Any]:
             "strategy": {"name": "halving", "factor": 3, "min_epochs": 10},
             "metric": "val_accuracy",
             "max_parallel": 2,
+        }
+    if kind == "cancelled":  # one trial at a time: long enough to be cancelled midway
+        return {
+            "name": f"soak-cancelled-{n}",
+            "dataset_id": dataset_id,
+            "network": network,
+            "job": {**job, "epochs": 60},
+            "grid": {"job.optimizer.learning_rate": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]},
+            "strategy": {"name": "grid"},
+            "metric": "val_accuracy",
+            "max_parallel": 1,
         }
     return {
         "name": f"soak-grid-{n}",
@@ -159,7 +170,7 @@ def create(ctx: Context, http: httpx.Client, n: int) -> SweepRecord | None:
     """Create sweep number ``n``; the record when it is one to cancel midway."""
     kind = KINDS[n % len(KINDS)]
     target = ctx.rec.targets[0]  # a generated dataset: never deleted
-    payload = body(kind.split(",")[0], n, target.dataset_id, target.n_features)
+    payload = body(kind, n, target.dataset_id, target.n_features)
     response = ctx.rec.call(http, "create sweep", "POST", "/v1/sweeps", json=payload)
     record = SweepRecord(kind, ctx.rec.now(), response.status_code if response else 0)
     if response is not None and response.status_code == 202:
@@ -168,7 +179,7 @@ def create(ctx: Context, http: httpx.Client, n: int) -> SweepRecord | None:
     elif response is not None:
         record.refused = response.text[:300]
     ctx.tallies.sweeps.add(record)
-    return record if record.id and kind.endswith("midway") else None
+    return record if record.id and kind == "cancelled" else None
 
 
 def midway(record: SweepRecord) -> bool:
