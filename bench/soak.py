@@ -154,7 +154,8 @@ def examine(ctx: actors.Context, c: Cluster) -> Ending:
         for line in log.splitlines():
             if "WARNING" in line:
                 message = line.split("WARNING", 1)[1].strip(" :]")[:120]
-                ending.log_warnings[f"{name}: {IDS.sub('<id>', message)}"] += 1
+                masked = re.sub(r"\d+", "N", IDS.sub("<id>", message))
+                ending.log_warnings[f"{name}: {masked}"] += 1
         for line in error_lines(log):
             key = line.split(" ", 2)[-1][:200]
             if key not in seen:
