@@ -138,6 +138,7 @@ class CancelRecord:
     answer: int
     final_status: str = ""
     has_model: bool = False
+    checkpoint_epoch: int | None = None  # the job's last checkpoint (None: it had none)
 
 
 @dataclass

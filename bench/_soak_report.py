@@ -258,7 +258,7 @@ def cancels_honoured(tallies: Tallies) -> tuple[str, bool, str]:
     ]
     detail = "; ".join(
         f"{c.job_id} (keep_model={c.keep_model}) ended {c.final_status}, "
-        f"{'a' if c.has_model else 'no'} model"
+        f"{'a' if c.has_model else 'no'} model, checkpoint at epoch {c.checkpoint_epoch}"
         for c in wrong
     )
     accepted = sum(c.answer == 202 for c in tallies.cancels)
