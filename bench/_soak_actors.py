@@ -1,5 +1,6 @@
 """The soak's actors, one thread each: a job feeder, predict clients, an uploader, a
-canceller, a worker killer, a memory sampler and (when the service has sweeps) a sweep.
+canceller, a worker killer, a memory sampler and (when the service has sweeps) the
+sweeper of ``_soak_sweeps``.
 
 Every actor loops until ``ctx.stop`` is set, sends its requests through
 :meth:`Recorder.call` (which counts every status and every 5xx) and never raises on an
@@ -42,7 +43,8 @@ class Options:
     cancel_every: float = 45.0
     kill_every: float = 120.0
     sample_every: float = 10.0
-    sweep_at: float = 60.0
+    sweep_at: float = 100.0  # the first sweep: 20 s before the first kill, as every one
+    sweep_every: float = 240.0  # then one every so often (see _soak_sweeps.schedule)
     duration: float = 1200.0  # the load's length: no kill at or after it
 
 
@@ -250,9 +252,22 @@ def canceller(ctx: Context) -> None:
 # --------------------------------------------------------------------------- SIGKILL
 
 
+TRIAL_WAIT_S = 30.0
+
+
+def busy_workers(ctx: Context) -> dict[int | None, str]:
+    """Worker pid -> the id of the job it holds, for every running job."""
+    return {
+        worker_pid(row.worker_id): row.id
+        for row in ctx.probe.jobs().values()
+        if row.status == "running"
+    }
+
+
 def killer(ctx: Context) -> None:
-    """Every ``kill_every`` s SIGKILL a worker (one that holds a running job if any) and
-    time the supervisor's restart of it."""
+    """Every ``kill_every`` s SIGKILL a worker (one that holds a running job if any; every
+    other kill one training a sweep's trial, see above) and time the supervisor's restart
+    of it."""
     rng = random.Random(ctx.seed + 2)
     kills = 0
     # On a fixed schedule (2, 4, 6... minutes), whatever each restart took.
@@ -264,12 +279,22 @@ def killer(ctx: Context) -> None:
         if not tree.workers:
             ctx.rec.note("kill skipped: no worker alive", "serve has no worker child")
             continue
-        busy = {
-            worker_pid(row.worker_id): row.id
-            for row in ctx.probe.jobs().values()
-            if row.status == "running"
-        }
-        candidates = [pid for pid in tree.workers if pid in busy] or list(tree.workers)
+        busy = busy_workers(ctx)
+        on_trials: list[int] = []
+        # Every other kill, a worker training a sweep's trial: while a sweep is active,
+        # wait up to TRIAL_WAIT_S for one to hold a trial.
+        hit_trials = sum(k.had_job in ctx.tallies.sweeps.trial_jobs() for k in ctx.tallies.kills)
+        if 2 * hit_trials <= len(ctx.tallies.kills):
+            waited = time.monotonic() + TRIAL_WAIT_S
+            while True:
+                trials = ctx.tallies.sweeps.trial_jobs()
+                on_trials = [pid for pid in tree.workers if busy.get(pid) in trials]
+                if on_trials or not ctx.tallies.sweeps.active() or time.monotonic() > waited:
+                    break
+                if ctx.stop.wait(1.0):
+                    return
+                tree, busy = serve_tree(ctx.serve_pid), busy_workers(ctx)
+        candidates = on_trials or [pid for pid in tree.workers if pid in busy] or list(tree.workers)
         victim = rng.choice(candidates)
         record = KillRecord(ctx.rec.now(), victim, busy.get(victim))
         try:
@@ -300,42 +325,3 @@ def sampler(ctx: Context) -> None:
         ctx.rec.record_sample(Sample(ctx.rec.now(), tree.api, api_rss, workers, load1, threads))
         if ctx.stop.wait(ctx.options.sample_every):
             return
-
-
-# --------------------------------------------------------------------------- sweeps
-
-
-def has_sweeps(base_url: str) -> bool:
-    """Whether this service's OpenAPI document has ``/v1/sweeps``."""
-    paths = httpx.get(f"{base_url}/openapi.json", timeout=60).json()["paths"]
-    return "/v1/sweeps" in paths
-
-
-def sweeper(ctx: Context) -> None:
-    """After ``sweep_at`` s, one 4-trial grid sweep (2 learning rates x 2 batch sizes)."""
-    if ctx.stop.wait(ctx.options.sweep_at):
-        return
-    body = {
-        "name": "soak-sweep",
-        "dataset_id": ctx.rec.targets[0].dataset_id,
-        "network": {
-            "input_size": ctx.rec.targets[0].n_features,
-            "layers": [{"units": 16, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
-            "seed": 0,
-        },
-        "job": {
-            "epochs": 60,
-            "validation_split": 0.2,
-            "optimizer": {"name": "adam", "learning_rate": 0.01},
-        },
-        "grid": {"job.optimizer.learning_rate": [0.003, 0.03], "job.batch_size": [16, 64]},
-        "strategy": {"name": "grid"},
-        "metric": "val_accuracy",
-    }
-    with ctx.http() as http:
-        response = ctx.rec.call(http, "create sweep", "POST", "/v1/sweeps", json=body)
-    ctx.tallies.sweep["created"] = response.status_code if response is not None else 0
-    if response is not None and response.status_code < 300:
-        ctx.tallies.sweep["id"] = response.json()["id"]
-    elif response is not None:
-        ctx.tallies.sweep["refused"] = response.text[:500]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from _soak_sweeps import Sweeps
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class CancelRecord:
     answer: int
     final_status: str = ""
     has_model: bool = False
+    checkpoint_epoch: int | None = None  # the job's last checkpoint (None: it had none)
 
 
 @dataclass
@@ -157,4 +159,4 @@ class Tallies:
     kills: list[KillRecord] = field(default_factory=list)
     uploads: Counter[str] = field(default_factory=Counter)
     deletes: Counter[int] = field(default_factory=Counter)
-    sweep: dict[str, Any] = field(default_factory=dict)
+    sweeps: Sweeps = field(default_factory=Sweeps)

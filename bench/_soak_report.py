@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from _service import parse_time
 from _soak_record import Recorder, Sample, Tallies
+from _soak_sweeps import summary as sweep_summary
 
 MIB = 1024 * 1024
 RSS_LIMIT = 1.10  # late / early RSS
@@ -92,6 +93,9 @@ class Ending:
     failures: Counter[str] = field(default_factory=Counter)
     attempts: Counter[int] = field(default_factory=Counter)
     log_errors: list[str] = field(default_factory=list)
+    log_warnings: Counter[str] = field(default_factory=Counter)  # by message, ids masked
+    trials: int = 0  # of the jobs, sweep trials
+    sweep_checks: list[tuple[str, bool, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -122,7 +126,7 @@ def verdict(
         (
             "every job terminal after draining",
             not ending.not_terminal,
-            f"{sum(ending.statuses.values())} jobs: "
+            f"{sum(ending.statuses.values())} jobs ({ending.trials} sweep trials): "
             + ", ".join(f"{k} {v}" for k, v in sorted(ending.statuses.items())),
         ),
         (
@@ -155,6 +159,7 @@ def verdict(
         ),
         ("the API process never replaced", len(api_pids) == 1, f"API pids seen: {len(api_pids)}"),
         cancels_honoured(tallies),
+        *ending.sweep_checks,
     ]
     return Verdict(checks)
 
@@ -192,9 +197,13 @@ def print_report(
         + (", ".join(f"{k}: {v}" for k, v in sorted(tallies.deletes.items())) or "-")
     )
     print(cancel_summary(tallies))
-    print(f"Sweep: {tallies.sweep or 'none'}")
+    print(sweep_summary(tallies.sweeps))
     print(training_times(rec))
     print("Job attempts: " + ", ".join(f"{k}: {v}" for k, v in sorted(ending.attempts.items())))
+    print(
+        "WARNING log lines: "
+        + ("; ".join(f"{k} (x{v})" for k, v in ending.log_warnings.most_common()) or "none")
+    )
     if ending.failures:
         print(
             "Failed jobs' errors: " + "; ".join(f"{k} (x{v})" for k, v in ending.failures.items())
@@ -249,7 +258,7 @@ def cancels_honoured(tallies: Tallies) -> tuple[str, bool, str]:
     ]
     detail = "; ".join(
         f"{c.job_id} (keep_model={c.keep_model}) ended {c.final_status}, "
-        f"{'a' if c.has_model else 'no'} model"
+        f"{'a' if c.has_model else 'no'} model, checkpoint at epoch {c.checkpoint_epoch}"
         for c in wrong
     )
     accepted = sum(c.answer == 202 for c in tallies.cancels)
@@ -285,6 +294,6 @@ def as_json(rec: Recorder, tallies: Tallies, ending: Ending, minutes: int) -> di
         "violations": ending.violations,
         "kills": [k.__dict__ for k in tallies.kills],
         "cancels": [c.__dict__ for c in tallies.cancels],
-        "sweep": tallies.sweep,
+        "sweeps": [r.__dict__ for r in tallies.sweeps.all()],
         "log_errors": ending.log_errors,
     }

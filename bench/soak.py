@@ -12,12 +12,15 @@ worker processes) on a fresh SQLite file or a fresh PostgreSQL database:
 - every 45 s a running job is cancelled, with and without ``keep_model`` in turn;
 - every 120 s a worker is SIGKILLed (one holding a job when there is one): the supervisor
   restarts it, the job's lease (the shipped 30 s) expires and another attempt resumes it;
-- when the service has ``/v1/sweeps``, one 4-trial grid sweep (else a printed note).
+- from minute 1, a sweep every 4 minutes through ``/v1/sweeps`` (a 4-trial grid and a
+  6-config successive halving in turn; every third cancelled midway), and every other
+  SIGKILL hits a worker training a trial when one is (``_soak_sweeps``).
 
 Then the load stops, every job is drained to a terminal state, and the soak checks: no
 5xx and no refused request; every job terminal with at most one model, the tables
-consistent; API and worker RSS (sampled every 10 s) at most +10 % between minute 5 (a
-quarter of the run) and the last minute; predict p99 of the last quarter at most 1.5 x
+consistent; every sweep ended as asked (trials, models, best); API and worker RSS
+(sampled every 10 s) at most +10 % between minute 5 (a quarter of the run) and the last
+minute; predict p99 of the last quarter at most 1.5 x
 that of the second quarter; every killed worker restarted. One verdict per database.
 
     .venv/bin/python bench/soak.py --minutes 3                  # SQLite smoke run
@@ -36,6 +39,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -50,6 +54,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import _soak_actors as actors  # noqa: E402
+import _soak_sweeps as sweeps  # noqa: E402
 from _soak_procs import serve_tree  # noqa: E402
 from _soak_record import Recorder, Tallies, Target  # noqa: E402
 from _soak_report import Ending, as_json, print_report, verdict  # noqa: E402
@@ -73,6 +78,7 @@ SETTINGS: dict[str, Any] = {
     "extra_env": {"BACKPROP_GC_INTERVAL_SECONDS": "60", "BACKPROP_GC_GRACE_SECONDS": "30"},
 }
 WORKERS = 2
+IDS = re.compile(r"\b[a-z]{2,4}_[0-9a-f]{8,}\b|\b[\w.-]+:\d+:[0-9a-f]+\b")  # job ids, worker ids
 
 
 def uptime() -> str:
@@ -105,20 +111,14 @@ def warm_up(ctx: actors.Context, c: Cluster) -> None:
 
 
 def drain(ctx: actors.Context, timeout: float) -> float:
-    """Wait until no tracked job (nor the sweep) is active; the seconds it took."""
+    """Wait until no tracked job nor sweep is active; the seconds it took."""
     began = time.monotonic()
     with ctx.http() as http:
         while time.monotonic() - began < timeout:
             actors.refresh_jobs(ctx, http)
-            sweep_active = False
-            if "id" in ctx.tallies.sweep:
-                response = ctx.rec.call(
-                    http, "get sweep", "GET", f"/v1/sweeps/{ctx.tallies.sweep['id']}"
-                )
-                if response is not None and response.status_code == 200:
-                    ctx.tallies.sweep["status"] = response.json()["status"]
-                    sweep_active = ctx.tallies.sweep["status"] in actors.ACTIVE
-            if not ctx.rec.tracked(*actors.ACTIVE) and not sweep_active:
+            for record in ctx.tallies.sweeps.active():
+                sweeps.refresh(ctx, http, record)
+            if not ctx.rec.tracked(*actors.ACTIVE) and not ctx.tallies.sweeps.active():
                 break
             time.sleep(1.0)
     return time.monotonic() - began
@@ -137,12 +137,26 @@ def examine(ctx: actors.Context, c: Cluster) -> Ending:
         if row.status == "failed":
             ending.failures[(row.error or "")[:160]] += 1
     ending.most_models_per_job = max(models.values(), default=0)
+    with ctx.http() as http:  # the sweeps' final reads
+        for record in ctx.tallies.sweeps.all():
+            sweeps.refresh(ctx, http, record)
+    trials = ctx.tallies.sweeps.trial_jobs()
+    ending.trials = len(trials & rows.keys())
+    killed = {k.had_job for k in ctx.tallies.kills if k.had_job}
+    statuses = {job_id: str(row.status) for job_id, row in rows.items()}
+    ending.sweep_checks = sweeps.checks(ctx.tallies.sweeps, statuses, dict(models), killed)
     ending.violations = c.probe.invariant_violations()
     for cancel in ctx.tallies.cancels:
         cancel.final_status = str(rows[cancel.job_id].status)
         cancel.has_model = models.get(cancel.job_id, 0) > 0
+        cancel.checkpoint_epoch = rows[cancel.job_id].checkpoint_epoch
     seen = set()
     for name, log in c.logs().items():
+        for line in log.splitlines():
+            if "WARNING" in line:
+                message = line.split("WARNING", 1)[1].strip(" :]")[:120]
+                masked = re.sub(r"\d+", "N", IDS.sub("<id>", message))
+                ending.log_warnings[f"{name}: {masked}"] += 1
         for line in error_lines(log):
             key = line.split(" ", 2)[-1][:200]
             if key not in seen:
@@ -178,17 +192,11 @@ def soak(url: str, workdir: Path, args: argparse.Namespace, title: str) -> dict[
         )  # fmt: skip
         load_before = uptime()
         warm_up(ctx, c)
-        sweeps = actors.has_sweeps(server.base_url)
-        if not sweeps:
-            ctx.rec.note("no sweep", "this service has no /v1/sweeps: the sweep part is skipped")
-            print(
-                "  note: no /v1/sweeps in this service; the soak runs without a sweep",
-                file=sys.stderr,
-            )
         ctx.rec.started = time.monotonic()
-        bodies = [actors.feeder, actors.sampler, actors.uploader, actors.canceller, actors.killer]
-        if sweeps:
-            bodies.append(actors.sweeper)
+        bodies = [
+            actors.feeder, actors.sampler, actors.uploader, actors.canceller, actors.killer,
+            sweeps.sweeper,
+        ]  # fmt: skip
         threads = [threading.Thread(target=body, args=(ctx,), daemon=True) for body in bodies]
         threads += [
             threading.Thread(target=actors.predictor, args=(ctx, i), daemon=True)

@@ -103,7 +103,7 @@ class JobRun(Attempt):
             return self._conclude(result)
         # A cancel pending at this commit wins: cancelled, the best model kept if asked.
         best = partial(self._best, progress)
-        return self._retrying(
+        return self._ending(
             "fail", lambda: endings.fail(self.db, self.claim, error, progress, best=best)
         )
 
@@ -220,7 +220,7 @@ class JobRun(Attempt):
             )
             paused_checkpoint = self._paused_checkpoint()
             self._inject_cancel("before_final_commit")
-            outcome = self._retrying(
+            outcome = self._ending(
                 "finish",
                 lambda: endings.finish(
                     self.db,
@@ -233,8 +233,11 @@ class JobRun(Attempt):
                 ),
             )
             faults.crash_point("after_final_commit")
+            if outcome.status is None:
+                log.warning("job %s: lease lost before the final commit; not written", job_id)
+                return False
             log.info("job %s: %s, model %s", job_id, outcome.status, outcome.model_id)
-            return outcome.status is not None
+            return True
         lease = self.settings.lease_seconds
         state = self._retrying(
             "lease check", lambda: queue.heartbeat(self.db, self.claim, lease_seconds=lease)
@@ -245,7 +248,7 @@ class JobRun(Attempt):
             return self._fail_over_time(progress)
         self._inject_cancel("before_release")
         # Back to the queue, or, when a cancel is pending, cancelled (model kept if asked).
-        released = self._retrying(
+        released = self._ending(
             "release",
             lambda: endings.release(self.db, self.claim, progress=progress, best=best),
         )
@@ -288,6 +291,6 @@ class JobRun(Attempt):
         )
         log.info("job %s: %s", self.claim.job_id, error)
         self._inject_cancel("before_time_limit")
-        return self._retrying(
+        return self._ending(
             "fail", lambda: endings.fail(self.db, self.claim, error, progress, best)
         )

@@ -69,7 +69,7 @@ class Attempt(ABC):
         except (StartError, EngineError) as exc:
             log.info("job %s: cannot start: %s", job_id, exc)
             error = f"{self.CANNOT_START}: {exc}"
-            return self._retrying("fail", lambda: endings.fail(self.db, self.claim, error))
+            return self._ending("fail", lambda: endings.fail(self.db, self.claim, error))
         self._clock = time.monotonic()
         return self._work()
 
@@ -94,6 +94,13 @@ class Attempt(ABC):
     def stop_requested(self) -> bool:
         """A stop signal, a cancel request, or a lost lease: stop at the next boundary."""
         return self.stopping.is_set() or self.lease_gone() or self.pulse.view.cancel_requested
+
+    def _ending(self, what: str, call: Callable[[], T]) -> T:
+        """``call()``, the write that ends the attempt (the job's ending, or its release
+        back to the queue), retried as :meth:`_retrying` does. The pulse is told first:
+        the lease that write clears is not reported as lost by another worker."""
+        self.pulse.ending()
+        return self._retrying(what, call)
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """``call()`` (the read that starts an attempt, a write that ends the job or

@@ -228,7 +228,7 @@ class BatchRun(Attempt):
 
     def _finish_prediction(self, result: BlobRef) -> bool:
         seconds = self.seconds()
-        status = self._retrying(
+        status = self._ending(
             "finish",
             lambda: batch_queue.finish_prediction(
                 self.db,
@@ -251,7 +251,7 @@ class BatchRun(Attempt):
         except DataError as exc:
             return self._fail(exc.message)
         seconds = self.seconds()
-        status = self._retrying(
+        status = self._ending(
             "finish",
             lambda: batch_queue.finish_evaluation(
                 self.db,
@@ -279,7 +279,7 @@ class BatchRun(Attempt):
         if state.cancel_requested:
             log.info("job %s: cancelled after %d rows", job_id, self.rows_done)
             rows_done, seconds = self.rows_done, self.seconds()
-            return self._retrying(
+            return self._ending(
                 "cancel",
                 lambda: batch_queue.end_batch(
                     self.db, self.claim, JobStatus.CANCELLED, rows_done=rows_done, seconds=seconds
@@ -287,7 +287,7 @@ class BatchRun(Attempt):
             )
         self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
-        self._retrying("release", lambda: endings.release(self.db, self.claim))
+        self._ending("release", lambda: endings.release(self.db, self.claim))
         return False
 
     def _x_problem(self) -> str | None:
@@ -303,4 +303,4 @@ class BatchRun(Attempt):
         return f"cannot start: {exc}"
 
     def _fail(self, error: str) -> bool:
-        return self._retrying("fail", lambda: endings.fail(self.db, self.claim, error))
+        return self._ending("fail", lambda: endings.fail(self.db, self.claim, error))

@@ -46,6 +46,7 @@ class Pulse(threading.Thread):
         self._lock = threading.Lock()
         self._claim: queue.Claim | None = None
         self._view = LeaseView()
+        self._ending = False  # the main thread is writing the held job's ending
         self._lease_until = 0.0  # time.monotonic() by which the held lease surely expired
         self._jobs_done = 0
         self._wake = threading.Event()
@@ -57,9 +58,19 @@ class Pulse(threading.Thread):
         with self._lock:
             self._claim = claim
             self._view = LeaseView()
+            self._ending = False
             self._lease_until = time.monotonic() + self._lease_seconds
             self._jobs_done += int(finished_one)
         self._wake.set()
+
+    def ending(self) -> None:
+        """The main thread is about to write the held job's ending (succeeded, failed,
+        cancelled, or back to the queue): from now until the next :meth:`hold`, a lease
+        the pulse finds gone was cleared by that write, not taken by another worker, and
+        is not reported as lost. The ending's own fenced write tells the worker whether
+        it still held the job; the pulse keeps renewing the lease meanwhile."""
+        with self._lock:
+            self._ending = True
 
     @property
     def view(self) -> LeaseView:
@@ -105,7 +116,7 @@ class Pulse(threading.Thread):
                     next_renew = now + renew_every
                     next_poll = now + CANCEL_POLL_SECONDS
                 elif claim is not None and now >= next_poll:
-                    self._report(claim, queue.read_lease(self._db, claim))
+                    self.poll(claim)
                     next_poll = now + CANCEL_POLL_SECONDS
             except SQLAlchemyError as exc:
                 # The database is away (a restart): not a lost lease. Retry soon, not at
@@ -117,6 +128,11 @@ class Pulse(threading.Thread):
                 next_renew, next_poll = max(next_renew, retry), max(next_poll, retry)
             self._wake.wait(max(0.0, min(next_beat, next_renew, next_poll) - time.monotonic()))
 
+    def poll(self, claim: queue.Claim) -> None:
+        """Read ``claim``'s lease once, without renewing it, and publish what it says (the
+        thread does this every :data:`CANCEL_POLL_SECONDS` between renewals)."""
+        self._report(claim, queue.read_lease(self._db, claim))
+
     def _report(
         self, claim: queue.Claim, state: queue.LeaseState, *, renewed_at: float | None = None
     ) -> None:
@@ -125,6 +141,8 @@ class Pulse(threading.Thread):
         with self._lock:
             if self._claim is not claim:
                 return
+            if self._ending and not state.ours:
+                return  # cleared by the worker's own ending, committed a moment ago
             if renewed_at is not None and state.ours:
                 self._lease_until = renewed_at + self._lease_seconds
             newly_lost = not state.ours and not self._view.lost

@@ -146,6 +146,7 @@ class Worker:
             return run(self.db, self.blobs, self.settings, claim, pulse, self.stopping).run()
         except BlobStoreUnavailable as exc:
             log.warning("job %s: blob store unavailable, back to the queue: %s", claim.job_id, exc)
+            pulse.ending()
             endings.release(self.db, claim)
             self.stopping.wait(STORE_RETRY_SECONDS)
             return False
@@ -158,6 +159,7 @@ class Worker:
             return False
         except Exception as exc:  # a bug: make it visible on the job, keep the worker alive
             log.exception("job %s: unexpected error", claim.job_id)
+            pulse.ending()
             try:
                 return endings.fail(self.db, claim, f"internal error: {type(exc).__name__}: {exc}")
             except SQLAlchemyError as db_exc:  # the database is away too: the lease decides

@@ -3,16 +3,23 @@ a fraction of a second, by reading, long before the next lease renewal is due.""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from app.jobs import endings
+from app.jobs import worker as worker_module
 from app.jobs.pulse import LeaseView, Pulse
 from app.jobs.queue import Claim, claim_next, requeue_expired
+from app.jobs.worker import Worker
 from app.storage.database import Database
+from app.storage.tables import JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
 from tests.queue.rows import add_jobs, cancel, expire_lease, get_job
+from tests.worker.jobs import add_training_jobs
 
 LONG_LEASE = 3600.0  # renewals every 20 minutes: only the cancel poll can be heard
 
@@ -62,3 +69,74 @@ def test_a_lost_lease_reaches_the_pulse_long_before_the_next_renewal(
 
     view = wait_for(lambda: pulse.view if pulse.view.lost else None, what="lost lease")
     assert not view.cancel_requested
+
+
+# --- the worker's own ending is not a lost lease (the soak's false "lost the lease")
+
+
+def test_a_lease_cleared_by_the_workers_own_ending_is_not_reported_lost(
+    migrated_db: Database, make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A pulse polled by hand, exactly between the ending's commit and hold(None).
+    held = Pulse(migrated_db, make_settings(migrated_db.url), worker_id="w")
+    claim = _claim(migrated_db)
+    held.hold(claim)
+    held.ending()
+    assert endings.release(migrated_db, claim)  # the worker's final write: lease cleared
+
+    with caplog.at_level(logging.WARNING, logger="backprop.worker"):
+        held.poll(claim)
+
+    assert held.view == LeaseView()
+    assert "lost the lease" not in caplog.text
+
+
+def test_a_lease_taken_away_is_still_reported_lost_when_polled(
+    migrated_db: Database, make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    held = Pulse(migrated_db, make_settings(migrated_db.url), worker_id="w")
+    claim = _claim(migrated_db)
+    held.hold(claim)
+    expire_lease(migrated_db, claim.job_id)
+    assert requeue_expired(migrated_db, max_attempts=3) == 1  # not the worker's doing
+
+    with caplog.at_level(logging.WARNING, logger="backprop.worker"):
+        held.poll(claim)
+
+    assert held.view.lost
+    assert f"lost the lease of job {claim.job_id}" in caplog.text
+
+
+def test_a_pulse_read_right_after_the_final_commit_logs_no_lost_lease(
+    migrated_db: Database,
+    make_settings: MakeSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real worker trains a job; its pulse reads the lease right after the final commit
+    (before the worker's hold(None)): the window where the soak saw 3 false warnings in
+    143 jobs."""
+    settings = make_settings(migrated_db.url, lease_seconds=LONG_LEASE, checkpoint_seconds=0)
+    (job_id,) = add_training_jobs(migrated_db, epochs=3)
+    pulses: list[Pulse] = []
+
+    class Recorded(Pulse):
+        def hold(self, claim: Claim | None, *, finished_one: bool = False) -> None:
+            pulses.append(self)
+            super().hold(claim, finished_one=finished_one)
+
+    real_finish = endings.finish
+
+    def finish_then_poll(db: Database, claim: Claim, *args: Any, **kwargs: Any) -> Any:
+        outcome = real_finish(db, claim, *args, **kwargs)
+        pulses[-1].poll(claim)
+        return outcome
+
+    monkeypatch.setattr(worker_module, "Pulse", Recorded)
+    monkeypatch.setattr(endings, "finish", finish_then_poll)
+    with caplog.at_level(logging.INFO, logger="backprop.worker"):
+        assert Worker(migrated_db, settings).run(burst=True) == 1
+
+    assert get_job(migrated_db, job_id).status == JobStatus.SUCCEEDED
+    assert f"job {job_id}: succeeded" in caplog.text  # the final commit ran, then the poll
+    assert "lost the lease" not in caplog.text

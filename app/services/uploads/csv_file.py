@@ -30,6 +30,12 @@ from app.services.uploads.parsed import FILE_LOC, ParsedUpload
 BLOCK_BYTES = 1 << 22  # pyarrow's read block: bounds memory; a row must fit in one
 WIDE_COLUMNS = 2048  # more columns than this: the NumPy reader (see _wide_blocks)
 MAX_HEADER_FIELDS_SHOWN = 20
+# The C library's malloc, not pyarrow's default mimalloc: uploads are parsed in whichever
+# thread of the API's pool is free, and mimalloc keeps the freed pages of every thread's
+# own heap, so the API grew by ~1 MiB per CSV upload until each pool thread had parsed a
+# few (+105 MiB after 120 parses spread over 20 threads; +7 MiB with this pool; the
+# soak's "API RSS creep", BENCHMARKS.md section 11).
+POOL = pa.system_memory_pool()
 
 
 def parse_csv(
@@ -150,7 +156,7 @@ def _parse_blocks(
                     "features must be finite float32 numbers (no NaN, inf or overflow)",
                     (*FILE_LOC, "x", bad.row, bad.col),
                 ) from None
-            labels.append(pc.utf8_trim_whitespace(block_labels))
+            labels.append(pc.utf8_trim_whitespace(block_labels, memory_pool=POOL))
     return labels, writer
 
 
@@ -170,6 +176,7 @@ def _arrow_blocks(source: BinaryIO, width: int, label_col: int, has_header: bool
         ),
         parse_options=pacsv.ParseOptions(newlines_in_values=False),
         convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+        memory_pool=POOL,
     )
     features = [i for i in range(width) if i != label_col]
     for batch in reader:
@@ -194,7 +201,7 @@ def _wide_blocks(source: BinaryIO, width: int, label_col: int, has_header: bool)
             cells = np.array(rows)
             yield (
                 np.delete(cells, label_col, axis=1).astype(np.float32),
-                pa.array(cells[:, label_col].tolist(), type=pa.string()),
+                pa.array(cells[:, label_col].tolist(), type=pa.string(), memory_pool=POOL),
             )
     finally:
         text.detach()
@@ -205,7 +212,8 @@ def _typed_labels(chunks: list[pa.Array]) -> np.ndarray:
     text = pa.chunked_array(chunks, type=pa.string())
     for kind in (pa.int64(), pa.float64()):
         try:
-            return np.asarray(pc.cast(text, kind).to_numpy(), dtype=kind.to_pandas_dtype())
+            cast = pc.cast(text, kind, memory_pool=POOL)
+            return np.asarray(cast.to_numpy(), dtype=kind.to_pandas_dtype())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
     return np.asarray(text.to_pylist(), dtype=np.str_)
