@@ -19,13 +19,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from tests.processes import serve_on_sqlite
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SERVER_START_TIMEOUT = 60.0
+UI_TIMEOUT_MS = 30_000  # each page action and expectation (generous: no timing is tested)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
@@ -34,6 +35,16 @@ def chromium_path() -> str | None:
     candidates = [os.environ.get("BACKPROP_TEST_CHROMIUM", ""), *CHROMIUM_PATHS]
     candidates.append(shutil.which("chromium") or "")
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def watched_page(context: BrowserContext, problems: list[str]) -> Page:
+    """A new page of ``context`` waiting up to UI_TIMEOUT_MS; each console error and
+    uncaught exception of its scripts is appended to ``problems``."""
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+    return page
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.ui.conftest import Server
+from tests.ui.conftest import Server, watched_page
 from tests.weights import dead_layer_npz
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -66,9 +66,7 @@ def test_the_xray_panel_and_the_findings_banner(
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
-        page = context.new_page()
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page = watched_page(context, problems)
         page.goto(f"{server.base_url}/")
         page.get_by_label("API key", exact=True).fill(server.key)
         page.get_by_label("API key", exact=True).press("Enter")
