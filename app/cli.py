@@ -5,7 +5,8 @@ Server commands read their settings (the database first of all) from ``BACKPROP_
 environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
 
 Each server command imports the server modules it uses when it runs: ``backprop --help``
-and the client's commands (HTTP only) never load SQLAlchemy, FastAPI or the engine.
+and the client's commands (HTTP only) never load SQLAlchemy, FastAPI, the engine or
+NumPy (``backprop worker`` sets BLAS's thread count before NumPy loads).
 """
 
 from __future__ import annotations

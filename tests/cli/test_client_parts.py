@@ -69,8 +69,8 @@ def test_help_and_client_commands_load_nothing_from_the_server_side() -> None:
     assert "cannot reach the Backprop server" in done.stderr
     modules: list[str] = answer["modules"]
     assert "app.client.jobs" in modules
-    server = [m for m in modules if m.split(".")[0] in SERVER_SIDE]
-    assert server == []
+    server = [m for m in modules if m.split(".")[0] in SERVER_SIDE | {"numpy"}]
+    assert server == []  # numpy too: `backprop worker` sets its BLAS threads before it loads
     ours = [m for m in modules if m.split(".")[0] == "app"]
     assert [m for m in ours if m != "app.cli" and not m.startswith("app.client")] == ["app"]
 
