@@ -3,6 +3,10 @@
 
 Server commands read their settings (the database first of all) from ``BACKPROP_*``
 environment variables; see :mod:`app.config`. ``main(argv)`` returns the exit status.
+
+Each server command imports the server modules it uses when it runs: ``backprop --help``
+and the client's commands (HTTP only) never load SQLAlchemy, FastAPI, the engine or
+NumPy (``backprop worker`` sets BLAS's thread count before NumPy loads).
 """
 
 from __future__ import annotations
@@ -15,18 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from typing import TYPE_CHECKING, TypeAlias
 
 from app.client.entry import add_client_commands, run_client
-from app.config import Settings, get_settings
-from app.jobs.supervisor import BLAS_THREAD_VARIABLES
-from app.services import keys
-from app.storage.backup import BackupError
-from app.storage.blobs import BlobError
-from app.storage.database import Database
-from app.storage.migrations import is_current, upgrade
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.storage.database import Database
 
 log = logging.getLogger("backprop")
 
@@ -41,6 +40,8 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -49,6 +50,8 @@ class CliError(Exception):
 
 
 def _require_migrated(database: Database) -> None:
+    from app.storage.migrations import is_current
+
     if not is_current(database):
         raise CliError(
             f"the database {_safe_url(database.url)} is not migrated; "
@@ -60,12 +63,18 @@ def _require_migrated(database: Database) -> None:
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.storage.migrations import upgrade
+
     upgrade(settings.database_url, settings=settings)
     print(f"database {_safe_url(settings.database_url)} is at the latest schema")
     return 0
 
 
 def _ready(database: Database) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    from app.storage.migrations import is_current
+
     try:
         return is_current(database)
     except OperationalError:
@@ -73,10 +82,13 @@ def _ready(database: Database) -> bool:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from app.jobs.supervisor import BLAS_THREAD_VARIABLES
+
     if settings.blas_threads:  # before NumPy loads: BLAS reads these once
         for name in BLAS_THREAD_VARIABLES:
             os.environ.setdefault(name, str(settings.blas_threads))
     from app.jobs.worker import Worker  # the engine loads only for commands that train
+    from app.storage.database import Database
 
     _configure_logging(settings)
     database = Database(settings.database_url)
@@ -103,6 +115,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from app.jobs.supervisor import Supervisor, announce_new_key, prepare_keys
+    from app.storage.database import Database
+    from app.storage.migrations import upgrade
 
     _configure_logging(settings)
     print(
@@ -127,6 +141,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
     from app.storage.blobs import open_blob_store
+    from app.storage.database import Database
     from app.storage.gc import collect_garbage
 
     grace = settings.gc_grace_seconds if args.grace is None else args.grace
@@ -149,6 +164,7 @@ def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     from app.storage.backup import backup
     from app.storage.blobs import open_blob_store
+    from app.storage.database import Database
 
     database = Database(settings.database_url)
     try:
@@ -189,6 +205,9 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services import keys
+    from app.storage.database import Database
+
     database = Database(settings.database_url)
     try:
         _require_migrated(database)
@@ -207,6 +226,9 @@ def _when(moment: datetime | None) -> str:
 
 
 def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.services import keys
+    from app.storage.database import Database
+
     database = Database(settings.database_url)
     try:
         _require_migrated(database)
@@ -236,6 +258,9 @@ def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from app.services import keys
+    from app.storage.database import Database
+
     database = Database(settings.database_url)
     try:
         _require_migrated(database)
@@ -252,7 +277,7 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 # --- parsing ------------------------------------------------------------------------
 
-Command = Callable[[Settings, argparse.Namespace], int]
+Command: TypeAlias = "Callable[[Settings, argparse.Namespace], int]"
 
 
 def _count(text: str) -> int:
@@ -337,12 +362,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if "client_command" in args:
         return run_client(args)
+    return _run_server_command(args)
+
+
+def _run_server_command(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from app.config import get_settings
+    from app.services.keys import KeyError_
+    from app.storage.backup import BackupError
+    from app.storage.blobs import BlobError
+
     settings = get_settings()
     settings.make_data_dir()
     handler: Command = args.handler
     try:
         return handler(settings, args)
-    except (CliError, keys.KeyError_, BackupError) as exc:
+    except (CliError, KeyError_, BackupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except BlobError as exc:

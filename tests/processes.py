@@ -1,16 +1,20 @@
 """Child processes for the process-level tests: a free port, the ``backprop`` command,
-waiting on a condition or on ``/healthz``, and stopping a process (tree)."""
+waiting on a condition or on ``/healthz``, stopping a process (tree), and a whole
+``backprop serve`` on a fresh SQLite file."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -97,3 +101,53 @@ def wait_healthy(
         if process.poll() is not None:
             raise  # the message already has the logs
         raise error(f"{exc}:\n{logs()}") from None
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running ``backprop serve``: its URL, its bootstrap key, the file of its output."""
+
+    url: str
+    key: str
+    log: Path
+
+
+@contextmanager
+def serve_on_sqlite(
+    tmp_path: Path,
+    *,
+    workers: int,
+    timeout: float,
+    settings: Mapping[str, str] | None = None,
+    unset: Iterable[str] = (),
+) -> Iterator[Served]:
+    """``backprop serve`` with ``workers`` workers on a free port, a fresh SQLite file in
+    ``tmp_path`` (serve migrates it) and a new bootstrap key; ``settings`` (BACKPROP_*
+    names) over this environment, less the names in ``unset``. Output goes to
+    ``tmp_path/server.log``; at the end its whole process group is stopped."""
+    port = free_port()
+    key = "bp_" + secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        "BACKPROP_DATABASE_URL": f"sqlite:///{tmp_path / 'backprop.db'}",
+        "BACKPROP_BOOTSTRAP_KEY": key,
+        **(settings or {}),
+    }
+    for name in unset:
+        env.pop(name, None)
+    log = tmp_path / "server.log"
+    command = backprop_command("serve", "--host", "127.0.0.1", "--port", str(port))
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process, logs=lambda: log.read_text(errors="replace"), timeout=timeout)
+        yield Served(url, key, log)
+    finally:
+        stop(process, group=True)

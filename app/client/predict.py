@@ -2,7 +2,9 @@
 
 The rows go to POST /v1/models/{id}/predict as ``.npy`` bodies (``Content-Type:
 application/x-npy``, no JSON to build or parse), :data:`CHUNK_ROWS` rows at a time so
-that a file of any length stays under the server's row limit.
+that a file of any length stays under the server's row limit. NumPy is imported when
+the command runs: the other commands, and a `backprop worker` that sets its BLAS threads
+before NumPy loads, do not load it.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
-
-import numpy as np
 
 from app.client.datasets import read_file
 from app.client.http import Api, ClientError
 from app.client.output import note, print_json
 from app.client.reads import Subparsers
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CHUNK_ROWS = 1000
 NPY_MEDIA_TYPE = "application/x-npy"
@@ -30,6 +33,8 @@ NPY_MEDIA_TYPE = "application/x-npy"
 
 def read_rows(path: Path) -> np.ndarray:
     """The file's rows: x (rows, features). CSV: numbers only, a header row is skipped."""
+    import numpy as np
+
     data = read_file(path)
     if path.suffix.lower() == ".npy":
         try:
@@ -45,6 +50,8 @@ def read_rows(path: Path) -> np.ndarray:
 
 
 def _csv_rows(path: Path, data: bytes) -> np.ndarray:
+    import numpy as np
+
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -80,6 +87,8 @@ def output_columns(model: dict[str, Any], width: int) -> list[str]:
 
 
 def predict(api: Api, args: argparse.Namespace) -> int:
+    import numpy as np
+
     path = f"/v1/models/{quote(args.model, safe='')}"
     model = api.get(path)
     x = read_rows(args.file)

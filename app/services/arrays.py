@@ -91,22 +91,33 @@ def _rectangular_rows(values: Sequence[Any], loc: Loc) -> Sequence[Any]:
     return values
 
 
+def check_label_layout(
+    dtype: np.dtype[Any], shape: tuple[int, ...], loc: Loc, *, max_itemsize: int | None = None
+) -> None:
+    """Labels are numbers, booleans or strings, (n,); or numbers, (n, k) with k >= 1.
+
+    Needs only the dtype and shape, so an upload's ``y.npy`` is refused by its header
+    before its data is read (``max_itemsize`` bounds what that read may hold per label);
+    :func:`label_array` applies the same rule to every array it converts."""
+    if dtype.kind not in "biufU" or (max_itemsize is not None and dtype.itemsize > max_itemsize):
+        raise Invalid(f"labels must be numbers, booleans or strings, got dtype {dtype}", loc)
+    if len(shape) not in (1, 2):
+        raise Invalid(f"labels must be 1-D or 2-D, got shape {shape}", loc)
+    if len(shape) == 2 and (dtype.kind == "U" or shape[1] == 0):
+        raise Invalid("2-D labels must be numbers (multi-output regression)", loc)
+
+
 def _label_ndarray(y: np.ndarray, loc: Loc) -> np.ndarray:
+    check_label_layout(y.dtype, y.shape, loc)
     kind = y.dtype.kind
     if y.ndim == 2:
-        if kind not in "biuf" or y.shape[1] == 0:
-            raise Invalid("2-D labels must be numbers (multi-output regression)", loc)
         y = y.astype(np.float64)
-    elif y.ndim != 1:
-        raise Invalid(f"labels must be 1-D or 2-D, got shape {y.shape}", loc)
     elif kind in "iu":
         if kind == "u" and y.size and int(y.max()) > np.iinfo(np.int64).max:
             raise Invalid("integer labels must fit in int64", loc)
         y = y.astype(np.int64)
     elif kind == "f":
         y = y.astype(np.float64)
-    elif kind not in "bU":
-        raise Invalid(f"labels must be numbers, booleans or strings, got dtype {y.dtype}", loc)
     if y.shape[0] == 0:
         raise Invalid("no labels", loc)
     if y.dtype.kind == "f" and not np.isfinite(y).all():

@@ -17,7 +17,7 @@ import numpy as np
 
 from app.config import Settings
 from app.engine.datasets import generate
-from app.engine.labels import describe_labels
+from app.engine.labels import label_kind as kind_of_labels
 from app.services import jsoncodec
 from app.services.arrays import (
     ContentHash,
@@ -68,7 +68,11 @@ def store_dataset_files(
         raise Invalid(f"features must not be empty, got shape {x.shape}", (*loc, "x"))
     if y.shape[0] != x.shape[0]:
         raise Invalid(f"x has {x.shape[0]} rows but y has {y.shape[0]} labels", (*loc, "y"))
-    label_kind, classes = describe_labels(y)
+    label_kind = kind_of_labels(y)
+    classes, class_counts = None, None
+    if label_kind == "categorical":  # the sorted distinct labels and their rows, one pass
+        distinct, counts = np.unique(y, return_counts=True)
+        classes, class_counts = distinct.tolist(), counts.tolist()
     # One pass over x's file for its statistics and content hash, read in blocks.
     digest = ContentHash()
     digest.begin(x)
@@ -87,7 +91,9 @@ def store_dataset_files(
         label_kind=label_kind,
         classes=None if classes is None else [_json_scalar(c) for c in classes],
         feature_names=feature_names,
-        stats=stats,
+        # Beside x's statistics: rows per class (null unless categorical), for the model
+        # card's class balance without reading y.
+        stats={**stats, "class_counts": class_counts},
         sha256=sha256,
         x_sha256=x_ref.sha256,
         y_sha256=y_ref.sha256,

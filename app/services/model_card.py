@@ -118,6 +118,22 @@ def class_balance(y: np.ndarray) -> list[ClassCount] | None:
     ]
 
 
+def _stored_balance(blobs: BlobStore, dataset: Dataset) -> list[ClassCount] | None:
+    """The class balance from the counts stored with the dataset (null for labels that
+    are not categorical); a dataset stored before they were has its y counted."""
+    if "class_counts" not in dataset.stats:
+        # Only y is read (memory-mapped from the blob store, checked on first use).
+        return class_balance(load_array(blobs, dataset.y_sha256))
+    counts: list[int] | None = dataset.stats["class_counts"]
+    if counts is None or dataset.classes is None:
+        return None
+    total = sum(counts)
+    return [
+        ClassCount(label=label, count=count, fraction=count / total)
+        for label, count in zip(dataset.classes, counts, strict=True)
+    ]
+
+
 def best_entry(history: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
     """The history entry with the lowest val_loss (lowest loss without validation), the
     first of equals; and the key it was chosen by."""
@@ -136,10 +152,7 @@ def _dataset_facts(session: Session, blobs: BlobStore, job: Job, task: str) -> T
     dataset = session.get(Dataset, job.dataset_id)
     if dataset is None or dataset.owner_id != job.owner_id:
         return None
-    balance = None
-    if task != "regression":
-        # Only y is read (memory-mapped from the blob store, checked on first use).
-        balance = class_balance(load_array(blobs, dataset.y_sha256))
+    balance = None if task == "regression" else _stored_balance(blobs, dataset)
     return TrainingData(
         dataset_id=dataset.id,
         name=dataset.name,

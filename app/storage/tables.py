@@ -119,7 +119,7 @@ class Dataset(Base):
     label_kind: Mapped[str] = mapped_column(String(20))  # categorical | continuous | multi_output
     classes: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     feature_names: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
-    stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON)  # x: mean/std/min/max; class_counts
     sha256: Mapped[str] = mapped_column(String(64))  # content hash of (x, y), see services
     x_sha256: Mapped[str] = mapped_column(String(64))  # blob: x as .npy
     y_sha256: Mapped[str] = mapped_column(String(64))  # blob: y as .npy

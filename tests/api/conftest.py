@@ -5,23 +5,21 @@ Requests go through real HTTP semantics via Starlette's ApiClient (lifespan incl
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pytest
 
 from app.config import Settings
-from app.engine.network import Network as EngineNetwork
 from app.jobs.worker import Worker
 from app.main import create_app
 from app.services.keys import create_key, revoke_key
 from app.storage.database import Database
 from tests.api.client import ApiClient
+from tests.weights import engine_config, export_npz
 
 
 @dataclass(frozen=True)
@@ -134,28 +132,18 @@ def train(
     return dict(done)
 
 
-def export_npz(network_config: dict[str, Any]) -> bytes:
-    """Weights of a fresh engine network, in the export format (W1.., b1..)."""
-    net = EngineNetwork.from_config(network_config)
-    arrays = {f"W{i + 1}": w for i, w in enumerate(net.weights)}
-    arrays.update({f"b{i + 1}": b for i, b in enumerate(net.biases)})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
-
-
 def import_model(
     client: ApiClient, network: dict[str, Any], config: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A model imported for ``network`` (fresh engine weights)."""
-    engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
+    network_config = engine_config(network)
     data: dict[str, str] = {"network_id": network["id"]}
     if config is not None:
-        data["config"] = json.dumps({**config, "network": engine_config})
+        data["config"] = json.dumps({**config, "network": network_config})
     response = client.post(
         "/v1/models/import",
         data=data,
-        files={"file": ("w.npz", export_npz(engine_config), "application/octet-stream")},
+        files={"file": ("w.npz", export_npz(network_config), "application/octet-stream")},
     )
     assert response.status_code == 201, response.text
     return dict(response.json())

@@ -17,11 +17,11 @@ from tests.api.conftest import (
     XOR_NETWORK,
     Keys,
     MakeClient,
-    export_npz,
     make_dataset,
     make_network,
     submit,
 )
+from tests.weights import engine_config, export_npz
 
 
 def _model(width: int) -> EngineModel:
@@ -65,11 +65,10 @@ def test_layer_wider_than_the_limit_is_refused(make_client: MakeClient, keys: Ke
     response = narrow.post("/v1/networks", json={**XOR_NETWORK, "input_size": 40})
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "input_size"]
-    engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
     response = narrow.post(
         "/v1/models/import",
         data={"network_id": network["id"]},
-        files={"file": ("w.npz", export_npz(engine_config), "application/octet-stream")},
+        files={"file": ("w.npz", export_npz(engine_config(network)), "application/octet-stream")},
     )
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]

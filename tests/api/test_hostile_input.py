@@ -9,7 +9,8 @@ from app.api import networks as networks_api
 from app.services.jsoncodec import nesting_depth
 from app.storage.database import Database
 from tests.api.client import ApiClient
-from tests.api.conftest import XOR_NETWORK, export_npz, make_dataset, make_network, train
+from tests.api.conftest import XOR_NETWORK, make_dataset, make_network, train
+from tests.weights import engine_config, export_npz
 
 
 def test_last_event_id_of_unicode_digits_replays_everything(
@@ -33,12 +34,11 @@ def test_nesting_depth_is_counted_outside_strings() -> None:
 
 def test_import_config_nested_100000_deep_is_422(client: ApiClient) -> None:
     network = make_network(client)
-    engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
     deep = '{"network": ' + "[" * 100_000 + "]" * 100_000 + "}"
     response = client.post(
         "/v1/models/import",
         data={"network_id": network["id"], "config": deep},
-        files={"file": ("w.npz", export_npz(engine_config), "application/octet-stream")},
+        files={"file": ("w.npz", export_npz(engine_config(network)), "application/octet-stream")},
     )
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]

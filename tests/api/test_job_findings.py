@@ -3,17 +3,14 @@ GET /v1/jobs/{id}, carried by the event stream."""
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
-import numpy as np
-
-from app.engine.network import Network as EngineNetwork
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import make_network, train
 from tests.api.test_flow import events
+from tests.weights import dead_layer_npz
 
 RELU_NETWORK = {
     "name": "relu-net",
@@ -29,17 +26,10 @@ RELU_NETWORK = {
 
 def import_dead_model(client: ApiClient, network: dict[str, Any]) -> dict[str, Any]:
     """The network's fresh weights with a bias of -100 on every unit of layer 1."""
-    config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
-    net = EngineNetwork.from_config(config)
-    arrays = {f"W{i + 1}": w for i, w in enumerate(net.weights)}
-    arrays.update({f"b{i + 1}": b for i, b in enumerate(net.biases)})
-    arrays["b1"] = np.full_like(arrays["b1"], -100.0)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     response = client.post(
         "/v1/models/import",
         data={"network_id": network["id"]},
-        files={"file": ("w.npz", buffer.getvalue(), "application/octet-stream")},
+        files={"file": ("w.npz", dead_layer_npz(network), "application/octet-stream")},
     )
     assert response.status_code == 201, response.text
     return dict(response.json())

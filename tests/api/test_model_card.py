@@ -8,8 +8,11 @@ from datetime import datetime
 from importlib import metadata
 from typing import Any
 
+import pytest
+
 from app.config import get_settings
 from app.engine.options import TrainingOptions
+from app.services import model_card
 from app.services.datasets import load_dataset_arrays
 from app.storage.blobs import open_blob_store
 from app.storage.database import Database
@@ -143,3 +146,35 @@ def test_a_deleted_dataset_is_said_so(client: ApiClient, db: Database) -> None:
     assert card["training_data"] is None
     assert card["training_options"]["epochs"] == 3
     assert "its dataset has been deleted" in client.get(f"/v1/models/{job['model_id']}/card").text
+
+
+def test_the_class_balance_is_read_from_the_stored_counts(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = named_dataset(client, rows=50)
+    job = train(client, db, make_network(client), dataset, epochs=1)
+    _, _, dataset_row = _rows(db, job["model_id"])
+    _, y = load_dataset_arrays(open_blob_store(get_settings()), dataset_row)
+    counts = Counter(y.tolist())
+    expected = [
+        {"label": label, "count": counts[label], "fraction": counts[label] / len(y)}
+        for label in sorted(counts)
+    ]
+    assert dataset_row.stats["class_counts"] == [counts[label] for label in sorted(counts)]
+    assert dataset_row.classes == sorted(counts)
+
+    def no_reading(*_args: Any) -> None:
+        raise AssertionError("the card read y")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(model_card, "load_array", no_reading)
+        card = client.get(f"/v1/models/{job['model_id']}").json()["card"]
+    assert card["training_data"]["class_balance"] == expected
+
+    # A dataset stored before the counts were: its y is counted.
+    with db.session() as session:
+        row = session.get(Dataset, dataset_row.id)
+        assert row is not None
+        row.stats = {k: v for k, v in row.stats.items() if k != "class_counts"}
+    card = client.get(f"/v1/models/{job['model_id']}").json()["card"]
+    assert card["training_data"]["class_balance"] == expected

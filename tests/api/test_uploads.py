@@ -259,3 +259,24 @@ def test_wide_csv_reader_gives_the_same_dataset_and_errors(
     header_only = _upload(client, {"file": ("d.csv", b"a,b,y\n\n", "text/csv")})
     assert header_only.status_code == 422
     assert "no data rows" in header_only.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("y", "msg", "loc"),
+    [
+        (np.ones(2, dtype=np.complex128), "got dtype complex128", []),
+        (np.array(["a" * 300, "b"]), "got dtype <U300", []),
+        (np.ones((2, 1, 1)), "labels must be 1-D or 2-D, got shape (2, 1, 1)", []),
+        (np.array([["a"], ["b"]]), "2-D labels must be numbers (multi-output regression)", []),
+        (np.array([1.0, np.inf]), "labels must be finite (no NaN or inf)", [1]),
+    ],
+)
+def test_npz_labels_are_refused_with_one_message_each(
+    client: ApiClient, y: np.ndarray, msg: str, loc: list[int]
+) -> None:
+    content = _npz(x=np.ones((2, 2)), y=y)
+    response = _upload(client, {"file": ("d.npz", content, "application/octet-stream")})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert msg in error["msg"]
+    assert error["loc"] == ["body", "file", "y", *loc]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,7 @@ from app.client.predict import output_columns
 from app.client.progress import EpochStats, LiveBar, LogLines, epoch_display, metrics_text
 from app.client.sse import Event, events
 from app.client.train import job_body
+from tests.processes import free_port
 
 CLIENT = Path(__file__).resolve().parents[2] / "app" / "client"
 SERVER_SIDE = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "pydantic_settings"}
@@ -42,6 +45,34 @@ def test_the_client_imports_nothing_from_the_server_side() -> None:
                 assert top not in SERVER_SIDE, f"{path.name} imports {name}"
                 if top == "app":
                     assert name.startswith("app.client"), f"{path.name} imports {name}"
+
+
+# Run in a fresh interpreter: import app.cli, build the whole parser, run one client
+# command against a port nothing listens on; print the modules that were loaded.
+CLIENT_RUN = """
+import json, sys
+from app.cli import build_parser, main
+build_parser().format_help()
+status = main(["jobs", "list", "--url", sys.argv[1]])
+print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_help_and_client_commands_load_nothing_from_the_server_side() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT_RUN, url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["status"] == Unreachable.exit_code
+    assert "cannot reach the Backprop server" in done.stderr
+    modules: list[str] = answer["modules"]
+    assert "app.client.jobs" in modules
+    server = [m for m in modules if m.split(".")[0] in SERVER_SIDE | {"numpy"}]
+    assert server == []  # numpy too: `backprop worker` sets its BLAS threads before it loads
+    ours = [m for m in modules if m.split(".")[0] == "app"]
+    assert [m for m in ours if m != "app.cli" and not m.startswith("app.client")] == ["app"]
 
 
 def test_events_follow_the_event_stream_format() -> None:

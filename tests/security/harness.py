@@ -7,10 +7,7 @@ Used by tests/security (asserting the bounds) and bench/hostile.py (printing the
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import backprop_command, free_port, stop, wait_healthy
+from tests.processes import serve_on_sqlite
 
 STARTED_LINE = re.compile(r"started (\S+) \(pid (\d+)\)$", re.MULTILINE)
 TRACEBACK = "Traceback (most recent call last)"
@@ -69,31 +66,9 @@ class Target:
 @contextmanager
 def serve(tmp_path: Path, *, workers: int = 0, **settings: str) -> Iterator[Target]:
     """``backprop serve`` on a fresh SQLite file with ``settings`` (BACKPROP_* names)."""
-    port = free_port()
-    key = "bp_" + secrets.token_urlsafe(32)
-    env = {
-        **os.environ,
-        "BACKPROP_DATABASE_URL": f"sqlite:///{tmp_path / 'backprop.db'}",
-        "BACKPROP_BOOTSTRAP_KEY": key,
-        "BACKPROP_DATA_DIR": str(tmp_path / "data"),
-        **settings,
-    }
-    log = tmp_path / "server.log"
-    command = backprop_command("serve", "--host", "127.0.0.1", "--port", str(port))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "--workers", str(workers)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, logs=lambda: log.read_text(errors="replace"), timeout=120)
-        yield Target(url, key, log)
-    finally:
-        stop(process, group=True)
+    data = {"BACKPROP_DATA_DIR": str(tmp_path / "data"), **settings}
+    with serve_on_sqlite(tmp_path, workers=workers, timeout=120, settings=data) as served:
+        yield Target(served.url, served.key, served.log)
 
 
 @dataclass

@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,13 +19,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
-from tests.processes import backprop_command, free_port, stop, wait_healthy
+from tests.processes import serve_on_sqlite
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SERVER_START_TIMEOUT = 60.0
+UI_TIMEOUT_MS = 30_000  # each page action and expectation (generous: no timing is tested)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
@@ -36,6 +35,16 @@ def chromium_path() -> str | None:
     candidates = [os.environ.get("BACKPROP_TEST_CHROMIUM", ""), *CHROMIUM_PATHS]
     candidates.append(shutil.which("chromium") or "")
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def watched_page(context: BrowserContext, problems: list[str]) -> Page:
+    """A new page of ``context`` waiting up to UI_TIMEOUT_MS; each console error and
+    uncaught exception of its scripts is appended to ``problems``."""
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+    return page
 
 
 @dataclass(frozen=True)
@@ -48,36 +57,11 @@ class Server:
 @contextmanager
 def running_server(tmp_path: Path, *, workers: int) -> Iterator[Server]:
     """``backprop serve`` with ``workers`` workers on a free port and a fresh SQLite file."""
-    database_url = f"sqlite:///{tmp_path / 'backprop.db'}"  # serve migrates it
-    port = free_port()
-    key = "bp_" + secrets.token_urlsafe(32)
-    env = {
-        **os.environ,
-        "BACKPROP_DATABASE_URL": database_url,
-        "BACKPROP_BOOTSTRAP_KEY": key,
-    }
-    env.pop("BACKPROP_LEASE_SECONDS", None)  # the default lease: cancels are polled for
-    log = tmp_path / "server.log"
-    command = backprop_command("serve", "--host", "127.0.0.1", "--port", str(port))
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*command, "--workers", str(workers)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_healthy(
-            base_url,
-            proc,
-            logs=lambda: log.read_text(errors="replace"),
-            timeout=SERVER_START_TIMEOUT,
-        )
-        yield Server(base_url, key, log)
-    finally:
-        stop(proc, group=True)
+    # The default lease: cancels are polled for.
+    with serve_on_sqlite(
+        tmp_path, workers=workers, timeout=SERVER_START_TIMEOUT, unset=["BACKPROP_LEASE_SECONDS"]
+    ) as served:
+        yield Server(served.url, served.key, served.log)
 
 
 @pytest.fixture

@@ -20,13 +20,12 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.ui.conftest import Server
+from tests.ui.conftest import Server, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 UI_DIR = Path(__file__).resolve().parents[2] / "app" / "ui"
 TRAIN_TIMEOUT_MS = 180_000  # generous: a shared 2-core CI machine
-UI_TIMEOUT_MS = 30_000
 
 
 # Pixel statistics of a canvas: how much is painted, and whether both class colours
@@ -64,10 +63,7 @@ def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path)
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
-        page = context.new_page()
-        page.set_default_timeout(UI_TIMEOUT_MS)
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page = watched_page(context, problems)
 
         def shot(name: str) -> None:
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)

@@ -16,11 +16,10 @@ import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.ui.conftest import OfflineContext, Server
+from tests.ui.conftest import UI_TIMEOUT_MS, OfflineContext, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-UI_TIMEOUT_MS = 30_000
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
 

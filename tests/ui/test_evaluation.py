@@ -13,12 +13,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.ui.conftest import Server
+from tests.ui.conftest import Server, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TRAIN_TIMEOUT_S = 180.0  # generous: a shared 2-core machine
-UI_TIMEOUT_MS = 30_000
 
 
 def _post(api: httpx.Client, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -116,10 +115,7 @@ def test_evaluate_a_trained_model(browser: Browser, server: Server, tmp_path: Pa
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
-        page = context.new_page()
-        page.set_default_timeout(UI_TIMEOUT_MS)
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page = watched_page(context, problems)
         _sign_in(page, server)
         _open_model(page, server, model_id)
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.ui.conftest import Server
-from tests.ui.test_evaluation import UI_TIMEOUT_MS, _open_model, _sign_in, _trained_model
+from tests.ui.conftest import Server, watched_page
+from tests.ui.test_evaluation import _open_model, _sign_in, _trained_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,10 +31,7 @@ def test_run_a_batch_prediction_and_download_it(
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
     try:
-        page = context.new_page()
-        page.set_default_timeout(UI_TIMEOUT_MS)
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page = watched_page(context, problems)
         _sign_in(page, server)
         _open_model(page, server, model_id)
 

@@ -10,12 +10,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.ui.conftest import Server
+from tests.ui.conftest import UI_TIMEOUT_MS, Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TRAIN_TIMEOUT_S = 180.0  # generous: a shared 2-core machine
-UI_TIMEOUT_MS = 30_000
 
 
 def _finished_sweep(api: httpx.Client) -> dict[str, object]:

@@ -4,18 +4,16 @@ layer was imported dead (a bias of -100 on every unit)."""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from playwright.sync_api import Browser, expect
 
-from app.engine.network import Network as EngineNetwork
-from tests.ui.conftest import Server
+from tests.ui.conftest import Server, watched_page
+from tests.weights import dead_layer_npz
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,17 +35,10 @@ def finished_dead_job(server: Server) -> dict[str, Any]:
         network = api.post(
             "/v1/networks", json={"name": "dead-net", "input_size": 2, "layers": LAYERS}
         ).json()
-        config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
-        net = EngineNetwork.from_config(config)
-        arrays = {f"W{i + 1}": w for i, w in enumerate(net.weights)}
-        arrays.update({f"b{i + 1}": b for i, b in enumerate(net.biases)})
-        arrays["b1"] = np.full_like(arrays["b1"], -100.0)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)  # type: ignore[arg-type]
         model = api.post(
             "/v1/models/import",
             data={"network_id": network["id"]},
-            files={"file": ("w.npz", buffer.getvalue(), "application/octet-stream")},
+            files={"file": ("w.npz", dead_layer_npz(network), "application/octet-stream")},
         ).json()
         job = api.post(
             "/v1/jobs",
@@ -75,9 +66,7 @@ def test_the_xray_panel_and_the_findings_banner(
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
-        page = context.new_page()
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page = watched_page(context, problems)
         page.goto(f"{server.base_url}/")
         page.get_by_label("API key", exact=True).fill(server.key)
         page.get_by_label("API key", exact=True).press("Enter")

@@ -56,11 +56,23 @@ class ScatterPoints(BaseModel):
     predicted: list[list[float]] = Field(description="The model's outputs for the same rows")
 
 
-class _EvaluationBase(BaseModel):
+# The fields every evaluation body starts with, scored or not.
+_EXAMPLE_HEAD: dict[str, Any] = {
+    "id": "ev_0123456789abcdef",
+    "model_id": "mdl_0123456789abcdef",
+    "dataset_id": "ds_0123456789abcdef",
+    "created_at": "2026-12-01T12:00:00Z",
+}
+
+
+class _EvaluationHead(BaseModel):
     id: str
     model_id: str
     dataset_id: str | None = Field(description="null once the dataset is deleted")
     created_at: datetime
+
+
+class _EvaluationBase(_EvaluationHead):
     status: Literal["succeeded"] = Field(
         default="succeeded", description="Scores are present: always succeeded"
     )
@@ -74,10 +86,7 @@ class ClassifierEvaluation(_EvaluationBase):
         json_schema_extra={
             "examples": [
                 {
-                    "id": "ev_0123456789abcdef",
-                    "model_id": "mdl_0123456789abcdef",
-                    "dataset_id": "ds_0123456789abcdef",
-                    "created_at": "2026-12-01T12:00:00Z",
+                    **_EXAMPLE_HEAD,
                     "status": "succeeded",
                     "task": "binary",
                     "n_samples": 4,
@@ -128,10 +137,7 @@ class RegressionEvaluation(_EvaluationBase):
         json_schema_extra={
             "examples": [
                 {
-                    "id": "ev_0123456789abcdef",
-                    "model_id": "mdl_0123456789abcdef",
-                    "dataset_id": "ds_0123456789abcdef",
-                    "created_at": "2026-12-01T12:00:00Z",
+                    **_EXAMPLE_HEAD,
                     "status": "succeeded",
                     "task": "regression",
                     "n_samples": 2,
@@ -158,7 +164,7 @@ class RegressionEvaluation(_EvaluationBase):
 EvaluationRead = Annotated[ClassifierEvaluation | RegressionEvaluation, Field(discriminator="task")]
 
 
-class EvaluationRun(BaseModel):
+class EvaluationRun(_EvaluationHead):
     """An evaluation a worker is computing (a dataset over BACKPROP_SYNC_EVALUATION_ROWS
     rows), or one whose job failed or was cancelled: no scores yet. GET it again (or
     list the model's evaluations) until its status is succeeded and the scores are there."""
@@ -167,10 +173,7 @@ class EvaluationRun(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "id": "ev_0123456789abcdef",
-                    "model_id": "mdl_0123456789abcdef",
-                    "dataset_id": "ds_0123456789abcdef",
-                    "created_at": "2026-12-01T12:00:00Z",
+                    **_EXAMPLE_HEAD,
                     "status": "running",
                     "rows_done": 400000,
                     "rows_total": 1000000,
@@ -180,10 +183,6 @@ class EvaluationRun(BaseModel):
         }
     )
 
-    id: str
-    model_id: str
-    dataset_id: str | None = Field(description="null once the dataset is deleted")
-    created_at: datetime
     status: Literal["queued", "running", "failed", "cancelled"]
     rows_done: int | None = Field(description="Rows scored so far")
     rows_total: int | None = Field(description="Rows of the dataset")
@@ -198,12 +197,7 @@ EvaluationResult = ClassifierEvaluation | RegressionEvaluation | EvaluationRun
 def evaluation_body(row: Evaluation, state: EvaluationState | None = None) -> dict[str, Any]:
     """The stored evaluation as the fields of :data:`EvaluationRead` once it has scores,
     else of :class:`EvaluationRun` (``state``: its job's)."""
-    fields = {
-        "id": row.id,
-        "model_id": row.model_id,
-        "dataset_id": row.dataset_id,
-        "created_at": row.created_at,
-    }
+    fields = {name: getattr(row, name) for name in _EvaluationHead.model_fields}
     if row.metrics:
         return {**fields, **row.metrics}
     assert state is not None, "an evaluation without scores has a job"

@@ -18,6 +18,7 @@ from typing import IO, Any, BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
+from app.services.arrays import check_label_layout
 from app.services.errors import Invalid, Loc
 from app.services.uploads.limits import UploadLimits
 from app.services.uploads.npy_writer import NonFinite, NpyWriter
@@ -117,10 +118,7 @@ def read_labels(
 ) -> np.ndarray:
     loc = (*FILE_LOC, "y")
     header = NpyHeader(handle, "y", loc)
-    if header.dtype.kind not in "biufU" or header.dtype.itemsize > MAX_LABEL_ITEMSIZE:
-        raise Invalid(f"labels must be numbers, booleans or strings, got dtype {header.dtype}", loc)
-    if len(header.shape) not in (1, 2):
-        raise Invalid(f"labels must be 1-D or 2-D, got shape {header.shape}", loc)
+    check_label_layout(header.dtype, header.shape, loc, max_itemsize=MAX_LABEL_ITEMSIZE)
     limits.check_cells(header.count, 1, loc)
     _check_declared(header, info, "y")
     data = handle.read(header.nbytes)
