@@ -139,6 +139,7 @@ class CancelRecord:
     final_status: str = ""
     has_model: bool = False
     checkpoint_epoch: int | None = None  # the job's last checkpoint (None: it had none)
+    worker_killed: bool = False  # a worker holding this job was SIGKILLed
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from _service import parse_time
-from _soak_record import Recorder, Sample, Tallies
+from _soak_record import CancelRecord, Recorder, Sample, Tallies
 from _soak_sweeps import summary as sweep_summary
 
 MIB = 1024 * 1024
@@ -248,13 +248,24 @@ def training_times(rec: Recorder) -> str:
     )
 
 
+def _nothing_to_keep(c: CancelRecord) -> bool:
+    """A keep_model cancel of a job whose killed worker had saved no checkpoint: the
+    trained weights died with that worker, so the job ends cancelled without a model (and
+    says so in its error)."""
+    return c.keep_model and not c.has_model and c.worker_killed and c.checkpoint_epoch is None
+
+
 def cancels_honoured(tallies: Tallies) -> tuple[str, bool, str]:
     """An accepted cancel of a job past epoch 1 ends it cancelled with a model exactly when
-    it asked keep_model."""
+    it asked keep_model (unless the worker holding it was killed before any checkpoint)."""
     wrong = [
         c
         for c in tallies.cancels
-        if c.answer == 202 and (c.final_status != "cancelled" or c.has_model != c.keep_model)
+        if c.answer == 202
+        and (
+            c.final_status != "cancelled"
+            or (c.has_model != c.keep_model and not _nothing_to_keep(c))
+        )
     ]
     detail = "; ".join(
         f"{c.job_id} (keep_model={c.keep_model}) ended {c.final_status}, "
@@ -263,7 +274,8 @@ def cancels_honoured(tallies: Tallies) -> tuple[str, bool, str]:
     )
     accepted = sum(c.answer == 202 for c in tallies.cancels)
     return (
-        "every accepted cancel ended cancelled, with a model iff keep_model",
+        "every accepted cancel ended cancelled, with a model iff keep_model (and a "
+        "checkpoint survived a killed worker)",
         not wrong,
         f"{accepted - len(wrong)}/{accepted}" + (f"; wrong: {detail}" if wrong else ""),
     )

@@ -150,6 +150,7 @@ def examine(ctx: actors.Context, c: Cluster) -> Ending:
         cancel.final_status = str(rows[cancel.job_id].status)
         cancel.has_model = models.get(cancel.job_id, 0) > 0
         cancel.checkpoint_epoch = rows[cancel.job_id].checkpoint_epoch
+        cancel.worker_killed = cancel.job_id in killed
     seen = set()
     for name, log in c.logs().items():
         for line in log.splitlines():

@@ -340,7 +340,19 @@ def requeue_expired(db: Database, *, max_attempts: int) -> int:
         # a job whose next stalled attempt would fail it ends cancelled here instead
         or_(progressed, stalled < max_attempts),
     )
+    nothing_kept = (
+        "cancelled without a model: the worker running this job stopped before saving a "
+        "checkpoint, so no trained weights survived to keep"
+    )
     rules: list[tuple[ColumnElement[bool], dict[str, Any]]] = [
+        (
+            and_(
+                Job.cancel_requested.is_(True),
+                Job.keep_model.is_(True),
+                Job.checkpoint_sha256.is_(None),
+            ),
+            {**ended_values(JobStatus.CANCELLED), "error": nothing_kept},
+        ),
         (
             and_(Job.cancel_requested.is_(True), not_(model_to_keep)),
             ended_values(JobStatus.CANCELLED),

@@ -146,6 +146,8 @@ def test_a_keep_model_cancel_of_a_dead_worker_s_job_ends_at_once_when_nothing_ca
         job = get_job(migrated_db, job_id)
         assert job.status == JobStatus.CANCELLED and job.finished_at is not None
         assert models_of(migrated_db, job_id) == []
+        if checkpoint is None:  # the job says why the model asked for is missing
+            assert job.error is not None and "before saving a checkpoint" in job.error
     assert claim_next(migrated_db, worker_id="w", lease_seconds=30) is None
 
 
