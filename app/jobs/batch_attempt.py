@@ -161,7 +161,12 @@ class BatchRun:
 
     def _should_stop(self) -> bool:
         view = self.pulse.view
-        return self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
+        stop = self.stopping.is_set() or self.lease_lost or view.lost or view.cancel_requested
+        return stop or self._over_time()
+
+    def _over_time(self) -> bool:
+        """Whether the run has worked BACKPROP_MAX_JOB_SECONDS (all attempts together)."""
+        return self._seconds() >= self.settings.max_job_seconds
 
     def _report(self) -> None:
         now = time.monotonic()
@@ -270,9 +275,28 @@ class BatchRun:
         )
 
     # --- stopped before the end
+    def _fail_over_time(self) -> bool:
+        """End ``failed`` at BACKPROP_MAX_JOB_SECONDS. A prediction run's stored pieces are
+        dropped with it (no partial download; gc takes their blobs), like a cancel's."""
+        limit = self.settings.max_job_seconds
+        error = (
+            f"the run worked {self._seconds():.1f} s, the limit BACKPROP_MAX_JOB_SECONDS="
+            f"{limit:g}, after {self.rows_done} of its rows"
+        )
+        log.info("job %s: %s", self.claim.job_id, error)
+        return batch_queue.end_batch(
+            self.db,
+            self.claim,
+            JobStatus.FAILED,
+            rows_done=self.rows_done,
+            seconds=self._seconds(),
+            error=error,
+        )
+
     def _stopped(self, out: OutputFile | None, parts: list[dict[str, Any]]) -> bool:
-        """Cancelled (ends ``cancelled``), or the worker stops (the pieces written so far
-        are stored, the job goes back to the queue), or the lease is gone (nothing)."""
+        """Cancelled (ends ``cancelled``), over its time limit (ends ``failed``), or the
+        worker stops (the pieces written so far are stored, the job goes back to the
+        queue), or the lease is gone (nothing)."""
         job_id = self.claim.job_id
         if self.lease_lost or self.pulse.view.lost:
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
@@ -289,6 +313,8 @@ class BatchRun:
                 rows_done=self.rows_done,
                 seconds=self._seconds(),
             )
+        if self._over_time():
+            return self._fail_over_time()
         if out is not None:
             self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)

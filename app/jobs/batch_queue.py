@@ -113,14 +113,22 @@ def finish_evaluation(
 
 
 def end_batch(
-    db: Database, claim: Claim, status: JobStatus, *, rows_done: int, seconds: float
+    db: Database,
+    claim: Claim,
+    status: JobStatus,
+    *,
+    rows_done: int,
+    seconds: float,
+    error: str | None = None,
 ) -> bool:
-    """End the run ``status`` (cancelled), dropping its output pieces."""
+    """End the run ``status`` (cancelled, or failed with ``error``), dropping its output
+    pieces."""
     values = {
         **ended_values(status),
         "rows_done": rows_done,
         "train_seconds": seconds,
         "output_parts": None,
+        "error": error,
     }
     with db.session() as session:
         row = update_job(session, fenced(claim), values)
