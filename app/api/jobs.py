@@ -61,6 +61,9 @@ def list_jobs(
     dataset_id: Annotated[
         str | None, Query(max_length=64, description="Only jobs training on this dataset")
     ] = None,
+    sweep_id: Annotated[
+        str | None, Query(max_length=64, description="Only the trials of this sweep")
+    ] = None,
 ) -> Page[JobSummary]:
     """Newest first, without each job's history (GET /v1/jobs/{id} has it)."""
     rows, total = service.list_jobs(
@@ -69,6 +72,7 @@ def list_jobs(
         status=status,
         network_id=network_id,
         dataset_id=dataset_id,
+        sweep_id=sweep_id,
         limit=page.limit,
         offset=page.offset,
     )
