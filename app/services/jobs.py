@@ -186,8 +186,9 @@ def list_jobs(
     offset: int,
 ) -> tuple[list[tuple[Job, str | None]], int]:
     """A page of the owner's jobs (optionally only those in ``status``, of ``network_id``,
-    on ``dataset_id`` or trials of ``sweep_id``) with their model ids. Rows come without ``history``,
-    ``findings`` and ``network_config``: reading them raises; lists show the latest ``metrics``."""
+    on ``dataset_id`` or trials of ``sweep_id``) with their model ids. Rows come without
+    ``history``, ``findings`` and ``network_config``: reading them raises; lists show the
+    latest ``metrics``."""
     filters = {
         Job.status: status,
         Job.network_id: network_id,
