@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from app.client.follow import RECONNECT_SECONDS, RECONNECTS
+from app.client import follow as following
 from app.client.http import Api, Unreachable
 from app.client.output import Column, note, number, print_json, table, when
 from app.client.reads import Subparsers, add_actions, add_list
@@ -119,7 +119,7 @@ def show(api: Api, args: argparse.Namespace) -> int:
 def _trial_events(api: Api, sweep_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(event, data)`` of the sweep's stream until its ``end``. A dropped stream is
     reopened with ``Last-Event-ID`` (as ``jobs follow`` does), so no trial shows twice;
-    :data:`RECONNECTS` drops in a row without an event give up (Unreachable)."""
+    :data:`app.client.follow.RECONNECTS` drops in a row without an event give up (Unreachable)."""
     path = f"{sweep_path(sweep_id)}/events"
     last_id: str | None = None
     failures = 0
@@ -137,12 +137,12 @@ def _trial_events(api: Api, sweep_id: str) -> Iterator[tuple[str, dict[str, Any]
                     if event.event == "end":
                         return
         except Unreachable:
-            if failures >= RECONNECTS:
+            if failures >= following.RECONNECTS:
                 raise
         failures = 0 if last_id != before else failures + 1
-        if failures > RECONNECTS:
+        if failures > following.RECONNECTS:
             raise Unreachable(f"the event stream {api.url}{path} keeps closing")
-        time.sleep(RECONNECT_SECONDS)
+        time.sleep(following.RECONNECT_SECONDS)
 
 
 def watch_sweep(api: Api, sweep: Mapping[str, Any]) -> int:
