@@ -240,10 +240,11 @@ class BatchRun:
             self.claim,
             rows_done=self.rows_done,
             seconds=self._seconds(),
-            result_sha256=result.sha256,
+            result=result,
+            max_owner_bytes=self.settings.max_owner_bytes,
             before_commit=hook,
         )
-        log.info("job %s: prediction run succeeded (%d rows)", self.claim.job_id, rows)
+        log.info("job %s: prediction run ended (%d rows)", self.claim.job_id, rows)
         return done
 
     def _evaluate(self, inputs: BatchInputs) -> bool:

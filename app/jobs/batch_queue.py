@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.jobs.queue import BeforeCommit, Claim, ended_values, fenced, update_job
+from app.services.quota import SETTING as QUOTA_SETTING
+from app.services.quota import lock_owner, stored_bytes
+from app.storage.blobs import BlobRef
 from app.storage.database import Database
 from app.storage.tables import Evaluation, Job, JobKind, JobStatus, new_id
 
@@ -78,19 +81,40 @@ def finish_prediction(
     *,
     rows_done: int,
     seconds: float,
-    result_sha256: str,
+    result: BlobRef,
+    max_owner_bytes: int,
     before_commit: BeforeCommit | None = None,
 ) -> bool:
-    """The run succeeds with its output blob (its pieces are dropped). False when the
-    lease is lost."""
-    values = {
-        **ended_values(JobStatus.SUCCEEDED),
-        "rows_done": rows_done,
-        "train_seconds": seconds,
-        "result_sha256": result_sha256,
-        "output_parts": None,
-    }
+    """The run succeeds with its output blob (its pieces are dropped), whose size now
+    counts toward the owner's quota in place of the estimate reserved at submit; unless
+    that size takes the owner past BACKPROP_MAX_OWNER_BYTES (a float64 model's outputs are
+    twice the estimate, or the quota was lowered): then it ends ``failed`` naming the
+    setting, without outputs. False when the lease is lost."""
     with db.session() as session:
+        owner = session.execute(select(Job.owner_id, Job.result_bytes).where(fenced(claim))).first()
+        if owner is None:
+            return False
+        lock_owner(session, owner.owner_id)
+        others = stored_bytes(session, owner.owner_id) - (owner.result_bytes or 0)
+        values: dict[str, Any] = {
+            "rows_done": rows_done,
+            "train_seconds": seconds,
+            "output_parts": None,
+        }
+        if others + result.size > max_owner_bytes:
+            values.update(
+                ended_values(JobStatus.FAILED),
+                result_bytes=None,
+                error=f"its outputs take {result.size} bytes: with the owner's other stored "
+                f"bytes ({others}) that is over {QUOTA_SETTING}={max_owner_bytes}; delete "
+                "datasets, models or prediction runs to make room",
+            )
+        else:
+            values.update(
+                ended_values(JobStatus.SUCCEEDED),
+                result_sha256=result.sha256,
+                result_bytes=result.size,
+            )
         row = update_job(session, fenced(claim), values)
         if row is not None and before_commit is not None:
             before_commit()
