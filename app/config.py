@@ -169,8 +169,8 @@ class Settings(BaseSettings):
     max_job_seconds: float = Field(
         default=24 * 3600.0,
         gt=0,
-        description="Training time after which a job ends failed (its best model kept when "
-        "it asked keep_model)",
+        description="Run time (all attempts together) after which a job ends failed: "
+        "training (its best model kept), prediction runs and worker-side evaluations",
     )
     max_active_jobs: int = Field(
         default=20,
@@ -192,7 +192,8 @@ class Settings(BaseSettings):
     max_owner_bytes: int = Field(
         default=16 * 1024**3,
         gt=0,
-        description="Storage quota of one owner: bytes of their datasets and models",
+        description="Storage quota of one owner: bytes of their datasets, models and "
+        "prediction outputs",
     )
     max_streams_per_owner: int = Field(
         default=10, gt=0, description="Open job event streams allowed per owner and API process"

@@ -12,7 +12,7 @@ from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.events import EVENT_STREAM_SCHEMA
 from app.api.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary, JobTarget
-from app.api.streams import holding
+from app.api.streams import holding, resume_after
 from app.services import jobs as service
 from app.services.job_events import job_events
 from app.storage.tables import JobStatus
@@ -61,6 +61,9 @@ def list_jobs(
     dataset_id: Annotated[
         str | None, Query(max_length=64, description="Only jobs training on this dataset")
     ] = None,
+    sweep_id: Annotated[
+        str | None, Query(max_length=64, description="Only the trials of this sweep")
+    ] = None,
 ) -> Page[JobSummary]:
     """Newest first, without each job's history (GET /v1/jobs/{id} has it)."""
     rows, total = service.list_jobs(
@@ -69,6 +72,7 @@ def list_jobs(
         status=status,
         network_id=network_id,
         dataset_id=dataset_id,
+        sweep_id=sweep_id,
         limit=page.limit,
         offset=page.offset,
     )
@@ -104,10 +108,7 @@ def stream_job_events(
 ) -> EventStream:
     """Server-Sent Events: one per epoch, then the end state."""
     service.job_progress(ctx.database, owner_id=caller.owner_id, job_id=job_id)  # 404 first
-    # ASCII digits only: str.isdigit() is also true of '²³', which int() refuses.
-    after = 0
-    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
-        after = int(last_event_id)
+    after = resume_after(last_event_id)
     slot = ctx.streams.acquire(caller.owner_id)  # 429 past BACKPROP_MAX_STREAMS_PER_OWNER
     stream = job_events(ctx.database, owner_id=caller.owner_id, job_id=job_id, after_epoch=after)
     return EventStream(

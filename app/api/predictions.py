@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
@@ -33,8 +33,9 @@ def submit_prediction(
 ) -> PredictionRead:
     """Queue a prediction run: a worker scores every row of the dataset with the model, in
     chunks (memory bounded whatever the size), surviving worker restarts. It counts
-    toward the owner's BACKPROP_MAX_ACTIVE_JOBS. 422 when the dataset's width differs
-    from the model's."""
+    toward the owner's BACKPROP_MAX_ACTIVE_JOBS, and its outputs (estimated as rows x
+    outputs x 4 bytes) toward BACKPROP_MAX_OWNER_BYTES (413). 422 when the dataset's width
+    differs from the model's."""
     run = service.submit_prediction(
         ctx.database,
         ctx.settings,
@@ -90,6 +91,19 @@ def cancel_prediction(prediction_id: str, ctx: Ctx, caller: CallerDep) -> Predic
             ctx.database, owner_id=caller.owner_id, prediction_id=prediction_id
         )
     )
+
+
+@router.delete(
+    "/v1/predictions/{prediction_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(404, 409, 422),
+)
+def delete_prediction(prediction_id: str, ctx: Ctx, caller: CallerDep) -> Response:
+    """Delete an ended run and its outputs (they stop counting toward
+    BACKPROP_MAX_OWNER_BYTES; the blob goes at the next gc). 409 while queued or running."""
+    service.delete_prediction(ctx.database, owner_id=caller.owner_id, prediction_id=prediction_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(

@@ -56,6 +56,15 @@ class StreamLimiter:
         return StreamSlot(self, owner_id)
 
 
+def resume_after(last_event_id: str | None) -> int:
+    """The event number a reconnecting client last received (its ``Last-Event-ID``), or 0
+    for a new stream (or an id that is no number of ours). ASCII digits only:
+    str.isdigit() is also true of '²³', which int() refuses."""
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
+        return int(last_event_id)
+    return 0
+
+
 async def holding(slot: StreamSlot, stream: AsyncIterator[str]) -> AsyncIterator[str]:
     """``stream``, releasing ``slot`` when it ends, fails or is cancelled (the client left)."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -12,7 +12,7 @@ from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.sweep_events import SWEEP_EVENT_STREAM_SCHEMA
 from app.api.schemas.sweeps import SweepCreate, SweepEnd, SweepRead, TrialRead
-from app.api.streams import holding
+from app.api.streams import holding, resume_after
 from app.api.sweep_bodies import sweep_spec
 from app.services import sweeps as service
 from app.services.sweep_events import sweep_events
@@ -81,17 +81,25 @@ def cancel_sweep(sweep_id: str, ctx: Ctx, caller: CallerDep) -> SweepRead:
     response_class=Response,
     responses={
         200: {
-            "description": "`event: trial` (data: TrialRead) each time a trial ends (under "
-            "halving, each rung), those already ended first; then `event: end` (data: "
-            "SweepEnd); then the stream closes",
+            "description": "`event: trial` (data: TrialRead, `id:` the ending's number) "
+            "each time a trial ends (under halving, each rung), those already ended first "
+            "(after Last-Event-ID's number when sent); then `event: end` (data: SweepEnd); "
+            "then the stream closes",
             "content": {"text/event-stream": {"schema": SWEEP_EVENT_STREAM_SCHEMA}},
         },
         **json_errors(401, 404, 422, 429),
     },
 )
-def stream_sweep_events(sweep_id: str, ctx: Ctx, caller: CallerDep) -> EventStream:
-    """Server-Sent Events: one per finished trial, then the end."""
+def stream_sweep_events(
+    sweep_id: str,
+    ctx: Ctx,
+    caller: CallerDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventStream:
+    """Server-Sent Events: one per finished trial, then the end. A reconnecting client
+    sending Last-Event-ID gets only the trial endings after that event."""
     service.require_sweep(ctx.database, owner_id=caller.owner_id, sweep_id=sweep_id)
+    after = resume_after(last_event_id)
     slot = ctx.streams.acquire(caller.owner_id)  # 429 past BACKPROP_MAX_STREAMS_PER_OWNER
     stream = sweep_events(
         ctx.database,
@@ -101,6 +109,7 @@ def stream_sweep_events(sweep_id: str, ctx: Ctx, caller: CallerDep) -> EventStre
         end_data=lambda state: SweepEnd(
             status=SweepRead.of(state).status, best=SweepRead.of(state).best
         ).model_dump(mode="json"),
+        after_event=after,
     )
     return EventStream(
         holding(slot, stream),

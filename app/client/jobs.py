@@ -27,6 +27,12 @@ def status(job: Mapping[str, Any]) -> str:
     return f"{job['status']}{' (stopping)' if stopping else ''}"
 
 
+def trial(job: Mapping[str, Any]) -> str:
+    """``swp_x#3`` for trial 3 of a sweep, ``-`` for a job of its own."""
+    sweep_id = job.get("sweep_id")
+    return f"{sweep_id}#{job.get('trial_index')}" if sweep_id else "-"
+
+
 COLUMNS: list[Column] = [
     ("ID", lambda j: j["id"]),
     ("STATUS", status),
@@ -34,6 +40,7 @@ COLUMNS: list[Column] = [
     ("LOSS", metric("loss")),
     ("VAL_LOSS", metric("val_loss")),
     ("MODEL", lambda j: j["model_id"] or "-"),
+    ("SWEEP#TRIAL", trial),
     ("CREATED", lambda j: when(j["created_at"])),
 ]
 
@@ -68,7 +75,7 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         path=PATH,
         columns=COLUMNS,
         empty="(no jobs: start one with `backprop train`)",
-        filters=("status", "network_id", "dataset_id"),
+        filters=("status", "network_id", "dataset_id", "sweep_id"),
     )
     add_show(actions, common, path=PATH, noun="job")
     parser = actions.add_parser(

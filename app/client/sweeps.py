@@ -3,7 +3,8 @@
 ``create FILE`` posts a POST /v1/sweeps body read from a JSON file (``-`` for stdin;
 ``--dataset`` sets its dataset_id) and prints the sweep's id; ``--watch`` then follows it.
 ``show`` prints the leaderboard, best first. ``watch`` prints one line per finished trial
-from GET /v1/sweeps/{id}/events, with the count done and the best so far, then the end.
+from GET /v1/sweeps/{id}/events, with the count done and the best so far, then the end;
+a dropped stream is reopened with ``Last-Event-ID``, so no trial shows twice.
 Exit status of ``watch``: 0 when the sweep succeeded, 1 otherwise.
 """
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from app.client.http import Api
+from app.client import follow as following
+from app.client.http import Api, Unreachable
 from app.client.output import Column, note, number, print_json, table, when
 from app.client.reads import Subparsers, add_actions, add_list
 from app.client.sse import events
@@ -113,25 +116,50 @@ def show(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _trial_events(api: Api, sweep_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(event, data)`` of the sweep's stream until its ``end``. A dropped stream is
+    reopened with ``Last-Event-ID`` (as ``jobs follow`` does), so no trial shows twice;
+    :data:`app.client.follow.RECONNECTS` drops in a row without an event give up (Unreachable)."""
+    path = f"{sweep_path(sweep_id)}/events"
+    last_id: str | None = None
+    failures = 0
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        before = last_id
+        try:
+            with api.stream(path, headers=headers) as response:
+                for event in events(response.iter_lines()):
+                    if event.event == "trial":
+                        last_id = event.id
+                    yield event.event, json.loads(event.data)
+                    if event.event == "end":
+                        return
+        except Unreachable:
+            if failures >= following.RECONNECTS:
+                raise
+        failures = 0 if last_id != before else failures + 1
+        if failures > following.RECONNECTS:
+            raise Unreachable(f"the event stream {api.url}{path} keeps closing")
+        time.sleep(following.RECONNECT_SECONDS)
+
+
 def watch_sweep(api: Api, sweep: Mapping[str, Any]) -> int:
     """One line per trial event; the end's status decides the exit status."""
     total, metric = len(sweep["trials"]), sweep["metric"]
     seen = 0
     end: dict[str, Any] = {"status": sweep["status"], "best": sweep["best"]}
-    headers = {"Accept": "text/event-stream"}
-    with api.stream(f"{sweep_path(sweep['id'])}/events", headers=headers) as response:
-        for event in events(response.iter_lines()):
-            data = json.loads(event.data)
-            if event.event == "trial":
-                seen += 1
-                note(
-                    f"[{seen}] trial {data['index']} {data['status']} after "
-                    f"{data['epochs_run']} epochs: {metric}={number(data['score'])}  "
-                    f"{_params(data)}"
-                )
-            elif event.event == "end":
-                end = data
-                break
+    for name, data in _trial_events(api, sweep["id"]):
+        if name == "trial":
+            seen += 1
+            note(
+                f"[{seen}] trial {data['index']} {data['status']} after "
+                f"{data['epochs_run']} epochs: {metric}={number(data['score'])}  "
+                f"{_params(data)}"
+            )
+        elif name == "end":
+            end = data
     best = end.get("best")
     summary = f"sweep {sweep['id']} {end['status']} ({total} trials)"
     if best:

@@ -109,11 +109,7 @@ class JobRun(Attempt):
 
     # --- during training
     def _should_stop(self) -> bool:
-        return self.stop_requested() or self._over_time()
-
-    def _over_time(self) -> bool:
-        """Whether the job has trained BACKPROP_MAX_JOB_SECONDS (all attempts together)."""
-        return self.seconds() >= self.settings.max_job_seconds
+        return self.stop_requested() or self.over_time()
 
     def _findings(self, *, diverged: bool) -> list[dict[str, Any]]:
         """The findings of the whole history so far, kept incrementally: only the epochs
@@ -244,7 +240,7 @@ class JobRun(Attempt):
         )
         if not state.ours:
             return False
-        if not state.cancel_requested and self._over_time():
+        if not state.cancel_requested and self.over_time():
             return self._fail_over_time(progress)
         self._inject_cancel("before_release")
         # Back to the queue, or, when a cancel is pending, cancelled (model kept if asked).

@@ -95,6 +95,10 @@ class Attempt(ABC):
         """A stop signal, a cancel request, or a lost lease: stop at the next boundary."""
         return self.stopping.is_set() or self.lease_gone() or self.pulse.view.cancel_requested
 
+    def over_time(self) -> bool:
+        """Whether the job has worked BACKPROP_MAX_JOB_SECONDS (all attempts together)."""
+        return self.seconds() >= self.settings.max_job_seconds
+
     def _ending(self, what: str, call: Callable[[], T]) -> T:
         """``call()``, the write that ends the attempt (the job's ending, or its release
         back to the queue), retried as :meth:`_retrying` does. The pulse is told first:

@@ -204,7 +204,7 @@ class BatchRun(Attempt):
                 parts, self.rows_done = [], 0
             every = self.settings.checkpoint_seconds
             for start in range(self.rows_done, rows, chunk):
-                if self.stop_requested():
+                if self.stop_requested() or self.over_time():
                     return self._stopped(out, parts)
                 stop = min(rows, start + chunk)
                 out.append(forward_in_blocks(model, x[start:stop], block, first_row=start))
@@ -235,7 +235,8 @@ class BatchRun(Attempt):
                 self.claim,
                 rows_done=self.rows_done,
                 seconds=seconds,
-                result_sha256=result.sha256,
+                result=result,
+                max_owner_bytes=self.settings.max_owner_bytes,
                 before_commit=crash_hook("before_final_commit"),
             ),
         )
@@ -266,9 +267,32 @@ class BatchRun(Attempt):
         return status is not None
 
     # --- stopped before the end
+    def _fail_over_time(self) -> bool:
+        """End ``failed`` at BACKPROP_MAX_JOB_SECONDS. A prediction run's stored pieces are
+        dropped with it (no partial download; gc takes their blobs), like a cancel's."""
+        limit = self.settings.max_job_seconds
+        rows_done, seconds = self.rows_done, self.seconds()
+        error = (
+            f"the run worked {seconds:.1f} s, the limit BACKPROP_MAX_JOB_SECONDS="
+            f"{limit:g}, after {rows_done} of its rows"
+        )
+        log.info("job %s: %s", self.claim.job_id, error)
+        return self._ending(
+            "fail",
+            lambda: batch_queue.end_batch(
+                self.db,
+                self.claim,
+                JobStatus.FAILED,
+                rows_done=rows_done,
+                seconds=seconds,
+                error=error,
+            ),
+        )
+
     def _stopped(self, out: OutputFile, parts: list[dict[str, Any]]) -> bool:
-        """Cancelled (ends ``cancelled``), or the worker stops (the pieces written so far
-        are stored, the job goes back to the queue), or the lease is gone (nothing)."""
+        """Cancelled (ends ``cancelled``), over its time limit (ends ``failed``), or the
+        worker stops (the pieces written so far are stored, the job goes back to the
+        queue), or the lease is gone (nothing)."""
         job_id = self.claim.job_id
         if self.lease_gone():
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
@@ -285,6 +309,8 @@ class BatchRun(Attempt):
                     self.db, self.claim, JobStatus.CANCELLED, rows_done=rows_done, seconds=seconds
                 ),
             )
+        if self.over_time():
+            return self._fail_over_time()
         self._save_piece(out, parts)
         log.info("job %s: released back to the queue after %d rows", job_id, self.rows_done)
         self._ending("release", lambda: endings.release(self.db, self.claim))

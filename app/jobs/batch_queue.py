@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.jobs.queue import BeforeCommit, Claim, ended_values, fenced, lock_fenced, update_job
+from app.services.quota import SETTING as QUOTA_SETTING
+from app.services.quota import lock_owner, stored_bytes
+from app.storage.blobs import BlobRef
 from app.storage.database import Database
 from app.storage.tables import Evaluation, Job, JobKind, JobStatus, new_id
 
@@ -82,23 +85,43 @@ def finish_prediction(
     *,
     rows_done: int,
     seconds: float,
-    result_sha256: str,
+    result: BlobRef,
+    max_owner_bytes: int,
     before_commit: BeforeCommit | None = None,
 ) -> JobStatus | None:
-    """The run succeeds with its output blob (its pieces are dropped), or ends
-    ``cancelled`` when a cancel was requested before this commit. The status it ended in;
-    None, with nothing written, when the lease is lost."""
-    values = {
-        **ended_values(JobStatus.SUCCEEDED),
-        "rows_done": rows_done,
-        "train_seconds": seconds,
-        "result_sha256": result_sha256,
-        "output_parts": None,
-    }
+    """The run succeeds with its output blob (its pieces are dropped), whose size now
+    counts toward the owner's quota in place of the estimate reserved at submit; unless
+    that size takes the owner past BACKPROP_MAX_OWNER_BYTES (a float64 model's outputs are
+    twice the estimate, or the quota was lowered): then it ends ``failed`` naming the
+    setting, without outputs. A cancel requested before this commit wins: ``cancelled``.
+    The status it ended in; None, with nothing written, when the lease is lost."""
     with db.session() as session:
         status = _cancel_or(session, claim, rows_done=rows_done, seconds=seconds)
         if status is not JobStatus.SUCCEEDED:
             return status
+        owner = session.execute(select(Job.owner_id, Job.result_bytes).where(fenced(claim))).one()
+        lock_owner(session, owner.owner_id)
+        others = stored_bytes(session, owner.owner_id) - (owner.result_bytes or 0)
+        values: dict[str, Any] = {
+            "rows_done": rows_done,
+            "train_seconds": seconds,
+            "output_parts": None,
+        }
+        if others + result.size > max_owner_bytes:
+            status = JobStatus.FAILED
+            values.update(
+                ended_values(status),
+                result_bytes=None,
+                error=f"its outputs take {result.size} bytes: with the owner's other stored "
+                f"bytes ({others}) that is over {QUOTA_SETTING}={max_owner_bytes}; delete "
+                "datasets, models or prediction runs to make room",
+            )
+        else:
+            values.update(
+                ended_values(status),
+                result_sha256=result.sha256,
+                result_bytes=result.size,
+            )
         update_job(session, fenced(claim), values)
         if before_commit is not None:
             before_commit()
@@ -160,9 +183,17 @@ def _ended(status: JobStatus, rows_done: int, seconds: float) -> dict[str, Any]:
 
 
 def end_batch(
-    db: Database, claim: Claim, status: JobStatus, *, rows_done: int, seconds: float
+    db: Database,
+    claim: Claim,
+    status: JobStatus,
+    *,
+    rows_done: int,
+    seconds: float,
+    error: str | None = None,
 ) -> bool:
-    """End the run ``status`` (cancelled), dropping its output pieces."""
+    """End the run ``status`` (cancelled, or failed with ``error``), dropping its output
+    pieces."""
     with db.session() as session:
-        row = update_job(session, fenced(claim), _ended(status, rows_done, seconds))
+        values = {**_ended(status, rows_done, seconds), "error": error}
+        row = update_job(session, fenced(claim), values)
     return row is not None

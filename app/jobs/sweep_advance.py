@@ -65,7 +65,10 @@ def trial_ended(session: Session, job_id: str) -> None:
     sweep = session.scalars(
         select(Sweep).where(Sweep.id == sweep_id).with_for_update()
     ).one_or_none()
-    if sweep is None or sweep.status in SWEEP_TERMINAL:
+    if sweep is None:
+        return
+    number_endings(session, sweep, [job_id])
+    if sweep.status in SWEEP_TERMINAL:
         return
     # Every trial's status and epochs (small columns: this runs at each trial's end); the
     # options and metrics only of a finished rung, to rank it.
@@ -95,6 +98,20 @@ def trial_ended(session: Session, job_id: str) -> None:
     succeeded = any(row.status == JobStatus.SUCCEEDED for row in rows)
     sweep.status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
     sweep.finished_at = utcnow()
+
+
+def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:
+    """Give the endings of ``job_ids`` (in order) the sweep's next event numbers, the ids
+    of their ``trial`` events on GET /v1/sweeps/{id}/events. Called with the sweep row
+    locked, in the ending's transaction: numbers follow commit order, so a reader that
+    sees number n has also seen every number below it, and a client resuming after n
+    (Last-Event-ID) misses none."""
+    for job_id in job_ids:
+        sweep.events += 1
+        session.execute(
+            update(Job).where(Job.id == job_id).values(sweep_event=sweep.events),
+            execution_options={"synchronize_session": False},
+        )
 
 
 def _promote(session: Session, sweep: Sweep, rung: Sequence[Any], target: int) -> bool:
@@ -136,10 +153,12 @@ def _promote(session: Session, sweep: Sweep, rung: Sequence[Any], target: int) -
 
 
 def cancel_trials(session: Session, sweep_id: str) -> None:
-    """Cancel a sweep's queued trials now and ask its running ones to stop (their workers
-    end them within a batch, without a model). Finished trials keep theirs."""
+    """Cancel a sweep's queued trials now (numbering their endings) and ask its running
+    ones to stop (their workers end them within a batch, without a model). Finished
+    trials keep theirs."""
     queued = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
     running = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.RUNNING)
+    cancelled = list(session.scalars(select(Job.id).where(queued).order_by(Job.trial_index)))
     ended = {
         "status": JobStatus.CANCELLED,
         "finished_at": utcnow(),
@@ -151,3 +170,6 @@ def cancel_trials(session: Session, sweep_id: str) -> None:
     session.execute(
         update(Job).where(running).values(cancel_requested=True), execution_options=no_sync
     )
+    # The sweep row after the trials' rows: the order a finishing worker takes them in.
+    sweep = session.scalars(select(Sweep).where(Sweep.id == sweep_id).with_for_update()).one()
+    number_endings(session, sweep, cancelled)

@@ -181,13 +181,20 @@ def list_jobs(
     status: str | None = None,
     network_id: str | None = None,
     dataset_id: str | None = None,
+    sweep_id: str | None = None,
     limit: int,
     offset: int,
 ) -> tuple[list[tuple[Job, str | None]], int]:
-    """A page of the owner's jobs (optionally only those in ``status``, of ``network_id``
-    or on ``dataset_id``) with their model ids. Rows come without ``history``,
-    ``findings`` and ``network_config``: reading them raises; lists show the latest ``metrics``."""
-    filters = {Job.status: status, Job.network_id: network_id, Job.dataset_id: dataset_id}
+    """A page of the owner's jobs (optionally only those in ``status``, of ``network_id``,
+    on ``dataset_id`` or trials of ``sweep_id``) with their model ids. Rows come without
+    ``history``, ``findings`` and ``network_config``: reading them raises; lists show the
+    latest ``metrics``."""
+    filters = {
+        Job.status: status,
+        Job.network_id: network_id,
+        Job.dataset_id: dataset_id,
+        Job.sweep_id: sweep_id,
+    }
     where = [TRAINING, *(column == value for column, value in filters.items() if value is not None)]
     unloaded = [
         *(defer(column, raiseload=True) for column in (Job.findings, Job.network_config)),

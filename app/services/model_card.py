@@ -66,7 +66,8 @@ class CardMetrics:
 class Lineage:
     job_id: str | None  # null: imported, or the job was deleted
     initial_model_id: str | None  # the model the job started from (fine-tuning)
-    sweep_id: str | None = None  # no sweeps yet
+    sweep_id: str | None = None  # the sweep whose trial made it
+    trial_index: int | None = None  # that trial's index in the sweep
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,10 @@ def card_of(session: Session, blobs: BlobStore, row: Model) -> ModelCard:
         training_options=None if job is None else job.options,
         metrics=_metrics(job, row),
         lineage=Lineage(
-            job_id=row.job_id, initial_model_id=None if job is None else job.init_model_id
+            job_id=row.job_id,
+            initial_model_id=None if job is None else job.init_model_id,
+            sweep_id=None if job is None else job.sweep_id,
+            trial_index=None if job is None else job.trial_index,
         ),
         backprop_version=backprop_version(),
         created_at=row.created_at,

@@ -132,6 +132,13 @@ def _or_none(value: str | None, none: str = "none") -> str:
     return none if value is None else _code(value)
 
 
+def _sweep(sweep_id: str | None, trial_index: int | None) -> str:
+    """``none``, or the sweep's id and the trial that trained the model."""
+    if sweep_id is None:
+        return "none"
+    return f"{_code(sweep_id)}, trial {trial_index}"
+
+
 def render(card: ModelCard) -> str:
     """The card as a Markdown document."""
     lineage = card.lineage
@@ -149,7 +156,7 @@ def render(card: ModelCard) -> str:
         "",
         f"- Training job: {_or_none(lineage.job_id, 'none (imported)')}",
         f"- Initial model: {_or_none(lineage.initial_model_id)}",
-        f"- Sweep: {_or_none(lineage.sweep_id)}",
+        f"- Sweep: {_sweep(lineage.sweep_id, lineage.trial_index)}",
         "",
     ]
     return "\n".join(lines)

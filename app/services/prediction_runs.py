@@ -24,6 +24,7 @@ from app.jobs import batch_queue, queue
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.jobs import TERMINAL, check_active_jobs
 from app.services.ownership import get_owned, page
+from app.services.quota import check_owner_bytes
 from app.storage import tables
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import CHUNK_BYTES, BlobStore
@@ -35,6 +36,15 @@ MODEL_LOC = ("path", "model_id")
 DATASET_LOC = ("body", "dataset_id")
 CSV_BLOCK_ROWS = 4096
 FORMATS = ("npy", "csv")
+NPY_HEADER_BYTES = 128  # an .npy file's header for a 2-d array (padded to 64 bytes)
+ESTIMATE_ITEMSIZE = 4  # float32 outputs; a float64 model's are twice as large (see README)
+
+
+def output_bytes_estimate(model: tables.Model, rows: int) -> int:
+    """Bytes of a run's ``.npy`` outputs (rows, output_size) if float32: reserved toward
+    BACKPROP_MAX_OWNER_BYTES while the run is queued or running."""
+    width = int(model.config["network"]["layers"][-1]["units"])
+    return NPY_HEADER_BYTES + rows * width * ESTIMATE_ITEMSIZE
 
 
 def check_width(model: tables.Model, dataset: Dataset) -> None:
@@ -52,7 +62,8 @@ def submit_prediction(
     db: Database, settings: Settings, *, owner_id: int, model_id: str, dataset_id: str
 ) -> Job:
     """Queue a prediction run of the model over the dataset (both owned: 404 otherwise;
-    422 when the widths differ; 429 past the owner's active jobs)."""
+    422 when the widths differ; 429 past the owner's active jobs; 413 when its estimated
+    outputs would take the owner past BACKPROP_MAX_OWNER_BYTES)."""
     with db.session() as session:
         check_active_jobs(session, settings, owner_id)
         # Locked: a concurrent delete of either must see this run (and refuse) or finish
@@ -64,7 +75,9 @@ def submit_prediction(
             session, Dataset, dataset_id, owner_id=owner_id, loc=DATASET_LOC, for_update=True
         )
         check_width(model, dataset)
-        return batch_queue.enqueue_batch(
+        estimate = output_bytes_estimate(model, dataset.n_samples)
+        check_owner_bytes(session, settings, owner_id=owner_id, adding=estimate, loc=DATASET_LOC)
+        run = batch_queue.enqueue_batch(
             session,
             kind=JobKind.PREDICT,
             owner_id=owner_id,
@@ -73,6 +86,8 @@ def submit_prediction(
             rows_total=dataset.n_samples,
             options={},
         )
+        run.result_bytes = estimate
+        return run
 
 
 def _owned_run(session: Any, *, owner_id: int, prediction_id: str, for_update: bool = False) -> Job:
@@ -121,6 +136,21 @@ def cancel_prediction(db: Database, *, owner_id: int, prediction_id: str) -> Job
             )
         queue.request_cancel(session, run)
     return get_prediction(db, owner_id=owner_id, prediction_id=prediction_id)
+
+
+def delete_prediction(db: Database, *, owner_id: int, prediction_id: str) -> None:
+    """Delete an ended run: its outputs no longer count toward the owner's quota and their
+    blob goes at the next garbage collection (``backprop gc``; another run with the same
+    outputs shares the blob and keeps it). 409 while it is queued or running."""
+    with db.session() as session:
+        run = _owned_run(session, owner_id=owner_id, prediction_id=prediction_id, for_update=True)
+        if run.status not in TERMINAL:
+            raise Conflict(
+                f"the prediction run is {run.status}: cancel it first, then delete it",
+                PATH_LOC,
+                error_type="job_active",
+            )
+        session.delete(run)
 
 
 def _finished_run(

@@ -1,6 +1,7 @@
 """Per-owner storage quota (``BACKPROP_MAX_OWNER_BYTES``): the bytes of an owner's stored
-datasets and models, summed in SQL from their rows' blob sizes (no blob is read),
-checked before a dataset or model is stored and before a job that will store a model."""
+datasets, models and prediction outputs, summed in SQL from their rows' sizes (no blob
+is read), checked before a dataset or model is stored, before a job that will store a
+model and before a prediction run (whose estimated outputs stay reserved while it runs)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,33 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.services.errors import LimitExceeded, Loc
-from app.storage.tables import Dataset, Model, Owner
+from app.storage.tables import Dataset, Job, JobKind, JobStatus, Model, Owner
 
 SETTING = "BACKPROP_MAX_OWNER_BYTES"
 
 
+# A prediction run's outputs count while it is queued or running (the estimate, reserved)
+# and once it succeeded (the blob's size), until the run is deleted.
+COUNTED_RUNS = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED)
+
+
 def stored_bytes(session: Session, owner_id: int) -> int:
-    """Bytes of the owner's datasets (their x and y blobs) and models (their weights)."""
+    """Bytes of the owner's datasets (their x and y blobs), models (their weights) and
+    prediction runs' outputs (``jobs.result_bytes``)."""
     total = 0
     for column, table in ((Dataset.size_bytes, Dataset), (Model.weights_size, Model)):
         size = select(func.coalesce(func.sum(column), 0))
         total += int(session.scalar(size.where(table.owner_id == owner_id)) or 0)
-    return total
+    outputs = select(func.coalesce(func.sum(Job.result_bytes), 0)).where(
+        Job.owner_id == owner_id, Job.kind == JobKind.PREDICT, Job.status.in_(COUNTED_RUNS)
+    )
+    return total + int(session.scalar(outputs) or 0)
+
+
+def lock_owner(session: Session, owner_id: int) -> None:
+    """Lock the owner row (PostgreSQL; SQLite's write transactions are serialised) so two
+    writers cannot both take the rest of the quota."""
+    session.scalar(select(Owner.id).where(Owner.id == owner_id).with_for_update())
 
 
 def check_owner_bytes(
@@ -28,7 +44,7 @@ def check_owner_bytes(
 ) -> None:
     """413 naming the setting when storing ``adding`` more bytes would take the owner over
     the quota. Locks the owner row (PostgreSQL) so two uploads cannot both take the rest."""
-    session.scalar(select(Owner.id).where(Owner.id == owner_id).with_for_update())
+    lock_owner(session, owner_id)
     total = stored_bytes(session, owner_id) + adding
     if total > settings.max_owner_bytes:
         raise LimitExceeded(

@@ -28,6 +28,7 @@ class TrialView:
     epochs_run: int
     epochs: int  # the target of the trial's current rung (halving) or its epochs
     model_id: str | None
+    event: int | None  # the number of its latest ending among the sweep's events
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def view(session: Session, sweep: Sweep) -> SweepView:
         Job.epoch,
         Job.epochs,
         Job.started_at,
+        Job.sweep_event,
     ]
     rows = session.execute(
         select(*columns, Model.id.label("model_id"), Model.metrics)
@@ -80,6 +82,7 @@ def view(session: Session, sweep: Sweep) -> SweepView:
             epochs_run=int(row.epoch or 0),
             epochs=int(row.epochs),
             model_id=row.model_id,
+            event=row.sweep_event,
         )
         for row in rows
     ]

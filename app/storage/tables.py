@@ -205,6 +205,12 @@ class Job(Base):
         ForeignKey("sweeps.id", ondelete="CASCADE"), index=True, default=None
     )
     trial_index: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The number of its latest ending among its sweep's events (``sweeps.events``): the
+    # id of its ``trial`` event on GET /v1/sweeps/{id}/events.
+    sweep_event: Mapped[int | None] = mapped_column(Integer, default=None)
+    # A prediction run's output bytes for the owner's quota: the estimate while it is
+    # queued or running (reserved), the output blob's size once it succeeded.
+    result_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     # The history, one row per finished epoch (see JobEpoch). Loaded with the job (one
     # SELECT ... IN); lists and the worker leave it unloaded (raiseload).
@@ -241,6 +247,8 @@ class Sweep(Base):
     metric: Mapped[str] = mapped_column(String(64))
     max_parallel: Mapped[int | None] = mapped_column(Integer, default=None)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    # Trial endings numbered so far (app/jobs/sweep_advance.py): event ids, in commit order.
+    events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 

@@ -96,6 +96,7 @@ def test_the_card_holds_the_facts_of_its_rows(client: ApiClient, db: Database) -
         "job_id": job_row.id,
         "initial_model_id": job_row.init_model_id,
         "sweep_id": None,
+        "trial_index": None,
     }
     assert job_row.init_model_id == first["model_id"]
     assert card["backprop_version"] == metadata.version("backprop")
@@ -131,7 +132,12 @@ def test_an_imported_model_has_no_training_facts(client: ApiClient) -> None:
     model = import_model(client, make_network(client))
     card = client.get(f"/v1/models/{model['id']}").json()["card"]
     assert card["training_data"] is None and card["training_options"] is None
-    assert card["lineage"] == {"job_id": None, "initial_model_id": None, "sweep_id": None}
+    assert card["lineage"] == {
+        "job_id": None,
+        "initial_model_id": None,
+        "sweep_id": None,
+        "trial_index": None,
+    }
     assert card["metrics"] == {"final": None, "best": None, "best_by": None, "weights_epoch": None}
     text = client.get(f"/v1/models/{model['id']}/card").text
     assert "Not recorded: the model was imported." in text

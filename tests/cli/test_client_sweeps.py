@@ -45,6 +45,9 @@ def test_sweep_create_watch_show_list_cancel(cli: Cli, dataset_id: str, tmp_path
     assert any(
         line.split()[:4] == [sweep_id, "rates", "succeeded", "3/3"] for line in listed.splitlines()
     )
+    trials = cli.ok("jobs", "list", "--sweep-id", sweep_id)
+    assert "SWEEP#TRIAL" in trials.splitlines()[0].split() and len(trials.splitlines()) == 4
+    assert all(f"{sweep_id}#{index}" in trials for index in range(3))
     refused = cli("sweep", "cancel", sweep_id)
     assert refused.status == 1 and "already finished" in refused.err
     bad = cli("sweep", "create", str(tmp_path / "missing.json"))

@@ -50,6 +50,14 @@ def test_run_a_batch_prediction_and_download_it(
         assert lines[0] == ["output_0", "label"] and len(lines) == 121
         assert [line[1] for line in lines[1:]] == [str(label) for label in answer["labels"]]
         page.screenshot(path=str(tmp_path / "predictions.png"), full_page=True)
+
+        # Delete the ended run (confirmed): it leaves the table, and the API.
+        run_id = row.get_attribute("data-prediction")
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_role("button", name=f"Delete prediction run {run_id}").click()
+        expect(runs.locator(f"tr[data-prediction='{run_id}']")).to_have_count(0)
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as api:
+            assert api.get(f"/v1/predictions/{run_id}").status_code == 404
     finally:
         context.close()
     assert problems == [], f"console errors: {problems}"

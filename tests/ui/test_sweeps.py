@@ -75,3 +75,18 @@ def test_the_sweep_page(browser: Browser, server: Server) -> None:
     for path in ("job.optimizer.learning_rate", "job.batch_size"):
         expect(page.locator(f"svg[data-path='{path}'] circle.sweep-point")).to_have_count(6)
     expect(page.locator("svg[data-curves='3'] path[data-trial]")).to_have_count(3)
+
+    # The jobs page shows each trial as its sweep and index (a trial has no network row),
+    # and a trial's job page links back to its sweep.
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    trial = sweep["trials"][0]  # type: ignore[index]
+    row = page.locator(f"tr[data-job='{trial['job_id']}']")
+    expect(row.get_by_role("link", name="moons-rates")).to_have_attribute(
+        "href", f"#/sweeps/{sweep['id']}"
+    )
+    expect(row).to_contain_text(f"trial {trial['index']}")
+    expect(row).not_to_contain_text("deleted network")
+    row.get_by_role("link", name=trial["job_id"]).click()
+    expect(page.get_by_role("link", name=str(sweep["id"]))).to_have_attribute(
+        "href", f"#/sweeps/{sweep['id']}"
+    )

@@ -56,7 +56,10 @@ class Lineage(BaseModel):
 
     job_id: str | None = Field(description="The job that trained it (null when imported)")
     initial_model_id: str | None = Field(description="The model the job started from")
-    sweep_id: str | None = Field(description="The sweep it belongs to (none yet: null)")
+    sweep_id: str | None = Field(
+        description="The sweep whose trial trained it (null: a job of its own, or imported)"
+    )
+    trial_index: int | None = Field(description="That trial's index in the sweep")
 
 
 class EvaluationSummary(BaseModel):

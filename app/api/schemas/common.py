@@ -24,6 +24,7 @@ ERROR_TYPES = {
     "conflict": "409: the object's state forbids it",
     "in_use": "409: a queued or running job uses it",
     "job_finished": "409: the job has already finished",
+    "job_active": "409: the prediction run is queued or running: cancel it first",
     "not_finished": "409: the prediction run has not succeeded (yet): no outputs to download",
     "model_deleted": "409: the prediction run's model was deleted; its labels are gone",
     "limit_exceeded": "413 (or 422): over a configured limit; the message names it",

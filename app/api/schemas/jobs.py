@@ -92,6 +92,14 @@ class JobSummary(BaseModel):
     )
     cancel_requested: bool
     samples_per_second: float | None
+    sweep_id: str | None = Field(
+        description="The sweep this job is a trial of (null for a job submitted on its own)",
+        examples=["swp_0123456789abcdef"],
+    )
+    trial_index: int | None = Field(
+        description="Its trial's index in the sweep (GET /v1/sweeps/{id} trials[].index)",
+        examples=[3],
+    )
     options: JobOptions
     created_at: datetime
     started_at: datetime | None
@@ -190,6 +198,8 @@ def _summary_fields(job: Job, model_id: str | None) -> dict[str, Any]:
         "attempts_without_progress": job.attempts_without_progress,
         "cancel_requested": job.cancel_requested,
         "samples_per_second": speed,
+        "sweep_id": job.sweep_id,
+        "trial_index": job.trial_index,
         "options": job.options,
         "created_at": job.created_at,
         "started_at": job.started_at,

@@ -14,7 +14,10 @@ class TrialEvent(BaseModel):
     """``event: trial``: a trial ended (under halving: ended a rung)."""
 
     event: Literal["trial"]
-    id: str = Field(description="How many trial events the stream has sent")
+    id: str = Field(
+        description="The ending's number among the sweep's; send it as Last-Event-ID to "
+        "resume after it"
+    )
     data: str = json_of("TrialRead")
 
 
@@ -22,7 +25,7 @@ class SweepEndEvent(BaseModel):
     """``event: end``: the sweep's final state; the stream then closes."""
 
     event: Literal["end"]
-    id: str | None = None
+    id: str | None = Field(default=None, description="Clients repeat the last trial's id")
     data: str = json_of("SweepEnd")
 
 

@@ -134,7 +134,9 @@ export async function jobPage(main, { params: [id], signal }) {
       card(
         "Links",
         facts([
-          ["Network", job.network_id ? link(`#/networks/${job.network_id}`, network?.name ?? job.network_id) : "deleted"],
+          job.sweep_id
+            ? ["Sweep", h("span", {}, link(`#/sweeps/${job.sweep_id}`, job.sweep_id), `, trial ${job.trial_index}`)]
+            : ["Network", job.network_id ? link(`#/networks/${job.network_id}`, network?.name ?? job.network_id) : "deleted"],
           ["Dataset", dataset ? link(`#/datasets/${dataset.id}`, dataset.name) : "deleted"],
           ["Model", modelSlot],
           ["Started from", job.init_model_id ? link(`#/models/${job.init_model_id}`, job.init_model_id) : "fresh weights"],

@@ -29,7 +29,28 @@ export async function cancelJob(job, keepModel = false) {
   return updated;
 }
 
-/** names: Map id -> name of networks and datasets (ids are shown for unknown ones). */
+/** What a job trains: its network, or, for a sweep's trial (which has none of its own),
+ * its sweep and trial index. */
+export function trainedWhat(job, names = new Map()) {
+  if (job.sweep_id) {
+    return h(
+      "span",
+      {},
+      link(`#/sweeps/${job.sweep_id}`, names.get(job.sweep_id) ?? job.sweep_id),
+      h("span", { class: "muted" }, `, trial ${job.trial_index}`),
+    );
+  }
+  return job.network_id ? link(`#/networks/${job.network_id}`, names.get(job.network_id) ?? job.network_id) : "deleted network";
+}
+
+/** Adds to ``names`` the name of each sweep the jobs are trials of (once per sweep). */
+export async function nameSweeps(jobs, names, signal) {
+  const unknown = [...new Set(jobs.map((j) => j.sweep_id).filter((id) => id && !names.has(id)))];
+  const sweeps = await Promise.all(unknown.map((id) => api(`/sweeps/${id}`, { signal }).catch(() => null)));
+  unknown.forEach((id, i) => names.set(id, sweeps[i]?.name ?? id));
+}
+
+/** names: Map id -> name of networks, datasets and sweeps (ids are shown for unknown ones). */
 export function jobsTable(jobs, { compact = false, onChange = () => {}, names = new Map() } = {}) {
   const columns = [{ label: "Job" }, { label: "Status" }, { label: "Progress" }, { label: "Result" }, { label: "Created" }];
   if (!compact) columns.splice(1, 0, { label: "Network on dataset" });
@@ -49,7 +70,7 @@ export function jobsTable(jobs, { compact = false, onChange = () => {}, names = 
         h(
           "td",
           {},
-          job.network_id ? link(`#/networks/${job.network_id}`, names.get(job.network_id) ?? job.network_id) : "deleted network",
+          trainedWhat(job, names),
           h("span", { class: "muted" }, " on "),
           job.dataset_id ? link(`#/datasets/${job.dataset_id}`, names.get(job.dataset_id) ?? job.dataset_id) : "deleted dataset",
         ),
@@ -148,6 +169,7 @@ export async function jobsPage(main, { signal, query, navigate }) {
   const load = async () => {
     const status = filter.value ? `status=${filter.value}&` : "";
     const page = await api(`/jobs?${status}limit=${PAGE_SIZE}&offset=${offset}`, { signal });
+    await nameSweeps(page.items, names, signal);
     replaceKeepingFocus(list, jobsTable(page.items, { onChange: load, names }));
     const go = (to) => () => { offset = Math.max(0, to); load(); };
     const last = Math.min(page.total, offset + page.items.length);

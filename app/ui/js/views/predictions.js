@@ -1,12 +1,13 @@
 // A model's "Batch predictions" card: run the model over one of your datasets in a worker
 // (POST /v1/models/{id}/predictions), follow its runs (GET /v1/predictions?model_id=...)
-// with their progress and speed, cancel one, and download a finished run's outputs as
-// .npy or CSV (fetched with the key, like the exports).
+// with their progress and speed, cancel one, download a finished run's outputs as .npy or
+// CSV (fetched with the key, like the exports), and delete an ended one (freeing its
+// outputs' bytes in the storage quota).
 
 import { api, listAll } from "../api.js";
 import { field, h, sleep } from "../dom.js";
 import { num, statusBadge, when, whenTitle } from "../format.js";
-import { card, errorBox, notice, onSubmit, table, toast } from "../ui.js";
+import { card, deleteButton, errorBox, notice, onSubmit, table, toast } from "../ui.js";
 import { download } from "./modelcard.js";
 
 const POLL_MS = 1000;
@@ -27,22 +28,27 @@ function progressCell(run) {
 }
 
 function actions(run, refresh) {
+  if (ACTIVE.has(run.status)) {
+    const cancel = h("button", { type: "button", class: "button button-small" }, "Cancel");
+    cancel.addEventListener("click", async () => {
+      await api(`/predictions/${run.id}/cancel`, { method: "POST" }).catch((e) => toast(e.message));
+      await refresh();
+    });
+    return cancel;
+  }
+  // An ended run can be deleted: its outputs stop counting toward the storage quota.
+  const remove = deleteButton({ what: "prediction run", name: run.id, id: run.id, path: `/predictions/${run.id}`, after: refresh });
   if (run.status === "succeeded") {
-    return FORMATS.map(({ format, type }) => {
+    const downloads = FORMATS.map(({ format, type }) => {
       const button = h("button", { type: "button", class: "button button-small" }, format);
       button.addEventListener("click", () =>
         download(`/predictions/${run.id}/download?format=${format}`, `${run.id}.${format}`, type).catch((e) => toast(e.message)),
       );
       return button;
     });
+    return [...downloads, remove];
   }
-  if (!ACTIVE.has(run.status)) return run.error ? h("span", { class: "muted" }, run.error) : null;
-  const cancel = h("button", { type: "button", class: "button button-small" }, "Cancel");
-  cancel.addEventListener("click", async () => {
-    await api(`/predictions/${run.id}/cancel`, { method: "POST" }).catch((e) => toast(e.message));
-    await refresh();
-  });
-  return cancel;
+  return [run.error ? h("span", { class: "muted" }, run.error) : null, remove];
 }
 
 function runsTable(runs, refresh) {
