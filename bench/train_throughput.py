@@ -31,7 +31,9 @@ and prints the BLAS kernel and thread counts threadpoolctl reports. It also prin
 forward-pass latency of 784-256-128-10 for 1 and 256 rows against torch.
 
 ``--diagnostics`` measures only what the per-layer statistics (``diagnostics``, on by
-default) cost: the same run with them off and on, interleaved, median of the rounds.
+default) cost: the same run with them off and on, in interleaved pairs of single epochs,
+the median of the pairs' ratios with its 95% interval (``diagnostics_cost``); ``--seconds``
+is then the measuring time per case (default 60).
 
 Usage: python bench/train_throughput.py [--quick] [--seconds S] [--rounds R] [--threads N]
        [--diagnostics]
@@ -50,6 +52,8 @@ if any(name in os.environ for name in _OVERRIDES):  # must happen before NumPy i
     os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -476,37 +480,77 @@ def run_case(case: Case, rows: int, seconds: float, rounds: int) -> tuple[list[s
     return table, checks
 
 
-def diagnostics_cost(seconds: float, rounds: int) -> list[str]:
-    """The per-layer statistics' share of training time: ``Ours`` with diagnostics off
-    and on, in alternating order for ``rounds`` rounds; the median of the rounds' time
-    ratios counts (a loaded machine makes single rounds swing by several percent)."""
+def one_epoch(trainer: Trainer) -> float:
+    """Train exactly one more epoch; its cost in ``clock`` seconds (end-of-epoch work:
+    metrics and, when on, the layer statistics, included)."""
+    ended: list[bool] = []
+    start = clock()
+    trainer.run(should_stop=lambda: bool(ended), on_epoch=lambda _entry: ended.append(True))
+    return clock() - start
+
+
+def median_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval for the median of ``values`` (order statistics at
+    n/2 ± z·√n/2): where the median of the pairs' costs lies with ``level`` confidence."""
+    ordered, n = np.sort(values), values.size
+    z = 1.959964 if level == 0.95 else 1.0
+    half = z * math.sqrt(n) / 2
+    low, high = math.floor(n / 2 - half), math.ceil(n / 2 + half)
+    return float(ordered[max(low, 0)]), float(ordered[min(high, n - 1)])
+
+
+def diagnostics_cost(seconds: float) -> list[str]:
+    """The per-layer statistics' share of training time, ``Ours`` (SGD) with diagnostics
+    off and on, measured in pairs of single epochs.
+
+    Each pair trains one epoch off and one on, in alternating order (ABBA), so that a
+    change of load, frequency or cache neighbours falls on both halves alike; a pair's
+    cost is on/off - 1 and the median of the pairs counts, with a 95% interval for it.
+    For ``seconds`` per case (after three warm-up epochs each) the process is pinned to
+    one core and the garbage collector is off, both trainers keep their buffers, and the
+    clock is the process's CPU time when ``--clock cpu`` (other processes' time slices do
+    not count, their cache traffic does: that is what the pairing is for).
+    """
     lines = [
-        f"diagnostics cost (SGD; {rounds} interleaved rounds x {seconds:.2f}s each; "
-        f"load average {os.getloadavg()[0]:.2f} at the start)"
+        f"diagnostics cost (SGD; pairs of single epochs off / on, ABBA order, "
+        f"{seconds:.0f}s per case; load average {os.getloadavg()[0]:.2f} at the start)"
     ]
+    pinned = False
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+        pinned = True
+    lines.append(f"  pinned to one core: {pinned}; gc off while measuring")
     for case in CASES:
         target = DIAGNOSTICS_TARGETS.get(case.name)
         if target is None:
             continue
         x, y = make_data(case, case.rows)
-        runs = {on: Ours(case, x, y, "sgd", diagnostics=on) for on in (False, True)}
-        for run in runs.values():
-            run.measure(min(0.2, seconds))
-        costs: list[float] = []
-        rates: dict[bool, list[float]] = {False: [], True: []}
-        for index in range(rounds):
-            rate = {}
+        runs = {on: Ours(case, x, y, "sgd", diagnostics=on).trainer for on in (False, True)}
+        for _ in range(3):
+            for trainer in runs.values():
+                one_epoch(trainer)
+        gc.collect()
+        gc.disable()
+        times: dict[bool, list[float]] = {False: [], True: []}
+        deadline = time.perf_counter() + seconds
+        index = 0
+        while time.perf_counter() < deadline or index < 8:
             for on in (False, True) if index % 2 == 0 else (True, False):
-                time.sleep(0.05)
-                rate[on] = runs[on].measure(seconds)
-                rates[on].append(rate[on])
-            costs.append(rate[False] / rate[True] - 1)
+                times[on].append(one_epoch(runs[on]))
+            index += 1
+        gc.enable()
+        off, on = np.array(times[False]), np.array(times[True])
+        costs = on / off - 1
         cost = float(np.median(costs))
+        low, high = median_interval(costs)
         status = "ok" if cost <= target else "MISSED"
+        samples = case.rows
         lines.append(
-            f"  {case.name} batch {case.batch}: off {np.median(rates[False]):,.0f} / on "
-            f"{np.median(rates[True]):,.0f} samples/s; cost median {cost:+.1%} (quartiles "
-            f"{np.percentile(costs, 25):+.1%} .. {np.percentile(costs, 75):+.1%}), "
+            f"  {case.name} batch {case.batch}: {costs.size} pairs; epoch off "
+            f"{np.median(off) * 1e3:.2f} ms / on {np.median(on) * 1e3:.2f} ms (medians; "
+            f"{samples / np.median(off):,.0f} / {samples / np.median(on):,.0f} samples/s); "
+            f"cost median {cost:+.2%} (95% interval {low:+.2%} .. {high:+.2%}; ratio of "
+            f"fastest deciles {np.percentile(on, 10) / np.percentile(off, 10) - 1:+.2%}), "
             f"target <= {target:.0%} {status}"
         )
     lines.append(f"  load average {os.getloadavg()[0]:.2f} at the end")
@@ -557,9 +601,9 @@ def main() -> None:
     if args.diagnostics:
         from threadpoolctl import threadpool_limits
 
-        rounds = max(args.rounds, 3 if args.quick else 21)
+        budget = args.seconds if args.seconds is not None else (10.0 if args.quick else 60.0)
         with threadpool_limits(limits=args.threads):  # None: as found
-            lines = diagnostics_cost(seconds / 4, rounds)
+            lines = diagnostics_cost(budget)
         print(f"throughput clock: {'process CPU time' if args.clock == 'cpu' else 'wall clock'}")
         print("\n".join(lines))
         return
