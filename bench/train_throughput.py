@@ -31,9 +31,9 @@ and prints the BLAS kernel and thread counts threadpoolctl reports. It also prin
 forward-pass latency of 784-256-128-10 for 1 and 256 rows against torch.
 
 ``--diagnostics`` measures only what the per-layer statistics (``diagnostics``, on by
-default) cost: the same run with them off and on, in interleaved pairs of single epochs,
-the median of the pairs' ratios with its 95% interval (``diagnostics_cost``); ``--seconds``
-is then the measuring time per case (default 60).
+default) cost: the same run with them off and on (and off again, an A/A control), one
+epoch each in rotating order, every step timed, medians compared, with a 95% interval
+(``diagnostics_cost``); ``--seconds`` is then the measuring time per case (default 60).
 
 Usage: python bench/train_throughput.py [--quick] [--seconds S] [--rounds R] [--threads N]
        [--diagnostics]
@@ -53,7 +53,6 @@ if any(name in os.environ for name in _OVERRIDES):  # must happen before NumPy i
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -480,78 +479,96 @@ def run_case(case: Case, rows: int, seconds: float, rounds: int) -> tuple[list[s
     return table, checks
 
 
-def one_epoch(trainer: Trainer) -> float:
-    """Train exactly one more epoch; its cost in ``clock`` seconds (end-of-epoch work:
-    metrics and, when on, the layer statistics, included)."""
+def one_epoch(trainer: Trainer) -> tuple[np.ndarray, float]:
+    """Train exactly one more epoch: (the ``clock`` seconds of each of its steps but the
+    last, (n - 1,); the seconds of the last step and the end of the epoch (metrics and,
+    when on, the layer statistics)). The steps are timed from one ``should_stop`` call
+    (made before every batch) to the next, so the engine is measured as the worker runs
+    it, without any hook of its own."""
+    stamps: list[float] = []
     ended: list[bool] = []
-    start = clock()
-    trainer.run(should_stop=lambda: bool(ended), on_epoch=lambda _entry: ended.append(True))
-    return clock() - start
+
+    def stop() -> bool:
+        stamps.append(clock())
+        return bool(ended)
+
+    def end(_entry: dict[str, Any]) -> None:
+        stamps.append(clock())
+        ended.append(True)
+
+    trainer.run(should_stop=stop, on_epoch=end)
+    times = np.diff(np.array(stamps[:-1]))  # the last stamp is the next epoch's check
+    return times[:-1], float(times[-1])
 
 
-def median_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free interval for the median of ``values`` (order statistics at
-    n/2 ± z·√n/2): where the median of the pairs' costs lies with ``level`` confidence."""
-    ordered, n = np.sort(values), values.size
-    z = 1.959964 if level == 0.95 else 1.0
-    half = z * math.sqrt(n) / 2
-    low, high = math.floor(n / 2 - half), math.ceil(n / 2 + half)
-    return float(ordered[max(low, 0)]), float(ordered[min(high, n - 1)])
+@dataclass
+class EpochTimes:
+    """The timed epochs of one trainer: steps (epochs, n - 1) and tails (epochs,)."""
+
+    steps: list[np.ndarray]
+    tails: list[float]
+
+    def estimate(self, rounds: np.ndarray) -> float:
+        """An epoch's typical cost from the epochs ``rounds``: (n - 1) x the median step
+        plus the median last step with the end of the epoch. Medians of thousands of
+        steps hardly move when another process takes the core for a while."""
+        steps = np.concatenate([self.steps[i] for i in rounds])
+        tails = np.array([self.tails[i] for i in rounds])
+        return float(self.steps[0].size * np.median(steps) + np.median(tails))
 
 
 def diagnostics_cost(seconds: float) -> list[str]:
-    """The per-layer statistics' share of training time, ``Ours`` (SGD) with diagnostics
-    off and on, measured in pairs of single epochs.
+    """The per-layer statistics' share of training time: ``Ours`` (SGD) with diagnostics
+    off, on, and off again in a second trainer (an A/A control: what two identical runs
+    differ by here, now), one epoch each per round in rotating order.
 
-    Each pair trains one epoch off and one on, in alternating order (ABBA), so that a
-    change of load, frequency or cache neighbours falls on both halves alike; a pair's
-    cost is on/off - 1 and the median of the pairs counts, with a 95% interval for it.
-    For ``seconds`` per case (after three warm-up epochs each) the process is pinned to
-    one core and the garbage collector is off, both trainers keep their buffers, and the
-    clock is the process's CPU time when ``--clock cpu`` (other processes' time slices do
-    not count, their cache traffic does: that is what the pairing is for).
+    Each step is timed (``one_epoch``); a trainer's epoch cost is estimated from the
+    median step and the median end of an epoch (``EpochTimes.estimate``) and the cost is
+    on / off - 1, with a 95% interval from resampling the rounds. The process is pinned
+    to one core and the garbage collector is off while measuring, each trainer keeps its
+    buffers, and with ``--clock cpu`` the clock is the process's CPU time.
     """
     lines = [
-        f"diagnostics cost (SGD; pairs of single epochs off / on, ABBA order, "
-        f"{seconds:.0f}s per case; load average {os.getloadavg()[0]:.2f} at the start)"
+        f"diagnostics cost (SGD; {seconds:.0f}s per case of rounds of one epoch per trainer; "
+        f"load average {os.getloadavg()[0]:.2f} at the start)"
     ]
-    pinned = False
-    if hasattr(os, "sched_setaffinity"):
+    pinned = hasattr(os, "sched_setaffinity")
+    if pinned:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-        pinned = True
     lines.append(f"  pinned to one core: {pinned}; gc off while measuring")
+    names = ("off", "on", "off again")
     for case in CASES:
         target = DIAGNOSTICS_TARGETS.get(case.name)
         if target is None:
             continue
         x, y = make_data(case, case.rows)
-        runs = {on: Ours(case, x, y, "sgd", diagnostics=on).trainer for on in (False, True)}
-        for _ in range(3):
-            for trainer in runs.values():
+        trainers = [Ours(case, x, y, "sgd", diagnostics=name == "on").trainer for name in names]
+        for _ in range(2):
+            for trainer in trainers:
                 one_epoch(trainer)
         gc.collect()
         gc.disable()
-        times: dict[bool, list[float]] = {False: [], True: []}
-        deadline = time.perf_counter() + seconds
-        index = 0
-        while time.perf_counter() < deadline or index < 8:
-            for on in (False, True) if index % 2 == 0 else (True, False):
-                times[on].append(one_epoch(runs[on]))
+        times = [EpochTimes([], []) for _ in names]
+        deadline, index = time.perf_counter() + seconds, 0
+        while time.perf_counter() < deadline or index < 6:
+            for k in range(3) if index % 2 == 0 else (2, 1, 0):
+                steps, tail = one_epoch(trainers[k])
+                times[k].steps.append(steps)
+                times[k].tails.append(tail)
             index += 1
         gc.enable()
-        off, on = np.array(times[False]), np.array(times[True])
-        costs = on / off - 1
-        cost = float(np.median(costs))
-        low, high = median_interval(costs)
-        status = "ok" if cost <= target else "MISSED"
-        samples = case.rows
+        everything = np.arange(index)
+        off, on, again = (t.estimate(everything) for t in times)
+        draws = np.random.default_rng(0).integers(0, index, (200, index))
+        costs = [times[1].estimate(d) / times[0].estimate(d) - 1 for d in draws]
+        low, high = np.percentile(costs, [2.5, 97.5])
+        status = "ok" if on / off - 1 <= target else "MISSED"
         lines.append(
-            f"  {case.name} batch {case.batch}: {costs.size} pairs; epoch off "
-            f"{np.median(off) * 1e3:.2f} ms / on {np.median(on) * 1e3:.2f} ms (medians; "
-            f"{samples / np.median(off):,.0f} / {samples / np.median(on):,.0f} samples/s); "
-            f"cost median {cost:+.2%} (95% interval {low:+.2%} .. {high:+.2%}; ratio of "
-            f"fastest deciles {np.percentile(on, 10) / np.percentile(off, 10) - 1:+.2%}), "
-            f"target <= {target:.0%} {status}"
+            f"  {case.name} batch {case.batch}: {index} rounds, {times[0].steps[0].size + 1} "
+            f"steps an epoch; epoch off {off * 1e3:.2f} ms / on {on * 1e3:.2f} ms "
+            f"({case.rows / off:,.0f} / {case.rows / on:,.0f} samples/s); cost "
+            f"{on / off - 1:+.2%} (95% interval {low:+.2%} .. {high:+.2%}; A/A control "
+            f"{again / off - 1:+.2%}), target <= {target:.0%} {status}"
         )
     lines.append(f"  load average {os.getloadavg()[0]:.2f} at the end")
     return lines
