@@ -18,7 +18,9 @@ for relu / leaky_relu layers, ``dead_units`` (the indices of the dead units, at 
 MAX_DEAD_LISTED), so a long job's history stays small.
 
 Cost (see ``LayerWatch``): on a small network a step adds one NumPy call whatever the
-depth, and no second forward pass is made. A run resumed from a checkpoint in mid-epoch
+depth; on a large one each value is read while it is in cache anyway (the gradient in
+the update's first pass, each a[l] right after the forward pass computed it), and no
+second forward pass is made. A run resumed from a checkpoint in mid-epoch
 counts that epoch's statistics from the batch it resumed at.
 """
 
@@ -69,8 +71,11 @@ class LayerWatch:
     ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
     for every layer at once (on a small network the number of NumPy calls is what
     costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
-    per batch) has no ring: each step reads its arrays in place with three BLAS calls per
-    layer (‖dW‖², the column sums and Σa²), as does the short last batch of an epoch.
+    per batch) has no ring, and its arrays are too large to be read again from beyond
+    L2 for free: ``observe`` takes each a[l] in the forward pass right after it is
+    computed (the column sums and Σa², two BLAS calls), and ``gauge`` has the update's
+    first chunked pass leave ‖dW[l]‖² (one dot per 64 Ki chunk the update reads next).
+    A small network's short last batch is read in place after backward.
 
     What is kept per epoch: Σ‖dW[l]‖ and the batch count; Σa² per layer and the rows
     seen; Σa per unit (float64), from which the end of the epoch takes each layer's mean
