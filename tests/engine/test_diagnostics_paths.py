@@ -137,3 +137,28 @@ def test_chunks_never_straddle_a_cut_and_gauge_finds_each_piece_layer() -> None:
     expected = [float(a[lo:hi] @ a[lo:hi]) for lo, hi in bounds]
     np.testing.assert_allclose(gauge.squares, expected, rtol=1e-12)
     assert layers[0] == 0 and layers[-1] == -1
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_pieces_longer_than_a_chunk_fit_the_optimizers_scratch(name: str) -> None:
+    """Two 300 x 300 layers: cut at their bounds, each is one piece of 90,000 values, more
+    than the 65,536 of an uncut piece of this vector; on and off train the same."""
+    rng = np.random.default_rng(13)
+    x, y = rng.normal(size=(16, 300)), rng.integers(0, 2, 16)
+    layers = [{"units": 300, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}]
+    params = []
+    for on in (False, True):
+        net = Network(300, [{"units": 300, "activation": "relu"}, *layers], seed=1)
+        options = TrainingOptions(
+            epochs=2,
+            batch_size=8,
+            validation_split=0.0,
+            optimizer=OptimizerOptions(name=name, learning_rate=0.01),
+            diagnostics=on,
+        )
+        trainer = Trainer(net, x, y, options)
+        trainer.run()
+        params.append(net.params)
+    assert trainer.loop.watch is not None and trainer.loop.watch.gauge is not None
+    assert max(p[0].size for p in trainer.loop.optimizer._pieces) == 90_000
+    np.testing.assert_array_equal(params[0], params[1])
