@@ -307,7 +307,9 @@ class EpochLoop:
         batches, forward, update = self.batches, self.network.propagate, self.update
         watch = self.watch.step if self.watch is not None else None
         # A large network's activation sums are taken in the forward pass (see diagnostics).
-        observe = self.watch.observe if self.watch is not None and self.watch.gauge else None
+        observe = (
+            self.watch.observe if self.watch is not None and self.watch.gauge is not None else None
+        )
         fill = None if self.xs is not None else self._fill
         for index in range(start, len(batches)):
             if should_stop is not None and should_stop():
