@@ -187,7 +187,7 @@ class LayerWatch:
     def observe(self, i: int, a: Array) -> None:
         """Add layer i's a (m, n[i]) of a batch, C-contiguous, to the epoch's sums: the
         forward pass calls this right after computing a, while a is still in cache
-        (three BLAS calls, a few more for leaky_relu and bounded layers)."""
+        (two BLAS calls and an add; a few more for leaky_relu and bounded layers)."""
         columns, total = self._columns[i], self._unit_sums[i]
         np.dot(self._batch_ones[: a.shape[0]], a, out=columns)  # Σ over the rows, (n,)
         np.add(total, columns, out=total)

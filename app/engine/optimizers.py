@@ -27,6 +27,10 @@ loss laid out like ``Network.params``:
 2. Clipping (clip_norm = c): if ‖g‖₂ > c, g ← g·c/‖g‖₂ (one global norm over all layers,
    penalty included).
 3. The optimizer's step.
+
+With a ``Gauge`` (the per-layer statistics of ``app.engine.diagnostics``) the first of
+these passes also leaves each weight matrix's ‖g_W‖² of the data loss, chunk by chunk just
+before the pass reads the chunk; the update's result is the same with and without it.
 """
 
 from __future__ import annotations
