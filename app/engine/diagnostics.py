@@ -254,7 +254,7 @@ class LayerWatch:
         self._settle()
         weights = self.network.weights
         flat = self.network.params[: self.network.weight_count]
-        delta = np.subtract(flat, self._start)
+        delta = np.subtract(flat, self._start, out=self._start)  # in place: no 940 KB allocation
         layers = []
         for i, (kind, w, (start, stop)) in enumerate(
             zip(self.kinds, weights, self._w_bounds, strict=True)
