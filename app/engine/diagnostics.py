@@ -18,7 +18,9 @@ for relu / leaky_relu layers, ``dead_units`` (the indices of the dead units, at 
 MAX_DEAD_LISTED), so a long job's history stays small.
 
 Cost (see ``LayerWatch``): on a small network a step adds one NumPy call whatever the
-depth, and no second forward pass is made. A run resumed from a checkpoint in mid-epoch
+depth; on a large one each value is read while it is in cache anyway (the gradient in
+the update's first pass, each a[l] right after the forward pass computed it), and no
+second forward pass is made. A run resumed from a checkpoint in mid-epoch
 counts that epoch's statistics from the batch it resumed at.
 """
 
@@ -32,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.engine.network import Network, Workspace
+from app.engine.optimizers import Gauge
 
 Array = npt.NDArray[np.floating[Any]]
 
@@ -68,8 +71,11 @@ class LayerWatch:
     ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
     for every layer at once (on a small network the number of NumPy calls is what
     costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
-    per batch) has no ring: each step reads its arrays in place with three BLAS calls per
-    layer (‖dW‖², the column sums and Σa²), as does the short last batch of an epoch.
+    per batch) has no ring, and its arrays are too large to be read again from beyond
+    L2 for free: ``observe`` takes each a[l] in the forward pass right after it is
+    computed (the column sums and Σa², two BLAS calls), and ``gauge`` has the update's
+    first chunked pass leave ‖dW[l]‖² (one dot per 64 Ki chunk the update reads next).
+    A small network's short last batch is read in place after backward.
 
     What is kept per epoch: Σ‖dW[l]‖ and the batch count; Σa² per layer and the rows
     seen; Σa per unit (float64), from which the end of the epoch takes each layer's mean
@@ -101,6 +107,7 @@ class LayerWatch:
         self._ring = np.empty((self.rows, joint.size), dtype=network.dtype)
         self._ring_rows = list(self._ring)
         self._ones = np.ones(self.rows, dtype=network.dtype)
+        self._batch_ones = np.ones(m, dtype=network.dtype)
         # For the ring: which layer each weight, and each value of a block, belongs to.
         ring_m, ring_count = (m, count) if small else (0, 0)
         self._w_layer = np.zeros((ring_count, depth), network.dtype)
@@ -134,8 +141,13 @@ class LayerWatch:
             )
             for i, kind in enumerate(kinds)
         ]
-        # One step's ‖dW[l]‖² then Σa²[l] (float64), added to the epoch's totals at once.
-        self._batch = np.zeros(2 * depth)
+        # One step's ‖dW[l]‖² (float64). A large network's are left there by the update's
+        # first pass (``gauge``, see ``make_update``), which runs after ``step``: they are
+        # added to the epoch's totals at the next step or at the end of the epoch.
+        self._norms2 = np.zeros(depth)
+        self._roots = np.zeros(depth)
+        self._pending = False
+        self.gauge = None if small else Gauge(self._w_bounds, self._norms2)
         self._filled = 0
         self._start = network.params[:count].copy()
         self._reset()
@@ -154,8 +166,16 @@ class LayerWatch:
 
     def step(self, work: Workspace) -> None:
         """After a batch's backward, before the update (which uses the gradient as
-        scratch); ``work`` is the batch's workspace."""
-        if work.m != self._m or not self.rows:  # a large network, or a short last batch
+        scratch); ``work`` is the batch's workspace. A large network's activations went
+        to ``observe`` in the forward pass and its gradient goes to ``gauge`` in the
+        update."""
+        if self.gauge is not None:
+            self._settle()
+            self._pending = True
+            self._batches += 1
+            self._rows += work.m
+            return
+        if work.m != self._m:  # a short last batch
             self._direct_step(work)
             return
         j = self._filled
@@ -164,26 +184,39 @@ class LayerWatch:
         if j == self.rows:
             self.flush()
 
+    def observe(self, i: int, a: Array) -> None:
+        """Add layer i's a (m, n[i]) of a batch, C-contiguous, to the epoch's sums: the
+        forward pass calls this right after computing a, while a is still in cache
+        (two BLAS calls and an add; a few more for leaky_relu and bounded layers)."""
+        columns, total = self._columns[i], self._unit_sums[i]
+        np.dot(self._batch_ones[: a.shape[0]], a, out=columns)  # Σ over the rows, (n,)
+        np.add(total, columns, out=total)
+        self._squares[i] += np.vdot(a, a)
+        leaky, bounds = self._direct[i][1:]
+        if leaky:
+            self._alive[i] |= a.max(axis=0) > 0
+        elif bounds is not None:
+            low, high = bounds
+            self._saturated[i] += np.count_nonzero(a <= low) + np.count_nonzero(a >= high)
+
     def _direct_step(self, work: Workspace) -> None:
-        """Add this batch's statistics, read in place: ‖dW[l]‖ of every layer, and layer
-        l's a (m, n[l]), C-contiguous."""
-        batch, depth, ones = self._batch, len(self.sizes), work.ones
+        """A small network's short last batch, read in place: ‖dW[l]‖ of every layer and
+        each layer's a."""
+        for i, a in enumerate(work.a):
+            self.observe(i, a)
         for i, g in enumerate(self._gw_parts):
-            batch[i] = np.dot(g, g)
-        for (i, leaky, bounds), a, columns in zip(self._direct, work.a, self._columns, strict=True):
-            np.dot(ones, a, out=columns)  # Σ over the batch's rows, (n,)
-            total = self._unit_sums[i]
-            np.add(total, columns, out=total)
-            batch[depth + i] = np.vdot(a, a)
-            if leaky:
-                self._alive[i] |= a.max(axis=0) > 0
-            elif bounds is not None:
-                low, high = bounds
-                self._saturated[i] += np.count_nonzero(a <= low) + np.count_nonzero(a >= high)
-        np.sqrt(batch[:depth], out=batch[:depth])
-        np.add(self._totals, batch, out=self._totals)
+            self._norms2[i] = np.dot(g, g)
+        self._pending = True
+        self._settle()
         self._batches += 1
         self._rows += work.m
+
+    def _settle(self) -> None:
+        """Add the last step's ‖dW[l]‖ (from ‖dW[l]‖²) to the epoch's sums."""
+        if self._pending:
+            np.sqrt(self._norms2, out=self._roots)
+            np.add(self._grad_sum, self._roots, out=self._grad_sum)
+            self._pending = False
 
     def flush(self) -> None:
         """Reduce the filled ring rows: over the rows first (one call per quantity for
@@ -218,9 +251,10 @@ class LayerWatch:
 
     def _statistics(self, snapshot: bool) -> list[dict[str, Any]]:
         self.flush()
+        self._settle()
         weights = self.network.weights
         flat = self.network.params[: self.network.weight_count]
-        delta = np.subtract(flat, self._start)
+        delta = np.subtract(flat, self._start, out=self._start)  # in place: no 940 KB allocation
         layers = []
         for i, (kind, w, (start, stop)) in enumerate(
             zip(self.kinds, weights, self._w_bounds, strict=True)

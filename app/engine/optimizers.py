@@ -27,13 +27,18 @@ loss laid out like ``Network.params``:
 2. Clipping (clip_norm = c): if ‖g‖₂ > c, g ← g·c/‖g‖₂ (one global norm over all layers,
    penalty included).
 3. The optimizer's step.
+
+With a ``Gauge`` (the per-layer statistics of ``app.engine.diagnostics``) the first of
+these passes also leaves each weight matrix's ‖g_W‖² of the data loss, chunk by chunk just
+before the pass reads the chunk; the update's result is the same with and without it.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,12 +69,50 @@ Pieces = list[tuple[Array, ...]]
 CHUNK = 65536  # elements per piece of a large update (see the module docstring)
 
 
-def _chunks(*arrays: Array) -> list[tuple[Array, ...]]:
-    """Aligned views of the arrays in CHUNK-sized pieces (one piece for small vectors)."""
+def _chunks(*arrays: Array, cuts: Sequence[int] = ()) -> list[tuple[Array, ...]]:
+    """Aligned views of the arrays in CHUNK-sized pieces (one piece for small vectors);
+    no piece straddles a position in ``cuts``."""
     size = arrays[0].size
-    if size <= 2 * CHUNK:
-        return [arrays]
-    return [tuple(a[start : start + CHUNK] for a in arrays) for start in range(0, size, CHUNK)]
+    pieces: list[tuple[Array, ...]] = []
+    for low, high in pairwise(sorted({0, size, *cuts})):
+        step = high - low if high - low <= 2 * CHUNK else CHUNK
+        pieces += [
+            tuple(a[start : min(start + step, high)] for a in arrays)
+            for start in range(low, high, step)
+        ]
+    return pieces
+
+
+class Gauge:
+    """Where a step's first chunked pass over the gradient leaves ‖g[start:stop]‖² for
+    each (start, stop) in ``bounds`` (the weight matrices of the flat vector): the
+    per-layer gradient norms of the diagnostics, read from chunks already in cache
+    instead of in a pass of their own (a 940 KB gradient is read from beyond L2 then).
+
+    squares: (len(bounds),) float64, overwritten at every step.
+    """
+
+    def __init__(self, bounds: Sequence[tuple[int, int]], squares: npt.NDArray[np.float64]) -> None:
+        self.bounds = list(bounds)
+        self.squares = squares
+        self.cuts = sorted({edge for bound in self.bounds for edge in bound})
+
+    def layers_of(self, pieces: Pieces) -> list[int]:
+        """For consecutive pieces from offset 0, cut at ``cuts``: the index of the bound
+        that holds each, or -1."""
+        layers, start = [], 0
+        for piece in pieces:
+            layers.append(next((i for i, (a, b) in enumerate(self.bounds) if a <= start < b), -1))
+            start += piece[0].size
+        return layers
+
+    def measure(self, pieces: Pieces, layers: Sequence[int]) -> None:
+        """squares[l] = Σ ‖g‖² over the pieces of bound l (g: each piece's second array)."""
+        squares = self.squares
+        squares.fill(0.0)
+        for piece, layer in zip(pieces, layers, strict=True):
+            if layer >= 0:
+                squares[layer] += np.dot(piece[1], piece[1])
 
 
 class Optimizer:
@@ -81,6 +124,8 @@ class Optimizer:
         self.learning_rate = options.learning_rate
         self._cut_for: tuple[Array, Array] | None = None
         self._pieces: Pieces = []
+        self._gauge: Gauge | None = None
+        self._gauged: list[tuple[Pieces, int]] = []  # one-piece lists and their bound
 
     @property
     def learning_rate(self) -> float:
@@ -90,16 +135,39 @@ class Optimizer:
     def learning_rate(self, value: float) -> None:
         self._neg_lr[...] = -value
 
+    def gauge(self, gauge: Gauge | None) -> None:
+        """Have every later step fill ``gauge`` from the gradient it is given, as that
+        step reads it (before it is used as scratch); None stops."""
+        self._gauge, self._cut_for = gauge, None
+
     def _cut(self, params: Array, grads: Array) -> Pieces:
         """Chunks of (params, grads, *state arrays), cut once for this pair of vectors."""
         if self._cut_for is None or self._cut_for[0] is not params or self._cut_for[1] is not grads:
-            self._pieces = _chunks(params, grads, *self.state()[1].values())
+            cuts = self._gauge.cuts if self._gauge is not None else ()
+            self._pieces = _chunks(params, grads, *self.state()[1].values(), cuts=cuts)
             self._cut_for = (params, grads)
+            if self._gauge is not None:
+                layers = self._gauge.layers_of(self._pieces)
+                self._gauged = [
+                    ([piece], layer) for piece, layer in zip(self._pieces, layers, strict=True)
+                ]
         return self._pieces
 
     def step(self, params: Array, grads: Array) -> None:
         """Update ``params`` in place from ``grads`` (which is left as scratch)."""
-        self._update(self._cut(params, grads))
+        pieces = self._cut(params, grads)
+        gauge = self._gauge
+        if gauge is None:
+            self._update(pieces)
+            return
+        # Piece by piece, so that the norm reads each chunk just before the update does.
+        squares = gauge.squares
+        squares.fill(0.0)
+        for single, layer in self._gauged:
+            if layer >= 0:
+                g = single[0][1]
+                squares[layer] += np.dot(g, g)
+            self._update(single)
 
     def _update(self, pieces: Pieces) -> None:
         raise NotImplementedError
@@ -174,7 +242,7 @@ class Adam(Optimizer):
         self._one_minus_b2 = np.array(1.0 - self.beta2, dtype=dtype)
         self._neg_step = np.zeros((), dtype=dtype)
         self._eps_hat = np.zeros((), dtype=dtype)
-        self._scratch = np.empty(max(chunk[0].size for chunk in _chunks(params)), dtype=dtype)
+        self._scratch = np.empty(min(params.size, 2 * CHUNK), dtype=dtype)  # the largest piece
 
     def step(self, params: Array, grads: Array) -> None:
         self.t += 1
@@ -236,6 +304,7 @@ def make_update(
     weight_count: int,
     l2: float,
     clip_norm: float | None,
+    gauge: Gauge | None = None,
 ) -> Callable[[], None]:
     """A no-argument function applying steps 1-3 (module docstring) to ``params``.
 
@@ -243,17 +312,33 @@ def make_update(
     first ``weight_count`` entries. Without penalty and clipping the function is the
     optimizer's step itself (no Python in between). The penalty goes through the weights
     in chunks, like the optimizers, with one chunk of scratch space.
+
+    ``gauge`` (the diagnostics' gradient norms) is filled from the data loss's gradient,
+    before penalty and clipping, by the first chunked pass that reads it: the optimizer's
+    own, else the penalty's; clipping alone (whose norm is one call over the whole vector,
+    kept as it is so that diagnostics change no result) gets a pass of its own.
     """
     step = optimizer.step
     if not l2 and clip_norm is None:
+        optimizer.gauge(gauge)
         return functools.partial(step, params, grads)
-    penalised = _chunks(params[:weight_count], grads[:weight_count])
+    optimizer.gauge(None)
+    cuts = gauge.cuts if gauge is not None else ()
+    penalised = _chunks(params[:weight_count], grads[:weight_count], cuts=cuts)
+    layers = gauge.layers_of(penalised) if gauge is not None else [-1] * len(penalised)
     scratch = np.empty(max(w.size for w, _ in penalised), dtype=params.dtype)
     l2_array = np.array(l2, dtype=params.dtype)
 
     def update() -> None:
+        if gauge is not None:
+            if l2:
+                gauge.squares.fill(0.0)
+            else:
+                gauge.measure(penalised, layers)
         if l2:
-            for w, g in penalised:
+            for (w, g), layer in zip(penalised, layers, strict=True):
+                if layer >= 0 and gauge is not None:
+                    gauge.squares[layer] += np.dot(g, g)  # ‖dL/dW‖², before the penalty
                 decay = scratch[: w.size]
                 np.multiply(w, l2_array, out=decay)
                 np.add(g, decay, out=g)  # g_W += l2·W

@@ -1,0 +1,164 @@
+"""The per-layer statistics are gathered three ways (a ring of whole steps for small
+networks; for large ones the gradient norms in the update's first chunked pass and the
+activation sums in the forward pass; the short last batch read in place). Every way gives
+the same statistics, and none changes what training computes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.engine import diagnostics, optimizers
+from app.engine.network import Network
+from app.engine.training import OptimizerOptions, Trainer, TrainingOptions
+
+OPTIMIZERS = [
+    {"name": "sgd", "learning_rate": 0.1},
+    {"name": "momentum", "learning_rate": 0.05, "momentum": 0.9},
+    {"name": "momentum", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
+    {"name": "adam", "learning_rate": 0.01},
+]
+UPDATES = [{}, {"l2": 0.01}, {"clip_norm": 0.05}, {"l2": 0.01, "clip_norm": 0.05}]
+
+
+def train(
+    optimizer: dict[str, Any], update: dict[str, Any], on: bool, dtype: Any = np.float64
+) -> Trainer:
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
+    net = Network(
+        4,
+        [
+            {"units": 7, "activation": "relu"},
+            {"units": 5, "activation": "tanh"},
+            {"units": 3, "activation": "softmax"},
+        ],
+        seed=2,
+        dtype=dtype,
+    )
+    options = TrainingOptions(
+        epochs=3,
+        batch_size=16,  # 3 full batches and a short one of 2 rows
+        validation_split=0.0,
+        optimizer=OptimizerOptions(**optimizer),
+        diagnostics=on,
+        **update,
+    )
+    trainer = Trainer(net, x, y, options)
+    trainer.run()
+    return trainer
+
+
+def statistics(trainer: Trainer) -> np.ndarray:
+    """(epochs, layers, 5): grad_norm, activation_mean, activation_std, weight_norm,
+    update_ratio; plus the dead and saturated fractions compared exactly."""
+    keys = ("grad_norm", "activation_mean", "activation_std", "weight_norm", "update_ratio")
+    return np.array([[[layer[k] for k in keys] for layer in e["layers"]] for e in trainer.history])
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("update", UPDATES, ids=lambda u: "-".join(u) or "plain")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_large_network_way_changes_no_weight_and_no_statistic(
+    monkeypatch: pytest.MonkeyPatch, optimizer: dict[str, Any], update: dict[str, Any], dtype: Any
+) -> None:
+    off = train(optimizer, update, on=False, dtype=dtype)
+    ring = train(optimizer, update, on=True, dtype=dtype)
+    monkeypatch.setattr(diagnostics, "DIRECT_GRADS", 0)  # every network counts as large
+    fused = train(optimizer, update, on=True, dtype=dtype)
+    assert fused.loop.watch is not None and fused.loop.watch.gauge is not None
+    assert ring.loop.watch is not None and ring.loop.watch.gauge is None
+    np.testing.assert_array_equal(ring.network.params, off.network.params)
+    np.testing.assert_array_equal(fused.network.params, off.network.params)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(statistics(fused), statistics(ring), rtol=rtol, atol=1e-7)
+    for a, b in zip(fused.history, ring.history, strict=True):
+        for la, lb in zip(a["layers"], b["layers"], strict=True):
+            assert la["dead_fraction"] == lb["dead_fraction"]
+            assert la["saturated_fraction"] == lb["saturated_fraction"]
+            assert la.get("dead_units") == lb.get("dead_units")
+            assert la.get("histogram") == lb.get("histogram")
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+def test_grad_norms_of_a_network_cut_into_many_chunks(l2: float) -> None:
+    """Weights of 400·400 + 400 values: the first layer spans three chunks of the update
+    and the second starts inside what would otherwise be one; each batch's norm is still
+    ‖dL/dW[l]‖ of the data loss alone, the penalty left out."""
+    rng = np.random.default_rng(12)
+    x, y = rng.normal(size=(24, 400)), rng.integers(0, 2, 24)
+    net = Network(
+        400,
+        [{"units": 400, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}],
+        dtype=np.float64,
+    )
+    assert net.weight_count > 2 * optimizers.CHUNK
+    reference = net.copy()
+    options = TrainingOptions(
+        epochs=1,
+        batch_size=8,
+        validation_split=0.0,
+        standardize=False,
+        shuffle=False,
+        l2=l2,
+        optimizer=OptimizerOptions(name="sgd", learning_rate=0.2),
+    )
+    trainer = Trainer(net, x, y, options)
+    trainer.run()
+    xs, ys = trainer.data.x, trainer.data.y
+    norms = []
+    for start in range(0, 24, 8):  # sgd replayed by hand: W -= rate·(dL/dW + l2·W)
+        dw, db = reference.backward(xs[start : start + 8], ys[start : start + 8])
+        norms.append([np.linalg.norm(g) for g in dw])
+        for w, g in zip(reference.weights, dw, strict=True):
+            w -= 0.2 * (g + l2 * w)
+        for b, g in zip(reference.biases, db, strict=True):
+            b -= 0.2 * g
+    got = [layer["grad_norm"] for layer in trainer.history[0]["layers"]]
+    np.testing.assert_allclose(got, np.mean(norms, axis=0), rtol=1e-10)
+    np.testing.assert_allclose(net.params, reference.params, rtol=1e-10, atol=1e-14)
+
+
+def test_chunks_never_straddle_a_cut_and_gauge_finds_each_piece_layer() -> None:
+    size = 3 * optimizers.CHUNK + 1000
+    cuts = [10, 2 * optimizers.CHUNK + 5, size - 7]
+    a = np.arange(size, dtype=np.float64)
+    pieces = optimizers._chunks(a, a, cuts=cuts)
+    starts = np.cumsum([0, *(p[0].size for p in pieces)])
+    assert starts[-1] == size and all(p[0].size <= 2 * optimizers.CHUNK for p in pieces)
+    assert set(cuts) <= set(starts.tolist())
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces]), a)
+    bounds = [(0, 10), (10, 2 * optimizers.CHUNK + 5)]
+    gauge = optimizers.Gauge(bounds, np.zeros(2))
+    layers = gauge.layers_of(pieces)
+    gauge.measure(pieces, layers)
+    expected = [float(a[lo:hi] @ a[lo:hi]) for lo, hi in bounds]
+    np.testing.assert_allclose(gauge.squares, expected, rtol=1e-12)
+    assert layers[0] == 0 and layers[-1] == -1
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_pieces_longer_than_a_chunk_fit_the_optimizers_scratch(name: str) -> None:
+    """Two 300 x 300 layers: cut at their bounds, each is one piece of 90,000 values, more
+    than the 65,536 of an uncut piece of this vector; on and off train the same."""
+    rng = np.random.default_rng(13)
+    x, y = rng.normal(size=(16, 300)), rng.integers(0, 2, 16)
+    layers = [{"units": 300, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}]
+    params = []
+    for on in (False, True):
+        net = Network(300, [{"units": 300, "activation": "relu"}, *layers], seed=1)
+        options = TrainingOptions(
+            epochs=2,
+            batch_size=8,
+            validation_split=0.0,
+            optimizer=OptimizerOptions(name=name, learning_rate=0.01),
+            diagnostics=on,
+        )
+        trainer = Trainer(net, x, y, options)
+        trainer.run()
+        params.append(net.params)
+    assert trainer.loop.watch is not None and trainer.loop.watch.gauge is not None
+    assert max(p[0].size for p in trainer.loop.optimizer._pieces) == 90_000
+    np.testing.assert_array_equal(params[0], params[1])
