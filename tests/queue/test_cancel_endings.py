@@ -13,6 +13,7 @@ from sqlalchemy import event
 from app.jobs.batch_queue import finish_evaluation, finish_prediction
 from app.jobs.endings import TrainedModel, fail
 from app.jobs.queue import Claim, Progress, claim_next, requeue_expired
+from app.storage.blobs import BlobRef
 from app.storage.database import Database
 from app.storage.tables import JobStatus
 from tests.queue.rows import add_jobs, cancel, expire_lease, get_job, models_of
@@ -20,6 +21,7 @@ from tests.queue.rows import add_jobs, cancel, expire_lease, get_job, models_of
 PROGRESS = Progress(epoch=2, metrics=None, history=[], samples_trained=8, train_seconds=0.1)
 MODEL = TrainedModel(config={"format": "time"}, weights_sha256="t", weights_size=5, metrics=None)
 BEST = TrainedModel(config={"format": "best"}, weights_sha256="b", weights_size=4, metrics=None)
+RESULT: dict[str, Any] = {"result": BlobRef("r" * 64, 160), "max_owner_bytes": 10**9}
 
 
 def _claimed(db: Database) -> tuple[str, Claim]:
@@ -78,9 +80,7 @@ def test_a_cancel_pending_at_a_batch_success_wins(migrated_db: Database, kind: s
     cancel(migrated_db, job_id)
 
     if kind == "prediction":
-        status = finish_prediction(
-            migrated_db, claim, rows_done=4, seconds=0.1, result_sha256="r" * 64
-        )
+        status = finish_prediction(migrated_db, claim, rows_done=4, seconds=0.1, **RESULT)
     else:
         status = finish_evaluation(
             migrated_db, claim, rows_done=4, seconds=0.1, metrics={"accuracy": 1.0}
@@ -94,10 +94,10 @@ def test_a_cancel_pending_at_a_batch_success_wins(migrated_db: Database, kind: s
 def test_a_batch_success_without_a_cancel_succeeds(migrated_db: Database) -> None:
     job_id, claim = _claimed(migrated_db)
 
-    status = finish_prediction(migrated_db, claim, rows_done=4, seconds=0.1, result_sha256="r")
+    status = finish_prediction(migrated_db, claim, rows_done=4, seconds=0.1, **RESULT)
 
     assert status == get_job(migrated_db, job_id).status == JobStatus.SUCCEEDED
-    again = finish_prediction(migrated_db, claim, rows_done=4, seconds=0.1, result_sha256="r")
+    again = finish_prediction(migrated_db, claim, rows_done=4, seconds=0.1, **RESULT)
     assert again is None  # the job ended: the lease is no longer ours
 
 
