@@ -155,5 +155,7 @@ def test_a_cancelled_run_stops_and_drops_its_pieces(
         wait_exit(worker, log)
     if ended.status == JobStatus.SUCCEEDED:
         pytest.skip("the run ended before the cancel arrived")
-    assert ended.status == JobStatus.CANCELLED and ended.rows_done < ROWS
+    # Stopped between chunks; or, when the last chunk came first, the cancel (recorded
+    # before the final commit) won there: cancelled all the same, no outputs kept.
+    assert ended.status == JobStatus.CANCELLED and ended.rows_done <= ROWS
     assert ended.output_parts is None and ended.result_sha256 is None
