@@ -7,20 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.config import Settings, get_settings
-from app.engine.model import Model as EngineModel
-from app.engine.network import Network
-from app.jobs import batch_queue
+from app.config import Settings
 from app.jobs.worker import Worker
 from app.storage import blob_file
 from app.storage.blob_arrays import load_array_checked_later
 from app.storage.blob_file import FileBlobStore
 from app.storage.blobs import BlobCorrupt, open_blob_store
 from app.storage.database import Database
-from app.storage.tables import Dataset, Evaluation, JobKind, JobStatus, Model
+from app.storage.tables import Dataset, Evaluation, JobKind, JobStatus
 from tests.blobhelpers import corrupt
 from tests.conftest import MakeSettings
-from tests.queue.rows import add_dataset, add_owner, get_job
+from tests.queue.rows import get_job
+from tests.worker.batch_rows import add_batch_job
 
 ROWS = 3000
 X = np.random.default_rng(8).normal(size=(ROWS, 4)).astype(np.float32)
@@ -35,41 +33,20 @@ NETWORK = {
 
 def _add_job(db: Database, kind: JobKind) -> tuple[str, str]:
     """A binary classifier, a dataset and a queued job of ``kind``: (job id, x's hash)."""
-    owner_id = add_owner(db, f"owner-{kind}")
-    dataset_id = add_dataset(db, owner_id, X, Y)
-    model = EngineModel(Network.from_config(NETWORK), "binary", [0, 1])
-    weights = open_blob_store(get_settings()).put_bytes(model.export_npz())
+    rows = add_batch_job(
+        db,
+        owner=f"owner-{kind}",
+        kind=kind,
+        network=NETWORK,
+        task="binary",
+        classes=[0, 1],
+        x=X,
+        y=Y,
+    )
     with db.session() as session:
-        row = Model(
-            owner_id=owner_id,
-            config=model.get_config(),
-            weights_sha256=weights.sha256,
-            weights_size=weights.size,
-        )
-        session.add(row)
-        session.flush()
-        job = batch_queue.enqueue_batch(
-            session,
-            kind=kind,
-            owner_id=owner_id,
-            model_id=row.id,
-            dataset_id=dataset_id,
-            rows_total=ROWS,
-            options={},
-        )
-        if kind == JobKind.EVALUATE:
-            session.add(
-                Evaluation(
-                    owner_id=owner_id,
-                    model_id=row.id,
-                    dataset_id=dataset_id,
-                    metrics={},
-                    job_id=job.id,
-                )
-            )
-        dataset = session.get(Dataset, dataset_id)
+        dataset = session.get(Dataset, rows.dataset_id)
         assert dataset is not None
-        return job.id, dataset.x_sha256
+        return rows.job_id, dataset.x_sha256
 
 
 def _flip_last_byte(store: FileBlobStore, sha256: str, *, nan: bool = False) -> None:

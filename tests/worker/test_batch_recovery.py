@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 
 from app.config import Settings, get_settings
-from app.engine.model import Model as EngineModel
-from app.engine.network import Network
-from app.jobs import batch_queue
 from app.jobs.queue import request_cancel
 from app.jobs.worker import Worker
 from app.storage.blobs import open_blob_store, read_verified
 from app.storage.database import Database
-from app.storage.tables import Job, JobKind, JobStatus, Model
+from app.storage.tables import Job, JobKind, JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
-from tests.queue.rows import add_dataset, add_owner, expire_lease, get_job
+from tests.queue.rows import expire_lease, get_job
+from tests.worker.batch_rows import add_batch_job
 from tests.worker.procs import start_worker, wait_exit
 
 ROWS = 20_000
@@ -38,29 +36,17 @@ NETWORK = {
 def _add_run(db: Database, owner: str = "alice") -> str:
     """A model, a dataset of :data:`ROWS` rows and a queued prediction run of the one
     over the other."""
-    owner_id = add_owner(db, owner)
-    dataset_id = add_dataset(db, owner_id, X, np.arange(ROWS) % 3)
-    model = EngineModel(Network.from_config(NETWORK), "multiclass", ["a", "b", "c"])
-    weights = open_blob_store(get_settings()).put_bytes(model.export_npz())
-    with db.session() as session:
-        row = Model(
-            owner_id=owner_id,
-            config=model.get_config(),
-            weights_sha256=weights.sha256,
-            weights_size=weights.size,
-        )
-        session.add(row)
-        session.flush()
-        run = batch_queue.enqueue_batch(
-            session,
-            kind=JobKind.PREDICT,
-            owner_id=owner_id,
-            model_id=row.id,
-            dataset_id=dataset_id,
-            rows_total=ROWS,
-            options={},
-        )
-        return run.id
+    rows = add_batch_job(
+        db,
+        owner=owner,
+        kind=JobKind.PREDICT,
+        network=NETWORK,
+        task="multiclass",
+        classes=["a", "b", "c"],
+        x=X,
+        y=np.arange(ROWS) % 3,
+    )
+    return rows.job_id
 
 
 def _outputs(db: Database, run_id: str) -> bytes:

@@ -11,18 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.config import Settings, get_settings
-from app.engine.model import Model as EngineModel
-from app.engine.network import Network
-from app.jobs import batch_queue
+from app.config import Settings
 from app.jobs.worker import Worker
 from app.services.evaluations import BLOCK_ROWS
-from app.storage.blobs import open_blob_store
 from app.storage.database import Database
-from app.storage.tables import Evaluation, JobKind, JobStatus, Model
+from app.storage.tables import Evaluation, JobKind, JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
-from tests.queue.rows import add_dataset, add_owner, expire_lease, get_job
+from tests.queue.rows import expire_lease, get_job
+from tests.worker.batch_rows import add_batch_job
 from tests.worker.procs import start_worker, wait_exit
 
 CHUNKS = 40  # chunks of BLOCK_ROWS rows, an output piece after each one
@@ -41,34 +38,18 @@ NETWORK = {
 def _add_evaluation(db: Database, owner: str = "alice") -> tuple[str, str]:
     """A classifier, a labelled dataset of :data:`ROWS` rows and a queued evaluation of
     the one on the other: (job id, evaluation id)."""
-    owner_id = add_owner(db, owner)
-    dataset_id = add_dataset(db, owner_id, X, Y)
-    model = EngineModel(Network.from_config(NETWORK), "multiclass", [0, 1, 2])
-    weights = open_blob_store(get_settings()).put_bytes(model.export_npz())
-    with db.session() as session:
-        row = Model(
-            owner_id=owner_id,
-            config=model.get_config(),
-            weights_sha256=weights.sha256,
-            weights_size=weights.size,
-        )
-        session.add(row)
-        session.flush()
-        job = batch_queue.enqueue_batch(
-            session,
-            kind=JobKind.EVALUATE,
-            owner_id=owner_id,
-            model_id=row.id,
-            dataset_id=dataset_id,
-            rows_total=ROWS,
-            options={},
-        )
-        evaluation = Evaluation(
-            owner_id=owner_id, model_id=row.id, dataset_id=dataset_id, metrics={}, job_id=job.id
-        )
-        session.add(evaluation)
-        session.flush()
-        return job.id, evaluation.id
+    rows = add_batch_job(
+        db,
+        owner=owner,
+        kind=JobKind.EVALUATE,
+        network=NETWORK,
+        task="multiclass",
+        classes=[0, 1, 2],
+        x=X,
+        y=Y,
+    )
+    assert rows.evaluation_id is not None
+    return rows.job_id, rows.evaluation_id
 
 
 def _metrics(db: Database, job_id: str, evaluation_id: str) -> dict[str, Any]:
