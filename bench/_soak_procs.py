@@ -9,7 +9,6 @@ parent pid and command line, reads their resident memory, and maps a job's ``wor
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,13 +88,3 @@ def serve_tree(serve_pid: int) -> Tree:
         elif "worker" in args and "app.cli" in args:
             workers.append(pid)
     return Tree(api, tuple(workers))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -20,11 +20,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.jobs.queue import BeforeCommit, Claim, ended_values, fenced, lock_fenced, update_job
-from app.services.quota import SETTING as QUOTA_SETTING
-from app.services.quota import lock_owner, stored_bytes
 from app.storage.blobs import BlobRef
 from app.storage.database import Database
 from app.storage.tables import Evaluation, Job, JobKind, JobStatus, new_id
+from app.storage.usage import QUOTA_SETTING, lock_owner, stored_bytes
 
 
 def enqueue_batch(

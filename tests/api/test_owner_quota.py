@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.services.quota import stored_bytes
 from app.storage.database import Database
 from app.storage.tables import Dataset
+from app.storage.usage import stored_bytes
 from tests.api.conftest import Keys, MakeClient, make_dataset, make_network
 
 

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from app.config import Settings
-from app.services.quota import stored_bytes
 from app.storage.blobs import open_blob_store
 from app.storage.database import Database
 from app.storage.gc import collect_garbage
 from app.storage.tables import Job
+from app.storage.usage import stored_bytes
 from tests.api.conftest import Keys, MakeClient
 from tests.api.test_predictions import ROWS, _dataset, _model, _submit, work
 

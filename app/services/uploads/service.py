@@ -60,7 +60,8 @@ def work_dir(settings: Settings) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -80,7 +81,7 @@ def remove_stale_work(settings: Settings) -> int:
         match = re.fullmatch(rf"{WORK_PREFIX}(.+)-(\d+)-[^-]+", path.name)
         try:
             stale = path.stat().st_mtime < cutoff or (
-                match is not None and match[1] == host and not _pid_alive(int(match[2]))
+                match is not None and match[1] == host and not pid_alive(int(match[2]))
             )
         except FileNotFoundError:
             continue
