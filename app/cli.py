@@ -114,7 +114,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from app.jobs.supervisor import Supervisor, announce_new_key, prepare_keys
+    from app.jobs.supervisor import Supervisor, announce_new_key
+    from app.services.keys import BOOTSTRAP_OWNER, prepare_keys
     from app.storage.database import Database
     from app.storage.migrations import upgrade
 
@@ -134,7 +135,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     if new_key is not None:
-        announce_new_key(new_key, host=host, port=port)
+        announce_new_key(new_key, owner=BOOTSTRAP_OWNER, host=host, port=port)
     workers = args.workers if args.workers is not None else settings.workers
     return Supervisor(settings, host=host, port=port, workers=workers).run()
 

@@ -30,6 +30,8 @@ Modules, one concept each:
 - ``evaluation``   a model's predictions on labelled data scored as sklearn.metrics does:
                    confusion matrix, per-class precision / recall / f1, log loss, AUC
                    (ranks), ROC points; mse / rmse / mae / r2 per target.
+                   ``scoring`` a model's outputs over many rows in blocks, scored
+                   against a dataset's labels (what an evaluation computes).
 - ``optimizers``   SGD, momentum, Adam (simplest first) and the whole update of a step:
                    L2 penalty, clipping, optimizer step (updates in 64 Ki-element chunks).
 - ``loop``         EpochLoop: the epochs of minibatch steps (forward, backward, update)

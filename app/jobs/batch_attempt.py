@@ -26,14 +26,13 @@ from typing import Any
 import numpy as np
 
 from app.config import Settings
+from app.engine import scoring
 from app.engine.errors import DataError
 from app.engine.model import Model
 from app.jobs import batch_queue, endings, faults, queue
 from app.jobs.attempt_base import Attempt, StartError, crash_hook
 from app.jobs.batch_output import OutputFile
 from app.jobs.input_check import InputCheck
-from app.services.errors import ServiceError
-from app.services.evaluations import BLOCK_ROWS, forward_in_blocks, score
 from app.storage import tables
 from app.storage.blob_arrays import load_array, load_array_checked_later
 from app.storage.blobs import BlobCorrupt, BlobMissing, BlobRef, BlobStore, read_verified
@@ -189,8 +188,8 @@ class BatchRun(Attempt):
         # same row blocks, so the same outputs (and scores) to the last bit. A resumed
         # attempt starts after its pieces, which end on a chunk, so on the same grid.
         if self.claim.kind == JobKind.EVALUATE:
-            block = BLOCK_ROWS
-            chunk = max(1, inputs.chunk_rows // BLOCK_ROWS) * BLOCK_ROWS
+            block = scoring.BLOCK_ROWS
+            chunk = max(1, inputs.chunk_rows // block) * block
         else:
             block = chunk = inputs.chunk_rows
         try:
@@ -207,7 +206,7 @@ class BatchRun(Attempt):
                 if self.stop_requested() or self.over_time():
                     return self._stopped(out, parts)
                 stop = min(rows, start + chunk)
-                out.append(forward_in_blocks(model, x[start:stop], block, first_row=start))
+                out.append(scoring.forward_in_blocks(model, x[start:stop], block, first_row=start))
                 self.rows_done = out.rows
                 if self.rows_done < rows and time.monotonic() - self._last_piece >= every:
                     self._save_piece(out, parts)
@@ -219,8 +218,8 @@ class BatchRun(Attempt):
             if self.claim.kind == JobKind.EVALUATE:
                 return self._finish_evaluation(inputs, out.read())
             return self._finish_prediction(out.store(self.blobs))
-        except ServiceError as exc:  # outputs that overflow: unless x is corrupt
-            return self._fail(self._x_problem() or exc.msg)
+        except scoring.NonFiniteOutputs as exc:  # outputs that overflow: unless x is corrupt
+            return self._fail(self._x_problem() or exc.message)
         except StartError as exc:  # x is corrupt or gone (the check's wait)
             return self._fail(self._cannot_continue(exc))
         finally:
@@ -248,7 +247,7 @@ class BatchRun(Attempt):
         with the job's success."""
         assert inputs.y is not None
         try:
-            metrics = score(inputs.model, outputs, inputs.y)
+            metrics = scoring.score(inputs.model, outputs, inputs.y)
         except DataError as exc:
             return self._fail(exc.message)
         seconds = self.seconds()

@@ -32,8 +32,6 @@ from types import FrameType
 from prometheus_client import multiprocess
 
 from app.config import Settings
-from app.services import keys
-from app.storage.database import Database
 
 log = logging.getLogger("backprop.serve")
 
@@ -43,25 +41,12 @@ HEALTHY_RUN_SECONDS = 60.0  # a child that lived this long restarts without dela
 MAX_RESTART_DELAY = 30.0
 
 
-def prepare_keys(database: Database, settings: Settings) -> str | None:
-    """Register BACKPROP_BOOTSTRAP_KEY; when the database has no key at all, create one
-    for owner ``admin`` and return it (the only time it exists in clear)."""
-    with database.session() as session:
-        if settings.bootstrap_key:
-            keys.ensure_bootstrap_key(session, settings.bootstrap_key)
-        if keys.has_any_key(session):
-            return None
-        return keys.create_key(
-            session, key_name=keys.BOOTSTRAP_KEY_NAME, owner_name=keys.BOOTSTRAP_OWNER
-        )
-
-
-def announce_new_key(key: str, *, host: str, port: int) -> None:
-    """Print a new key once, prominently, the key alone on its own line."""
+def announce_new_key(key: str, *, owner: str, host: str, port: int) -> None:
+    """Print a new key of ``owner`` once, prominently, the key alone on its own line."""
     rule = "=" * 72
     print(
         f"\n{rule}\n"
-        f"No API key existed, so Backprop created one for owner {keys.BOOTSTRAP_OWNER!r}.\n"
+        f"No API key existed, so Backprop created one for owner {owner!r}.\n"
         "It is shown only this once; keep it somewhere safe:\n\n"
         f"{key}\n\n"
         f"Paste it in http://{host}:{port}/docs -> Authorize, or send it as the header\n"

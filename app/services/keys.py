@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import Settings
+from app.storage.database import Database
 from app.storage.tables import ApiKey, Owner, utcnow
 
 KEY_PREFIX = "bp_"
@@ -134,3 +136,14 @@ def authenticate(session: Session, key: str) -> Caller | None:
     if api_key.revoked_at is not None or not hmac.compare_digest(api_key.key_hash, digest):
         return None
     return Caller(api_key.owner_id, owner_name, api_key.id, api_key.name)
+
+
+def prepare_keys(database: Database, settings: Settings) -> str | None:
+    """Register BACKPROP_BOOTSTRAP_KEY; when the database has no key at all, create one
+    for owner ``admin`` and return it (the only time it exists in clear)."""
+    with database.session() as session:
+        if settings.bootstrap_key:
+            ensure_bootstrap_key(session, settings.bootstrap_key)
+        if has_any_key(session):
+            return None
+        return create_key(session, key_name=BOOTSTRAP_KEY_NAME, owner_name=BOOTSTRAP_OWNER)

@@ -13,7 +13,7 @@ import numpy as np
 
 from app.engine.model import Model as EngineModel
 from app.engine.network import Network
-from app.services.evaluations import forward_in_blocks
+from app.engine.scoring import forward_in_blocks
 from app.storage.database import Database
 from app.storage.tables import Evaluation
 from tests.api.client import ApiClient

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from app.config import Settings
+from app.engine.scoring import BLOCK_ROWS
 from app.jobs.worker import Worker
-from app.services.evaluations import BLOCK_ROWS
 from app.storage.database import Database
 from app.storage.tables import Evaluation, JobKind, JobStatus
 from tests.conftest import MakeSettings
