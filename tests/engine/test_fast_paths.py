@@ -1,0 +1,106 @@
+"""The engine's faster ways to the same numbers: the row maximum read back at the argmax,
+and the label scores of a softmax classifier (each checked to give exactly what the
+plain computation gives, ties, infinities and NaN included)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from app.engine import activations, losses, metrics
+
+DTYPES = [np.float32, np.float64]
+
+
+def logits(m: int, k: int, dtype: type, seed: int = 0) -> np.ndarray:
+    """Random logits with exact ties (rounded values) and a few huge ones."""
+    rng = np.random.default_rng(seed)
+    z = np.round(rng.standard_normal((m, k)) * 4, 1).astype(dtype)
+    z[::7, 0] = z[::7, -1]  # the first and last columns tie (the first must win)
+    z[3::11] = 1e4 * np.sign(z[3::11])
+    return z
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 5, 32, 287, 1024, 1150])
+def test_row_max_is_numpys(m: int, dtype: type) -> None:
+    z = logits(m, 10, dtype)
+    expected = np.max(z, axis=1, keepdims=True)
+    np.testing.assert_array_equal(activations.row_max(z), expected)
+    np.testing.assert_array_equal(activations.row_max(np.asfortranarray(z)), expected)
+    z[m // 2, 3] = np.nan
+    z[0, 1] = -np.inf
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(activations.row_max(z), np.max(z, axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 64, 128])
+def test_softmax_of_a_batch_stays_finite_and_sums_to_one(m: int, dtype: type) -> None:
+    """Logits up to half the largest finite value (so that z - max z is finite): no
+    overflow, no NaN."""
+    z = logits(m, 10, dtype)
+    half = np.finfo(dtype).max / 2
+    z[1] = [half, -half, 0, 1, 2, 3, 4, 5, 6, 7]
+    out = np.empty_like(z)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise"):
+        warnings.simplefilter("error")
+        activations.softmax(z, out)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    assert out[1, 0] == 1.0
+
+
+def one_hot(codes: np.ndarray, k: int, dtype: type) -> np.ndarray:
+    return np.eye(k, dtype=dtype)[codes]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 287, 1150])
+def test_label_scores_are_what_evaluate_gives(m: int, dtype: type) -> None:
+    """Bit for bit, with and without softmax outputs for the accuracy."""
+    k = 10
+    z = logits(m, k, dtype, seed=m)
+    codes = np.random.default_rng(m).integers(0, k, m).astype(np.intp)
+    codes[::3] = z[::3].argmax(axis=1)  # a third are right, the rest by chance
+    y = one_hot(codes, k, dtype)
+    scores = metrics.LabelScores(m, k, np.dtype(dtype))
+    expected = metrics.evaluate("multiclass", "categorical_crossentropy", z, z, y)
+    assert expected["loss"] == metrics.in_precision(
+        losses.categorical_crossentropy(z, z, y), np.dtype(dtype)
+    )
+    assert scores(z, codes, y) == expected
+    a = np.empty_like(z)
+    activations.softmax(z, a)
+    assert scores(z, codes, y, a) == metrics.evaluate(
+        "multiclass", "categorical_crossentropy", z, a, y
+    )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_label_scores_of_non_finite_logits_are_what_evaluate_gives(bad: float) -> None:
+    """-inf included: the plain loss is NaN there (0·(-inf)), so it must stay NaN."""
+    z = logits(40, 4, np.float32)
+    codes = np.arange(40, dtype=np.intp) % 4
+    y = one_hot(codes, 4, np.float32)
+    z[7, (codes[7] + 1) % 4] = bad
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = metrics.evaluate("multiclass", "categorical_crossentropy", z, z, y)
+        got = metrics.LabelScores(40, 4, np.dtype(np.float32))(z, codes, y)
+    assert got.keys() == expected.keys() and np.isnan(expected["loss"])
+    assert np.isnan(got["loss"]) and got["accuracy"] == expected["accuracy"]
+
+
+def test_one_hot_codes_only_for_one_hot_rows() -> None:
+    codes = np.array([2, 0, 1, 2])
+    y = one_hot(codes, 3, np.float32)
+    np.testing.assert_array_equal(metrics.one_hot_codes(y), codes)
+    soft = y.copy()
+    soft[1] = [0.5, 0.5, 0.0]
+    assert metrics.one_hot_codes(soft) is None
+    nudged = y.copy()
+    nudged[2, 0] = 1e-30  # still sums to 1 in float32
+    assert metrics.one_hot_codes(nudged) is None
+    assert metrics.one_hot_codes(np.zeros((2, 3), dtype=np.float32)) is None
