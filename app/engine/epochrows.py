@@ -4,14 +4,23 @@ targets and class numbers, and the features of each batch.
 The permutation of epoch e is a pure function of (seed, e), so a resumed run shuffles
 exactly like the uninterrupted one without carrying any generator state.
 
-A batch's features (batch, n[0]) come one of two ways:
+A batch's features (batch, n[0]) come one of three ways:
 
 - direct: without shuffling, standardisation or a split the batches are plain slices of
   x (``xs``; an unaligned x, a view of stored npz bytes, is copied once here, as BLAS
   would otherwise copy every batch of it);
-- gathered: each batch's rows are gathered into one reused (batch, n[0]) buffer (one
-  ``np.take`` with ``mode="clip"``, which writes straight into it) and standardised there
-  (``fill``); x is never copied nor written: it may be a read-only memory map.
+- staged: when the training rows take at most STAGE_BYTES, they are gathered and
+  standardised once per run (``staged``); each epoch then takes them in its order into
+  one (n, n[0]) buffer with a single ``np.take``, and the batches are slices of it (of
+  ``staged`` itself without shuffling): a step does no copying at all. On small data this
+  is most of the cost of gathering (a 32-row batch's take and standardisation cost 3-8 µs
+  a step, the whole epoch's take of 1,150 rows of 64 about 20 µs);
+- gathered: otherwise each batch's rows are gathered into one reused (batch, n[0]) buffer
+  (one ``np.take`` with ``mode="clip"``, which writes straight into it) and standardised
+  there (``fill``): x is never copied, and it may be a read-only memory map of any size.
+
+Standardisation is elementwise, so the three give the same features, bit for bit; x is
+never written.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from app.engine.trainingdata import TrainingData
 Array = npt.NDArray[np.floating[Any]]
 Index = npt.NDArray[np.intp]
 SHUFFLE_STREAM = 1  # separates the shuffling stream from the validation split's
+STAGE_BYTES = 16 << 20  # training rows at most this large are staged (twice, if shuffled)
 
 
 class EpochRows:
@@ -35,7 +45,9 @@ class EpochRows:
     order: row numbers into x in this epoch's order (None: all rows, in order); ys
     (n, n[L]): the targets in that order; codes (n,): their class numbers when the
     targets are one-hot and ``codes`` is asked for (else None); source: the array the
-    batches' features are views of (x itself, or the reused batch buffer).
+    batches' features are views of (x itself, the epoch's staged rows, or the reused
+    batch buffer); staged (n, n[0]): the training rows standardised, in row order, when
+    they are staged (else None).
     """
 
     def __init__(
@@ -45,10 +57,18 @@ class EpochRows:
         n, width = data.train_count, data.x.shape[1]
         direct = not shuffle and data.standardizer is None and data.train_rows is None
         self.xs: Array | None = np.require(data.x, requirements="A") if direct else None
-        self.gathers = self.xs is None  # each batch's rows are gathered by ``fill``
-        self.source: Array = (
-            self.xs if self.xs is not None else np.empty((size, width), dtype=data.x.dtype)
-        )
+        self.staged: Array | None = None
+        if self.xs is None and n * width * data.x.itemsize <= STAGE_BYTES:
+            rows = slice(0, n) if data.train_rows is None else data.train_rows
+            staged = np.empty((n, width), dtype=data.x.dtype)
+            self.staged = preprocessing.gather(data.x, rows, staged, data.standardizer)
+        self.gathers = self.xs is None and self.staged is None  # batches gathered by ``fill``
+        if self.xs is not None:
+            self.source = self.xs
+        elif self.staged is not None:
+            self.source = np.empty_like(self.staged) if shuffle else self.staged
+        else:
+            self.source = np.empty((size, width), dtype=data.x.dtype)
         self.order: Index | None = data.train_rows
         labels = metrics.one_hot_codes(data.y) if codes else None
         self.all_codes = labels
@@ -65,7 +85,9 @@ class EpochRows:
 
     def fresh(self) -> list[npt.NDArray[Any]]:
         """The buffers made here (to take their first-write page faults up front)."""
-        made: list[npt.NDArray[Any]] = [] if self.xs is not None else [self.source]
+        made: list[npt.NDArray[Any]] = []
+        if self.source is not self.xs and self.source is not self.staged:
+            made.append(self.source)
         if self.shuffle:
             made += [a for a in (self.order, self.ys, self.codes) if a is not None]
         return made
@@ -90,6 +112,8 @@ class EpochRows:
         data.y.take(self.order, axis=0, out=self.ys, mode="clip")
         if self.codes is not None and self.all_codes is not None:
             self.all_codes.take(self.order, out=self.codes, mode="clip")
+        if self.staged is not None:
+            self.staged.take(permutation, axis=0, out=self.source, mode="clip")
         self._arranged = epoch
 
     def fill(self, span: slice, out: Array) -> None:

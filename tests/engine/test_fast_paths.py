@@ -1,6 +1,6 @@
 """The engine's faster ways to the same numbers: the row maximum read back at the argmax,
-and the label scores of a softmax classifier (each checked to give exactly what the
-plain computation gives, ties, infinities and NaN included)."""
+the label scores of a softmax classifier, and the staged training rows (each checked to
+give exactly what the plain computation gives, ties, infinities and NaN included)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from app.engine import activations, losses, metrics
+from app.engine import activations, epochrows, losses, metrics
+from app.engine.network import Network
+from app.engine.training import OptimizerOptions, Trainer, TrainingOptions
 
 DTYPES = [np.float32, np.float64]
 
@@ -104,3 +106,57 @@ def test_one_hot_codes_only_for_one_hot_rows() -> None:
     nudged[2, 0] = 1e-30  # still sums to 1 in float32
     assert metrics.one_hot_codes(nudged) is None
     assert metrics.one_hot_codes(np.zeros((2, 3), dtype=np.float32)) is None
+
+
+def digits_like(m: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 17, (m, 12)).astype(np.float32)
+    y = (x[:, :4].sum(axis=1) // 9).astype(np.int64) % 4
+    return x, y
+
+
+def run(x: np.ndarray, y: np.ndarray, **overrides: object) -> tuple[np.ndarray, list[dict]]:
+    net = Network(12, [{"units": 8, "activation": "relu"}, {"units": 4, "activation": "softmax"}])
+    options = TrainingOptions(
+        epochs=3,
+        batch_size=32,
+        optimizer=OptimizerOptions(name="adam", learning_rate=1e-2),
+        validation_split=0.2,
+        seed=0,
+        **overrides,  # type: ignore[arg-type]
+    )
+    trainer = Trainer(net, x, y, options)
+    result = trainer.run()
+    history = [
+        {k: v for k, v in e.items() if k != "seconds" and "per_second" not in k}
+        for e in result.history
+    ]
+    return result.model.network.params, history
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("standardize", [True, False])
+def test_staged_rows_train_exactly_like_gathered_batches(
+    monkeypatch: pytest.MonkeyPatch, shuffle: bool, standardize: bool
+) -> None:
+    """Staging the training rows once per run changes no number of the run."""
+    x, y = digits_like()
+    staged = run(x, y, shuffle=shuffle, standardize=standardize)
+    monkeypatch.setattr(epochrows, "STAGE_BYTES", 0)
+    gathered = run(x, y, shuffle=shuffle, standardize=standardize)
+    np.testing.assert_array_equal(staged[0], gathered[0])
+    assert staged[1] == gathered[1]
+
+
+def test_rows_beyond_the_stage_limit_are_gathered_per_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x, y = digits_like()
+    net = Network(12, [{"units": 4, "activation": "softmax"}])
+    options = TrainingOptions(batch_size=32, validation_split=0.2, seed=0)
+    rows = Trainer(net, x, y, options).loop.epoch_rows
+    assert rows.staged is not None and not rows.gathers
+    assert rows.staged.shape == (240, 12)
+    monkeypatch.setattr(epochrows, "STAGE_BYTES", 240 * 12 * 4 - 1)
+    rows = Trainer(net, x, y, options).loop.epoch_rows
+    assert rows.staged is None and rows.gathers and rows.source.shape == (32, 12)
