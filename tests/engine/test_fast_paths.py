@@ -160,3 +160,28 @@ def test_rows_beyond_the_stage_limit_are_gathered_per_batch(
     monkeypatch.setattr(epochrows, "STAGE_BYTES", 240 * 12 * 4 - 1)
     rows = Trainer(net, x, y, options).loop.epoch_rows
     assert rows.staged is None and rows.gathers and rows.source.shape == (32, 12)
+
+
+def test_label_scores_leave_the_history_as_evaluate_makes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """End to end: the run's history (training and validation loss and accuracy) is the
+    same with the label scores as through ``metrics.evaluate``."""
+    x, y = digits_like()
+    fast = run(x, y)
+    monkeypatch.setattr(metrics, "one_hot_codes", lambda y: None)
+    plain = run(x, y)
+    np.testing.assert_array_equal(fast[0], plain[0])
+    assert fast[1] == plain[1] and {"val_loss", "val_accuracy"} <= fast[1][0].keys()
+
+
+def test_probability_rows_are_scored_by_evaluate() -> None:
+    """Soft targets (rows of class probabilities) have no class numbers."""
+    x, y = digits_like()
+    soft = np.full((y.shape[0], 4), 0.1, dtype=np.float32)
+    soft[np.arange(y.shape[0]), y] = 0.7
+    net = Network(12, [{"units": 4, "activation": "softmax"}])
+    trainer = Trainer(net, x, soft, TrainingOptions(epochs=2, validation_split=0.2, seed=0))
+    assert trainer.loop.label_scores is None and trainer.loop.val_scores is None
+    history = trainer.run().history
+    assert all(np.isfinite(e["loss"]) and np.isfinite(e["val_loss"]) for e in history)
