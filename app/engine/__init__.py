@@ -35,7 +35,8 @@ Modules, one concept each:
 - ``optimizers``   SGD, momentum, Adam (simplest first) and the whole update of a step:
                    L2 penalty, clipping, optimizer step (updates in 64 Ki-element chunks).
 - ``loop``         EpochLoop: the epochs of minibatch steps (forward, backward, update)
-                   and their progress reporting (Progress, metrics, history, early stopping).
+                   and their progress reporting (Progress, metrics, history, early stopping);
+                   ``epochrows`` each epoch's row order, targets and batch features.
 - ``diagnostics``  LayerWatch: per-layer statistics of every epoch (gradient, weight and
                    update norms, activations, dead and saturated units, histograms);
                    ``findings`` the plain-language diagnoses drawn from them.

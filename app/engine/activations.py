@@ -17,6 +17,7 @@ network.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -72,23 +73,50 @@ def leaky_relu(z: Array, out: Array) -> None:
         np.maximum(z, out, out=out)
 
 
-def row_max(z: Array) -> Array:
-    """max over each row of z (m, k), as (m, 1).
+@functools.lru_cache(maxsize=64)
+def _row_starts(m: int, k: int) -> npt.NDArray[np.intp]:
+    """Flat positions of the rows of a C-contiguous (m, k) array: 0, k, 2k, ... (m,)."""
+    starts = np.arange(0, m * k, k, dtype=np.intp)
+    starts.flags.writeable = False
+    return starts
 
-    For many short rows (a softmax over a few classes for a whole epoch) a pass per column
-    is several times faster than NumPy's row-wise reduction, which loops per row.
+
+@functools.lru_cache(maxsize=8)
+def _ones(k: int, dtype: np.dtype[Any]) -> Array:
+    """A read-only vector of k ones, made once rather than at every row sum."""
+    ones = np.ones(k, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def take_rows(z: Array, columns: npt.NDArray[np.intp]) -> Array:
+    """z[i, columns[i]] for each row i of a C-contiguous z (m, k), as (m,); ``columns``
+    is overwritten with the flat positions."""
+    columns += _row_starts(*z.shape)
+    return z.reshape(-1).take(columns)
+
+
+def row_max(z: Array) -> Array:
+    """max over each row of z (m, k), as (m, 1) (NaN for a row that holds one).
+
+    NumPy's row-wise max reduction loops per row, which is slow for many short rows;
+    ``argmax`` has a fast loop per row, so below 1024 rows the max is read back at the
+    argmax (3-4x faster for 32-1150 rows of 10); above it a pass per column is faster.
     """
-    if z.shape[0] >= 512 and z.shape[1] <= 32:
+    m, k = z.shape
+    if m >= 1024 and k <= 32:
         top = z[:, :1].copy()
-        for j in range(1, z.shape[1]):
+        for j in range(1, k):
             np.maximum(top, z[:, j : j + 1], out=top)
         return top
+    if z.flags.c_contiguous:
+        return take_rows(z, z.argmax(axis=1)).reshape(m, 1)
     return np.maximum.reduce(z, axis=1, keepdims=True)
 
 
 def row_sum(z: Array) -> Array:
     """Σ over each row of z (m, k), as (m, 1): one matrix-vector product with ones."""
-    sums: Array = np.dot(z, np.ones(z.shape[1], dtype=z.dtype))
+    sums: Array = np.dot(z, _ones(z.shape[1], z.dtype))
     return sums.reshape(-1, 1)
 
 

@@ -1,20 +1,16 @@
 """The epoch loop and its progress reporting: where a training run stands, the minibatch
 steps of each epoch, and the metrics, history and early stopping at each epoch's end.
 
-Per epoch: the learning rate is set from the schedule; the training rows' numbers (into
-x, which is never copied nor written: it may be a read-only memory map) are permuted,
-and the targets with them; every batch is one step — its rows gathered into one reused
-(batch, n[0]) buffer (one ``np.take`` with ``mode="clip"``, which writes straight into
-``out``) and standardised there, then forward and backward (``network``), then the
-update (``optimizers``: L2, clipping, the optimizer's step) — with no allocation, since
-the batch buffer, the workspaces and the slices of the logits buffer that the output
-layer writes z[L] into are built once per run. Without shuffling, standardisation or a
-split the batches are plain slices of x. The epoch's training metrics are computed
-afterwards from those logits, without another pass over the data, plus one forward pass
-over the validation rows, gathered in blocks of EVAL_ROWS into buffers of the run.
-
-The permutation of epoch e is a pure function of (seed, e), so a resumed run shuffles
-exactly like the uninterrupted one without carrying any generator state.
+Per epoch: the learning rate is set from the schedule; the training rows are put in the
+epoch's order (``epochrows``: a pure function of the seed and the epoch); every batch is
+one step — its features (see ``epochrows``), then forward and backward (``network``),
+then the update (``optimizers``: L2, clipping, the optimizer's step) — with no
+allocation, since the batch buffers, the workspaces and the slices of the logits buffer
+that the output layer writes z[L] into are built once per run. The epoch's training
+metrics are computed afterwards from those logits, without another pass over the data,
+plus one forward pass over the validation rows, gathered in blocks of EVAL_ROWS into
+buffers of the run; a softmax classifier on one-hot targets is scored from their class
+numbers (``metrics.LabelScores``).
 
 The best score is the validation loss when there is validation data, else the training
 loss. It improves when it falls below best - min_delta, and its weights are kept in
@@ -33,14 +29,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import activations, diagnostics, metrics, optimizers, preprocessing, schedules
+from app.engine import activations, diagnostics, metrics, optimizers, schedules
+from app.engine.epochrows import EpochRows
 from app.engine.errors import DivergenceError, ExportFormatError
 from app.engine.network import Network, Workspace
 from app.engine.options import EarlyStoppingOptions, TrainingOptions
 from app.engine.trainingdata import TrainingData
 
 Array = npt.NDArray[np.floating[Any]]
-SHUFFLE_STREAM = 1  # separates the shuffling stream from the validation split's
 CHECK_EVERY = 64  # batches between checks of the logits for NaN / inf
 EVAL_ROWS = 8192  # validation rows per forward pass, to bound memory
 
@@ -171,22 +167,15 @@ class EpochLoop:
             options.clip_norm,
             self.watch.gauge if self.watch is not None else None,
         )
-        # Without shuffling, standardising or a split the batches are slices of x itself
-        # (``xs``); an unaligned x (a view of stored npz bytes) is copied once here, as BLAS
-        # would otherwise copy every batch of it. Otherwise each batch's rows are gathered
-        # into one reused buffer and standardised there (``_fill``): x is never copied.
-        direct = not options.shuffle and data.standardizer is None and data.train_rows is None
-        self.xs: Array | None = np.require(data.x, requirements="A") if direct else None
-        source = (
-            self.xs if self.xs is not None else np.empty((size, network.input_size), network.dtype)
+        # The rows in each epoch's order, with their targets and the batches' features.
+        labelled = data.task == "multiclass"  # scored from class numbers if one-hot
+        self.epoch_rows = EpochRows(data, size, options.shuffle, options.seed, labelled)
+        self.xs, self.ys = self.epoch_rows.xs, self.epoch_rows.ys  # xs: x itself, or None
+        self.label_scores = (
+            metrics.LabelScores(n, network.output_size, network.dtype)
+            if self.epoch_rows.codes is not None
+            else None
         )
-        # The training rows of x in this epoch's order (None: all rows in order).
-        self.order: npt.NDArray[np.intp] | None = data.train_rows
-        if options.shuffle:
-            self.order = np.empty(n, dtype=np.intp)
-            self.ys = np.empty((n, data.y.shape[1]), dtype=data.y.dtype)
-        else:
-            self.ys = data.y if data.train_rows is None else data.y[data.train_rows]
         self.logits = np.empty((n, network.output_size), dtype=network.dtype)
         # With diagnostics, a full batch's activations live in the block that follows the
         # gradient (``LayerWatch.block``), so the statistics take both with one copy.
@@ -198,24 +187,20 @@ class EpochLoop:
         for start in range(0, n, size):
             stop = min(start + size, n)
             work = full if stop - start == size else tail
-            x = source[start:stop] if direct else source[: stop - start]
+            x = self.epoch_rows.batch_x(start, stop)
             self.batches.append((x, self.ys[start:stop], self.logits[start:stop], work))
             self.spans.append(slice(start, stop))
         self.ends = [span.stop for span in self.spans]
         self._evaluation_buffers()
         # Fresh buffers get their pages on first write: take those faults now, before the
         # epoch clock runs, rather than in the first epoch.
-        fresh: list[npt.NDArray[Any]] = [self.logits, *self.fresh_evaluation_buffers]
-        if self.xs is None:
-            fresh.append(source)
-        if self.order is not None and options.shuffle:
-            fresh += [self.order, self.ys]
+        fresh = [self.logits, *self.fresh_evaluation_buffers, *self.epoch_rows.fresh()]
         for buffer in fresh:
             buffer.fill(0)
-        np.dot(source[:size], network.weights_t[0])  # BLAS sets up its buffers on the first call
+        # BLAS sets up its buffers on the first call
+        np.dot(self.epoch_rows.source[:size], network.weights_t[0])
         self.progress = Progress()
         self.best_params = network.params.copy()
-        self._arranged: int | None = None  # the epoch whose row order order / ys hold
 
     def _evaluation_buffers(self) -> None:
         """Buffers of the validation pass, made once per run: the features of a block of
@@ -223,8 +208,9 @@ class EpochLoop:
         of every validation row, and their targets."""
         data, network = self.data, self.network
         count = data.val_count
-        self.fresh_evaluation_buffers: list[Array] = []
+        self.fresh_evaluation_buffers: list[npt.NDArray[Any]] = []
         self._val_gathered = False  # val_x holds every validation row, standardised
+        self.val_scores: metrics.LabelScores | None = None
         if data.x_val is None or data.y_val is None or not count:
             return
         rows, dtype = min(EVAL_ROWS, count), network.dtype
@@ -234,6 +220,10 @@ class EpochLoop:
         self.val_a = np.empty_like(self.val_z)
         self.val_y = data.y_val if data.val_rows is None else data.y_val[data.val_rows]
         self.fresh_evaluation_buffers = [self.val_x, *self.val_hidden, self.val_z, self.val_a]
+        codes = metrics.one_hot_codes(self.val_y) if data.task == "multiclass" else None
+        if codes is not None:
+            self.val_codes = codes
+            self.val_scores = metrics.LabelScores(count, network.output_size, dtype)
 
     def rows(self, batches: int) -> int:
         """Rows covered by the first ``batches`` batches of an epoch."""
@@ -257,7 +247,7 @@ class EpochLoop:
                 options.optimizer.learning_rate, progress.epoch, options.epochs, options.lr_schedule
             )
             self.optimizer.learning_rate = rate
-            self._arrange(progress.epoch)
+            self.epoch_rows.arrange(progress.epoch)
             start, started = progress.batches_done, time.perf_counter()
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -277,27 +267,9 @@ class EpochLoop:
             self.network.params[...] = self.best_params
         return False
 
-    def _arrange(self, epoch: int) -> None:
-        """Put the rows in epoch ``epoch``'s order (no-op without shuffling or when done):
-        ``order`` (row numbers into x) and ``ys`` (the targets in that order)."""
-        if not self.options.shuffle or self._arranged == epoch or self.order is None:
-            return
-        permutation = np.random.default_rng([self.options.seed, SHUFFLE_STREAM, epoch]).permutation(
-            self.data.train_count
-        )
-        train = self.data.train_rows
-        if train is None:
-            self.order[...] = permutation
-        else:
-            np.take(train, permutation, out=self.order, mode="clip")
-        np.take(self.data.y, self.order, axis=0, out=self.ys, mode="clip")
-        self._arranged = epoch
-
     def _fill(self, index: int, out: Array) -> None:
         """Batch ``index``'s rows of x, gathered into ``out`` and standardised there."""
-        span = self.spans[index]
-        rows = span if self.order is None else self.order[span]
-        preprocessing.gather(self.data.x, rows, out, self.data.standardizer)
+        self.epoch_rows.fill(self.spans[index], out)
 
     def _steps(self, start: int, should_stop: Callable[[], bool] | None) -> int:
         """Steps from batch ``start`` to the end of the epoch; returns the batches done.
@@ -311,7 +283,7 @@ class EpochLoop:
         observe = (
             self.watch.observe if self.watch is not None and self.watch.gauge is not None else None
         )
-        fill = None if self.xs is not None else self._fill
+        fill = self._fill if self.epoch_rows.gathers else None
         for index in range(start, len(batches)):
             if should_stop is not None and should_stop():
                 return index
@@ -342,7 +314,11 @@ class EpochLoop:
             else:
                 a = np.empty_like(z)
                 activations.ACTIVATIONS[network.activations[-1]](z, a)
-            scores = metrics.evaluate(data.task, network.loss, z, a, self.ys)
+            codes, label_scores = self.epoch_rows.codes, self.label_scores
+            if label_scores is not None and codes is not None:
+                scores = label_scores(z, codes, self.ys)
+            else:
+                scores = metrics.evaluate(data.task, network.loss, z, a, self.ys)
             if data.val_count:
                 val = self._evaluate()
                 scores.update({f"val_{name}": value for name, value in val.items()})
@@ -386,6 +362,8 @@ class EpochLoop:
         for where, x in blocks:
             hidden = [h[: x.shape[0]] for h in self.val_hidden]
             propagate(x, hidden, self.val_z[where], self.val_a[where])
+        if self.val_scores is not None:
+            return self.val_scores(self.val_z, self.val_codes, self.val_y, self.val_a)
         return metrics.evaluate(data.task, self.network.loss, self.val_z, self.val_a, self.val_y)
 
     def _diverged(self, reason: str) -> DivergenceError:

@@ -121,6 +121,7 @@ class Optimizer:
 
     def __init__(self, params: Array, options: Hyperparameters) -> None:
         self._neg_lr = np.zeros((), dtype=params.dtype)
+        self._rate = 0.0  # the learning rate as stored (in the parameter dtype), as a float
         self.learning_rate = options.learning_rate
         self._cut_for: tuple[Array, Array] | None = None
         self._pieces: Pieces = []
@@ -129,11 +130,12 @@ class Optimizer:
 
     @property
     def learning_rate(self) -> float:
-        return -float(self._neg_lr)
+        return self._rate
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         self._neg_lr[...] = -value
+        self._rate = -float(self._neg_lr)
 
     def gauge(self, gauge: Gauge | None) -> None:
         """Have every later step fill ``gauge`` from the gradient it is given, as that
@@ -247,8 +249,8 @@ class Adam(Optimizer):
     def step(self, params: Array, grads: Array) -> None:
         self.t += 1
         c1 = 1.0 - self.beta1**self.t
-        c2 = float(np.sqrt(1.0 - self.beta2**self.t))
-        self._neg_step[...] = -self.learning_rate * c2 / c1
+        c2 = math.sqrt(1.0 - self.beta2**self.t)  # correctly rounded, as np.sqrt is
+        self._neg_step[...] = -self._rate * c2 / c1
         self._eps_hat[...] = self.epsilon * c2
         super().step(params, grads)
 

@@ -9,9 +9,10 @@ on the training split only: x' = (x - x_mean) / x_std, x_mean and x_std of shape
 A constant feature (std 0) gets std 1, so it maps to 0 instead of dividing by zero. The
 statistics are stored with the model and applied again at prediction.
 
-Training never makes a standardised copy of the data: rows are gathered a block or a
+Training never makes a standardised copy of large data: rows are gathered a block or a
 batch at a time into a reused buffer (``gather``) and standardised there, so x itself
-may be a read-only memory map of a file.
+may be a read-only memory map of a file. Only training rows of at most
+``epochrows.STAGE_BYTES`` are standardised once per run into a copy of their own.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ x); standardisation statistics are fitted on the training rows only.
 
 Nothing here copies x: it is kept as the caller gave it (a read-only memory map, say;
 only a conversion to the network dtype or to C order makes a copy) and never written.
-The loop gathers each batch's rows into a buffer and standardises them there
-(``preprocessing.gather``).
+The loop gathers the rows into buffers of its own and standardises them there
+(``epochrows``, ``preprocessing.gather``).
 """
 
 from __future__ import annotations
