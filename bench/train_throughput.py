@@ -542,6 +542,7 @@ def main() -> None:
             (case, target, functools.partial(_diagnosed, case, *make_data(case, case.rows)))
             for case in CASES
             if (target := DIAGNOSTICS_TARGETS.get(case.name)) is not None
+            and (args.cases is None or case.name in args.cases.split(","))
         ]
         with threadpool_limits(limits=args.threads):  # None: as found
             lines = diagnostics_cost(cases, budget, clock, args.instances)
