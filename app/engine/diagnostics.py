@@ -152,9 +152,14 @@ class LayerWatch:
         self._square_rows = np.zeros((folds, depth))
         self._column_rows = np.zeros((folds, self._units), network.dtype)
         self._folds = 0  # steps in those buffers
+        # Per row k, per layer: (a[l] flat, a[l] (m, n[l]), its column sums' place in row k).
         flat = [self.block[part] for part in parts]
-        self._layers = [
-            (flat[i], flat[i].reshape(m, n), self._unit_slices[i]) for i, n in enumerate(sizes)
+        self._plans = [
+            [
+                (flat[i], flat[i].reshape(m, n), self._column_rows[k, self._unit_slices[i]])
+                for i, n in enumerate(sizes)
+            ]
+            for k in range(folds)
         ]
         self._blocks = [
             (i, self.block[part].reshape(m, sizes[i]), *self._direct[i][1:])
@@ -205,9 +210,9 @@ class LayerWatch:
         if work.m == self._m:
             # The same BLAS calls as backward's last one (db = Σ over the rows of dZ)
             # and the gauge's next (‖g‖²), whose code is then in cache.
-            ones, columns, squares = self._batch_ones, self._column_rows[k], self._square_rows[k]
-            for i, (values, a, units) in enumerate(self._layers):
-                np.dot(ones, a, out=columns[units])  # Σ over the rows, (n[l],)
+            ones, squares = self._batch_ones, self._square_rows[k]
+            for i, (values, a, columns) in enumerate(self._plans[k]):
+                np.dot(ones, a, out=columns)  # Σ over the rows, (n[l],)
                 squares[i] = np.dot(values, values)
             for i, a, leaky, bounds in self._blocks:
                 self._count(i, a, leaky, bounds)
