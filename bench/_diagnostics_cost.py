@@ -3,7 +3,7 @@
 A single trainer per arm cannot resolve a 3% target here: two identical trainers differ by
 about 3% (where their buffers landed in memory and in the caches), which an A/A control
 of one trainer against one shows. So each arm has several trainer instances (``instances``,
-default 4): ``Ours`` (SGD) with diagnostics off and on, built alternately, trained a quarter
+default 6): ``Ours`` (SGD) with diagnostics off and on, built alternately, trained a quarter
 of an epoch each per round, in an order that rotates and reverses from round to round (all
 stay in step, so an epoch ends in the same round for all).
 
@@ -168,7 +168,7 @@ def diagnostics_cost(
     cases: list[tuple[CaseLike, float, Callable[[bool], Trainer]]],
     seconds: float,
     clock: Callable[[], float],
-    instances: int = 4,
+    instances: int = 6,
 ) -> list[str]:
     """The per-layer statistics' share of training time for each (case, target, make
     trainer(diagnostics on?)); see the module docstring."""

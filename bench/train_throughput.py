@@ -31,7 +31,7 @@ and prints the BLAS kernel and thread counts threadpoolctl reports. It also prin
 forward-pass latency of 784-256-128-10 for 1 and 256 rows against torch.
 
 ``--diagnostics`` measures only what the per-layer statistics (``diagnostics``, on by
-default) cost: ``--instances`` trainers (default 4) with them off and as many on, one
+default) cost: ``--instances`` trainers (default 6) with them off and as many on, one
 quarter of an epoch each in rotating order, every step timed, with an A/A control from
 the off trainers and 95% intervals (``_diagnostics_cost.py``); ``--seconds`` is then the
 measuring time per case (default 60).
@@ -522,8 +522,8 @@ def main() -> None:
     parser.add_argument(
         "--instances",
         type=int,
-        default=4,
-        help="with --diagnostics: trainers per arm (off / on; default 4)",
+        default=6,
+        help="with --diagnostics: trainers per arm (off / on; default 6)",
     )
     args = parser.parse_args()
     if args.clock == "cpu":

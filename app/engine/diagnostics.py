@@ -18,9 +18,9 @@ for relu / leaky_relu layers, ``dead_units`` (the indices of the dead units, at 
 MAX_DEAD_LISTED), so a long job's history stays small.
 
 Cost (see ``LayerWatch``): on a small network a step adds one NumPy call whatever the
-depth; on a large one two calls whatever the depth (over the activations, which backward
-has just read) and a dot per gradient chunk the update reads next; no second forward pass
-is made. A run resumed from a checkpoint in mid-epoch
+depth; on a large one two BLAS calls per layer over the activations backward has just
+read and one dot per weight matrix, which the update then reads from cache; no second
+forward pass is made. A run resumed from a checkpoint in mid-epoch
 counts that epoch's statistics from the batch it resumed at.
 """
 
@@ -72,13 +72,14 @@ class LayerWatch:
     ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
     for every layer at once (on a small network the number of NumPy calls is what
     costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
-    per batch) has no ring, whose copies would stream its arrays through memory: each
-    step adds the block into a running sum of the same shape (one call) and writes the
-    block's Σa² per row of ``_g`` values (a row never straddles two layers) into a row of
-    ``_square_rows`` (one call); ``gauge`` has the update's first chunked pass leave
-    ‖dW[l]‖² in a row of ``_norm_rows`` (one dot per 64 Ki chunk the update reads next).
-    Every FOLD_STEPS steps, and at the end of the epoch, those are folded into the
-    epoch's sums. A short last batch is read in place after backward (``observe``).
+    per batch) has no ring, whose copies would stream its arrays through memory: after
+    backward each step writes each a[l]'s column sums and Σa² (two BLAS calls per layer,
+    the same kernels backward and the gauge call around them) into row k of
+    ``_column_rows`` and ``_square_rows``, and ``gauge`` has the update leave ‖dW[l]‖² in
+    row k of ``_norm_rows`` (one dot per matrix before the optimizer's pass). Every
+    FOLD_STEPS steps, and at the end of the epoch, the rows are folded into the epoch's
+    sums, with no call in the other steps. A short last batch is read in place
+    (``observe``).
 
     What is kept per epoch: Σ‖dW[l]‖ and the batch count; Σa² per layer and the rows
     seen; Σa per unit (float64), from which the end of the epoch takes each layer's mean
@@ -201,15 +202,17 @@ class LayerWatch:
             self.flush()
 
     def _large_step(self, work: Workspace, gauge: Gauge) -> None:
-        """A large network's step: the block's sums (two calls), the next row of norms."""
+        """A large network's step: each a[l]'s column sums and Σa² into row k of the
+        fold buffers, and row k of ``_norm_rows`` for the gauge to fill."""
         k = self._folds
         if k == FOLD_STEPS:
             self._fold()
             k = 0
         gauge.squares = self._norm_rows[k]
         if work.m == self._m:
-            # The same BLAS calls as backward's last one (db = Σ over the rows of dZ)
-            # and the gauge's next (‖g‖²), whose code is then in cache.
+            # The BLAS kernels of backward's last call (db = Σ over the rows of dZ) and
+            # of the gauge's next ones (‖g‖²): measured cheaper here than in the forward
+            # pass, where a[l] is in cache but these kernels are not.
             ones, squares = self._batch_ones, self._square_rows[k]
             for i, (values, a, columns) in enumerate(self._plans[k]):
                 np.dot(ones, a, out=columns)  # Σ over the rows, (n[l],)

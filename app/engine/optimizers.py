@@ -307,9 +307,10 @@ def make_update(
     in chunks, like the optimizers, with one chunk of scratch space.
 
     ``gauge`` (the diagnostics' gradient norms) is filled from the data loss's gradient,
-    before penalty and clipping, by the first chunked pass that reads it: the optimizer's
-    own, else the penalty's; clipping alone (whose norm is one call over the whole vector,
-    kept as it is so that diagnostics change no result) gets a pass of its own.
+    before penalty and clipping: by the optimizer's step (one dot per matrix before its
+    pass) without either, else by the penalty's first chunked pass; clipping alone
+    (whose norm is one call over the whole vector, kept as it is so that diagnostics
+    change no result) gets a pass of its own.
     """
     step = optimizer.step
     if not l2 and clip_norm is None:

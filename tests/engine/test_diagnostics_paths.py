@@ -1,6 +1,7 @@
 """The per-layer statistics are gathered three ways (a ring of whole steps for small
-networks; for large ones the gradient norms in the update's first chunked pass and the
-activation sums in the forward pass; the short last batch read in place). Every way gives
+networks; for large ones the gradient norms in the update (or the penalty's first chunked
+pass) and the activation sums after backward, in rows folded every few steps; the short
+last batch read in place). Every way gives
 the same statistics, and none changes what training computes."""
 
 from __future__ import annotations
