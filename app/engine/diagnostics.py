@@ -146,7 +146,7 @@ class LayerWatch:
             for i, kind in enumerate(kinds)
         ]
         # A large network's per-step sums, FOLD_STEPS steps of them (float64 unless said):
-        # ‖dW[l]‖² (left by the update's first pass, ``gauge``, which runs after ``step``),
+        # ‖dW[l]‖² (left by the update, ``gauge``, which runs after ``step``),
         # Σa²[l], and the column sums of each a[l] (network dtype).
         folds = 0 if small else FOLD_STEPS
         self._norm_rows = np.zeros((folds, depth))
