@@ -31,12 +31,13 @@ and prints the BLAS kernel and thread counts threadpoolctl reports. It also prin
 forward-pass latency of 784-256-128-10 for 1 and 256 rows against torch.
 
 ``--diagnostics`` measures only what the per-layer statistics (``diagnostics``, on by
-default) cost: the same run with them off and on (and off again, an A/A control), one
-quarter of an epoch each in rotating order, every step timed, medians compared, with a 95% interval
-(``diagnostics_cost``); ``--seconds`` is then the measuring time per case (default 60).
+default) cost: ``--instances`` trainers (default 6) with them off and as many on, one
+quarter of an epoch each in rotating order, every step timed, with an A/A control from
+the off trainers and 95% intervals (``_diagnostics_cost.py``); ``--seconds`` is then the
+measuring time per case (default 60).
 
 Usage: python bench/train_throughput.py [--quick] [--seconds S] [--rounds R] [--threads N]
-       [--diagnostics]
+       [--diagnostics [--instances K]]
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ if any(name in os.environ for name in _OVERRIDES):  # must happen before NumPy i
     os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
 
 import argparse  # noqa: E402
-import gc  # noqa: E402
+import functools  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -479,116 +480,9 @@ def run_case(case: Case, rows: int, seconds: float, rounds: int) -> tuple[list[s
     return table, checks
 
 
-def timed_steps(trainer: Trainer, batches: int) -> tuple[np.ndarray, list[float]]:
-    """Train ``batches`` more batches: (the ``clock`` seconds of each step, the seconds of
-    each last step of an epoch together with the end of that epoch (metrics and, when
-    on, the layer statistics) and the next one's shuffle). A step is timed from one
-    ``should_stop`` call (made before every batch) to the next, so the engine is
-    measured as the worker runs it, without any hook of its own."""
-    stamps: list[float] = []
-    ends: list[int] = []  # stamps[i - 1] .. stamps[i + 1] hold an end of an epoch
-
-    def stop() -> bool:
-        stamps.append(clock())
-        return len(stamps) - len(ends) > batches
-
-    def end(_entry: dict[str, Any]) -> None:
-        ends.append(len(stamps))
-        stamps.append(clock())
-
-    trainer.run(should_stop=stop, on_epoch=end)
-    cut = np.array(stamps)
-    tails = [float(cut[i + 1] - cut[i - 1]) for i in ends]
-    steps = np.diff(np.delete(cut, ends))
-    tail_steps = [i - 1 - k for k, i in enumerate(ends)]  # the steps that hold an end
-    return np.delete(steps, tail_steps), tails
-
-
-@dataclass
-class EpochTimes:
-    """The timed rounds of one trainer: each round's steps, and its epoch ends (a round is
-    a quarter of an epoch, so one round in four holds one)."""
-
-    steps: list[np.ndarray]
-    tails: list[list[float]]
-
-    def estimate(self, rounds: np.ndarray, per_epoch: int) -> float:
-        """An epoch's typical cost from the rounds ``rounds``: (per_epoch - 1) x the median
-        step plus the median last step with the end of the epoch. Medians of thousands of
-        steps hardly move when another process takes the core for a while."""
-        steps = np.concatenate([self.steps[i] for i in rounds])
-        tails = [t for i in rounds for t in self.tails[i]]
-        tail = float(np.median(tails)) if tails else float(np.median(steps))
-        return float((per_epoch - 1) * np.median(steps) + tail)
-
-
-def diagnostics_cost(seconds: float) -> list[str]:
-    """The per-layer statistics' share of training time: ``Ours`` (SGD) with diagnostics
-    off, on, and off again in a second trainer (an A/A control: what two identical runs
-    differ by here, now), a quarter of an epoch each per round in rotating order.
-
-    Each step is timed (``timed_steps``); a trainer's epoch cost is estimated from the
-    median step and the median end of an epoch (``EpochTimes.estimate``) and the cost is
-    on / off - 1, with a 95% interval from resampling the rounds. The median of the
-    rounds' own step-median ratios is printed beside it (the closest pairing in time). The
-    process is pinned to one core and the garbage collector is off while measuring, each
-    trainer keeps its buffers, and with ``--clock cpu`` the clock is the process's CPU
-    time.
-    """
-    lines = [
-        f"diagnostics cost (SGD; {seconds:.0f}s per case of rounds of a quarter epoch per trainer; "
-        f"load average {os.getloadavg()[0]:.2f} at the start)"
-    ]
-    pinned = hasattr(os, "sched_setaffinity")
-    if pinned:
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-    lines.append(f"  pinned to one core: {pinned}; gc off while measuring")
-    names = ("off", "on", "off again")
-    for case in CASES:
-        target = DIAGNOSTICS_TARGETS.get(case.name)
-        if target is None:
-            continue
-        x, y = make_data(case, case.rows)
-        trainers = [Ours(case, x, y, "sgd", diagnostics=name == "on").trainer for name in names]
-        per_epoch = -(-case.rows // case.batch)
-        quarter = max(per_epoch // 4, 1)
-        for _ in range(8):  # two epochs of warm-up
-            for trainer in trainers:
-                timed_steps(trainer, quarter)
-        gc.collect()
-        gc.disable()
-        times = [EpochTimes([], []) for _ in names]
-        deadline, index = time.perf_counter() + seconds, 0
-        while time.perf_counter() < deadline or index < 8 or index % 4:
-            for k in range(3) if index % 2 == 0 else (2, 1, 0):
-                steps, tails = timed_steps(trainers[k], quarter)
-                times[k].steps.append(steps)
-                times[k].tails.append(tails)
-            index += 1
-        gc.enable()
-        everything = np.arange(index)
-        off, on, again = (t.estimate(everything, per_epoch) for t in times)
-        draws = np.random.default_rng(0).integers(0, index, (200, index))
-        costs = [
-            times[1].estimate(d, per_epoch) / times[0].estimate(d, per_epoch) - 1 for d in draws
-        ]
-        low, high = np.percentile(costs, [2.5, 97.5])
-        ratios = [
-            np.median(on_) / np.median(off_)
-            for on_, off_ in zip(times[1].steps, times[0].steps, strict=True)
-        ]
-        paired = float(np.median(ratios)) - 1  # each round's own medians, steps only
-        status = "ok" if on / off - 1 <= target else "MISSED"
-        lines.append(
-            f"  {case.name} batch {case.batch}: {index} rounds of {quarter} steps, "
-            f"{per_epoch} steps an epoch; epoch off {off * 1e3:.2f} ms / on {on * 1e3:.2f} ms "
-            f"({case.rows / off:,.0f} / {case.rows / on:,.0f} samples/s); cost "
-            f"{on / off - 1:+.2%} (95% interval {low:+.2%} .. {high:+.2%}; A/A control "
-            f"{again / off - 1:+.2%}; steps alone, median of the rounds' ratios {paired:+.2%}), "
-            f"target <= {target:.0%} {status}"
-        )
-    lines.append(f"  load average {os.getloadavg()[0]:.2f} at the end")
-    return lines
+def _diagnosed(case: Case, x: np.ndarray, y: np.ndarray, on: bool) -> Trainer:
+    """A trainer of ``case`` (SGD) with diagnostics on or off, for ``--diagnostics``."""
+    return Ours(case, x, y, "sgd", diagnostics=on).trainer
 
 
 def verdict(label: str, ratio: float, target: float) -> str:
@@ -625,6 +519,12 @@ def main() -> None:
         action="store_true",
         help="only measure what the per-layer statistics cost (diagnostics off / on; NumPy only)",
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=6,
+        help="with --diagnostics: trainers per arm (off / on; default 6)",
+    )
     args = parser.parse_args()
     if args.clock == "cpu":
         if args.threads != 1:
@@ -636,8 +536,16 @@ def main() -> None:
         from threadpoolctl import threadpool_limits
 
         budget = args.seconds if args.seconds is not None else (10.0 if args.quick else 60.0)
+        from _diagnostics_cost import diagnostics_cost
+
+        cases = [
+            (case, target, functools.partial(_diagnosed, case, *make_data(case, case.rows)))
+            for case in CASES
+            if (target := DIAGNOSTICS_TARGETS.get(case.name)) is not None
+            and (args.cases is None or case.name in args.cases.split(","))
+        ]
         with threadpool_limits(limits=args.threads):  # None: as found
-            lines = diagnostics_cost(budget)
+            lines = diagnostics_cost(cases, budget, clock, args.instances)
         print(f"throughput clock: {'process CPU time' if args.clock == 'cpu' else 'wall clock'}")
         print("\n".join(lines))
         return

@@ -18,9 +18,9 @@ for relu / leaky_relu layers, ``dead_units`` (the indices of the dead units, at 
 MAX_DEAD_LISTED), so a long job's history stays small.
 
 Cost (see ``LayerWatch``): on a small network a step adds one NumPy call whatever the
-depth; on a large one each value is read while it is in cache anyway (the gradient in
-the update's first pass, each a[l] right after the forward pass computed it), and no
-second forward pass is made. A run resumed from a checkpoint in mid-epoch
+depth; on a large one two BLAS calls per layer over the activations backward has just
+read and one dot per weight matrix, which the update then reads from cache; no second
+forward pass is made. A run resumed from a checkpoint in mid-epoch
 counts that epoch's statistics from the batch it resumed at.
 """
 
@@ -45,6 +45,7 @@ DIRECT_GRADS = 16384  # weights (or activation values per batch, DIRECT_VALUES) 
 DIRECT_VALUES = 16384  # which the per-layer BLAS calls of each step beat the ring
 RING_VALUES = 1 << 20  # values in the ring (4 MiB in float32)
 MAX_RING_ROWS = 256  # at most this many steps per reduction of the ring
+FOLD_STEPS = 64  # a large network's per-step sums are folded into the epoch's this often
 SATURATION_MARGIN = 0.01  # "within 1% of the bounds", as a share of the activation's range
 BOUNDED = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}  # the activations' bounds
 RECTIFIED = ("relu", "leaky_relu")
@@ -71,11 +72,14 @@ class LayerWatch:
     ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
     for every layer at once (on a small network the number of NumPy calls is what
     costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
-    per batch) has no ring, and its arrays are too large to be read again from beyond
-    L2 for free: ``observe`` takes each a[l] in the forward pass right after it is
-    computed (the column sums and Σa², two BLAS calls), and ``gauge`` has the update's
-    first chunked pass leave ‖dW[l]‖² (one dot per 64 Ki chunk the update reads next).
-    A small network's short last batch is read in place after backward.
+    per batch) has no ring, whose copies would stream its arrays through memory: after
+    backward each step writes each a[l]'s column sums and Σa² (two BLAS calls per layer,
+    the same kernels backward and the gauge call around them) into row k of
+    ``_column_rows`` and ``_square_rows``, and ``gauge`` has the update leave ‖dW[l]‖² in
+    row k of ``_norm_rows`` (one dot per matrix before the optimizer's pass). Every
+    FOLD_STEPS steps, and at the end of the epoch, the rows are folded into the epoch's
+    sums, with no call in the other steps. A short last batch is read in place
+    (``observe``).
 
     What is kept per epoch: Σ‖dW[l]‖ and the batch count; Σa² per layer and the rows
     seen; Σa per unit (float64), from which the end of the epoch takes each layer's mean
@@ -141,13 +145,29 @@ class LayerWatch:
             )
             for i, kind in enumerate(kinds)
         ]
-        # One step's ‖dW[l]‖² (float64). A large network's are left there by the update's
-        # first pass (``gauge``, see ``make_update``), which runs after ``step``: they are
-        # added to the epoch's totals at the next step or at the end of the epoch.
-        self._norms2 = np.zeros(depth)
-        self._roots = np.zeros(depth)
-        self._pending = False
-        self.gauge = None if small else Gauge(self._w_bounds, self._norms2)
+        # A large network's per-step sums, FOLD_STEPS steps of them (float64 unless said):
+        # ‖dW[l]‖² (left by the update, ``gauge``, which runs after ``step``),
+        # Σa²[l], and the column sums of each a[l] (network dtype).
+        folds = 0 if small else FOLD_STEPS
+        self._norm_rows = np.zeros((folds, depth))
+        self._square_rows = np.zeros((folds, depth))
+        self._column_rows = np.zeros((folds, self._units), network.dtype)
+        self._folds = 0  # steps in those buffers
+        # Per row k, per layer: (a[l] flat, a[l] (m, n[l]), its column sums' place in row k).
+        flat = [self.block[part] for part in parts]
+        self._plans = [
+            [
+                (flat[i], flat[i].reshape(m, n), self._column_rows[k, self._unit_slices[i]])
+                for i, n in enumerate(sizes)
+            ]
+            for k in range(folds)
+        ]
+        self._blocks = [
+            (i, self.block[part].reshape(m, sizes[i]), *self._direct[i][1:])
+            for i, part in enumerate(parts)
+            if self._direct[i][1] or self._direct[i][2] is not None
+        ]
+        self.gauge = None if small else Gauge(self._w_bounds, np.zeros(depth))
         self._filled = 0
         self._start = network.params[:count].copy()
         self._reset()
@@ -166,14 +186,11 @@ class LayerWatch:
 
     def step(self, work: Workspace) -> None:
         """After a batch's backward, before the update (which uses the gradient as
-        scratch); ``work`` is the batch's workspace. A large network's activations went
-        to ``observe`` in the forward pass and its gradient goes to ``gauge`` in the
-        update."""
-        if self.gauge is not None:
-            self._settle()
-            self._pending = True
-            self._batches += 1
-            self._rows += work.m
+        scratch); ``work`` is the batch's workspace. A large network's gradient goes to
+        ``gauge`` in the update."""
+        gauge = self.gauge
+        if gauge is not None:
+            self._large_step(work, gauge)
             return
         if work.m != self._m:  # a short last batch
             self._direct_step(work)
@@ -184,20 +201,59 @@ class LayerWatch:
         if j == self.rows:
             self.flush()
 
-    def observe(self, i: int, a: Array) -> None:
-        """Add layer i's a (m, n[i]) of a batch, C-contiguous, to the epoch's sums: the
-        forward pass calls this right after computing a, while a is still in cache
-        (two BLAS calls and an add; a few more for leaky_relu and bounded layers)."""
-        columns, total = self._columns[i], self._unit_sums[i]
-        np.dot(self._batch_ones[: a.shape[0]], a, out=columns)  # Σ over the rows, (n,)
-        np.add(total, columns, out=total)
-        self._squares[i] += np.vdot(a, a)
-        leaky, bounds = self._direct[i][1:]
+    def _large_step(self, work: Workspace, gauge: Gauge) -> None:
+        """A large network's step: each a[l]'s column sums and Σa² into row k of the
+        fold buffers, and row k of ``_norm_rows`` for the gauge to fill."""
+        k = self._folds
+        if k == FOLD_STEPS:
+            self._fold()
+            k = 0
+        gauge.squares = self._norm_rows[k]
+        if work.m == self._m:
+            # The BLAS kernels of backward's last call (db = Σ over the rows of dZ) and
+            # of the gauge's next ones (‖g‖²): measured cheaper here than in the forward
+            # pass, where a[l] is in cache but these kernels are not.
+            ones, squares = self._batch_ones, self._square_rows[k]
+            for i, (values, a, columns) in enumerate(self._plans[k]):
+                np.dot(ones, a, out=columns)  # Σ over the rows, (n[l],)
+                squares[i] = np.dot(values, values)
+            for i, a, leaky, bounds in self._blocks:
+                self._count(i, a, leaky, bounds)
+        else:  # a short last batch: read in place
+            self._square_rows[k].fill(0.0)
+            self._column_rows[k].fill(0.0)
+            for i, a in enumerate(work.a):
+                self.observe(i, a)
+        self._folds = k + 1
+        self._batches += 1
+        self._rows += work.m
+
+    def _fold(self) -> None:
+        """Add a large network's per-step sums of the last steps to the epoch's."""
+        k, self._folds = self._folds, 0
+        if not k:
+            return
+        self._grad_sum += np.sqrt(self._norm_rows[:k]).sum(axis=0)
+        self._squares += self._square_rows[:k].sum(axis=0)
+        self._unit_sum += self._column_rows[:k].sum(axis=0, dtype=np.float64)
+
+    def _count(self, i: int, a: Array, leaky: bool, bounds: tuple[float, float] | None) -> None:
+        """leaky_relu: mark the units of layer i with some a > 0 alive; bounded: count a's
+        saturated values."""
         if leaky:
             self._alive[i] |= a.max(axis=0) > 0
         elif bounds is not None:
             low, high = bounds
             self._saturated[i] += np.count_nonzero(a <= low) + np.count_nonzero(a >= high)
+
+    def observe(self, i: int, a: Array) -> None:
+        """Add layer i's a (m, n[i]) of a batch, C-contiguous, to the epoch's sums (two
+        BLAS calls and an add; a few more for leaky_relu and bounded layers)."""
+        columns, total = self._columns[i], self._unit_sums[i]
+        np.dot(self._batch_ones[: a.shape[0]], a, out=columns)  # Σ over the rows, (n,)
+        np.add(total, columns, out=total)
+        self._squares[i] += np.vdot(a, a)
+        self._count(i, a, *self._direct[i][1:])
 
     def _direct_step(self, work: Workspace) -> None:
         """A small network's short last batch, read in place: ‖dW[l]‖ of every layer and
@@ -205,18 +261,9 @@ class LayerWatch:
         for i, a in enumerate(work.a):
             self.observe(i, a)
         for i, g in enumerate(self._gw_parts):
-            self._norms2[i] = np.dot(g, g)
-        self._pending = True
-        self._settle()
+            self._grad_sum[i] += math.sqrt(float(np.dot(g, g)))
         self._batches += 1
         self._rows += work.m
-
-    def _settle(self) -> None:
-        """Add the last step's ‖dW[l]‖ (from ‖dW[l]‖²) to the epoch's sums."""
-        if self._pending:
-            np.sqrt(self._norms2, out=self._roots)
-            np.add(self._grad_sum, self._roots, out=self._grad_sum)
-            self._pending = False
 
     def flush(self) -> None:
         """Reduce the filled ring rows: over the rows first (one call per quantity for
@@ -251,7 +298,7 @@ class LayerWatch:
 
     def _statistics(self, snapshot: bool) -> list[dict[str, Any]]:
         self.flush()
-        self._settle()
+        self._fold()
         weights = self.network.weights
         flat = self.network.params[: self.network.weight_count]
         delta = np.subtract(flat, self._start, out=self._start)  # in place: no 940 KB allocation

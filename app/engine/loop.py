@@ -279,10 +279,6 @@ class EpochLoop:
         """
         batches, forward, update = self.batches, self.network.propagate, self.update
         watch = self.watch.step if self.watch is not None else None
-        # A large network's activation sums are taken in the forward pass (see diagnostics).
-        observe = (
-            self.watch.observe if self.watch is not None and self.watch.gauge is not None else None
-        )
         fill = self._fill if self.epoch_rows.gathers else None
         for index in range(start, len(batches)):
             if should_stop is not None and should_stop():
@@ -290,7 +286,7 @@ class EpochLoop:
             x, y, z, work = batches[index]
             if fill is not None:
                 fill(index, x)  # the batch's rows into x, standardised
-            forward(x, work.hidden, z, work.output, observe)  # z[L] into the epoch's logits
+            forward(x, work.hidden, z, work.output)  # z[L] into the epoch's logits
             work.backward(x, y)
             if watch is not None:
                 watch(work)  # layer statistics, before the update reuses the gradient

@@ -21,7 +21,7 @@ speed of small networks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -227,15 +227,12 @@ class Network:
         hidden: Sequence[Array | None],
         z_out: Array | None,
         a_out: Array | None,
-        observe: Callable[[int, Array], None] | None = None,
     ) -> tuple[Array, Array]:
         """The forward pass: x (m, n[0]) C-contiguous, network dtype -> (z[L], a[L]).
 
         hidden[l-1] (m, n[l]) receives a[l] of hidden layer l (z[l] is computed in place
         and overwritten by g(z[l]), as g' is computed from a); z_out and a_out (m, n[L])
-        receive z[L] and a[L]. A None buffer is allocated. ``observe(l - 1, a[l])``, when
-        given, sees each layer's output as soon as it is computed, while it is in cache
-        (the training diagnostics' activation sums).
+        receive z[L] and a[L]. A None buffer is allocated.
         """
         weights_t, biases, g = self.weights_t, self.bias_rows, self.activation_fns
         last = len(weights_t) - 1
@@ -244,15 +241,11 @@ class Network:
             z = np.dot(a, weights_t[i], out=hidden[i])  # z[l] = a[l-1]·W[l]ᵀ
             np.add(z, biases[i], out=z)  # z[l] += b[l]
             g[i](z, z)  # a[l] = g[l](z[l]), in place
-            if observe is not None:
-                observe(i, z)
             a = z
         z = np.dot(a, weights_t[last], out=z_out)  # z[L] = a[L-1]·W[L]ᵀ
         np.add(z, biases[last], out=z)  # z[L] += b[L]
         out = np.empty_like(z) if a_out is None else a_out
         g[last](z, out)  # a[L] = g[L](z[L])
-        if observe is not None:
-            observe(last, out)
         return z, out
 
     def forward_output(self, x: npt.ArrayLike) -> tuple[Array, Array]:

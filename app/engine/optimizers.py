@@ -28,9 +28,11 @@ loss laid out like ``Network.params``:
    penalty included).
 3. The optimizer's step.
 
-With a ``Gauge`` (the per-layer statistics of ``app.engine.diagnostics``) the first of
-these passes also leaves each weight matrix's ‖g_W‖² of the data loss, chunk by chunk just
-before the pass reads the chunk; the update's result is the same with and without it.
+With a ``Gauge`` (the per-layer statistics of ``app.engine.diagnostics``) the update
+first leaves each weight matrix's ‖g_W‖² of the data loss: with neither penalty nor
+clipping one dot per matrix before the optimizer's pass (which then reads the gradient
+from cache), else chunk by chunk in the first pass; the update's result is the same with
+and without it.
 """
 
 from __future__ import annotations
@@ -84,12 +86,11 @@ def _chunks(*arrays: Array, cuts: Sequence[int] = ()) -> list[tuple[Array, ...]]
 
 
 class Gauge:
-    """Where a step's first chunked pass over the gradient leaves ‖g[start:stop]‖² for
-    each (start, stop) in ``bounds`` (the weight matrices of the flat vector): the
-    per-layer gradient norms of the diagnostics, read from chunks already in cache
-    instead of in a pass of their own (a 940 KB gradient is read from beyond L2 then).
+    """Where a step leaves ‖g[start:stop]‖² for each (start, stop) in ``bounds`` (the
+    weight matrices of the flat vector): the per-layer gradient norms of the diagnostics.
 
-    squares: (len(bounds),) float64, overwritten at every step.
+    squares: (len(bounds),) float64, overwritten at every step (its owner may point it
+    at another array between steps).
     """
 
     def __init__(self, bounds: Sequence[tuple[int, int]], squares: npt.NDArray[np.float64]) -> None:
@@ -126,7 +127,7 @@ class Optimizer:
         self._cut_for: tuple[Array, Array] | None = None
         self._pieces: Pieces = []
         self._gauge: Gauge | None = None
-        self._gauged: list[tuple[Pieces, int]] = []  # one-piece lists and their bound
+        self._gauged: list[Array] = []  # the gradient's views of the gauge's bounds
 
     @property
     def learning_rate(self) -> float:
@@ -149,27 +150,19 @@ class Optimizer:
             self._pieces = _chunks(params, grads, *self.state()[1].values(), cuts=cuts)
             self._cut_for = (params, grads)
             if self._gauge is not None:
-                layers = self._gauge.layers_of(self._pieces)
-                self._gauged = [
-                    ([piece], layer) for piece, layer in zip(self._pieces, layers, strict=True)
-                ]
+                self._gauged = [grads[start:stop] for start, stop in self._gauge.bounds]
         return self._pieces
 
     def step(self, params: Array, grads: Array) -> None:
         """Update ``params`` in place from ``grads`` (which is left as scratch)."""
         pieces = self._cut(params, grads)
-        gauge = self._gauge
-        if gauge is None:
-            self._update(pieces)
-            return
-        # Piece by piece, so that the norm reads each chunk just before the update does.
-        squares = gauge.squares
-        squares.fill(0.0)
-        for single, layer in self._gauged:
-            if layer >= 0:
-                g = single[0][1]
-                squares[layer] += np.dot(g, g)
-            self._update(single)
+        if self._gauge is not None:
+            # Whole matrices, before the pass: fewer calls than one dot per chunk just
+            # before the pass reads it, and measured cheaper inside the training loop.
+            squares = self._gauge.squares
+            for layer, g in enumerate(self._gauged):
+                squares[layer] = np.dot(g, g)
+        self._update(pieces)
 
     def _update(self, pieces: Pieces) -> None:
         raise NotImplementedError
@@ -316,9 +309,10 @@ def make_update(
     in chunks, like the optimizers, with one chunk of scratch space.
 
     ``gauge`` (the diagnostics' gradient norms) is filled from the data loss's gradient,
-    before penalty and clipping, by the first chunked pass that reads it: the optimizer's
-    own, else the penalty's; clipping alone (whose norm is one call over the whole vector,
-    kept as it is so that diagnostics change no result) gets a pass of its own.
+    before penalty and clipping: by the optimizer's step (one dot per matrix before its
+    pass) without either, else by the penalty's first chunked pass; clipping alone
+    (whose norm is one call over the whole vector, kept as it is so that diagnostics
+    change no result) gets a pass of its own.
     """
     step = optimizer.step
     if not l2 and clip_norm is None:
