@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.config import Settings
 from app.engine import labels
@@ -23,7 +23,7 @@ from app.services.jobs import check_active_jobs, check_job_size, training_option
 from app.services.networks import build_network
 from app.services.ownership import get_owned, page
 from app.services.quota import check_owner_bytes
-from app.services.sweep_view import SweepView, view
+from app.services.sweep_view import SweepView, view, views
 from app.storage.database import Database
 from app.storage.tables import Dataset, JobStatus, Sweep, utcnow
 
@@ -135,9 +135,19 @@ def create_sweep(
         return view(session, sweep)
 
 
+# Built once: dashboards poll a sweep, and building the statement cost as much as running
+# it (get_owned's, with the same 404).
+_OWNED_SWEEP = select(Sweep).where(
+    Sweep.id == bindparam("sweep_id"), Sweep.owner_id == bindparam("owner_id")
+)
+
+
 def get_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
     with db.read_session() as session:
-        sweep = get_owned(session, Sweep, sweep_id, owner_id=owner_id, loc=PATH_LOC)
+        params = {"sweep_id": sweep_id, "owner_id": owner_id}
+        sweep = session.scalar(_OWNED_SWEEP, params)
+        if sweep is None:
+            raise NotFound("sweep", PATH_LOC)
         return view(session, sweep)
 
 
@@ -147,7 +157,7 @@ def list_sweeps(
     """A page of the owner's sweeps, newest first, each with its trials."""
     with db.read_session() as session:
         rows, total = page(session, Sweep, owner_id=owner_id, limit=limit, offset=offset)
-        return [view(session, row) for row in rows], total
+        return views(session, rows), total
 
 
 def cancel_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
