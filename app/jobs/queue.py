@@ -15,6 +15,7 @@ for the single write lock). All timestamps are :func:`app.storage.tables.utcnow`
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Row,
+    Update,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -225,14 +228,10 @@ def has_queued(db: Database) -> bool:
         )
 
 
-def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
-    """Take the next queued job, or None when none may start. Counts an attempt.
-
-    Fair across owners: the job of the owner with the fewest running jobs goes first, the
-    oldest among equals (so one owner's 200-trial sweep does not starve another owner's
-    single job). A sweep's trial waits while its sweep runs ``max_parallel`` trials."""
-    token = secrets.token_hex(16)
-    now = utcnow()
+@functools.cache
+def _claim_statement() -> Update:
+    """The claim's ``UPDATE ... RETURNING``, built once per process (building it, with
+    its fairness subqueries, cost as much CPU as running it; BENCHMARKS.md §9)."""
     oldest = (
         select(Job.id)
         .where(Job.status == JobStatus.QUEUED, fairness.may_start())
@@ -241,18 +240,38 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
         .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
         .scalar_subquery()
     )
-    values = {
-        "status": JobStatus.RUNNING,
-        "attempts": Job.attempts + 1,
-        "attempt_start_epoch": func.coalesce(Job.checkpoint_epoch, 0),
-        "lease_token": token,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds),
-        "worker_id": worker_id,
-        "started_at": func.coalesce(Job.started_at, now),
+    return (
+        update(Job)
+        .where(Job.id == oldest, Job.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=Job.attempts + 1,
+            attempt_start_epoch=func.coalesce(Job.checkpoint_epoch, 0),
+            lease_token=bindparam("token"),
+            lease_expires_at=bindparam("expires"),
+            worker_id=bindparam("worker"),
+            started_at=func.coalesce(Job.started_at, bindparam("now", type_=Job.started_at.type)),
+        )
+        .returning(Job.id, Job.attempts, Job.kind)
+    )
+
+
+def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
+    """Take the next queued job, or None when none may start. Counts an attempt.
+
+    Fair across owners: the job of the owner with the fewest running jobs goes first, the
+    oldest among equals (so one owner's 200-trial sweep does not starve another owner's
+    single job). A sweep's trial waits while its sweep runs ``max_parallel`` trials."""
+    token = secrets.token_hex(16)
+    now = utcnow()
+    params = {
+        "token": token,
+        "expires": now + timedelta(seconds=lease_seconds),
+        "worker": worker_id,
+        "now": now,
     }
     with db.session() as session:
-        where = and_(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        row = update_job(session, where, values, Job.id, Job.attempts, Job.kind)
+        row = session.execute(_claim_statement(), params, execution_options=NO_SYNC).first()
     if row is None:
         return None
     job_id, attempts, kind = row
