@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, select
 from app.config import Settings
 from app.engine import labels
 from app.jobs import queue, sweep_advance
+from app.services import sweep_order
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.fit import check_labels_fit
 from app.services.jobs import check_active_jobs, check_job_size, training_options
@@ -118,7 +119,13 @@ def create_sweep(
         )
         session.add(sweep)
         session.flush()
-        for index, (config, _, options) in enumerate(built):
+        # Queued (so claimed) longest first; each keeps its grid index (sweep_order).
+        costs = [
+            sweep_order.trial_cost(config, size, options, first_rung or int(options["epochs"]))
+            for config, size, options in built
+        ]
+        for index in sweep_order.queue_order(costs, dataset.n_samples):
+            config, _, options = built[index]
             queue.enqueue(
                 session,
                 owner_id=owner_id,
