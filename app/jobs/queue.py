@@ -19,7 +19,7 @@ import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -171,10 +171,14 @@ def enqueue(
     epochs: int,
     sweep_id: str | None = None,
     trial_index: int | None = None,
+    queued_at: datetime | None = None,
+    flush: bool = True,
 ) -> Job:
     """Add a queued job (flushed, so ``job.id`` is set); it runs once the caller commits.
     A sweep's trial has ``sweep_id`` and ``trial_index`` (and ``epochs``, its first
-    rung's target under halving, may be below ``options["epochs"]``)."""
+    rung's target under halving, may be below ``options["epochs"]``). A sweep queues its
+    trials with ``flush=False`` (one multi-row INSERT at its own flush, not one each) and
+    a ``queued_at`` (``created_at``) per trial that fixes their claim order."""
     job = Job(
         sweep_id=sweep_id,
         trial_index=trial_index,
@@ -188,8 +192,11 @@ def enqueue(
         status=JobStatus.QUEUED,
         findings=[],
     )
+    if queued_at is not None:
+        job.created_at = queued_at
     session.add(job)
-    session.flush()
+    if flush:
+        session.flush()
     set_committed_value(job, "epoch_rows", [])  # a new job has no history: nothing to load
     return job
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -124,7 +125,8 @@ def create_sweep(
             sweep_order.trial_cost(config, size, options, first_rung or int(options["epochs"]))
             for config, size, options in built
         ]
-        for index in sweep_order.queue_order(costs, dataset.n_samples):
+        queued_at = utcnow()
+        for rank, index in enumerate(sweep_order.queue_order(costs, dataset.n_samples)):
             config, _, options = built[index]
             queue.enqueue(
                 session,
@@ -137,6 +139,9 @@ def create_sweep(
                 epochs=first_rung or int(options["epochs"]),
                 sweep_id=sweep.id,
                 trial_index=index,
+                # one microsecond apart: the claim order (oldest first) is this order
+                queued_at=queued_at + timedelta(microseconds=rank),
+                flush=False,
             )
         session.flush()
         return view(session, sweep)
