@@ -15,7 +15,6 @@ for the single write lock). All timestamps are :func:`app.storage.tables.utcnow`
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Row,
-    Update,
     and_,
     bindparam,
     delete,
@@ -235,34 +233,6 @@ def has_queued(db: Database) -> bool:
         )
 
 
-@functools.cache
-def _claim_statement() -> Update:
-    """The claim's ``UPDATE ... RETURNING``, built once per process (building it, with
-    its fairness subqueries, cost as much CPU as running it; BENCHMARKS.md §9)."""
-    oldest = (
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, fairness.may_start())
-        .order_by(*fairness.claim_order())
-        .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
-        .scalar_subquery()
-    )
-    return (
-        update(Job)
-        .where(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        .values(
-            status=JobStatus.RUNNING,
-            attempts=Job.attempts + 1,
-            attempt_start_epoch=func.coalesce(Job.checkpoint_epoch, 0),
-            lease_token=bindparam("token"),
-            lease_expires_at=bindparam("expires"),
-            worker_id=bindparam("worker"),
-            started_at=func.coalesce(Job.started_at, bindparam("now", type_=Job.started_at.type)),
-        )
-        .returning(Job.id, Job.attempts, Job.kind)
-    )
-
-
 def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
     """Take the next queued job, or None when none may start. Counts an attempt.
 
@@ -278,7 +248,7 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
         "now": now,
     }
     with db.session() as session:
-        row = session.execute(_claim_statement(), params, execution_options=NO_SYNC).first()
+        row = session.execute(fairness.claim_statement(), params, execution_options=NO_SYNC).first()
     if row is None:
         return None
     job_id, attempts, kind = row
@@ -293,27 +263,41 @@ def _lease_state(row: AnyRow | None) -> LeaseState:
     return LeaseState(ours=True, cancel_requested=cancel_requested, keep_model=keep_model)
 
 
+# The pulse's statements (a renewal every lease/3 s, a cancel poll every 0.5 s while a job
+# trains), built once: building them cost more than running them, in the training
+# process (BENCHMARKS.md §9).
+_FENCED = and_(
+    Job.id == bindparam("job_id"),
+    Job.lease_token == bindparam("token"),
+    Job.status == JobStatus.RUNNING,
+)
+_RENEW = (
+    update(Job)
+    .where(_FENCED)
+    .values(lease_expires_at=bindparam("expires"))
+    .returning(Job.cancel_requested, Job.keep_model)
+)
+_READ_LEASE = select(Job.cancel_requested, Job.keep_model).where(_FENCED)
+
+
 def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState:
     """Renew the lease; report whether it is still ours and whether a cancel is pending."""
-    expires = utcnow() + timedelta(seconds=lease_seconds)
+    params = {
+        "job_id": claim.job_id,
+        "token": claim.lease_token,
+        "expires": utcnow() + timedelta(seconds=lease_seconds),
+    }
     with db.session() as session:
-        row = update_job(
-            session,
-            fenced(claim),
-            {"lease_expires_at": expires},
-            Job.cancel_requested,
-            Job.keep_model,
-        )
+        row = session.execute(_RENEW, params, execution_options=NO_SYNC).first()
     return _lease_state(row)
 
 
 def read_lease(db: Database, claim: Claim) -> LeaseState:
     """What :func:`heartbeat` reports, without renewing: a read, so a worker can poll for
     a cancel every fraction of a second without taking SQLite's write lock."""
+    params = {"job_id": claim.job_id, "token": claim.lease_token}
     with db.read_session() as session:
-        row = session.execute(
-            select(Job.cancel_requested, Job.keep_model).where(fenced(claim))
-        ).first()
+        row = session.execute(_READ_LEASE, params).first()
     return _lease_state(row)
 
 
