@@ -109,7 +109,7 @@ class JobRun(Attempt):
 
     # --- during training
     def _should_stop(self) -> bool:
-        return self.stop_requested() or self.over_time()
+        return self.stop_now()
 
     def _findings(self, *, diverged: bool) -> list[dict[str, Any]]:
         """The findings of the whole history so far, kept incrementally: only the epochs

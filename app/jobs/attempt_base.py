@@ -60,6 +60,7 @@ class Attempt(ABC):
         self.lease_lost = False  # a fenced write found the job no longer ours
         self._earlier_seconds = 0.0  # worked by earlier attempts
         self._clock = time.monotonic()  # when this attempt's work began
+        self._time_limit_at = float("inf")  # monotonic time of BACKPROP_MAX_JOB_SECONDS
 
     def run(self) -> bool:
         job_id = self.claim.job_id
@@ -71,6 +72,7 @@ class Attempt(ABC):
             error = f"{self.CANNOT_START}: {exc}"
             return self._ending("fail", lambda: endings.fail(self.db, self.claim, error))
         self._clock = time.monotonic()
+        self._time_limit_at = self._clock + self.settings.max_job_seconds - self._earlier_seconds
         return self._work()
 
     @abstractmethod
@@ -94,6 +96,16 @@ class Attempt(ABC):
     def stop_requested(self) -> bool:
         """A stop signal, a cancel request, or a lost lease: stop at the next boundary."""
         return self.stopping.is_set() or self.lease_gone() or self.pulse.view.cancel_requested
+
+    def stop_now(self) -> bool:
+        """:meth:`stop_requested` or :meth:`over_time`, cheaply: the training loop asks
+        this at every batch (flags and one clock read; no lock)."""
+        return (
+            self.pulse.alarm.is_set()
+            or self.stopping.is_set()
+            or self.lease_lost
+            or time.monotonic() >= self._time_limit_at
+        )
 
     def over_time(self) -> bool:
         """Whether the job has worked BACKPROP_MAX_JOB_SECONDS (all attempts together)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, Update, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from app.storage.tables import Job, JobStatus, Sweep
@@ -40,3 +40,33 @@ def may_start() -> ColumnElement[bool]:
     sweep_running = _running(other.sweep_id == Job.sweep_id, other).scalar_subquery()
     cap = select(Sweep.max_parallel).where(Sweep.id == Job.sweep_id).scalar_subquery()
     return or_(Job.sweep_id.is_(None), cap.is_(None), sweep_running < cap)
+
+
+@functools.cache
+def claim_statement() -> Update:
+    """The claim (app/jobs/queue.py's claim_next): ``UPDATE ... RETURNING`` of the next
+    job by the rules above, its lease and attempt; parameters ``token``, ``expires``,
+    ``worker``, ``now``. Built once per process: building it cost as much CPU as running
+    it (BENCHMARKS.md §9)."""
+    oldest = (
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED, may_start())
+        .order_by(*claim_order())
+        .limit(1)
+        .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
+        .scalar_subquery()
+    )
+    return (
+        update(Job)
+        .where(Job.id == oldest, Job.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=Job.attempts + 1,
+            attempt_start_epoch=func.coalesce(Job.checkpoint_epoch, 0),
+            lease_token=bindparam("token"),
+            lease_expires_at=bindparam("expires"),
+            worker_id=bindparam("worker"),
+            started_at=func.coalesce(Job.started_at, bindparam("now", type_=Job.started_at.type)),
+        )
+        .returning(Job.id, Job.attempts, Job.kind)
+    )

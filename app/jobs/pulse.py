@@ -11,7 +11,9 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
@@ -51,6 +53,9 @@ class Pulse(threading.Thread):
         self._jobs_done = 0
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        # Set while the held job's view says lost or cancel requested: the training loop
+        # checks this flag at every batch (a lock-free read, not the view under the lock).
+        self.alarm = threading.Event()
 
     # --- called by the worker's main thread
     def hold(self, claim: queue.Claim | None, *, finished_one: bool = False) -> None:
@@ -58,6 +63,7 @@ class Pulse(threading.Thread):
         with self._lock:
             self._claim = claim
             self._view = LeaseView()
+            self.alarm.clear()
             self._ending = False
             self._lease_until = time.monotonic() + self._lease_seconds
             self._jobs_done += int(finished_one)
@@ -147,17 +153,42 @@ class Pulse(threading.Thread):
                 self._lease_until = renewed_at + self._lease_seconds
             newly_lost = not state.ours and not self._view.lost
             self._view = LeaseView(lost=not state.ours, cancel_requested=state.cancel_requested)
+            if self._view.lost or self._view.cancel_requested:
+                self.alarm.set()
         if newly_lost:
             log.warning("lost the lease of job %s", claim.job_id)
 
     def _beat(self, claim: queue.Claim | None) -> None:
+        """One UPDATE of the worker's row (it runs at each job's start and end, while the
+        main thread works); the row is inserted when missing (the first beat, or after
+        a stale-row cleanup)."""
+        values = {
+            "worker_id": self._worker_id,
+            "at": utcnow(),
+            "job_id": claim.job_id if claim is not None else None,
+            "done": self._jobs_done,
+        }
         with self._db.session() as session:
-            row = session.get(WorkerHeartbeat, self._worker_id)
-            if row is None:
-                row = WorkerHeartbeat(
-                    id=self._worker_id, hostname=socket.gethostname()[:255], pid=os.getpid()
+            if session.connection().execute(_BEAT, values).rowcount == 0:
+                session.add(
+                    WorkerHeartbeat(
+                        id=self._worker_id,
+                        hostname=socket.gethostname()[:255],
+                        pid=os.getpid(),
+                        heartbeat_at=values["at"],
+                        current_job_id=values["job_id"],
+                        jobs_done=values["done"],
+                    )
                 )
-                session.add(row)
-            row.heartbeat_at = utcnow()
-            row.current_job_id = claim.job_id if claim is not None else None
-            row.jobs_done = self._jobs_done
+
+
+_WORKERS = cast(Table, WorkerHeartbeat.__table__)
+_BEAT = (
+    update(_WORKERS)
+    .where(_WORKERS.c.id == bindparam("worker_id"))
+    .values(
+        heartbeat_at=bindparam("at"),
+        current_job_id=bindparam("job_id"),
+        jobs_done=bindparam("done"),
+    )
+)

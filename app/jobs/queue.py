@@ -18,13 +18,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Row,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -168,10 +169,14 @@ def enqueue(
     epochs: int,
     sweep_id: str | None = None,
     trial_index: int | None = None,
+    queued_at: datetime | None = None,
+    flush: bool = True,
 ) -> Job:
     """Add a queued job (flushed, so ``job.id`` is set); it runs once the caller commits.
     A sweep's trial has ``sweep_id`` and ``trial_index`` (and ``epochs``, its first
-    rung's target under halving, may be below ``options["epochs"]``)."""
+    rung's target under halving, may be below ``options["epochs"]``). A sweep queues its
+    trials with ``flush=False`` (one multi-row INSERT at its own flush, not one each) and
+    a ``queued_at`` (``created_at``) per trial that fixes their claim order."""
     job = Job(
         sweep_id=sweep_id,
         trial_index=trial_index,
@@ -185,8 +190,11 @@ def enqueue(
         status=JobStatus.QUEUED,
         findings=[],
     )
+    if queued_at is not None:
+        job.created_at = queued_at
     session.add(job)
-    session.flush()
+    if flush:
+        session.flush()
     set_committed_value(job, "epoch_rows", [])  # a new job has no history: nothing to load
     return job
 
@@ -233,26 +241,14 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     single job). A sweep's trial waits while its sweep runs ``max_parallel`` trials."""
     token = secrets.token_hex(16)
     now = utcnow()
-    oldest = (
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED, fairness.may_start())
-        .order_by(*fairness.claim_order())
-        .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
-        .scalar_subquery()
-    )
-    values = {
-        "status": JobStatus.RUNNING,
-        "attempts": Job.attempts + 1,
-        "attempt_start_epoch": func.coalesce(Job.checkpoint_epoch, 0),
-        "lease_token": token,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds),
-        "worker_id": worker_id,
-        "started_at": func.coalesce(Job.started_at, now),
+    params = {
+        "token": token,
+        "expires": now + timedelta(seconds=lease_seconds),
+        "worker": worker_id,
+        "now": now,
     }
     with db.session() as session:
-        where = and_(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        row = update_job(session, where, values, Job.id, Job.attempts, Job.kind)
+        row = session.execute(fairness.claim_statement(), params, execution_options=NO_SYNC).first()
     if row is None:
         return None
     job_id, attempts, kind = row
@@ -267,27 +263,41 @@ def _lease_state(row: AnyRow | None) -> LeaseState:
     return LeaseState(ours=True, cancel_requested=cancel_requested, keep_model=keep_model)
 
 
+# The pulse's statements (a renewal every lease/3 s, a cancel poll every 0.5 s while a job
+# trains), built once: building them cost more than running them, in the training
+# process (BENCHMARKS.md §9).
+_FENCED = and_(
+    Job.id == bindparam("job_id"),
+    Job.lease_token == bindparam("token"),
+    Job.status == JobStatus.RUNNING,
+)
+_RENEW = (
+    update(Job)
+    .where(_FENCED)
+    .values(lease_expires_at=bindparam("expires"))
+    .returning(Job.cancel_requested, Job.keep_model)
+)
+_READ_LEASE = select(Job.cancel_requested, Job.keep_model).where(_FENCED)
+
+
 def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState:
     """Renew the lease; report whether it is still ours and whether a cancel is pending."""
-    expires = utcnow() + timedelta(seconds=lease_seconds)
+    params = {
+        "job_id": claim.job_id,
+        "token": claim.lease_token,
+        "expires": utcnow() + timedelta(seconds=lease_seconds),
+    }
     with db.session() as session:
-        row = update_job(
-            session,
-            fenced(claim),
-            {"lease_expires_at": expires},
-            Job.cancel_requested,
-            Job.keep_model,
-        )
+        row = session.execute(_RENEW, params, execution_options=NO_SYNC).first()
     return _lease_state(row)
 
 
 def read_lease(db: Database, claim: Claim) -> LeaseState:
     """What :func:`heartbeat` reports, without renewing: a read, so a worker can poll for
     a cancel every fraction of a second without taking SQLite's write lock."""
+    params = {"job_id": claim.job_id, "token": claim.lease_token}
     with db.read_session() as session:
-        row = session.execute(
-            select(Job.cancel_requested, Job.keep_model).where(fenced(claim))
-        ).first()
+        row = session.execute(_READ_LEASE, params).first()
     return _lease_state(row)
 
 

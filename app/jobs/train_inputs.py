@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import raiseload
+from sqlalchemy import bindparam, select
 
 from app.engine.model import Model
 from app.engine.network import Network
@@ -47,40 +47,61 @@ class JobInputs:
 class _Refs:
     """What a job's rows say about its inputs (read in one short transaction)."""
 
-    job: Job
-    dataset: Dataset
+    job: Any  # a row of _JOB_COLUMNS
     init_model: tables.Model | None
     history: list[dict[str, Any]]  # epochs 1..checkpoint_epoch
 
 
+_JOBS, _DATASETS = Job.__table__, Dataset.__table__
+# The job's columns an attempt reads and its dataset's blobs, in one statement built once
+# (a sweep's worker runs this per trial: ORM loads of the whole job and dataset rows cost
+# several times more; BENCHMARKS.md §9).
+_JOB_INPUTS = (
+    select(
+        _JOBS.c.network_config,
+        _JOBS.c.options,
+        _JOBS.c.epochs,
+        _JOBS.c.checkpoint_sha256,
+        _JOBS.c.checkpoint_epoch,
+        _JOBS.c.init_model_id,
+        _JOBS.c.samples_trained,
+        _JOBS.c.train_seconds,
+        _DATASETS.c.id.label("dataset_id"),
+        _DATASETS.c.x_sha256,
+        _DATASETS.c.y_sha256,
+    )
+    .select_from(_JOBS.outerjoin(_DATASETS, _DATASETS.c.id == _JOBS.c.dataset_id))
+    .where(_JOBS.c.id == bindparam("job_id"))
+)
+
+
 def _read_rows(db: Database, job_id: str) -> _Refs:
     with db.read_session() as session:
-        job = session.get(Job, job_id, options=[raiseload(Job.epoch_rows)])
+        job = session.connection().execute(_JOB_INPUTS, {"job_id": job_id}).first()
         if job is None:
             raise StartError(f"job {job_id} vanished")
         resumed = job.checkpoint_sha256 is not None
         history = queue.history_until(session, job_id, job.checkpoint_epoch or 0) if resumed else []
-        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
-        if dataset is None:
+        if job.dataset_id is None:
             raise StartError("the job's dataset was deleted")
         init_model = None
         if job.init_model_id is not None:
             init_model = session.get(tables.Model, job.init_model_id)
             if init_model is None:
                 raise StartError("the job's initial model was deleted")
-        return _Refs(job, dataset, init_model, history)
+        return _Refs(job, init_model, history)
 
 
 def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
     """Read the job, its dataset and its initial model (if any); StartError names a
     missing or corrupt blob."""
     refs = _read_rows(db, job_id)
-    job, dataset = refs.job, refs.dataset
+    job = refs.job
     what = "the dataset's features (x)"
     try:
-        x = load_array(blobs, dataset.x_sha256)  # (m, n0) float32, memory-mapped read-only
+        x = load_array(blobs, job.x_sha256)  # (m, n0) float32, memory-mapped read-only
         what = "the dataset's labels (y)"
-        y = np.array(load_array(blobs, dataset.y_sha256))  # small: copied, no map kept open
+        y = np.array(load_array(blobs, job.y_sha256))  # small: copied, no map kept open
         checkpoint = init_model = None
         if job.checkpoint_sha256 is not None:
             what = "the job's checkpoint"

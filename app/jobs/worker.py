@@ -99,6 +99,7 @@ class Worker:
         done = 0
         next_sweep = 0.0
         quick_until = 0.0  # monotonic time until which idle polling is quick
+        just_ended = False  # the last loop ran a job
         try:
             while not self.stopping.is_set():
                 try:
@@ -106,7 +107,9 @@ class Worker:
                         self._sweep()
                         next_sweep = time.monotonic() + self._sweep_every
                     claim = None
-                    if queue.has_queued(self.db):  # a read first: no write lock while idle
+                    # A read first (no write lock while idle), except right after a job
+                    # ended: a sweep's next trial is most likely waiting, so claim at once.
+                    if just_ended or queue.has_queued(self.db):
                         claim = queue.claim_next(
                             self.db,
                             worker_id=self.worker_id,
@@ -116,6 +119,7 @@ class Worker:
                     log.warning("worker %s: database unavailable: %s", self.worker_id, brief(exc))
                     self.stopping.wait(DB_RETRY_SECONDS)
                     continue
+                just_ended = False
                 if claim is None:
                     if burst:
                         break
@@ -127,6 +131,7 @@ class Worker:
                 finally:
                     pulse.hold(None, finished_one=True)
                     quick_until = time.monotonic() + QUICK_POLL_WINDOW
+                    just_ended = True
         finally:
             pulse.stop()
             self._goodbye()

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.config import Settings
 from app.engine import labels
 from app.jobs import queue, sweep_advance
+from app.services import sweep_order
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.fit import check_labels_fit
 from app.services.jobs import check_active_jobs, check_job_size, training_options
 from app.services.networks import build_network
 from app.services.ownership import get_owned, page
 from app.services.quota import check_owner_bytes
-from app.services.sweep_view import SweepView, view
+from app.services.sweep_view import SweepView, view, views
 from app.storage.database import Database
 from app.storage.tables import Dataset, JobStatus, Sweep, utcnow
 
@@ -118,7 +120,14 @@ def create_sweep(
         )
         session.add(sweep)
         session.flush()
-        for index, (config, _, options) in enumerate(built):
+        # Queued (so claimed) longest first; each keeps its grid index (sweep_order).
+        costs = [
+            sweep_order.trial_cost(config, size, options, first_rung or int(options["epochs"]))
+            for config, size, options in built
+        ]
+        queued_at = utcnow()
+        for rank, index in enumerate(sweep_order.queue_order(costs, dataset.n_samples)):
+            config, _, options = built[index]
             queue.enqueue(
                 session,
                 owner_id=owner_id,
@@ -130,14 +139,27 @@ def create_sweep(
                 epochs=first_rung or int(options["epochs"]),
                 sweep_id=sweep.id,
                 trial_index=index,
+                # one microsecond apart: the claim order (oldest first) is this order
+                queued_at=queued_at + timedelta(microseconds=rank),
+                flush=False,
             )
         session.flush()
         return view(session, sweep)
 
 
+# Built once: dashboards poll a sweep, and building the statement cost as much as running
+# it (get_owned's, with the same 404).
+_OWNED_SWEEP = select(Sweep).where(
+    Sweep.id == bindparam("sweep_id"), Sweep.owner_id == bindparam("owner_id")
+)
+
+
 def get_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
     with db.read_session() as session:
-        sweep = get_owned(session, Sweep, sweep_id, owner_id=owner_id, loc=PATH_LOC)
+        params = {"sweep_id": sweep_id, "owner_id": owner_id}
+        sweep = session.scalar(_OWNED_SWEEP, params)
+        if sweep is None:
+            raise NotFound("sweep", PATH_LOC)
         return view(session, sweep)
 
 
@@ -147,7 +169,7 @@ def list_sweeps(
     """A page of the owner's sweeps, newest first, each with its trials."""
     with db.read_session() as session:
         rows, total = page(session, Sweep, owner_id=owner_id, limit=limit, offset=offset)
-        return [view(session, row) for row in rows], total
+        return views(session, rows), total
 
 
 def cancel_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
