@@ -306,8 +306,11 @@ class LayerWatch:
         for i, (kind, w, (start, stop)) in enumerate(
             zip(self.kinds, weights, self._w_bounds, strict=True)
         ):
-            norm = float(np.linalg.norm(w))
-            moved = float(np.linalg.norm(delta[start:stop]))
+            # ‖v‖ as np.linalg.norm computes it (sqrt of the flat vector's dot with itself,
+            # in its dtype), without its per-call checks: the same float.
+            own, step = flat[start:stop], delta[start:stop]
+            norm = float(np.sqrt(np.dot(own, own)))
+            moved = float(np.sqrt(np.dot(step, step)))
             values = max(self._rows * self.sizes[i], 1)
             mean = float(self._unit_sums[i].sum()) / values
             variance = max(self._squares[i] / values - mean * mean, 0.0)
@@ -319,7 +322,9 @@ class LayerWatch:
                 "update_ratio": _finite(moved / norm) if norm > 0 else None,
                 "activation_mean": _finite(mean),
                 "activation_std": _finite(math.sqrt(variance)),
-                "dead_fraction": float(dead.mean()) if kind in RECTIFIED else None,
+                "dead_fraction": (
+                    np.count_nonzero(dead) / dead.size if kind in RECTIFIED else None
+                ),
                 "saturated_fraction": (
                     float(self._saturated[i] / values) if kind in BOUNDED else None
                 ),
