@@ -6,10 +6,11 @@ import multiprocessing
 from multiprocessing.synchronize import Barrier
 
 import pytest
+from sqlalchemy import select
 
 from app.jobs.queue import claim_next
 from app.storage.database import Database
-from app.storage.tables import JobStatus
+from app.storage.tables import Job, JobStatus
 from tests.queue.rows import add_jobs, get_job
 
 
@@ -40,6 +41,8 @@ def test_claims_oldest_first_and_counts_an_attempt(migrated_db: Database) -> Non
 
 def _claim_all(url: str, name: str, start: Barrier, out: multiprocessing.Queue[list[str]]) -> None:
     database = Database(url)
+    with database.session() as session:  # connected and warm before the race starts
+        session.execute(select(Job.id).limit(1)).all()
     start.wait(timeout=120)  # all claimers begin together
     claimed = []
     while (claim := claim_next(database, worker_id=name, lease_seconds=30)) is not None:
@@ -49,7 +52,7 @@ def _claim_all(url: str, name: str, start: Barrier, out: multiprocessing.Queue[l
 
 
 def test_racing_processes_claim_each_job_once(migrated_db: Database) -> None:
-    job_ids = add_jobs(migrated_db, 40)
+    job_ids = add_jobs(migrated_db, 200)  # enough that one claimer cannot drain them alone
     context = multiprocessing.get_context("spawn")
     claimers = 3
     start = context.Barrier(claimers + 1)
