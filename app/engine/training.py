@@ -43,6 +43,11 @@ __all__ = [
     "TrainingResult",
 ]
 
+# How a Trainer gets its TrainingData: ``TrainingData.prepare`` (the default), or a
+# caller's function with the same signature that may hand back data it prepared before
+# for the same arrays and arguments (a worker's trials on one dataset).
+DataPreparer = Callable[..., TrainingData]
+
 Array = npt.NDArray[np.floating[Any]]
 
 
@@ -67,6 +72,7 @@ class Trainer:
     validation: an explicit (x, y) validation set, used instead of validation_split.
     init_model: start from this model's weights (its shapes must match the network) and
     keep its standardisation and classes.
+    prepare: makes the TrainingData (see ``DataPreparer``).
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class Trainer:
         *,
         validation: tuple[Any, Any] | None = None,
         init_model: Model | None = None,
+        prepare: DataPreparer = TrainingData.prepare,
     ) -> None:
         if not isinstance(options, TrainingOptions):
             raise ConfigError("options must be TrainingOptions", ())
@@ -89,7 +96,7 @@ class Trainer:
                 stats = Standardizer(
                     init_model.x_mean.astype(network.dtype), init_model.x_std.astype(network.dtype)
                 )
-        data = TrainingData.prepare(
+        data = prepare(
             network,
             x,
             y,
@@ -210,6 +217,7 @@ class Trainer:
         *,
         validation: tuple[Any, Any] | None = None,
         history: list[dict[str, Any]] | None = None,
+        prepare: DataPreparer = TrainingData.prepare,
     ) -> Trainer:
         """A trainer in exactly the state ``checkpoint()`` captured, on the same data.
 
@@ -229,7 +237,7 @@ class Trainer:
                     ("history",),
                 )
             snap.progress.history = [dict(entry) for entry in history]
-        data = TrainingData.prepare(
+        data = prepare(
             snap.network,
             x,
             y,

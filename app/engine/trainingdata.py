@@ -129,7 +129,16 @@ class TrainingData:
 
         The rows are hashed a block at a time, never copied whole; the digest is the one
         of the standardised arrays x[train], y[train], x_val[val], y_val[val] in turn.
+        Computed once per instance (its arrays are never written), so trainers sharing
+        one prepared data (a worker's trials on one dataset) hash it once.
         """
+        known: str | None = self.__dict__.get("_fingerprint")
+        if known is None:
+            known = self._digest()
+            object.__setattr__(self, "_fingerprint", known)  # a cache, not a field
+        return known
+
+    def _digest(self) -> str:
         digest = hashlib.sha256()
         parts = [(self.x, self.y, self.train_rows)]
         if self.x_val is not None and self.y_val is not None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app.jobs import sweep_advance
@@ -27,6 +28,7 @@ from app.jobs.queue import (
     BeforeCommit,
     Claim,
     Progress,
+    core,
     ended_values,
     fenced,
     lock_fenced,
@@ -35,7 +37,7 @@ from app.jobs.queue import (
     update_job,
 )
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, Model
+from app.storage.tables import Job, JobStatus, Model, core_table, new_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -61,22 +63,27 @@ class Outcome:
     model_id: str | None = None
 
 
+_ADD_MODEL = insert(core_table(Model))
+
+
 def _store_model(
     session: Session, claim: Claim, model: TrainedModel, job_row: Sequence[Any]
 ) -> str:
     owner_id, network_id = job_row
-    row = Model(
-        owner_id=owner_id,
-        job_id=claim.job_id,
-        network_id=network_id,
-        config=model.config,
-        weights_sha256=model.weights_sha256,
-        weights_size=model.weights_size,
-        metrics=model.metrics,
-    )
-    session.add(row)
-    session.flush()
-    return row.id
+    model_id = new_id("mdl")
+    row = {
+        "id": model_id,
+        "owner_id": owner_id,
+        "job_id": claim.job_id,
+        "network_id": network_id,
+        "config": model.config,
+        "weights_sha256": model.weights_sha256,
+        "weights_size": model.weights_size,
+        "metrics": model.metrics,
+        "created_at": utcnow(),
+    }
+    core(session).execute(_ADD_MODEL, row)
+    return model_id
 
 
 def _write(

@@ -35,12 +35,13 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.jobs import fairness, sweep_advance
 from app.storage.database import Database
-from app.storage.tables import Job, JobEpoch, JobKind, JobStatus, utcnow
+from app.storage.tables import Job, JobEpoch, JobKind, JobStatus, core_table, utcnow
 
 BeforeCommit = Callable[[], None]
 AnyRow = Row[*tuple[Any, ...]]
@@ -81,14 +82,23 @@ class Progress:
 
 
 NO_SYNC = {"synchronize_session": False}
+JOBS, EPOCHS = core_table(Job), core_table(JobEpoch)
+
+
+def core(session: Session) -> Connection:
+    """The session's connection (its transaction begins here if it has not yet), for the
+    worker's statements: they name tables, not ORM objects, so the ORM's bulk-statement
+    layer has nothing to keep in step, and on a sweep's short trials it cost more than the
+    statements themselves (BENCHMARKS.md, sweeps)."""
+    return session.connection()
 
 
 def update_job(
     session: Session, where: ColumnElement[bool], values: dict[str, Any], *returning: Any
 ) -> AnyRow | None:
     """One ``UPDATE jobs ... RETURNING`` statement; the first returned row, or None."""
-    statement = update(Job).where(where).values(**values).returning(*(returning or (Job.id,)))
-    return session.execute(statement, execution_options=NO_SYNC).first()
+    statement = update(JOBS).where(where).values(**values).returning(*(returning or (Job.id,)))
+    return core(session).execute(statement).first()
 
 
 def fenced(claim: Claim) -> ColumnElement[bool]:
@@ -105,8 +115,8 @@ def lock_fenced(session: Session, claim: Claim) -> AnyRow | None:
     transaction holds the database lock from its ``BEGIN IMMEDIATE``): a cancel request
     lands either before this read, and is seen, or after the commit, and finds the job
     ended. None when the lease is lost. Every verb that ends a running job reads it."""
-    query = select(Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
-    return session.execute(query.where(fenced(claim)).with_for_update()).first()
+    params = {"job_id": claim.job_id, "token": claim.lease_token}
+    return core(session).execute(_LOCK_FENCED, params).first()
 
 
 def progress_values(progress: Progress) -> dict[str, Any]:
@@ -126,13 +136,14 @@ def record_history(session: Session, job_id: str, progress: Progress) -> None:
     once. Called inside the fenced transaction that writes ``progress``; one statement
     each, whatever the number of epochs done."""
     first = progress.epoch - len(progress.history) + 1
-    session.execute(delete(JobEpoch).where(JobEpoch.job_id == job_id, JobEpoch.epoch >= first))
+    connection = core(session)
+    connection.execute(_DROP_EPOCHS_FROM, {"b_job": job_id, "b_first": first})
     if progress.history:
         rows = [
             {"job_id": job_id, "epoch": first + index, "record": entry}
             for index, entry in enumerate(progress.history)
         ]
-        session.execute(insert(JobEpoch), rows)
+        connection.execute(_ADD_EPOCHS, rows)
 
 
 def history_until(session: Session, job_id: str, epoch: int) -> list[dict[str, Any]]:
@@ -248,7 +259,7 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
         "now": now,
     }
     with db.session() as session:
-        row = session.execute(fairness.claim_statement(), params, execution_options=NO_SYNC).first()
+        row = core(session).execute(fairness.claim_statement(), params).first()
     if row is None:
         return None
     job_id, attempts, kind = row
@@ -278,6 +289,16 @@ _RENEW = (
     .returning(Job.cancel_requested, Job.keep_model)
 )
 _READ_LEASE = select(Job.cancel_requested, Job.keep_model).where(_FENCED)
+# lock_fenced's and record_history's statements, built once for the same reason.
+_LOCK_FENCED = (
+    select(Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
+    .where(_FENCED)
+    .with_for_update()
+)
+_DROP_EPOCHS_FROM = delete(EPOCHS).where(
+    EPOCHS.c.job_id == bindparam("b_job"), EPOCHS.c.epoch >= bindparam("b_first")
+)
+_ADD_EPOCHS = insert(EPOCHS)
 
 
 def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState:
@@ -288,7 +309,7 @@ def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState
         "expires": utcnow() + timedelta(seconds=lease_seconds),
     }
     with db.session() as session:
-        row = session.execute(_RENEW, params, execution_options=NO_SYNC).first()
+        row = core(session).execute(_RENEW, params).first()
     return _lease_state(row)
 
 
@@ -297,7 +318,7 @@ def read_lease(db: Database, claim: Claim) -> LeaseState:
     a cancel every fraction of a second without taking SQLite's write lock."""
     params = {"job_id": claim.job_id, "token": claim.lease_token}
     with db.read_session() as session:
-        row = session.execute(_READ_LEASE, params).first()
+        row = core(session).execute(_READ_LEASE, params).first()
     return _lease_state(row)
 
 
@@ -378,6 +399,11 @@ def requeue_expired(db: Database, *, max_attempts: int) -> int:
         ),
         (true(), {**requeued, "attempts_without_progress": stalled}),
     ]
+    # A read first: every worker runs this every few seconds, and nearly always no lease
+    # has expired; the write transaction (SQLite's write lock) only when one has.
+    with db.read_session() as session:
+        if session.scalar(select(Job.id).where(expired).limit(1)) is None:
+            return 0
     handled = 0
     with db.session() as session:
         # Lock the expired rows first: a cancel request lands before this (and every rule

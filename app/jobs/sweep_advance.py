@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from app.storage.tables import ACTIVE_STATUSES, Job, JobStatus, Model, Sweep, utcnow
+from app.storage.tables import ACTIVE_STATUSES, Job, JobStatus, Model, Sweep, core_table, utcnow
 
 MAXIMISED = ("accuracy", "r2")  # every other metric (loss, mae) is minimised
 SWEEP_TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -57,23 +57,55 @@ def ranked(scored: list[tuple[Any, float]], metric: str) -> list[Any]:
     return [item for item, _ in sorted(scored, key=lambda pair: sign * pair[1])]
 
 
+class SweepState(NamedTuple):
+    """What an ending reads of its sweep, in the statement that numbers the ending."""
+
+    id: str
+    status: str
+    strategy: dict[str, Any]
+    metric: str
+
+
+_SWEEPS, _JOBS = core_table(Sweep), core_table(Job)
+# The statements of every trial's end, built once (with the ending's others, a sweep of
+# short trials spent more building and compiling them than running them).
+_SWEEP_OF_JOB = select(_JOBS.c.sweep_id).where(_JOBS.c.id == bindparam("b_job"))
+_NUMBER_ENDING = (
+    update(_SWEEPS)
+    .where(_SWEEPS.c.id == bindparam("b_sweep"))
+    .values(events=_SWEEPS.c.events + 1)
+    .returning(_SWEEPS.c.events, _SWEEPS.c.status, _SWEEPS.c.strategy, _SWEEPS.c.metric)
+)
+_SET_EVENT = (
+    update(_JOBS).where(_JOBS.c.id == bindparam("b_job")).values(sweep_event=bindparam("b_event"))
+)
+_TRIALS = select(_JOBS.c.status, _JOBS.c.epochs).where(_JOBS.c.sweep_id == bindparam("b_sweep"))
+_END_SWEEP = (
+    update(_SWEEPS)
+    .where(_SWEEPS.c.id == bindparam("b_sweep"))
+    .values(status=bindparam("b_status"), finished_at=bindparam("b_at"))
+)
+
+
 def trial_ended(session: Session, job_id: str) -> None:
     """Advance the sweep of job ``job_id`` (nothing for a job outside a sweep)."""
-    sweep_id = session.scalar(select(Job.sweep_id).where(Job.id == job_id))
+    connection = session.connection()
+    sweep_id = connection.execute(_SWEEP_OF_JOB, {"b_job": job_id}).scalar()
     if sweep_id is None:
         return
-    sweep = session.scalars(
-        select(Sweep).where(Sweep.id == sweep_id).with_for_update()
-    ).one_or_none()
-    if sweep is None:
+    # Numbering the ending locks the sweep row (the UPDATE's own row lock on PostgreSQL).
+    numbered = connection.execute(_NUMBER_ENDING, {"b_sweep": sweep_id}).first()
+    if numbered is None:
         return
-    number_endings(session, sweep, [job_id])
-    if sweep.status in SWEEP_TERMINAL:
+    events, status, strategy, metric = numbered
+    connection.execute(_SET_EVENT, {"b_job": job_id, "b_event": events})
+    if status in SWEEP_TERMINAL:
         return
+    sweep = SweepState(sweep_id, status, strategy, metric)
     # Every trial's status and epochs (small columns: this runs at each trial's end); the
     # options and metrics only of a finished rung, to rank it.
-    rows = session.execute(select(Job.status, Job.epochs).where(Job.sweep_id == sweep_id)).all()
-    if sweep.strategy.get("name") == "halving":
+    rows = connection.execute(_TRIALS, {"b_sweep": sweep_id}).all()
+    if strategy.get("name") == "halving":
         top = max(row.epochs for row in rows)
         rows = [row for row in rows if row.epochs == top]
         if any(row.status in ACTIVE_STATUSES for row in rows):
@@ -96,8 +128,8 @@ def trial_ended(session: Session, job_id: str) -> None:
     elif any(row.status in ACTIVE_STATUSES for row in rows):
         return
     succeeded = any(row.status == JobStatus.SUCCEEDED for row in rows)
-    sweep.status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
-    sweep.finished_at = utcnow()
+    ended = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
+    connection.execute(_END_SWEEP, {"b_sweep": sweep_id, "b_status": ended, "b_at": utcnow()})
 
 
 def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:
@@ -114,7 +146,7 @@ def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:
         )
 
 
-def _promote(session: Session, sweep: Sweep, rung: Sequence[Any], target: int) -> bool:
+def _promote(session: Session, sweep: SweepState, rung: Sequence[Any], target: int) -> bool:
     """Queue the best of a finished rung for the next; False when there is no next rung
     (or no trial that can continue), and the sweep ends."""
     strategy = sweep.strategy

@@ -1,7 +1,9 @@
 """What a training attempt reads at its start: the job's rows (dataset, initial model,
 the history of a checkpoint) in one short transaction, then its arrays from the blob
 store (x memory-mapped read-only from its hash-checked local file, y, the checkpoint and
-an initial model read whole), and the Trainer built from them, fresh or resumed.
+an initial model read whole), and the Trainer built from them, fresh or resumed. The
+last dataset's arrays and the data prepared from them are kept for the worker's next
+job (:mod:`app.jobs.data_memo`): a sweep's trials load and prepare their dataset once.
 
 A blob that is missing or corrupt is a :class:`StartError` naming it (the job fails); a
 store that is down (:class:`BlobStoreUnavailable`) propagates to the worker.
@@ -18,7 +20,7 @@ from sqlalchemy import bindparam, select
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions
-from app.jobs import queue
+from app.jobs import data_memo, queue
 from app.jobs.attempt_base import StartError
 from app.storage import tables
 from app.storage.blob_arrays import load_array
@@ -33,6 +35,8 @@ class JobInputs:
 
     x: np.ndarray  # (m, n0) float32
     y: np.ndarray  # (m,) labels or (m, k) targets
+    x_sha256: str  # the blobs of x and y (which data_memo keeps the prepared data by)
+    y_sha256: str
     network_config: dict[str, Any]
     options: dict[str, Any]
     epochs: int
@@ -99,9 +103,11 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
     job = refs.job
     what = "the dataset's features (x)"
     try:
-        x = load_array(blobs, job.x_sha256)  # (m, n0) float32, memory-mapped read-only
+        # The last dataset's arrays are kept (data_memo): a sweep's next trial maps nothing.
+        x = data_memo.array(job.x_sha256, lambda: load_array(blobs, job.x_sha256))  # mapped
         what = "the dataset's labels (y)"
-        y = np.array(load_array(blobs, job.y_sha256))  # small: copied, no map kept open
+        # small: copied, no map kept open
+        y = data_memo.array(job.y_sha256, lambda: np.array(load_array(blobs, job.y_sha256)))
         checkpoint = init_model = None
         if job.checkpoint_sha256 is not None:
             what = "the job's checkpoint"
@@ -115,6 +121,8 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
     return JobInputs(
         x=x,
         y=y,
+        x_sha256=job.x_sha256,
+        y_sha256=job.y_sha256,
         network_config=job.network_config,
         options=job.options,
         epochs=job.epochs,
@@ -137,8 +145,11 @@ def build_trainer(inputs: JobInputs) -> Trainer:
 
 
 def _new_trainer(inputs: JobInputs) -> Trainer:
+    prepare = data_memo.preparer(inputs.x_sha256, inputs.y_sha256)
     if inputs.checkpoint is not None:
-        return Trainer.resume(inputs.checkpoint, inputs.x, inputs.y, history=inputs.history)
+        return Trainer.resume(
+            inputs.checkpoint, inputs.x, inputs.y, history=inputs.history, prepare=prepare
+        )
     init_model = None
     if inputs.init_model is not None:
         weights, config = inputs.init_model
@@ -149,4 +160,5 @@ def _new_trainer(inputs: JobInputs) -> Trainer:
         inputs.y,
         TrainingOptions.from_dict(inputs.options),
         init_model=init_model,
+        prepare=prepare,
     )

@@ -31,7 +31,7 @@ import time
 from datetime import timedelta
 from types import FrameType
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
@@ -175,12 +175,12 @@ class Worker:
         handled = queue.requeue_expired(self.db, max_attempts=self.settings.max_attempts)
         if handled:
             log.info("requeued or ended %d job(s) whose lease expired", handled)
+        stale = WorkerHeartbeat.heartbeat_at < utcnow() - STALE_WORKER_ROWS
+        with self.db.read_session() as session:  # a read first, as requeue_expired does
+            if session.scalar(select(WorkerHeartbeat.id).where(stale).limit(1)) is None:
+                return
         with self.db.session() as session:
-            session.execute(
-                delete(WorkerHeartbeat).where(
-                    WorkerHeartbeat.heartbeat_at < utcnow() - STALE_WORKER_ROWS
-                )
-            )
+            session.execute(delete(WorkerHeartbeat).where(stale))
 
     def _goodbye(self) -> None:
         try:

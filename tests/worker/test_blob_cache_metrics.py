@@ -74,13 +74,24 @@ def test_serve_sums_its_workers_cache_counts_in_metrics(
         server = running.serve(workers=1)
         client = running.client(server)
         rng = np.random.default_rng(0)
-        x = rng.normal(size=(64, 2)).round(3).tolist()
-        dataset = running.client().create_dataset(x, [int(a > 0) for a, _ in x])
+        datasets = []
+        for _ in range(2):
+            x = rng.normal(size=(64, 2)).round(3).tolist()
+            datasets.append(running.client().create_dataset(x, [int(a > 0) for a, _ in x]))
+        first, second = datasets
         network = client.create_network()
-        for expected in ({"misses": 2.0, "hits": 0.0}, {"misses": 2.0, "hits": 2.0}):
+        # x and y of the first dataset: downloaded by the first job; the second job on it
+        # reads no blob at all (the worker keeps its last dataset's arrays, data_memo);
+        # another dataset's arrays replace them (2 more misses), and the first dataset's
+        # come from the cache again (2 hits).
+        for dataset, expected in (
+            (first, {"misses": 2.0, "hits": 0.0}),
+            (first, {"misses": 2.0, "hits": 0.0}),
+            (second, {"misses": 4.0, "hits": 0.0}),
+            (first, {"misses": 4.0, "hits": 2.0}),
+        ):
             job = client.submit_job(network, dataset, epochs=2, batch_size=16)
             assert client.wait_terminal([job], timeout=120)[job]["status"] == "succeeded"
-            # x and y: downloaded by the first job, read from the cache by the second
             assert scraped(server.base_url) == {
                 "backprop_blob_cache_hits_total": expected["hits"],
                 "backprop_blob_cache_misses_total": expected["misses"],
