@@ -21,7 +21,7 @@ once more on the training rows).
 Targets: grid >= 4x faster than GridSearchCV with a best test accuracy within 0.01 of
 scikit-learn's; halving >= 2x faster than our grid, best within 0.01 of the grid's best.
 
-    .venv/bin/python bench/sweep.py [--quick]
+    .venv/bin/python bench/sweep.py [--quick] [--rounds N]
 """
 
 from __future__ import annotations
@@ -169,6 +169,12 @@ def sklearn_test_accuracy(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 epochs instead of 40")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of (grid, halving, GridSearchCV), each ratio within one round",
+    )
     args = parser.parse_args()
     epochs = 10 if args.quick else EPOCHS
     import sklearn
@@ -185,22 +191,33 @@ def main() -> None:
     )
 
     blas = {"BACKPROP_BLAS_THREADS": "1"}
+    halving_strategy = {"name": "halving", "factor": 3, "min_epochs": max(1, epochs // 8)}
+    rounds: list[dict[str, Any]] = []
     with _service.running_service(workers=2, extra_env=blas) as service, service.client() as client:
         npz = _service_npz(x, y)
         dataset = _service.upload_npz(client, name="digits", npz=npz)
-        grid = run_sweep(
-            client, sweep_body(dataset["id"], {"name": "grid"}, epochs), x_test, y_test
-        )
-        print(f"backprop grid: {grid['seconds']:.1f} s; load average {_service.load_average()}")
-        halving_strategy = {"name": "halving", "factor": 3, "min_epochs": max(1, epochs // 8)}
-        halving = run_sweep(
-            client, sweep_body(dataset["id"], halving_strategy, epochs), x_test, y_test
-        )
-        print(
-            f"backprop halving: {halving['seconds']:.1f} s; load average {_service.load_average()}"
-        )
-    sk_seconds, sk_params, sk_val = sklearn_search(x, y, val_rows, epochs)
-    print(f"GridSearchCV: {sk_seconds:.1f} s; load average {_service.load_average()}")
+        for number in range(1, args.rounds + 1):
+            # One round: our grid, our halving, then GridSearchCV (with our workers idle),
+            # so each ratio compares runs a few seconds apart.
+            grid = run_sweep(
+                client, sweep_body(dataset["id"], {"name": "grid"}, epochs), x_test, y_test
+            )
+            load = _service.load_average()
+            print(f"round {number}: backprop grid {grid['seconds']:.2f} s; load {load}")
+            halving = run_sweep(
+                client, sweep_body(dataset["id"], halving_strategy, epochs), x_test, y_test
+            )
+            print(
+                f"round {number}: backprop halving {halving['seconds']:.2f} s; load "
+                f"{_service.load_average()}"
+            )
+            sk_seconds, sk_params, sk_val = sklearn_search(x, y, val_rows, epochs)
+            print(
+                f"round {number}: GridSearchCV {sk_seconds:.2f} s; load {_service.load_average()}"
+            )
+            rounds.append({"grid": grid, "halving": halving, "sk": (sk_seconds, sk_params, sk_val)})
+    sk_seconds, sk_params, sk_val = rounds[-1]["sk"]
+    grid, halving = rounds[-1]["grid"], rounds[-1]["halving"]
     sk_test = sklearn_test_accuracy(sk_params, x, y, train_rows, x_test, y_test, epochs)
 
     rows = [
@@ -229,22 +246,34 @@ def main() -> None:
             f"{sk_seconds / halving['seconds']:.2f}",
         ],
     ]
+    print(f"the last round (of {len(rounds)}):")
     _service.print_table(
         ["search", "wall s", "epochs", "best val acc", "best test acc", "x faster than sklearn"],
         rows,
     )
-    grid_ratio = sk_seconds / grid["seconds"]
-    halving_ratio = grid["seconds"] / halving["seconds"]
+    grid_ratios = [r["sk"][0] / r["grid"]["seconds"] for r in rounds]
+    halving_ratios = [r["grid"]["seconds"] / r["halving"]["seconds"] for r in rounds]
     print(
-        f"grid vs GridSearchCV: {grid_ratio:.2f}x (target >= {TARGET_GRID}x); test accuracy "
-        f"{grid['test_accuracy']:.4f} vs {sk_test:.4f} (target: within 0.01)"
+        f"grid vs GridSearchCV, per round: {_ratios(grid_ratios)} (target >= {TARGET_GRID}x); "
+        f"test accuracy {grid['test_accuracy']:.4f} vs {sk_test:.4f} (target: within 0.01)"
     )
     print(
-        f"halving vs grid: {halving_ratio:.2f}x (target >= {TARGET_HALVING}x); test accuracy "
-        f"{halving['test_accuracy']:.4f} vs {grid['test_accuracy']:.4f} (target: within 0.01)"
+        f"halving vs grid, per round: {_ratios(halving_ratios)} (target >= {TARGET_HALVING}x); "
+        f"test accuracy {halving['test_accuracy']:.4f} vs {grid['test_accuracy']:.4f} "
+        "(target: within 0.01)"
     )
+    accuracies = {(r["grid"]["test_accuracy"], r["halving"]["test_accuracy"]) for r in rounds}
+    print(f"test accuracies (grid, halving) over the rounds: {sorted(accuracies)}")
     print(f"best: backprop grid trial {grid['best']['params']}; sklearn {sk_params}")
     print(f"load average at the end {_service.load_average()}")
+
+
+def _ratios(values: list[float]) -> str:
+    """The ratios in round order, and their median when there are several."""
+    listed = " / ".join(f"{v:.2f}x" for v in values)
+    if len(values) == 1:
+        return listed
+    return f"{listed}; median {float(np.median(values)):.2f}x"
 
 
 def _service_npz(x: np.ndarray, y: np.ndarray) -> bytes:

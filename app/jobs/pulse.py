@@ -24,7 +24,7 @@ from app.storage.tables import WorkerHeartbeat, utcnow
 log = logging.getLogger("backprop.worker")
 
 CANCEL_POLL_SECONDS = 0.5  # a cancel stops the running job within this (plus one batch)
-WORKER_BEAT_SECONDS = 5.0  # how often the ``workers`` row is refreshed
+WORKER_BEAT_SECONDS = 5.0  # how often the ``workers`` row (its current job too) is refreshed
 DB_RETRY_SECONDS = 1.0
 
 
@@ -59,7 +59,7 @@ class Pulse(threading.Thread):
 
     # --- called by the worker's main thread
     def hold(self, claim: queue.Claim | None, *, finished_one: bool = False) -> None:
-        """Start (``claim``) or stop (None) renewing a lease; refreshes the worker row."""
+        """Start (``claim``: its lease is read at once) or stop (None) renewing a lease."""
         with self._lock:
             self._claim = claim
             self._view = LeaseView()
@@ -102,6 +102,8 @@ class Pulse(threading.Thread):
         next_renew = next_poll = math.inf  # no job held
         held: queue.Claim | None = None
         while not self._stopped.is_set():
+            # Cleared before the claim is read: a hold() from here on wakes the next wait.
+            self._wake.clear()
             now = time.monotonic()
             with self._lock:
                 claim = self._claim
@@ -112,8 +114,7 @@ class Pulse(threading.Thread):
                 # pending (queue.requeue_expired), which should not train a batch longer.
                 next_poll = now if claim is not None else math.inf
             try:
-                if self._wake.is_set() or now >= next_beat:
-                    self._wake.clear()
+                if now >= next_beat:
                     self._beat(claim)
                     next_beat = now + WORKER_BEAT_SECONDS
                 if claim is not None and now >= next_renew:
@@ -159,9 +160,11 @@ class Pulse(threading.Thread):
             log.warning("lost the lease of job %s", claim.job_id)
 
     def _beat(self, claim: queue.Claim | None) -> None:
-        """One UPDATE of the worker's row (it runs at each job's start and end, while the
-        main thread works); the row is inserted when missing (the first beat, or after
-        a stale-row cleanup)."""
+        """One UPDATE of the worker's row, every WORKER_BEAT_SECONDS (not at each job's
+        start and end: a sweep's worker ends and starts jobs many times a second, and
+        those two write transactions each queued for SQLite's write lock beside the
+        jobs' own; nothing reads the row's job more promptly than its freshness); the
+        row is inserted when missing (the first beat, or after a stale-row cleanup)."""
         values = {
             "worker_id": self._worker_id,
             "at": utcnow(),
