@@ -146,8 +146,8 @@ class Optimizer:
     def _cut(self, params: Array, grads: Array) -> Pieces:
         """Chunks of (params, grads, *state arrays), cut once for this pair of vectors."""
         if self._cut_for is None or self._cut_for[0] is not params or self._cut_for[1] is not grads:
-            cuts = self._gauge.cuts if self._gauge is not None else ()
-            self._pieces = _chunks(params, grads, *self.state()[1].values(), cuts=cuts)
+            # Not cut at the gauge's bounds: it reads whole matrices before the pass.
+            self._pieces = _chunks(params, grads, *self.state()[1].values())
             self._cut_for = (params, grads)
             if self._gauge is not None:
                 self._gauged = [grads[start:stop] for start, stop in self._gauge.bounds]

@@ -152,13 +152,14 @@ def test_chunks_never_straddle_a_cut_and_gauge_finds_each_piece_layer() -> None:
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam"])
-def test_pieces_longer_than_a_chunk_fit_the_optimizers_scratch(name: str) -> None:
-    """Two 300 x 300 layers: cut at their bounds, each is one piece of 90,000 values, more
-    than the 65,536 of an uncut piece of this vector; on and off train the same."""
+def test_the_gauge_leaves_the_optimizers_pieces_as_they_are(name: str) -> None:
+    """Two 300 x 300 layers (90,000 weights each, more than a chunk): the gauge reads whole
+    matrices, so the optimizer's pieces are the same with diagnostics on and off (none
+    cut at a matrix's bound), each fits Adam's scratch, and on and off train the same."""
     rng = np.random.default_rng(13)
     x, y = rng.normal(size=(16, 300)), rng.integers(0, 2, 16)
     layers = [{"units": 300, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}]
-    params = []
+    params, pieces = [], []
     for on in (False, True):
         net = Network(300, [{"units": 300, "activation": "relu"}, *layers], seed=1)
         options = TrainingOptions(
@@ -171,8 +172,10 @@ def test_pieces_longer_than_a_chunk_fit_the_optimizers_scratch(name: str) -> Non
         trainer = Trainer(net, x, y, options)
         trainer.run()
         params.append(net.params)
+        pieces.append([p[0].size for p in trainer.loop.optimizer._pieces])
     assert trainer.loop.watch is not None and trainer.loop.watch.gauge is not None
-    assert max(p[0].size for p in trainer.loop.optimizer._pieces) == 90_000
+    assert pieces[0] == pieces[1] and max(pieces[1]) <= 2 * optimizers.CHUNK
+    assert sum(pieces[1]) == params[1].size
     np.testing.assert_array_equal(params[0], params[1])
 
 
