@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine.network import Network, Workspace
+from app.engine.network import Network, Workspace, aligned_zeros
 from app.engine.optimizers import Gauge
 
 Array = npt.NDArray[np.floating[Any]]
@@ -96,7 +96,7 @@ class LayerWatch:
         params = network.params.size
         per_line = 64 // network.dtype.itemsize
         skip = -(-params // per_line) * per_line  # the block starts on a cache line
-        joint = np.zeros(skip + block, dtype=network.dtype)
+        joint = aligned_zeros(skip + block, network.dtype)
         self.grads: Array = joint[:params]
         self.block: Array = joint[skip:]  # a[1..L] of a full batch, one after another
         ends = np.cumsum([0, *(w.size for w in network.weights)]).tolist()
