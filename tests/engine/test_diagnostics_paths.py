@@ -6,6 +6,7 @@ the same statistics, and none changes what training computes."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -145,7 +146,7 @@ def test_chunks_never_straddle_a_cut_and_gauge_finds_each_piece_layer() -> None:
     bounds = [(0, 10), (10, 2 * optimizers.CHUNK + 5)]
     gauge = optimizers.Gauge(bounds, np.zeros(2))
     layers = gauge.layers_of(pieces)
-    gauge.measure(pieces, layers)
+    gauge.measure(pieces, layers, np.zeros(2))
     expected = [float(a[lo:hi] @ a[lo:hi]) for lo, hi in bounds]
     np.testing.assert_allclose(gauge.squares, expected, rtol=1e-12)
     assert layers[0] == 0 and layers[-1] == -1
@@ -217,3 +218,43 @@ def test_large_way_folded_every_few_steps_equals_the_ring(
     rtol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(statistics(folded), statistics(ring), rtol=rtol, atol=1e-7)
     assert_same_counts(folded, ring)
+
+
+def test_large_way_norms_are_the_exact_floats_of_their_definition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """float32, large way, plain SGD: grad_norm is the float64 mean of each batch's
+    √‖dW[l]‖² (the float32 dot, as np.linalg.norm takes it), weight_norm and update_ratio
+    are np.linalg.norm's floats: equal, not close, so that a change in how the BLAS
+    results are stored or reduced shows."""
+    monkeypatch.setattr(diagnostics, "DIRECT_GRADS", 0)
+    rng = np.random.default_rng(21)
+    x, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    layers = [{"units": 9, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
+    net = Network(6, layers, seed=5, dtype=np.float32)
+    reference, start = net.copy(), [w.copy() for w in net.weights]
+    options = TrainingOptions(
+        epochs=1,
+        batch_size=16,  # two full batches and one of 8 rows
+        validation_split=0.0,
+        standardize=False,
+        shuffle=False,
+        optimizer=OptimizerOptions(name="sgd", learning_rate=0.3),
+    )
+    trainer = Trainer(net, x, y, options)
+    trainer.run()
+    assert trainer.loop.watch is not None and trainer.loop.watch.gauge is not None
+    xs, ys = trainer.data.x, trainer.data.y
+    sums = [0.0, 0.0]
+    for begin in range(0, 40, 16):  # sgd replayed by hand
+        dw, db = reference.backward(xs[begin : begin + 16], ys[begin : begin + 16])
+        for i, g in enumerate(dw):
+            sums[i] += math.sqrt(float(np.dot(g.ravel(), g.ravel())))
+        for param, grad in zip([*reference.weights, *reference.biases], [*dw, *db], strict=True):
+            param -= np.float32(0.3) * grad
+    np.testing.assert_array_equal(net.params, reference.params)
+    for i, layer in enumerate(trainer.history[0]["layers"]):
+        w0, w1 = start[i], net.weights[i]
+        assert layer["grad_norm"] == sums[i] / 3
+        assert layer["weight_norm"] == float(np.linalg.norm(w1))
+        assert layer["update_ratio"] == float(np.linalg.norm(w1 - w0)) / float(np.linalg.norm(w1))
