@@ -52,9 +52,10 @@ CACHE_LINE = 64  # bytes
 def aligned_zeros(size: int, dtype: np.dtype[Any]) -> Array:
     """A zeroed 1-D array of ``size`` values that starts on a cache line.
 
-    NumPy places a large array 16 bytes past a page boundary; the BLAS dot and
+    NumPy places a large array 16 bytes past a page boundary; OpenBLAS's dot and
     matrix-vector kernels run about a fifth faster over a vector that starts on a cache
-    line (an sdot over 200,704 values: 12.5 -> 10 us).
+    line (an sdot over 200,704 float32 values: 12.5 -> 10 us on the benchmark machine,
+    BENCHMARKS.md "diagnostics-calls-1215"); the results do not depend on it.
     """
     itemsize = np.dtype(dtype).itemsize
     raw = np.zeros(size + CACHE_LINE // itemsize, dtype=dtype)
