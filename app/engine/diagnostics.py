@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine.network import Network, Workspace
-from app.engine.optimizers import Gauge
+from app.engine.network import Network, Workspace, aligned_zeros
+from app.engine.optimizers import Gauge, cells_of
 
 Array = npt.NDArray[np.floating[Any]]
 
@@ -96,7 +96,7 @@ class LayerWatch:
         params = network.params.size
         per_line = 64 // network.dtype.itemsize
         skip = -(-params // per_line) * per_line  # the block starts on a cache line
-        joint = np.zeros(skip + block, dtype=network.dtype)
+        joint = aligned_zeros(skip + block, network.dtype)
         self.grads: Array = joint[:params]
         self.block: Array = joint[skip:]  # a[1..L] of a full batch, one after another
         ends = np.cumsum([0, *(w.size for w in network.weights)]).tolist()
@@ -145,21 +145,31 @@ class LayerWatch:
             )
             for i, kind in enumerate(kinds)
         ]
-        # A large network's per-step sums, FOLD_STEPS steps of them (float64 unless said):
-        # ‖dW[l]‖² (left by the update, ``gauge``, which runs after ``step``),
-        # Σa²[l], and the column sums of each a[l] (network dtype).
+        # A large network's per-step sums, FOLD_STEPS steps of them, as the BLAS calls
+        # leave them (network dtype; folded in float64): ‖dW[l]‖² (left by the update,
+        # ``gauge``, which runs after ``step``), Σa²[l], and the column sums of each a[l].
         folds = 0 if small else FOLD_STEPS
-        self._norm_rows = np.zeros((folds, depth))
-        self._square_rows = np.zeros((folds, depth))
+        self._norm_rows = np.zeros((folds, depth), network.dtype)
+        self._square_rows = np.zeros((folds, depth), network.dtype)
         self._column_rows = np.zeros((folds, self._units), network.dtype)
         self._folds = 0  # steps in those buffers
-        # Per row k, per layer: (a[l] flat, a[l] (m, n[l]), its column sums' place in row k).
+        # Per row k: per layer (a[l] flat, a[l] (m, n[l]), its column sums' place in row k,
+        # its Σa²'s cell in row k), and the row and cells of ‖dW[l]‖² for the gauge.
         flat = [self.block[part] for part in parts]
         self._plans = [
-            [
-                (flat[i], flat[i].reshape(m, n), self._column_rows[k, self._unit_slices[i]])
-                for i, n in enumerate(sizes)
-            ]
+            (
+                [
+                    (
+                        flat[i],
+                        flat[i].reshape(m, n),
+                        self._column_rows[k, self._unit_slices[i]],
+                        self._square_rows[k, i, ...],
+                    )
+                    for i, n in enumerate(sizes)
+                ],
+                self._norm_rows[k],
+                cells_of(self._norm_rows[k]),
+            )
             for k in range(folds)
         ]
         self._blocks = [
@@ -167,22 +177,28 @@ class LayerWatch:
             for i, part in enumerate(parts)
             if self._direct[i][1] or self._direct[i][2] is not None
         ]
-        self.gauge = None if small else Gauge(self._w_bounds, np.zeros(depth))
+        self.gauge = None if small else Gauge(self._w_bounds, np.zeros(depth, network.dtype))
         self._filled = 0
         self._start = network.params[:count].copy()
+        # The epoch's sums, zeroed by ``_reset``: Σ‖dW[l]‖ over batches, Σa²[l], the
+        # saturated values' count per layer, then Σa per unit.
+        self._sums = np.zeros(3 * depth + self._units)
+        self._grad_sum, self._squares, self._saturated, self._unit_sum = np.split(
+            self._sums, [depth, 2 * depth, 3 * depth]
+        )
+        self._unit_sums = [self._unit_sum[part] for part in self._unit_slices]
+        self._alive_all = np.zeros(self._units, dtype=bool)  # leaky_relu units only
+        self._alive = [self._alive_all[part] for part in self._unit_slices]
+        # The end of the epoch's ‖W[l]‖² and ‖ΔW[l]‖² (network dtype), and their cells.
+        self._weight_squares = np.zeros(2 * depth, network.dtype)
+        self._weight_cells = cells_of(self._weight_squares)
         self._reset()
 
     def _reset(self) -> None:
-        depth = len(self.sizes)
-        self._totals = np.zeros(2 * depth)  # Σ‖dW[l]‖ over batches, then Σa²[l]
-        self._grad_sum, self._squares = self._totals[:depth], self._totals[depth:]
+        self._sums.fill(0.0)
+        self._alive_all.fill(False)
         self._batches = 0
         self._rows = 0  # rows (samples) whose activations were counted
-        self._unit_sum = np.zeros(self._units)  # Σa per unit
-        self._unit_sums = [self._unit_sum[part] for part in self._unit_slices]
-        self._saturated = np.zeros(depth)
-        self._alive_all = np.zeros(self._units, dtype=bool)  # leaky_relu units only
-        self._alive = [self._alive_all[part] for part in self._unit_slices]
 
     def step(self, work: Workspace) -> None:
         """After a batch's backward, before the update (which uses the gradient as
@@ -208,15 +224,17 @@ class LayerWatch:
         if k == FOLD_STEPS:
             self._fold()
             k = 0
-        gauge.squares = self._norm_rows[k]
+        layers, norms, cells = self._plans[k]
+        gauge.use(norms, cells)
         if work.m == self._m:
             # The BLAS kernels of backward's last call (db = Σ over the rows of dZ) and
             # of the gauge's next ones (‖g‖²): measured cheaper here than in the forward
-            # pass, where a[l] is in cache but these kernels are not.
-            ones, squares = self._batch_ones, self._square_rows[k]
-            for i, (values, a, columns) in enumerate(self._plans[k]):
-                np.dot(ones, a, out=columns)  # Σ over the rows, (n[l],)
-                squares[i] = np.dot(values, values)
+            # pass, where a[l] is in cache but these kernels are not. The methods with
+            # out= skip np.dot's dispatch and a scalar's boxing (~0.5 us a call).
+            ones = self._batch_ones
+            for values, a, columns, square in layers:
+                ones.dot(a, out=columns)  # Σ over the rows, (n[l],)
+                values.dot(values, out=square)
             for i, a, leaky, bounds in self._blocks:
                 self._count(i, a, leaky, bounds)
         else:  # a short last batch: read in place
@@ -233,8 +251,9 @@ class LayerWatch:
         k, self._folds = self._folds, 0
         if not k:
             return
-        self._grad_sum += np.sqrt(self._norm_rows[:k]).sum(axis=0)
-        self._squares += self._square_rows[:k].sum(axis=0)
+        # In float64 from the stored values, as when the rows were float64.
+        self._grad_sum += np.sqrt(self._norm_rows[:k], dtype=np.float64).sum(axis=0)
+        self._squares += self._square_rows[:k].sum(axis=0, dtype=np.float64)
         self._unit_sum += self._column_rows[:k].sum(axis=0, dtype=np.float64)
 
     def _count(self, i: int, a: Array, leaky: bool, bounds: tuple[float, float] | None) -> None:
@@ -299,42 +318,47 @@ class LayerWatch:
     def _statistics(self, snapshot: bool) -> list[dict[str, Any]]:
         self.flush()
         self._fold()
-        weights = self.network.weights
+        weights, depth = self.network.weights, len(self.sizes)
         flat = self.network.params[: self.network.weight_count]
         delta = np.subtract(flat, self._start, out=self._start)  # in place: no 940 KB allocation
-        layers = []
-        for i, (kind, w, (start, stop)) in enumerate(
-            zip(self.kinds, weights, self._w_bounds, strict=True)
-        ):
-            # ‖v‖ as np.linalg.norm computes it (sqrt of the flat vector's dot with itself,
-            # in its dtype), without its per-call checks: the same float.
+        cells = self._weight_cells
+        for i, (start, stop) in enumerate(self._w_bounds):
             own, step = flat[start:stop], delta[start:stop]
-            norm = float(np.sqrt(np.dot(own, own)))
-            moved = float(np.sqrt(np.dot(step, step)))
-            values = max(self._rows * self.sizes[i], 1)
+            own.dot(own, out=cells[i])
+            step.dot(step, out=cells[depth + i])
+        # ‖v‖ as np.linalg.norm computes it (sqrt of the flat vector's dot with itself,
+        # in its dtype), without its per-call checks: the same float.
+        roots = np.sqrt(self._weight_squares).tolist()
+        norms, moves = roots[:depth], roots[depth:]
+        grad_sums, squares, saturated = (
+            self._grad_sum.tolist(),
+            self._squares.tolist(),
+            self._saturated.tolist(),
+        )
+        batches = max(self._batches, 1)
+        # relu: a >= 0, so a unit is alive (some z > 0) exactly when its Σa is above 0.
+        positive = self._unit_sum > 0
+        layers = []
+        for i, (kind, w, n) in enumerate(zip(self.kinds, weights, self.sizes, strict=True)):
+            norm, values = norms[i], max(self._rows * n, 1)
             mean = float(self._unit_sums[i].sum()) / values
-            variance = max(self._squares[i] / values - mean * mean, 0.0)
-            # relu: a >= 0, so a unit is dead (every z <= 0) exactly when its Σa is 0.
-            dead = ~self._alive[i] if kind == "leaky_relu" else ~(self._unit_sums[i] > 0)
+            variance = max(squares[i] / values - mean * mean, 0.0)
+            alive = self._alive[i] if kind == "leaky_relu" else positive[self._unit_slices[i]]
             layer: dict[str, Any] = {
                 "weight_norm": _finite(norm),
-                "grad_norm": _finite(self._grad_sum[i] / max(self._batches, 1)),
-                "update_ratio": _finite(moved / norm) if norm > 0 else None,
+                "grad_norm": _finite(grad_sums[i] / batches),
+                "update_ratio": _finite(moves[i] / norm) if norm > 0 else None,
                 "activation_mean": _finite(mean),
                 "activation_std": _finite(math.sqrt(variance)),
-                "dead_fraction": (
-                    np.count_nonzero(dead) / dead.size if kind in RECTIFIED else None
-                ),
-                "saturated_fraction": (
-                    float(self._saturated[i] / values) if kind in BOUNDED else None
-                ),
+                "dead_fraction": ((n - np.count_nonzero(alive)) / n if kind in RECTIFIED else None),
+                "saturated_fraction": saturated[i] / values if kind in BOUNDED else None,
             }
             if snapshot:
                 layer["histogram"] = histogram(w)
                 if kind in RECTIFIED:
-                    layer["dead_units"] = np.flatnonzero(dead)[:MAX_DEAD_LISTED].tolist()
+                    layer["dead_units"] = np.flatnonzero(~alive)[:MAX_DEAD_LISTED].tolist()
             layers.append(layer)
-        self._start[...] = flat
+        np.copyto(self._start, flat)
         self._reset()
         return layers
 

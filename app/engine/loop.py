@@ -32,7 +32,7 @@ import numpy.typing as npt
 from app.engine import activations, diagnostics, metrics, optimizers, schedules
 from app.engine.epochrows import EpochRows
 from app.engine.errors import DivergenceError, ExportFormatError
-from app.engine.network import Network, Workspace
+from app.engine.network import Network, Workspace, aligned_zeros
 from app.engine.options import EarlyStoppingOptions, TrainingOptions
 from app.engine.trainingdata import TrainingData
 
@@ -156,7 +156,11 @@ class EpochLoop:
         size = min(options.batch_size, n)
         # Per-layer statistics (``diagnostics``) want the gradient beside the activations.
         self.watch = diagnostics.LayerWatch(network, size) if options.diagnostics else None
-        self.grads = self.watch.grads if self.watch is not None else np.zeros_like(network.params)
+        self.grads = (
+            self.watch.grads
+            if self.watch is not None
+            else aligned_zeros(network.params.size, network.dtype)
+        )
         self.optimizer = optimizers.get(options.optimizer.name)(network.params, options.optimizer)
         self.update = optimizers.make_update(
             self.optimizer,

@@ -6,6 +6,7 @@ the same statistics, and none changes what training computes."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -145,20 +146,21 @@ def test_chunks_never_straddle_a_cut_and_gauge_finds_each_piece_layer() -> None:
     bounds = [(0, 10), (10, 2 * optimizers.CHUNK + 5)]
     gauge = optimizers.Gauge(bounds, np.zeros(2))
     layers = gauge.layers_of(pieces)
-    gauge.measure(pieces, layers)
+    gauge.measure(pieces, layers, np.zeros(2))
     expected = [float(a[lo:hi] @ a[lo:hi]) for lo, hi in bounds]
     np.testing.assert_allclose(gauge.squares, expected, rtol=1e-12)
     assert layers[0] == 0 and layers[-1] == -1
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam"])
-def test_pieces_longer_than_a_chunk_fit_the_optimizers_scratch(name: str) -> None:
-    """Two 300 x 300 layers: cut at their bounds, each is one piece of 90,000 values, more
-    than the 65,536 of an uncut piece of this vector; on and off train the same."""
+def test_the_gauge_leaves_the_optimizers_pieces_as_they_are(name: str) -> None:
+    """Two 300 x 300 layers (90,000 weights each, more than a chunk): the gauge reads whole
+    matrices, so the optimizer's pieces are the same with diagnostics on and off (none
+    cut at a matrix's bound), each fits Adam's scratch, and on and off train the same."""
     rng = np.random.default_rng(13)
     x, y = rng.normal(size=(16, 300)), rng.integers(0, 2, 16)
     layers = [{"units": 300, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}]
-    params = []
+    params, pieces = [], []
     for on in (False, True):
         net = Network(300, [{"units": 300, "activation": "relu"}, *layers], seed=1)
         options = TrainingOptions(
@@ -171,8 +173,10 @@ def test_pieces_longer_than_a_chunk_fit_the_optimizers_scratch(name: str) -> Non
         trainer = Trainer(net, x, y, options)
         trainer.run()
         params.append(net.params)
+        pieces.append([p[0].size for p in trainer.loop.optimizer._pieces])
     assert trainer.loop.watch is not None and trainer.loop.watch.gauge is not None
-    assert max(p[0].size for p in trainer.loop.optimizer._pieces) == 90_000
+    assert pieces[0] == pieces[1] and max(pieces[1]) <= 2 * optimizers.CHUNK
+    assert sum(pieces[1]) == params[1].size
     np.testing.assert_array_equal(params[0], params[1])
 
 
@@ -214,3 +218,43 @@ def test_large_way_folded_every_few_steps_equals_the_ring(
     rtol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(statistics(folded), statistics(ring), rtol=rtol, atol=1e-7)
     assert_same_counts(folded, ring)
+
+
+def test_large_way_norms_are_the_exact_floats_of_their_definition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """float32, large way, plain SGD: grad_norm is the float64 mean of each batch's
+    √‖dW[l]‖² (the float32 dot, as np.linalg.norm takes it), weight_norm and update_ratio
+    are np.linalg.norm's floats: equal, not close, so that a change in how the BLAS
+    results are stored or reduced shows."""
+    monkeypatch.setattr(diagnostics, "DIRECT_GRADS", 0)
+    rng = np.random.default_rng(21)
+    x, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    layers = [{"units": 9, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
+    net = Network(6, layers, seed=5, dtype=np.float32)
+    reference, start = net.copy(), [w.copy() for w in net.weights]
+    options = TrainingOptions(
+        epochs=1,
+        batch_size=16,  # two full batches and one of 8 rows
+        validation_split=0.0,
+        standardize=False,
+        shuffle=False,
+        optimizer=OptimizerOptions(name="sgd", learning_rate=0.3),
+    )
+    trainer = Trainer(net, x, y, options)
+    trainer.run()
+    assert trainer.loop.watch is not None and trainer.loop.watch.gauge is not None
+    xs, ys = trainer.data.x, trainer.data.y
+    sums = [0.0, 0.0]
+    for begin in range(0, 40, 16):  # sgd replayed by hand
+        dw, db = reference.backward(xs[begin : begin + 16], ys[begin : begin + 16])
+        for i, g in enumerate(dw):
+            sums[i] += math.sqrt(float(np.dot(g.ravel(), g.ravel())))
+        for param, grad in zip([*reference.weights, *reference.biases], [*dw, *db], strict=True):
+            param -= np.float32(0.3) * grad
+    np.testing.assert_array_equal(net.params, reference.params)
+    for i, layer in enumerate(trainer.history[0]["layers"]):
+        w0, w1 = start[i], net.weights[i]
+        assert layer["grad_norm"] == sums[i] / 3
+        assert layer["weight_norm"] == float(np.linalg.norm(w1))
+        assert layer["update_ratio"] == float(np.linalg.norm(w1 - w0)) / float(np.linalg.norm(w1))

@@ -10,7 +10,7 @@ import pytest
 
 from app.engine import activations, losses
 from app.engine.errors import ConfigError, DataError, EngineError
-from app.engine.network import Network
+from app.engine.network import CACHE_LINE, Network, aligned_zeros
 
 RELU = {"units": 4, "activation": "relu"}
 
@@ -298,3 +298,12 @@ def test_softmax_of_one_row_equals_its_row_in_a_batch(dtype: type) -> None:
     in_place = z[5:6].copy()
     activations.softmax(in_place, in_place)
     np.testing.assert_allclose(in_place[0], batch[5], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 17, 4096, 200_704])
+def test_aligned_zeros_start_on_a_cache_line(dtype: Any, size: int) -> None:
+    a = aligned_zeros(size, np.dtype(dtype))
+    assert a.shape == (size,) and a.dtype == dtype and a.flags.c_contiguous
+    assert a.ctypes.data % CACHE_LINE == 0
+    assert not a.any()
