@@ -14,8 +14,10 @@ worker, which puts the job back in the queue and waits before claiming again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -39,6 +41,12 @@ log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
+
+
+@functools.cache
+def blob_writer() -> ThreadPoolExecutor:
+    """One thread per process that writes a blob while the main thread writes another."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backprop-blob-writer")
 
 
 def trained_model(
@@ -209,12 +217,17 @@ class JobRun(Attempt):
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.
             best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
-            model = trained_model(
-                self.blobs,
-                result.model,
-                scores_of(best_entry) if best_entry else progress.metrics,
-            )
-            paused_checkpoint = self._paused_checkpoint()
+            # A paused trial's checkpoint blob is written beside the model's (its file
+            # flush overlapping the model's), not after it.
+            pending = self._paused_checkpoint()
+            try:
+                model = trained_model(
+                    self.blobs,
+                    result.model,
+                    scores_of(best_entry) if best_entry else progress.metrics,
+                )
+            finally:
+                paused_checkpoint = pending.result() if pending is not None else None
             self._inject_cancel("before_final_commit")
             outcome = self._ending(
                 "finish",
@@ -261,15 +274,17 @@ class JobRun(Attempt):
             assert job is not None
             queue.request_cancel(session, job, keep_model=keep)
 
-    def _paused_checkpoint(self) -> str | None:
-        """A checkpoint blob when the run paused short of its options' epochs (a sweep's
-        rung), so that a promotion continues it; None when training is complete."""
+    def _paused_checkpoint(self) -> Future[str] | None:
+        """The hash of a checkpoint blob, being written by the blob writer thread, when
+        the run paused short of its options' epochs (a sweep's rung), so that a promotion
+        continues it; None when training is complete."""
         trainer = self._trainer
         assert trainer is not None
         progress = trainer.progress
         if progress.early_stopped or progress.epoch >= trainer.options.epochs:
             return None
-        return self.blobs.put_bytes(trainer.checkpoint()).sha256
+        data, blobs = trainer.checkpoint(), self.blobs
+        return blob_writer().submit(lambda: blobs.put_bytes(data).sha256)
 
     def _fail_over_time(self, progress: queue.Progress) -> bool:
         """End ``failed`` at the time limit, keeping the best model so far (the time was

@@ -31,6 +31,7 @@ from app.jobs.queue import (
     core,
     ended_values,
     fenced,
+    fenced_update,
     lock_fenced,
     progress_values,
     record_history,
@@ -90,7 +91,7 @@ def _write(
     session: Session, claim: Claim, values: dict[str, Any], progress: Progress | None
 ) -> AnyRow | None:
     """The fenced update of the job's columns and, when it matched, its new history rows."""
-    row = update_job(session, fenced(claim), values, Job.owner_id, Job.network_id)
+    row = fenced_update(session, claim, values, Job.owner_id, Job.network_id)
     if row is not None and progress is not None:
         record_history(session, claim.job_id, progress)
     return row

@@ -15,6 +15,7 @@ for the single write lock). All timestamps are :func:`app.storage.tables.utcnow`
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,25 @@ class Progress:
 
 NO_SYNC = {"synchronize_session": False}
 JOBS, EPOCHS = core_table(Job), core_table(JobEpoch)
+
+
+def fenced_update(
+    session: Session, claim: Claim, values: dict[str, Any], *returning: Any
+) -> AnyRow | None:
+    """``update_job`` of the claim's fenced row with plain values (no SQL expressions),
+    through a statement built once per set of columns (every trial's progress and ending
+    write the same few sets; building and caching a new statement cost as much as
+    running it)."""
+    statement = _fenced_update(tuple(sorted(values)), tuple(returning) or (Job.id,))
+    params = {"job_id": claim.job_id, "token": claim.lease_token}
+    params.update({f"v_{name}": value for name, value in values.items()})
+    return core(session).execute(statement, params).first()
+
+
+@functools.lru_cache(maxsize=64)
+def _fenced_update(columns: tuple[str, ...], returning: tuple[Any, ...]) -> Any:
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
+    return update(JOBS).where(_FENCED).values(**values).returning(*returning)
 
 
 def core(session: Session) -> Connection:
@@ -336,7 +356,7 @@ def save_progress(
     if checkpoint_sha256 is not None:
         values.update(checkpoint_sha256=checkpoint_sha256, checkpoint_epoch=progress.epoch)
     with db.session() as session:
-        row = update_job(session, fenced(claim), values)
+        row = fenced_update(session, claim, values)
         if row is not None:
             record_history(session, claim.job_id, progress)
             if before_commit is not None:

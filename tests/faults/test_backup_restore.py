@@ -59,7 +59,10 @@ def test_backup_during_training_restores_and_finishes_bit_identical(
     cluster.serve()
     worker = cluster.worker()
     api = cluster.client()
-    workload = Workload(epochs=300)
+    # Long enough (15,000 steps; 3,000 with 200 rows lost the race once on a fast
+    # machine) to be still training when the backup, a process started after epoch 20,
+    # reads the database.
+    workload = Workload(epochs=300, n_samples=1000)
     network_id, dataset_id = workload.create(api)
     options = workload.options()
     reference = reference_weights(cluster, api, network_id, dataset_id, options)
