@@ -70,18 +70,12 @@ def preparer(x_sha256: str, y_sha256: str) -> Callable[..., TrainingData]:
     classes and statistics are the ones it fitted. Anything else (an initial model's
     classes, an explicit validation set) is prepared anew and not kept."""
 
-    def prepare(
-        network: Network,
-        x: Any,
-        y: Any,
-        *,
-        validation_split: float,
-        seed: int,
-        validation: tuple[Any, Any] | None = None,
-        classes: list[Any] | None = None,
-        standardizer: Standardizer | None = None,
-        fit_standardizer: bool = False,
-    ) -> TrainingData:
+    def prepare(network: Network, x: Any, y: Any, **arguments: Any) -> TrainingData:
+        # The arguments are TrainingData.prepare's, passed on as they came.
+        validation = arguments.get("validation")
+        classes, standardizer = arguments.get("classes"), arguments.get("standardizer")
+        fit_standardizer = bool(arguments.get("fit_standardizer", False))
+        validation_split, seed = arguments["validation_split"], arguments["seed"]
         global _prepared
         key = (
             x_sha256,
@@ -107,17 +101,7 @@ def preparer(x_sha256: str, y_sha256: str) -> Callable[..., TrainingData]:
             given = classes is not None or standardizer is not None
             if given and same_classes and _same_standardizer(standardizer, data.standardizer):
                 return data  # a resumed run (its checkpoint holds what this data fitted)
-        data = TrainingData.prepare(
-            network,
-            x,
-            y,
-            validation_split=validation_split,
-            seed=seed,
-            validation=validation,
-            classes=classes,
-            standardizer=standardizer,
-            fit_standardizer=fit_standardizer,
-        )
+        data = TrainingData.prepare(network, x, y, **arguments)
         if validation is None and classes is None and standardizer is None:
             with _lock:
                 _prepared = (key, fit_standardizer, data)
