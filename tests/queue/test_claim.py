@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from multiprocessing.synchronize import Barrier
 
 import pytest
@@ -39,7 +40,9 @@ def test_claims_oldest_first_and_counts_an_attempt(migrated_db: Database) -> Non
     assert claim_next(migrated_db, worker_id="w3", lease_seconds=30) is None
 
 
-def _claim_all(url: str, name: str, start: Barrier, out: multiprocessing.Queue[list[str]]) -> None:
+def _claim_all(
+    url: str, name: str, start: Barrier, out: multiprocessing.Queue[tuple[str, list[str]]]
+) -> None:
     database = Database(url)
     with database.session() as session:  # connected and warm before the race starts
         session.execute(select(Job.id).limit(1)).all()
@@ -47,18 +50,20 @@ def _claim_all(url: str, name: str, start: Barrier, out: multiprocessing.Queue[l
     claimed = []
     while (claim := claim_next(database, worker_id=name, lease_seconds=30)) is not None:
         claimed.append(claim.job_id)
+        # A worker runs the job before its next claim. Without this pause, SQLite's
+        # busy handler (it sleeps, then retries) lets one tight loop keep the write
+        # lock: one process took all the jobs, or starved another past the busy timeout.
+        time.sleep(0.002)
     database.dispose()
-    out.put(claimed)
+    out.put((name, claimed))
 
 
 def test_racing_processes_claim_each_job_once(migrated_db: Database) -> None:
-    # Enough that one claimer cannot drain them alone: 200 once went to one process
-    # after claims became ~0.5 ms Core statements.
-    job_ids = add_jobs(migrated_db, 1000)
+    job_ids = add_jobs(migrated_db, 200)
     context = multiprocessing.get_context("spawn")
     claimers = 3
     start = context.Barrier(claimers + 1)
-    out: multiprocessing.Queue[list[str]] = context.Queue()
+    out: multiprocessing.Queue[tuple[str, list[str]]] = context.Queue()
     processes = [
         context.Process(target=_claim_all, args=(migrated_db.url, f"w{i}", start, out))
         for i in range(claimers)
@@ -66,17 +71,19 @@ def test_racing_processes_claim_each_job_once(migrated_db: Database) -> None:
     for process in processes:
         process.start()
     start.wait(timeout=120)
-    results = [out.get(timeout=120) for _ in processes]
+    results = dict(out.get(timeout=120) for _ in processes)
     for process in processes:
         process.join(timeout=60)
         assert process.exitcode == 0
 
-    claimed = [job_id for result in results for job_id in result]
+    claimed = [job_id for result in results.values() for job_id in result]
     assert sorted(claimed) == sorted(job_ids)  # every job, none twice
-    assert sum(1 for result in results if result) >= 2  # they did race
-    for job_id in job_ids:
-        job = get_job(migrated_db, job_id)
-        assert (job.status, job.attempts) == (JobStatus.RUNNING, 1)
+    assert sum(1 for result in results.values() if result) >= 2  # they did race
+    with migrated_db.session() as session:
+        rows = session.execute(select(Job.id, Job.status, Job.attempts, Job.worker_id)).all()
+    assert {row.id: (row.status, row.attempts, row.worker_id) for row in rows} == {
+        job_id: (JobStatus.RUNNING, 1, name) for name, jobs in results.items() for job_id in jobs
+    }
 
 
 @pytest.mark.parametrize("lease_seconds", [5.0, 30.0])
