@@ -158,10 +158,17 @@ class Job(Base):
     next attempt)."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        # The claim counts each queued job's owner's and sweep's running jobs
+        # (app/jobs/fairness.py): with the status in the index, a count reads only those
+        # rows, not every job the owner or sweep ever had (migration 0010).
+        Index("ix_jobs_owner_status", "owner_id", "status"),
+        Index("ix_jobs_sweep_status", "sweep_id", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("job"))
-    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
     network_id: Mapped[str | None] = mapped_column(
         ForeignKey("networks.id", ondelete="SET NULL"), index=True
     )
@@ -208,7 +215,7 @@ class Job(Base):
     output_parts: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     # A sweep's trial (app/jobs/sweep_advance.py): its sweep and its index in the sweep.
     sweep_id: Mapped[str | None] = mapped_column(
-        ForeignKey("sweeps.id", ondelete="CASCADE"), index=True, default=None
+        ForeignKey("sweeps.id", ondelete="CASCADE"), default=None
     )
     trial_index: Mapped[int | None] = mapped_column(Integer, default=None)
     # The number of its latest ending among its sweep's events (``sweeps.events``): the

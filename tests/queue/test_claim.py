@@ -9,8 +9,10 @@ from multiprocessing.synchronize import Barrier
 import pytest
 from sqlalchemy import select
 
+from app.jobs import fairness
 from app.jobs.queue import claim_next
 from app.storage.database import Database
+from app.storage.migrations import upgrade
 from app.storage.tables import Job, JobStatus
 from tests.queue.rows import add_jobs, get_job
 
@@ -94,3 +96,26 @@ def test_lease_length_is_applied(migrated_db: Database, lease_seconds: float) ->
     assert job.lease_expires_at is not None and job.started_at is not None
     remaining = (job.lease_expires_at - job.started_at).total_seconds()
     assert remaining == pytest.approx(lease_seconds, abs=1e-3)
+
+
+def test_the_claims_counts_read_only_running_jobs(sqlite_url: str) -> None:
+    # Each queued job's owner's and sweep's running jobs are counted through an index
+    # that ends in the status, not by reading every job the owner or sweep ever had:
+    # on the old single-column indexes a claim took 72 ms after 10,000 finished jobs.
+    upgrade(sqlite_url)
+    database = Database(sqlite_url)
+    statement = fairness.claim_statement()
+    with database.session() as session:
+        connection = session.connection()
+        compiled = statement.compile(dialect=connection.dialect)
+        assert compiled.positiontup is not None
+        params = tuple(compiled.params[name] for name in compiled.positiontup)
+        plan = [
+            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
+        ]
+    database.dispose()
+    counts = [line for line in plan if line.startswith(("SEARCH jobs_", "SCAN jobs_"))]
+    assert counts == [
+        "SEARCH jobs_1 USING COVERING INDEX ix_jobs_sweep_status (sweep_id=? AND status=?)",
+        "SEARCH jobs_2 USING COVERING INDEX ix_jobs_owner_status (owner_id=? AND status=?)",
+    ], plan
