@@ -115,9 +115,11 @@ class Dataset(Base):
     (n_samples, n_features) C-order ``.npy``, ``y`` an ``.npy`` of ``y_dtype``/``y_shape``."""
 
     __tablename__ = "datasets"
+    # Lists are the owner's rows, newest first (services/ownership.py page): migration 0010.
+    __table_args__ = (Index("ix_datasets_owner_created", "owner_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ds"))
-    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     n_samples: Mapped[int] = mapped_column(Integer)
     n_features: Mapped[int] = mapped_column(Integer)
@@ -137,9 +139,11 @@ class Dataset(Base):
 
 class Network(Base):
     __tablename__ = "networks"
+    # Lists are the owner's rows, newest first (services/ownership.py page): migration 0010.
+    __table_args__ = (Index("ix_networks_owner_created", "owner_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("net"))
-    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.engine Network.get_config()
     parameter_count: Mapped[int] = mapped_column(Integer)
@@ -165,6 +169,8 @@ class Job(Base):
         # rows, not every job the owner or sweep ever had (migration 0010).
         Index("ix_jobs_owner_status", "owner_id", "status"),
         Index("ix_jobs_sweep_status", "sweep_id", "status"),
+        # Lists are the owner's rows, newest first (services/ownership.py page).
+        Index("ix_jobs_owner_created", "owner_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("job"))
@@ -245,9 +251,11 @@ class Sweep(Base):
     ``strategy`` is ``{"name": "grid" | "random" | "halving", ...}``."""
 
     __tablename__ = "sweeps"
+    # Lists are the owner's rows, newest first (services/ownership.py page): migration 0010.
+    __table_args__ = (Index("ix_sweeps_owner_created", "owner_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("swp"))
-    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     dataset_id: Mapped[str | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True
@@ -283,9 +291,11 @@ class Model(Base):
     """A trained (or imported) model. ``job_id`` is unique: a job makes at most one model."""
 
     __tablename__ = "models"
+    # Lists are the owner's rows, newest first (services/ownership.py page): migration 0010.
+    __table_args__ = (Index("ix_models_owner_created", "owner_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("mdl"))
-    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
     job_id: Mapped[str | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), unique=True, default=None
     )

@@ -15,6 +15,7 @@ from app.storage.database import Database
 from app.storage.migrations import upgrade
 from app.storage.tables import Job, JobStatus
 from tests.queue.rows import add_jobs, get_job
+from tests.storage.plans import query_plan
 
 
 def test_empty_queue_gives_none(migrated_db: Database) -> None:
@@ -103,17 +104,7 @@ def test_the_claims_counts_read_only_running_jobs(sqlite_url: str) -> None:
     # that ends in the status, not by reading every job the owner or sweep ever had:
     # on the old single-column indexes a claim took 72 ms after 10,000 finished jobs.
     upgrade(sqlite_url)
-    database = Database(sqlite_url)
-    statement = fairness.claim_statement()
-    with database.session() as session:
-        connection = session.connection()
-        compiled = statement.compile(dialect=connection.dialect)
-        assert compiled.positiontup is not None
-        params = tuple(compiled.params[name] for name in compiled.positiontup)
-        plan = [
-            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
-        ]
-    database.dispose()
+    plan = query_plan(sqlite_url, fairness.claim_statement())
     counts = [line for line in plan if line.startswith(("SEARCH jobs_", "SCAN jobs_"))]
     assert counts == [
         "SEARCH jobs_1 USING COVERING INDEX ix_jobs_sweep_status (sweep_id=? AND status=?)",

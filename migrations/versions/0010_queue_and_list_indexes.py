@@ -1,4 +1,5 @@
-"""Index the jobs by (owner_id, status) and (sweep_id, status).
+"""Index the jobs by (owner_id, status) and (sweep_id, status); every listed table by
+(owner_id, created_at).
 
 Revision ID: 0010
 Revises: 0009
@@ -13,6 +14,12 @@ queue's write lock: 0.7 ms with no history, 5 ms after 1,000 finished jobs, 72 m
 index a count reads the running rows only. The new indexes start with the old ones'
 column, so they serve the foreign keys and the owner's and sweep's listings too; the old
 ones go.
+
+The lists (GET /v1/jobs, /models, /datasets, /networks, /sweeps, /predictions) are an
+owner's rows, newest first. On the owner_id index alone each page sorted all of the
+owner's rows: 3.8 ms for a page of 20 of 1,000 jobs, 20 ms of 10,000, 82 ms of 50,000
+(and a sweep adds a model per trial). On (owner_id, created_at) a page reads its rows in
+order: 2.1 / 3.2 / 3.6 ms. Those indexes replace the tables' owner_id indexes too.
 """
 
 from __future__ import annotations
@@ -27,15 +34,26 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+LISTED = ("datasets", "networks", "sweeps", "models")  # their owner_id index is replaced
+
+
 def upgrade() -> None:
     op.create_index("ix_jobs_owner_status", "jobs", ["owner_id", "status"])
     op.create_index("ix_jobs_sweep_status", "jobs", ["sweep_id", "status"])
+    op.create_index("ix_jobs_owner_created", "jobs", ["owner_id", "created_at"])
     op.drop_index("ix_jobs_owner_id", table_name="jobs")
     op.drop_index("ix_jobs_sweep_id", table_name="jobs")
+    for table in LISTED:
+        op.create_index(f"ix_{table}_owner_created", table, ["owner_id", "created_at"])
+        op.drop_index(f"ix_{table}_owner_id", table_name=table)
 
 
 def downgrade() -> None:
+    for table in LISTED:
+        op.create_index(f"ix_{table}_owner_id", table, ["owner_id"])
+        op.drop_index(f"ix_{table}_owner_created", table_name=table)
     op.create_index("ix_jobs_sweep_id", "jobs", ["sweep_id"])
     op.create_index("ix_jobs_owner_id", "jobs", ["owner_id"])
+    op.drop_index("ix_jobs_owner_created", table_name="jobs")
     op.drop_index("ix_jobs_sweep_status", table_name="jobs")
     op.drop_index("ix_jobs_owner_status", table_name="jobs")
