@@ -137,13 +137,14 @@ def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:
     of their ``trial`` events on GET /v1/sweeps/{id}/events. Called with the sweep row
     locked, in the ending's transaction: numbers follow commit order, so a reader that
     sees number n has also seen every number below it, and a client resuming after n
-    (Last-Event-ID) misses none."""
-    for job_id in job_ids:
-        sweep.events += 1
-        session.execute(
-            update(Job).where(Job.id == job_id).values(sweep_event=sweep.events),
-            execution_options={"synchronize_session": False},
-        )
+    (Last-Event-ID) misses none. One executemany: cancelling a 1,000-trial sweep spent
+    ~250 ms in an ORM UPDATE per trial, holding the write lock."""
+    if not job_ids:
+        return
+    first = sweep.events + 1
+    sweep.events += len(job_ids)
+    numbers = [{"b_job": job_id, "b_event": first + i} for i, job_id in enumerate(job_ids)]
+    session.connection().execute(_SET_EVENT, numbers)
 
 
 def _promote(session: Session, sweep: SweepState, rung: Sequence[Any], target: int) -> bool:
