@@ -63,6 +63,38 @@ def aligned_zeros(size: int, dtype: np.dtype[Any]) -> Array:
     return raw[skip : skip + size]
 
 
+def _parse(
+    input_size: int,
+    layers: Sequence[Mapping[str, Any]],
+    loss: str | None,
+    init: str,
+    seed: int,
+) -> architecture.Architecture:
+    """The checked architecture; ConfigError for it or for the seed."""
+    arch = architecture.parse(input_size, layers, loss, init)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", ("seed",))
+    return arch
+
+
+def _config(
+    input_size: int,
+    sizes: Sequence[int],
+    kinds: Sequence[str],
+    loss: str,
+    init: str,
+    seed: int,
+) -> dict[str, Any]:
+    """A network's JSON-safe description (``Network.get_config``)."""
+    return {
+        "input_size": input_size,
+        "layers": [{"units": n, "activation": act} for n, act in zip(sizes, kinds, strict=True)],
+        "loss": loss,
+        "init": init,
+        "seed": seed,
+    }
+
+
 class Network:
     """A fully connected network (see the module docstring for the layout).
 
@@ -81,9 +113,7 @@ class Network:
         seed: int = 0,
         dtype: DTypeLike = np.float32,
     ) -> None:
-        arch = architecture.parse(input_size, layers, loss, init)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", ("seed",))
+        arch = _parse(input_size, layers, loss, init, seed)
         self.dtype = check_dtype(dtype)
         self.input_size = arch.input_size
         self.layer_sizes = list(arch.layer_sizes)
@@ -144,16 +174,25 @@ class Network:
 
     def get_config(self) -> dict[str, Any]:
         """JSON-safe description; ``Network.from_config`` rebuilds the same network."""
-        return {
-            "input_size": self.input_size,
-            "layers": [
-                {"units": n, "activation": act}
-                for n, act in zip(self.layer_sizes, self.activations, strict=True)
-            ],
-            "loss": self.loss,
-            "init": self.init,
-            "seed": self.seed,
-        }
+        return _config(
+            self.input_size, self.layer_sizes, self.activations, self.loss, self.init, self.seed
+        )
+
+    @staticmethod
+    def describe(
+        input_size: int,
+        layers: Sequence[Mapping[str, Any]],
+        loss: str | None = None,
+        init: str = "auto",
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """The ``get_config()`` of ``Network(input_size, layers, loss, init, seed)``, with
+        the same checks and errors, but no weights allocated or initialised: a sweep
+        checks every trial's network (1,000 trials of 784-256-128-10 took 3 s to build)."""
+        arch = _parse(input_size, layers, loss, init, seed)
+        return _config(
+            arch.input_size, arch.layer_sizes, arch.activations, arch.loss, arch.init, seed
+        )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], dtype: DTypeLike = np.float32) -> Network:

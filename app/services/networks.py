@@ -64,11 +64,34 @@ def build_network(
     seed: int,
 ) -> Network:
     """The engine's network for a spec; the parameter limit is checked before allocating."""
-    units = [int(layer["units"]) for layer in layers]
-    check_layer_units(input_size, units, settings, ("body",))
-    check_parameter_limit(parameter_count(input_size, units), settings, ("body", "layers"))
+    _check_size(settings, input_size, layers)
     with invalid_at(("body",)):
         return Network(input_size, layers, loss=loss, init=init, seed=seed)
+
+
+def describe_network(
+    settings: Settings,
+    *,
+    input_size: int,
+    layers: Sequence[Mapping[str, Any]],
+    loss: str | None,
+    init: str,
+    seed: int,
+) -> tuple[dict[str, Any], int]:
+    """(config, parameter count) of the network ``build_network`` would build, with the
+    same checks and errors, without allocating it (a sweep checks each trial's)."""
+    count = _check_size(settings, input_size, layers)
+    with invalid_at(("body",)):
+        return Network.describe(input_size, layers, loss=loss, init=init, seed=seed), count
+
+
+def _check_size(settings: Settings, input_size: int, layers: Sequence[Mapping[str, Any]]) -> int:
+    """The parameter count, once the widths and the count are within the limits."""
+    units = [int(layer["units"]) for layer in layers]
+    check_layer_units(input_size, units, settings, ("body",))
+    count = parameter_count(input_size, units)
+    check_parameter_limit(count, settings, ("body", "layers"))
+    return count
 
 
 def create_network(

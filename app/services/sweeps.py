@@ -22,7 +22,7 @@ from app.services import sweep_order
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.fit import check_labels_fit
 from app.services.jobs import check_active_jobs, check_job_size, training_options
-from app.services.networks import build_network
+from app.services.networks import describe_network
 from app.services.ownership import get_owned, page
 from app.services.quota import check_owner_bytes
 from app.services.sweep_view import SweepView, view, views
@@ -72,10 +72,10 @@ def create_sweep(
     trials (under halving, each to the first rung's epochs)."""
     built = []
     for trial in trials:
-        network = build_network(settings, **trial.network)
+        config, parameters = describe_network(settings, **trial.network)
         options = training_options(trial.job)
-        _check_metric(spec.metric, network.loss, options)
-        built.append((network.get_config(), network.parameter_count, options))
+        _check_metric(spec.metric, config["loss"], options)
+        built.append((config, parameters, options))
     first_rung: int | None = None
     if spec.strategy["name"] == "halving":
         epochs = int(built[0][2]["epochs"])

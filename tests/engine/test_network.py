@@ -307,3 +307,37 @@ def test_aligned_zeros_start_on_a_cache_line(dtype: Any, size: int) -> None:
     assert a.shape == (size,) and a.dtype == dtype and a.flags.c_contiguous
     assert a.ctypes.data % CACHE_LINE == 0
     assert not a.any()
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs"),
+    [
+        ([RELU, {"units": 3, "activation": "softmax"}], {}),
+        ([{"units": 1, "activation": "sigmoid"}], {"seed": 7}),
+        ([RELU, {"units": 2, "activation": "linear"}], {"init": "xavier", "loss": "mse"}),
+    ],
+)
+def test_describe_is_the_config_of_the_network_it_describes(
+    spec: list[dict[str, Any]], kwargs: dict[str, Any]
+) -> None:
+    assert Network.describe(2, spec, **kwargs) == Network(2, spec, **kwargs).get_config()
+
+
+def test_describe_refuses_what_the_network_refuses() -> None:
+    # Every refusal of the table above but the dtype (describe builds no arrays).
+    cases = [
+        (0, [RELU], {}),
+        (2, [], {}),
+        (2, [{"units": 2}], {}),
+        (2, [RELU], {"loss": "hinge"}),
+        (2, [RELU], {"init": "lecun"}),
+        (2, [RELU], {"seed": -1}),
+        (2, [RELU, {"units": 1, "activation": "softmax"}], {}),
+    ]
+    for input_size, spec, kwargs in cases:
+        with pytest.raises(ConfigError) as described:
+            Network.describe(input_size, spec, **kwargs)
+        assert (described.value.loc, described.value.message) == (
+            (built := refusal(input_size, spec, **kwargs)).loc,
+            built.message,
+        )
