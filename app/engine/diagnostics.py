@@ -6,7 +6,8 @@ Every epoch's history entry gets ``layers``: one dict per layer l = 1..L, in ord
 - ``grad_norm``: ‖dL/dW[l]‖_F of each batch (the data loss's gradient, before L2 and
   clipping), averaged over the epoch's batches; with one full batch, exactly its value;
 - ``update_ratio``: ‖W_end - W_start‖_F / ‖W_end‖_F over the epoch;
-- ``activation_mean`` / ``activation_std``: over every a[l] value the epoch computed;
+- ``activation_mean`` / ``activation_std``: over every a[l] value the epoch computed (a
+  softmax layer's mean is 1/n[l]: each of its rows sums to 1);
 - ``dead_fraction`` (relu, leaky_relu; else None): the share of units whose z was ≤ 0
   for every sample of the epoch (a > 0 exactly when z > 0 for both);
 - ``saturated_fraction`` (sigmoid, tanh; else None): the share of a[l] values within 1% of
@@ -153,20 +154,19 @@ class LayerWatch:
         self._square_rows = np.zeros((folds, depth), network.dtype)
         self._column_rows = np.zeros((folds, self._units), network.dtype)
         self._folds = 0  # steps in those buffers
-        # Per row k: per layer (a[l] flat, a[l] (m, n[l]), its column sums' place in row k,
-        # its Σa²'s cell in row k), and the row and cells of ‖dW[l]‖² for the gauge.
+        # Per row k: the layers' (a[l] (m, n[l]), its column sums' place in row k), but a
+        # softmax layer's (its mean is known: each row sums to 1), then every layer's
+        # (a[l] flat, its Σa²'s cell in row k), and the row and cells of ‖dW[l]‖² for
+        # the gauge.
         flat = [self.block[part] for part in parts]
         self._plans = [
             (
                 [
-                    (
-                        flat[i],
-                        flat[i].reshape(m, n),
-                        self._column_rows[k, self._unit_slices[i]],
-                        self._square_rows[k, i, ...],
-                    )
+                    (flat[i].reshape(m, n), self._column_rows[k, self._unit_slices[i]])
                     for i, n in enumerate(sizes)
+                    if kinds[i] != "softmax"
                 ],
+                [(flat[i], self._square_rows[k, i, ...]) for i in range(depth)],
                 self._norm_rows[k],
                 cells_of(self._norm_rows[k]),
             )
@@ -224,7 +224,7 @@ class LayerWatch:
         if k == FOLD_STEPS:
             self._fold()
             k = 0
-        layers, norms, cells = self._plans[k]
+        summed, squared, norms, cells = self._plans[k]
         gauge.use(norms, cells)
         if work.m == self._m:
             # The BLAS kernels of backward's last call (db = Σ over the rows of dZ) and
@@ -232,8 +232,9 @@ class LayerWatch:
             # pass, where a[l] is in cache but these kernels are not. The methods with
             # out= skip np.dot's dispatch and a scalar's boxing (~0.5 us a call).
             ones = self._batch_ones
-            for values, a, columns, square in layers:
+            for a, columns in summed:
                 ones.dot(a, out=columns)  # Σ over the rows, (n[l],)
+            for values, square in squared:
                 values.dot(values, out=square)
             for i, a, leaky, bounds in self._blocks:
                 self._count(i, a, leaky, bounds)
@@ -341,7 +342,8 @@ class LayerWatch:
         layers = []
         for i, (kind, w, n) in enumerate(zip(self.kinds, weights, self.sizes, strict=True)):
             norm, values = norms[i], max(self._rows * n, 1)
-            mean = float(self._unit_sums[i].sum()) / values
+            # softmax: each row of a sums to 1, so the mean is 1/n (its sums are not kept)
+            mean = 1.0 / n if kind == "softmax" else float(self._unit_sums[i].sum()) / values
             variance = max(squares[i] / values - mean * mean, 0.0)
             alive = self._alive[i] if kind == "leaky_relu" else positive[self._unit_slices[i]]
             layer: dict[str, Any] = {

@@ -206,3 +206,22 @@ def test_a_checkpoint_keeps_the_layer_statistics() -> None:
     assert resumed.history == trainer.history
     resumed.run()
     assert [len(e["layers"]) for e in resumed.history] == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_a_softmax_layers_moments(monkeypatch: pytest.MonkeyPatch, large: bool) -> None:
+    # Its mean is 1/n (each row sums to 1), not summed; its std is measured as any layer's.
+    if large:
+        monkeypatch.setattr(diagnostics, "DIRECT_GRADS", 0)  # the per-step BLAS way
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(40, 3)), rng.integers(0, 4, 40)
+    net = dense(3, (6, "relu"), (4, "softmax"), dtype=np.float64)
+    trainer = Trainer(net, x, y, sgd(0.1, epochs=1, batch_size=40))
+    activations = forward_by_hand(net, trainer.data.x)
+    trainer.run()
+    assert (trainer.loop.watch is not None) and (trainer.loop.watch.gauge is not None) == large
+    output, a = trainer.history[0]["layers"][-1], activations[-1]
+    assert output["activation_mean"] == 1 / 4 == pytest.approx(a.mean(), rel=1e-12)
+    assert output["activation_std"] == pytest.approx(a.std(), rel=1e-6)
+    hidden = trainer.history[0]["layers"][0]
+    assert hidden["activation_mean"] == pytest.approx(activations[0].mean(), rel=1e-9)
