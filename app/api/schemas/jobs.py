@@ -127,8 +127,13 @@ class LayerStats(BaseModel):
         description="‖dL/dW‖ of each batch (data loss, before l2 and clipping), averaged"
     )
     update_ratio: float | None = Field(description="‖W_end - W_start‖ / ‖W_end‖ over the epoch")
-    activation_mean: float | None
-    activation_std: float | None
+    activation_mean: float | None = Field(
+        description="Mean of the layer's outputs a over the epoch (softmax: 1/n, each row "
+        "summing to 1)"
+    )
+    activation_std: float | None = Field(
+        description="Standard deviation of the layer's outputs a over the epoch"
+    )
     dead_fraction: float | None = Field(
         description="relu / leaky_relu: share of units with z <= 0 for every sample"
     )
