@@ -84,7 +84,8 @@ class LayerWatch:
 
     What is kept per epoch: Σ‖dW[l]‖ and the batch count; Σa² per layer and the rows
     seen; Σa per unit (float64), from which the end of the epoch takes each layer's mean
-    and, for relu (a >= 0), the dead units: those whose sum stayed 0; leaky_relu units
+    (a softmax layer's is 1/n: the large path does not sum it) and, for relu (a >= 0), the
+    dead units: those whose sum stayed 0; leaky_relu units
     are alive once some a > 0; bounded layers count their saturated values.
     """
 

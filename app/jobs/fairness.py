@@ -5,7 +5,8 @@
   owner's single job.
 - A sweep's trial waits while its sweep already runs ``max_parallel`` trials.
 
-Both are correlated subqueries over ``jobs`` (indexed by owner_id and sweep_id). They are
+Both are correlated subqueries over ``jobs``, which read the indexes (owner_id, status)
+and (sweep_id, status): the running rows only, whatever the history. They are
 built once per process: building them (``aliased(Job)``, the subqueries) cost more CPU
 than running the claim itself, on every claim (~10 ms; BENCHMARKS.md §9).
 """

@@ -182,7 +182,7 @@ class Job(Base):
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True
     )
     init_model_id: Mapped[str | None] = mapped_column(
-        ForeignKey("models.id", ondelete="SET NULL", use_alter=True), default=None
+        ForeignKey("models.id", ondelete="SET NULL", use_alter=True), index=True, default=None
     )
     network_config: Mapped[dict[str, Any]] = mapped_column(JSON)  # frozen at submit time
     options: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.engine TrainingOptions.to_dict()
