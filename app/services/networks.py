@@ -54,21 +54,6 @@ def check_layer_units(input_size: int, units: Sequence[int], settings: Settings,
             )
 
 
-def build_network(
-    settings: Settings,
-    *,
-    input_size: int,
-    layers: Sequence[Mapping[str, Any]],
-    loss: str | None,
-    init: str,
-    seed: int,
-) -> Network:
-    """The engine's network for a spec; the parameter limit is checked before allocating."""
-    _check_size(settings, input_size, layers)
-    with invalid_at(("body",)):
-        return Network(input_size, layers, loss=loss, init=init, seed=seed)
-
-
 def describe_network(
     settings: Settings,
     *,
@@ -78,20 +63,15 @@ def describe_network(
     init: str,
     seed: int,
 ) -> tuple[dict[str, Any], int]:
-    """(config, parameter count) of the network ``build_network`` would build, with the
-    same checks and errors, without allocating it (a sweep checks each trial's)."""
-    count = _check_size(settings, input_size, layers)
-    with invalid_at(("body",)):
-        return Network.describe(input_size, layers, loss=loss, init=init, seed=seed), count
-
-
-def _check_size(settings: Settings, input_size: int, layers: Sequence[Mapping[str, Any]]) -> int:
-    """The parameter count, once the widths and the count are within the limits."""
+    """(config, parameter count) of the engine's network for a spec: the limits checked
+    first, then the engine's checks (its errors at ``body``), without allocating or
+    initialising weights (a network or sweep stores the config; a job builds it)."""
     units = [int(layer["units"]) for layer in layers]
     check_layer_units(input_size, units, settings, ("body",))
     count = parameter_count(input_size, units)
     check_parameter_limit(count, settings, ("body", "layers"))
-    return count
+    with invalid_at(("body",)):
+        return Network.describe(input_size, layers, loss=loss, init=init, seed=seed), count
 
 
 def create_network(
@@ -106,15 +86,10 @@ def create_network(
     init: str,
     seed: int,
 ) -> tables.Network:
-    network = build_network(
+    config, count = describe_network(
         settings, input_size=input_size, layers=layers, loss=loss, init=init, seed=seed
     )
-    row = tables.Network(
-        owner_id=owner_id,
-        name=name,
-        config=network.get_config(),
-        parameter_count=network.parameter_count,
-    )
+    row = tables.Network(owner_id=owner_id, name=name, config=config, parameter_count=count)
     with db.session() as session:
         session.add(row)
     return row
