@@ -36,7 +36,9 @@ Modules, one concept each:
                    L2 penalty, clipping, optimizer step (updates in 64 Ki-element chunks).
 - ``loop``         EpochLoop: the epochs of minibatch steps (forward, backward, update)
                    and their progress reporting (Progress, metrics, history, early stopping);
-                   ``epochrows`` each epoch's row order, targets and batch features.
+                   ``epochrows`` each epoch's row order, targets and batch features;
+                   ``subnormals`` the epochs' arithmetic with subnormal floats flushed
+                   to zero (x86-64 Linux).
 - ``diagnostics``  LayerWatch: per-layer statistics of every epoch (gradient, weight and
                    update norms, activations, dead and saturated units, histograms);
                    ``findings`` the plain-language diagnoses drawn from them.

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import activations, diagnostics, metrics, optimizers, schedules
+from app.engine import activations, diagnostics, metrics, optimizers, schedules, subnormals
 from app.engine.epochrows import EpochRows
 from app.engine.errors import DivergenceError, ExportFormatError
 from app.engine.network import Network, Workspace, aligned_zeros
@@ -253,17 +253,22 @@ class EpochLoop:
             self.optimizer.learning_rate = rate
             self.epoch_rows.arrange(progress.epoch)
             start, started = progress.batches_done, time.perf_counter()
-            try:
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    done = self._steps(start, should_stop)
-            except (NonFiniteOutput, optimizers.NonFiniteGradient):
-                raise self._diverged("the outputs or gradients became NaN or infinite") from None
-            progress.epoch_seconds += time.perf_counter() - started
-            progress.samples_trained += self.rows(done) - self.rows(start)
-            progress.batches_done = done
-            if done < len(self.batches):
-                return True
-            entry = self._end_epoch(rate)
+            # The epoch's arithmetic with subnormals flushed to zero (slow on x86, and too
+            # small to change a float32 weight); the caller's callbacks without.
+            with subnormals.flushed():
+                try:
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        done = self._steps(start, should_stop)
+                except (NonFiniteOutput, optimizers.NonFiniteGradient):
+                    raise self._diverged(
+                        "the outputs or gradients became NaN or infinite"
+                    ) from None
+                progress.epoch_seconds += time.perf_counter() - started
+                progress.samples_trained += self.rows(done) - self.rows(start)
+                progress.batches_done = done
+                if done < len(self.batches):
+                    return True
+                entry = self._end_epoch(rate)
             if on_epoch is not None:
                 on_epoch(dict(entry))
         paused = progress.epoch < options.epochs and not progress.early_stopped
