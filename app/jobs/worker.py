@@ -3,7 +3,8 @@
 ``Worker(db, settings).run()`` loops until SIGTERM/SIGINT: sweep expired leases back to
 the queue (every few seconds), claim the oldest queued job, run it (training:
 :mod:`app.jobs.attempt`; prediction runs and evaluations: :mod:`app.jobs.batch_attempt`),
-claim the next one at once, and poll every ``settings.poll_seconds`` when idle. For
+claim the next one at once, and poll every ``settings.poll_seconds`` when idle (on
+SQLite an idle worker also looks as soon as anything is committed: a ``CommitWatch``). For
 :data:`QUICK_POLL_WINDOW` seconds after its last job ended a worker polls every
 :data:`QUICK_POLL_SECONDS` instead: another worker's job ending is what most often makes new
 work (a halving sweep's rung promotes its best trials when its last trial ends; a
@@ -40,6 +41,7 @@ from app.jobs.attempt import JobRun
 from app.jobs.batch_attempt import BatchRun
 from app.jobs.pulse import DB_RETRY_SECONDS, Pulse
 from app.storage.blobs import BlobStore, BlobStoreUnavailable, open_blob_store
+from app.storage.commit_watch import CommitWatch
 from app.storage.database import Database, brief
 from app.storage.tables import JobKind, WorkerHeartbeat, utcnow
 
@@ -95,6 +97,7 @@ class Worker:
         number of jobs this worker brought to an end."""
         pulse = Pulse(self.db, self.settings, self.worker_id)
         pulse.start()
+        commits = CommitWatch(self.db.url)
         log.info("worker %s started (pid %d)", self.worker_id, os.getpid())
         done = 0
         next_sweep = 0.0
@@ -123,7 +126,7 @@ class Worker:
                 if claim is None:
                     if burst:
                         break
-                    self.stopping.wait(self._idle_wait(quick_until))
+                    commits.wait(self._idle_wait(quick_until), self.stopping)
                     continue
                 pulse.hold(claim)
                 try:
@@ -133,6 +136,7 @@ class Worker:
                     quick_until = time.monotonic() + QUICK_POLL_WINDOW
                     just_ended = True
         finally:
+            commits.close()
             pulse.stop()
             self._goodbye()
         log.info("worker %s stopped after %d job(s)", self.worker_id, done)

@@ -1,15 +1,17 @@
 """How long an idle worker waits between looks at the queue: quick right after a job ended
 (another worker's ending, a halving rung's promotion, is then seconds away at most), the
-configured poll interval otherwise."""
+configured poll interval otherwise; and on SQLite, until the next commit at most."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from app.jobs import worker as worker_module
 from app.jobs.worker import QUICK_POLL_SECONDS, Worker
+from app.storage.commit_watch import CommitWatch
 from app.storage.database import Database
 from app.storage.tables import JobStatus
 from tests.conftest import MakeSettings
@@ -17,39 +19,47 @@ from tests.queue.rows import get_job
 from tests.worker.jobs import add_training_jobs
 
 
-class RecordingStop(threading.Event):
-    """A stop event that records each wait's timeout and is set after ``waits`` of them."""
+class RecordingWatch(CommitWatch):
+    """A commit watch that records each wait's length instead of waiting, and stops the
+    worker after ``waits`` of them."""
 
-    def __init__(self, waits: int) -> None:
-        super().__init__()
-        self.timeouts: list[float | None] = []
-        self._waits = waits
+    def __init__(self, url: str, stopping: threading.Event, waits: int) -> None:
+        super().__init__(url)
+        self.timeouts: list[float] = []
+        self._stopping, self._waits = stopping, waits
 
-    def wait(self, timeout: float | None = None) -> bool:
-        self.timeouts.append(timeout)
+    def wait(self, seconds: float, stopping: threading.Event) -> None:
+        self.timeouts.append(seconds)
         if len(self.timeouts) >= self._waits:
-            self.set()
-        return self.is_set()
+            self._stopping.set()
 
 
-def _idle_waits(db: Database, make_settings: MakeSettings) -> list[float | None]:
+def _idle_waits(
+    db: Database, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> list[float]:
     worker = Worker(db, make_settings(db.url, poll_seconds=30.0))
-    stop = worker.stopping = RecordingStop(waits=3)
+    watches: list[RecordingWatch] = []
+
+    def recording(url: str) -> RecordingWatch:
+        watches.append(RecordingWatch(url, worker.stopping, waits=3))
+        return watches[-1]
+
+    monkeypatch.setattr(worker_module, "CommitWatch", recording)
     worker.run()
-    return stop.timeouts
+    return watches[0].timeouts
 
 
 def test_an_idle_worker_polls_at_the_configured_interval(
-    sqlite_db: Database, make_settings: MakeSettings
+    sqlite_db: Database, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _idle_waits(sqlite_db, make_settings) == [30.0, 30.0, 30.0]
+    assert _idle_waits(sqlite_db, make_settings, monkeypatch) == [30.0, 30.0, 30.0]
 
 
 def test_after_a_job_the_worker_polls_quickly(
-    sqlite_db: Database, make_settings: MakeSettings
+    sqlite_db: Database, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (job_id,) = add_training_jobs(sqlite_db, epochs=2)
-    assert _idle_waits(sqlite_db, make_settings) == [QUICK_POLL_SECONDS] * 3
+    assert _idle_waits(sqlite_db, make_settings, monkeypatch) == [QUICK_POLL_SECONDS] * 3
     assert get_job(sqlite_db, job_id).status == JobStatus.SUCCEEDED
 
 
@@ -58,4 +68,29 @@ def test_the_quick_polling_ends_with_its_window(
 ) -> None:
     monkeypatch.setattr(worker_module, "QUICK_POLL_WINDOW", 0.0)
     add_training_jobs(sqlite_db, epochs=2)
-    assert _idle_waits(sqlite_db, make_settings) == [30.0, 30.0, 30.0]
+    assert _idle_waits(sqlite_db, make_settings, monkeypatch) == [30.0, 30.0, 30.0]
+
+
+def test_an_idle_worker_takes_a_new_job_at_its_commit_not_a_poll_later(
+    sqlite_db: Database, make_settings: MakeSettings
+) -> None:
+    """With a 60 s poll interval, a job queued (by another connection) while the worker
+    waits still runs at once: the worker's CommitWatch ends its wait at the commit."""
+    worker = Worker(sqlite_db, make_settings(sqlite_db.url, poll_seconds=60.0))
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        time.sleep(0.5)  # the worker found nothing and waits
+        other = Database(sqlite_db.url)
+        try:
+            (job_id,) = add_training_jobs(other, epochs=2)
+        finally:
+            other.dispose()
+        deadline = time.monotonic() + 30.0  # half the poll interval: only the watch is this quick
+        while get_job(sqlite_db, job_id).status != JobStatus.SUCCEEDED:
+            assert time.monotonic() < deadline, "the job waited for the poll interval"
+            time.sleep(0.05)
+    finally:
+        worker.stopping.set()
+        runner.join(timeout=90)
+    assert not runner.is_alive()
