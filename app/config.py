@@ -102,7 +102,8 @@ class Settings(BaseSettings):
         default=0.2,
         gt=0,
         description="How often an idle worker looks for queued jobs (every 0.02 s for 5 s "
-        "after its last job ended; on SQLite also at once after any commit)",
+        "after its last job ended; at once when a job is queued: a commit to the SQLite "
+        "file, PostgreSQL's NOTIFY)",
     )
     key_cache_seconds: float = Field(
         default=2.0, ge=0, description="How long an API process caches a key lookup"

@@ -254,7 +254,8 @@ class EpochLoop:
             self.epoch_rows.arrange(progress.epoch)
             start, started = progress.batches_done, time.perf_counter()
             # The epoch's arithmetic with subnormals flushed to zero (slow on x86, and too
-            # small to change a float32 weight); the caller's callbacks without.
+            # small to change a float32 weight); should_stop, asked between batches, runs
+            # inside, on_epoch outside.
             with subnormals.flushed():
                 try:
                     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -3,8 +3,9 @@
 ``Worker(db, settings).run()`` loops until SIGTERM/SIGINT: sweep expired leases back to
 the queue (every few seconds), claim the oldest queued job, run it (training:
 :mod:`app.jobs.attempt`; prediction runs and evaluations: :mod:`app.jobs.batch_attempt`),
-claim the next one at once, and poll every ``settings.poll_seconds`` when idle (on
-SQLite an idle worker also looks as soon as anything is committed: a ``CommitWatch``). For
+claim the next one at once, and poll every ``settings.poll_seconds`` when idle (and look
+at once when a commit to the SQLite file, or PostgreSQL's NOTIFY of a queued job, ends
+the wait early: ``app.storage.commit_watch``). For
 :data:`QUICK_POLL_WINDOW` seconds after its last job ended a worker polls every
 :data:`QUICK_POLL_SECONDS` instead: another worker's job ending is what most often makes new
 work (a halving sweep's rung promotes its best trials when its last trial ends; a
@@ -95,9 +96,9 @@ class Worker:
     def run(self, *, burst: bool = False) -> int:
         """Work until stopped (or, with ``burst``, until the queue is empty). Returns the
         number of jobs this worker brought to an end."""
+        commits = CommitWatch(self.db.url)  # ends idle waits at new work (see its module)
         pulse = Pulse(self.db, self.settings, self.worker_id)
         pulse.start()
-        commits = CommitWatch(self.db.url)
         log.info("worker %s started (pid %d)", self.worker_id, os.getpid())
         done = 0
         next_sweep = 0.0

@@ -17,14 +17,15 @@ pytestmark = pytest.mark.skipif(
 
 SOFTMAX_2 = {"units": 2, "activation": "softmax"}
 TINY = np.float32(1e-20)  # TINY * TINY = 1e-40, a float32 subnormal
+SUBNORMAL = np.full(4, 0x1000, dtype=np.uint32).view(np.float32)  # from bits: no arithmetic
+SCALE = np.float32(2.0**30)  # SUBNORMAL * SCALE is a normal float (5.7e-42 * 1.07e9)
 
 
 def flushes() -> bool:
     """Whether this thread flushes: a subnormal product (FTZ) and a subnormal operand
     (DAZ) come out as zero."""
     product = np.multiply(np.full(4, TINY), np.full(4, TINY))
-    subnormal = np.full(4, np.float32(1e-40))  # made from a literal: a subnormal either way
-    read = np.add(subnormal, np.float32(0.0))
+    read = np.multiply(SUBNORMAL, SCALE)  # a normal result: only DAZ makes it 0
     ftz, daz = not product.any(), not read.any()
     assert ftz == daz, "FTZ and DAZ are set together"
     return ftz
@@ -37,6 +38,19 @@ def test_flushed_sets_and_restores_the_threads_mode() -> None:
         with subnormals.flushed():  # nested: the outer setting survives the inner exit
             assert flushes()
         assert flushes()
+    assert not flushes()
+
+
+def test_flushed_puts_back_exactly_the_bits_it_found() -> None:
+    """FTZ alone set before (DAZ off): after the region, FTZ alone again."""
+    subnormals._set_flush_bits(0x8000)
+    try:
+        with subnormals.flushed():
+            assert flushes()
+        assert not np.multiply(np.full(4, TINY), np.full(4, TINY)).any()  # FTZ on
+        assert np.multiply(SUBNORMAL, SCALE).all()  # DAZ off
+    finally:
+        subnormals._set_flush_bits(0)
     assert not flushes()
 
 
