@@ -185,3 +185,35 @@ def test_probability_rows_are_scored_by_evaluate() -> None:
     assert trainer.loop.label_scores is None and trainer.loop.val_scores is None
     history = trainer.run().history
     assert all(np.isfinite(e["loss"]) and np.isfinite(e["val_loss"]) for e in history)
+
+
+def test_an_epochs_order_depends_on_the_seed_and_epoch_only() -> None:
+    """Arranging epoch 5 straight away gives the order that epochs 0..5 in turn reach
+    (what lets a resumed run shuffle like the uninterrupted one); the epochs' orders are
+    permutations of the training rows and differ from one another and between seeds."""
+    x, y = digits_like()
+    net = Network(12, [{"units": 4, "activation": "softmax"}])
+
+    def rows(seed: int) -> epochrows.EpochRows:
+        options = TrainingOptions(batch_size=32, validation_split=0.2, seed=seed)
+        return Trainer(net, x, y, options).loop.epoch_rows
+
+    in_turn, direct = rows(0), rows(0)
+    orders = []
+    for epoch in range(6):
+        in_turn.arrange(epoch)
+        assert in_turn.order is not None
+        orders.append(in_turn.order.copy())
+    direct.arrange(5)
+    assert direct.order is not None
+    np.testing.assert_array_equal(direct.order, orders[5])
+    np.testing.assert_array_equal(direct.source, in_turn.source)
+    np.testing.assert_array_equal(direct.ys, in_turn.ys)
+    train_rows = np.sort(orders[0])
+    assert len(train_rows) == 240 and len(set(train_rows.tolist())) == 240
+    for order in orders[1:]:
+        np.testing.assert_array_equal(np.sort(order), train_rows)
+    assert len({order.tobytes() for order in orders}) == 6
+    other = rows(1)
+    other.arrange(5)
+    assert other.order is not None and other.order.tobytes() != orders[5].tobytes()
