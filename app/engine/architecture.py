@@ -17,6 +17,15 @@ LAYER_KEYS = ("units", "activation")
 HIDDEN_CHOICES = "relu, leaky_relu, tanh, sigmoid or linear"
 
 
+def parameter_count(input_size: int, units: Sequence[int]) -> int:
+    """Weights plus biases of a dense network: Σ n[l]·(n[l-1] + 1)."""
+    total, previous = 0, input_size
+    for n in units:
+        total += n * (previous + 1)
+        previous = n
+    return total
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A validated network description; ``loss`` is resolved (never None)."""

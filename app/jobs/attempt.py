@@ -19,7 +19,6 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -110,7 +109,7 @@ class JobRun(Attempt):
         else:
             return self._conclude(result)
         # A cancel pending at this commit wins: cancelled, the best model kept if asked.
-        best = partial(self._best, progress)
+        best = functools.partial(self._best, progress)
         return self._ending(
             "fail", lambda: endings.fail(self.db, self.claim, error, progress, best=best)
         )
@@ -212,7 +211,7 @@ class JobRun(Attempt):
         if self.lease_gone():
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
-        best = partial(self._best, progress := self._progress())
+        best = functools.partial(self._best, progress := self._progress())
         if not result.stopped:
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.

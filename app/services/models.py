@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from app.config import Settings
+from app.engine.architecture import parameter_count
 from app.engine.errors import EngineError
 from app.engine.model import Model
 from app.services.errors import Invalid, invalid_at
 from app.services.jsoncodec import nesting_depth
 from app.services.model_cache import ModelCache
-from app.services.networks import check_layer_units, check_parameter_limit, parameter_count
+from app.services.networks import check_layer_units, check_parameter_limit
 from app.services.ownership import get_owned, page, refuse_while_in_use
 from app.services.quota import check_owner_bytes
 from app.storage import tables

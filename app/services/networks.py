@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.config import Settings
+from app.engine.architecture import parameter_count
 from app.engine.network import Network
 from app.services.errors import LimitExceeded, Loc, invalid_at
 from app.services.ownership import get_owned, page
@@ -13,15 +14,6 @@ from app.storage import tables
 from app.storage.database import Database
 
 PATH_LOC = ("path", "network_id")
-
-
-def parameter_count(input_size: int, units: Sequence[int]) -> int:
-    """Weights plus biases of a dense network: sum of n[l] * (n[l-1] + 1)."""
-    total, previous = 0, input_size
-    for n in units:
-        total += n * (previous + 1)
-        previous = n
-    return total
 
 
 def check_parameter_limit(count: int, settings: Settings, loc: Loc) -> None:

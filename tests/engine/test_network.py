@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.engine import activations, losses
+from app.engine import activations, architecture, losses
 from app.engine.errors import ConfigError, DataError, EngineError
 from app.engine.network import CACHE_LINE, Network, aligned_zeros
 
@@ -30,6 +30,8 @@ def test_shapes_follow_the_primer() -> None:
     assert [w.shape for w in net.weights] == [(5, 3), (4, 5), (2, 4)]
     assert [b.shape for b in net.biases] == [(5,), (4,), (2,)]
     assert net.parameter_count == 5 * 4 + 4 * 6 + 2 * 5
+    # The count the service checks against its limit, without building the network.
+    assert architecture.parameter_count(3, [5, 4, 2]) == net.parameter_count
     assert net.output_size == 2 and net.layer_sizes == [5, 4, 2]
     assert net.loss == "categorical_crossentropy"
     assert net.params.dtype == np.float32 and net.weights[0].dtype == np.float32
