@@ -19,7 +19,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.jobs.queue import BeforeCommit, Claim, ended_values, fenced, lock_fenced, update_job
+from app.jobs.queue import (
+    BeforeCommit,
+    Claim,
+    ended_values,
+    fenced,
+    fenced_update,
+    lock_fenced,
+    update_job,
+)
 from app.storage.blobs import BlobRef
 from app.storage.database import Database
 from app.storage.tables import Evaluation, Job, JobKind, JobStatus, new_id
@@ -72,7 +80,7 @@ def save_rows(
     if output_parts is not None:
         values["output_parts"] = output_parts
     with db.session() as session:
-        row = update_job(session, fenced(claim), values)
+        row = fenced_update(session, claim, values)
         if row is not None and before_commit is not None:
             before_commit()
     return row is not None

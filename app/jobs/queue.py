@@ -58,6 +58,10 @@ class Claim:
     attempt: int  # 1 for the first run; a resumed job counts up
     kind: str = JobKind.TRAIN  # what the job does (the worker's attempt dispatches on it)
 
+    def fence(self) -> dict[str, Any]:
+        """The bound parameters of the fenced statements: the job and its lease token."""
+        return {"job_id": self.job_id, "token": self.lease_token}
+
 
 @dataclass(frozen=True)
 class LeaseState:
@@ -92,9 +96,11 @@ def fenced_update(
     """``update_job`` of the claim's fenced row with plain values (no SQL expressions),
     through a statement built once per set of columns (every trial's progress and ending
     write the same few sets; building and caching a new statement cost as much as
-    running it)."""
+    running it). A None bound to a JSON column is stored as JSON null: writes that clear
+    one to SQL NULL (a batch run's ``output_parts``) and expressions such as
+    ``attempts - 1`` go through ``update_job(session, fenced(claim), values)``."""
     statement = _fenced_update(tuple(sorted(values)), tuple(returning) or (Job.id,))
-    params = {"job_id": claim.job_id, "token": claim.lease_token}
+    params = claim.fence()
     params.update({f"v_{name}": value for name, value in values.items()})
     return core(session).execute(statement, params).first()
 
@@ -135,7 +141,7 @@ def lock_fenced(session: Session, claim: Claim) -> AnyRow | None:
     transaction holds the database lock from its ``BEGIN IMMEDIATE``): a cancel request
     lands either before this read, and is seen, or after the commit, and finds the job
     ended. None when the lease is lost. Every verb that ends a running job reads it."""
-    params = {"job_id": claim.job_id, "token": claim.lease_token}
+    params = claim.fence()
     return core(session).execute(_LOCK_FENCED, params).first()
 
 
@@ -323,11 +329,7 @@ _ADD_EPOCHS = insert(EPOCHS)
 
 def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState:
     """Renew the lease; report whether it is still ours and whether a cancel is pending."""
-    params = {
-        "job_id": claim.job_id,
-        "token": claim.lease_token,
-        "expires": utcnow() + timedelta(seconds=lease_seconds),
-    }
+    params = {**claim.fence(), "expires": utcnow() + timedelta(seconds=lease_seconds)}
     with db.session() as session:
         row = core(session).execute(_RENEW, params).first()
     return _lease_state(row)
@@ -336,7 +338,7 @@ def heartbeat(db: Database, claim: Claim, *, lease_seconds: float) -> LeaseState
 def read_lease(db: Database, claim: Claim) -> LeaseState:
     """What :func:`heartbeat` reports, without renewing: a read, so a worker can poll for
     a cancel every fraction of a second without taking SQLite's write lock."""
-    params = {"job_id": claim.job_id, "token": claim.lease_token}
+    params = claim.fence()
     with db.read_session() as session:
         row = core(session).execute(_READ_LEASE, params).first()
     return _lease_state(row)
