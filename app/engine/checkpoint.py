@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.engine import npzio
+from app.engine.epochrows import SEEDED_RULE, SHUFFLE_RULE, SHUFFLE_RULES
 from app.engine.errors import ConfigError, ExportFormatError
 from app.engine.loop import Progress
 from app.engine.network import Network
@@ -37,7 +38,6 @@ FORMAT = "backprop-checkpoint"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1 embedded the history
 DOCUMENT = "state.json"
-SHUFFLE_RULE = "numpy default_rng([seed, 1, epoch]).permutation(rows)"
 Array = npt.NDArray[Any]
 
 
@@ -56,6 +56,7 @@ class Snapshot:
     optimizer_arrays: dict[str, Array]
     best_params: Array
     logits: Array | None
+    shuffle_rule: str = SHUFFLE_RULE  # how the epochs' orders follow from the seed (epochrows)
 
 
 def write(snapshot: Snapshot) -> bytes:
@@ -70,7 +71,7 @@ def write(snapshot: Snapshot) -> bytes:
         "task": snapshot.task,
         "classes": snapshot.classes,
         "data_sha256": snapshot.data_sha256,
-        "rng": {"shuffle": SHUFFLE_RULE, "seed": snapshot.options.seed},
+        "rng": {"shuffle": snapshot.shuffle_rule, "seed": snapshot.options.seed},
         "progress": snapshot.progress.to_dict(),
         "optimizer": snapshot.optimizer_counters,
     }
@@ -108,6 +109,12 @@ def read(data: bytes) -> Snapshot:
         if classes is not None and not isinstance(classes, list):
             raise TypeError("classes")
         task, sha = str(document["task"]), str(document["data_sha256"])
+        rng = document.get("rng")
+        rule = rng.get("shuffle", SEEDED_RULE) if isinstance(rng, dict) else SEEDED_RULE
+        if rule not in SHUFFLE_RULES:
+            raise ExportFormatError(
+                f"the checkpoint shuffles by an unknown rule ({rule!r})", ("checkpoint",)
+            )
     except (KeyError, TypeError, ConfigError) as exc:
         raise ExportFormatError(f"the checkpoint is damaged ({exc})", ("checkpoint",)) from exc
     network.params[...] = require(arrays, "params", network.params)
@@ -129,6 +136,7 @@ def read(data: bytes) -> Snapshot:
         },
         best_params=require(arrays, "best_params", network.params),
         logits=arrays.get("logits"),
+        shuffle_rule=rule,
     )
 
 

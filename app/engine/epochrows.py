@@ -2,12 +2,14 @@
 targets and class numbers, and the features of each batch.
 
 The permutation of epoch e is a pure function of (seed, e), so a resumed run shuffles
-exactly like the uninterrupted one without carrying any generator state: one PCG64 per
-run is seeded from (seed, SHUFFLE_STREAM), and epoch e draws from its start advanced by
-e·2⁶⁴ steps (EPOCH_STRIDE; an epoch draws far fewer numbers, so epochs never overlap).
-Seeding a generator per epoch instead (``default_rng([seed, stream, e])``) ran the seed
-sequence's hashing every epoch: ~50 µs of an epoch's ~3 ms on small data, ~165 µs
-inside a training run, where the epoch's steps leave that code's caches cold.
+exactly like the uninterrupted one without carrying any generator state. The rule
+(``SHUFFLE_RULE``, recorded in checkpoints): one PCG64 per run is seeded from (seed,
+SHUFFLE_STREAM), and epoch e draws from its start advanced by e·2⁶⁴ steps (EPOCH_STRIDE;
+an epoch draws far fewer numbers, so epochs never overlap). The rule before it
+(``SEEDED_RULE``: a generator seeded per epoch, ``default_rng([seed, stream, e])``) ran
+the seed sequence's hashing every epoch: ~50 µs of an epoch's ~3 ms on small data, ~165
+µs inside a training run, where the epoch's steps leave that code's caches cold. It is
+kept for checkpoints that name it, so that they resume as they would have.
 
 A batch's features (batch, n[0]) come one of three ways:
 
@@ -42,6 +44,9 @@ Array = npt.NDArray[np.floating[Any]]
 Index = npt.NDArray[np.intp]
 SHUFFLE_STREAM = 1  # separates the shuffling stream from the validation split's
 EPOCH_STRIDE = 1 << 64  # draws between the starts of two epochs' streams
+SHUFFLE_RULE = "numpy PCG64(SeedSequence([seed, 1])) advanced by epoch * 2**64, permutation(rows)"
+SEEDED_RULE = "numpy default_rng([seed, 1, epoch]).permutation(rows)"
+SHUFFLE_RULES = (SHUFFLE_RULE, SEEDED_RULE)
 STAGE_BYTES = 16 << 20  # training rows at most this large are staged (twice, if shuffled)
 
 
@@ -57,9 +62,17 @@ class EpochRows:
     """
 
     def __init__(
-        self, data: TrainingData, size: int, shuffle: bool, seed: int, codes: bool
+        self,
+        data: TrainingData,
+        size: int,
+        shuffle: bool,
+        seed: int,
+        codes: bool,
+        rule: str = SHUFFLE_RULE,
     ) -> None:
-        self.data, self.shuffle, self.seed = data, shuffle, seed
+        if rule not in SHUFFLE_RULES:
+            raise ValueError(f"unknown shuffle rule {rule!r}")
+        self.data, self.shuffle, self.seed, self.rule = data, shuffle, seed, rule
         n, width = data.train_count, data.x.shape[1]
         direct = not shuffle and data.standardizer is None and data.train_rows is None
         self.xs: Array | None = np.require(data.x, requirements="A") if direct else None
@@ -111,9 +124,13 @@ class EpochRows:
         if not self.shuffle or self._arranged == epoch or self.order is None:
             return
         data = self.data
-        self._bits.state = self._start
-        self._bits.advance(epoch * EPOCH_STRIDE)
-        permutation = self._shuffler.permutation(data.train_count)
+        if self.rule == SHUFFLE_RULE:
+            self._bits.state = self._start
+            self._bits.advance(epoch * EPOCH_STRIDE)
+            permutation = self._shuffler.permutation(data.train_count)
+        else:
+            seeded = np.random.default_rng([self.seed, SHUFFLE_STREAM, epoch])
+            permutation = seeded.permutation(data.train_count)
         if data.train_rows is None:
             self.order[...] = permutation
         else:

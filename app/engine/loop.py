@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.engine import activations, diagnostics, metrics, optimizers, schedules, subnormals
-from app.engine.epochrows import EpochRows
+from app.engine.epochrows import SHUFFLE_RULE, EpochRows
 from app.engine.errors import DivergenceError, ExportFormatError
 from app.engine.network import Network, Workspace, aligned_zeros
 from app.engine.options import EarlyStoppingOptions, TrainingOptions
@@ -147,7 +147,13 @@ class EpochLoop:
     """Epochs of minibatch steps training ``network`` in place on ``data``, with the
     optimizer, the buffers, the progress and the best weights of the run."""
 
-    def __init__(self, network: Network, data: TrainingData, options: TrainingOptions) -> None:
+    def __init__(
+        self,
+        network: Network,
+        data: TrainingData,
+        options: TrainingOptions,
+        shuffle_rule: str = SHUFFLE_RULE,
+    ) -> None:
         self.network, self.data, self.options = network, data, options
         # Pause at this epoch count (a sweep's rung) though options.epochs is further on;
         # the schedule still runs over options.epochs and a later run continues.
@@ -173,7 +179,9 @@ class EpochLoop:
         )
         # The rows in each epoch's order, with their targets and the batches' features.
         labelled = data.task == "multiclass"  # scored from class numbers if one-hot
-        self.epoch_rows = EpochRows(data, size, options.shuffle, options.seed, labelled)
+        self.epoch_rows = EpochRows(
+            data, size, options.shuffle, options.seed, labelled, shuffle_rule
+        )
         self.xs, self.ys = self.epoch_rows.xs, self.epoch_rows.ys  # xs: x itself, or None
         self.label_scores = (
             metrics.LabelScores(n, network.output_size, network.dtype)

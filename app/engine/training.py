@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from app.engine import checkpoint as checkpoints
 from app.engine import labels
+from app.engine.epochrows import SHUFFLE_RULE
 from app.engine.errors import ConfigError, DataError, ExportFormatError
 from app.engine.loop import EpochLoop, Progress
 from app.engine.model import Model
@@ -109,9 +110,15 @@ class Trainer:
         )
         self._start(network, options, data)
 
-    def _start(self, network: Network, options: TrainingOptions, data: TrainingData) -> None:
+    def _start(
+        self,
+        network: Network,
+        options: TrainingOptions,
+        data: TrainingData,
+        shuffle_rule: str = SHUFFLE_RULE,
+    ) -> None:
         self.network, self.options, self.data = network, options, data
-        self.loop = EpochLoop(network, data, options)
+        self.loop = EpochLoop(network, data, options, shuffle_rule)
         self._fingerprint: str | None = None
 
     @property
@@ -205,6 +212,7 @@ class Trainer:
                 optimizer_arrays=optimizer_arrays,
                 best_params=self.best_params,
                 logits=self.loop.logits[: self.loop.rows(done)] if done else None,
+                shuffle_rule=self.loop.epoch_rows.rule,
             )
         )
 
@@ -250,7 +258,8 @@ class Trainer:
         if data.fingerprint() != snap.data_sha256:
             raise DataError("x / y differ from the data this checkpoint was trained on", ("x",))
         trainer = cls.__new__(cls)
-        trainer._start(snap.network, snap.options, data)
+        # Its epochs keep the order of the rule it was trained by (an older one too).
+        trainer._start(snap.network, snap.options, data, snap.shuffle_rule)
         trainer._fingerprint = snap.data_sha256
         trainer.loop.progress = snap.progress
         if snap.progress.batches_done >= len(trainer.loop.batches):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
 import pytest
 
 from app.engine.datasets import generate
+from app.engine.epochrows import SEEDED_RULE, SHUFFLE_RULE
 from app.engine.errors import DataError, ExportFormatError
 from app.engine.network import Network
 from app.engine.training import (
@@ -149,3 +151,43 @@ def test_resume_refuses_other_data_and_damaged_checkpoints() -> None:
     np.savez(buffer, params=np.zeros(3))
     with pytest.raises(ExportFormatError):
         Trainer.resume(buffer.getvalue(), x, y)
+
+
+def with_shuffle_rule(blob: bytes, rule: Any) -> bytes:
+    """The checkpoint ``blob`` with its state.json naming another shuffle rule."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    document = json.loads(arrays["state.json"].tobytes())
+    assert document["rng"]["shuffle"] == SHUFFLE_RULE
+    document["rng"]["shuffle"] = rule
+    arrays["state.json"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_a_checkpoint_resumes_with_the_shuffle_rule_it_names() -> None:
+    """A checkpoint of the rule before the current one (written before the upgrade)
+    finishes as an uninterrupted run of that rule would: bit-identical weights; the rule
+    is carried on in its later checkpoints. An unknown rule is refused."""
+    net, x, y, options = setup()
+    old = Trainer(net, x, y, options)
+    old._start(net, options, old.data, SEEDED_RULE)  # a trainer of the earlier rule
+    saved: dict[int, bytes] = {}
+    old.run(on_epoch=lambda e: saved.__setitem__(int(e["epoch"]), old.checkpoint()))
+    net_now, _, _, _ = setup()
+    Trainer(net_now, x, y, options).run()
+    assert not np.array_equal(net_now.params, net.params)  # the two rules' orders differ
+    resumed = Trainer.resume(saved[4], x, y)
+    assert resumed.loop.epoch_rows.rule == SEEDED_RULE
+    resumed.run()
+    assert np.array_equal(resumed.network.params, net.params)
+    with np.load(io.BytesIO(resumed.checkpoint()), allow_pickle=False) as archive:
+        assert json.loads(archive["state.json"].tobytes())["rng"]["shuffle"] == SEEDED_RULE
+    current = Trainer(setup()[0], x, y, options)
+    current.run()
+    blob = current.checkpoint()
+    assert Trainer.resume(blob, x, y).loop.epoch_rows.rule == SHUFFLE_RULE
+    for unknown in ("numpy shuffle(rows)", 7):
+        with pytest.raises(ExportFormatError, match="unknown rule"):
+            Trainer.resume(with_shuffle_rule(blob, unknown), x, y)
