@@ -263,11 +263,11 @@ def request_cancel(session: Session, job: Job, *, keep_model: bool = False) -> b
 def has_queued(db: Database) -> bool:
     """Is any job waiting? A read: idle workers poll this without taking SQLite's write
     lock, and claim only when there is something to claim."""
-    with db.read_session() as session:
-        return (
-            session.scalar(select(Job.id).where(Job.status == JobStatus.QUEUED).limit(1))
-            is not None
-        )
+    with db.read_connection() as connection:
+        return connection.execute(_ANY_QUEUED).first() is not None
+
+
+_ANY_QUEUED = select(JOBS.c.id).where(JOBS.c.status == JobStatus.QUEUED).limit(1)
 
 
 def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:

@@ -107,6 +107,12 @@ class CommitWatch:
         """Whether new work ends a wait early (else a wait is its whole length)."""
         return self._inotify is not None or self._listener is not None
 
+    @property
+    def sees_every_commit(self) -> bool:
+        """Whether any commit ends a wait (SQLite's watch): another worker's job ending
+        then ends it too. PostgreSQL's ends when a job is queued, a plain wait never."""
+        return self._inotify is not None
+
     def _read(self) -> int:
         assert self._connection is not None
         return int(self._connection.execute("PRAGMA data_version").fetchone()[0])

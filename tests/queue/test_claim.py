@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.jobs import fairness
-from app.jobs.queue import claim_next
+from app.jobs.queue import claim_next, has_queued
 from app.storage.database import Database
 from app.storage.migrations import upgrade
 from app.storage.tables import Job, JobStatus
@@ -20,6 +20,25 @@ from tests.storage.plans import query_plan
 
 def test_empty_queue_gives_none(migrated_db: Database) -> None:
     assert claim_next(migrated_db, worker_id="w1", lease_seconds=30) is None
+
+
+def test_has_queued_reads_without_the_write_lock(migrated_db: Database) -> None:
+    """The idle worker's look: whether a job waits, answered on a bare connection while
+    another transaction holds SQLite's write lock (a read takes none)."""
+    assert not has_queued(migrated_db)
+    (job_id,) = add_jobs(migrated_db, 1)
+    assert has_queued(migrated_db)
+    other = Database(migrated_db.url)
+    try:
+        with other.session() as session:  # BEGIN IMMEDIATE on SQLite: the write lock
+            session.execute(select(Job.id).limit(1)).all()
+            # Were it to want the lock, it would fail with "database is locked".
+            assert has_queued(migrated_db)
+    finally:
+        other.dispose()
+    claim = claim_next(migrated_db, worker_id="w1", lease_seconds=30)
+    assert claim is not None and claim.job_id == job_id
+    assert not has_queued(migrated_db)
 
 
 def test_claims_oldest_first_and_counts_an_attempt(migrated_db: Database) -> None:

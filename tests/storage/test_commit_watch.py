@@ -58,7 +58,7 @@ def test_a_commit_in_another_process_ends_the_wait(
     url = _wal_database(tmp_path / "db.sqlite")
     watch = CommitWatch(url)
     try:
-        assert watch.watching
+        assert watch.watching and watch.sees_every_commit
         for _ in range(3):
             writer = _commit_from_another_process(tmp_path / "db.sqlite", after=0.3)
             waited = _timed_wait(watch, LONG, threading.Event())
@@ -76,7 +76,7 @@ def test_without_inotify_a_sqlite_wait_is_plain(
 ) -> None:
     monkeypatch.setattr(commit_watch, "_inotify_on", lambda path: None)
     watch = CommitWatch(_wal_database(tmp_path / "db.sqlite"))
-    assert not watch.watching
+    assert not watch.watching and not watch.sees_every_commit
     assert _timed_wait(watch, 0.2, threading.Event()) >= 0.2
     watch.close()
 
@@ -142,7 +142,7 @@ def test_postgresql_wakes_for_queued_jobs_only(postgres_url: str) -> None:
             session.get_one(Job, job_id).status = status
 
     try:
-        assert watch.watching
+        assert watch.watching and not watch.sees_every_commit  # queued jobs only
         running = threading.Timer(0.1, set_status, args=(JobStatus.RUNNING,))
         running.start()
         assert _timed_wait(watch, 0.8, threading.Event()) >= 0.8  # not a queueing

@@ -1,6 +1,7 @@
 """How long an idle worker waits between looks at the queue: quick right after a job ended
-(another worker's ending, a halving rung's promotion, is then seconds away at most), the
-configured poll interval otherwise; and on SQLite, until the next commit at most."""
+(another worker's ending, a halving rung's promotion, is then seconds away at most) unless
+its commit watch ends a wait at every commit (SQLite), the configured poll interval
+otherwise; and on SQLite, until the next commit at most."""
 
 from __future__ import annotations
 
@@ -23,10 +24,19 @@ class RecordingWatch(CommitWatch):
     """A commit watch that records each wait's length instead of waiting, and stops the
     worker after ``waits`` of them."""
 
-    def __init__(self, url: str, stopping: threading.Event, waits: int) -> None:
+    def __init__(
+        self, url: str, stopping: threading.Event, waits: int, every_commit: bool | None
+    ) -> None:
         super().__init__(url)
         self.timeouts: list[float] = []
-        self._stopping, self._waits = stopping, waits
+        self._stopping, self._waits, self._every_commit = stopping, waits, every_commit
+
+    @property
+    def sees_every_commit(self) -> bool:
+        """As a real watch's, or as told (a watch that ends waits at queued jobs only)."""
+        if self._every_commit is None:
+            return super().sees_every_commit
+        return self._every_commit
 
     def wait(self, seconds: float, stopping: threading.Event) -> None:
         self.timeouts.append(seconds)
@@ -35,13 +45,16 @@ class RecordingWatch(CommitWatch):
 
 
 def _idle_waits(
-    db: Database, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    make_settings: MakeSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    every_commit: bool | None = None,
 ) -> list[float]:
     worker = Worker(db, make_settings(db.url, poll_seconds=30.0))
     watches: list[RecordingWatch] = []
 
     def recording(url: str) -> RecordingWatch:
-        watches.append(RecordingWatch(url, worker.stopping, waits=3))
+        watches.append(RecordingWatch(url, worker.stopping, 3, every_commit))
         return watches[-1]
 
     monkeypatch.setattr(worker_module, "CommitWatch", recording)
@@ -55,11 +68,21 @@ def test_an_idle_worker_polls_at_the_configured_interval(
     assert _idle_waits(sqlite_db, make_settings, monkeypatch) == [30.0, 30.0, 30.0]
 
 
-def test_after_a_job_the_worker_polls_quickly(
-    sqlite_db: Database, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("every_commit", "wait"),
+    [(False, QUICK_POLL_SECONDS), (None, 30.0)],  # None: SQLite's real watch, which does
+)
+def test_after_a_job_the_worker_polls_quickly_unless_every_commit_wakes_it(
+    sqlite_db: Database,
+    make_settings: MakeSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    every_commit: bool | None,
+    wait: float,
 ) -> None:
+    """Another worker's ending is a commit: a watch that sees every commit ends the wait
+    at it, and quick looks would only cost CPU."""
     (job_id,) = add_training_jobs(sqlite_db, epochs=2)
-    assert _idle_waits(sqlite_db, make_settings, monkeypatch) == [QUICK_POLL_SECONDS] * 3
+    assert _idle_waits(sqlite_db, make_settings, monkeypatch, every_commit) == [wait] * 3
     assert get_job(sqlite_db, job_id).status == JobStatus.SUCCEEDED
 
 
@@ -68,7 +91,8 @@ def test_the_quick_polling_ends_with_its_window(
 ) -> None:
     monkeypatch.setattr(worker_module, "QUICK_POLL_WINDOW", 0.0)
     add_training_jobs(sqlite_db, epochs=2)
-    assert _idle_waits(sqlite_db, make_settings, monkeypatch) == [30.0, 30.0, 30.0]
+    waits = _idle_waits(sqlite_db, make_settings, monkeypatch, every_commit=False)
+    assert waits == [30.0, 30.0, 30.0]
 
 
 def test_an_idle_worker_takes_a_new_job_at_its_commit_not_a_poll_later(
