@@ -101,9 +101,9 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         default=0.2,
         gt=0,
-        description="How often an idle worker looks for queued jobs (every 0.02 s for 5 s "
-        "after its last job ended; at once when a job is queued: a commit to the SQLite "
-        "file, PostgreSQL's NOTIFY)",
+        description="How often an idle worker looks for queued jobs (at once when a job is "
+        "queued: a commit to the SQLite file, PostgreSQL's NOTIFY; on PostgreSQL, and where "
+        "the SQLite file cannot be watched, every 0.02 s for 5 s after its last job ended)",
     )
     key_cache_seconds: float = Field(
         default=2.0, ge=0, description="How long an API process caches a key lookup"

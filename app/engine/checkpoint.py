@@ -12,6 +12,11 @@ object arrays refused). A ``Snapshot`` is everything a Trainer needs to continue
   when standardising, and the logits of the epoch's finished batches when the snapshot
   was taken mid-epoch (the epoch's training metrics are computed from them).
 
+The shuffling rule is recorded by name, and a checkpoint resumes by the rule it names (see
+``epochrows``); code older than the current rule does not read the name and would resume
+any checkpoint by the rule before it: still a correct run, but not bit-identical to an
+uninterrupted one, so a deployment upgrades its workers together.
+
 The history is not in it (version 2): a checkpoint's size and cost do not grow with the
 epochs done. The history is kept by whoever runs the training (the job's ``job_epochs``
 rows) and handed back to ``Trainer.resume``. Version 1 checkpoints, which embedded it,

@@ -154,12 +154,16 @@ def test_resume_refuses_other_data_and_damaged_checkpoints() -> None:
 
 
 def with_shuffle_rule(blob: bytes, rule: Any) -> bytes:
-    """The checkpoint ``blob`` with its state.json naming another shuffle rule."""
+    """The checkpoint ``blob`` with its state.json naming another shuffle rule (None: no
+    ``rng`` entry at all)."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
     document = json.loads(arrays["state.json"].tobytes())
     assert document["rng"]["shuffle"] == SHUFFLE_RULE
-    document["rng"]["shuffle"] = rule
+    if rule is None:
+        del document["rng"]
+    else:
+        document["rng"]["shuffle"] = rule
     arrays["state.json"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -188,6 +192,7 @@ def test_a_checkpoint_resumes_with_the_shuffle_rule_it_names() -> None:
     current.run()
     blob = current.checkpoint()
     assert Trainer.resume(blob, x, y).loop.epoch_rows.rule == SHUFFLE_RULE
+    assert Trainer.resume(with_shuffle_rule(blob, None), x, y).loop.epoch_rows.rule == SEEDED_RULE
     for unknown in ("numpy shuffle(rows)", 7):
         with pytest.raises(ExportFormatError, match="unknown rule"):
             Trainer.resume(with_shuffle_rule(blob, unknown), x, y)

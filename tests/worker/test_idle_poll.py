@@ -5,6 +5,7 @@ otherwise; and on SQLite, until the next commit at most."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -70,7 +71,16 @@ def test_an_idle_worker_polls_at_the_configured_interval(
 
 @pytest.mark.parametrize(
     ("every_commit", "wait"),
-    [(False, QUICK_POLL_SECONDS), (None, 30.0)],  # None: SQLite's real watch, which does
+    [
+        (False, QUICK_POLL_SECONDS),
+        pytest.param(  # SQLite's real watch, which does (inotify: Linux)
+            None,
+            30.0,
+            marks=pytest.mark.skipif(
+                not sys.platform.startswith("linux"), reason="the commit watch needs inotify"
+            ),
+        ),
+    ],
 )
 def test_after_a_job_the_worker_polls_quickly_unless_every_commit_wakes_it(
     sqlite_db: Database,
