@@ -19,7 +19,8 @@ for relu / leaky_relu layers, ``dead_units`` (the indices of the dead units, at 
 MAX_DEAD_LISTED), so a long job's history stays small.
 
 Cost (see ``LayerWatch``): on a small network a step adds one NumPy call whatever the
-depth; on a large one two BLAS calls per layer over the activations backward has just
+depth (from RING_GRADS weights, plus one dot per weight matrix in the update); on a
+large one two BLAS calls per layer over the activations backward has just
 read and one dot per weight matrix, which the update then reads from cache; no second
 forward pass is made. A run resumed from a checkpoint in mid-epoch
 counts that epoch's statistics from the batch it resumed at.
@@ -44,6 +45,9 @@ SNAPSHOTS = 20  # snapshot epochs per run (plus the last)
 MAX_DEAD_LISTED = 1024
 DIRECT_GRADS = 16384  # weights (or activation values per batch, DIRECT_VALUES) from
 DIRECT_VALUES = 16384  # which the per-layer BLAS calls of each step beat the ring
+RING_GRADS = 1024  # weights from which the gradient's norms are dots in the update, not
+# copies in the ring: a ring of whole gradients outgrows the core's cache and evicts what
+# the next steps read (measured on 64-64-10 / 64-64-64-10, batch 32)
 RING_VALUES = 1 << 20  # values in the ring (4 MiB in float32)
 MAX_RING_ROWS = 256  # at most this many steps per reduction of the ring
 FOLD_STEPS = 64  # a large network's per-step sums are folded into the epoch's this often
@@ -70,17 +74,21 @@ class LayerWatch:
     The training loop takes its flat gradient vector from ``grads`` and keeps the
     activations of its full batches in ``block``, which follows the gradient in one
     array: each step then copies the gradient and the activations into a ring of
-    ``rows`` rows with a single call, and the ring is reduced when full, with a few calls
-    for every layer at once (on a small network the number of NumPy calls is what
-    costs). A larger network (DIRECT_GRADS weights or DIRECT_VALUES activation values
-    per batch) has no ring, whose copies would stream its arrays through memory: after
-    backward each step writes each a[l]'s column sums and Σa² (two BLAS calls per layer,
-    the same kernels backward and the gauge call around them) into row k of
-    ``_column_rows`` and ``_square_rows``, and ``gauge`` has the update leave ‖dW[l]‖² in
-    row k of ``_norm_rows`` (one dot per matrix before the optimizer's pass). Every
-    FOLD_STEPS steps, and at the end of the epoch, the rows are folded into the epoch's
-    sums, with no call in the other steps. A short last batch is read in place
-    (``observe``).
+    ``rows`` rows with a single call, and the ring is reduced when full (at the next
+    step) and at the end of the epoch, with a few calls for every layer at once (on a
+    small network the number of NumPy calls is what costs). From RING_GRADS weights a
+    ring row holds the activations alone, and ``gauge`` has the update leave each step's
+    ‖dW[l]‖² in the row's line of ``_ring_norms`` (a short last batch's in
+    ``_tail_norms``): whole gradients in the ring would outgrow the core's cache and
+    evict what the steps read. A larger network (DIRECT_GRADS weights or DIRECT_VALUES
+    activation values per batch) has no ring, whose copies would stream its arrays
+    through memory: after backward each step writes each a[l]'s column sums and Σa²
+    (two BLAS calls per layer, the same kernels backward and the gauge call around
+    them) into row k of ``_column_rows`` and ``_square_rows``, and ``gauge`` has the
+    update leave ‖dW[l]‖² in row k of ``_norm_rows`` (one dot per matrix before the
+    optimizer's pass). Every FOLD_STEPS steps, and at the end of the epoch, the rows are
+    folded into the epoch's sums, with no call in the other steps. A short last batch is
+    read in place (``observe``).
 
     What is kept per epoch: Σ‖dW[l]‖ and the batch count; Σa² per layer and the rows
     seen; Σa per unit (float64), from which the end of the epoch takes each layer's mean
@@ -105,21 +113,34 @@ class LayerWatch:
         self._w_bounds = list(pairwise(ends))
         self._gw_parts = [self.grads[start:stop] for start, stop in self._w_bounds]
         self._m = m
-        # A ring row: the whole gradient (weights, then biases) and the block. Larger
-        # networks skip the ring (rows = 0): per-call costs do not matter to them.
+        # A ring row: the whole gradient (weights, then biases) and the block; or, from
+        # RING_GRADS weights, the block alone, the gradient's norms left by the update in
+        # the row's line of ``_ring_norms``. Larger networks skip the ring (rows = 0):
+        # per-call costs do not matter to them.
         small = count < DIRECT_GRADS and block < DIRECT_VALUES
-        self._joint, self._skip = joint, skip
-        self.rows = max(1, min(MAX_RING_ROWS, RING_VALUES // joint.size)) if small else 0
-        self._ring = np.empty((self.rows, joint.size), dtype=network.dtype)
+        self._large = not small
+        ring_grads = small and count < RING_GRADS
+        self._source = joint if ring_grads else self.block  # what a step copies
+        self._skip = skip if ring_grads else 0  # where the block starts in a ring row
+        self._ring_count = count if ring_grads else 0  # weights' gradients in a ring row
+        self.rows = max(1, min(MAX_RING_ROWS, RING_VALUES // self._source.size)) if small else 0
+        self._ring = np.empty((self.rows, self._source.size), dtype=network.dtype)
         self._ring_rows = list(self._ring)
+        gauged = small and not ring_grads
+        self._ring_norms = np.zeros((self.rows if gauged else 0, depth), network.dtype)
+        self._ring_cells = [cells_of(row) for row in self._ring_norms]
+        self._tail_norms = np.zeros(depth, network.dtype)  # a short last batch's (gauged)
+        self._tail_cells = cells_of(self._tail_norms)
+        self._tail_pending = False  # _tail_norms holds a batch not yet added
         self._ones = np.ones(self.rows, dtype=network.dtype)
         self._batch_ones = np.ones(m, dtype=network.dtype)
-        # For the ring: which layer each weight, and each value of a block, belongs to.
-        ring_m, ring_count = (m, count) if small else (0, 0)
-        self._w_layer = np.zeros((ring_count, depth), network.dtype)
-        for i, (start, stop) in enumerate(self._w_bounds if small else []):
+        # For the ring: which layer each weight of a ring row belongs to, where each
+        # layer's values start in a block, and the unit of each value of a block.
+        ring_m = m if small else 0
+        self._w_layer = np.zeros((self._ring_count, depth), network.dtype)
+        for i, (start, stop) in enumerate(self._w_bounds if self._ring_count else []):
             self._w_layer[start:stop, i] = 1
-        self._layer_at = np.repeat(np.arange(depth), [ring_m * n for n in sizes])
+        self._value_starts = np.cumsum([0, *(ring_m * n for n in sizes[:-1])])
         first = np.cumsum([0, *sizes[:-1]])
         self._unit_at = np.concatenate(
             [np.tile(np.arange(n) + f, ring_m) for n, f in zip(sizes, first, strict=True)]
@@ -178,7 +199,12 @@ class LayerWatch:
             for i, part in enumerate(parts)
             if self._direct[i][1] or self._direct[i][2] is not None
         ]
-        self.gauge = None if small else Gauge(self._w_bounds, np.zeros(depth, network.dtype))
+        self.gauge = None if ring_grads else Gauge(self._w_bounds, np.zeros(depth, network.dtype))
+        # For the histograms of all layers at once: each weight's bin offset (its layer's
+        # first bin), and where each layer's weights start.
+        self._w_sizes = [w.size for w in network.weights]
+        self._bin_base = np.repeat(np.arange(depth) * HISTOGRAM_BINS, self._w_sizes)
+        self._w_starts = np.array([start for start, _ in self._w_bounds])
         self._filled = 0
         self._start = network.params[:count].copy()
         # The epoch's sums, zeroed by ``_reset``: Σ‖dW[l]‖ over batches, Σa²[l], the
@@ -206,17 +232,21 @@ class LayerWatch:
         scratch); ``work`` is the batch's workspace. A large network's gradient goes to
         ``gauge`` in the update."""
         gauge = self.gauge
-        if gauge is not None:
+        if self._large:
+            assert gauge is not None
             self._large_step(work, gauge)
             return
         if work.m != self._m:  # a short last batch
             self._direct_step(work)
             return
         j = self._filled
-        self._ring_rows[j][...] = self._joint  # 0.32 us against np.copyto's 0.45 (dispatch)
-        self._filled = j = j + 1
-        if j == self.rows:
+        if j == self.rows:  # full: reduced now, the last row's norms being in (gauged)
             self.flush()
+            j = 0
+        if gauge is not None:
+            gauge.use(self._ring_norms[j], self._ring_cells[j])
+        self._ring_rows[j][...] = self._source  # 0.32 us against np.copyto's 0.45 (dispatch)
+        self._filled = j + 1
 
     def _large_step(self, work: Workspace, gauge: Gauge) -> None:
         """A large network's step: each a[l]'s column sums and Σa² into row k of the
@@ -277,12 +307,19 @@ class LayerWatch:
         self._count(i, a, *self._direct[i][1:])
 
     def _direct_step(self, work: Workspace) -> None:
-        """A small network's short last batch, read in place: ‖dW[l]‖ of every layer and
-        each layer's a."""
+        """A small network's short last batch, read in place: each layer's a, and
+        ‖dW[l]‖ of every layer (gauged: left by the update, added at the next flush)."""
         for i, a in enumerate(work.a):
             self.observe(i, a)
-        for i, g in enumerate(self._gw_parts):
-            self._grad_sum[i] += math.sqrt(float(np.dot(g, g)))
+        gauge = self.gauge
+        if gauge is not None:
+            if self._tail_pending:  # not expected: one short batch an epoch
+                self.flush()
+            gauge.use(self._tail_norms, self._tail_cells)
+            self._tail_pending = True
+        else:
+            for i, g in enumerate(self._gw_parts):
+                self._grad_sum[i] += math.sqrt(float(np.dot(g, g)))
         self._batches += 1
         self._rows += work.m
 
@@ -290,19 +327,26 @@ class LayerWatch:
         """Reduce the filled ring rows: over the rows first (one call per quantity for
         all layers), then per unit and per layer with ``np.bincount``."""
         k, self._filled = self._filled, 0
+        if self._tail_pending:
+            self._tail_pending = False
+            self._grad_sum += np.sqrt(self._tail_norms, dtype=np.float64)
         if not k:
             return
-        depth, count = len(self.sizes), self._w_layer.shape[0]
-        ring = self._ring[:k]
-        per_batch = np.square(ring[:, :count]) @ self._w_layer  # (k, L) ‖dW[l]‖²
-        self._grad_sum += np.sqrt(per_batch).sum(axis=0, dtype=np.float64)
+        ring, count = self._ring[:k], self._ring_count
+        if count:
+            per_batch = np.square(ring[:, :count]) @ self._w_layer  # (k, L) ‖dW[l]‖²
+            self._grad_sum += np.sqrt(per_batch).sum(axis=0, dtype=np.float64)
+        else:  # left by the update, as the large way's
+            self._grad_sum += np.sqrt(self._ring_norms[:k], dtype=np.float64).sum(axis=0)
         self._batches += k
         self._rows += k * self._m
         rows = ring[:, self._skip :]  # (k, m·Σn): the activation blocks of k batches
         sums = np.dot(self._ones[:k], rows)  # (m·Σn,) Σ over the k batches
         self._unit_sum += np.bincount(self._unit_at, sums, self._units)
         squares = np.einsum("ij,ij->j", rows, rows)  # (m·Σn,) Σ a² in one pass
-        self._squares += np.bincount(self._layer_at, squares, depth)
+        # each layer's values are contiguous in a block: one reduceat (np.bincount by
+        # layer took 17-23 us here)
+        self._squares += np.add.reduceat(squares, self._value_starts, dtype=np.float64)
         for i, part in self._leaky:  # leaky_relu: alive once any a (so any z) is > 0
             n = self.sizes[i]
             self._alive[i] |= rows[:, part].reshape(-1, n).max(axis=0) > 0
@@ -320,7 +364,7 @@ class LayerWatch:
     def _statistics(self, snapshot: bool) -> list[dict[str, Any]]:
         self.flush()
         self._fold()
-        weights, depth = self.network.weights, len(self.sizes)
+        depth = len(self.sizes)
         flat = self.network.params[: self.network.weight_count]
         delta = np.subtract(flat, self._start, out=self._start)  # in place: no 940 KB allocation
         cells = self._weight_cells
@@ -340,8 +384,9 @@ class LayerWatch:
         batches = max(self._batches, 1)
         # relu: a >= 0, so a unit is alive (some z > 0) exactly when its Σa is above 0.
         positive = self._unit_sum > 0
+        histograms = self._histograms(flat) if snapshot else []
         layers = []
-        for i, (kind, w, n) in enumerate(zip(self.kinds, weights, self.sizes, strict=True)):
+        for i, (kind, n) in enumerate(zip(self.kinds, self.sizes, strict=True)):
             norm, values = norms[i], max(self._rows * n, 1)
             # softmax: each row of a sums to 1, so the mean is 1/n (its sums are not kept)
             mean = 1.0 / n if kind == "softmax" else float(self._unit_sums[i].sum()) / values
@@ -357,13 +402,44 @@ class LayerWatch:
                 "saturated_fraction": saturated[i] / values if kind in BOUNDED else None,
             }
             if snapshot:
-                layer["histogram"] = histogram(w)
+                layer["histogram"] = histograms[i]
                 if kind in RECTIFIED:
                     layer["dead_units"] = np.flatnonzero(~alive)[:MAX_DEAD_LISTED].tolist()
             layers.append(layer)
         np.copyto(self._start, flat)
         self._reset()
         return layers
+
+    def _histograms(self, flat: Array) -> list[dict[str, Any]]:
+        """``histogram`` of every W[l], from the flat weights. A small network's take the
+        same dozen NumPy calls whatever its depth (np.histogram's own checks cost ~40 us
+        a layer: 117 -> 36 us on 64-64-64-10); a large one's go through np.histogram,
+        whose float32 passes beat these float64 ones (1.1 against 2.1 ms on
+        784-256-128-10). Both put a value in the same bin (but within a rounding error
+        of a bin's edge)."""
+        if self._large:
+            return [histogram(w) for w in self.network.weights]
+        lows = np.minimum.reduceat(flat, self._w_starts).astype(np.float64)
+        highs = np.maximum.reduceat(flat, self._w_starts).astype(np.float64)
+        spans = highs - lows
+        if not np.isfinite(spans).all():  # not expected: the loop ends such a run first
+            return [histogram(w) for w in self.network.weights]
+        spread = np.where(spans > 0, spans, 1.0)
+        position = np.subtract(flat, np.repeat(lows, self._w_sizes))  # float64
+        position /= np.repeat(spread, self._w_sizes)
+        position *= HISTOGRAM_BINS
+        bins = position.astype(np.intp)
+        np.minimum(bins, HISTOGRAM_BINS - 1, out=bins)  # the top value: in the last bin
+        bins += self._bin_base
+        counts = np.bincount(bins, minlength=len(self._w_sizes) * HISTOGRAM_BINS)
+        counts = counts.reshape(-1, HISTOGRAM_BINS)
+        for i in np.flatnonzero(spans == 0):  # equal values: the middle bin, as np.histogram
+            counts[i] = 0
+            counts[i, HISTOGRAM_BINS // 2] = self._w_sizes[i]
+        return [
+            {"low": low, "high": high, "counts": row}
+            for low, high, row in zip(lows.tolist(), highs.tolist(), counts.tolist(), strict=True)
+        ]
 
 
 def histogram(w: Array) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The per-layer statistics are gathered three ways (a ring of whole steps for small
-networks; for large ones the gradient norms in the update (or the penalty's first chunked
+"""The per-layer statistics are gathered four ways (a ring of whole steps for small
+networks; from RING_GRADS weights a ring of activations beside the update's gradient norms;
+for large ones the gradient norms in the update (or the penalty's first chunked
 pass) and the activation sums after backward, in rows folded every few steps; the short
 last batch read in place). Every way gives
 the same statistics, and none changes what training computes."""
@@ -258,3 +259,91 @@ def test_large_way_norms_are_the_exact_floats_of_their_definition(
         assert layer["grad_norm"] == sums[i] / 3
         assert layer["weight_norm"] == float(np.linalg.norm(w1))
         assert layer["update_ratio"] == float(np.linalg.norm(w1 - w0)) / float(np.linalg.norm(w1))
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("update", UPDATES, ids=lambda u: "-".join(u) or "plain")
+@pytest.mark.parametrize("ring_values", [diagnostics.RING_VALUES, 1])
+def test_the_ring_without_gradients_changes_no_weight_and_no_statistic(
+    monkeypatch: pytest.MonkeyPatch,
+    optimizer: dict[str, Any],
+    update: dict[str, Any],
+    ring_values: int,
+) -> None:
+    """From RING_GRADS weights the ring holds the activations alone and the update leaves
+    each step's ‖dW[l]‖² in the ring row's line (the short last batch's in a line of its
+    own): the same statistics as the ring of whole gradients, whether the ring is reduced
+    once an epoch or at every step (a ring of one row)."""
+    monkeypatch.setattr(diagnostics, "RING_VALUES", ring_values)
+    off = train(optimizer, update, on=False, dtype=np.float32)
+    ring = train(optimizer, update, on=True, dtype=np.float32)
+    monkeypatch.setattr(diagnostics, "RING_GRADS", 0)  # every network's norms are gauged
+    gauged = train(optimizer, update, on=True, dtype=np.float32)
+    watch = gauged.loop.watch
+    assert watch is not None and watch.gauge is not None and watch.rows >= 1
+    assert ring.loop.watch is not None and ring.loop.watch.gauge is None
+    assert (watch.rows == 1) == (ring_values == 1)
+    np.testing.assert_array_equal(gauged.network.params, off.network.params)
+    np.testing.assert_allclose(statistics(gauged), statistics(ring), rtol=1e-5, atol=1e-7)
+    assert_same_counts(gauged, ring, COUNTED + LISTED)
+
+
+def test_ring_without_gradients_norms_are_the_exact_floats_of_their_definition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """float32, plain SGD, norms gauged beside the ring: grad_norm is the float64 mean of
+    each batch's √‖dW[l]‖² (the float32 dot), the short last batch's included."""
+    monkeypatch.setattr(diagnostics, "RING_GRADS", 0)
+    rng = np.random.default_rng(22)
+    x, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    layers = [{"units": 9, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
+    net = Network(6, layers, seed=5, dtype=np.float32)
+    reference = net.copy()
+    options = TrainingOptions(
+        epochs=1,
+        batch_size=16,  # two full batches and one of 8 rows
+        validation_split=0.0,
+        standardize=False,
+        shuffle=False,
+        optimizer=OptimizerOptions(name="sgd", learning_rate=0.3),
+    )
+    trainer = Trainer(net, x, y, options)
+    trainer.run()
+    watch = trainer.loop.watch
+    assert watch is not None and watch.gauge is not None and watch.rows > 0
+    xs, ys = trainer.data.x, trainer.data.y
+    sums = [0.0, 0.0]
+    for begin in range(0, 40, 16):  # sgd replayed by hand
+        dw, db = reference.backward(xs[begin : begin + 16], ys[begin : begin + 16])
+        for i, g in enumerate(dw):
+            sums[i] += math.sqrt(float(np.dot(g.ravel(), g.ravel())))
+        for param, grad in zip([*reference.weights, *reference.biases], [*dw, *db], strict=True):
+            param -= np.float32(0.3) * grad
+    np.testing.assert_array_equal(net.params, reference.params)
+    assert [layer["grad_norm"] for layer in trainer.history[0]["layers"]] == [s / 3 for s in sums]
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [(64, "relu"), (64, "relu"), (10, "softmax")],
+        [(9, "leaky_relu"), (4, "tanh"), (5, "sigmoid"), (1, "sigmoid")],
+    ],
+    ids=["64-64-10", "9-4-5-1"],
+)
+def test_histograms_of_all_layers_at_once_equal_np_histogram(layers: list[tuple[int, str]]) -> None:
+    """A small network's histograms, taken for every layer in one pass, have
+    np.histogram's counts and the layers' min and max; a layer of equal weights has them
+    all in the middle bin, as np.histogram puts them."""
+    net = Network(6, [{"units": u, "activation": a} for u, a in layers], seed=3)
+    net.weights[1][...] = 0.25  # equal values
+    watch = diagnostics.LayerWatch(net, 8)
+    assert watch.rows > 0  # the small way
+    got = watch._histograms(net.params[: net.weight_count])
+    for histogram, w in zip(got, net.weights, strict=True):
+        low, high = float(w.min()), float(w.max())
+        counts, _ = np.histogram(
+            w, bins=diagnostics.HISTOGRAM_BINS, range=(low, high) if high > low else None
+        )
+        assert histogram == {"low": low, "high": high, "counts": counts.tolist()}
+    assert got[1]["counts"][diagnostics.HISTOGRAM_BINS // 2] == net.weights[1].size
