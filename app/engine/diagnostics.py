@@ -128,7 +128,8 @@ class LayerWatch:
         self._ring_rows = list(self._ring)
         gauged = small and not ring_grads
         self._ring_norms = np.zeros((self.rows if gauged else 0, depth), network.dtype)
-        self._ring_cells = [cells_of(row) for row in self._ring_norms]
+        # each row's 0-d views for the gauge, made at the row's first use (~0.4 us each)
+        self._ring_cells: list[list[Array] | None] = [None] * len(self._ring_norms)
         self._tail_norms = np.zeros(depth, network.dtype)  # a short last batch's (gauged)
         self._tail_cells = cells_of(self._tail_norms)
         self._tail_pending = False  # _tail_norms holds a batch not yet added
@@ -244,7 +245,10 @@ class LayerWatch:
             self.flush()
             j = 0
         if gauge is not None:
-            gauge.use(self._ring_norms[j], self._ring_cells[j])
+            cells = self._ring_cells[j]
+            if cells is None:
+                cells = self._ring_cells[j] = cells_of(self._ring_norms[j])
+            gauge.use(self._ring_norms[j], cells)
         self._ring_rows[j][...] = self._source  # 0.32 us against np.copyto's 0.45 (dispatch)
         self._filled = j + 1
 
