@@ -329,7 +329,7 @@ class LayerWatch:
 
     def flush(self) -> None:
         """Reduce the filled ring rows: over the rows first (one call per quantity for
-        all layers), then per unit and per layer with ``np.bincount``."""
+        all layers), then per unit (``np.bincount``) and per layer (``np.add.reduceat``)."""
         k, self._filled = self._filled, 0
         if self._tail_pending:
             self._tail_pending = False
@@ -419,8 +419,8 @@ class LayerWatch:
         same dozen NumPy calls whatever its depth (np.histogram's own checks cost ~40 us
         a layer: 117 -> 36 us on 64-64-64-10); a large one's go through np.histogram,
         whose float32 passes beat these float64 ones (1.1 against 2.1 ms on
-        784-256-128-10). Both put a value in the same bin (but within a rounding error
-        of a bin's edge)."""
+        784-256-128-10). Both put a value in the same bin, except one within a rounding
+        error of a bin's edge."""
         if self._large:
             return [histogram(w) for w in self.network.weights]
         lows = np.minimum.reduceat(flat, self._w_starts).astype(np.float64)

@@ -15,9 +15,10 @@ worker, which puts the job back in the queue and waits before claiming again.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -44,8 +45,25 @@ _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running 
 
 @functools.cache
 def blob_writer() -> ThreadPoolExecutor:
-    """One thread per process that writes a blob while the main thread writes another."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backprop-blob-writer")
+    """Two threads per process that write a finished attempt's blobs (its model, and a
+    paused trial's checkpoint) while the main thread prepares the final commit."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="backprop-blob-writer")
+
+
+class PendingBlob:
+    """A blob being written by :func:`blob_writer`, its hash and size known at once (from
+    the bytes), so that the final commit's rows can be built meanwhile. ``wait()`` returns
+    once the blob is in the store (or raises the write's error)."""
+
+    def __init__(self, blobs: BlobStore, data: bytes) -> None:
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.size = len(data)
+        self._future = blob_writer().submit(blobs.put_bytes, data)
+
+    def wait(self) -> None:
+        stored = self._future.result()
+        if stored.sha256 != self.sha256:  # not expected: the store hashes the same bytes
+            raise BlobStoreUnavailable(f"blob {self.sha256} was stored as {stored.sha256}")
 
 
 def trained_model(
@@ -216,17 +234,33 @@ class JobRun(Attempt):
             assert self._trainer is not None
             # With early stopping the model holds the best epoch's weights: its metrics too.
             best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
-            # A paused trial's checkpoint blob is written beside the model's (its file
-            # flush overlapping the model's), not after it.
-            pending = self._paused_checkpoint()
-            try:
-                model = trained_model(
-                    self.blobs,
-                    result.model,
-                    scores_of(best_entry) if best_entry else progress.metrics,
-                )
-            finally:
-                paused_checkpoint = pending.result() if pending is not None else None
+            # The model's blob (and a paused trial's checkpoint, beside it) is written by
+            # the blob writer while this thread builds the final commit; the commit waits
+            # for both to be in the store (a file store's write, inside the transaction,
+            # overlaps its statements: ~1-2 ms of a trial's ending; another store's first,
+            # not to hold the transaction's locks over a network write).
+            checkpoint = self._paused_checkpoint()
+            weights = PendingBlob(self.blobs, result.model.export_npz())
+            model = endings.TrainedModel(
+                config=result.model.get_config(),
+                weights_sha256=weights.sha256,
+                weights_size=weights.size,
+                metrics=scores_of(best_entry) if best_entry else progress.metrics,
+            )
+            hook = crash_hook("before_final_commit")
+
+            def stored() -> None:  # the blobs the commit refers to are in the store
+                weights.wait()
+                if checkpoint is not None:
+                    checkpoint.wait()
+
+            def before_commit() -> None:
+                stored()
+                if hook is not None:
+                    hook()
+
+            if not self.blobs.local:
+                stored()
             self._inject_cancel("before_final_commit")
             outcome = self._ending(
                 "finish",
@@ -236,8 +270,8 @@ class JobRun(Attempt):
                     progress,
                     model,
                     best=best,
-                    before_commit=crash_hook("before_final_commit"),
-                    checkpoint_sha256=paused_checkpoint,
+                    before_commit=before_commit,
+                    checkpoint_sha256=checkpoint.sha256 if checkpoint is not None else None,
                 ),
             )
             faults.crash_point("after_final_commit")
@@ -273,17 +307,16 @@ class JobRun(Attempt):
             assert job is not None
             queue.request_cancel(session, job, keep_model=keep)
 
-    def _paused_checkpoint(self) -> Future[str] | None:
-        """The hash of a checkpoint blob, being written by the blob writer thread, when
-        the run paused short of its options' epochs (a sweep's rung), so that a promotion
-        continues it; None when training is complete."""
+    def _paused_checkpoint(self) -> PendingBlob | None:
+        """A checkpoint blob, being written by the blob writer, when the run paused short
+        of its options' epochs (a sweep's rung), so that a promotion continues it; None
+        when training is complete."""
         trainer = self._trainer
         assert trainer is not None
         progress = trainer.progress
         if progress.early_stopped or progress.epoch >= trainer.options.epochs:
             return None
-        data, blobs = trainer.checkpoint(), self.blobs
-        return blob_writer().submit(lambda: blobs.put_bytes(data).sha256)
+        return PendingBlob(self.blobs, trainer.checkpoint())
 
     def _fail_over_time(self, progress: queue.Progress) -> bool:
         """End ``failed`` at the time limit, keeping the best model so far (the time was

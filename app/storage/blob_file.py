@@ -58,6 +58,8 @@ def _mtime(path: Path) -> datetime:
 class FileBlobStore:
     """Blobs as read-only files under ``root`` (created on first write)."""
 
+    local = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = root.resolve().as_uri()

@@ -47,6 +47,8 @@ TRANSFER = TransferConfig(multipart_threshold=64 * 1024**2, multipart_chunksize=
 class S3BlobStore:
     """Blobs as objects under ``prefix`` in ``bucket``; local copies in ``cache``."""
 
+    local = False
+
     def __init__(self, client: Any, bucket: str, prefix: str, cache: BlobCache) -> None:
         self.client = client
         self.bucket = bucket

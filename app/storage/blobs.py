@@ -67,6 +67,9 @@ class BlobStore(Protocol):
     """What every backend offers. Hashes are lowercase hex SHA-256."""
 
     url: str
+    # Whether a write ends on this machine's disk (a file store): quick and bounded, so a
+    # worker may wait for one inside a transaction (see app.jobs.attempt).
+    local: bool
 
     def put_file(self, path: Path) -> BlobRef:
         """Store the file at ``path`` under its hash (streamed, atomic, deduplicated; a

@@ -1,10 +1,13 @@
 """Workers train from the blob store (file and s3): arrays memory-mapped from verified
 local files; a corrupt blob fails the job naming it; an unreachable store sends the job
-back to the queue instead of failing it."""
+back to the queue instead of failing it; the final commit waits for the model's blob, and
+a failed write of it commits nothing."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,9 @@ import pytest
 from app.config import Settings, get_settings
 from app.jobs import worker as worker_module
 from app.jobs.worker import Worker
+from app.storage.blob_file import FileBlobStore
 from app.storage.blob_s3 import S3BlobStore
-from app.storage.blobs import open_blob_store, read_verified
+from app.storage.blobs import BlobRef, BlobStoreUnavailable, open_blob_store, read_verified
 from app.storage.database import Database
 from app.storage.tables import Dataset, JobStatus
 from tests.blobhelpers import corrupt, unreachable_store
@@ -99,3 +103,72 @@ def test_an_unreachable_store_puts_the_job_back_in_the_queue(
 
     Worker(sqlite_db, settings).run(burst=True)
     assert get_job(sqlite_db, job_id).status == JobStatus.SUCCEEDED
+
+
+class _FaultyFileStore(FileBlobStore):
+    """A real file store whose next ``failures`` writes of bytes fail as a full disk would,
+    and whose writes of bytes each take ``delay`` seconds more; ``local`` says which way
+    the worker waits for a model's blob (inside the final transaction, or before it)."""
+
+    def __init__(self, root: Path, *, local: bool, failures: int = 0, delay: float = 0.0) -> None:
+        super().__init__(root)
+        self.local = local
+        self.failures, self.delay = failures, delay
+        self.on_written: Callable[[], None] | None = None
+
+    def put_bytes(self, data: bytes) -> BlobRef:
+        if self.failures:
+            self.failures -= 1
+            raise BlobStoreUnavailable(f"cannot write to the blob store {self.root}: disk full")
+        time.sleep(self.delay)
+        ref = super().put_bytes(data)
+        if self.on_written is not None:
+            self.on_written()
+        return ref
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["in-transaction", "before-transaction"])
+def test_a_failed_model_write_puts_the_job_back_and_nothing_is_committed(
+    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: bool
+) -> None:
+    """The model's blob is written beside the final commit's statements: when that write
+    fails, the commit does not happen (no model row, the job not succeeded), the job goes
+    back to the queue without an attempt counted, and it succeeds once the store writes."""
+    (job_id,) = add_training_jobs(sqlite_db, 1, epochs=2)
+    monkeypatch.setattr(worker_module, "STORE_RETRY_SECONDS", 0.05)
+    settings = get_settings().model_copy(update={"poll_seconds": 0.05, "checkpoint_seconds": 3600})
+    store = _FaultyFileStore(settings.data_dir / "blobs", local=local, failures=1)
+    seen: list[tuple[str, int]] = []
+    original = store.put_bytes
+
+    def put_bytes(data: bytes) -> BlobRef:
+        job = get_job(sqlite_db, job_id)
+        seen.append((job.status, len(models_of(sqlite_db, job_id))))
+        return original(data)
+
+    store.put_bytes = put_bytes  # type: ignore[method-assign]
+    Worker(sqlite_db, settings, blobs=store).run(burst=True)
+    job = get_job(sqlite_db, job_id)
+    assert (job.status, job.attempts, job.error) == (JobStatus.SUCCEEDED, 1, None)
+    # The failed write, then the second attempt's: the first committed nothing.
+    assert seen == [(JobStatus.RUNNING, 0), (JobStatus.RUNNING, 0)]
+    (model,) = models_of(sqlite_db, job_id)
+    assert store.exists(model.weights_sha256)
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["in-transaction", "before-transaction"])
+def test_the_final_commit_waits_for_the_models_blob(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, local: bool
+) -> None:
+    """A slow store (0.3 s a write): when the model's blob is in the store, the job is
+    still running in the database; the commit that refers to the blob comes after."""
+    (job_id,) = add_training_jobs(sqlite_db, 1, epochs=2)
+    settings = get_settings().model_copy(update={"checkpoint_seconds": 3600})
+    store = _FaultyFileStore(settings.data_dir / "blobs", local=local, delay=0.3)
+    at_write: list[str] = []
+    store.on_written = lambda: at_write.append(get_job(sqlite_db, job_id).status)
+    Worker(sqlite_db, settings, blobs=store).run(burst=True)
+    assert at_write == [JobStatus.RUNNING]
+    assert get_job(sqlite_db, job_id).status == JobStatus.SUCCEEDED
+    (model,) = models_of(sqlite_db, job_id)
+    assert store.exists(model.weights_sha256)
