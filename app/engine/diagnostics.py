@@ -205,6 +205,7 @@ class LayerWatch:
         # first bin), and where each layer's weights start.
         self._w_sizes = [w.size for w in network.weights]
         self._bin_base = np.repeat(np.arange(depth) * HISTOGRAM_BINS, self._w_sizes)
+        self._edge_base = np.repeat(np.arange(depth) * (HISTOGRAM_BINS + 1), self._w_sizes)
         self._w_starts = np.array([start for start, _ in self._w_bounds])
         self._filled = 0
         self._start = network.params[:count].copy()
@@ -230,8 +231,9 @@ class LayerWatch:
 
     def step(self, work: Workspace) -> None:
         """After a batch's backward, before the update (which uses the gradient as
-        scratch); ``work`` is the batch's workspace. A large network's gradient goes to
-        ``gauge`` in the update."""
+        scratch); ``work`` is the batch's workspace. The gradient's norms go to ``gauge``
+        in the update when there is one (a large network's, and from RING_GRADS weights a
+        small one's: in the line of the ring row this step fills)."""
         gauge = self.gauge
         if self._large:
             assert gauge is not None
@@ -329,7 +331,9 @@ class LayerWatch:
 
     def flush(self) -> None:
         """Reduce the filled ring rows: over the rows first (one call per quantity for
-        all layers), then per unit (``np.bincount``) and per layer (``np.add.reduceat``)."""
+        all layers), then per unit (``np.bincount``) and per layer (``np.add.reduceat``).
+        Called at a step's start and at the end of an epoch, never between a step and
+        its update (whose gradient norms a gauged ring row still waits for)."""
         k, self._filled = self._filled, 0
         if self._tail_pending:
             self._tail_pending = False
@@ -415,44 +419,74 @@ class LayerWatch:
         return layers
 
     def _histograms(self, flat: Array) -> list[dict[str, Any]]:
-        """``histogram`` of every W[l], from the flat weights. A small network's take the
-        same dozen NumPy calls whatever its depth (np.histogram's own checks cost ~40 us
-        a layer: 117 -> 36 us on 64-64-64-10); a large one's go through np.histogram,
-        whose float32 passes beat these float64 ones (1.1 against 2.1 ms on
-        784-256-128-10). Both put a value in the same bin, except one within a rounding
-        error of a bin's edge."""
+        """``histogram`` of every W[l], from the flat weights: the same counts. A small
+        network's take the same two dozen NumPy calls whatever its depth (np.histogram's
+        own checks cost ~40 us a layer: 117 -> 36 us on 64-64-64-10); a large one's go
+        through np.histogram, whose float32 passes beat these float64 ones (1.1 against
+        2.1 ms on 784-256-128-10)."""
+        weights = self.network.weights
         if self._large:
-            return [histogram(w) for w in self.network.weights]
+            return [histogram(w) for w in weights]
         lows = np.minimum.reduceat(flat, self._w_starts).astype(np.float64)
         highs = np.maximum.reduceat(flat, self._w_starts).astype(np.float64)
         spans = highs - lows
         if not np.isfinite(spans).all():  # not expected: the loop ends such a run first
-            return [histogram(w) for w in self.network.weights]
+            return [histogram(w) for w in weights]
+        # np.histogram's edges: np.linspace(low, high, BINS + 1) in the weights' dtype.
+        edges = (_EDGE_STEPS * (spans / HISTOGRAM_BINS)[:, None] + lows[:, None]).astype(flat.dtype)
+        edges[:, -1] = highs
+        if not (np.diff(edges[spans > 0], axis=1) > 0).all():  # a span of a few ulps
+            return [histogram(w) for w in weights]
+        # Each value's bin from its position, then moved by one where that is across an
+        # edge (rounding), as np.histogram does: bins are [edge_i, edge_i+1), the last
+        # one closed.
         spread = np.where(spans > 0, spans, 1.0)
         position = np.subtract(flat, np.repeat(lows, self._w_sizes))  # float64
         position /= np.repeat(spread, self._w_sizes)
         position *= HISTOGRAM_BINS
         bins = position.astype(np.intp)
-        np.minimum(bins, HISTOGRAM_BINS - 1, out=bins)  # the top value: in the last bin
+        np.minimum(bins, HISTOGRAM_BINS - 1, out=bins)
+        at = bins + self._edge_base  # each value's left edge in the flat edges
+        flat_edges = edges.reshape(-1)
+        below = flat < flat_edges[at]
+        bins -= below
+        at -= below
+        at += 1  # the right edge
+        bins += (flat >= flat_edges[at]) & (bins < HISTOGRAM_BINS - 1)
         bins += self._bin_base
-        counts = np.bincount(bins, minlength=len(self._w_sizes) * HISTOGRAM_BINS)
+        counts = np.bincount(bins, minlength=len(weights) * HISTOGRAM_BINS)
         counts = counts.reshape(-1, HISTOGRAM_BINS)
         for i in np.flatnonzero(spans == 0):  # equal values: the middle bin, as np.histogram
             counts[i] = 0
-            counts[i, HISTOGRAM_BINS // 2] = self._w_sizes[i]
+            counts[i, HISTOGRAM_BINS // 2] = weights[i].size
         return [
             {"low": low, "high": high, "counts": row}
             for low, high, row in zip(lows.tolist(), highs.tolist(), counts.tolist(), strict=True)
         ]
 
 
+_EDGE_STEPS = np.arange(HISTOGRAM_BINS + 1, dtype=np.float64)
+
+
 def histogram(w: Array) -> dict[str, Any]:
-    """HISTOGRAM_BINS equal bins from min(w) to max(w): {"low", "high", "counts"}."""
+    """HISTOGRAM_BINS equal bins from min(w) to max(w): {"low", "high", "counts"}, the
+    counts np.histogram gives; equal values all in the middle bin; a span of a few ulps
+    (no distinct edges in w's dtype, where np.histogram refuses) by each value's
+    position, ⌊BINS·(v - low)/(high - low)⌋ (the top value in the last bin)."""
     low, high = float(w.min()), float(w.max())
     if not (math.isfinite(low) and math.isfinite(high)):
         return {"low": None, "high": None, "counts": []}
-    counts, _ = np.histogram(w, bins=HISTOGRAM_BINS, range=(low, high) if high > low else None)
-    return {"low": low, "high": high, "counts": counts.tolist()}
+    if high == low:  # np.histogram's range would be (low - 0.5, high + 0.5)
+        counts = [0] * HISTOGRAM_BINS
+        counts[HISTOGRAM_BINS // 2] = int(w.size)
+        return {"low": low, "high": high, "counts": counts}
+    try:
+        binned, _ = np.histogram(w, bins=HISTOGRAM_BINS, range=(low, high))
+    except ValueError:  # a span of a few ulps: no distinct edges in w's dtype
+        position = (w.astype(np.float64).ravel() - low) * (HISTOGRAM_BINS / (high - low))
+        bins = np.minimum(position.astype(np.intp), HISTOGRAM_BINS - 1)
+        binned = np.bincount(bins, minlength=HISTOGRAM_BINS)
+    return {"low": low, "high": high, "counts": binned.tolist()}
 
 
 def _finite(value: float) -> float | None:

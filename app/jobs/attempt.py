@@ -18,7 +18,7 @@ import functools
 import hashlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -33,13 +33,18 @@ from app.engine.training import Trainer, TrainingResult
 from app.jobs import cache_metrics, endings, faults, queue
 from app.jobs.attempt_base import Attempt, crash_hook
 from app.jobs.train_inputs import JobInputs, build_trainer, load_inputs
-from app.storage.blobs import BlobStore, BlobStoreUnavailable
+from app.storage.blobs import BlobRef, BlobStore, BlobStoreUnavailable
 from app.storage.database import brief
 from app.storage.tables import Job
 
 log = logging.getLogger("backprop.worker")
 
 PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
+# A file store's writes of at most this many bytes (a finished attempt's model and paused
+# checkpoint together) are awaited inside the final transaction, overlapping its
+# statements; larger ones, and every write to another store, before it: the transaction's
+# locks (all of SQLite's writes) are not held over a long write.
+OVERLAPPED_WRITE_BYTES = 4 * 1024 * 1024
 _NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
 
 
@@ -52,18 +57,26 @@ def blob_writer() -> ThreadPoolExecutor:
 
 class PendingBlob:
     """A blob being written by :func:`blob_writer`, its hash and size known at once (from
-    the bytes), so that the final commit's rows can be built meanwhile. ``wait()`` returns
-    once the blob is in the store (or raises the write's error)."""
+    the bytes, hashed here while the writer starts), so that the final commit's rows can
+    be built meanwhile. ``wait()`` returns once the blob is in the store (or raises the
+    write's error). Every failed write is logged: one nobody waits for (the job was
+    cancelled meanwhile) would otherwise fail unseen."""
 
     def __init__(self, blobs: BlobStore, data: bytes) -> None:
+        self._future = blob_writer().submit(blobs.put_bytes, data)
+        self._future.add_done_callback(_log_failure)
         self.sha256 = hashlib.sha256(data).hexdigest()
         self.size = len(data)
-        self._future = blob_writer().submit(blobs.put_bytes, data)
 
     def wait(self) -> None:
         stored = self._future.result()
         if stored.sha256 != self.sha256:  # not expected: the store hashes the same bytes
             raise BlobStoreUnavailable(f"blob {self.sha256} was stored as {stored.sha256}")
+
+
+def _log_failure(future: Future[BlobRef]) -> None:
+    if (error := future.exception()) is not None:
+        log.warning("a blob write failed: %s", error)
 
 
 def trained_model(
@@ -236,9 +249,9 @@ class JobRun(Attempt):
             best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
             # The model's blob (and a paused trial's checkpoint, beside it) is written by
             # the blob writer while this thread builds the final commit; the commit waits
-            # for both to be in the store (a file store's write, inside the transaction,
-            # overlaps its statements: ~1-2 ms of a trial's ending; another store's first,
-            # not to hold the transaction's locks over a network write).
+            # for both to be in the store: inside the transaction for a file store's small
+            # blobs, overlapping its statements (~1-2 ms of a trial's ending), else before
+            # it (OVERLAPPED_WRITE_BYTES).
             checkpoint = self._paused_checkpoint()
             weights = PendingBlob(self.blobs, result.model.export_npz())
             model = endings.TrainedModel(
@@ -259,7 +272,8 @@ class JobRun(Attempt):
                 if hook is not None:
                     hook()
 
-            if not self.blobs.local:
+            written = weights.size + (checkpoint.size if checkpoint is not None else 0)
+            if not self.blobs.local or written > OVERLAPPED_WRITE_BYTES:
                 stored()
             self._inject_cancel("before_final_commit")
             outcome = self._ending(

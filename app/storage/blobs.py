@@ -67,8 +67,9 @@ class BlobStore(Protocol):
     """What every backend offers. Hashes are lowercase hex SHA-256."""
 
     url: str
-    # Whether a write ends on this machine's disk (a file store): quick and bounded, so a
-    # worker may wait for one inside a transaction (see app.jobs.attempt).
+    # Whether a write ends on this machine's disk (a file store): a small one is quick,
+    # so a worker may wait for it inside a transaction (app.jobs.attempt's
+    # OVERLAPPED_WRITE_BYTES); not over a network.
     local: bool
 
     def put_file(self, path: Path) -> BlobRef:

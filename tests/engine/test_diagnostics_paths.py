@@ -264,27 +264,30 @@ def test_large_way_norms_are_the_exact_floats_of_their_definition(
 @pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: "-".join(map(str, o.values())))
 @pytest.mark.parametrize("update", UPDATES, ids=lambda u: "-".join(u) or "plain")
 @pytest.mark.parametrize("ring_values", [diagnostics.RING_VALUES, 1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_ring_without_gradients_changes_no_weight_and_no_statistic(
     monkeypatch: pytest.MonkeyPatch,
     optimizer: dict[str, Any],
     update: dict[str, Any],
     ring_values: int,
+    dtype: Any,
 ) -> None:
     """From RING_GRADS weights the ring holds the activations alone and the update leaves
     each step's ‖dW[l]‖² in the ring row's line (the short last batch's in a line of its
     own): the same statistics as the ring of whole gradients, whether the ring is reduced
     once an epoch or at every step (a ring of one row)."""
     monkeypatch.setattr(diagnostics, "RING_VALUES", ring_values)
-    off = train(optimizer, update, on=False, dtype=np.float32)
-    ring = train(optimizer, update, on=True, dtype=np.float32)
+    off = train(optimizer, update, on=False, dtype=dtype)
+    ring = train(optimizer, update, on=True, dtype=dtype)
     monkeypatch.setattr(diagnostics, "RING_GRADS", 0)  # every network's norms are gauged
-    gauged = train(optimizer, update, on=True, dtype=np.float32)
+    gauged = train(optimizer, update, on=True, dtype=dtype)
     watch = gauged.loop.watch
-    assert watch is not None and watch.gauge is not None and watch.rows >= 1
+    assert watch is not None and watch.gauge is not None and not watch._large
     assert ring.loop.watch is not None and ring.loop.watch.gauge is None
     assert (watch.rows == 1) == (ring_values == 1)
     np.testing.assert_array_equal(gauged.network.params, off.network.params)
-    np.testing.assert_allclose(statistics(gauged), statistics(ring), rtol=1e-5, atol=1e-7)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(statistics(gauged), statistics(ring), rtol=rtol, atol=1e-7)
     assert_same_counts(gauged, ring, COUNTED + LISTED)
 
 
@@ -310,7 +313,7 @@ def test_ring_without_gradients_norms_are_the_exact_floats_of_their_definition(
     trainer = Trainer(net, x, y, options)
     trainer.run()
     watch = trainer.loop.watch
-    assert watch is not None and watch.gauge is not None and watch.rows > 0
+    assert watch is not None and watch.gauge is not None and not watch._large
     xs, ys = trainer.data.x, trainer.data.y
     sums = [0.0, 0.0]
     for begin in range(0, 40, 16):  # sgd replayed by hand
@@ -323,27 +326,49 @@ def test_ring_without_gradients_norms_are_the_exact_floats_of_their_definition(
     assert [layer["grad_norm"] for layer in trainer.history[0]["layers"]] == [s / 3 for s in sums]
 
 
-@pytest.mark.parametrize(
-    "layers",
-    [
-        [(64, "relu"), (64, "relu"), (10, "softmax")],
-        [(9, "leaky_relu"), (4, "tanh"), (5, "sigmoid"), (1, "sigmoid")],
-    ],
-    ids=["64-64-10", "9-4-5-1"],
-)
-def test_histograms_of_all_layers_at_once_equal_np_histogram(layers: list[tuple[int, str]]) -> None:
+def _np_histogram(w: np.ndarray) -> dict[str, Any]:
+    """np.histogram's counts of w (20 bins from min to max; equal values in the middle
+    bin; a span too narrow for distinct edges in w's dtype, which np.histogram refuses,
+    by each value's position)."""
+    low, high = float(w.min()), float(w.max())
+    if high == low:
+        counts = [0] * diagnostics.HISTOGRAM_BINS
+        counts[diagnostics.HISTOGRAM_BINS // 2] = w.size
+        return {"low": low, "high": high, "counts": counts}
+    try:
+        binned = np.histogram(w, bins=diagnostics.HISTOGRAM_BINS, range=(low, high))[0]
+    except ValueError:
+        position = (w.astype(np.float64).ravel() - low) / (high - low) * 20
+        binned = np.bincount(np.minimum(position.astype(int), 19), minlength=20)
+    return {"low": low, "high": high, "counts": binned.tolist()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("values", ["normal", "edges", "grid", "equal", "ulps"])
+def test_histograms_of_all_layers_at_once_equal_np_histogram(dtype: Any, values: str) -> None:
     """A small network's histograms, taken for every layer in one pass, have
-    np.histogram's counts and the layers' min and max; a layer of equal weights has them
-    all in the middle bin, as np.histogram puts them."""
-    net = Network(6, [{"units": u, "activation": a} for u, a in layers], seed=3)
-    net.weights[1][...] = 0.25  # equal values
+    np.histogram's counts and the layers' min and max, values on or next to the bins'
+    edges and on a regular grid included; a layer of equal weights has them all in the
+    middle bin; one whose span is a few ulps (no distinct edges in its dtype) is binned
+    by position, without an error. The one-layer-at-a-time way (a large network's)
+    gives the same."""
+    rng = np.random.default_rng(8)
+    layers = [(9, "leaky_relu"), (4, "tanh"), (5, "sigmoid"), (3, "softmax")]
+    net = Network(6, [{"units": u, "activation": a} for u, a in layers], seed=3, dtype=dtype)
+    for i, w in enumerate(net.weights):
+        low, high = -rng.uniform(0.1, 2), rng.uniform(0.1, 2)
+        edges = np.linspace(low, high, 21, dtype=dtype)
+        if values == "edges":
+            near = [edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)]
+            w[...] = rng.choice(np.concatenate(near), size=w.shape).clip(edges[0], edges[-1])
+        elif values == "grid":
+            w[...] = np.round(rng.uniform(0, 20, w.shape)) / 20
+        elif values == "equal" and i == 1:
+            w[...] = 0.25
+        elif values == "ulps":
+            w[...] = rng.choice([1e7, np.nextafter(dtype(1e7), np.inf)], size=w.shape)
     watch = diagnostics.LayerWatch(net, 8)
-    assert watch.rows > 0  # the small way
+    assert not watch._large
     got = watch._histograms(net.params[: net.weight_count])
-    for histogram, w in zip(got, net.weights, strict=True):
-        low, high = float(w.min()), float(w.max())
-        counts, _ = np.histogram(
-            w, bins=diagnostics.HISTOGRAM_BINS, range=(low, high) if high > low else None
-        )
-        assert histogram == {"low": low, "high": high, "counts": counts.tolist()}
-    assert got[1]["counts"][diagnostics.HISTOGRAM_BINS // 2] == net.weights[1].size
+    assert got == [_np_histogram(w) for w in net.weights]
+    assert [diagnostics.histogram(w) for w in net.weights] == got

@@ -11,15 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from app.config import Settings, get_settings
+from app.jobs import attempt as attempt_module
 from app.jobs import worker as worker_module
 from app.jobs.worker import Worker
 from app.storage.blob_file import FileBlobStore
 from app.storage.blob_s3 import S3BlobStore
 from app.storage.blobs import BlobRef, BlobStoreUnavailable, open_blob_store, read_verified
 from app.storage.database import Database
-from app.storage.tables import Dataset, JobStatus
+from app.storage.tables import Dataset, Job, JobStatus
 from tests.blobhelpers import corrupt, unreachable_store
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
@@ -106,18 +108,29 @@ def test_an_unreachable_store_puts_the_job_back_in_the_queue(
 
 
 class _FaultyFileStore(FileBlobStore):
-    """A real file store whose next ``failures`` writes of bytes fail as a full disk would,
-    and whose writes of bytes each take ``delay`` seconds more; ``local`` says which way
-    the worker waits for a model's blob (inside the final transaction, or before it)."""
+    """A real file store whose next ``failures`` writes of bytes that ``fails`` picks fail
+    as a full disk would, and whose writes of bytes each take ``delay`` seconds more;
+    ``local`` says which way the worker waits for a finished attempt's blobs (inside the
+    final transaction, or before it)."""
 
-    def __init__(self, root: Path, *, local: bool, failures: int = 0, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        local: bool,
+        failures: int = 0,
+        fails: Callable[[bytes], bool] = lambda data: True,
+        delay: float = 0.0,
+    ) -> None:
         super().__init__(root)
         self.local = local
-        self.failures, self.delay = failures, delay
+        self.failures, self.fails, self.delay = failures, fails, delay
         self.on_written: Callable[[], None] | None = None
+        self.writes = 0
 
     def put_bytes(self, data: bytes) -> BlobRef:
-        if self.failures:
+        self.writes += 1
+        if self.failures and self.fails(data):
             self.failures -= 1
             raise BlobStoreUnavailable(f"cannot write to the blob store {self.root}: disk full")
         time.sleep(self.delay)
@@ -127,41 +140,59 @@ class _FaultyFileStore(FileBlobStore):
         return ref
 
 
-@pytest.mark.parametrize("local", [True, False], ids=["in-transaction", "before-transaction"])
-def test_a_failed_model_write_puts_the_job_back_and_nothing_is_committed(
-    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: bool
+def _is_checkpoint(data: bytes) -> bool:
+    return b"state.json" in data  # a checkpoint's member; a model's npz has none
+
+
+WAYS = [  # (a file store or not, OVERLAPPED_WRITE_BYTES)
+    pytest.param(True, attempt_module.OVERLAPPED_WRITE_BYTES, id="in-transaction"),
+    pytest.param(True, 0, id="large-blob-before-transaction"),
+    pytest.param(False, attempt_module.OVERLAPPED_WRITE_BYTES, id="remote-before-transaction"),
+]
+
+
+def _pause_at(db: Database, job_id: str, epochs: int) -> None:
+    """Make the job a sweep trial's rung: trained to ``epochs`` of its options' more."""
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(epochs=epochs))
+
+
+@pytest.mark.parametrize(("local", "overlapped"), WAYS)
+@pytest.mark.parametrize("failing", ["model", "checkpoint"])
+def test_a_failed_blob_write_at_the_end_puts_the_job_back_and_commits_nothing(
+    sqlite_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    local: bool,
+    overlapped: int,
+    failing: str,
 ) -> None:
-    """The model's blob is written beside the final commit's statements: when that write
-    fails, the commit does not happen (no model row, the job not succeeded), the job goes
-    back to the queue without an attempt counted, and it succeeds once the store writes."""
-    (job_id,) = add_training_jobs(sqlite_db, 1, epochs=2)
+    """A paused trial's model and checkpoint blobs are written beside the final commit's
+    statements: when either write fails, the commit does not happen, the job goes back to
+    the queue without an attempt counted, and it succeeds once the store writes (its
+    model and its checkpoint then in the store)."""
+    monkeypatch.setattr(attempt_module, "OVERLAPPED_WRITE_BYTES", overlapped)
+    (job_id,) = add_training_jobs(sqlite_db, 1, epochs=4)
+    _pause_at(sqlite_db, job_id, 2)
     monkeypatch.setattr(worker_module, "STORE_RETRY_SECONDS", 0.05)
     settings = get_settings().model_copy(update={"poll_seconds": 0.05, "checkpoint_seconds": 3600})
-    store = _FaultyFileStore(settings.data_dir / "blobs", local=local, failures=1)
-    seen: list[tuple[str, int]] = []
-    original = store.put_bytes
-
-    def put_bytes(data: bytes) -> BlobRef:
-        job = get_job(sqlite_db, job_id)
-        seen.append((job.status, len(models_of(sqlite_db, job_id))))
-        return original(data)
-
-    store.put_bytes = put_bytes  # type: ignore[method-assign]
+    fails = _is_checkpoint if failing == "checkpoint" else (lambda data: not _is_checkpoint(data))
+    store = _FaultyFileStore(settings.data_dir / "blobs", local=local, failures=1, fails=fails)
     Worker(sqlite_db, settings, blobs=store).run(burst=True)
     job = get_job(sqlite_db, job_id)
     assert (job.status, job.attempts, job.error) == (JobStatus.SUCCEEDED, 1, None)
-    # The failed write, then the second attempt's: the first committed nothing.
-    assert seen == [(JobStatus.RUNNING, 0), (JobStatus.RUNNING, 0)]
+    assert store.failures == 0 and store.writes == 4  # two attempts, two blobs each
     (model,) = models_of(sqlite_db, job_id)
-    assert store.exists(model.weights_sha256)
+    assert job.checkpoint_sha256 is not None and job.checkpoint_epoch == 2
+    assert store.exists(model.weights_sha256) and store.exists(job.checkpoint_sha256)
 
 
-@pytest.mark.parametrize("local", [True, False], ids=["in-transaction", "before-transaction"])
+@pytest.mark.parametrize(("local", "overlapped"), WAYS)
 def test_the_final_commit_waits_for_the_models_blob(
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, local: bool
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, local: bool, overlapped: int
 ) -> None:
     """A slow store (0.3 s a write): when the model's blob is in the store, the job is
     still running in the database; the commit that refers to the blob comes after."""
+    monkeypatch.setattr(attempt_module, "OVERLAPPED_WRITE_BYTES", overlapped)
     (job_id,) = add_training_jobs(sqlite_db, 1, epochs=2)
     settings = get_settings().model_copy(update={"checkpoint_seconds": 3600})
     store = _FaultyFileStore(settings.data_dir / "blobs", local=local, delay=0.3)
