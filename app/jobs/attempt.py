@@ -252,8 +252,8 @@ class JobRun(Attempt):
             # for both to be in the store: inside the transaction for a file store's small
             # blobs, overlapping its statements (~1-2 ms of a trial's ending), else before
             # it (OVERLAPPED_WRITE_BYTES).
-            checkpoint = self._paused_checkpoint()
             weights = PendingBlob(self.blobs, result.model.export_npz())
+            checkpoint = self._paused_checkpoint()  # serialised while the weights go out
             model = endings.TrainedModel(
                 config=result.model.get_config(),
                 weights_sha256=weights.sha256,
