@@ -59,9 +59,9 @@ def test_backup_during_training_restores_and_finishes_bit_identical(
     cluster.serve()
     worker = cluster.worker()
     api = cluster.client()
-    # Long enough (15,000 steps; 3,000 with 200 rows lost the race once on a fast
-    # machine) to be still training when the backup, a process started after epoch 20,
-    # reads the database.
+    # The worker is stopped (SIGSTOP) once epoch 20 is recorded, so the job is still
+    # running when the backup, a process started then, reads the database, however fast
+    # the machine (300 epochs of 1,000 rows once ended before it did).
     workload = Workload(epochs=300, n_samples=1000)
     network_id, dataset_id = workload.create(api)
     options = workload.options()
@@ -69,6 +69,7 @@ def test_backup_during_training_restores_and_finishes_bit_identical(
     (reference_model,) = listing(api)["models"]
     job_id = api.submit_job(network_id, dataset_id, **options)
     wait_for_epoch(cluster.probe, job_id, 20, timeout=120)
+    worker.stop()
     before = listing(api)
     rows = [[0.5, -0.25], [1.0, 0.5], [-1.0, 2.0]]
     prediction = api.predict(reference_model, rows).json()

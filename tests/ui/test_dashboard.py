@@ -175,6 +175,8 @@ def test_dashboard_walkthrough(browser: Browser, server: Server, tmp_path: Path)
 
         # The dataset's page offers the model trained on it (the cancelled job kept none).
         page.get_by_role("link", name="Datasets", exact=True).click()
+        # The list, not the jobs page it replaces (whose rows link the dataset twice).
+        expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
         page.get_by_role("link", name="moons", exact=True).click()
         chooser = page.locator("select[name='surface-model'] option")
         expect(chooser).to_have_count(2)  # "Only the data points" and the model
