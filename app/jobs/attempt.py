@@ -79,17 +79,23 @@ def _log_failure(future: Future[BlobRef]) -> None:
         log.warning("a blob write failed: %s", error)
 
 
-def trained_model(
-    blobs: BlobStore, model: Model, metrics: dict[str, Any] | None
+def model_row(
+    model: Model, weights: BlobRef | PendingBlob, metrics: dict[str, Any] | None
 ) -> endings.TrainedModel:
-    """Store the model's weights as a blob; the row to commit that references them."""
-    weights = blobs.put_bytes(model.export_npz())
+    """The row to commit for ``model``, whose weights are (being) stored as ``weights``."""
     return endings.TrainedModel(
         config=model.get_config(),
         weights_sha256=weights.sha256,
         weights_size=weights.size,
         metrics=metrics,
     )
+
+
+def trained_model(
+    blobs: BlobStore, model: Model, metrics: dict[str, Any] | None
+) -> endings.TrainedModel:
+    """Store the model's weights as a blob; the row to commit that references them."""
+    return model_row(model, blobs.put_bytes(model.export_npz()), metrics)
 
 
 class JobRun(Attempt):
@@ -254,12 +260,8 @@ class JobRun(Attempt):
             # it (OVERLAPPED_WRITE_BYTES).
             weights = PendingBlob(self.blobs, result.model.export_npz())
             checkpoint = self._paused_checkpoint()  # serialised while the weights go out
-            model = endings.TrainedModel(
-                config=result.model.get_config(),
-                weights_sha256=weights.sha256,
-                weights_size=weights.size,
-                metrics=scores_of(best_entry) if best_entry else progress.metrics,
-            )
+            metrics = scores_of(best_entry) if best_entry else progress.metrics
+            model = model_row(result.model, weights, metrics)
             hook = crash_hook("before_final_commit")
 
             def stored() -> None:  # the blobs the commit refers to are in the store

@@ -221,14 +221,18 @@ def test_large_way_folded_every_few_steps_equals_the_ring(
     assert_same_counts(folded, ring)
 
 
-def test_large_way_norms_are_the_exact_floats_of_their_definition(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("way", ["large", "ring-without-gradients"])
+def test_gauged_norms_are_the_exact_floats_of_their_definition(
+    monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
-    """float32, large way, plain SGD: grad_norm is the float64 mean of each batch's
-    √‖dW[l]‖² (the float32 dot, as np.linalg.norm takes it), weight_norm and update_ratio
-    are np.linalg.norm's floats: equal, not close, so that a change in how the BLAS
-    results are stored or reduced shows."""
-    monkeypatch.setattr(diagnostics, "DIRECT_GRADS", 0)
+    """float32, plain SGD, the gradient norms left by the update (the large way, and a
+    small network's ring without gradients, whose short last batch has a line of its
+    own): grad_norm is the float64 mean of each batch's √‖dW[l]‖² (the float32 dot, as
+    np.linalg.norm takes it), weight_norm and update_ratio are np.linalg.norm's floats:
+    equal, not close, so that a change in how the BLAS results are stored or reduced
+    shows."""
+    threshold = "DIRECT_GRADS" if way == "large" else "RING_GRADS"
+    monkeypatch.setattr(diagnostics, threshold, 0)
     rng = np.random.default_rng(21)
     x, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
     layers = [{"units": 9, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
@@ -244,7 +248,8 @@ def test_large_way_norms_are_the_exact_floats_of_their_definition(
     )
     trainer = Trainer(net, x, y, options)
     trainer.run()
-    assert trainer.loop.watch is not None and trainer.loop.watch.gauge is not None
+    watch = trainer.loop.watch
+    assert watch is not None and watch.gauge is not None and watch._large == (way == "large")
     xs, ys = trainer.data.x, trainer.data.y
     sums = [0.0, 0.0]
     for begin in range(0, 40, 16):  # sgd replayed by hand
@@ -289,41 +294,6 @@ def test_the_ring_without_gradients_changes_no_weight_and_no_statistic(
     rtol = 1e-5 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(statistics(gauged), statistics(ring), rtol=rtol, atol=1e-7)
     assert_same_counts(gauged, ring, COUNTED + LISTED)
-
-
-def test_ring_without_gradients_norms_are_the_exact_floats_of_their_definition(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """float32, plain SGD, norms gauged beside the ring: grad_norm is the float64 mean of
-    each batch's √‖dW[l]‖² (the float32 dot), the short last batch's included."""
-    monkeypatch.setattr(diagnostics, "RING_GRADS", 0)
-    rng = np.random.default_rng(22)
-    x, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
-    layers = [{"units": 9, "activation": "relu"}, {"units": 3, "activation": "softmax"}]
-    net = Network(6, layers, seed=5, dtype=np.float32)
-    reference = net.copy()
-    options = TrainingOptions(
-        epochs=1,
-        batch_size=16,  # two full batches and one of 8 rows
-        validation_split=0.0,
-        standardize=False,
-        shuffle=False,
-        optimizer=OptimizerOptions(name="sgd", learning_rate=0.3),
-    )
-    trainer = Trainer(net, x, y, options)
-    trainer.run()
-    watch = trainer.loop.watch
-    assert watch is not None and watch.gauge is not None and not watch._large
-    xs, ys = trainer.data.x, trainer.data.y
-    sums = [0.0, 0.0]
-    for begin in range(0, 40, 16):  # sgd replayed by hand
-        dw, db = reference.backward(xs[begin : begin + 16], ys[begin : begin + 16])
-        for i, g in enumerate(dw):
-            sums[i] += math.sqrt(float(np.dot(g.ravel(), g.ravel())))
-        for param, grad in zip([*reference.weights, *reference.biases], [*dw, *db], strict=True):
-            param -= np.float32(0.3) * grad
-    np.testing.assert_array_equal(net.params, reference.params)
-    assert [layer["grad_norm"] for layer in trainer.history[0]["layers"]] == [s / 3 for s in sums]
 
 
 def _np_histogram(w: np.ndarray) -> dict[str, Any]:
