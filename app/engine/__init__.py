@@ -44,6 +44,9 @@ Modules, one concept each:
                    ``findings`` the plain-language diagnoses drawn from them.
 - ``training``     Trainer (data preparation, the run, results) and TrainingResult;
                    ``checkpoint`` training state <-> bytes.
+- ``pack``         trials of one shape on the same data trained together in lockstep,
+                   one NumPy call per operation for all of them, each ending bit-identical
+                   to its solo run (a sweep's trials).
 
 Arrays are float32 by default (the fast path) and float64 on request (gradient checks).
 Nothing is ever pickled: exports and checkpoints are npz archives plus JSON, read back

@@ -280,10 +280,16 @@ class EpochLoop:
                 entry = self._end_epoch(rate)
             if on_epoch is not None:
                 on_epoch(dict(entry))
+        self.wrap_up()
+        return False
+
+    def wrap_up(self) -> None:
+        """The end of a run that was not stopped: with early stopping, the best weights
+        are restored (not when the run paused short of its epochs, a sweep's rung)."""
+        options, progress = self.options, self.progress
         paused = progress.epoch < options.epochs and not progress.early_stopped
         if options.early_stopping is not None and not paused:
             self.network.params[...] = self.best_params
-        return False
 
     def _fill(self, index: int, out: Array) -> None:
         """Batch ``index``'s rows of x, gathered into ``out`` and standardised there."""

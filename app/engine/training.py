@@ -162,6 +162,13 @@ class Trainer:
         stopped = self.loop.run(on_epoch, should_stop)
         return self._result(stopped)
 
+    def finish_run(self, *, stopped: bool) -> TrainingResult:
+        """What ``run`` returns, for a run whose epochs were driven from outside (a
+        ``pack.Pack``): ``stopped`` when its ``should_stop`` ended it."""
+        if not stopped:
+            self.loop.wrap_up()
+        return self._result(stopped)
+
     # --- results ------------------------------------------------------------------------
 
     def _model(self, params: Array) -> Model:
