@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         description="Attempts without progress (the worker died before saving a checkpoint) "
         "before a job fails; attempts that advanced the checkpoint never count",
     )
+    pack_trials: int = Field(
+        default=4,
+        ge=1,
+        le=16,
+        description="A worker claims up to this many queued trials of one sweep that differ "
+        "only in learning rate, schedule, epochs, initial weights or early stopping, and "
+        "trains them together, one NumPy call per operation for all (1 = one at a time)",
+    )
     poll_seconds: float = Field(
         default=0.2,
         gt=0,

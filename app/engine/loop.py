@@ -214,6 +214,18 @@ class EpochLoop:
         self.progress = Progress()
         self.best_params = network.params.copy()
 
+    def share_rows(self, other: EpochLoop) -> None:
+        """Train on ``other``'s epoch rows instead of this loop's own: for loops on the
+        same data with the same batch size, shuffling and seed (the same order and
+        batches), so that trials trained together arrange one order per epoch, not one
+        each. Either loop may still run alone afterwards: ``arrange`` is per epoch."""
+        self.epoch_rows = other.epoch_rows
+        self.xs, self.ys = other.xs, other.ys
+        self.batches = [
+            (x, y, z, work)
+            for (x, y, _, _), (_, _, z, work) in zip(other.batches, self.batches, strict=True)
+        ]
+
     def _evaluation_buffers(self) -> None:
         """Buffers of the validation pass, made once per run: the features of a block of
         at most EVAL_ROWS rows (n[0] columns) and its hidden layers, the logits and outputs

@@ -331,6 +331,9 @@ class Pack:
         if len(keys) != 1 or None in keys:
             raise ValueError("these trainers cannot train in one pack")
         self.members = list(members)
+        first = self.members[0].trainer.loop
+        for member in self.members[1:]:
+            member.trainer.loop.share_rows(first)
 
     def run(self, on_leave: OnLeave) -> None:
         """Train until every member has left: ``on_leave(i, outcome)`` for member i."""
@@ -355,6 +358,7 @@ class Pack:
                 ended = [(i, self._ended(i, stopped=False)) for i, _ in finished]
                 return self._part(active, loops, stack, update, on_leave, ended)
             rates = []
+            first.epoch_rows.arrange(progress.epoch)  # the members' (``share_rows``)
             for loop in loops:
                 options = loop.options
                 schedule = schedules.get(options.lr_schedule.name)
@@ -366,7 +370,6 @@ class Pack:
                 )
                 loop.optimizer.learning_rate = rate
                 rates.append(rate)
-                loop.epoch_rows.arrange(loop.progress.epoch)
             update.set_rates()
             start, started = progress.batches_done, time.perf_counter()
             quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")

@@ -29,6 +29,7 @@ from app.engine import findings
 from app.engine.errors import DivergenceError, EngineError
 from app.engine.loop import scores_of
 from app.engine.model import Model
+from app.engine.pack import Member
 from app.engine.training import Trainer, TrainingResult
 from app.jobs import cache_metrics, endings, faults, queue
 from app.jobs.attempt_base import Attempt, crash_hook
@@ -132,19 +133,32 @@ class JobRun(Attempt):
             inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
         )
 
-    def _work(self) -> bool:
-        trainer = self._trainer
-        assert trainer is not None
+    def member(self) -> Member:
+        """The trainer with this attempt's callbacks, to train alone (``_work``) or with
+        others (``app.jobs.pack_run``); after ``begin``."""
+        assert self._trainer is not None
         self._last_write = self._last_checkpoint = self._clock
+        return Member(self._trainer, self._on_epoch, self._should_stop)
+
+    def _work(self) -> bool:
+        member = self.member()
+        outcome: TrainingResult | EngineError
         try:
-            result = trainer.run(on_epoch=self._on_epoch, should_stop=self._should_stop)
-        except DivergenceError as exc:
-            log.info("job %s: diverged: %s", self.claim.job_id, exc.message)
-            error, progress = exc.message, self._progress(diverged=True)
+            outcome = member.trainer.run(on_epoch=member.on_epoch, should_stop=member.should_stop)
         except EngineError as exc:
-            error, progress = f"training failed: {exc}", self._progress()
+            outcome = exc
+        return self.conclude(outcome)
+
+    def conclude(self, outcome: TrainingResult | EngineError) -> bool:
+        """Commit what the training ended with (its result, or the error it raised);
+        True when the job ended."""
+        if isinstance(outcome, TrainingResult):
+            return self._conclude(outcome)
+        if isinstance(outcome, DivergenceError):
+            log.info("job %s: diverged: %s", self.claim.job_id, outcome.message)
+            error, progress = outcome.message, self._progress(diverged=True)
         else:
-            return self._conclude(result)
+            error, progress = f"training failed: {outcome}", self._progress()
         # A cancel pending at this commit wins: cancelled, the best model kept if asked.
         best = functools.partial(self._best, progress)
         return self._ending(

@@ -18,7 +18,7 @@ from typing import TypeVar
 from app.config import Settings
 from app.engine.errors import EngineError
 from app.jobs import dbretry, endings, faults, queue
-from app.jobs.pulse import Pulse
+from app.jobs.pulse import Lease, Pulse
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
 
@@ -48,7 +48,7 @@ class Attempt(ABC):
         blobs: BlobStore,
         settings: Settings,
         claim: queue.Claim,
-        pulse: Pulse,
+        pulse: Pulse | Lease,
         stopping: threading.Event,
     ) -> None:
         self.db = db
@@ -63,6 +63,12 @@ class Attempt(ABC):
         self._time_limit_at = float("inf")  # monotonic time of BACKPROP_MAX_JOB_SECONDS
 
     def run(self) -> bool:
+        ended = self.begin()
+        return ended if ended is not None else self._work()
+
+    def begin(self) -> bool | None:
+        """Load the inputs and start the clocks: None when the work may begin, else (the
+        job could not start and is failed) whether that ending was written."""
         job_id = self.claim.job_id
         log.info("job %s: attempt %d started (%s)", job_id, self.claim.attempt, self.claim.kind)
         try:
@@ -73,12 +79,16 @@ class Attempt(ABC):
             return self._ending("fail", lambda: endings.fail(self.db, self.claim, error))
         self._clock = time.monotonic()
         self._time_limit_at = self._clock + self.settings.max_job_seconds - self._earlier_seconds
-        return self._work()
+        return None
 
     @abstractmethod
     def _start(self) -> None:
         """Load the inputs (StartError / EngineError: the job fails) and set
         ``_earlier_seconds``."""
+
+    def work(self) -> bool:
+        """The work, after ``begin``; True when the job ended."""
+        return self._work()
 
     @abstractmethod
     def _work(self) -> bool:

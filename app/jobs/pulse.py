@@ -1,6 +1,7 @@
-"""The lease pulse: a worker's background thread that renews the lease of the job it
-trains, polls (with a cheap read) for a cancel, and keeps the worker's row in ``workers``
-fresh. It is a thread of its own so that a long batch never lets the lease lapse."""
+"""The lease pulse: a worker's background thread that renews the leases of the jobs it
+trains (one, or the trials of a pack), polls (with a cheap read) for a cancel, and keeps
+the worker's row in ``workers`` fresh. It is a thread of its own so that a long batch
+never lets a lease lapse."""
 
 from __future__ import annotations
 
@@ -30,15 +31,53 @@ DB_RETRY_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class LeaseView:
-    """The pulse's latest news about the current job."""
+    """The pulse's latest news about a held job."""
 
     lost: bool = False
     cancel_requested: bool = False
 
 
+class Lease:
+    """The pulse's watch over one held job, what an attempt reads of it (``view``,
+    ``alarm``, ``lease_deadline``) and tells it (``ending``). Its state is guarded by the
+    pulse's lock."""
+
+    def __init__(self, claim: queue.Claim, lock: threading.Lock, lease_seconds: float) -> None:
+        self.claim = claim
+        self._lock = lock
+        self._view = LeaseView()
+        self._ending = False  # the main thread is writing this job's ending
+        self._lease_until = time.monotonic() + lease_seconds  # by which it surely expired
+        # Set while the view says lost or cancel requested: the training loop checks this
+        # flag at every batch (a lock-free read, not the view under the lock).
+        self.alarm = threading.Event()
+
+    @property
+    def view(self) -> LeaseView:
+        with self._lock:
+            return self._view
+
+    def ending(self) -> None:
+        """The main thread is about to write this job's ending (succeeded, failed,
+        cancelled, or back to the queue): from now on, a lease the pulse finds gone was
+        cleared by that write, not taken by another worker, and is not reported as lost.
+        The ending's own fenced write tells the worker whether it still held the job; the
+        pulse keeps renewing the lease meanwhile."""
+        with self._lock:
+            self._ending = True
+
+    def lease_deadline(self) -> float:
+        """``time.monotonic()`` at which the lease expires unless renewed (counted from
+        just before the last successful renewal, so never late): until then no other
+        worker can take the job, and a database write for it is worth retrying."""
+        with self._lock:
+            return self._lease_until
+
+
 class Pulse(threading.Thread):
-    """Renews the current job's lease every ``lease/3`` s, reads its cancel flag every
-    :data:`CANCEL_POLL_SECONDS` in between, and beats the worker's row."""
+    """Renews the held jobs' leases every ``lease/3`` s, reads their cancel flags every
+    :data:`CANCEL_POLL_SECONDS` in between, and beats the worker's row. A worker holds
+    one job, or the trials of a pack (``hold_all``)."""
 
     def __init__(self, db: Database, settings: Settings, worker_id: str) -> None:
         super().__init__(name="backprop-pulse", daemon=True)
@@ -46,49 +85,45 @@ class Pulse(threading.Thread):
         self._lease_seconds = settings.lease_seconds
         self._worker_id = worker_id
         self._lock = threading.Lock()
-        self._claim: queue.Claim | None = None
-        self._view = LeaseView()
-        self._ending = False  # the main thread is writing the held job's ending
-        self._lease_until = 0.0  # time.monotonic() by which the held lease surely expired
+        self._leases: list[Lease] = []
+        self._idle = Lease(queue.Claim("", "", worker_id, 0), self._lock, 0.0)  # none held
         self._jobs_done = 0
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        # Set while the held job's view says lost or cancel requested: the training loop
-        # checks this flag at every batch (a lock-free read, not the view under the lock).
-        self.alarm = threading.Event()
 
     # --- called by the worker's main thread
     def hold(self, claim: queue.Claim | None, *, finished_one: bool = False) -> None:
         """Start (``claim``: its lease is read at once) or stop (None) renewing a lease."""
+        self.hold_all([] if claim is None else [claim], finished=int(finished_one))
+
+    def hold_all(self, claims: list[queue.Claim], *, finished: int = 0) -> list[Lease]:
+        """Renew these jobs' leases (read at once) instead of the ones held so far; count
+        ``finished`` jobs done. Returns their leases, in order."""
         with self._lock:
-            self._claim = claim
-            self._view = LeaseView()
-            self.alarm.clear()
-            self._ending = False
-            self._lease_until = time.monotonic() + self._lease_seconds
-            self._jobs_done += int(finished_one)
+            self._leases = [Lease(claim, self._lock, self._lease_seconds) for claim in claims]
+            self._jobs_done += finished
+            leases = list(self._leases)
         self._wake.set()
+        return leases
 
-    def ending(self) -> None:
-        """The main thread is about to write the held job's ending (succeeded, failed,
-        cancelled, or back to the queue): from now until the next :meth:`hold`, a lease
-        the pulse finds gone was cleared by that write, not taken by another worker, and
-        is not reported as lost. The ending's own fenced write tells the worker whether
-        it still held the job; the pulse keeps renewing the lease meanwhile."""
+    def _first(self) -> Lease:
         with self._lock:
-            self._ending = True
+            return self._leases[0] if self._leases else self._idle
 
+    # The first held job's lease, for a worker that holds one.
     @property
     def view(self) -> LeaseView:
-        with self._lock:
-            return self._view
+        return self._first().view
+
+    @property
+    def alarm(self) -> threading.Event:
+        return self._first().alarm
+
+    def ending(self) -> None:
+        self._first().ending()
 
     def lease_deadline(self) -> float:
-        """``time.monotonic()`` at which the held lease expires unless renewed (counted
-        from just before the last successful renewal, so never late): until then no
-        other worker can take the job, and a database write for it is worth retrying."""
-        with self._lock:
-            return self._lease_until
+        return self._first().lease_deadline()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -100,30 +135,34 @@ class Pulse(threading.Thread):
         renew_every = self._lease_seconds / 3
         next_beat = 0.0
         next_renew = next_poll = math.inf  # no job held
-        held: queue.Claim | None = None
+        held: list[Lease] = []
         while not self._stopped.is_set():
-            # Cleared before the claim is read: a hold() from here on wakes the next wait.
+            # Cleared before the leases are read: a hold from here on wakes the next wait.
             self._wake.clear()
             now = time.monotonic()
             with self._lock:
-                claim = self._claim
-            if claim is not held:  # a new job (its lease was just taken) or none
-                held = claim
-                next_renew = now + renew_every if claim is not None else math.inf
-                # A new job is read at once: a job can come back to the queue with a cancel
+                leases = self._leases
+            if leases is not held:  # new jobs (their leases were just taken) or none
+                held = leases
+                next_renew = now + renew_every if leases else math.inf
+                # New jobs are read at once: a job can come back to the queue with a cancel
                 # pending (queue.requeue_expired), which should not train a batch longer.
-                next_poll = now if claim is not None else math.inf
+                next_poll = now if leases else math.inf
             try:
                 if now >= next_beat:
-                    self._beat(claim)
+                    self._beat(leases[0].claim if leases else None)
                     next_beat = now + WORKER_BEAT_SECONDS
-                if claim is not None and now >= next_renew:
-                    state = queue.heartbeat(self._db, claim, lease_seconds=self._lease_seconds)
-                    self._report(claim, state, renewed_at=now)
+                if leases and now >= next_renew:
+                    for lease in leases:
+                        lease_state = queue.heartbeat(
+                            self._db, lease.claim, lease_seconds=self._lease_seconds
+                        )
+                        self._report(lease, lease_state, renewed_at=now)
                     next_renew = now + renew_every
                     next_poll = now + CANCEL_POLL_SECONDS
-                elif claim is not None and now >= next_poll:
-                    self.poll(claim)
+                elif leases and now >= next_poll:
+                    for lease in leases:
+                        self.poll(lease)
                     next_poll = now + CANCEL_POLL_SECONDS
             except SQLAlchemyError as exc:
                 # The database is away (a restart): not a lost lease. Retry soon, not at
@@ -135,29 +174,35 @@ class Pulse(threading.Thread):
                 next_renew, next_poll = max(next_renew, retry), max(next_poll, retry)
             self._wake.wait(max(0.0, min(next_beat, next_renew, next_poll) - time.monotonic()))
 
-    def poll(self, claim: queue.Claim) -> None:
-        """Read ``claim``'s lease once, without renewing it, and publish what it says (the
-        thread does this every :data:`CANCEL_POLL_SECONDS` between renewals)."""
-        self._report(claim, queue.read_lease(self._db, claim))
+    def poll(self, lease: Lease | queue.Claim) -> None:
+        """Read a held job's lease once, without renewing it, and publish what it says
+        (the thread does this every :data:`CANCEL_POLL_SECONDS` between renewals)."""
+        if isinstance(lease, queue.Claim):
+            lease = next((held for held in self._held() if held.claim is lease), self._idle)
+        self._report(lease, queue.read_lease(self._db, lease.claim))
+
+    def _held(self) -> list[Lease]:
+        with self._lock:
+            return list(self._leases)
 
     def _report(
-        self, claim: queue.Claim, state: queue.LeaseState, *, renewed_at: float | None = None
+        self, lease: Lease, state: queue.LeaseState, *, renewed_at: float | None = None
     ) -> None:
         """Publish what a renewal (made at ``renewed_at``) or a poll learned, unless the
         worker moved on."""
         with self._lock:
-            if self._claim is not claim:
+            if lease not in self._leases:
                 return
-            if self._ending and not state.ours:
+            if lease._ending and not state.ours:
                 return  # cleared by the worker's own ending, committed a moment ago
             if renewed_at is not None and state.ours:
-                self._lease_until = renewed_at + self._lease_seconds
-            newly_lost = not state.ours and not self._view.lost
-            self._view = LeaseView(lost=not state.ours, cancel_requested=state.cancel_requested)
-            if self._view.lost or self._view.cancel_requested:
-                self.alarm.set()
+                lease._lease_until = renewed_at + self._lease_seconds
+            newly_lost = not state.ours and not lease._view.lost
+            lease._view = LeaseView(lost=not state.ours, cancel_requested=state.cancel_requested)
+            if lease._view.lost or lease._view.cancel_requested:
+                lease.alarm.set()
         if newly_lost:
-            log.warning("lost the lease of job %s", claim.job_id)
+            log.warning("lost the lease of job %s", lease.claim.job_id)
 
     def _beat(self, claim: queue.Claim | None) -> None:
         """One UPDATE of the worker's row, every WORKER_BEAT_SECONDS (not at each job's

@@ -26,6 +26,7 @@ to the queue too, and the worker waits :data:`STORE_RETRY_SECONDS` before claimi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -33,6 +34,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
 
@@ -40,10 +42,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.jobs import endings, queue
+from app.jobs import endings, pack_claim, queue
 from app.jobs.attempt import JobRun
 from app.jobs.batch_attempt import BatchRun
-from app.jobs.pulse import DB_RETRY_SECONDS, Pulse
+from app.jobs.pack_run import run_pack
+from app.jobs.pulse import DB_RETRY_SECONDS, Lease, Pulse
 from app.storage.blobs import BlobStore, BlobStoreUnavailable, open_blob_store
 from app.storage.commit_watch import CommitWatch
 from app.storage.database import Database, brief
@@ -78,6 +81,7 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.stopping = threading.Event()
         self._sweep_every = max(settings.poll_seconds, min(5.0, settings.lease_seconds / 2))
+        self._store_down = False  # a job of the current pack found the blob store away
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: finish the current batch, release the job, exit 0. A second
@@ -113,30 +117,31 @@ class Worker:
                     if time.monotonic() >= next_sweep:
                         self._sweep()
                         next_sweep = time.monotonic() + self._sweep_every
-                    claim = None
+                    claims: list[queue.Claim] = []
                     # A read first (no write lock while idle), except right after a job
                     # ended: a sweep's next trial is most likely waiting, so claim at once.
                     if just_ended or queue.has_queued(self.db):
-                        claim = queue.claim_next(
+                        claims = pack_claim.claim_pack(
                             self.db,
                             worker_id=self.worker_id,
                             lease_seconds=self.settings.lease_seconds,
+                            size=self.settings.pack_trials,
                         )
                 except SQLAlchemyError as exc:
                     log.warning("worker %s: database unavailable: %s", self.worker_id, brief(exc))
                     self.stopping.wait(DB_RETRY_SECONDS)
                     continue
                 just_ended = False
-                if claim is None:
+                if not claims:
                     if burst:
                         break
                     commits.wait(self._idle_wait(quick_until, commits), self.stopping)
                     continue
-                pulse.hold(claim)
+                leases = pulse.hold_all(claims)
                 try:
-                    done += int(self._run_job(claim, pulse))
+                    done += self._run(leases)
                 finally:
-                    pulse.hold(None, finished_one=True)
+                    pulse.hold_all([], finished=len(claims))
                     quick_until = time.monotonic() + QUICK_POLL_WINDOW
                     just_ended = True
         finally:
@@ -152,16 +157,49 @@ class Worker:
             return min(QUICK_POLL_SECONDS, self.settings.poll_seconds)
         return self.settings.poll_seconds
 
-    def _run_job(self, claim: queue.Claim, pulse: Pulse) -> bool:
+    def _run(self, leases: list[Lease]) -> int:
+        """Run the claimed jobs (one, or the trials of a pack); the number that ended."""
+        if len(leases) > 1:
+            self._store_down = False
+            ended = run_pack(
+                self.db,
+                self.blobs,
+                self.settings,
+                leases,
+                self.stopping,
+                functools.partial(self._guarded, wait_on_store=False),
+            )
+            if self._store_down:
+                self.stopping.wait(STORE_RETRY_SECONDS)
+            return ended
+        lease = leases[0]
+        claim = lease.claim
+        # Training, or a prediction run / evaluation streaming a dataset's rows.
+        run = JobRun if claim.kind == JobKind.TRAIN else BatchRun
+        attempt = run(self.db, self.blobs, self.settings, claim, lease, self.stopping)
+        return int(bool(self._guarded(claim, lease, attempt.run)))
+
+    def _guarded(
+        self,
+        claim: queue.Claim,
+        lease: Lease,
+        call: Callable[[], bool | None],
+        *,
+        wait_on_store: bool = True,
+    ) -> bool | None:
+        """``call()`` (an attempt's start, work or ending) with what escapes it handled:
+        a blob store that is away puts the job back in the queue (and the worker waits
+        before claiming again), a database that is away leaves the job to its lease, a
+        bug fails the job with an internal error. False when the job did not end."""
         try:
-            # Training, or a prediction run / evaluation streaming a dataset's rows.
-            run = JobRun if claim.kind == JobKind.TRAIN else BatchRun
-            return run(self.db, self.blobs, self.settings, claim, pulse, self.stopping).run()
+            return call()
         except BlobStoreUnavailable as exc:
             log.warning("job %s: blob store unavailable, back to the queue: %s", claim.job_id, exc)
-            pulse.ending()
+            lease.ending()
             endings.release(self.db, claim)
-            self.stopping.wait(STORE_RETRY_SECONDS)
+            self._store_down = True
+            if wait_on_store:
+                self.stopping.wait(STORE_RETRY_SECONDS)
             return False
         except SQLAlchemyError as exc:
             # The database went away mid-job: the lease will lapse and the job resume
@@ -172,7 +210,7 @@ class Worker:
             return False
         except Exception as exc:  # a bug: make it visible on the job, keep the worker alive
             log.exception("job %s: unexpected error", claim.job_id)
-            pulse.ending()
+            lease.ending()
             try:
                 return endings.fail(self.db, claim, f"internal error: {type(exc).__name__}: {exc}")
             except SQLAlchemyError as db_exc:  # the database is away too: the lease decides

@@ -11,7 +11,7 @@ import pytest
 
 from app.jobs import endings
 from app.jobs import worker as worker_module
-from app.jobs.pulse import LeaseView, Pulse
+from app.jobs.pulse import Lease, LeaseView, Pulse
 from app.jobs.queue import Claim, claim_next, requeue_expired
 from app.jobs.worker import Worker
 from app.storage.database import Database
@@ -121,9 +121,9 @@ def test_a_pulse_read_right_after_the_final_commit_logs_no_lost_lease(
     pulses: list[Pulse] = []
 
     class Recorded(Pulse):
-        def hold(self, claim: Claim | None, *, finished_one: bool = False) -> None:
+        def hold_all(self, claims: list[Claim], *, finished: int = 0) -> list[Lease]:
             pulses.append(self)
-            super().hold(claim, finished_one=finished_one)
+            return super().hold_all(claims, finished=finished)
 
     real_finish = endings.finish
 

@@ -1,0 +1,158 @@
+"""Claiming a pack: the next queued job, and with it, when it is a sweep's trial that can
+train together with others (``app.engine.pack``), up to ``size - 1`` more queued trials
+of the same sweep that would pack with it — in one transaction, each with its own lease.
+
+Which trials pack is decided from the jobs' stored configurations (``pack_signature``):
+the same network but for its initial weights, the same options but for the learning
+rate, its schedule, the epochs and early stopping, the same dataset and the same
+checkpointed epoch (a halving rung's continuations resume together). The engine checks
+the trainers it builds once more (``pack.packs``) and trains any that turn out not to
+fit on their own, one after another. The sweep's ``max_parallel`` caps the companions
+too: they count as running trials from this transaction on.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import timedelta
+from itertools import pairwise
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from app.engine.pack import PACK_MAX_PARAMETERS
+from app.jobs import fairness
+from app.jobs.queue import JOBS, Claim, core
+from app.storage.database import Database
+from app.storage.tables import Job, JobKind, JobStatus, Sweep, utcnow
+
+CANDIDATES = 64  # queued trials of the sweep looked at for companions, oldest first
+
+_TRIAL = select(
+    Job.sweep_id,
+    Job.network_config,
+    Job.options,
+    Job.checkpoint_epoch,
+    Job.dataset_id,
+    Job.init_model_id,
+).where(Job.id == bindparam("job_id"))
+_QUEUED_TRIALS = (
+    select(
+        Job.id,
+        Job.network_config,
+        Job.options,
+        Job.checkpoint_epoch,
+        Job.dataset_id,
+        Job.init_model_id,
+    )
+    .where(
+        Job.sweep_id == bindparam("sweep_id"),
+        Job.status == JobStatus.QUEUED,
+        Job.kind == JobKind.TRAIN,
+    )
+    .order_by(Job.created_at, Job.id)
+    .limit(CANDIDATES)
+    .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
+)
+_ROOM = select(
+    Sweep.max_parallel,
+    select(func.count())
+    .select_from(JOBS)
+    .where(JOBS.c.sweep_id == Sweep.id, JOBS.c.status == JobStatus.RUNNING)
+    .scalar_subquery(),
+).where(Sweep.id == bindparam("sweep_id"))
+_TAKE = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.status == JobStatus.QUEUED)
+    .values(
+        status=JobStatus.RUNNING,
+        attempts=JOBS.c.attempts + 1,
+        attempt_start_epoch=func.coalesce(JOBS.c.checkpoint_epoch, 0),
+        lease_token=bindparam("token"),
+        lease_expires_at=bindparam("expires"),
+        worker_id=bindparam("worker"),
+        started_at=func.coalesce(JOBS.c.started_at, bindparam("now", type_=Job.started_at.type)),
+    )
+    .returning(JOBS.c.attempts)
+)
+
+
+def pack_signature(
+    network_config: dict[str, Any],
+    options: dict[str, Any],
+    checkpoint_epoch: int | None,
+    dataset_id: str | None,
+    init_model_id: str | None,
+) -> str | None:
+    """What trials that may train together share (see the module docstring); None for a
+    job that trains alone (per-layer statistics, clipping, an initial model, a network
+    too large to gain, softmax under mse)."""
+    if init_model_id is not None or options.get("diagnostics", True):
+        return None
+    if options.get("clip_norm") is not None:
+        return None
+    layers = network_config.get("layers") or []
+    sizes = [int(network_config.get("input_size", 0)), *(int(ly["units"]) for ly in layers)]
+    parameters = sum(n * (n_prev + 1) for n_prev, n in pairwise(sizes))
+    if not layers or parameters > PACK_MAX_PARAMETERS:
+        return None
+    if layers[-1].get("activation") == "softmax" and network_config.get("loss") == "mse":
+        return None
+    shared = {k: v for k, v in options.items() if k not in _MAY_DIFFER}
+    optimizer = {k: v for k, v in (options.get("optimizer") or {}).items() if k != "learning_rate"}
+    network = {k: v for k, v in network_config.items() if k not in ("seed", "init")}
+    return json.dumps(
+        [network, shared, optimizer, checkpoint_epoch, dataset_id], sort_keys=True, default=str
+    )
+
+
+_MAY_DIFFER = ("optimizer", "epochs", "lr_schedule", "early_stopping")
+
+
+def claim_pack(db: Database, *, worker_id: str, lease_seconds: float, size: int) -> list[Claim]:
+    """The next queued job (``queue.claim_next``'s rules), and up to ``size - 1`` queued
+    trials of its sweep that would train with it; [] when nothing may start."""
+    token = secrets.token_hex(16)
+    now = utcnow()
+    params = {
+        "token": token,
+        "expires": now + timedelta(seconds=lease_seconds),
+        "worker": worker_id,
+        "now": now,
+    }
+    with db.session() as session:
+        row = core(session).execute(fairness.claim_statement(), params).first()
+        if row is None:
+            return []
+        job_id, attempts, kind = row
+        claims = [Claim(job_id, token, worker_id, attempts, kind)]
+        if kind == JobKind.TRAIN and size > 1:
+            claims += _companions(session, job_id, params, size - 1)
+    return claims
+
+
+def _companions(session: Session, job_id: str, params: dict[str, Any], room: int) -> list[Claim]:
+    connection = core(session)
+    trial = connection.execute(_TRIAL, {"job_id": job_id}).first()
+    if trial is None or trial.sweep_id is None:
+        return []
+    signature = pack_signature(*trial[1:])
+    if signature is None:
+        return []
+    cap, running = connection.execute(_ROOM, {"sweep_id": trial.sweep_id}).one()
+    if cap is not None:
+        room = min(room, cap - running)
+    claims: list[Claim] = []
+    if room <= 0:
+        return claims
+    for row in connection.execute(_QUEUED_TRIALS, {"sweep_id": trial.sweep_id}):
+        if pack_signature(*row[1:]) != signature:
+            continue
+        taken = connection.execute(_TAKE, {**params, "job_id": row.id}).first()
+        if taken is not None:
+            claims.append(Claim(row.id, params["token"], params["worker"], taken[0]))
+            if len(claims) == room:
+                break
+    return claims

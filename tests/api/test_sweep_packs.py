@@ -1,0 +1,169 @@
+"""A sweep's trials trained together by one worker (app/jobs/pack_claim.py, pack_run.py,
+app/engine/pack.py): each trial ends with the model, history and score it has when the
+trials are trained one at a time, bit for bit; one trial cancelled leaves the others
+going; the companions a claim takes share the trial's configuration, stay in its sweep
+and respect ``max_parallel``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.config import Settings
+from app.jobs import pack_claim, queue
+from app.jobs import worker as worker_module
+from app.jobs.worker import Worker
+from app.storage.database import Database
+from app.storage.tables import Job, JobStatus
+from app.storage.tables import Model as ModelRow
+from tests.api.client import ApiClient
+from tests.api.sweeps import create, make_data, sweep_body
+
+RATES = [0.003, 0.01, 0.03, 0.1]
+GRID = {"job.optimizer.learning_rate": RATES, "job.batch_size": [8, 32]}
+STRATEGIES = [
+    {"name": "grid"},
+    {"name": "halving", "factor": 2, "min_epochs": 2},
+]
+
+
+def _work(db: Database, pack_trials: int) -> None:
+    settings = Settings(
+        database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05, pack_trials=pack_trials
+    )
+    Worker(db, settings, f"packs-{pack_trials}").run(burst=True)
+
+
+def _trials(client: ApiClient, db: Database, sweep_id: str) -> dict[int, dict[str, Any]]:
+    """Per trial index: its score, epochs, history (without timings) and model weights."""
+    sweep = client.get(f"/v1/sweeps/{sweep_id}").json()
+    assert sweep["status"] == "succeeded", sweep
+    out: dict[int, dict[str, Any]] = {}
+    for trial in sweep["trials"]:
+        job = client.get(f"/v1/jobs/{trial['job_id']}").json()
+        with db.read_session() as session:
+            weights = session.scalar(
+                select(ModelRow.weights_sha256).where(ModelRow.id == trial["model_id"])
+            )
+        timing = {"seconds", "samples_per_second"}
+        out[trial["index"]] = {
+            "score": trial["score"],
+            "epochs_run": trial["epochs_run"],
+            "history": [{k: v for k, v in e.items() if k not in timing} for e in job["history"]],
+            "weights": weights,
+        }
+    return out
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s["name"])
+def test_trials_trained_together_end_as_trained_one_at_a_time(
+    client: ApiClient, db: Database, strategy: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    data = make_data(client)
+    job = {"epochs": 6, "batch_size": 8, "validation_split": 0.2, "seed": 2}
+    body = sweep_body(data, job=job, grid=GRID, strategy=strategy, metric="val_loss")
+    together = create(client, {**body, "name": "together"})
+    with caplog.at_level(logging.INFO, logger="backprop.worker"):
+        _work(db, pack_trials=4)
+    packs = [r.getMessage() for r in caplog.records if "trained together" in r.getMessage()]
+    # Grid: one pack per batch size, of its four learning rates.
+    assert sum(m.endswith("(a pack of 4)") for m in packs) >= 2, packs
+    caplog.clear()
+    alone = create(client, {**body, "name": "alone"})
+    with caplog.at_level(logging.INFO, logger="backprop.worker"):
+        _work(db, pack_trials=1)
+    assert not [r for r in caplog.records if "trained together" in r.getMessage()]
+    assert _trials(client, db, together["id"]) == _trials(client, db, alone["id"])
+
+
+def test_a_cancelled_trial_leaves_its_pack_and_the_others_finish(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_data(client)
+    job = {"epochs": 30, "batch_size": 8, "validation_split": 0.2, "seed": 2}
+    sweep = create(client, sweep_body(data, job=job, grid={"job.optimizer.learning_rate": RATES}))
+    real_claim = pack_claim.claim_pack
+    cancelled: list[str] = []
+
+    def claim_then_cancel_one(*args: Any, **kwargs: Any) -> list[queue.Claim]:
+        claims = real_claim(*args, **kwargs)
+        if len(claims) > 1 and not cancelled:  # a client cancels one trial of the pack
+            cancelled.append(claims[1].job_id)
+            assert client.post(f"/v1/jobs/{claims[1].job_id}/cancel").status_code == 202
+        return claims
+
+    monkeypatch.setattr(worker_module.pack_claim, "claim_pack", claim_then_cancel_one)
+    _work(db, pack_trials=4)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    statuses = {t["job_id"]: t["status"] for t in done["trials"]}
+    assert len(cancelled) == 1 and statuses.pop(cancelled[0]) == "cancelled"
+    assert set(statuses.values()) == {"succeeded"}
+    stopped = client.get(f"/v1/jobs/{cancelled[0]}").json()
+    assert stopped["epoch"] < 30  # it left within a batch or so of the request
+    for trial in done["trials"]:
+        if trial["job_id"] != cancelled[0]:
+            assert trial["epochs_run"] == 30
+
+
+def _claim(db: Database, size: int) -> list[queue.Claim]:
+    return pack_claim.claim_pack(db, worker_id="w", lease_seconds=30, size=size)
+
+
+def test_companions_share_the_configuration_and_the_sweep(client: ApiClient, db: Database) -> None:
+    data = make_data(client)
+    # Batch sizes differ: two packs of learning rates; another sweep of the same shape.
+    first = create(client, sweep_body(data, grid=GRID))
+    other = create(client, sweep_body(data, grid={"job.optimizer.learning_rate": RATES}))
+    claims = _claim(db, size=8)
+    assert len(claims) == 4 and len({c.job_id for c in claims}) == 4
+    trials = {t["job_id"]: t for t in client.get(f"/v1/sweeps/{first['id']}").json()["trials"]}
+    assert all(c.job_id in trials for c in claims)
+    batch_sizes = {trials[c.job_id]["params"]["job.batch_size"] for c in claims}
+    assert len(batch_sizes) == 1
+    with db.read_session() as session:
+        rows = session.execute(
+            select(Job.status, Job.attempts, Job.worker_id, Job.lease_token).where(
+                Job.id.in_([c.job_id for c in claims])
+            )
+        ).all()
+    assert {(s, a, w) for s, a, w, _ in rows} == {(JobStatus.RUNNING, 1, "w")}
+    assert all(token == claims[0].lease_token for *_, token in rows)
+    for claim in claims:  # every lease is the job's own, fenced as any claim's
+        assert queue.heartbeat(db, claim, lease_seconds=30).ours
+    second = _claim(db, size=8)
+    assert {trials[c.job_id]["params"]["job.batch_size"] for c in second} != batch_sizes
+    third = _claim(db, size=8)  # the other sweep's, never mixed with the first's
+    others = {t["job_id"] for t in client.get(f"/v1/sweeps/{other['id']}").json()["trials"]}
+    assert {c.job_id for c in third} <= others and len(third) == 4
+    assert _claim(db, size=8) == []
+
+
+def test_companions_respect_max_parallel_and_pack_trials_one(
+    client: ApiClient, db: Database
+) -> None:
+    data = make_data(client)
+    create(client, sweep_body(data, grid=GRID, max_parallel=3))
+    assert len(_claim(db, size=4)) == 3  # the sweep's cap, the first trial included
+    assert _claim(db, size=4) == []  # full: nothing more of it starts
+    data_2 = make_data(client)
+    create(client, sweep_body(data_2, grid=GRID))
+    assert len(_claim(db, size=1)) == 1
+
+
+def test_trials_that_cannot_train_together_are_claimed_alone(
+    client: ApiClient, db: Database
+) -> None:
+    data = make_data(client)
+    job = {"epochs": 3, "batch_size": 16, "validation_split": 0.2, "seed": 2, "diagnostics": True}
+    create(client, sweep_body(data, job=job, grid={"job.optimizer.learning_rate": RATES}))
+    assert len(_claim(db, size=4)) == 1
+    clipped = {**job, "diagnostics": False, "clip_norm": 1.0}
+    data_2 = make_data(client)
+    create(client, sweep_body(data_2, job=clipped, grid={"job.optimizer.learning_rate": RATES}))
+    sizes = []
+    while claims := _claim(db, size=4):
+        sizes.append(len(claims))
+    assert sizes == [1] * 7  # the rest of the first sweep, then the clipped one
