@@ -218,7 +218,15 @@ class EpochLoop:
         """Train on ``other``'s epoch rows instead of this loop's own: for loops on the
         same data with the same batch size, shuffling and seed (the same order and
         batches), so that trials trained together arrange one order per epoch, not one
-        each. Either loop may still run alone afterwards: ``arrange`` is per epoch."""
+        each. Either loop may still run alone afterwards: ``arrange`` is per epoch.
+        ValueError for loops whose rows differ."""
+        mine, theirs = self.epoch_rows, other.epoch_rows
+        if (
+            mine.data is not theirs.data
+            or self.options.batch_size != other.options.batch_size
+            or (mine.shuffle, mine.seed, mine.rule) != (theirs.shuffle, theirs.seed, theirs.rule)
+        ):
+            raise ValueError("these loops train on different rows")
         self.epoch_rows = other.epoch_rows
         self.xs, self.ys = other.xs, other.ys
         self.batches = [

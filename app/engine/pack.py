@@ -49,8 +49,8 @@ from app.engine.training import Trainer, TrainingResult
 
 Array = npt.NDArray[np.floating[Any]]
 PACK_MAX_PARAMETERS = 65_536  # beyond this a step is bound by its matrix products
-# Every optimizer's arrays, by name, as ``Optimizer.state`` gives them.
-_SUPPORTED = ("sgd", "momentum", "adam")
+# The optimizers whose step the pack computes over stacked parameters (``_Update``).
+SUPPORTED_OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
 def pack_key(trainer: Trainer) -> tuple[Any, ...] | None:
@@ -58,7 +58,10 @@ def pack_key(trainer: Trainer) -> tuple[Any, ...] | None:
     loop, options, network = trainer.loop, trainer.options, trainer.network
     if options.diagnostics or options.clip_norm is not None:
         return None
-    if network.params.size > PACK_MAX_PARAMETERS or options.optimizer.name not in _SUPPORTED:
+    if (
+        network.params.size > PACK_MAX_PARAMETERS
+        or options.optimizer.name not in SUPPORTED_OPTIMIZERS
+    ):
         return None
     fused = losses.LOSSES[network.loss].fused_activation == network.activations[-1]
     if not fused and network.activations[-1] == "softmax":
@@ -113,8 +116,9 @@ class Member:
     should_stop: Callable[[], bool] | None = None
 
 
-# What a member's training ended with: its result, or the error it raised.
-Outcome = TrainingResult | EngineError
+# What a member's training ended with: its result, or the error it raised (an
+# EngineError; anything else raised for it alone, by its epoch's end or its ``on_epoch``).
+Outcome = TrainingResult | Exception
 OnLeave = Callable[[int, Outcome], None]
 
 
@@ -318,7 +322,7 @@ def _finished(loop: EpochLoop) -> bool:
     return loop.progress.epoch >= target or loop.progress.early_stopped
 
 
-def _raised(error: EngineError) -> Outcome:
+def _raised(error: Exception) -> Outcome:
     return error
 
 
@@ -356,7 +360,9 @@ class Pack:
             finished = [(i, loop) for i, loop in zip(active, loops, strict=True) if _finished(loop)]
             if finished:
                 ended = [(i, self._ended(i, stopped=False)) for i, _ in finished]
-                return self._part(active, loops, stack, update, on_leave, ended)
+                return self._part(
+                    active, loops, stack, update, on_leave, ended, progress.batches_done
+                )
             rates = []
             first.epoch_rows.arrange(progress.epoch)  # the members' (``share_rows``)
             for loop in loops:
@@ -374,47 +380,48 @@ class Pack:
             start, started = progress.batches_done, time.perf_counter()
             quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
             with subnormals.flushed(), quiet:
-                done, leaver, diverged = self._steps(members, stack, update, start)
+                done, stopper, diverged = self._steps(members, stack, update, start)
             elapsed = time.perf_counter() - started
-            for loop in loops:
+            for j, loop in enumerate(loops):
+                if j in diverged:  # alone, the epoch's progress is not counted either
+                    continue
                 loop.progress.epoch_seconds += elapsed
                 loop.progress.samples_trained += loop.rows(done) - loop.rows(start)
                 loop.progress.batches_done = done
-            if leaver is not None:
-                i, loop = active[leaver], loops[leaver]
+            if diverged:
                 reason = "the outputs or gradients became NaN or infinite"
-                outcome: Callable[[], Outcome] = (
-                    functools.partial(loop._diverged, reason)
-                    if diverged
-                    else self._ended(i, stopped=True)
-                )
-                return self._part(active, loops, stack, update, on_leave, [(i, outcome)])
+                leaving: list[tuple[int, Callable[[], Outcome]]] = [
+                    (active[j], functools.partial(loops[j]._diverged, reason)) for j in diverged
+                ]
+                return self._part(active, loops, stack, update, on_leave, leaving, done)
+            if stopper is not None:
+                stopping = [(active[stopper], self._ended(active[stopper], stopped=True))]
+                return self._part(active, loops, stack, update, on_leave, stopping, done)
             self._copy_out(loops, stack, update, done)
             failed: list[tuple[int, Callable[[], Outcome]]] = []
             for i, member, loop, rate in zip(active, members, loops, rates, strict=True):
                 try:
                     entry = self._end_epoch(loop, rate)
-                except EngineError as error:  # every member's epoch ends all the same
+                    if member.on_epoch is not None:
+                        member.on_epoch(dict(entry))
+                except Exception as error:  # every member's epoch ends all the same
                     failed.append((i, functools.partial(_raised, error)))
-                    continue
-                if member.on_epoch is not None:
-                    member.on_epoch(dict(entry))
             if failed:
-                return self._part(active, loops, stack, update, on_leave, failed)
+                return self._part(active, loops, stack, update, on_leave, failed, done)
 
     def _steps(
         self, members: list[Member], stack: _Stack, update: _Update, start: int
-    ) -> tuple[int, int | None, bool]:
+    ) -> tuple[int, int | None, list[int]]:
         """The epoch's steps from batch ``start``: (batches done, the position of a member
-        that asked to stop or whose outputs turned non-finite, else None, and True for
-        the latter)."""
+        that asked to stop (else None), the positions of those whose outputs turned
+        non-finite at the last check)."""
         first = members[0].trainer.loop
         fill = first._fill if first.epoch_rows.gathers else None
         asks = [(j, m.should_stop) for j, m in enumerate(members) if m.should_stop is not None]
         for index in range(start, len(first.batches)):
             for j, should_stop in asks:
                 if should_stop():
-                    return index, j, False
+                    return index, j, []
             x, y, _, _ = first.batches[index]
             if fill is not None:
                 fill(index, x)
@@ -424,8 +431,8 @@ class Pack:
             if index % CHECK_EVERY == CHECK_EVERY - 1:
                 finite = np.isfinite(z).all(axis=(1, 2))
                 if not finite.all():
-                    return index + 1, int(np.argmin(finite)), True
-        return len(first.batches), None, False
+                    return index + 1, None, np.flatnonzero(~finite).tolist()
+        return len(first.batches), None, []
 
     @staticmethod
     def _copy_out(loops: list[EpochLoop], stack: _Stack, update: _Update, done: int) -> None:
@@ -451,10 +458,12 @@ class Pack:
         update: _Update,
         on_leave: OnLeave,
         leaving: list[tuple[int, Callable[[], Outcome]]],
+        done: int,
     ) -> list[int]:
         """Members leave with their outcomes, made once every member's state is copied
-        out (the leavers' is final, the others' is stacked anew); returns the others."""
-        self._copy_out(loops, stack, update, loops[0].progress.batches_done)
+        out (``done``: the epoch's batches done; the leavers' state is final, the others'
+        is stacked anew); returns the others."""
+        self._copy_out(loops, stack, update, done)
         for i, outcome in leaving:
             on_leave(i, outcome())
         gone = {i for i, _ in leaving}

@@ -133,6 +133,12 @@ class JobRun(Attempt):
             inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
         )
 
+    @property
+    def trainer(self) -> Trainer:
+        """The attempt's trainer (after ``begin``)."""
+        assert self._trainer is not None
+        return self._trainer
+
     def member(self) -> Member:
         """The trainer with this attempt's callbacks, to train alone (``_work``) or with
         others (``app.jobs.pack_run``); after ``begin``."""

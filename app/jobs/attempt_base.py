@@ -18,7 +18,7 @@ from typing import TypeVar
 from app.config import Settings
 from app.engine.errors import EngineError
 from app.jobs import dbretry, endings, faults, queue
-from app.jobs.pulse import Lease, Pulse
+from app.jobs.pulse import Lease
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
 
@@ -48,7 +48,7 @@ class Attempt(ABC):
         blobs: BlobStore,
         settings: Settings,
         claim: queue.Claim,
-        pulse: Pulse | Lease,
+        pulse: Lease,
         stopping: threading.Event,
     ) -> None:
         self.db = db
@@ -77,9 +77,14 @@ class Attempt(ABC):
             log.info("job %s: cannot start: %s", job_id, exc)
             error = f"{self.CANNOT_START}: {exc}"
             return self._ending("fail", lambda: endings.fail(self.db, self.claim, error))
+        self.restart_clock()
+        return None
+
+    def restart_clock(self) -> None:
+        """Count the seconds worked (and the time limit) from now: at the start, and when
+        a pack's trial that waited for the trials before it begins to train."""
         self._clock = time.monotonic()
         self._time_limit_at = self._clock + self.settings.max_job_seconds - self._earlier_seconds
-        return None
 
     @abstractmethod
     def _start(self) -> None:

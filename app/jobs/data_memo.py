@@ -30,7 +30,7 @@ Array = np.ndarray[Any, Any]
 
 _lock = threading.Lock()
 _arrays: dict[str, Array] = {}  # blob hash -> array: the last dataset's x and y
-_prepared: tuple[tuple[Any, ...], bool, TrainingData] | None = None  # key, fitted stats
+_prepared: tuple[tuple[Any, ...], bool | None, TrainingData] | None = None  # key, fitted stats
 
 
 def array(sha256: str, load: Callable[[], Array]) -> Array:
@@ -63,12 +63,13 @@ def _same_standardizer(a: Standardizer | None, b: Standardizer | None) -> bool:
 def preparer(x_sha256: str, y_sha256: str) -> Callable[..., TrainingData]:
     """A ``DataPreparer`` (app/engine/training.py) for the arrays of these two blobs.
 
-    What is kept is data prepared with its classes and statistics fitted from the arrays
-    (a new run's: no classes or standardizer given). It is handed back for the same
-    arrays, network shape, loss, split and seed when the call would prepare the same:
-    another new run with the same ``fit_standardizer``, or a resumed run whose given
-    classes and statistics are the ones it fitted. Anything else (an initial model's
-    classes, an explicit validation set) is prepared anew and not kept."""
+    What is kept is the data last prepared without an explicit validation set: a new
+    run's (classes and statistics fitted from the arrays) or one prepared with given
+    classes and statistics (a resumed run's, an initial model's). It is handed back for
+    the same arrays, network shape, loss, split and seed when the call would prepare the
+    same: another new run with the same ``fit_standardizer`` (of a new run's data only),
+    or a call given the classes and statistics the data holds. Data with an explicit
+    validation set is prepared anew and not kept."""
 
     def prepare(network: Network, x: Any, y: Any, **arguments: Any) -> TrainingData:
         # The arguments are TrainingData.prepare's, passed on as they came.
@@ -102,9 +103,13 @@ def preparer(x_sha256: str, y_sha256: str) -> Callable[..., TrainingData]:
             if given and same_classes and _same_standardizer(standardizer, data.standardizer):
                 return data  # a resumed run (its checkpoint holds what this data fitted)
         data = TrainingData.prepare(network, x, y, **arguments)
-        if validation is None and classes is None and standardizer is None:
+        if validation is None:
+            # A resumed run's too (not handed to a new run: None is no fit_standardizer):
+            # the next continuation of the same sweep gets the same data, and the engine
+            # packs trials on the same data only (app/engine/pack.py).
+            fitted = fit_standardizer if classes is None and standardizer is None else None
             with _lock:
-                _prepared = (key, fit_standardizer, data)
+                _prepared = (key, fitted, data)
         return data
 
     return prepare

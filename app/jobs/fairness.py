@@ -60,14 +60,20 @@ def claim_statement() -> Update:
     return (
         update(Job)
         .where(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        .values(
-            status=JobStatus.RUNNING,
-            attempts=Job.attempts + 1,
-            attempt_start_epoch=func.coalesce(Job.checkpoint_epoch, 0),
-            lease_token=bindparam("token"),
-            lease_expires_at=bindparam("expires"),
-            worker_id=bindparam("worker"),
-            started_at=func.coalesce(Job.started_at, bindparam("now", type_=Job.started_at.type)),
-        )
+        .values(**claimed_values())
         .returning(Job.id, Job.attempts, Job.kind)
     )
+
+
+def claimed_values() -> dict[str, Any]:
+    """What a claim writes to the job it takes: running, one more attempt, the lease
+    (parameters ``token``, ``expires``, ``worker``, ``now``)."""
+    return {
+        "status": JobStatus.RUNNING,
+        "attempts": Job.attempts + 1,
+        "attempt_start_epoch": func.coalesce(Job.checkpoint_epoch, 0),
+        "lease_token": bindparam("token"),
+        "lease_expires_at": bindparam("expires"),
+        "worker_id": bindparam("worker"),
+        "started_at": func.coalesce(Job.started_at, bindparam("now", type_=Job.started_at.type)),
+    }

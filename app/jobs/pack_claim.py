@@ -8,7 +8,12 @@ rate, its schedule, the epochs and early stopping, the same dataset and the same
 checkpointed epoch (a halving rung's continuations resume together). The engine checks
 the trainers it builds once more (``pack.packs``) and trains any that turn out not to
 fit on their own, one after another. The sweep's ``max_parallel`` caps the companions
-too: they count as running trials from this transaction on.
+too: they count as running trials from this transaction on (on PostgreSQL, workers
+taking companions from one sweep do so in turn, each counting the others' claims).
+
+Companions are the first trial's owner's: owners still take turns claim by claim, but
+with one idle worker another owner's job waits behind a whole pack (at most
+``pack_trials`` trials trained together), not behind one trial.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from app.engine.pack import PACK_MAX_PARAMETERS
+from app.engine.pack import PACK_MAX_PARAMETERS, SUPPORTED_OPTIMIZERS
 from app.jobs import fairness
 from app.jobs.queue import JOBS, Claim, core
 from app.storage.database import Database
@@ -54,8 +59,11 @@ _QUEUED_TRIALS = (
     )
     .order_by(Job.created_at, Job.id)
     .limit(CANDIDATES)
-    .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
 )
+# PostgreSQL: claimers of one sweep's companions take turns (a transaction-scoped advisory
+# lock on the sweep), so each counts the others' committed claims against max_parallel;
+# only claimers take it, so it cannot deadlock with a trial's ending or a sweep's cancel.
+_SWEEP_TURN = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("sweep_id"), 0)))
 _ROOM = select(
     Sweep.max_parallel,
     select(func.count())
@@ -63,19 +71,20 @@ _ROOM = select(
     .where(JOBS.c.sweep_id == Sweep.id, JOBS.c.status == JobStatus.RUNNING)
     .scalar_subquery(),
 ).where(Sweep.id == bindparam("sweep_id"))
+# Taken only while still queued, and (PostgreSQL) not locked by another worker's claim,
+# which is skipped rather than waited for.
 _TAKE = (
-    update(JOBS)
-    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.status == JobStatus.QUEUED)
-    .values(
-        status=JobStatus.RUNNING,
-        attempts=JOBS.c.attempts + 1,
-        attempt_start_epoch=func.coalesce(JOBS.c.checkpoint_epoch, 0),
-        lease_token=bindparam("token"),
-        lease_expires_at=bindparam("expires"),
-        worker_id=bindparam("worker"),
-        started_at=func.coalesce(JOBS.c.started_at, bindparam("now", type_=Job.started_at.type)),
+    update(Job)
+    .where(
+        Job.id
+        == select(Job.id)
+        .where(Job.id == bindparam("job_id"), Job.status == JobStatus.QUEUED)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery(),
+        Job.status == JobStatus.QUEUED,
     )
-    .returning(JOBS.c.attempts)
+    .values(**fairness.claimed_values())
+    .returning(Job.attempts)
 )
 
 
@@ -92,6 +101,8 @@ def pack_signature(
     if init_model_id is not None or options.get("diagnostics", True):
         return None
     if options.get("clip_norm") is not None:
+        return None
+    if (options.get("optimizer") or {}).get("name", "adam") not in SUPPORTED_OPTIMIZERS:
         return None
     layers = network_config.get("layers") or []
     sizes = [int(network_config.get("input_size", 0)), *(int(ly["units"]) for ly in layers)]
@@ -141,13 +152,16 @@ def _companions(session: Session, job_id: str, params: dict[str, Any], room: int
     signature = pack_signature(*trial[1:])
     if signature is None:
         return []
+    if connection.dialect.name == "postgresql":
+        connection.execute(_SWEEP_TURN, {"sweep_id": trial.sweep_id})
     cap, running = connection.execute(_ROOM, {"sweep_id": trial.sweep_id}).one()
     if cap is not None:
         room = min(room, cap - running)
     claims: list[Claim] = []
     if room <= 0:
         return claims
-    for row in connection.execute(_QUEUED_TRIALS, {"sweep_id": trial.sweep_id}):
+    # All read before the first is taken: SQLite's scan must not run under its updates.
+    for row in connection.execute(_QUEUED_TRIALS, {"sweep_id": trial.sweep_id}).all():
         if pack_signature(*row[1:]) != signature:
             continue
         taken = connection.execute(_TAKE, {**params, "job_id": row.id}).first()

@@ -19,9 +19,11 @@ import threading
 from collections.abc import Callable
 
 from app.config import Settings
-from app.engine.pack import Member, Outcome, Pack, packs
+from app.engine.errors import EngineError
+from app.engine.pack import Outcome, Pack, packs
+from app.engine.training import TrainingResult
 from app.jobs.attempt import JobRun
-from app.jobs.pulse import Lease
+from app.jobs.pulse import Lease, Pulse
 from app.jobs.queue import Claim
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
@@ -35,33 +37,38 @@ def run_pack(
     db: Database,
     blobs: BlobStore,
     settings: Settings,
+    pulse: Pulse,
     leases: list[Lease],
     stopping: threading.Event,
     guard: Guard,
 ) -> int:
-    """Run the trials of ``leases`` (one per claimed trial); the number that ended."""
-    trials = [
-        (lease, JobRun(db, blobs, settings, lease.claim, lease, stopping)) for lease in leases
-    ]
+    """Run the trials of ``leases`` (one per claimed trial); the number that ended. Each
+    trial's lease is dropped from ``pulse`` once its outcome is written (or left to the
+    lease), so the pulse renews only the trials still training."""
     ended = 0
     started: list[tuple[Lease, JobRun]] = []
-    for lease, run in trials:
+    for lease in leases:
+        run = JobRun(db, blobs, settings, lease.claim, lease, stopping)
         outcome = guard(lease.claim, lease, run.begin)
         if outcome is None:
             started.append((lease, run))
         else:
             ended += int(outcome)
-    members = [run.member() for _, run in started]
-    for group in packs([member.trainer for member in members]):
-        if len(group) == 1:
-            lease, run = started[group[0]]
+            pulse.drop(lease)
+    for group in packs([run.trainer for _, run in started]):
+        trials = [started[i] for i in group]
+        for _, run in trials:  # a later group's trials waited: not time they worked
+            run.restart_clock()
+        if len(trials) == 1:
+            lease, run = trials[0]
             ended += int(bool(guard(lease.claim, lease, run.work)))
-            continue
-        ended += _together([started[i] for i in group], [members[i] for i in group], guard)
+            pulse.drop(lease)
+        else:
+            ended += _together(pulse, trials, guard)
     return ended
 
 
-def _together(trials: list[tuple[Lease, JobRun]], members: list[Member], guard: Guard) -> int:
+def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) -> int:
     """Train one pack's trials together, each concluded as it leaves; the number that
     ended."""
     log.info(
@@ -76,14 +83,20 @@ def _together(trials: list[tuple[Lease, JobRun]], members: list[Member], guard: 
         nonlocal ended
         left.add(i)
         lease, run = trials[i]
-        ended += int(bool(guard(lease.claim, lease, functools.partial(run.conclude, outcome))))
+        if isinstance(outcome, TrainingResult | EngineError):
+            conclude = functools.partial(run.conclude, outcome)
+        else:  # raised for this trial alone (a bug): it fails, the others go on
+            conclude = functools.partial(_reraise, outcome)
+        ended += int(bool(guard(lease.claim, lease, conclude)))
+        pulse.drop(lease)
 
     try:
-        Pack(members).run(on_leave)
-    except Exception as exc:  # a bug: every trial still in the pack fails with it
+        Pack([run.member() for _, run in trials]).run(on_leave)
+    except Exception as exc:  # a bug in the pack itself: every trial still in it fails
         for i, (lease, _) in enumerate(trials):
             if i not in left:
                 ended += int(bool(guard(lease.claim, lease, functools.partial(_reraise, exc))))
+                pulse.drop(lease)
     return ended
 
 

@@ -86,16 +86,11 @@ class Pulse(threading.Thread):
         self._worker_id = worker_id
         self._lock = threading.Lock()
         self._leases: list[Lease] = []
-        self._idle = Lease(queue.Claim("", "", worker_id, 0), self._lock, 0.0)  # none held
         self._jobs_done = 0
         self._wake = threading.Event()
         self._stopped = threading.Event()
 
     # --- called by the worker's main thread
-    def hold(self, claim: queue.Claim | None, *, finished_one: bool = False) -> None:
-        """Start (``claim``: its lease is read at once) or stop (None) renewing a lease."""
-        self.hold_all([] if claim is None else [claim], finished=int(finished_one))
-
     def hold_all(self, claims: list[queue.Claim], *, finished: int = 0) -> list[Lease]:
         """Renew these jobs' leases (read at once) instead of the ones held so far; count
         ``finished`` jobs done. Returns their leases, in order."""
@@ -106,24 +101,11 @@ class Pulse(threading.Thread):
         self._wake.set()
         return leases
 
-    def _first(self) -> Lease:
+    def drop(self, lease: Lease) -> None:
+        """Stop renewing and polling one held lease: its job ended, or was left to its
+        lease (a pack's other trials go on)."""
         with self._lock:
-            return self._leases[0] if self._leases else self._idle
-
-    # The first held job's lease, for a worker that holds one.
-    @property
-    def view(self) -> LeaseView:
-        return self._first().view
-
-    @property
-    def alarm(self) -> threading.Event:
-        return self._first().alarm
-
-    def ending(self) -> None:
-        self._first().ending()
-
-    def lease_deadline(self) -> float:
-        return self._first().lease_deadline()
+            self._leases = [held for held in self._leases if held is not lease]
 
     def stop(self) -> None:
         self._stopped.set()
@@ -142,12 +124,16 @@ class Pulse(threading.Thread):
             now = time.monotonic()
             with self._lock:
                 leases = self._leases
-            if leases is not held:  # new jobs (their leases were just taken) or none
+            if leases is not held:  # new jobs (their leases were just taken), fewer, none
+                if not set(leases) <= set(held):
+                    next_renew = now + renew_every
+                    # New jobs are read at once: a job can come back to the queue with a
+                    # cancel pending (queue.requeue_expired), which should not train a
+                    # batch longer.
+                    next_poll = now
+                if not leases:
+                    next_renew = next_poll = math.inf
                 held = leases
-                next_renew = now + renew_every if leases else math.inf
-                # New jobs are read at once: a job can come back to the queue with a cancel
-                # pending (queue.requeue_expired), which should not train a batch longer.
-                next_poll = now if leases else math.inf
             try:
                 if now >= next_beat:
                     self._beat(leases[0].claim if leases else None)
@@ -174,16 +160,10 @@ class Pulse(threading.Thread):
                 next_renew, next_poll = max(next_renew, retry), max(next_poll, retry)
             self._wake.wait(max(0.0, min(next_beat, next_renew, next_poll) - time.monotonic()))
 
-    def poll(self, lease: Lease | queue.Claim) -> None:
+    def poll(self, lease: Lease) -> None:
         """Read a held job's lease once, without renewing it, and publish what it says
         (the thread does this every :data:`CANCEL_POLL_SECONDS` between renewals)."""
-        if isinstance(lease, queue.Claim):
-            lease = next((held for held in self._held() if held.claim is lease), self._idle)
         self._report(lease, queue.read_lease(self._db, lease.claim))
-
-    def _held(self) -> list[Lease]:
-        with self._lock:
-            return list(self._leases)
 
     def _report(
         self, lease: Lease, state: queue.LeaseState, *, renewed_at: float | None = None

@@ -139,7 +139,7 @@ class Worker:
                     continue
                 leases = pulse.hold_all(claims)
                 try:
-                    done += self._run(leases)
+                    done += self._run(pulse, leases)
                 finally:
                     pulse.hold_all([], finished=len(claims))
                     quick_until = time.monotonic() + QUICK_POLL_WINDOW
@@ -157,7 +157,7 @@ class Worker:
             return min(QUICK_POLL_SECONDS, self.settings.poll_seconds)
         return self.settings.poll_seconds
 
-    def _run(self, leases: list[Lease]) -> int:
+    def _run(self, pulse: Pulse, leases: list[Lease]) -> int:
         """Run the claimed jobs (one, or the trials of a pack); the number that ended."""
         if len(leases) > 1:
             self._store_down = False
@@ -165,6 +165,7 @@ class Worker:
                 self.db,
                 self.blobs,
                 self.settings,
+                pulse,
                 leases,
                 self.stopping,
                 functools.partial(self._guarded, wait_on_store=False),

@@ -7,6 +7,7 @@ and respect ``max_parallel``."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -167,3 +168,69 @@ def test_trials_that_cannot_train_together_are_claimed_alone(
     while claims := _claim(db, size=4):
         sizes.append(len(claims))
     assert sizes == [1] * 7  # the rest of the first sweep, then the clipped one
+
+
+def test_a_stop_signal_releases_every_trial_of_a_pack(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM's flag set while a pack trains: each trial stops within a batch and goes
+    back to the queue; a later worker trains them all to the end."""
+    data = make_data(client)
+    job = {"epochs": 5, "batch_size": 8, "validation_split": 0.2, "seed": 2}
+    sweep = create(client, sweep_body(data, job=job, grid={"job.optimizer.learning_rate": RATES}))
+    settings = Settings(database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05)
+    worker = Worker(db, settings, "stopped")
+    real_claim = pack_claim.claim_pack
+    claimed: list[list[queue.Claim]] = []
+
+    def claim_then_stop(*args: Any, **kwargs: Any) -> list[queue.Claim]:
+        claims = real_claim(*args, **kwargs)
+        claimed.append(claims)
+        worker.stopping.set()  # the signal lands as the pack starts
+        return claims
+
+    monkeypatch.setattr(worker_module.pack_claim, "claim_pack", claim_then_stop)
+    assert worker.run() == 0
+    assert len(claimed) == 1 and len(claimed[0]) == 4
+    with db.read_session() as session:
+        rows = session.execute(
+            select(Job.status, Job.lease_token, Job.epoch).where(Job.sweep_id == sweep["id"])
+        ).all()
+    assert [(status, token, epoch) for status, token, epoch in rows] == [
+        (JobStatus.QUEUED, None, 0)
+    ] * 4
+    monkeypatch.undo()
+    _work(db, pack_trials=4)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "succeeded"
+    assert {t["epochs_run"] for t in done["trials"]} == {5}
+
+
+def test_workers_claiming_at_once_take_disjoint_trials_within_max_parallel(
+    client: ApiClient, db: Database
+) -> None:
+    data = make_data(client)
+    create(client, sweep_body(data, grid=GRID, max_parallel=5))
+    barrier = threading.Barrier(2)
+    results: list[list[queue.Claim]] = [[], []]
+
+    def claim(slot: int) -> None:
+        barrier.wait()
+        results[slot] = pack_claim.claim_pack(db, worker_id=f"w{slot}", lease_seconds=30, size=4)
+
+    threads = [threading.Thread(target=claim, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    ids = [c.job_id for claims in results for c in claims]
+    assert len(ids) == len(set(ids))  # never the same trial twice
+    # Companions never take the sweep past its cap: only the first claim of each worker
+    # may, when both count at once (as before packs: at most one per worker).
+    assert all(claims for claims in results) and len(ids) <= 5 + 1
+    assert sum(len(claims) - 1 for claims in results) <= 5 - 2
+    with db.read_session() as session:
+        running = session.execute(
+            select(Job.id, Job.worker_id).where(Job.status == JobStatus.RUNNING)
+        ).all()
+    assert sorted(running) == sorted((c.job_id, c.worker_id) for claims in results for c in claims)

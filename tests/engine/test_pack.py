@@ -258,3 +258,49 @@ def test_what_cannot_pack() -> None:
     assert packs(trainers) == [[0, 4], [1], [2], [3]]
     with pytest.raises(ValueError):
         Pack([Member(plain), Member(other_batch)])
+
+
+def test_members_diverging_at_the_same_check_all_leave_as_they_would_alone() -> None:
+    x, y = _data("regression", rows=163)
+    memo = _Memo()
+    hidden = [{"units": 6, "activation": "relu"}]
+
+    def make(rate: float, prepare: Any) -> Trainer:
+        opts = OptimizerOptions(name="sgd", learning_rate=rate)
+        return _trainer(x, y, "regression", hidden, prepare, optimizer=opts, epochs=4, batch_size=2)
+
+    rates = (0.001, 10.0, 9.0)
+    packed = [make(rate, memo) for rate in rates]
+    outcomes = _run_pack(packed)
+    for i in (1, 2):
+        alone = make(rates[i], _Memo())
+        with pytest.raises(DivergenceError) as raised:
+            alone.run()
+        assert isinstance(outcomes[i], DivergenceError)
+        assert outcomes[i].message == raised.value.message
+        assert "the outputs or gradients became NaN" in outcomes[i].message
+        assert packed[i].progress.to_dict() == alone.progress.to_dict() | {
+            "epoch_seconds": packed[i].progress.epoch_seconds
+        }
+        assert np.array_equal(packed[i].network.params, alone.network.params, equal_nan=True)
+    assert isinstance(outcomes[0], TrainingResult)
+
+
+def test_a_one_row_last_batch_under_softmax() -> None:
+    x, y = _data("multiclass", rows=90)
+    hidden = [{"units": 5, "activation": "relu"}]
+    rows = _trainer(x, y, "multiclass", hidden, _Memo()).data.train_count
+
+    def make(rate: float, prepare: Any) -> Trainer:
+        opts = OptimizerOptions(name="adam", learning_rate=rate)
+        return _trainer(
+            x, y, "multiclass", hidden, prepare, optimizer=opts, epochs=3, batch_size=rows - 1
+        )
+
+    memo = _Memo()
+    packed = [make(rate, memo) for rate in RATES]
+    _run_pack(packed)
+    for rate, trainer in zip(RATES, packed, strict=True):
+        alone = make(rate, _Memo())
+        alone.run()
+        _same(trainer, alone)

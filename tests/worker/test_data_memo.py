@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from app.engine.network import Network
+from app.engine.pack import packs
 from app.engine.training import Trainer, TrainingOptions
 from app.engine.trainingdata import TrainingData
 from app.jobs import data_memo
@@ -124,3 +125,32 @@ def test_different_labels_are_never_served_the_kept_data() -> None:
     assert data is not kept and data.classes == [2, 1, 0]
     validation = prepare(network(), x, y, validation_split=0.0, seed=3, validation=(x[:10], y[:10]))
     assert isinstance(validation, TrainingData) and validation is not kept
+
+
+def test_continuations_resumed_on_a_cold_memo_share_their_data_and_pack() -> None:
+    """A halving rung's continuations, resumed by a worker that kept nothing (restarted,
+    or last on another dataset), get one prepared data, so the engine packs them; a new
+    run is not served data prepared for a resumed one."""
+    x, y = rows()
+    prepare = data_memo.preparer("x" * 64, "y" * 64)
+    checkpoints = []
+    for rate in (0.01, 0.03):
+        trainer = Trainer(
+            network(),
+            x,
+            y,
+            options(diagnostics=False, optimizer={"name": "adam", "learning_rate": rate}),
+            prepare=prepare,
+        )
+        trainer.loop.stop_at = 2
+        trainer.run()
+        checkpoints.append((trainer.checkpoint(), trainer.history))
+    data_memo.forget()
+    resumed = [
+        Trainer.resume(checkpoint, x, y, history=history, prepare=prepare)
+        for checkpoint, history in checkpoints
+    ]
+    assert resumed[0].data is resumed[1].data
+    assert packs(resumed) == [[0, 1]]
+    fresh = Trainer(network(), x, y, options(), prepare=prepare)
+    assert fresh.data is not resumed[0].data

@@ -32,7 +32,7 @@ def pulse(migrated_db: Database, make_settings: MakeSettings) -> Iterator[Pulse]
     try:
         yield pulse
     finally:
-        pulse.hold(None)
+        pulse.hold_all([])
         pulse.stop()
     assert not pulse.is_alive()
 
@@ -48,13 +48,14 @@ def test_a_cancel_reaches_the_pulse_long_before_the_next_renewal(
     migrated_db: Database, pulse: Pulse
 ) -> None:
     claim = _claim(migrated_db)
-    pulse.hold(claim)
+    (lease,) = pulse.hold_all([claim])
     expires = get_job(migrated_db, claim.job_id).lease_expires_at
-    assert pulse.view == LeaseView()
+    assert lease.view == LeaseView()
 
     assert cancel(migrated_db, claim.job_id)[0]
 
-    view = wait_for(lambda: pulse.view if pulse.view.cancel_requested else None, what="cancel")
+    view = wait_for(lambda: lease.view if lease.view.cancel_requested else None, what="cancel")
+    assert lease.alarm.is_set()
     assert not view.lost
     assert get_job(migrated_db, claim.job_id).lease_expires_at == expires  # read, not renewed
 
@@ -63,11 +64,11 @@ def test_a_lost_lease_reaches_the_pulse_long_before_the_next_renewal(
     migrated_db: Database, pulse: Pulse
 ) -> None:
     claim = _claim(migrated_db)
-    pulse.hold(claim)
+    (lease,) = pulse.hold_all([claim])
     expire_lease(migrated_db, claim.job_id)
     assert requeue_expired(migrated_db, max_attempts=3) == 1  # back in the queue
 
-    view = wait_for(lambda: pulse.view if pulse.view.lost else None, what="lost lease")
+    view = wait_for(lambda: lease.view if lease.view.lost else None, what="lost lease")
     assert not view.cancel_requested
 
 
@@ -77,17 +78,17 @@ def test_a_lost_lease_reaches_the_pulse_long_before_the_next_renewal(
 def test_a_lease_cleared_by_the_workers_own_ending_is_not_reported_lost(
     migrated_db: Database, make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A pulse polled by hand, exactly between the ending's commit and hold(None).
+    # A pulse polled by hand, exactly between the ending's commit and hold_all([]).
     held = Pulse(migrated_db, make_settings(migrated_db.url), worker_id="w")
     claim = _claim(migrated_db)
-    held.hold(claim)
-    held.ending()
+    (lease,) = held.hold_all([claim])
+    lease.ending()
     assert endings.release(migrated_db, claim)  # the worker's final write: lease cleared
 
     with caplog.at_level(logging.WARNING, logger="backprop.worker"):
-        held.poll(claim)
+        held.poll(lease)
 
-    assert held.view == LeaseView()
+    assert lease.view == LeaseView()
     assert "lost the lease" not in caplog.text
 
 
@@ -96,14 +97,14 @@ def test_a_lease_taken_away_is_still_reported_lost_when_polled(
 ) -> None:
     held = Pulse(migrated_db, make_settings(migrated_db.url), worker_id="w")
     claim = _claim(migrated_db)
-    held.hold(claim)
+    (lease,) = held.hold_all([claim])
     expire_lease(migrated_db, claim.job_id)
     assert requeue_expired(migrated_db, max_attempts=3) == 1  # not the worker's doing
 
     with caplog.at_level(logging.WARNING, logger="backprop.worker"):
-        held.poll(claim)
+        held.poll(lease)
 
-    assert held.view.lost
+    assert lease.view.lost
     assert f"lost the lease of job {claim.job_id}" in caplog.text
 
 
@@ -114,22 +115,24 @@ def test_a_pulse_read_right_after_the_final_commit_logs_no_lost_lease(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A real worker trains a job; its pulse reads the lease right after the final commit
-    (before the worker's hold(None)): the window where the soak saw 3 false warnings in
+    (before the worker's hold_all([])): the window where the soak saw 3 false warnings in
     143 jobs."""
     settings = make_settings(migrated_db.url, lease_seconds=LONG_LEASE, checkpoint_seconds=0)
     (job_id,) = add_training_jobs(migrated_db, epochs=3)
-    pulses: list[Pulse] = []
+    pulses: list[tuple[Pulse, list[Lease]]] = []
 
     class Recorded(Pulse):
         def hold_all(self, claims: list[Claim], *, finished: int = 0) -> list[Lease]:
-            pulses.append(self)
-            return super().hold_all(claims, finished=finished)
+            leases = super().hold_all(claims, finished=finished)
+            pulses.append((self, leases))
+            return leases
 
     real_finish = endings.finish
 
     def finish_then_poll(db: Database, claim: Claim, *args: Any, **kwargs: Any) -> Any:
         outcome = real_finish(db, claim, *args, **kwargs)
-        pulses[-1].poll(claim)
+        pulse, leases = next(p for p in reversed(pulses) if p[1])
+        pulse.poll(next(lease for lease in leases if lease.claim == claim))
         return outcome
 
     monkeypatch.setattr(worker_module, "Pulse", Recorded)
@@ -140,3 +143,40 @@ def test_a_pulse_read_right_after_the_final_commit_logs_no_lost_lease(
     assert get_job(migrated_db, job_id).status == JobStatus.SUCCEEDED
     assert f"job {job_id}: succeeded" in caplog.text  # the final commit ran, then the poll
     assert "lost the lease" not in caplog.text
+
+
+def test_a_pulse_holding_several_leases_renews_and_polls_each_one(
+    migrated_db: Database, make_settings: MakeSettings
+) -> None:
+    """A pack's trials: every lease is renewed, a cancel or a lost lease reaches that
+    trial's lease alone, and a dropped lease is no longer renewed."""
+    settings = make_settings(migrated_db.url, lease_seconds=0.6)  # renewals every 0.2 s
+    pulse = Pulse(migrated_db, settings, worker_id="w")
+    add_jobs(migrated_db, 3)
+    claims = [claim_next(migrated_db, worker_id="w", lease_seconds=0.6) for _ in range(3)]
+    assert all(claims)
+    pulse.start()
+    try:
+        leases = pulse.hold_all(claims)
+        before = {c.job_id: get_job(migrated_db, c.job_id).lease_expires_at for c in claims}
+
+        def renewed() -> bool | None:
+            now = {c.job_id: get_job(migrated_db, c.job_id).lease_expires_at for c in claims}
+            return all(now[k] > before[k] for k in now) or None
+
+        wait_for(renewed, what="every lease renewed")
+        assert cancel(migrated_db, claims[1].job_id)[0]
+        wait_for(lambda: leases[1].alarm.is_set() or None, what="the cancel")
+        assert leases[1].view.cancel_requested
+        assert not leases[0].alarm.is_set() and not leases[2].alarm.is_set()
+        pulse.drop(leases[2])
+        dropped = get_job(migrated_db, claims[2].job_id).lease_expires_at
+        kept = get_job(migrated_db, claims[0].job_id).lease_expires_at
+        wait_for(
+            lambda: get_job(migrated_db, claims[0].job_id).lease_expires_at > kept or None,
+            what="another renewal",
+        )
+        assert get_job(migrated_db, claims[2].job_id).lease_expires_at == dropped
+    finally:
+        pulse.hold_all([])
+        pulse.stop()
