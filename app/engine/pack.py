@@ -465,7 +465,11 @@ class Pack:
         is stacked anew); returns the others."""
         self._copy_out(loops, stack, update, done)
         for i, outcome in leaving:
-            on_leave(i, outcome())
+            try:
+                result = outcome()
+            except Exception as error:  # its own (finish_run's) trouble: its outcome
+                result = error
+            on_leave(i, result)
         gone = {i for i, _ in leaving}
         return [i for i in active if i not in gone]
 

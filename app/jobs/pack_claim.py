@@ -9,7 +9,8 @@ checkpointed epoch (a halving rung's continuations resume together). The engine 
 the trainers it builds once more (``pack.packs``) and trains any that turn out not to
 fit on their own, one after another. The sweep's ``max_parallel`` caps the companions
 too: they count as running trials from this transaction on (on PostgreSQL, workers
-taking companions from one sweep do so in turn, each counting the others' claims).
+taking companions from one sweep do so in turn, each counting the others' claims; one
+that finds another taking them claims its one trial alone).
 
 Companions are the first trial's owner's: owners still take turns claim by claim, but
 with one idle worker another owner's job waits behind a whole pack (at most
@@ -62,8 +63,12 @@ _QUEUED_TRIALS = (
 )
 # PostgreSQL: claimers of one sweep's companions take turns (a transaction-scoped advisory
 # lock on the sweep), so each counts the others' committed claims against max_parallel;
-# only claimers take it, so it cannot deadlock with a trial's ending or a sweep's cancel.
-_SWEEP_TURN = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("sweep_id"), 0)))
+# only claimers take it, so it cannot deadlock with a trial's ending or a sweep's cancel,
+# and a claimer that finds it taken claims its one job without companions, never waiting
+# (another claimer could be stalled inside its transaction).
+_SWEEP_TURN = select(
+    func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("sweep_id"), 0))
+)
 _ROOM = select(
     Sweep.max_parallel,
     select(func.count())
@@ -152,8 +157,9 @@ def _companions(session: Session, job_id: str, params: dict[str, Any], room: int
     signature = pack_signature(*trial[1:])
     if signature is None:
         return []
-    if connection.dialect.name == "postgresql":
-        connection.execute(_SWEEP_TURN, {"sweep_id": trial.sweep_id})
+    postgres = connection.dialect.name == "postgresql"
+    if postgres and not connection.execute(_SWEEP_TURN, {"sweep_id": trial.sweep_id}).scalar():
+        return []
     cap, running = connection.execute(_ROOM, {"sweep_id": trial.sweep_id}).one()
     if cap is not None:
         room = min(room, cap - running)

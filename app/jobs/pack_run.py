@@ -87,7 +87,10 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
             conclude = functools.partial(run.conclude, outcome)
         else:  # raised for this trial alone (a bug): it fails, the others go on
             conclude = functools.partial(_reraise, outcome)
-        ended += int(bool(guard(lease.claim, lease, conclude)))
+        try:
+            ended += int(bool(guard(lease.claim, lease, conclude)))
+        except Exception:  # what even the guard could not handle: this trial's lease decides
+            log.exception("job %s: its ending failed; left to its lease", lease.claim.job_id)
         pulse.drop(lease)
 
     try:

@@ -140,15 +140,17 @@ class Pulse(threading.Thread):
                     next_beat = now + WORKER_BEAT_SECONDS
                 if leases and now >= next_renew:
                     for lease in leases:
-                        lease_state = queue.heartbeat(
-                            self._db, lease.claim, lease_seconds=self._lease_seconds
-                        )
-                        self._report(lease, lease_state, renewed_at=now)
+                        if self._holds(lease):  # not dropped meanwhile: renewed
+                            lease_state = queue.heartbeat(
+                                self._db, lease.claim, lease_seconds=self._lease_seconds
+                            )
+                            self._report(lease, lease_state, renewed_at=now)
                     next_renew = now + renew_every
                     next_poll = now + CANCEL_POLL_SECONDS
                 elif leases and now >= next_poll:
                     for lease in leases:
-                        self.poll(lease)
+                        if self._holds(lease):
+                            self.poll(lease)
                     next_poll = now + CANCEL_POLL_SECONDS
             except SQLAlchemyError as exc:
                 # The database is away (a restart): not a lost lease. Retry soon, not at
@@ -164,6 +166,10 @@ class Pulse(threading.Thread):
         """Read a held job's lease once, without renewing it, and publish what it says
         (the thread does this every :data:`CANCEL_POLL_SECONDS` between renewals)."""
         self._report(lease, queue.read_lease(self._db, lease.claim))
+
+    def _holds(self, lease: Lease) -> bool:
+        with self._lock:
+            return lease in self._leases
 
     def _report(
         self, lease: Lease, state: queue.LeaseState, *, renewed_at: float | None = None

@@ -31,7 +31,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_QUICK_WAIT_SECONDS = 0.25  # short looks at a busy write lock before SQLite's handler
 PG_CONNECT_TIMEOUT_SECONDS = 5
 PG_TCP_USER_TIMEOUT_MS = 15_000
 POOL_TIMEOUT_SECONDS = 10.0
@@ -62,37 +61,51 @@ def _install_sqlite_pragmas(engine: Engine, foreign_keys: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        if mode != "IMMEDIATE" or not _begin_immediate_soon(
-            connection.connection.driver_connection
-        ):
+        if mode != "IMMEDIATE":
             connection.exec_driver_sql(f"BEGIN {mode}")
+            return
+        raw = connection.connection.driver_connection
+        try:
+            raw.execute("PRAGMA busy_timeout=0")
+            if not _begin_immediate_soon(raw):
+                # Still busy after the busy timeout, or another error: SQLAlchemy raises
+                # it, wrapped as for any statement (busy_timeout 0: at once).
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            try:
+                raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            except sqlite3.Error:  # a broken connection: not put back in the pool
+                connection.invalidate()
+
+
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _begin_immediate_soon(dbapi_connection: sqlite3.Connection) -> bool:
-    """``BEGIN IMMEDIATE`` with short looks at a busy write lock for up to
-    :data:`SQLITE_QUICK_WAIT_SECONDS`; False when it is still busy (the caller then waits
-    with SQLite's busy timeout, which raises the usual errors).
+    """``BEGIN IMMEDIATE``, looking at a busy write lock again every 50 µs-1 ms until
+    :data:`SQLITE_BUSY_TIMEOUT_MS` has passed; False then, or on any other error (the
+    caller raises it). The connection's own busy timeout is 0 meanwhile.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15 ms... between its looks, while the
     worker's transactions (a claim, a trial's ending) hold the lock 1-3 ms: a writer that
-    finds the lock held oversleeps it by a few milliseconds, ~0.1-0.2 s of each worker's
-    time in a halving sweep of the benchmark (BENCHMARKS.md §9).
+    finds the lock held overslept it by a few milliseconds, ~0.1-0.2 s of each worker's
+    time in a halving sweep of the benchmark, and a long waiter lost the lock to every
+    newcomer (BENCHMARKS.md §9).
     """
-    dbapi_connection.execute("PRAGMA busy_timeout=0")
-    try:
-        deadline = time.monotonic() + SQLITE_QUICK_WAIT_SECONDS
-        pause = 50e-6
-        while True:
-            try:
-                dbapi_connection.execute("BEGIN IMMEDIATE")
-                return True
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    return False
-            time.sleep(pause)
-            pause = min(2 * pause, 1e-3)
-    finally:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 50e-6
+    while True:
+        try:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
+            if code not in _BUSY:
+                return False
+            if time.monotonic() >= deadline:
+                return False
+        time.sleep(pause)
+        pause = min(2 * pause, 1e-3)
 
 
 def make_engine(url: str, *, sqlite_foreign_keys: bool = True) -> Engine:

@@ -199,7 +199,7 @@ def test_a_stop_signal_releases_every_trial_of_a_pack(
     assert [(status, token, epoch) for status, token, epoch in rows] == [
         (JobStatus.QUEUED, None, 0)
     ] * 4
-    monkeypatch.undo()
+    monkeypatch.setattr(worker_module.pack_claim, "claim_pack", real_claim)
     _work(db, pack_trials=4)
     done = client.get(f"/v1/sweeps/{sweep['id']}").json()
     assert done["status"] == "succeeded"

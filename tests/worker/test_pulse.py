@@ -148,35 +148,41 @@ def test_a_pulse_read_right_after_the_final_commit_logs_no_lost_lease(
 def test_a_pulse_holding_several_leases_renews_and_polls_each_one(
     migrated_db: Database, make_settings: MakeSettings
 ) -> None:
-    """A pack's trials: every lease is renewed, a cancel or a lost lease reaches that
-    trial's lease alone, and a dropped lease is no longer renewed."""
-    settings = make_settings(migrated_db.url, lease_seconds=0.6)  # renewals every 0.2 s
+    """A pack's trials: every lease is renewed, a cancel reaches that trial's lease alone,
+    and a dropped lease is no longer renewed."""
+    settings = make_settings(migrated_db.url, lease_seconds=3.0)  # renewals every 1 s
     pulse = Pulse(migrated_db, settings, worker_id="w")
     add_jobs(migrated_db, 3)
-    claims = [claim_next(migrated_db, worker_id="w", lease_seconds=0.6) for _ in range(3)]
-    assert all(claims)
+    claims = [claim_next(migrated_db, worker_id="w", lease_seconds=3.0) for _ in range(3)]
+    held = [claim for claim in claims if claim is not None]
+    assert len(held) == 3
     pulse.start()
+
+    def expiry(claim: Claim) -> Any:
+        return get_job(migrated_db, claim.job_id).lease_expires_at
+
+    def renewal_of(claim: Claim) -> None:
+        before = expiry(claim)
+        wait_for(lambda: expiry(claim) > before or None, what="a renewal", timeout=10)
+
     try:
-        leases = pulse.hold_all(claims)
-        before = {c.job_id: get_job(migrated_db, c.job_id).lease_expires_at for c in claims}
-
-        def renewed() -> bool | None:
-            now = {c.job_id: get_job(migrated_db, c.job_id).lease_expires_at for c in claims}
-            return all(now[k] > before[k] for k in now) or None
-
-        wait_for(renewed, what="every lease renewed")
-        assert cancel(migrated_db, claims[1].job_id)[0]
-        wait_for(lambda: leases[1].alarm.is_set() or None, what="the cancel")
+        leases = pulse.hold_all(held)
+        before = {c.job_id: expiry(c) for c in held}
+        wait_for(
+            lambda: all(expiry(c) > before[c.job_id] for c in held) or None,
+            what="every lease renewed",
+            timeout=10,
+        )
+        assert cancel(migrated_db, held[1].job_id)[0]
+        wait_for(lambda: leases[1].alarm.is_set() or None, what="the cancel", timeout=10)
         assert leases[1].view.cancel_requested
         assert not leases[0].alarm.is_set() and not leases[2].alarm.is_set()
         pulse.drop(leases[2])
-        dropped = get_job(migrated_db, claims[2].job_id).lease_expires_at
-        kept = get_job(migrated_db, claims[0].job_id).lease_expires_at
-        wait_for(
-            lambda: get_job(migrated_db, claims[0].job_id).lease_expires_at > kept or None,
-            what="another renewal",
-        )
-        assert get_job(migrated_db, claims[2].job_id).lease_expires_at == dropped
+        renewal_of(held[0])  # a round under way when it was dropped is over
+        dropped = expiry(held[2])
+        renewal_of(held[0])
+        renewal_of(held[0])
+        assert expiry(held[2]) == dropped
     finally:
         pulse.hold_all([])
         pulse.stop()
