@@ -3,6 +3,8 @@
 SQLite (the embedded default) gets WAL, a busy timeout, foreign keys, and write
 transactions begun ``IMMEDIATE``: SQLite has no row locks, so a transaction that would
 read and then write must take the write lock up front, or two of them deadlock on upgrade.
+A writer that finds the lock held looks again every 50 µs-1 ms until the busy timeout
+(``_begin_immediate_soon``), not through SQLite's handler, which sleeps 1, 2, 5, 10 ms...
 Read-only work uses :func:`Database.read_session`, which begins ``DEFERRED``, or, for a
 statement that names tables, :func:`Database.read_connection` (no ORM session; rolled back
 at its end).
