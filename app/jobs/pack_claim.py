@@ -20,8 +20,6 @@ with one idle worker another owner's job waits behind a whole pack (at most
 from __future__ import annotations
 
 import json
-import secrets
-from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -30,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from app.engine.pack import PACK_MAX_PARAMETERS, SUPPORTED_OPTIMIZERS
 from app.jobs import fairness
-from app.jobs.queue import JOBS, Claim, core
+from app.jobs.queue import JOBS, Claim, claim_parameters, core, take_next
 from app.storage.database import Database
-from app.storage.tables import Job, JobKind, JobStatus, Sweep, utcnow
+from app.storage.tables import Job, JobKind, JobStatus, Sweep
 
 CANDIDATES = 64  # queued trials of the sweep looked at for companions, oldest first
 
@@ -130,22 +128,14 @@ _MAY_DIFFER = ("optimizer", "epochs", "lr_schedule", "early_stopping")
 def claim_pack(db: Database, *, worker_id: str, lease_seconds: float, size: int) -> list[Claim]:
     """The next queued job (``queue.claim_next``'s rules), and up to ``size - 1`` queued
     trials of its sweep that would train with it; [] when nothing may start."""
-    token = secrets.token_hex(16)
-    now = utcnow()
-    params = {
-        "token": token,
-        "expires": now + timedelta(seconds=lease_seconds),
-        "worker": worker_id,
-        "now": now,
-    }
+    params = claim_parameters(worker_id, lease_seconds)
     with db.session() as session:
-        row = core(session).execute(fairness.claim_statement(), params).first()
-        if row is None:
+        first = take_next(session, params)
+        if first is None:
             return []
-        job_id, attempts, kind = row
-        claims = [Claim(job_id, token, worker_id, attempts, kind)]
-        if kind == JobKind.TRAIN and size > 1:
-            claims += _companions(session, job_id, params, size - 1)
+        claims = [first]
+        if first.kind == JobKind.TRAIN and size > 1:
+            claims += _companions(session, first.job_id, params, size - 1)
     return claims
 
 

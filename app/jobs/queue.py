@@ -276,20 +276,31 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
     Fair across owners: the job of the owner with the fewest running jobs goes first, the
     oldest among equals (so one owner's 200-trial sweep does not starve another owner's
     single job). A sweep's trial waits while its sweep runs ``max_parallel`` trials."""
-    token = secrets.token_hex(16)
+    params = claim_parameters(worker_id, lease_seconds)
+    with db.session() as session:
+        return take_next(session, params)
+
+
+def claim_parameters(worker_id: str, lease_seconds: float) -> dict[str, Any]:
+    """The bound parameters of a claim (``fairness.claimed_values``): a new lease token,
+    its expiry, the worker, now."""
     now = utcnow()
-    params = {
-        "token": token,
+    return {
+        "token": secrets.token_hex(16),
         "expires": now + timedelta(seconds=lease_seconds),
         "worker": worker_id,
         "now": now,
     }
-    with db.session() as session:
-        row = core(session).execute(fairness.claim_statement(), params).first()
+
+
+def take_next(session: Session, params: dict[str, Any]) -> Claim | None:
+    """In ``session``'s transaction: the next queued job (the rules above) taken with the
+    lease of ``params`` (``claim_parameters``), or None."""
+    row = core(session).execute(fairness.claim_statement(), params).first()
     if row is None:
         return None
     job_id, attempts, kind = row
-    return Claim(job_id=job_id, lease_token=token, worker_id=worker_id, attempt=attempts, kind=kind)
+    return Claim(job_id, params["token"], params["worker"], attempts, kind)
 
 
 def _lease_state(row: AnyRow | None) -> LeaseState:
