@@ -272,13 +272,9 @@ class EpochLoop:
         Raises DivergenceError if the loss, the outputs or the weights become non-finite.
         """
         options, progress = self.options, self.progress
-        schedule = schedules.get(options.lr_schedule.name)
         target = min(options.epochs, self.stop_at or options.epochs)
         while progress.epoch < target and not progress.early_stopped:
-            rate = schedule(
-                options.optimizer.learning_rate, progress.epoch, options.epochs, options.lr_schedule
-            )
-            self.optimizer.learning_rate = rate
+            rate = self.start_epoch_rate()
             self.epoch_rows.arrange(progress.epoch)
             start, started = progress.batches_done, time.perf_counter()
             # The epoch's arithmetic with subnormals flushed to zero (slow on x86, and too
@@ -302,6 +298,20 @@ class EpochLoop:
                 on_epoch(dict(entry))
         self.wrap_up()
         return False
+
+    def start_epoch_rate(self) -> float:
+        """The learning rate of the epoch about to run (the schedule's), set on the
+        optimizer and returned as the schedule gave it (for the history)."""
+        options = self.options
+        schedule = schedules.get(options.lr_schedule.name)
+        rate = schedule(
+            options.optimizer.learning_rate,
+            self.progress.epoch,
+            options.epochs,
+            options.lr_schedule,
+        )
+        self.optimizer.learning_rate = rate
+        return rate
 
     def wrap_up(self) -> None:
         """The end of a run that was not stopped: with early stopping, the best weights

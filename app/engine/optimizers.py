@@ -192,8 +192,7 @@ class SGD(Optimizer):
 
     def _update(self, pieces: Pieces) -> None:
         for p, g in pieces:
-            np.multiply(g, self._neg_lr, out=g)
-            np.add(p, g, out=p)
+            sgd_pass(p, g, self._neg_lr)
 
 
 class Momentum(Optimizer):
@@ -209,17 +208,8 @@ class Momentum(Optimizer):
         self._mu = np.array(options.momentum, dtype=params.dtype)
 
     def _update(self, pieces: Pieces) -> None:
-        mu = self._mu
         for p, g, v in pieces:
-            np.multiply(g, self._neg_lr, out=g)  # g ← -lr·g
-            np.multiply(v, mu, out=v)
-            np.add(v, g, out=v)  # v ← μ·v - lr·g
-            if self.nesterov:
-                np.add(p, g, out=p)
-                np.multiply(v, mu, out=g)
-                np.add(p, g, out=p)  # p ← p + μ·v - lr·g
-            else:
-                np.add(p, v, out=p)  # p ← p + v
+            momentum_pass(p, g, v, self._neg_lr, self._mu, self.nesterov)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Array]]:
         return {}, {"velocity": self.velocity}
@@ -260,20 +250,9 @@ class Adam(Optimizer):
         super().step(params, grads)
 
     def _update(self, pieces: Pieces) -> None:
+        b1, b2, eps, step = self._one_minus_b1, self._one_minus_b2, self._eps_hat, self._neg_step
         for p, g, m, v in pieces:
-            tmp = self._scratch[: p.size]
-            np.subtract(g, m, out=tmp)
-            np.multiply(tmp, self._one_minus_b1, out=tmp)
-            np.add(m, tmp, out=m)  # m ← m + (1-β1)(g - m)
-            np.multiply(g, g, out=g)
-            np.subtract(g, v, out=g)
-            np.multiply(g, self._one_minus_b2, out=g)
-            np.add(v, g, out=v)  # v ← v + (1-β2)(g² - v)
-            np.sqrt(v, out=g)
-            np.add(g, self._eps_hat, out=g)
-            np.divide(m, g, out=g)
-            np.multiply(g, self._neg_step, out=g)
-            np.add(p, g, out=p)
+            adam_pass(p, g, m, v, self._scratch[: p.size], b1, b2, eps, step)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Array]]:
         return {"t": self.t}, {"m": self.m, "v": self.v}
@@ -282,6 +261,56 @@ class Adam(Optimizer):
         self.t = int(counters["t"])
         self.m[...] = arrays["m"]
         self.v[...] = arrays["v"]
+
+
+# --- the elementwise passes, over any arrays that broadcast: a flat piece with 0-d
+# constants here, the stacked members of a pack with a column of rates (app/engine/pack.py)
+
+
+def sgd_pass(p: Array, g: Array, neg_lr: Array) -> None:
+    """p ← p - lr·g (``g`` left as scratch)."""
+    np.multiply(g, neg_lr, out=g)
+    np.add(p, g, out=p)
+
+
+def momentum_pass(p: Array, g: Array, v: Array, neg_lr: Array, mu: Array, nesterov: bool) -> None:
+    """v ← μ·v - lr·g; p ← p + v, or p + μ·v - lr·g with nesterov (``g`` as scratch)."""
+    np.multiply(g, neg_lr, out=g)  # g ← -lr·g
+    np.multiply(v, mu, out=v)
+    np.add(v, g, out=v)  # v ← μ·v - lr·g
+    if nesterov:
+        np.add(p, g, out=p)
+        np.multiply(v, mu, out=g)
+        np.add(p, g, out=p)  # p ← p + μ·v - lr·g
+    else:
+        np.add(p, v, out=p)  # p ← p + v
+
+
+def adam_pass(
+    p: Array,
+    g: Array,
+    m: Array,
+    v: Array,
+    tmp: Array,
+    one_minus_b1: Array,
+    one_minus_b2: Array,
+    eps_hat: Array,
+    neg_step: Array,
+) -> None:
+    """Adam's step with the corrections folded into ``eps_hat`` and ``neg_step`` (see
+    ``Adam``); ``g`` and ``tmp`` (p's shape) are scratch."""
+    np.subtract(g, m, out=tmp)
+    np.multiply(tmp, one_minus_b1, out=tmp)
+    np.add(m, tmp, out=m)  # m ← m + (1-β1)(g - m)
+    np.multiply(g, g, out=g)
+    np.subtract(g, v, out=g)
+    np.multiply(g, one_minus_b2, out=g)
+    np.add(v, g, out=v)  # v ← v + (1-β2)(g² - v)
+    np.sqrt(v, out=g)
+    np.add(g, eps_hat, out=g)
+    np.divide(m, g, out=g)
+    np.multiply(g, neg_step, out=g)
+    np.add(p, g, out=p)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import activations, losses, schedules, subnormals
+from app.engine import activations, losses, optimizers, subnormals
 from app.engine.errors import EngineError
 from app.engine.loop import CHECK_EVERY, EpochLoop
 from app.engine.network import aligned_zeros
@@ -273,33 +273,24 @@ class _Update:
             for j, loop in enumerate(self.loops):  # as Adam.step rounds it, member by member
                 self.rates[j, 0] = -loop.optimizer.learning_rate * c2 / c1
             self.eps_hat[...] = self.epsilon * c2
-            m, v, tmp = self.state["m"], self.state["v"], self.scratch
-            np.subtract(g, m, out=tmp)
-            np.multiply(tmp, self.one_minus_b1, out=tmp)
-            np.add(m, tmp, out=m)
-            np.multiply(g, g, out=g)
-            np.subtract(g, v, out=g)
-            np.multiply(g, self.one_minus_b2, out=g)
-            np.add(v, g, out=v)
-            np.sqrt(v, out=g)
-            np.add(g, self.eps_hat, out=g)
-            np.divide(m, g, out=g)
-            np.multiply(g, self.rates, out=g)
-            np.add(p, g, out=p)
-            return
-        np.multiply(g, self.rates, out=g)  # g ← -lr·g (rates hold -lr)
-        if self.name == "sgd":
-            np.add(p, g, out=p)
-            return
-        v = self.state["velocity"]
-        np.multiply(v, self.mu, out=v)
-        np.add(v, g, out=v)
-        if self.nesterov:
-            np.add(p, g, out=p)
-            np.multiply(v, self.mu, out=g)
+            m, v = self.state["m"], self.state["v"]
+            optimizers.adam_pass(
+                p,
+                g,
+                m,
+                v,
+                self.scratch,
+                self.one_minus_b1,
+                self.one_minus_b2,
+                self.eps_hat,
+                self.rates,
+            )
+        elif self.name == "sgd":
+            optimizers.sgd_pass(p, g, self.rates)  # rates hold -lr
         else:
-            g = v
-        np.add(p, g, out=p)
+            optimizers.momentum_pass(
+                p, g, self.state["velocity"], self.rates, self.mu, self.nesterov
+            )
 
     def set_rates(self) -> None:
         """The members' learning rates of this epoch (sgd, momentum: -lr as stored)."""
@@ -363,19 +354,8 @@ class Pack:
                 return self._part(
                     active, loops, stack, update, on_leave, ended, progress.batches_done
                 )
-            rates = []
             first.epoch_rows.arrange(progress.epoch)  # the members' (``share_rows``)
-            for loop in loops:
-                options = loop.options
-                schedule = schedules.get(options.lr_schedule.name)
-                rate = schedule(
-                    options.optimizer.learning_rate,
-                    loop.progress.epoch,
-                    options.epochs,
-                    options.lr_schedule,
-                )
-                loop.optimizer.learning_rate = rate
-                rates.append(rate)
+            rates = [loop.start_epoch_rate() for loop in loops]
             update.set_rates()
             start, started = progress.batches_done, time.perf_counter()
             quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
