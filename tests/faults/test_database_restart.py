@@ -111,6 +111,10 @@ def test_postgres_restart_mid_training_under_predict_load(
     model_id = api.expect(200, "GET", "/v1/models")["items"][0]["id"]
     job_id = api.submit_job(network_id, dataset_id, **options)
     wait_for_epoch(cluster.probe, job_id, 20, timeout=120)
+    # The worker is held (SIGSTOP) until the database is down, so the job is still
+    # running when the outage begins however fast the machine (its 250 epochs once ended
+    # within the second of answers below); it then trains, and commits, through it.
+    worker.stop()
 
     load = Load(cluster, model_id, job_id)
     threads = load.run()
@@ -119,6 +123,7 @@ def test_postgres_restart_mid_training_under_predict_load(
     assert at_stop["status"] == JobStatus.RUNNING and at_stop["epoch"] < workload.epochs
     stopped_at = time.monotonic()
     pg_server.stop("fast")
+    worker.cont()
     time.sleep(OUTAGE_SECONDS)
     pg_server.start()
     started_at = time.monotonic()
