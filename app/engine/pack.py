@@ -119,7 +119,9 @@ class Member:
 # What a member's training ended with: its result, or the error it raised (an
 # EngineError; anything else raised for it alone, by its epoch's end or its ``on_epoch``).
 Outcome = TrainingResult | Exception
-OnLeave = Callable[[int, Outcome], None]
+# The members that leave at one point (an epoch's end, a divergence check), together:
+# (i, outcome) for each member i, so that their endings can be written at once.
+OnLeave = Callable[[list[tuple[int, Outcome]]], None]
 
 
 class _Stack:
@@ -319,7 +321,8 @@ def _raised(error: Exception) -> Outcome:
 
 class Pack:
     """Members trained in lockstep (see the module docstring); ``run`` trains them all
-    and reports each one's outcome to ``on_leave`` as it leaves."""
+    and reports each one's outcome to ``on_leave`` as it leaves (those that leave at the
+    same point in one call)."""
 
     def __init__(self, members: Sequence[Member]) -> None:
         keys = {pack_key(m.trainer) for m in members}
@@ -331,7 +334,8 @@ class Pack:
             member.trainer.loop.share_rows(first)
 
     def run(self, on_leave: OnLeave) -> None:
-        """Train until every member has left: ``on_leave(i, outcome)`` for member i."""
+        """Train until every member has left: ``on_leave([(i, outcome), ...])`` with the
+        members that leave at one point."""
         active = list(range(len(self.members)))
         while active:
             active = self._run_stack(active, on_leave)
@@ -444,12 +448,14 @@ class Pack:
         out (``done``: the epoch's batches done; the leavers' state is final, the others'
         is stacked anew); returns the others."""
         self._copy_out(loops, stack, update, done)
+        outcomes: list[tuple[int, Outcome]] = []
         for i, outcome in leaving:
             try:
                 result = outcome()
             except Exception as error:  # its own (finish_run's) trouble: its outcome
                 result = error
-            on_leave(i, result)
+            outcomes.append((i, result))
+        on_leave(outcomes)
         gone = {i for i, _ in leaving}
         return [i for i in active if i not in gone]
 
@@ -460,6 +466,6 @@ class Pack:
         try:
             result = member.trainer.run(on_epoch=member.on_epoch, should_stop=member.should_stop)
         except EngineError as error:
-            on_leave(i, error)
+            on_leave([(i, error)])
             return
-        on_leave(i, result)
+        on_leave([(i, result)])

@@ -268,54 +268,22 @@ class JobRun(Attempt):
         if self.lease_gone():
             log.warning("job %s: lease lost; leaving the job to its new owner", job_id)
             return False
-        best = functools.partial(self._best, progress := self._progress())
         if not result.stopped:
-            assert self._trainer is not None
-            # With early stopping the model holds the best epoch's weights: its metrics too.
-            best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
-            # The model's blob (and a paused trial's checkpoint, beside it) is written by
-            # the blob writer while this thread builds the final commit; the commit waits
-            # for both to be in the store: inside the transaction for a file store's small
-            # blobs, overlapping its statements (~1-2 ms of a trial's ending), else before
-            # it (OVERLAPPED_WRITE_BYTES).
-            weights = PendingBlob(self.blobs, result.model.export_npz())
-            checkpoint = self._paused_checkpoint()  # serialised while the weights go out
-            metrics = scores_of(best_entry) if best_entry else progress.metrics
-            model = model_row(result.model, weights, metrics)
-            hook = crash_hook("before_final_commit")
-
-            def stored() -> None:  # the blobs the commit refers to are in the store
-                weights.wait()
-                if checkpoint is not None:
-                    checkpoint.wait()
-
-            def before_commit() -> None:
-                stored()
-                if hook is not None:
-                    hook()
-
-            written = weights.size + (checkpoint.size if checkpoint is not None else 0)
-            if not self.blobs.local or written > OVERLAPPED_WRITE_BYTES:
-                stored()
-            self._inject_cancel("before_final_commit")
+            item = self.finishing(result)
             outcome = self._ending(
                 "finish",
                 lambda: endings.finish(
                     self.db,
-                    self.claim,
-                    progress,
-                    model,
-                    best=best,
-                    before_commit=before_commit,
-                    checkpoint_sha256=checkpoint.sha256 if checkpoint is not None else None,
+                    item.claim,
+                    item.progress,
+                    item.model,
+                    best=item.best,
+                    before_commit=item.before_commit,
+                    checkpoint_sha256=item.checkpoint_sha256,
                 ),
             )
-            faults.crash_point("after_final_commit")
-            if outcome.status is None:
-                log.warning("job %s: lease lost before the final commit; not written", job_id)
-                return False
-            log.info("job %s: %s, model %s", job_id, outcome.status, outcome.model_id)
-            return True
+            return self.finished(outcome)
+        best = functools.partial(self._best, progress := self._progress())
         lease = self.settings.lease_seconds
         state = self._retrying(
             "lease check", lambda: queue.heartbeat(self.db, self.claim, lease_seconds=lease)
@@ -332,6 +300,58 @@ class JobRun(Attempt):
         )
         log.info("job %s: released (cancel requested: %s)", job_id, state.cancel_requested)
         return released and state.cancel_requested
+
+    def finishing(self, result: TrainingResult) -> endings.Finishing:
+        """The final commit of a complete run (``result`` not stopped, the lease not
+        known lost), for :func:`endings.finish` or, with a pack's other trials that ended
+        at the same epoch, :func:`endings.finish_together`. The model's blob (and a
+        paused trial's checkpoint, beside it) is written by the blob writer while this
+        thread builds the commit; the commit waits for both to be in the store: inside the
+        transaction for a file store's small blobs, overlapping its statements (~1-2 ms
+        of a trial's ending), else before it (OVERLAPPED_WRITE_BYTES)."""
+        assert self._trainer is not None and not result.stopped
+        progress = self._progress()
+        # With early stopping the model holds the best epoch's weights: its metrics too.
+        best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
+        weights = PendingBlob(self.blobs, result.model.export_npz())
+        checkpoint = self._paused_checkpoint()  # serialised while the weights go out
+        metrics = scores_of(best_entry) if best_entry else progress.metrics
+        hook = crash_hook("before_final_commit")
+
+        def stored() -> None:  # the blobs the commit refers to are in the store
+            weights.wait()
+            if checkpoint is not None:
+                checkpoint.wait()
+
+        def before_commit() -> None:
+            stored()
+            if hook is not None:
+                hook()
+
+        written = weights.size + (checkpoint.size if checkpoint is not None else 0)
+        if not self.blobs.local or written > OVERLAPPED_WRITE_BYTES:
+            stored()
+        self._inject_cancel("before_final_commit")
+        return endings.Finishing(
+            self.claim,
+            progress,
+            model_row(result.model, weights, metrics),
+            best=functools.partial(self._best, progress),
+            before_commit=before_commit,
+            checkpoint_sha256=checkpoint.sha256 if checkpoint is not None else None,
+        )
+
+    def finished(self, outcome: endings.Outcome) -> bool:
+        """After the final commit of :meth:`finishing`: whether the job ended (False when
+        the lease was lost and nothing was written)."""
+        faults.crash_point("after_final_commit")
+        if outcome.status is None:
+            log.warning(
+                "job %s: lease lost before the final commit; not written", self.claim.job_id
+            )
+            return False
+        log.info("job %s: %s, model %s", self.claim.job_id, outcome.status, outcome.model_id)
+        return True
 
     def _inject_cancel(self, point: str) -> None:
         """Test hook (faults.CANCEL_POINTS): a client's cancel request lands right here."""

@@ -22,11 +22,12 @@ from app.config import Settings
 from app.engine.errors import EngineError
 from app.engine.pack import Outcome, Pack, packs
 from app.engine.training import TrainingResult
+from app.jobs import dbretry, endings
 from app.jobs.attempt import JobRun
 from app.jobs.pulse import Lease, Pulse
 from app.jobs.queue import Claim
 from app.storage.blobs import BlobStore
-from app.storage.database import Database
+from app.storage.database import Database, brief
 
 log = logging.getLogger("backprop.worker")
 
@@ -79,19 +80,37 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
     ended = 0
     left: set[int] = set()
 
-    def on_leave(i: int, outcome: Outcome) -> None:
+    def conclude(i: int, outcome: Outcome) -> None:
         nonlocal ended
-        left.add(i)
         lease, run = trials[i]
         if isinstance(outcome, TrainingResult | EngineError):
-            conclude = functools.partial(run.conclude, outcome)
+            call = functools.partial(run.conclude, outcome)
         else:  # raised for this trial alone (a bug): it fails, the others go on
-            conclude = functools.partial(_reraise, outcome)
+            call = functools.partial(_reraise, outcome)
         try:
-            ended += int(bool(guard(lease.claim, lease, conclude)))
+            ended += int(bool(guard(lease.claim, lease, call)))
         except Exception:  # what even the guard could not handle: this trial's lease decides
             log.exception("job %s: its ending failed; left to its lease", lease.claim.job_id)
         pulse.drop(lease)
+
+    def on_leave(group: list[tuple[int, Outcome]]) -> None:
+        nonlocal ended
+        left.update(i for i, _ in group)
+        finishing = [
+            (i, outcome)
+            for i, outcome in group
+            if isinstance(outcome, TrainingResult)
+            and not outcome.stopped
+            and not trials[i][1].lease_gone()
+        ]
+        if len(finishing) > 1 and trials[0][1].db.is_sqlite:  # see finish_together
+            written = _finish_together([(i, *trials[i], result) for i, result in finishing])
+            for i, done in written.items():
+                ended += int(done)
+                pulse.drop(trials[i][0])
+            group = [(i, outcome) for i, outcome in group if i not in written]
+        for i, outcome in group:
+            conclude(i, outcome)
 
     try:
         Pack([run.member() for _, run in trials]).run(on_leave)
@@ -101,6 +120,35 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
                 ended += int(bool(guard(lease.claim, lease, functools.partial(_reraise, exc))))
                 pulse.drop(lease)
     return ended
+
+
+def _finish_together(trials: list[tuple[int, Lease, JobRun, TrainingResult]]) -> dict[int, bool]:
+    """The final commits of trials that completed at the same epoch, in one transaction
+    (:func:`app.jobs.endings.finish_together`): {i: whether trial i ended} for those it
+    wrote. The others end on their own, as they would alone: one whose cancel was
+    requested, and all of them when the transaction could not be written (their blob
+    store or database trouble is then handled there)."""
+    try:
+        items = [run.finishing(result) for _, _, run, result in trials]
+        for _, lease, _, _ in trials:
+            lease.ending()
+        outcomes = dbretry.until_deadline(
+            lambda: endings.finish_together(trials[0][2].db, items),
+            deadline=lambda: min(lease.lease_deadline() for _, lease, _, _ in trials),
+            what="jobs " + ", ".join(lease.claim.job_id for _, lease, _, _ in trials) + ": finish",
+        )
+    except Exception as exc:
+        log.warning("a pack's endings could not be written together: %s", brief(exc))
+        return {}
+    log.info(
+        "jobs %s: their endings written in one transaction",
+        ", ".join(lease.claim.job_id for _, lease, _, _ in trials),
+    )
+    return {
+        i: run.finished(outcome)
+        for (i, _, run, _), outcome in zip(trials, outcomes, strict=True)
+        if outcome is not None
+    }
 
 
 def _reraise(exc: Exception) -> bool:

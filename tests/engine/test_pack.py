@@ -86,7 +86,7 @@ def _same(a: Trainer, b: Trainer) -> None:
 def _run_pack(trainers: list[Trainer], **callbacks: Any) -> dict[int, Any]:
     outcomes: dict[int, Any] = {}
     members = [Member(t, **callbacks.get(str(i), {})) for i, t in enumerate(trainers)]
-    Pack(members).run(lambda i, outcome: outcomes.__setitem__(i, outcome))
+    Pack(members).run(outcomes.update)
     return outcomes
 
 
@@ -304,3 +304,23 @@ def test_a_one_row_last_batch_under_softmax() -> None:
         alone = make(rate, _Memo())
         alone.run()
         _same(trainer, alone)
+
+
+def test_members_that_leave_at_the_same_point_are_reported_together() -> None:
+    """One ``on_leave`` call per point of leaving, with every member that leaves there:
+    the service writes their endings in one transaction (app/jobs/pack_run.py)."""
+    x, y = _data("multiclass")
+    memo = _Memo()
+    hidden = [{"units": 6, "activation": "tanh"}]
+    packed = [
+        _trainer(x, y, "multiclass", hidden, memo, epochs=epochs, batch_size=16)
+        for epochs in (5, 3, 5, 3)
+    ]
+    calls: list[list[tuple[int, int]]] = []
+
+    def on_leave(group: list[tuple[int, Any]]) -> None:
+        calls.append([(i, outcome.epochs_run) for i, outcome in group])
+
+    Pack([Member(t) for t in packed]).run(on_leave)
+
+    assert calls == [[(1, 3), (3, 3)], [(0, 5), (2, 5)]]

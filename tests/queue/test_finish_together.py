@@ -1,0 +1,93 @@
+"""Several jobs' final commits in one transaction (``endings.finish_together``, used for
+a pack's trials that complete at the same epoch): each ends exactly as ``finish`` would
+end it alone — a succeeded job with its model, nothing written for a job whose lease was
+lost, and a job whose cancel was requested left for its own ending, which cancels it."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.jobs.endings import Finishing, Outcome, TrainedModel, finish, finish_together
+from app.jobs.queue import Claim, Progress, claim_next, heartbeat
+from app.storage.database import Database
+from app.storage.tables import JobStatus
+from tests.queue.rows import add_jobs, cancel, get_job, models_of
+
+
+def _progress(epoch: int) -> Progress:
+    history = [{"epoch": e, "loss": 1.0 / e} for e in range(1, epoch + 1)]
+    return Progress(
+        epoch=epoch,
+        metrics={"loss": 1.0 / epoch},
+        history=history,
+        samples_trained=4 * epoch,
+        train_seconds=0.1,
+    )
+
+
+def _model(name: str) -> TrainedModel:
+    return TrainedModel(config={"format": name}, weights_sha256=name, weights_size=3, metrics=None)
+
+
+def _claims(db: Database, count: int) -> list[Claim]:
+    add_jobs(db, count)
+    claims = [claim_next(db, worker_id="w", lease_seconds=30) for _ in range(count)]
+    assert all(claim is not None for claim in claims)
+    return [claim for claim in claims if claim is not None]
+
+
+def test_each_job_ends_as_it_would_alone(migrated_db: Database) -> None:
+    done, lost, cancelled = _claims(migrated_db, 3)
+    stolen = Claim(lost.job_id, "not-the-token", lost.worker_id, lost.attempt, lost.kind)
+    cancel(migrated_db, cancelled.job_id, keep_model=True)
+    hooks: list[str] = []
+    items = [
+        Finishing(
+            claim,
+            _progress(3),
+            _model(claim.job_id),
+            before_commit=lambda c=claim: hooks.append(c.job_id),
+        )
+        for claim in (done, stolen, cancelled)
+    ]
+
+    outcomes = finish_together(migrated_db, items)
+
+    first, second, third = outcomes
+    assert first is not None and first.status == JobStatus.SUCCEEDED and first.model_id
+    assert second == Outcome(None)  # the lease is not ours: nothing written
+    assert third is None  # its cancel was requested: left for its own ending
+    assert hooks == [done.job_id]  # only a written job's blobs are awaited
+    job = get_job(migrated_db, done.job_id)
+    assert (job.status, job.epoch, job.metrics) == (JobStatus.SUCCEEDED, 3, {"loss": 1 / 3})
+    assert [m.id for m in models_of(migrated_db, done.job_id)] == [first.model_id]
+    assert get_job(migrated_db, lost.job_id).status == JobStatus.RUNNING
+    assert models_of(migrated_db, lost.job_id) == []
+    running = get_job(migrated_db, cancelled.job_id)
+    assert running.status == JobStatus.RUNNING and running.cancel_requested
+    # The cancelled job's own ending, as alone: cancelled, its model kept (keep_model).
+    ending = finish(
+        migrated_db, cancelled, _progress(3), _model("mine"), best=lambda: _model("best")
+    )
+    assert ending.status == JobStatus.CANCELLED
+    assert [m.config for m in models_of(migrated_db, cancelled.job_id)] == [{"format": "best"}]
+    assert heartbeat(migrated_db, lost, lease_seconds=30).ours  # the real owner still holds it
+
+
+def test_a_failing_commit_writes_none_of_them(migrated_db: Database) -> None:
+    first, second = _claims(migrated_db, 2)
+
+    def broken() -> None:
+        raise OSError("the blob store went away")
+
+    items = [
+        Finishing(first, _progress(2), _model("a")),
+        Finishing(second, _progress(2), _model("b"), before_commit=broken),
+    ]
+    with pytest.raises(OSError, match="went away"):
+        finish_together(migrated_db, items)
+
+    for claim in (first, second):
+        job = get_job(migrated_db, claim.job_id)
+        assert job.status == JobStatus.RUNNING and job.epoch == 0
+        assert models_of(migrated_db, claim.job_id) == []
