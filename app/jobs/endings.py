@@ -146,16 +146,23 @@ def finish_together(db: Database, finishing: Sequence[Finishing]) -> list[Outcom
     which takes them in another order (``app.jobs.pack_run`` ends them one by one)."""
     with db.session() as session:
         outcomes = [_finish_in(session, item) for item in finishing]
-        for item, outcome in zip(finishing, outcomes, strict=True):
-            written = outcome is not None and outcome.status is not None
-            if written and item.before_commit is not None:
+        written = [
+            item
+            for item, outcome in zip(finishing, outcomes, strict=True)
+            if outcome is not None and outcome.status is not None
+        ]
+        # Each sweep advances once, after all of its trials' rows are written.
+        sweep_advance.trials_ended(session, [item.claim.job_id for item in written])
+        for item in written:
+            if item.before_commit is not None:
                 item.before_commit()
     return outcomes
 
 
 def _finish_in(session: Session, item: Finishing) -> Outcome | None:
-    """One job's finish inside ``session``'s transaction: its outcome, or None when its
-    cancel was requested (it is ended afterwards, outside this transaction)."""
+    """One job's finish inside ``session``'s transaction (its sweep advanced by the
+    caller): its outcome, or None when its cancel was requested (it is ended afterwards,
+    outside this transaction)."""
     values = {**progress_values(item.progress), **ended_values(JobStatus.SUCCEEDED)}
     if item.checkpoint_sha256 is not None:
         values.update(
@@ -169,7 +176,6 @@ def _finish_in(session: Session, item: Finishing) -> Outcome | None:
         return None
     _write(session, item.claim, values, item.progress)
     model_id = _store_model(session, item.claim, item.model, (owner_id, network_id))
-    sweep_advance.trial_ended(session, item.claim.job_id)
     return Outcome(JobStatus.SUCCEEDED, model_id)
 
 

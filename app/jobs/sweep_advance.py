@@ -70,10 +70,13 @@ _SWEEPS, _JOBS = core_table(Sweep), core_table(Job)
 # The statements of every trial's end, built once (with the ending's others, a sweep of
 # short trials spent more building and compiling them than running them).
 _SWEEP_OF_JOB = select(_JOBS.c.sweep_id).where(_JOBS.c.id == bindparam("b_job"))
-_NUMBER_ENDING = (
+_SWEEPS_OF_JOBS = select(_JOBS.c.id, _JOBS.c.sweep_id).where(
+    _JOBS.c.id.in_(bindparam("b_jobs", expanding=True))
+)
+_NUMBER_ENDINGS = (
     update(_SWEEPS)
     .where(_SWEEPS.c.id == bindparam("b_sweep"))
-    .values(events=_SWEEPS.c.events + 1)
+    .values(events=_SWEEPS.c.events + bindparam("b_count"))
     .returning(_SWEEPS.c.events, _SWEEPS.c.status, _SWEEPS.c.strategy, _SWEEPS.c.metric)
 )
 _SET_EVENT = (
@@ -89,22 +92,46 @@ _END_SWEEP = (
 
 def trial_ended(session: Session, job_id: str) -> None:
     """Advance the sweep of job ``job_id`` (nothing for a job outside a sweep)."""
+    trials_ended(session, [job_id])
+
+
+def trials_ended(session: Session, job_ids: Sequence[str]) -> None:
+    """:func:`trial_ended` for jobs that ended in one transaction (a pack's trials), in
+    order: their endings numbered in that order, and each sweep advanced once, after the
+    last (what it decides depends only on the trials' rows, all written by then)."""
     connection = session.connection()
-    sweep_id = connection.execute(_SWEEP_OF_JOB, {"b_job": job_id}).scalar()
-    if sweep_id is None:
-        return
-    # Numbering the ending locks the sweep row (the UPDATE's own row lock on PostgreSQL).
-    numbered = connection.execute(_NUMBER_ENDING, {"b_sweep": sweep_id}).first()
-    if numbered is None:
-        return
-    events, status, strategy, metric = numbered
-    connection.execute(_SET_EVENT, {"b_job": job_id, "b_event": events})
-    if status in SWEEP_TERMINAL:
-        return
-    sweep = SweepState(sweep_id, status, strategy, metric)
+    if len(job_ids) == 1:
+        sweep_id = connection.execute(_SWEEP_OF_JOB, {"b_job": job_ids[0]}).scalar()
+        by_sweep = {sweep_id: list(job_ids)} if sweep_id is not None else {}
+    else:
+        by_sweep = {}
+        found = dict(connection.execute(_SWEEPS_OF_JOBS, {"b_jobs": list(job_ids)}).all())
+        for job_id in job_ids:
+            if (sweep_id := found.get(job_id)) is not None:
+                by_sweep.setdefault(sweep_id, []).append(job_id)
+    for sweep_id, ended in by_sweep.items():
+        # Numbering the endings locks the sweep row (the UPDATE's own row lock on PostgreSQL).
+        numbered = connection.execute(
+            _NUMBER_ENDINGS, {"b_sweep": sweep_id, "b_count": len(ended)}
+        ).first()
+        if numbered is None:
+            continue
+        events, status, strategy, metric = numbered
+        first = events - len(ended) + 1
+        connection.execute(
+            _SET_EVENT, [{"b_job": j, "b_event": first + k} for k, j in enumerate(ended)]
+        )
+        if status not in SWEEP_TERMINAL:
+            _advance(session, SweepState(sweep_id, status, strategy, metric))
+
+
+def _advance(session: Session, sweep: SweepState) -> None:
+    """Queue the next rung, or end the sweep, once its trials' rows say so."""
+    connection = session.connection()
+    strategy = sweep.strategy
     # Every trial's status and epochs (small columns: this runs at each trial's end); the
     # options and metrics only of a finished rung, to rank it.
-    rows = connection.execute(_TRIALS, {"b_sweep": sweep_id}).all()
+    rows = connection.execute(_TRIALS, {"b_sweep": sweep.id}).all()
     if strategy.get("name") == "halving":
         top = max(row.epochs for row in rows)
         rows = [row for row in rows if row.epochs == top]
@@ -113,7 +140,7 @@ def trial_ended(session: Session, job_id: str) -> None:
         rung = session.execute(
             select(Job.id, Job.status, Job.options, Job.checkpoint_sha256, Model.metrics)
             .outerjoin(Model, Model.job_id == Job.id)
-            .where(Job.sweep_id == sweep_id, Job.epochs == top)
+            .where(Job.sweep_id == sweep.id, Job.epochs == top)
         ).all()
         promoted = _promote(session, sweep, rung, top)
         # Checkpoints of trials that will not continue are dropped (the blobs go to gc).
@@ -129,7 +156,7 @@ def trial_ended(session: Session, job_id: str) -> None:
         return
     succeeded = any(row.status == JobStatus.SUCCEEDED for row in rows)
     ended = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
-    connection.execute(_END_SWEEP, {"b_sweep": sweep_id, "b_status": ended, "b_at": utcnow()})
+    connection.execute(_END_SWEEP, {"b_sweep": sweep.id, "b_status": ended, "b_at": utcnow()})
 
 
 def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:

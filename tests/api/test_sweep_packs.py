@@ -18,7 +18,7 @@ from app.jobs import pack_claim, queue
 from app.jobs import worker as worker_module
 from app.jobs.worker import Worker
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus
+from app.storage.tables import Job, JobStatus, Sweep
 from app.storage.tables import Model as ModelRow
 from tests.api.client import ApiClient
 from tests.api.sweeps import create, make_data, sweep_body
@@ -83,6 +83,18 @@ def test_trials_trained_together_end_as_trained_one_at_a_time(
         _work(db, pack_trials=1)
     assert not [r for r in caplog.records if "trained together" in r.getMessage()]
     assert _trials(client, db, together["id"]) == _trials(client, db, alone["id"])
+    # Every ending numbered once, in the same count (GET /v1/sweeps/{id}/events' ids).
+    assert _endings(db, together["id"]) == _endings(db, alone["id"])
+
+
+def _endings(db: Database, sweep_id: str) -> int:
+    """The sweep's count of trial endings, checked against its trials' last numbers."""
+    with db.read_session() as session:
+        sweep = session.get(Sweep, sweep_id)
+        last = list(session.scalars(select(Job.sweep_event).where(Job.sweep_id == sweep_id)))
+    assert sweep is not None and sweep.status == JobStatus.SUCCEEDED
+    assert len(set(last)) == len(last) and max(last) == sweep.events  # distinct, the last
+    return sweep.events
 
 
 def test_a_cancelled_trial_leaves_its_pack_and_the_others_finish(
