@@ -341,6 +341,16 @@ class JobRun(Attempt):
             checkpoint_sha256=checkpoint.sha256 if checkpoint is not None else None,
         )
 
+    def cancelled(self, item: endings.Finishing) -> bool:
+        """End the job of ``item`` (a :meth:`finishing`), whose cancel was requested
+        before its final commit, as :func:`endings.finish` does: ``cancelled``, with its
+        best model when ``keep_model``."""
+        outcome = self._ending(
+            "finish",
+            lambda: endings.end_cancelled(self.db, item.claim, item.progress, item.best),
+        )
+        return self.finished(outcome)
+
     def finished(self, outcome: endings.Outcome) -> bool:
         """After the final commit of :meth:`finishing`: whether the job ended (False when
         the lease was lost and nothing was written)."""

@@ -26,10 +26,14 @@ from app.jobs import dbretry, endings
 from app.jobs.attempt import JobRun
 from app.jobs.pulse import Lease, Pulse
 from app.jobs.queue import Claim
-from app.storage.blobs import BlobStore
-from app.storage.database import Database, brief
+from app.storage.blobs import BlobStore, BlobStoreUnavailable
+from app.storage.database import UNAVAILABLE, Database, brief
 
 log = logging.getLogger("backprop.worker")
+
+# What stops a pack's endings from being written together but not a trial alone: its
+# blob store or database away (each trial's own ending deals with it as alone).
+_EXPECTED: tuple[type[Exception], ...] = (BlobStoreUnavailable, *UNAVAILABLE)
 
 Guard = Callable[[Claim, Lease, Callable[[], "bool | None"]], "bool | None"]
 
@@ -104,11 +108,18 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
             and not trials[i][1].lease_gone()
         ]
         if len(finishing) > 1 and trials[0][1].db.is_sqlite:  # see finish_together
-            written = _finish_together([(i, *trials[i], result) for i, result in finishing])
+            written, cancelled = _finish_together(
+                [(i, *trials[i], result) for i, result in finishing]
+            )
             for i, done in written.items():
                 ended += int(done)
                 pulse.drop(trials[i][0])
-            group = [(i, outcome) for i, outcome in group if i not in written]
+            for i, item in cancelled.items():  # ended as finish ends them alone
+                lease, run = trials[i]
+                end = functools.partial(run.cancelled, item)
+                ended += int(bool(guard(lease.claim, lease, end)))
+                pulse.drop(lease)
+            group = [(i, o) for i, o in group if i not in written and i not in cancelled]
         for i, outcome in group:
             conclude(i, outcome)
 
@@ -122,12 +133,16 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
     return ended
 
 
-def _finish_together(trials: list[tuple[int, Lease, JobRun, TrainingResult]]) -> dict[int, bool]:
+def _finish_together(
+    trials: list[tuple[int, Lease, JobRun, TrainingResult]],
+) -> tuple[dict[int, bool], dict[int, endings.Finishing]]:
     """The final commits of trials that completed at the same epoch, in one transaction
-    (:func:`app.jobs.endings.finish_together`): {i: whether trial i ended} for those it
-    wrote. The others end on their own, as they would alone: one whose cancel was
-    requested, and all of them when the transaction could not be written (their blob
-    store or database trouble is then handled there)."""
+    (:func:`app.jobs.endings.finish_together`): ({i: whether trial i ended} for those it
+    wrote, {i: its finishing} for those whose cancel was requested, which the caller ends
+    as :func:`app.jobs.endings.finish` would). When the transaction cannot be written,
+    neither: every trial then ends on its own, as alone, its blob store or database
+    trouble handled there."""
+    jobs = ", ".join(lease.claim.job_id for _, lease, _, _ in trials)
     try:
         items = [run.finishing(result) for _, _, run, result in trials]
         for _, lease, _, _ in trials:
@@ -135,20 +150,24 @@ def _finish_together(trials: list[tuple[int, Lease, JobRun, TrainingResult]]) ->
         outcomes = dbretry.until_deadline(
             lambda: endings.finish_together(trials[0][2].db, items),
             deadline=lambda: min(lease.lease_deadline() for _, lease, _, _ in trials),
-            what="jobs " + ", ".join(lease.claim.job_id for _, lease, _, _ in trials) + ": finish",
+            what=f"jobs {jobs}: finish",
         )
-    except Exception as exc:
-        log.warning("a pack's endings could not be written together: %s", brief(exc))
-        return {}
-    log.info(
-        "jobs %s: their endings written in one transaction",
-        ", ".join(lease.claim.job_id for _, lease, _, _ in trials),
-    )
-    return {
-        i: run.finished(outcome)
-        for (i, _, run, _), outcome in zip(trials, outcomes, strict=True)
-        if outcome is not None
-    }
+    except _EXPECTED as exc:
+        log.warning("jobs %s: endings not written together: %s", jobs, brief(exc))
+        return {}, {}
+    except Exception:  # a bug: logged whole; each trial's own ending still runs
+        log.exception("jobs %s: endings not written together", jobs)
+        return {}, {}
+    written: dict[int, bool] = {}
+    cancelled: dict[int, endings.Finishing] = {}
+    for (i, _, run, _), item, outcome in zip(trials, items, outcomes, strict=True):
+        if outcome is None:
+            cancelled[i] = item
+        else:
+            written[i] = run.finished(outcome)
+    if any(written.values()):
+        log.info("jobs %s: endings written in one transaction", jobs)
+    return written, cancelled
 
 
 def _reraise(exc: Exception) -> bool:

@@ -69,7 +69,6 @@ class SweepState(NamedTuple):
 _SWEEPS, _JOBS = core_table(Sweep), core_table(Job)
 # The statements of every trial's end, built once (with the ending's others, a sweep of
 # short trials spent more building and compiling them than running them).
-_SWEEP_OF_JOB = select(_JOBS.c.sweep_id).where(_JOBS.c.id == bindparam("b_job"))
 _SWEEPS_OF_JOBS = select(_JOBS.c.id, _JOBS.c.sweep_id).where(
     _JOBS.c.id.in_(bindparam("b_jobs", expanding=True))
 )
@@ -99,16 +98,14 @@ def trials_ended(session: Session, job_ids: Sequence[str]) -> None:
     """:func:`trial_ended` for jobs that ended in one transaction (a pack's trials), in
     order: their endings numbered in that order, and each sweep advanced once, after the
     last (what it decides depends only on the trials' rows, all written by then)."""
+    if not job_ids:
+        return
     connection = session.connection()
-    if len(job_ids) == 1:
-        sweep_id = connection.execute(_SWEEP_OF_JOB, {"b_job": job_ids[0]}).scalar()
-        by_sweep = {sweep_id: list(job_ids)} if sweep_id is not None else {}
-    else:
-        by_sweep = {}
-        found = dict(connection.execute(_SWEEPS_OF_JOBS, {"b_jobs": list(job_ids)}).all())
-        for job_id in job_ids:
-            if (sweep_id := found.get(job_id)) is not None:
-                by_sweep.setdefault(sweep_id, []).append(job_id)
+    found = dict(connection.execute(_SWEEPS_OF_JOBS, {"b_jobs": list(job_ids)}).all())
+    by_sweep: dict[str, list[str]] = {}
+    for job_id in job_ids:
+        if (sweep_id := found.get(job_id)) is not None:
+            by_sweep.setdefault(sweep_id, []).append(job_id)
     for sweep_id, ended in by_sweep.items():
         # Numbering the endings locks the sweep row (the UPDATE's own row lock on PostgreSQL).
         numbered = connection.execute(
@@ -117,10 +114,7 @@ def trials_ended(session: Session, job_ids: Sequence[str]) -> None:
         if numbered is None:
             continue
         events, status, strategy, metric = numbered
-        first = events - len(ended) + 1
-        connection.execute(
-            _SET_EVENT, [{"b_job": j, "b_event": first + k} for k, j in enumerate(ended)]
-        )
+        _set_events(session, events - len(ended) + 1, ended)
         if status not in SWEEP_TERMINAL:
             _advance(session, SweepState(sweep_id, status, strategy, metric))
 
@@ -170,6 +164,11 @@ def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:
         return
     first = sweep.events + 1
     sweep.events += len(job_ids)
+    _set_events(session, first, job_ids)
+
+
+def _set_events(session: Session, first: int, job_ids: Sequence[str]) -> None:
+    """Give ``job_ids`` the event numbers ``first``, ``first + 1``, ... (one statement)."""
     numbers = [{"b_job": job_id, "b_event": first + i} for i, job_id in enumerate(job_ids)]
     session.connection().execute(_SET_EVENT, numbers)
 

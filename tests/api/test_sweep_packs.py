@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings
-from app.jobs import pack_claim, queue
+from app.jobs import endings, pack_claim, queue
 from app.jobs import worker as worker_module
 from app.jobs.worker import Worker
+from app.storage.blobs import BlobStoreUnavailable
 from app.storage.database import Database
 from app.storage.tables import Job, JobStatus, Sweep
 from app.storage.tables import Model as ModelRow
@@ -88,13 +89,79 @@ def test_trials_trained_together_end_as_trained_one_at_a_time(
 
 
 def _endings(db: Database, sweep_id: str) -> int:
-    """The sweep's count of trial endings, checked against its trials' last numbers."""
+    """The sweep's count of trial endings, checked against its trials' last numbers: a
+    grid's trials end once each, numbered 1..n; a halving trial's last number is its
+    last ending's."""
     with db.read_session() as session:
         sweep = session.get(Sweep, sweep_id)
         last = list(session.scalars(select(Job.sweep_event).where(Job.sweep_id == sweep_id)))
     assert sweep is not None and sweep.status == JobStatus.SUCCEEDED
     assert len(set(last)) == len(last) and max(last) == sweep.events  # distinct, the last
+    if sweep.strategy["name"] == "grid":
+        assert sorted(last) == list(range(1, sweep.events + 1))
     return sweep.events
+
+
+def test_a_cancel_landing_just_before_a_packs_final_commit_wins_for_its_trial(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trials of a pack end in one transaction; one whose cancel (keep_model) was
+    requested just before it is ended on its own: cancelled, its model kept."""
+    data = make_data(client)
+    sweep = create(client, sweep_body(data, grid={"job.optimizer.learning_rate": RATES}))
+    real = endings.finish_together
+    cancelled: list[str] = []
+
+    def cancel_one_then_finish(db: Database, items: Any) -> Any:
+        if len(items) > 1 and not cancelled:
+            job_id = items[1].claim.job_id
+            cancelled.append(job_id)
+            body = {"keep_model": True}
+            assert client.post(f"/v1/jobs/{job_id}/cancel", json=body).status_code == 202
+        return real(db, items)
+
+    monkeypatch.setattr(endings, "finish_together", cancel_one_then_finish)
+    _work(db, pack_trials=4)
+    if not db.is_sqlite:  # one transaction per trial there: nothing to batch
+        assert not cancelled
+        return
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "succeeded" and len(cancelled) == 1
+    statuses = {t["job_id"]: (t["status"], t["model_id"]) for t in done["trials"]}
+    status, model_id = statuses.pop(cancelled[0])
+    assert status == "cancelled" and model_id is not None  # keep_model: the best kept
+    assert {s for s, _ in statuses.values()} == {"succeeded"}
+    assert _endings(db, sweep["id"]) == len(RATES)
+
+
+def test_a_pack_whose_joint_commit_fails_ends_each_trial_on_its_own(
+    client: ApiClient,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = make_data(client)
+    sweep = create(client, sweep_body(data, grid={"job.optimizer.learning_rate": RATES}))
+    real = endings.finish_together
+    failed: list[int] = []
+
+    def store_away(db: Database, items: Any) -> Any:
+        if len(items) > 1:  # the pack's joint commit; each trial's own then succeeds
+            failed.append(len(items))
+            raise BlobStoreUnavailable("the blob store is away")
+        return real(db, items)
+
+    monkeypatch.setattr(endings, "finish_together", store_away)
+    with caplog.at_level(logging.INFO, logger="backprop.worker"):
+        _work(db, pack_trials=4)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "succeeded"
+    assert {t["status"] for t in done["trials"]} == {"succeeded"}
+    assert all(t["model_id"] for t in done["trials"])
+    assert failed == ([len(RATES)] if db.is_sqlite else [])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("endings not written together" in m for m in messages) == db.is_sqlite
+    assert _endings(db, sweep["id"]) == len(RATES)
 
 
 def test_a_cancelled_trial_leaves_its_pack_and_the_others_finish(
