@@ -22,7 +22,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.engine import findings
@@ -31,12 +30,12 @@ from app.engine.loop import scores_of
 from app.engine.model import Model
 from app.engine.pack import Member
 from app.engine.training import Trainer, TrainingResult
-from app.jobs import cache_metrics, endings, faults, queue
+from app.jobs import cache_metrics, endings, faults, paused_trainers, queue
 from app.jobs.attempt_base import Attempt, crash_hook
-from app.jobs.train_inputs import JobInputs, build_trainer, load_inputs
+from app.jobs.train_inputs import NO_ROWS, JobInputs, build_trainer, load_inputs
 from app.storage.blobs import BlobRef, BlobStore, BlobStoreUnavailable
 from app.storage.database import brief
-from app.storage.tables import Job
+from app.storage.tables import Job, JobStatus
 
 log = logging.getLogger("backprop.worker")
 
@@ -46,7 +45,6 @@ PROGRESS_SECONDS = 0.5  # progress writes per job: at most ~2 a second
 # statements; larger ones, and every write to another store, before it: the transaction's
 # locks (all of SQLite's writes) are not held over a long write.
 OVERLAPPED_WRITE_BYTES = 4 * 1024 * 1024
-_NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays a running job dropped
 
 
 @functools.cache
@@ -114,6 +112,7 @@ class JobRun(Attempt):
     _tracked: findings.Findings  # the findings of the history read so far; set by _start
     _epochs = 0
     _last_write = _last_checkpoint = 0.0  # monotonic times of the last writes
+    _paused_at: str | None = None  # the checkpoint blob of a run that paused (a rung's end)
 
     def _start(self) -> None:
         job_id = self.claim.job_id
@@ -122,15 +121,23 @@ class JobRun(Attempt):
         cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
         trainer = self._trainer = build_trainer(inputs)
         self._start_samples = trainer.samples_trained
-        # Epochs in job_epochs: all the checkpoint's, unless it carried them (version 1).
-        self._recorded = min(len(inputs.history), trainer.epoch)
+        # Epochs in job_epochs: all the checkpoint's (a paused trainer's: all it trained),
+        # unless it carried them (version 1).
+        recorded = len(inputs.history) if inputs.paused is None else trainer.epoch
+        self._recorded = min(recorded, trainer.epoch)
         self._epochs = inputs.epochs
         self._tracked = findings.Findings()
         self._earlier_seconds = inputs.train_seconds
         # The trainer holds what it needs of the rows: the loaded checkpoint and initial
         # weights would otherwise stay alive for the whole run.
         self._inputs = replace(
-            inputs, x=_NO_ROWS, y=_NO_ROWS, checkpoint=None, history=[], init_model=None
+            inputs,
+            x=NO_ROWS,
+            y=NO_ROWS,
+            checkpoint=None,
+            history=[],
+            init_model=None,
+            paused=None,
         )
 
     @property
@@ -332,6 +339,7 @@ class JobRun(Attempt):
         if not self.blobs.local or written > OVERLAPPED_WRITE_BYTES:
             stored()
         self._inject_cancel("before_final_commit")
+        self._paused_at = checkpoint.sha256 if checkpoint is not None else None
         return endings.Finishing(
             self.claim,
             progress,
@@ -361,6 +369,10 @@ class JobRun(Attempt):
             )
             return False
         log.info("job %s: %s, model %s", self.claim.job_id, outcome.status, outcome.model_id)
+        if outcome.status == JobStatus.SUCCEEDED and self._paused_at is not None:
+            # Its checkpoint is committed: a promotion claimed here continues this trainer.
+            assert self._trainer is not None
+            paused_trainers.PAUSED.keep(self.claim.job_id, self._paused_at, self._trainer)
         return True
 
     def _inject_cancel(self, point: str) -> None:

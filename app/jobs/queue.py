@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,6 +135,42 @@ def fenced(claim: Claim) -> ColumnElement[bool]:
     )
 
 
+def fenced_updates(session: Session, writes: Sequence[tuple[Claim, dict[str, Any]]]) -> None:
+    """:func:`fenced_update` of several claims' rows, each with its own plain values, in
+    one statement per set of columns (an executemany) and without RETURNING: for rows
+    the caller has already locked and found fenced in this transaction
+    (:func:`lock_fenced_many`)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for claim, values in writes:
+        params = claim.fence()
+        params.update({f"v_{name}": value for name, value in values.items()})
+        groups.setdefault(tuple(sorted(values)), []).append(params)
+    connection = core(session)
+    for columns, rows in groups.items():
+        connection.execute(_fenced_update_many(columns), rows)
+
+
+@functools.lru_cache(maxsize=16)
+def _fenced_update_many(columns: tuple[str, ...]) -> Any:
+    return update(JOBS).where(_FENCED).values(**{name: bindparam(f"v_{name}") for name in columns})
+
+
+def lock_fenced_many(session: Session, claims: Sequence[Claim]) -> list[AnyRow | None]:
+    """:func:`lock_fenced` of several claims in one statement, the rows locked in the
+    order of their ids: each claim's row, with (at least) ``cancel_requested``,
+    ``keep_model``, ``owner_id`` and ``network_id``, or None where its lease is lost."""
+    if len(claims) == 1:
+        return [lock_fenced(session, claims[0])]
+    ids = [claim.job_id for claim in claims]
+    found = {row[0]: row for row in core(session).execute(_LOCK_FENCED_MANY, {"b_jobs": ids})}
+    rows: list[AnyRow | None] = []
+    for claim in claims:
+        row = found.get(claim.job_id)
+        fenced_row = row is not None and row.lease_token == claim.lease_token
+        rows.append(row if fenced_row else None)
+    return rows
+
+
 def lock_fenced(session: Session, claim: Claim) -> AnyRow | None:
     """The fenced job's ``(cancel_requested, keep_model, owner_id, network_id)``, locked
     until the transaction ends (``FOR UPDATE`` on PostgreSQL; on SQLite the write
@@ -161,14 +197,26 @@ def record_history(session: Session, job_id: str, progress: Progress) -> None:
     checkpoint and was resumed from it): epochs 1..progress.epoch are then there exactly
     once. Called inside the fenced transaction that writes ``progress``; one statement
     each, whatever the number of epochs done."""
-    first = progress.epoch - len(progress.history) + 1
-    connection = core(session)
-    connection.execute(_DROP_EPOCHS_FROM, {"b_job": job_id, "b_first": first})
-    if progress.history:
-        rows = [
+    record_histories(session, [(job_id, progress)])
+
+
+def record_histories(session: Session, jobs: Sequence[tuple[str, Progress]]) -> None:
+    """:func:`record_history` of several jobs (a pack's trials ending together): one
+    DELETE and one INSERT for all of them, whatever their number."""
+    drops: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for job_id, progress in jobs:
+        first = progress.epoch - len(progress.history) + 1
+        drops.append({"b_job": job_id, "b_first": first})
+        rows += (
             {"job_id": job_id, "epoch": first + index, "record": entry}
             for index, entry in enumerate(progress.history)
-        ]
+        )
+    if not drops:
+        return
+    connection = core(session)
+    connection.execute(_DROP_EPOCHS_FROM, drops[0] if len(drops) == 1 else drops)
+    if rows:
         connection.execute(_ADD_EPOCHS, rows)
 
 
@@ -330,6 +378,14 @@ _READ_LEASE = select(Job.cancel_requested, Job.keep_model).where(_FENCED)
 _LOCK_FENCED = (
     select(Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
     .where(_FENCED)
+    .with_for_update()
+)
+_LOCK_FENCED_MANY = (
+    select(
+        Job.id, Job.lease_token, Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id
+    )
+    .where(Job.id.in_(bindparam("b_jobs", expanding=True)), Job.status == JobStatus.RUNNING)
+    .order_by(Job.id)
     .with_for_update()
 )
 _DROP_EPOCHS_FROM = delete(EPOCHS).where(

@@ -20,13 +20,15 @@ from sqlalchemy import bindparam, select
 from app.engine.model import Model
 from app.engine.network import Network
 from app.engine.training import Trainer, TrainingOptions
-from app.jobs import data_memo, queue
+from app.jobs import data_memo, paused_trainers, queue
 from app.jobs.attempt_base import StartError
 from app.storage import tables
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import BlobCorrupt, BlobMissing, BlobStore, read_verified
 from app.storage.database import Database
 from app.storage.tables import Dataset, Job
+
+NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays an attempt does not hold
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class JobInputs:
     init_model: tuple[bytes, dict[str, Any]] | None  # (weights npz, engine config)
     samples_trained: int  # by earlier attempts
     train_seconds: float
+    # The trainer that paused at the job's checkpoint, kept by this process (then x, y,
+    # checkpoint and history are left empty: it holds them).
+    paused: Trainer | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class _Refs:
     job: Any  # a row of _JOB_COLUMNS
     init_model: tables.Model | None
     history: list[dict[str, Any]]  # epochs 1..checkpoint_epoch
+    paused: Trainer | None  # paused_trainers' for the job's checkpoint
 
 
 _JOBS, _DATASETS = Job.__table__, Dataset.__table__
@@ -84,16 +90,19 @@ def _read_rows(db: Database, job_id: str) -> _Refs:
         job = session.connection().execute(_JOB_INPUTS, {"job_id": job_id}).first()
         if job is None:
             raise StartError(f"job {job_id} vanished")
-        resumed = job.checkpoint_sha256 is not None
-        history = queue.history_until(session, job_id, job.checkpoint_epoch or 0) if resumed else []
         if job.dataset_id is None:
             raise StartError("the job's dataset was deleted")
+        paused = history = None
+        if job.checkpoint_sha256 is not None:
+            paused = paused_trainers.PAUSED.take(job_id, job.checkpoint_sha256)
+            if paused is None:
+                history = queue.history_until(session, job_id, job.checkpoint_epoch or 0)
         init_model = None
         if job.init_model_id is not None:
             init_model = session.get(tables.Model, job.init_model_id)
             if init_model is None:
                 raise StartError("the job's initial model was deleted")
-        return _Refs(job, init_model, history)
+        return _Refs(job, init_model, history or [], paused)
 
 
 def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
@@ -101,6 +110,22 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
     missing or corrupt blob."""
     refs = _read_rows(db, job_id)
     job = refs.job
+    if refs.paused is not None:
+        return JobInputs(
+            x=NO_ROWS,
+            y=NO_ROWS,
+            x_sha256=job.x_sha256,
+            y_sha256=job.y_sha256,
+            network_config=job.network_config,
+            options=job.options,
+            epochs=job.epochs,
+            checkpoint=None,
+            history=[],
+            init_model=None,
+            samples_trained=job.samples_trained,
+            train_seconds=job.train_seconds,
+            paused=refs.paused,
+        )
     what = "the dataset's features (x)"
     try:
         # The last dataset's arrays are kept (data_memo): a sweep's next trial maps nothing.
@@ -135,12 +160,12 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
 
 
 def build_trainer(inputs: JobInputs) -> Trainer:
-    """A fresh Trainer, or one resumed from the job's last checkpoint. It trains up to the
-    job's ``epochs`` column, which a sweep's halving trial holds below its options' epochs
-    until promoted (app/jobs/sweep_advance.py)."""
-    trainer = _new_trainer(inputs)
-    if inputs.epochs < trainer.options.epochs:
-        trainer.loop.stop_at = inputs.epochs
+    """A fresh Trainer, or one resumed from the job's last checkpoint (the paused trainer
+    itself when this process kept it). It trains up to the job's ``epochs`` column, which
+    a sweep's halving trial holds below its options' epochs until promoted
+    (app/jobs/sweep_advance.py)."""
+    trainer = inputs.paused or _new_trainer(inputs)
+    trainer.loop.stop_at = inputs.epochs if inputs.epochs < trainer.options.epochs else None
     return trainer
 
 

@@ -10,7 +10,9 @@ the wait early: ``app.storage.commit_watch``). For
 :data:`QUICK_POLL_SECONDS` instead: another worker's job ending is what most often makes new
 work (a halving sweep's rung promotes its best trials when its last trial ends; a
 ``max_parallel`` sweep frees a slot), and a rung then starts within a few milliseconds
-rather than a poll tick later. Not on SQLite, whose watch ends a wait at every commit, that
+rather than a poll tick later (and the trainers of paused trials this worker keeps for
+their promotions, :mod:`app.jobs.paused_trainers`, are dropped once the window has passed
+with nothing to claim). Not on SQLite, whose watch ends a wait at every commit, that
 ending's included: there the quick looks only cost CPU (each ~0.5-1.5 ms, taken from the
 worker still training; ~180 of them per halving sweep of the benchmark). An idle server
 still polls at the slow rate. A background
@@ -42,7 +44,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.jobs import endings, pack_claim, queue
+from app.jobs import endings, pack_claim, paused_trainers, queue
 from app.jobs.attempt import JobRun
 from app.jobs.batch_attempt import BatchRun
 from app.jobs.pack_run import run_pack
@@ -135,6 +137,8 @@ class Worker:
                 if not claims:
                     if burst:
                         break
+                    if time.monotonic() >= quick_until:  # idle a while: no promotion coming
+                        paused_trainers.PAUSED.clear()
                     commits.wait(self._idle_wait(quick_until, commits), self.stopping)
                     continue
                 leases = pulse.hold_all(claims)

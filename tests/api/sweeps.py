@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
+from app.storage.database import Database
+from app.storage.tables import Model as ModelRow
 from tests.api.client import ApiClient
 
 _rng = np.random.default_rng(5)
@@ -45,3 +48,24 @@ def create(client: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
     response = client.post("/v1/sweeps", json=body)
     assert response.status_code == 202, response.text
     return dict(response.json())
+
+
+def trial_outcomes(client: ApiClient, db: Database, sweep_id: str) -> dict[int, dict[str, Any]]:
+    """Per trial index: its score, epochs, history (without timings) and model weights."""
+    sweep = client.get(f"/v1/sweeps/{sweep_id}").json()
+    assert sweep["status"] == "succeeded", sweep
+    out: dict[int, dict[str, Any]] = {}
+    for trial in sweep["trials"]:
+        job = client.get(f"/v1/jobs/{trial['job_id']}").json()
+        with db.read_session() as session:
+            weights = session.scalar(
+                select(ModelRow.weights_sha256).where(ModelRow.id == trial["model_id"])
+            )
+        timing = {"seconds", "samples_per_second"}
+        out[trial["index"]] = {
+            "score": trial["score"],
+            "epochs_run": trial["epochs_run"],
+            "history": [{k: v for k, v in e.items() if k not in timing} for e in job["history"]],
+            "weights": weights,
+        }
+    return out

@@ -20,9 +20,8 @@ from app.jobs.worker import Worker
 from app.storage.blobs import BlobStoreUnavailable
 from app.storage.database import Database
 from app.storage.tables import Job, JobStatus, Sweep
-from app.storage.tables import Model as ModelRow
 from tests.api.client import ApiClient
-from tests.api.sweeps import create, make_data, sweep_body
+from tests.api.sweeps import create, make_data, sweep_body, trial_outcomes
 
 RATES = [0.003, 0.01, 0.03, 0.1]
 GRID = {"job.optimizer.learning_rate": RATES, "job.batch_size": [8, 32]}
@@ -37,27 +36,6 @@ def _work(db: Database, pack_trials: int) -> None:
         database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05, pack_trials=pack_trials
     )
     Worker(db, settings, f"packs-{pack_trials}").run(burst=True)
-
-
-def _trials(client: ApiClient, db: Database, sweep_id: str) -> dict[int, dict[str, Any]]:
-    """Per trial index: its score, epochs, history (without timings) and model weights."""
-    sweep = client.get(f"/v1/sweeps/{sweep_id}").json()
-    assert sweep["status"] == "succeeded", sweep
-    out: dict[int, dict[str, Any]] = {}
-    for trial in sweep["trials"]:
-        job = client.get(f"/v1/jobs/{trial['job_id']}").json()
-        with db.read_session() as session:
-            weights = session.scalar(
-                select(ModelRow.weights_sha256).where(ModelRow.id == trial["model_id"])
-            )
-        timing = {"seconds", "samples_per_second"}
-        out[trial["index"]] = {
-            "score": trial["score"],
-            "epochs_run": trial["epochs_run"],
-            "history": [{k: v for k, v in e.items() if k not in timing} for e in job["history"]],
-            "weights": weights,
-        }
-    return out
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s["name"])
@@ -83,7 +61,7 @@ def test_trials_trained_together_end_as_trained_one_at_a_time(
     with caplog.at_level(logging.INFO, logger="backprop.worker"):
         _work(db, pack_trials=1)
     assert not [r for r in caplog.records if "trained together" in r.getMessage()]
-    assert _trials(client, db, together["id"]) == _trials(client, db, alone["id"])
+    assert trial_outcomes(client, db, together["id"]) == trial_outcomes(client, db, alone["id"])
     # Every ending numbered once, in the same count (GET /v1/sweeps/{id}/events' ids).
     assert _endings(db, together["id"]) == _endings(db, alone["id"])
 

@@ -1,0 +1,155 @@
+"""A paused trial's trainer kept by the worker that paused it (app/jobs/paused_trainers.py):
+a promotion claimed by that worker continues it, and ends exactly as a trial resumed from
+its checkpoint; an entry serves only the checkpoint it was kept with, once, within the
+store's limits."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from app.config import Settings
+from app.engine.network import Network
+from app.engine.training import Trainer, TrainingOptions
+from app.jobs import paused_trainers
+from app.jobs import worker as worker_module
+from app.jobs.paused_trainers import PausedTrainers
+from app.jobs.worker import Worker
+from app.storage.database import Database
+from app.storage.tables import Job
+from tests.api.client import ApiClient
+from tests.api.sweeps import create, make_data, sweep_body, trial_outcomes
+
+GRID = {"job.optimizer.learning_rate": [0.003, 0.01, 0.03, 0.1], "job.batch_size": [8, 32]}
+HALVING = {"name": "halving", "factor": 2, "min_epochs": 2}
+
+
+def _work(db: Database, pack_trials: int) -> None:
+    settings = Settings(
+        database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05, pack_trials=pack_trials
+    )
+    Worker(db, settings, "paused").run(burst=True)
+
+
+def _samples(db: Database, sweep_id: str) -> dict[int, int]:
+    with db.read_session() as session:
+        rows = session.execute(
+            select(Job.trial_index, Job.samples_trained).where(Job.sweep_id == sweep_id)
+        )
+        return {int(index or 0): samples for index, samples in rows}
+
+
+@pytest.mark.parametrize("pack_trials", [1, 4], ids=["alone", "packs"])
+def test_promotions_continue_the_kept_trainers_as_resumed_ones_would(
+    client: ApiClient, db: Database, pack_trials: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_data(client)
+    job = {"epochs": 8, "batch_size": 8, "validation_split": 0.2, "seed": 2}
+    body = sweep_body(data, job=job, grid=GRID, strategy=HALVING, metric="val_loss")
+    store = PausedTrainers()
+    monkeypatch.setattr(paused_trainers, "PAUSED", store)
+    kept = create(client, {**body, "name": "kept"})
+    _work(db, pack_trials)
+    # One worker: every promotion (4 after rung 2, 2 after rung 4) continued its trainer.
+    assert (store.hits, store.misses) == (6, 0)
+    assert len(store) == 4 + 2  # those not promoted, until the worker has been idle a while
+
+    none_kept = PausedTrainers(max_trainers=0)
+    monkeypatch.setattr(paused_trainers, "PAUSED", none_kept)
+    resumed = create(client, {**body, "name": "resumed"})
+    _work(db, pack_trials)
+    assert (none_kept.hits, none_kept.misses) == (0, 6)  # each read its checkpoint
+
+    assert trial_outcomes(client, db, kept["id"]) == trial_outcomes(client, db, resumed["id"])
+    assert _samples(db, kept["id"]) == _samples(db, resumed["id"])
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+def _trainer(units: int = 3, rows: int = 40, data: Trainer | None = None) -> Trainer:
+    """A small trainer, paused after one epoch of two (on ``data``'s data when given)."""
+    rng = np.random.default_rng(0)
+    network = Network.from_config(
+        {
+            "input_size": 2,
+            "layers": [
+                {"units": units, "activation": "relu"},
+                {"units": 1, "activation": "linear"},
+            ],
+            "loss": "mse",
+        }
+    )
+    options = TrainingOptions.from_dict({"epochs": 2, "batch_size": 8})
+    x = rng.normal(size=(rows, 2)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    if data is None:
+        trainer = Trainer(network, x, y, options)
+    else:  # the same prepared data object, as data_memo hands a worker's trials
+        trainer = Trainer(network, x, y, options, prepare=lambda *_, **__: data.data)
+    trainer.loop.stop_at = 1
+    trainer.run()
+    return trainer
+
+
+def test_an_entry_serves_its_own_checkpoint_once() -> None:
+    store = PausedTrainers()
+    trainer = _trainer()
+    store.keep("job-a", "sha-1", trainer)
+    assert store.take("job-a", "sha-1") is trainer
+    assert store.take("job-a", "sha-1") is None  # used once
+    store.keep("job-a", "sha-1", trainer)
+    assert store.take("job-a", "sha-2") is None  # continued elsewhere: a newer checkpoint
+    assert store.take("job-a", "sha-1") is None  # and the stale entry is gone
+    assert (store.hits, store.misses) == (1, 3)
+
+
+def test_the_oldest_entries_go_first_beyond_the_limits() -> None:
+    first = _trainer()
+    store = PausedTrainers(max_trainers=2)
+    others = [_trainer(data=first) for _ in range(2)]
+    for number, trainer in enumerate([first, *others]):
+        store.keep(f"job-{number}", "sha", trainer)
+    assert len(store) == 2 and store.take("job-0", "sha") is None
+    assert store.take("job-2", "sha") is others[1]
+
+    data_bytes = first.data.x.nbytes + first.data.y.nbytes  # no validation rows
+    own = 4 * first.network.params.nbytes + 2 * first.loop.logits.nbytes
+    by_bytes = PausedTrainers(max_bytes=data_bytes + 2 * own)
+    for number, trainer in enumerate([first, *others]):
+        by_bytes.keep(f"job-{number}", "sha", trainer)
+    assert len(by_bytes) == 2 and by_bytes.take("job-0", "sha") is None
+
+
+def test_one_dataset_at_a_time_and_only_small_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = PausedTrainers()
+    one, other = _trainer(), _trainer()  # each prepared its own data
+    store.keep("job-1", "sha", one)
+    store.keep("job-2", "sha", other)  # another dataset: the first one's trainers go
+    assert len(store) == 1 and store.take("job-1", "sha") is None
+    assert store.take("job-2", "sha") is other and len(store) == 0
+
+    monkeypatch.setattr(paused_trainers, "KEPT_PARAMETERS", 8)
+    store.keep("job-3", "sha", _trainer(units=4))  # 17 parameters: resumed, not kept
+    assert len(store) == 0
+    too_big = PausedTrainers(max_bytes=1)
+    too_big.keep("job-4", "sha", one)
+    assert len(too_big) == 0
+
+
+def test_a_worker_idle_past_its_quick_window_drops_them(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PausedTrainers()
+    monkeypatch.setattr(paused_trainers, "PAUSED", store)
+    monkeypatch.setattr(worker_module, "QUICK_POLL_WINDOW", 0.0)
+    store.keep("job-1", "sha", _trainer())
+    worker = Worker(db, Settings(database_url=db.url, poll_seconds=0.02), "idle")
+    stopper = threading.Timer(0.5, worker.stopping.set)
+    stopper.start()
+    worker.run()  # nothing queued: idle from the start
+    stopper.join()
+    assert len(store) == 0
