@@ -120,6 +120,7 @@ class JobRun(Attempt):
         inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
         cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
         trainer = self._trainer = build_trainer(inputs)
+        paused_trainers.PAUSED.training_on(trainer.data)
         self._start_samples = trainer.samples_trained
         # Epochs in job_epochs: all the checkpoint's (a paused trainer's: all it trained),
         # unless it carried them (version 1).

@@ -171,8 +171,9 @@ def _finish_all(session: Session, finishing: Sequence[Finishing]) -> list[Outcom
     """The jobs' finishes inside ``session``'s transaction (their sweeps advanced by the
     caller), a fixed number of statements whatever their number (each statement costs
     more than its rows: ~0.3 ms per trial and statement on a sweep's short trials, with
-    the write lock held): one read locking the rows, then one write per table. Each
-    outcome as :func:`finish_together` returns it."""
+    the write lock held): one read locking the rows, then one write per table (the jobs'
+    one per set of columns: paused trials also set their checkpoint). Each outcome as
+    :func:`finish_together` returns it."""
     locked = lock_fenced_many(session, [item.claim for item in finishing])
     outcomes: list[Outcome | None] = []
     writes: list[tuple[Claim, dict[str, Any]]] = []
@@ -197,7 +198,7 @@ def _finish_all(session: Session, finishing: Sequence[Finishing]) -> list[Outcom
     if writes:
         fenced_updates(session, writes)
         record_histories(session, histories)
-        core(session).execute(_ADD_MODEL, models[0] if len(models) == 1 else models)
+        core(session).execute(_ADD_MODEL, models)
     return outcomes
 
 

@@ -5,47 +5,87 @@ the checkpoint blob.
 A halving trial that reaches its rung's epochs ends with a checkpoint (committed with
 its model: the durable state, which any worker can resume). When the rung's best are
 promoted, each is claimed again; resuming from the checkpoint reads the job's history
-rows and the checkpoint blob, parses it and rebuilds the trainer (~3-5 ms a trial on the
-benchmark's digits sweep, BENCHMARKS.md §9). The trainer that wrote the checkpoint is in
-exactly that state (``Trainer.checkpoint`` captures all of it, and a paused run's
-``wrap_up`` changes nothing), so continuing it trains the same epochs, bit for bit, as
-resuming would (``tests/api/test_paused_trainers.py``).
+rows and the checkpoint blob, parses it and rebuilds the trainer (a resumed start took
+~2.3 ms more than a fresh one on the benchmark's digits sweep, BENCHMARKS.md §9
+"sweeps-s14"). The trainer that wrote the checkpoint is in exactly that state
+(``Trainer.checkpoint`` captures all of it, and a paused run's ``wrap_up`` changes
+nothing), so continuing it trains the same epochs, bit for bit, as resuming would
+(``tests/engine/test_continue_paused.py``, ``tests/api/test_paused_trainers.py``).
 
 An entry is used only for the checkpoint it was kept with: the job's row must still name
 that blob when the trial is claimed again (a trial continued elsewhere meanwhile has a
 newer one), and an entry is used once. Only small networks are kept (where the resume
-is a large share of a rung's work), trained on one dataset at a time (keeping a trainer
-of another drops the others: the data they hold is not pinned in memory beside the next
-dataset's), at most :data:`MAX_TRAINERS` of them and :data:`MAX_BYTES` of their arrays
-and data, the least recently kept dropped first. A worker that dies loses them and
+is a large share of a rung's work), on one prepared dataset at a time (the worker's
+data_memo prepares one per dataset, validation split and seed: an attempt on another
+drops them, so the data they hold is not pinned beside the next), at most
+:data:`MAX_TRAINERS` of them and :data:`MAX_BYTES` of their arrays and data, the least
+recently kept dropped first; the worker drops them all once it has idled
+``app.jobs.worker.KEEP_PAUSED_SECONDS`` or stops. A worker that dies loses them and
 nothing else.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 
+import numpy as np
+
 from app.engine.pack import PACK_MAX_PARAMETERS
 from app.engine.training import Trainer
+from app.engine.trainingdata import TrainingData
 
 MAX_TRAINERS = 64  # a rung of the benchmark's 48-trial sweep per worker, and some
-MAX_BYTES = 128 * 1024 * 1024  # of the trainers' parameter-sized and row-sized arrays
+MAX_BYTES = 128 * 1024 * 1024  # of the arrays the trainers hold, their data's included
 KEPT_PARAMETERS = PACK_MAX_PARAMETERS  # larger networks' resume is a small share of a rung
 
 
-def _size(trainer: Trainer) -> int:
-    """About the bytes a kept trainer holds of its own: its parameters, best parameters
-    and optimizer state (up to 4 parameter-sized arrays) and its logits (validation's
-    too)."""
-    return 4 * trainer.network.params.nbytes + 2 * trainer.loop.logits.nbytes
-
-
-def _data_size(trainer: Trainer) -> int:
-    """The bytes of the trainer's data (shared by the trainers kept: counted once)."""
-    data = trainer.data
+def _data_size(data: TrainingData) -> int:
+    """The bytes of a dataset's prepared arrays (shared by the trainers kept: counted
+    once)."""
     arrays = {id(a): a for a in (data.x, data.y, data.x_val, data.y_val) if a is not None}
     return sum(int(a.nbytes) for a in arrays.values())
+
+
+def _size(trainer: Trainer) -> int:
+    """The bytes a kept trainer holds besides its data: every object reachable from its
+    network and epoch loop (parameters, optimizer state, best weights, logits, the epoch's
+    rows and targets, each batch's views, workspaces, validation buffers, a diagnostics
+    ring), each counted once (an array's buffer with the array that owns it). What it
+    shares with other kept trainers (a pack's epoch rows) is counted for each: the limits
+    err on the safe side."""
+    data = trainer.data
+    skip = {id(a) for a in (data.x, data.y, data.x_val, data.y_val) if a is not None}
+    visited: set[int] = set()
+    total = 0
+    stack: list[object] = [trainer.network, trainer.loop]
+    while stack:
+        item = stack.pop()
+        if id(item) in visited or id(item) in skip or isinstance(item, TrainingData):
+            continue
+        visited.add(id(item))
+        total += sys.getsizeof(item)  # an array's: its buffer too when it owns one
+        if isinstance(item, np.ndarray):
+            if isinstance(item.base, np.ndarray):
+                stack.append(item.base)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif type(item).__module__.startswith("app.engine."):
+            stack.extend(_fields(item))
+    return total
+
+
+def _fields(item: object) -> list[object]:
+    """The attribute values of an engine object (``__dict__`` and ``__slots__``)."""
+    values = list(getattr(item, "__dict__", {}).values())
+    for cls in type(item).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if hasattr(item, name):
+                values.append(getattr(item, name))
+    return values
 
 
 class PausedTrainers:
@@ -54,9 +94,9 @@ class PausedTrainers:
     def __init__(self, max_trainers: int = MAX_TRAINERS, max_bytes: int = MAX_BYTES) -> None:
         self.max_trainers, self.max_bytes = max_trainers, max_bytes
         self._kept: OrderedDict[str, tuple[str, Trainer, int]] = OrderedDict()
+        self._data: TrainingData | None = None  # the kept trainers' prepared dataset
+        self._data_bytes = 0  # its arrays'
         self._bytes = 0  # the kept trainers' own and, once, their data's
-        self._data: object = None  # the kept trainers' TrainingData
-        self._data_bytes = 0  # its arrays' bytes
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
@@ -65,17 +105,18 @@ class PausedTrainers:
 
     def keep(self, job_id: str, checkpoint_sha256: str, trainer: Trainer) -> None:
         """Keep ``trainer``, paused at the checkpoint ``checkpoint_sha256`` just committed
-        for job ``job_id`` (not kept when its network is large or the limits are 0)."""
-        if trainer.network.params.size > KEPT_PARAMETERS:
+        for job ``job_id`` (not kept when its network is large, or it alone would pass
+        the limits)."""
+        if trainer.network.params.size > KEPT_PARAMETERS or self.max_trainers <= 0:
+            return
+        data_bytes = _data_size(trainer.data)
+        if data_bytes > self.max_bytes:
             return
         size = _size(trainer)
         with self._lock:
             self._drop(job_id)
-            if self._kept and trainer.data is not self._data:
-                self._kept.clear()
-                self._data, self._bytes = None, 0
-            data_bytes = self._data_bytes if self._kept else _data_size(trainer)
-            if data_bytes + size > self.max_bytes or self.max_trainers <= 0:
+            self._only(trainer.data)
+            if data_bytes + size > self.max_bytes:
                 return
             if not self._kept:
                 self._data, self._data_bytes, self._bytes = trainer.data, data_bytes, data_bytes
@@ -83,6 +124,12 @@ class PausedTrainers:
             self._bytes += size
             while len(self._kept) > self.max_trainers or self._bytes > self.max_bytes:
                 self._drop(next(iter(self._kept)))
+
+    def training_on(self, data: TrainingData) -> None:
+        """An attempt of this worker trains on ``data``: the trainers kept for another
+        dataset go (their data is not held beside this one)."""
+        with self._lock:
+            self._only(data)
 
     def take(self, job_id: str, checkpoint_sha256: str) -> Trainer | None:
         """The trainer kept for job ``job_id`` at checkpoint ``checkpoint_sha256``, given
@@ -98,15 +145,20 @@ class PausedTrainers:
     def clear(self) -> None:
         with self._lock:
             self._kept.clear()
-            self._data, self._bytes = None, 0
+            self._data, self._data_bytes, self._bytes = None, 0, 0
+
+    def _only(self, data: TrainingData) -> None:
+        if self._kept and data is not self._data:
+            self._kept.clear()
+            self._data, self._data_bytes, self._bytes = None, 0, 0
 
     def _drop(self, job_id: str) -> tuple[str, Trainer, int] | None:
         entry = self._kept.pop(job_id, None)
         if entry is not None:
             self._bytes -= entry[2]
             if not self._kept:  # nothing holds the data any more
-                self._data, self._bytes = None, 0
+                self._data, self._data_bytes, self._bytes = None, 0, 0
         return entry
 
 
-PAUSED = PausedTrainers()  # this process's (a worker process runs one attempt at a time)
+PAUSED = PausedTrainers()  # this process's: its worker's (one claim, one pack, at a time)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -100,15 +101,22 @@ def fenced_update(
     one to SQL NULL (a batch run's ``output_parts``) and expressions such as
     ``attempts - 1`` go through ``update_job(session, fenced(claim), values)``."""
     statement = _fenced_update(tuple(sorted(values)), tuple(returning) or (Job.id,))
+    return core(session).execute(statement, _fenced_params(claim, values)).first()
+
+
+def _fenced_params(claim: Claim, values: dict[str, Any]) -> dict[str, Any]:
     params = claim.fence()
     params.update({f"v_{name}": value for name, value in values.items()})
-    return core(session).execute(statement, params).first()
+    return params
 
 
 @functools.lru_cache(maxsize=64)
 def _fenced_update(columns: tuple[str, ...], returning: tuple[Any, ...]) -> Any:
+    """The fenced UPDATE of ``columns`` (bound as ``v_<name>``), RETURNING ``returning``
+    (none when empty)."""
     values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
-    return update(JOBS).where(_FENCED).values(**values).returning(*returning)
+    statement = update(JOBS).where(_FENCED).values(**values)
+    return statement.returning(*returning) if returning else statement
 
 
 def core(session: Session) -> Connection:
@@ -142,33 +150,21 @@ def fenced_updates(session: Session, writes: Sequence[tuple[Claim, dict[str, Any
     (:func:`lock_fenced_many`)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for claim, values in writes:
-        params = claim.fence()
-        params.update({f"v_{name}": value for name, value in values.items()})
-        groups.setdefault(tuple(sorted(values)), []).append(params)
+        groups.setdefault(tuple(sorted(values)), []).append(_fenced_params(claim, values))
     connection = core(session)
     for columns, rows in groups.items():
-        connection.execute(_fenced_update_many(columns), rows)
-
-
-@functools.lru_cache(maxsize=16)
-def _fenced_update_many(columns: tuple[str, ...]) -> Any:
-    return update(JOBS).where(_FENCED).values(**{name: bindparam(f"v_{name}") for name in columns})
+        connection.execute(_fenced_update(columns, ()), rows)
 
 
 def lock_fenced_many(session: Session, claims: Sequence[Claim]) -> list[AnyRow | None]:
     """:func:`lock_fenced` of several claims in one statement, the rows locked in the
-    order of their ids: each claim's row, with (at least) ``cancel_requested``,
-    ``keep_model``, ``owner_id`` and ``network_id``, or None where its lease is lost."""
+    order of their ids: each claim's row (``cancel_requested``, ``keep_model``,
+    ``owner_id``, ``network_id``), or None where its lease is lost."""
     if len(claims) == 1:
         return [lock_fenced(session, claims[0])]
-    ids = [claim.job_id for claim in claims]
-    found = {row[0]: row for row in core(session).execute(_LOCK_FENCED_MANY, {"b_jobs": ids})}
-    rows: list[AnyRow | None] = []
-    for claim in claims:
-        row = found.get(claim.job_id)
-        fenced_row = row is not None and row.lease_token == claim.lease_token
-        rows.append(row if fenced_row else None)
-    return rows
+    pairs = [(claim.job_id, claim.lease_token) for claim in claims]
+    found = {row.id: row for row in core(session).execute(_LOCK_FENCED_MANY, {"b_pairs": pairs})}
+    return [found.get(claim.job_id) for claim in claims]
 
 
 def lock_fenced(session: Session, claim: Claim) -> AnyRow | None:
@@ -215,7 +211,7 @@ def record_histories(session: Session, jobs: Sequence[tuple[str, Progress]]) -> 
     if not drops:
         return
     connection = core(session)
-    connection.execute(_DROP_EPOCHS_FROM, drops[0] if len(drops) == 1 else drops)
+    connection.execute(_DROP_EPOCHS_FROM, drops)
     if rows:
         connection.execute(_ADD_EPOCHS, rows)
 
@@ -375,16 +371,14 @@ _RENEW = (
 )
 _READ_LEASE = select(Job.cancel_requested, Job.keep_model).where(_FENCED)
 # lock_fenced's and record_history's statements, built once for the same reason.
-_LOCK_FENCED = (
-    select(Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
-    .where(_FENCED)
-    .with_for_update()
-)
-_LOCK_FENCED_MANY = (
-    select(
-        Job.id, Job.lease_token, Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id
+_LOCKED = (Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
+_LOCK_FENCED = select(*_LOCKED).where(_FENCED).with_for_update()
+_LOCK_FENCED_MANY = (  # the rows still held by these (id, lease_token) pairs, in id order
+    select(Job.id, *_LOCKED)
+    .where(
+        tuple_(Job.id, Job.lease_token).in_(bindparam("b_pairs", expanding=True)),
+        Job.status == JobStatus.RUNNING,
     )
-    .where(Job.id.in_(bindparam("b_jobs", expanding=True)), Job.status == JobStatus.RUNNING)
     .order_by(Job.id)
     .with_for_update()
 )

@@ -110,21 +110,24 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
     missing or corrupt blob."""
     refs = _read_rows(db, job_id)
     job = refs.job
-    if refs.paused is not None:
+    columns = {
+        "x_sha256": job.x_sha256,
+        "y_sha256": job.y_sha256,
+        "network_config": job.network_config,
+        "options": job.options,
+        "epochs": job.epochs,
+        "samples_trained": job.samples_trained,
+        "train_seconds": job.train_seconds,
+    }
+    if refs.paused is not None:  # it holds its data and state: nothing to read
         return JobInputs(
             x=NO_ROWS,
             y=NO_ROWS,
-            x_sha256=job.x_sha256,
-            y_sha256=job.y_sha256,
-            network_config=job.network_config,
-            options=job.options,
-            epochs=job.epochs,
             checkpoint=None,
             history=[],
             init_model=None,
-            samples_trained=job.samples_trained,
-            train_seconds=job.train_seconds,
             paused=refs.paused,
+            **columns,
         )
     what = "the dataset's features (x)"
     try:
@@ -146,16 +149,10 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
     return JobInputs(
         x=x,
         y=y,
-        x_sha256=job.x_sha256,
-        y_sha256=job.y_sha256,
-        network_config=job.network_config,
-        options=job.options,
-        epochs=job.epochs,
         checkpoint=checkpoint,
         history=refs.history,
         init_model=init_model,
-        samples_trained=job.samples_trained,
-        train_seconds=job.train_seconds,
+        **columns,
     )
 
 

@@ -10,9 +10,7 @@ the wait early: ``app.storage.commit_watch``). For
 :data:`QUICK_POLL_SECONDS` instead: another worker's job ending is what most often makes new
 work (a halving sweep's rung promotes its best trials when its last trial ends; a
 ``max_parallel`` sweep frees a slot), and a rung then starts within a few milliseconds
-rather than a poll tick later (and the trainers of paused trials this worker keeps for
-their promotions, :mod:`app.jobs.paused_trainers`, are dropped once the window has passed
-with nothing to claim). Not on SQLite, whose watch ends a wait at every commit, that
+rather than a poll tick later. Not on SQLite, whose watch ends a wait at every commit, that
 ending's included: there the quick looks only cost CPU (each ~0.5-1.5 ms, taken from the
 worker still training; ~180 of them per halving sweep of the benchmark). An idle server
 still polls at the slow rate. A background
@@ -23,7 +21,9 @@ batch never lets the lease lapse.
 On a stop signal the training stops within one batch and the job goes back to the queue
 (``release``); the process exits 0. When the blob store is unreachable the job goes back
 to the queue too, and the worker waits :data:`STORE_RETRY_SECONDS` before claiming again.
-``run(burst=True)`` returns once the queue is empty.
+``run(burst=True)`` returns once the queue is empty. The trainers of the halving trials a
+worker paused, kept for their promotions (:mod:`app.jobs.paused_trainers`), are dropped
+once it has idled :data:`KEEP_PAUSED_SECONDS`, and when it stops.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ STALE_WORKER_ROWS = timedelta(minutes=10)  # rows of workers that died without a
 STORE_RETRY_SECONDS = 5.0
 QUICK_POLL_SECONDS = 0.02  # idle polling right after a job ended (see the module docstring)
 QUICK_POLL_WINDOW = 5.0
+# Idle seconds after its last job before a worker drops the trainers of the trials it
+# paused (app/jobs/paused_trainers.py): a rung's promotions come with the ending of its
+# last trial, while this worker trains the rung's others or waits for it (a few seconds
+# at most on the benchmark's sweep, whose rungs take ~0.2 s).
+KEEP_PAUSED_SECONDS = 5.0
 
 
 def new_worker_id() -> str:
@@ -112,6 +117,7 @@ class Worker:
         done = 0
         next_sweep = 0.0
         quick_until = 0.0  # monotonic time until which idle polling is quick
+        last_end = 0.0  # monotonic time the last claimed job(s) ended
         just_ended = False  # the last loop ran a job
         try:
             while not self.stopping.is_set():
@@ -137,8 +143,8 @@ class Worker:
                 if not claims:
                     if burst:
                         break
-                    if time.monotonic() >= quick_until:  # idle a while: no promotion coming
-                        paused_trainers.PAUSED.clear()
+                    if time.monotonic() >= last_end + KEEP_PAUSED_SECONDS:
+                        paused_trainers.PAUSED.clear()  # idle a while: no promotion coming
                     commits.wait(self._idle_wait(quick_until, commits), self.stopping)
                     continue
                 leases = pulse.hold_all(claims)
@@ -146,9 +152,11 @@ class Worker:
                     done += self._run(pulse, leases)
                 finally:
                     pulse.hold_all([], finished=len(claims))
-                    quick_until = time.monotonic() + QUICK_POLL_WINDOW
+                    last_end = time.monotonic()
+                    quick_until = last_end + QUICK_POLL_WINDOW
                     just_ended = True
         finally:
+            paused_trainers.PAUSED.clear()
             commits.close()
             pulse.stop()
             self._goodbye()

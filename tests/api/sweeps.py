@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from app.config import Settings
+from app.jobs.worker import Worker
 from app.storage.database import Database
 from app.storage.tables import Model as ModelRow
 from tests.api.client import ApiClient
@@ -69,3 +71,12 @@ def trial_outcomes(client: ApiClient, db: Database, sweep_id: str) -> dict[int, 
             "weights": weights,
         }
     return out
+
+
+def work(db: Database, pack_trials: int, worker_id: str = "sweeps") -> None:
+    """Run one worker (in this process) until the queue is empty: every checkpoint saved,
+    trials trained together by ``pack_trials``."""
+    settings = Settings(
+        database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05, pack_trials=pack_trials
+    )
+    Worker(db, settings, worker_id).run(burst=True)

@@ -1,11 +1,13 @@
 """A paused trial's trainer kept by the worker that paused it (app/jobs/paused_trainers.py):
 a promotion claimed by that worker continues it, and ends exactly as a trial resumed from
 its checkpoint; an entry serves only the checkpoint it was kept with, once, within the
-store's limits."""
+store's limits, and the worker drops them when it idles or stops."""
 
 from __future__ import annotations
 
 import threading
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -19,19 +21,12 @@ from app.jobs import worker as worker_module
 from app.jobs.paused_trainers import PausedTrainers
 from app.jobs.worker import Worker
 from app.storage.database import Database
-from app.storage.tables import Job
+from app.storage.tables import Job, Sweep
 from tests.api.client import ApiClient
-from tests.api.sweeps import create, make_data, sweep_body, trial_outcomes
+from tests.api.sweeps import create, make_data, sweep_body, trial_outcomes, work
 
 GRID = {"job.optimizer.learning_rate": [0.003, 0.01, 0.03, 0.1], "job.batch_size": [8, 32]}
 HALVING = {"name": "halving", "factor": 2, "min_epochs": 2}
-
-
-def _work(db: Database, pack_trials: int) -> None:
-    settings = Settings(
-        database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05, pack_trials=pack_trials
-    )
-    Worker(db, settings, "paused").run(burst=True)
 
 
 def _samples(db: Database, sweep_id: str) -> dict[int, int]:
@@ -52,19 +47,54 @@ def test_promotions_continue_the_kept_trainers_as_resumed_ones_would(
     store = PausedTrainers()
     monkeypatch.setattr(paused_trainers, "PAUSED", store)
     kept = create(client, {**body, "name": "kept"})
-    _work(db, pack_trials)
+    work(db, pack_trials)
     # One worker: every promotion (4 after rung 2, 2 after rung 4) continued its trainer.
     assert (store.hits, store.misses) == (6, 0)
-    assert len(store) == 4 + 2  # those not promoted, until the worker has been idle a while
+    assert len(store) == 0  # dropped when the worker stopped
 
     none_kept = PausedTrainers(max_trainers=0)
     monkeypatch.setattr(paused_trainers, "PAUSED", none_kept)
     resumed = create(client, {**body, "name": "resumed"})
-    _work(db, pack_trials)
+    work(db, pack_trials)
     assert (none_kept.hits, none_kept.misses) == (0, 6)  # each read its checkpoint
 
     assert trial_outcomes(client, db, kept["id"]) == trial_outcomes(client, db, resumed["id"])
     assert _samples(db, kept["id"]) == _samples(db, resumed["id"])
+
+
+def test_a_worker_keeps_them_a_while_after_its_last_job_then_drops_them(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PausedTrainers()
+    monkeypatch.setattr(paused_trainers, "PAUSED", store)
+    monkeypatch.setattr(worker_module, "KEEP_PAUSED_SECONDS", 1.5)
+    data = make_data(client)
+    job = {"epochs": 4, "batch_size": 8, "validation_split": 0.2, "seed": 2}
+    grid = {"job.optimizer.learning_rate": [0.01, 0.1]}
+    sweep = create(client, sweep_body(data, job=job, grid=grid, strategy=HALVING))
+    settings = Settings(database_url=db.url, checkpoint_seconds=0, poll_seconds=0.02)
+    worker = Worker(db, settings, "idle")
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        # The loser of rung 2 stays kept after the sweep ends, while the worker idles...
+        deadline = time.monotonic() + 60
+        while _status(db, sweep["id"]) != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert len(store) == 1
+        # ...until it has idled KEEP_PAUSED_SECONDS.
+        while len(store):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stopping.set()
+        thread.join()
+
+
+def _status(db: Database, sweep_id: str) -> str:
+    with db.read_session() as session:
+        return str(session.scalar(select(Sweep.status).where(Sweep.id == sweep_id)))
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -109,19 +139,34 @@ def test_an_entry_serves_its_own_checkpoint_once() -> None:
 
 def test_the_oldest_entries_go_first_beyond_the_limits() -> None:
     first = _trainer()
-    store = PausedTrainers(max_trainers=2)
     others = [_trainer(data=first) for _ in range(2)]
+    store = PausedTrainers(max_trainers=2)
     for number, trainer in enumerate([first, *others]):
         store.keep(f"job-{number}", "sha", trainer)
     assert len(store) == 2 and store.take("job-0", "sha") is None
     assert store.take("job-2", "sha") is others[1]
 
     data_bytes = first.data.x.nbytes + first.data.y.nbytes  # no validation rows
-    own = 4 * first.network.params.nbytes + 2 * first.loop.logits.nbytes
+    own = paused_trainers._size(first)
     by_bytes = PausedTrainers(max_bytes=data_bytes + 2 * own)
     for number, trainer in enumerate([first, *others]):
         by_bytes.keep(f"job-{number}", "sha", trainer)
     assert len(by_bytes) == 2 and by_bytes.take("job-0", "sha") is None
+
+
+def test_a_trainers_size_counts_what_it_holds_besides_its_data() -> None:
+    """Every array the trainer built (its epoch rows, workspaces, optimizer state, logits,
+    buffers), as NumPy allocated them: within a few percent of tracemalloc's count."""
+    base = _trainer(rows=4000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        trainer = _trainer(units=64, rows=4000, data=base)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    size = paused_trainers._size(trainer)
+    assert 0.8 * held <= size <= 1.1 * held, (size, held)
 
 
 def test_one_dataset_at_a_time_and_only_small_networks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,25 +176,15 @@ def test_one_dataset_at_a_time_and_only_small_networks(monkeypatch: pytest.Monke
     store.keep("job-2", "sha", other)  # another dataset: the first one's trainers go
     assert len(store) == 1 and store.take("job-1", "sha") is None
     assert store.take("job-2", "sha") is other and len(store) == 0
+    store.keep("job-3", "sha", one)
+    store.training_on(one.data)  # an attempt on the same data keeps them
+    assert len(store) == 1
+    store.training_on(other.data)  # one on another dataset drops them
+    assert len(store) == 0
 
     monkeypatch.setattr(paused_trainers, "KEPT_PARAMETERS", 8)
-    store.keep("job-3", "sha", _trainer(units=4))  # 17 parameters: resumed, not kept
+    store.keep("job-4", "sha", _trainer(units=4))  # 17 parameters: resumed, not kept
     assert len(store) == 0
     too_big = PausedTrainers(max_bytes=1)
-    too_big.keep("job-4", "sha", one)
+    too_big.keep("job-5", "sha", one)
     assert len(too_big) == 0
-
-
-def test_a_worker_idle_past_its_quick_window_drops_them(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = PausedTrainers()
-    monkeypatch.setattr(paused_trainers, "PAUSED", store)
-    monkeypatch.setattr(worker_module, "QUICK_POLL_WINDOW", 0.0)
-    store.keep("job-1", "sha", _trainer())
-    worker = Worker(db, Settings(database_url=db.url, poll_seconds=0.02), "idle")
-    stopper = threading.Timer(0.5, worker.stopping.set)
-    stopper.start()
-    worker.run()  # nothing queued: idle from the start
-    stopper.join()
-    assert len(store) == 0

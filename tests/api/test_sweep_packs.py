@@ -21,7 +21,7 @@ from app.storage.blobs import BlobStoreUnavailable
 from app.storage.database import Database
 from app.storage.tables import Job, JobStatus, Sweep
 from tests.api.client import ApiClient
-from tests.api.sweeps import create, make_data, sweep_body, trial_outcomes
+from tests.api.sweeps import create, make_data, sweep_body, trial_outcomes, work
 
 RATES = [0.003, 0.01, 0.03, 0.1]
 GRID = {"job.optimizer.learning_rate": RATES, "job.batch_size": [8, 32]}
@@ -29,13 +29,6 @@ STRATEGIES = [
     {"name": "grid"},
     {"name": "halving", "factor": 2, "min_epochs": 2},
 ]
-
-
-def _work(db: Database, pack_trials: int) -> None:
-    settings = Settings(
-        database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05, pack_trials=pack_trials
-    )
-    Worker(db, settings, f"packs-{pack_trials}").run(burst=True)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s["name"])
@@ -47,7 +40,7 @@ def test_trials_trained_together_end_as_trained_one_at_a_time(
     body = sweep_body(data, job=job, grid=GRID, strategy=strategy, metric="val_loss")
     together = create(client, {**body, "name": "together"})
     with caplog.at_level(logging.INFO, logger="backprop.worker"):
-        _work(db, pack_trials=4)
+        work(db, pack_trials=4, worker_id="packs-4")
     messages = [r.getMessage() for r in caplog.records]
     packs = [m for m in messages if "trained together" in m]
     # Grid: one pack per batch size, of its four learning rates.
@@ -59,7 +52,7 @@ def test_trials_trained_together_end_as_trained_one_at_a_time(
     caplog.clear()
     alone = create(client, {**body, "name": "alone"})
     with caplog.at_level(logging.INFO, logger="backprop.worker"):
-        _work(db, pack_trials=1)
+        work(db, pack_trials=1, worker_id="packs-1")
     assert not [r for r in caplog.records if "trained together" in r.getMessage()]
     assert trial_outcomes(client, db, together["id"]) == trial_outcomes(client, db, alone["id"])
     # Every ending numbered once, in the same count (GET /v1/sweeps/{id}/events' ids).
@@ -99,7 +92,7 @@ def test_a_cancel_landing_just_before_a_packs_final_commit_wins_for_its_trial(
         return real(db, items)
 
     monkeypatch.setattr(endings, "finish_together", cancel_one_then_finish)
-    _work(db, pack_trials=4)
+    work(db, pack_trials=4, worker_id="packs-4")
     if not db.is_sqlite:  # one transaction per trial there: nothing to batch
         assert not cancelled
         return
@@ -131,7 +124,7 @@ def test_a_pack_whose_joint_commit_fails_ends_each_trial_on_its_own(
 
     monkeypatch.setattr(endings, "finish_together", store_away)
     with caplog.at_level(logging.INFO, logger="backprop.worker"):
-        _work(db, pack_trials=4)
+        work(db, pack_trials=4, worker_id="packs-4")
     done = client.get(f"/v1/sweeps/{sweep['id']}").json()
     assert done["status"] == "succeeded"
     assert {t["status"] for t in done["trials"]} == {"succeeded"}
@@ -159,7 +152,7 @@ def test_a_cancelled_trial_leaves_its_pack_and_the_others_finish(
         return claims
 
     monkeypatch.setattr(worker_module.pack_claim, "claim_pack", claim_then_cancel_one)
-    _work(db, pack_trials=4)
+    work(db, pack_trials=4, worker_id="packs-4")
     done = client.get(f"/v1/sweeps/{sweep['id']}").json()
     statuses = {t["job_id"]: t["status"] for t in done["trials"]}
     assert len(cancelled) == 1 and statuses.pop(cancelled[0]) == "cancelled"
@@ -262,7 +255,7 @@ def test_a_stop_signal_releases_every_trial_of_a_pack(
         (JobStatus.QUEUED, None, 0)
     ] * 4
     monkeypatch.setattr(worker_module.pack_claim, "claim_pack", real_claim)
-    _work(db, pack_trials=4)
+    work(db, pack_trials=4, worker_id="packs-4")
     done = client.get(f"/v1/sweeps/{sweep['id']}").json()
     assert done["status"] == "succeeded"
     assert {t["epochs_run"] for t in done["trials"]} == {5}

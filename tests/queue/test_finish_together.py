@@ -5,12 +5,15 @@ lost, and a job whose cancel was requested left for its own ending, which cancel
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import select
 
 from app.jobs.endings import Finishing, Outcome, TrainedModel, finish, finish_together
 from app.jobs.queue import Claim, Progress, claim_next, heartbeat
 from app.storage.database import Database
-from app.storage.tables import JobStatus
+from app.storage.tables import JobEpoch, JobStatus
 from tests.queue.rows import add_jobs, cancel, get_job, models_of
 
 
@@ -91,3 +94,56 @@ def test_a_failing_commit_writes_none_of_them(migrated_db: Database) -> None:
         job = get_job(migrated_db, claim.job_id)
         assert job.status == JobStatus.RUNNING and job.epoch == 0
         assert models_of(migrated_db, claim.job_id) == []
+
+
+def _written(db: Database, job_id: str) -> dict[str, Any]:
+    """What a finish wrote for a job: its columns, its epochs' rows and its model."""
+    job = get_job(db, job_id)
+    with db.read_session() as session:
+        epochs = session.execute(
+            select(JobEpoch.epoch, JobEpoch.record)
+            .where(JobEpoch.job_id == job_id)
+            .order_by(JobEpoch.epoch)
+        ).all()
+    return {
+        "job": (job.status, job.epoch, job.metrics, job.findings, job.samples_trained),
+        "more": (job.train_seconds, job.checkpoint_sha256, job.checkpoint_epoch, job.lease_token),
+        "epochs": [tuple(row) for row in epochs],
+        "models": [(m.config, m.weights_sha256, m.metrics) for m in models_of(db, job_id)],
+    }
+
+
+def test_several_jobs_written_together_as_each_alone(migrated_db: Database) -> None:
+    """Mixed column sets (a paused trial's checkpoint beside complete ones), no metrics,
+    JSON nulls in the history, histories of different lengths (none at all included): the
+    rows finish_together writes for each job are those finish writes for it alone."""
+
+    def items(claims: list[Claim]) -> list[Finishing]:
+        history = [{"epoch": e, "loss": 0.5, "note": None} for e in range(1, 5)]
+        progress = [
+            Progress(3, None, history[:3], 12, 0.25),
+            Progress(4, {"loss": 0.1}, history[2:4], 16, 0.5, findings=[{"kind": "k"}]),
+            Progress(2, None, [], 8, 0.75),
+        ]
+        models = [_model("a"), _model("b"), _model("c")]
+        checkpoints = [None, "paused-here", None]
+        return [
+            Finishing(claim, p, m, checkpoint_sha256=c)
+            for claim, p, m, c in zip(claims, progress, models, checkpoints, strict=True)
+        ]
+
+    claims = _claims(migrated_db, 6)
+    together, alone = claims[:3], claims[3:]
+    outcomes = finish_together(migrated_db, items(together))
+    assert all(o is not None and o.status == JobStatus.SUCCEEDED for o in outcomes)
+    for item in items(alone):
+        finish(
+            migrated_db,
+            item.claim,
+            item.progress,
+            item.model,
+            checkpoint_sha256=item.checkpoint_sha256,
+        )
+    for mine, theirs in zip(together, alone, strict=True):
+        assert _written(migrated_db, mine.job_id) == _written(migrated_db, theirs.job_id)
+    assert _written(migrated_db, together[1].job_id)["more"][1:3] == ("paused-here", 4)
