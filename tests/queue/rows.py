@@ -13,7 +13,7 @@ from app.jobs.queue import enqueue, request_cancel
 from app.storage.blob_arrays import put_array
 from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job, JobStatus, Model, Network, Owner, utcnow
+from app.storage.tables import Dataset, Job, JobEpoch, JobStatus, Model, Network, Owner, utcnow
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0], dtype=np.int64)
@@ -137,3 +137,14 @@ def expire_lease(db: Database, job_id: str) -> None:
             .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
             .values(lease_expires_at=utcnow() - timedelta(minutes=1))
         )
+
+
+def epoch_rows(db: Database, job_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """(epoch, record) of the job's ``job_epochs`` rows, in order."""
+    with db.read_session() as session:
+        rows = session.execute(
+            select(JobEpoch.epoch, JobEpoch.record)
+            .where(JobEpoch.job_id == job_id)
+            .order_by(JobEpoch.epoch)
+        ).all()
+    return [(epoch, record) for epoch, record in rows]

@@ -8,13 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from app.jobs.endings import Finishing, Outcome, TrainedModel, finish, finish_together
 from app.jobs.queue import Claim, Progress, claim_next, heartbeat
 from app.storage.database import Database
-from app.storage.tables import JobEpoch, JobStatus
-from tests.queue.rows import add_jobs, cancel, get_job, models_of
+from app.storage.tables import JobStatus
+from tests.queue.rows import add_jobs, cancel, epoch_rows, get_job, models_of
 
 
 def _progress(epoch: int) -> Progress:
@@ -99,16 +98,10 @@ def test_a_failing_commit_writes_none_of_them(migrated_db: Database) -> None:
 def _written(db: Database, job_id: str) -> dict[str, Any]:
     """What a finish wrote for a job: its columns, its epochs' rows and its model."""
     job = get_job(db, job_id)
-    with db.read_session() as session:
-        epochs = session.execute(
-            select(JobEpoch.epoch, JobEpoch.record)
-            .where(JobEpoch.job_id == job_id)
-            .order_by(JobEpoch.epoch)
-        ).all()
     return {
         "job": (job.status, job.epoch, job.metrics, job.findings, job.samples_trained),
         "more": (job.train_seconds, job.checkpoint_sha256, job.checkpoint_epoch, job.lease_token),
-        "epochs": [tuple(row) for row in epochs],
+        "epochs": epoch_rows(db, job_id),
         "models": [(m.config, m.weights_sha256, m.metrics) for m in models_of(db, job_id)],
     }
 

@@ -4,13 +4,10 @@ never gaps), and a stale worker appends nothing."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from app.jobs.endings import TrainedModel, finish
 from app.jobs.queue import Progress, claim_next, requeue_expired, save_progress
 from app.storage.database import Database
-from app.storage.tables import JobEpoch
-from tests.queue.rows import add_jobs, cancel, expire_lease, get_job
+from tests.queue.rows import add_jobs, cancel, epoch_rows, expire_lease, get_job
 
 MODEL = TrainedModel(config={"format": "test"}, weights_sha256="w", weights_size=1, metrics=None)
 
@@ -29,13 +26,7 @@ def _progress(epochs: range, attempt: int) -> Progress:
 
 def _rows(db: Database, job_id: str) -> list[tuple[int, int]]:
     """(epoch, attempt that wrote it) of each history row, in order."""
-    with db.read_session() as session:
-        rows = session.execute(
-            select(JobEpoch.epoch, JobEpoch.record)
-            .where(JobEpoch.job_id == job_id)
-            .order_by(JobEpoch.epoch)
-        ).all()
-    return [(epoch, record["attempt"]) for epoch, record in rows]
+    return [(epoch, record["attempt"]) for epoch, record in epoch_rows(db, job_id)]
 
 
 def test_a_resumed_attempt_replaces_the_epochs_past_its_checkpoint(migrated_db: Database) -> None:
