@@ -8,6 +8,7 @@ A refusal is a 422 whose loc names the grid path the bad value came from
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -46,6 +47,28 @@ def _refuse_keys(body: dict[str, Any], keys: tuple[str, ...], root: str, why: st
             raise Invalid(why, ("body", root, key))
 
 
+def _trial(body: SweepCreate, params: dict[str, Any], paths: list[str]) -> tuple[Any, Any]:
+    """The trial's network and job bodies for ``params``, validated."""
+    network, job = sweep_grid.apply(body.network, body.job, params)
+    net = _validated(NetworkCreate, {**network, "name": body.name}, "network", paths)
+    target = {"network_id": PLACEHOLDER_ID, "dataset_id": body.dataset_id}
+    return net, _validated(JobCreate, {**job, **target}, "job", paths)
+
+
+def _check_alternatives(body: SweepCreate, first: dict[str, Any], paths: list[str]) -> None:
+    """Random search: every alternative of every list checked once, drawn or not (in the
+    first trial's place), as a grid's are in its combinations."""
+    for path, values in body.grid.items():
+        if not isinstance(values, list):
+            continue
+        seen: set[str] = set()
+        for value in values:
+            key = json.dumps(value, sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                _trial(body, {**first, path: value}, paths)
+
+
 def sweep_spec(body: SweepCreate) -> tuple[SweepSpec, list[TrialSpec]]:
     """The sweep and its trials, every one valid as a network and a job body."""
     strategy = body.strategy.model_dump()
@@ -53,11 +76,11 @@ def sweep_spec(body: SweepCreate) -> tuple[SweepSpec, list[TrialSpec]]:
     _refuse_keys(body.job, sweep_grid.IDS, "job", "a sweep's trials use the sweep's dataset")
     paths = list(body.grid)
     trials = []
-    for params in sweep_grid.trial_params(body.grid, strategy):
-        network, job = sweep_grid.apply(body.network, body.job, params)
-        net = _validated(NetworkCreate, {**network, "name": body.name}, "network", paths)
-        target = {"network_id": PLACEHOLDER_ID, "dataset_id": body.dataset_id}
-        options = _validated(JobCreate, {**job, **target}, "job", paths)
+    drawn = sweep_grid.trial_params(body.grid, strategy)
+    if strategy["name"] == "random" and drawn:
+        _check_alternatives(body, drawn[0], paths)
+    for params in drawn:
+        net, options = _trial(body, params, paths)
         trials.append(
             TrialSpec(
                 params=params,

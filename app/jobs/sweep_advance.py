@@ -11,7 +11,11 @@ second sees the first's outcome and exactly one of them decides.
   the best ``ceil(n_r / factor)`` by score are promoted: their rung model is deleted and
   the same job is queued again with ``epochs = t_{r+1}``, keeping its checkpoint, so the
   worker's resume path continues it from epoch ``t_r`` (app/jobs/attempt.py). The others
-  keep their models. The sweep ends after the rung whose target is ``epochs``.
+  keep their models. The sweep ends after the rung whose target is ``epochs`` (or the
+  last rung any trial could continue to).
+
+A sweep ends ``succeeded`` when any of its trials did (under halving, at any rung), else
+``failed``.
 
 SQL only, like the queue: no engine, no HTTP.
 """
@@ -128,8 +132,7 @@ def _advance(session: Session, sweep: SweepState) -> None:
     rows = connection.execute(_TRIALS, {"b_sweep": sweep.id}).all()
     if strategy.get("name") == "halving":
         top = max(row.epochs for row in rows)
-        rows = [row for row in rows if row.epochs == top]
-        if any(row.status in ACTIVE_STATUSES for row in rows):
+        if any(row.status in ACTIVE_STATUSES for row in rows if row.epochs == top):
             return
         rung = session.execute(
             select(Job.id, Job.status, Job.options, Job.checkpoint_sha256, Model.metrics)
@@ -148,6 +151,7 @@ def _advance(session: Session, sweep: SweepState) -> None:
             return
     elif any(row.status in ACTIVE_STATUSES for row in rows):
         return
+    # Succeeded when any trial did (under halving, at any rung: its model is the best's).
     succeeded = any(row.status == JobStatus.SUCCEEDED for row in rows)
     ended = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
     connection.execute(_END_SWEEP, {"b_sweep": sweep.id, "b_status": ended, "b_at": utcnow()})

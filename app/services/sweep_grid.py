@@ -33,6 +33,7 @@ DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform")
 IDS = ("network_id", "dataset_id", "init_model_id")  # a sweep's job body names none
 MAX_TRIALS = 1000
 MAX_PATH = 200
+INT_LOW, INT_HIGH = -(2**63), 2**63 - 1  # int_uniform draws 64-bit integers
 TRIAL_JOB_DEFAULTS: dict[str, Any] = {"diagnostics": False}  # see the module docstring
 
 
@@ -50,6 +51,8 @@ def check_path(path: str, strategy: str) -> None:
         raise Invalid(f"a grid path starts with network. or job., not {path!r}", _loc(path))
     if root == "job" and rest.split(".")[0] in IDS:
         raise Invalid("a sweep's trials all use the sweep's dataset; ids cannot vary", _loc(path))
+    if path == "network.name":
+        raise Invalid("the sweep names its trials' networks; network.name cannot vary", _loc(path))
     if strategy == "halving" and path == "job.epochs":
         raise Invalid("halving sets each rung's epochs itself; job.epochs is the last", _loc(path))
 
@@ -71,6 +74,10 @@ def _distribution(path: str, value: Mapping[str, Any]) -> tuple[str, float, floa
         raise Invalid("log_uniform needs 0 < low", (*_loc(path), name))
     if name == "int_uniform" and not (low.is_integer() and high.is_integer()):
         raise Invalid("int_uniform takes integer bounds", (*_loc(path), name))
+    if name == "int_uniform" and not (low >= INT_LOW and high <= INT_HIGH):
+        raise Invalid(f"int_uniform bounds lie within [{INT_LOW}, {INT_HIGH}]", (*_loc(path), name))
+    if name == "uniform" and not math.isfinite(high - low):
+        raise Invalid("uniform needs high - low to be a finite number", (*_loc(path), name))
     return name, low, high
 
 
@@ -126,22 +133,26 @@ def apply(
     for path, value in params.items():
         root, *keys = path.split(".")
         node = bodies[root]
-        for key in keys[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = node[key] = {}
-            node = child
+        for depth, key in enumerate(keys[:-1]):
+            if key not in node:
+                node[key] = {}
+            elif not isinstance(node[key], dict):  # a list, a number, null: no fields to set
+                where = ".".join([root, *keys[: depth + 1]])
+                raise Invalid(
+                    f"{where} is not an object here, so {path} names nothing to set", _loc(path)
+                )
+            node = node[key]
         node[keys[-1]] = copy.deepcopy(value)
     return bodies["network"], bodies["job"]
 
 
 def path_of(loc: tuple[str | int, ...], paths: list[str]) -> str | None:
     """The grid path that a validation error at ``loc`` (``("network", "layers", 0)``)
-    falls under, if any: the longest path that is a prefix of it."""
+    falls under, if any: the longest path that is a prefix of it, else the shortest path
+    under it (an error at ``job.optimizer.foo`` is that of ``job.optimizer.foo.bar``)."""
     dotted = [str(part) for part in loc]
-    best: str | None = None
-    for path in paths:
-        parts = path.split(".")
-        if dotted[: len(parts)] == parts and (best is None or len(parts) > len(best.split("."))):
-            best = path
-    return best
+    above = [p for p in paths if dotted[: len(p.split("."))] == p.split(".")]
+    if above:
+        return max(above, key=lambda p: len(p.split(".")))
+    below = [p for p in paths if p.split(".")[: len(dotted)] == dotted]
+    return min(below, key=lambda p: len(p.split("."))) if below else None

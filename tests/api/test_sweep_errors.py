@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from tests.api.client import ApiClient
 from tests.api.sweeps import make_data, sweep_body
 
 OUT = {"units": 1, "activation": "sigmoid"}
+RANDOM = {"name": "random", "trials": 1, "seed": 0}
 CASES: list[tuple[dict[str, Any], list[Any]]] = [
     (
         {"grid": {"job.optimizer.learning_rte": [0.1]}},
@@ -67,6 +69,38 @@ CASES: list[tuple[dict[str, Any], list[Any]]] = [
         {"grid": {"job.l2": {"normal": [0, 1]}}, "strategy": {"name": "random", "trials": 2}},
         ["body", "grid", "job.l2"],
     ),
+    (  # bounds past 64-bit integers, a range past the largest float
+        {"grid": {"job.seed": {"int_uniform": [0, 1e30]}}, "strategy": RANDOM},
+        ["body", "grid", "job.seed", "int_uniform"],
+    ),
+    (
+        {"grid": {"job.l2": {"uniform": [-1e308, 1e308]}}, "strategy": RANDOM},
+        ["body", "grid", "job.l2", "uniform"],
+    ),
+    # A path through what is not an object: nothing there to set (and no default to use).
+    *(
+        (
+            {
+                "job": {"epochs": 2, "optimizer": bad},
+                "grid": {"job.optimizer.learning_rate": [0.1]},
+            },
+            ["body", "grid", "job.optimizer.learning_rate"],
+        )
+        for bad in ("sgd", None)
+    ),
+    *(
+        ({"grid": {path: [3, 5]}}, ["body", "grid", path])
+        for path in ("network.layers.0.units", "network.input_size.x", "job.optimizer.foo.bar")
+    ),
+    ({"grid": {"network.name": ["a", "b"]}}, ["body", "grid", "network.name"]),
+    # Random search checks every alternative, drawn or not.
+    *(
+        (
+            {"grid": {"job.batch_size": values}, "strategy": RANDOM},
+            ["body", "grid", "job.batch_size"],
+        )
+        for values in ([8, 16, "many"], [8, 16, -5])
+    ),
     ({"network": {"input_size": 0, "layers": [OUT]}}, ["body", "network", "input_size"]),
     ({"network": {"name": "n", "input_size": 2, "layers": [OUT]}}, ["body", "network", "name"]),
     ({"job": {"network_id": "net_x"}}, ["body", "job", "network_id"]),
@@ -100,3 +134,14 @@ def test_the_dataset_must_fit_and_exist(client: ApiClient) -> None:
     response = client.post("/v1/sweeps", json=sweep_body(data, network=wide))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+
+
+def test_random_search_refuses_a_nan_alternative_it_may_not_draw(client: ApiClient) -> None:
+    """A NaN among the alternatives (a JSON body may spell it) is refused, not stored as
+    null."""
+    data = make_data(client)
+    body = sweep_body(data, grid={"job.batch_size": [8, 16, 0]}, strategy=RANDOM)
+    raw = json.dumps(body).replace('"job.batch_size": [8, 16, 0]', '"job.batch_size": [8, 16, NaN]')
+    response = client.post("/v1/sweeps", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][:3] == ["body", "grid", "job.batch_size"]

@@ -7,8 +7,9 @@ import json
 
 from sqlalchemy import select
 
+from app.jobs import sweep_advance
 from app.storage.database import Database
-from app.storage.tables import Job
+from app.storage.tables import Job, Sweep
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, run_worker
 from tests.api.sweeps import N_TRAIN, create, make_data, sweep_body
@@ -215,3 +216,29 @@ def test_trials_leave_diagnostics_off_unless_the_sweep_asks(
     assert layers_and_option(by_grid) == [(True, True), (False, False)]
     # The stored sweep body is the one given: the default belongs to the trials.
     assert "diagnostics" not in client.get(f"/v1/sweeps/{plain['id']}").json()["job"]
+
+
+def test_a_halving_sweep_whose_last_rung_failed_succeeds_with_an_earlier_best(
+    client: ApiClient, db: Database
+) -> None:
+    """The sweep's status agrees with its best: a trial that succeeded at an earlier rung
+    (and kept its model) makes the sweep succeed though every trial of the last failed."""
+    data = make_data(client)
+    body = sweep_body(
+        data,
+        job={"epochs": 4, "batch_size": 16, "validation_split": 0.2, "seed": 2},
+        strategy={"name": "halving", "factor": 2, "min_epochs": 2},
+        metric="val_loss",
+    )
+    sweep = create(client, body)
+    first, second = (t["job_id"] for t in sweep["trials"])
+    with db.session() as session:  # as the trials end: the first at rung 2, the second at 4
+        for job_id, status, epochs in ((first, "succeeded", 2), (second, "failed", 4)):
+            job = session.get(Job, job_id)
+            assert job is not None
+            job.status, job.epochs = status, epochs
+    with db.session() as session:
+        sweep_advance.trials_ended(session, [second])
+    with db.read_session() as session:
+        row = session.get(Sweep, sweep["id"])
+        assert row is not None and row.status == "succeeded"
