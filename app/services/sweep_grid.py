@@ -149,10 +149,11 @@ def apply(
 def path_of(loc: tuple[str | int, ...], paths: list[str]) -> str | None:
     """The grid path that a validation error at ``loc`` (``("network", "layers", 0)``)
     falls under, if any: the longest path that is a prefix of it, else the shortest path
-    under it (an error at ``job.optimizer.foo`` is that of ``job.optimizer.foo.bar``)."""
+    under the field it names (an error at ``job.optimizer.foo`` is that of
+    ``job.optimizer.foo.bar``; one about a whole body, at ``("network",)``, is no path's)."""
     dotted = [str(part) for part in loc]
     above = [p for p in paths if dotted[: len(p.split("."))] == p.split(".")]
     if above:
         return max(above, key=lambda p: len(p.split(".")))
-    below = [p for p in paths if p.split(".")[: len(dotted)] == dotted]
+    below = [p for p in paths if len(dotted) > 1 and p.split(".")[: len(dotted)] == dotted]
     return min(below, key=lambda p: len(p.split("."))) if below else None

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.services.sweep_grid import path_of
 from app.storage.database import Database
 from app.storage.tables import Job
 from tests.api.client import ApiClient
@@ -145,3 +146,11 @@ def test_random_search_refuses_a_nan_alternative_it_may_not_draw(client: ApiClie
     response = client.post("/v1/sweeps", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"][:3] == ["body", "grid", "job.batch_size"]
+
+
+def test_which_grid_path_an_error_falls_under() -> None:
+    paths = ["network.layers", "job.optimizer.foo.bar", "network.seed"]
+    assert path_of(("network", "layers", 0, "units"), paths) == "network.layers"  # below it
+    assert path_of(("job", "optimizer", "foo"), paths) == "job.optimizer.foo.bar"  # above it
+    assert path_of(("network",), paths) is None  # the whole body: no path's fault
+    assert path_of(("job", "epochs"), paths) is None
