@@ -34,7 +34,9 @@ forward-pass latency of 784-256-128-10 for 1 and 256 rows against torch.
 default) cost: ``--instances`` trainers (default 6) with them off and as many on, one
 quarter of an epoch each in rotating order, every step timed, with an A/A control from
 the off trainers and 95% intervals (``_diagnostics_cost.py``); ``--seconds`` is then the
-measuring time per case (default 60).
+measuring time per case (default 60). It runs BLAS on one thread unless ``--threads`` says
+otherwise: a worker's count on this machine (``backprop serve`` gives each worker cores ÷
+workers threads).
 
 Usage: python bench/train_throughput.py [--quick] [--seconds S] [--rounds R] [--threads N]
        [--diagnostics [--instances K]]
@@ -533,7 +535,7 @@ def main() -> None:
         clock = time.process_time
     seconds = args.seconds if args.seconds is not None else (0.4 if args.quick else 2.4)
     if args.diagnostics:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
 
         budget = args.seconds if args.seconds is not None else (10.0 if args.quick else 60.0)
         from _diagnostics_cost import diagnostics_cost
@@ -544,9 +546,20 @@ def main() -> None:
             if (target := DIAGNOSTICS_TARGETS.get(case.name)) is not None
             and (args.cases is None or case.name in args.cases.split(","))
         ]
-        with threadpool_limits(limits=args.threads):  # None: as found
+        # A worker's BLAS threads unless told: `backprop serve` gives each worker cores ÷
+        # workers (1 here, two workers on two cores). Pinning the process to one core below
+        # pins only this thread, so BLAS threads beyond it would run on the other core.
+        threads = args.threads if args.threads is not None else 1
+        with threadpool_limits(limits=threads):
+            info = [
+                f"{i['internal_api']} kernel={i.get('architecture', '-')} "
+                f"threads={i['num_threads']}"
+                for i in threadpool_info()
+            ]
             lines = diagnostics_cost(cases, budget, clock, args.instances)
         print(f"throughput clock: {'process CPU time' if args.clock == 'cpu' else 'wall clock'}")
+        origin = "given" if args.threads is not None else "a worker's count, the default"
+        print(f"BLAS: {'; '.join(info)} (threads: {origin})")
         print("\n".join(lines))
         return
     warnings.filterwarnings("ignore")
