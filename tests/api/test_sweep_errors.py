@@ -154,3 +154,27 @@ def test_which_grid_path_an_error_falls_under() -> None:
     assert path_of(("job", "optimizer", "foo"), paths) == "job.optimizer.foo.bar"  # above it
     assert path_of(("network",), paths) is None  # the whole body: no path's fault
     assert path_of(("job", "epochs"), paths) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ([], "1 to 1000 alternatives, not 0"),
+        (list(range(1001)), "1 to 1000 alternatives, not 1001"),
+        (8, "not a number"),
+        ("8", "not a string"),
+        (None, "not null"),
+        (True, "not a boolean"),
+    ],
+)
+def test_a_grid_value_of_the_wrong_shape_is_one_error_at_its_path(
+    client: ApiClient, values: Any, words: str
+) -> None:
+    """Neither a list of alternatives nor a distribution: one error, at the path itself
+    (not one per branch of a union, with a type's name at the end of its loc)."""
+    data = make_data(client)
+    response = client.post("/v1/sweeps", json=sweep_body(data, grid={"job.batch_size": values}))
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "grid", "job.batch_size"], error
+    assert words in error["msg"], error

@@ -6,7 +6,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, SkipValidation, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SkipValidation,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from app.api.schemas.common import Name
 from app.services.sweep_view import SweepView, TrialView
@@ -59,7 +68,51 @@ class HalvingStrategy(BaseModel):
 
 
 Strategy = Annotated[GridStrategy | RandomStrategy | HalvingStrategy, Field(discriminator="name")]
-GridValues = Annotated[list[JsonValue], Field(min_length=1, max_length=1000)] | dict[str, JsonValue]
+MAX_ALTERNATIVES = 1000  # values listed for one grid path
+
+
+def _grid_values(value: JsonValue) -> JsonValue:
+    """A grid path's value: a list of 1..MAX_ALTERNATIVES alternatives, or an object (a
+    distribution, checked with the strategy). One error at the path, whatever is wrong (a
+    union of the two would report both branches, each tagged with a type name)."""
+    if isinstance(value, list):
+        if not 1 <= len(value) <= MAX_ALTERNATIVES:
+            raise PydanticCustomError(
+                "grid_alternatives",
+                "a grid path lists 1 to {limit} alternatives, not {count}",
+                {"limit": MAX_ALTERNATIVES, "count": len(value)},
+            )
+        return value
+    if isinstance(value, dict):
+        return value
+    raise PydanticCustomError(
+        "grid_values",
+        "a grid path's value is a list of alternatives, e.g. [0.001, 0.01], or (random "
+        "search) a distribution such as {example}, not {kind}",
+        {"example": '{"log_uniform": [0.0001, 0.1]}', "kind": _json_kind(value)},
+    )
+
+
+def _json_kind(value: JsonValue) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a string" if isinstance(value, str) else "a number"
+
+
+GridValues = Annotated[
+    JsonValue,
+    AfterValidator(_grid_values),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {}, "minItems": 1, "maxItems": MAX_ALTERNATIVES},
+                {"type": "object", "additionalProperties": {}},
+            ]
+        }
+    ),
+]
 
 
 class SweepCreate(BaseModel):
