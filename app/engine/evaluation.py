@@ -197,6 +197,10 @@ def classifier_metrics(true: Ints, outputs: Floats, classes: Sequence[Any]) -> d
     return result
 
 
+class ScoresOverflow(DataError):
+    """A regression score is not a finite float64 (errors whose squares overflow)."""
+
+
 def regression_scores(y: Floats, pred: Floats) -> dict[str, Floats]:
     """Per target (t,): mse, rmse, mae and r2 of ``pred`` against ``y``, both (n, t). A
     target that never varies scores r2 1 when predicted exactly, else 0 (scikit-learn's
@@ -216,8 +220,18 @@ def regression_metrics(y: Floats, pred: Floats) -> dict[str, Any]:
     rmse, as scikit-learn's root_mean_squared_error), and ``per_target``."""
     if y.shape != pred.shape:
         raise DataError(f"y has shape {y.shape} but the predictions {pred.shape}", ("y",))
-    scores = regression_scores(y, pred)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = regression_scores(y, pred)
     names = ("mse", "rmse", "mae", "r2")
+    broken = sorted({j for name in names for j in np.flatnonzero(~np.isfinite(scores[name]))})
+    if broken:  # squares past float64's range: no score to give, rather than a null or inf
+        shown = ", ".join(str(j) for j in broken[:10]) + (" ..." if len(broken) > 10 else "")
+        raise ScoresOverflow(
+            f"the errors of target(s) {shown} are too large to score: their squares overflow "
+            f"float64 (largest |y| {float(np.max(np.abs(y))):.3g}, largest |prediction| "
+            f"{float(np.max(np.abs(pred))):.3g}); rescale the targets",
+            ("y",),
+        )
     return {
         "task": "regression",
         "n_samples": int(y.shape[0]),

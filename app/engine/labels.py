@@ -24,6 +24,7 @@ from app.engine.errors import ConfigError, DataError
 
 Array = npt.NDArray[np.floating[Any]]
 TASKS = ("binary", "multiclass", "regression")
+MAX_LABEL_CHARS = 1000  # a string class label's longest (the API's Label type)
 
 
 def task_of(loss: str) -> str:
@@ -187,16 +188,23 @@ def encode(
 def _probability_rows(
     arr: npt.NDArray[Any], dtype: np.dtype[Any], classes: list[Any] | None, name: str
 ) -> tuple[Array, list[Any]]:
-    if not np.issubdtype(arr.dtype, np.number):
+    probs = probability_rows(arr, name)
+    return np.ascontiguousarray(probs, dtype=dtype), list(
+        range(arr.shape[1])
+    ) if classes is None else classes
+
+
+def probability_rows(arr: npt.NDArray[Any], name: str = "y") -> npt.NDArray[np.float64]:
+    """(m, k) rows of class probabilities (one per softmax unit) as float64; DataError
+    unless each is >= 0 and sums to 1."""
+    if not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
         raise DataError(
             f"{name} as a 2-D array must hold class probabilities, got {arr.dtype}", (name,)
         )
     probs = np.asarray(arr, dtype=np.float64)
     if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-6):
         raise DataError(f"{name} rows must be class probabilities (>= 0, summing to 1)", (name,))
-    return np.ascontiguousarray(probs, dtype=dtype), list(
-        range(arr.shape[1])
-    ) if classes is None else classes
+    return probs
 
 
 def decode(outputs: npt.NDArray[Any], task: str, classes: list[Any] | None) -> list[Any]:

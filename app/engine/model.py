@@ -135,6 +135,12 @@ class Model:
         arrays = npzio.load(npz, _header_check(expected), "model npz")
         return cls._assemble(network, task, classes, standardize, expected, arrays)
 
+    @staticmethod
+    def check_export_config(config: Mapping[str, Any]) -> None:
+        """ExportFormatError for what ``from_export`` would refuse in ``config`` alone,
+        located in it (before any array is read)."""
+        _parse_config(config)
+
     @classmethod
     def from_weights(cls, network_config: Mapping[str, Any], npz: bytes) -> Model:
         """A model from user-supplied weights for a given architecture.
@@ -268,6 +274,13 @@ def _parse_classes(classes: Any, task: str, network: Network) -> list[Any] | Non
         )
     if any(isinstance(c, float) and not np.isfinite(c) for c in classes):
         raise ExportFormatError("classes must be finite", ("classes",))
+    for i, c in enumerate(classes):
+        if isinstance(c, str) and len(c) > labels.MAX_LABEL_CHARS:
+            raise ExportFormatError(
+                f"classes[{i}] has {len(c)} characters; a label has at most "
+                f"{labels.MAX_LABEL_CHARS}",
+                ("classes", i),
+            )
     if len(set(classes)) != len(classes):
         raise ExportFormatError("classes must be distinct", ("classes",))
     return list(classes)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import evaluation
+from app.engine import evaluation, labels
 from app.engine.errors import DataError
 from app.engine.model import Model
 
@@ -81,15 +81,23 @@ def score(model: Model, outputs: np.ndarray, y: npt.NDArray[Any]) -> dict[str, A
 
 
 def _class_codes(model: Model, y: npt.NDArray[Any]) -> np.ndarray:
-    """(n,) indices into the classifier's classes of labels ``y`` (n,) or (n, 1);
-    DataError naming the labels it never saw."""
+    """(n,) indices into the classifier's classes of labels ``y`` (n,) or (n, 1), or of
+    rows of class probabilities (n, k) for a k-class softmax model, in unit order as
+    training takes them: each row's most probable class (the first of a tie); DataError
+    naming the labels it never saw."""
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim != 1:
-        raise DataError(
-            f"y has {y.shape[1]} columns; evaluating a classifier needs one class label per row"
-        )
-    return evaluation.class_codes(y, model.classes or [], name="the dataset")
+    if y.ndim == 1:
+        return evaluation.class_codes(y, model.classes or [], name="the dataset")
+    k = len(model.classes or [])
+    if model.task == "multiclass" and y.shape[1] == k:
+        probs = labels.probability_rows(y, "the dataset's y")
+        codes: np.ndarray = np.argmax(probs, axis=1).astype(np.intp)
+        return codes
+    raise DataError(
+        f"y has {y.shape[1]} columns; evaluating a classifier needs one class label per row"
+        + (f", or rows of {k} class probabilities" if model.task == "multiclass" else "")
+    )
 
 
 def check_labels(model: Model, y: npt.NDArray[Any]) -> None:

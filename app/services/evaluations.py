@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.engine import scoring
 from app.engine.errors import DataError
+from app.engine.evaluation import ScoresOverflow
 from app.engine.model import Model
 from app.services.datasets import load_dataset_arrays
 from app.services.errors import Invalid
@@ -87,6 +88,8 @@ def evaluate_model(
     outputs = forward_in_blocks(entry.model, x)
     try:
         metrics = scoring.score(entry.model, outputs, y)
+    except ScoresOverflow as exc:  # targets whose errors' squares pass float64's range
+        raise Invalid(exc.message, DATASET_LOC, error_type="scores_overflow") from None
     except DataError as exc:  # labels that do not fit the model: about the dataset itself
         raise Invalid(exc.message, DATASET_LOC, error_type="labels_mismatch") from None
     row = Evaluation(owner_id=owner_id, model_id=model_id, dataset_id=dataset.id, metrics=metrics)

@@ -137,6 +137,9 @@ def import_model(
     units = [int(layer["units"]) for layer in spec["layers"]]
     check_layer_units(int(spec["input_size"]), units, settings, ("body", "network_id"))
     config = _import_config(network, config_text)
+    if config is not None:
+        with invalid_at(("body", "config"), EngineError):  # the config's own faults
+            Model.check_export_config(config)
     with invalid_at(("body", "file"), EngineError):
         # The engine reads each array's header (dtype, shape) and checks it against the
         # architecture before reading any data; nothing is unpickled.

@@ -238,3 +238,61 @@ def test_a_queued_evaluation_checks_labels_up_front_and_is_owned(
         "path",
         "evaluation_id",
     ]
+
+
+def test_rows_of_class_probabilities_score_as_their_labels(client: ApiClient) -> None:
+    """A multiclass dataset given as one-hot rows (a format training takes, classes in
+    unit order) scores as the same labels given one per row."""
+    net3 = make_network(
+        client, layers=[{"units": 5, "activation": "tanh"}, {"units": 3, "activation": "softmax"}]
+    )
+    model = import_model(client, net3, _config("multiclass", [0, 1, 2]))
+    codes = [i % 3 for i in range(len(X))]
+    onehot = np.eye(3)[codes].tolist()
+    as_labels = _evaluate(client, model["id"], make_dataset(client, x=X, y=codes)["id"])
+    as_rows = _evaluate(client, model["id"], make_dataset(client, x=X, y=onehot)["id"])
+    ignore = {"id", "dataset_id", "created_at"}
+    assert {k: v for k, v in as_rows.items() if k not in ignore} == {
+        k: v for k, v in as_labels.items() if k not in ignore
+    }
+    bad = make_dataset(client, x=X[:4], y=[[0.5, 0.2, 0.1]] * 4)  # rows not summing to 1
+    response = client.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": bad["id"]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+    assert "class probabilities" in response.json()["detail"][0]["msg"]
+
+
+def _regression_model(client: ApiClient) -> dict[str, Any]:
+    net = make_network(
+        client,
+        layers=[{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "linear"}],
+        loss="mse",
+    )
+    return import_model(client, net, _config("regression", None))
+
+
+def test_regression_scores_that_overflow_are_refused_not_null(
+    make_client: Any, keys: Any, db: Database
+) -> None:
+    """Targets whose errors' squares pass float64's range have no mse to give: a 422 in
+    the request, a failed evaluation (once, with the reason) in a worker; never a null."""
+    from tests.api.test_predictions import work
+
+    now = make_client(keys.alice)
+    model = _regression_model(now)
+    y = [[1e200, -1e200], [1, 2], [3, 4], [5, 6]]
+    dataset = make_dataset(now, x=X[:4], y=y)
+    response = now.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "dataset_id"] and error["type"] == "scores_overflow"
+    assert "target(s) 0, 1" in error["msg"] and "rescale" in error["msg"]
+    assert now.get(f"/v1/models/{model['id']}/evaluations").json()["total"] == 0
+
+    queued = make_client(keys.alice, sync_evaluation_rows=2)
+    pending = queued.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert pending.status_code == 202, pending.text
+    work(db)
+    done = queued.get(f"/v1/evaluations/{pending.json()['id']}").json()
+    assert done["status"] == "failed", done
+    assert "too large to score" in done["error"]

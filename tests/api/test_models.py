@@ -267,3 +267,31 @@ def test_bad_imports(
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"][: len(loc)] == loc
+    assert client.get("/v1/models").json()["total"] == 0  # nothing stored
+
+
+def test_an_imported_class_label_longer_than_any_label_is_refused(client: ApiClient) -> None:
+    """A class label over MAX_LABEL_CHARS is a 422 at its place in the config: stored, it
+    would make every read of the owner's models fail (their schema's labels are bounded)."""
+    network = make_network(client)
+    engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
+    config = {**CLASSIFIER, "classes": ["no", "L" * 1001], "network": engine_config}
+    buffer = io.BytesIO()
+    arrays = {
+        "W1": np.ones((8, 2), np.float32),
+        "b1": np.ones(8, np.float32),
+        "W2": np.ones((1, 8), np.float32),
+        "b2": np.ones(1, np.float32),
+    }
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    response = client.post(
+        "/v1/models/import",
+        data={"network_id": network["id"], "config": json.dumps(config)},
+        files={"file": ("m.npz", buffer.getvalue(), "application/octet-stream")},
+    )
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "config", "classes", 1], error
+    assert "1001 characters" in error["msg"]
+    listed = client.get("/v1/models")
+    assert listed.status_code == 200 and listed.json()["total"] == 0

@@ -6,10 +6,14 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from app.engine.labels import MAX_LABEL_CHARS
+
 T = TypeVar("T")
 
 # A class label: any JSON scalar. Strict, so "1" stays a string and true stays a bool.
-Label = StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=1000)]
+Label = (
+    StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=MAX_LABEL_CHARS)]
+)
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -48,6 +52,7 @@ ERROR_TYPES = {
     "content_type": "422: the body's Content-Type is not one the operation takes",
     "npy_invalid": "422: the .npy body is not a 2-D numeric array",
     "non_finite_output": "422: the model's output is NaN or infinite for these rows",
+    "scores_overflow": "422: a regression score overflows float64 (targets too large)",
     "not_exportable": "422: the model cannot be written in the asked export format",
     "invalid": "400: any other refusal",
     "http_error": "other HTTP errors (405, ...)",
