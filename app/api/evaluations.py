@@ -81,6 +81,34 @@ def get_evaluation(evaluation_id: str, ctx: Ctx, caller: CallerDep) -> dict[str,
     return evaluation_body(row, state)
 
 
+@router.post(
+    "/v1/evaluations/{evaluation_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EvaluationResult,
+    responses=errors(404, 409, 422),
+)
+def cancel_evaluation(evaluation_id: str, ctx: Ctx, caller: CallerDep) -> dict[str, Any]:
+    """Stop an evaluation a worker is computing: queued, it is cancelled now; running, it
+    stops within one chunk of rows. 409 once it has ended (or was scored in its request)."""
+    row, state = service.cancel_evaluation(
+        ctx.database, owner_id=caller.owner_id, evaluation_id=evaluation_id
+    )
+    return evaluation_body(row, state)
+
+
+@router.delete(
+    "/v1/evaluations/{evaluation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(404, 409, 422),
+)
+def delete_evaluation(evaluation_id: str, ctx: Ctx, caller: CallerDep) -> Response:
+    """Delete an evaluation that has ended: its scores leave the model's list and card.
+    409 while a worker may still compute it (cancel it first)."""
+    service.delete_evaluation(ctx.database, owner_id=caller.owner_id, evaluation_id=evaluation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get(
     "/v1/models/{model_id}/evaluations",
     response_model=Page[EvaluationResult],

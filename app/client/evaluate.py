@@ -1,6 +1,8 @@
 """``backprop models evaluate MODEL --dataset ID``: score a model on one of your datasets
 (POST /v1/models/{id}/evaluate; the server keeps the result with the model) and print
-the scores, the confusion matrix and the per-class table (per-target for regression)."""
+the scores, the confusion matrix and the per-class table (per-target for regression).
+A large dataset's evaluation runs in a worker, followed with a progress bar; Ctrl+C
+cancels it."""
 
 from __future__ import annotations
 
@@ -82,7 +84,13 @@ def evaluate(api: Api, args: argparse.Namespace) -> int:
     body = api.post(path, {"dataset_id": args.dataset})
     if body["status"] != "succeeded":  # a large dataset: a worker scores it (202)
         note(f"evaluation {body['id']}: {body['rows_total']} rows, scored by a worker")
-        body = follow_rows(api, f"/v1/evaluations/{quote(body['id'], safe='')}", body)
+        path = f"/v1/evaluations/{quote(body['id'], safe='')}"
+        try:
+            body = follow_rows(api, path, body)
+        except KeyboardInterrupt:
+            api.post(f"{path}/cancel")
+            note(f"evaluation {body['id']} cancelled")
+            return 130
         if body["status"] != "succeeded":
             why = body.get("error") or ""
             raise ClientError(f"evaluation {body['id']} {body['status']}: {why}")

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.jobs import batch_queue
+from app.jobs import batch_queue, queue
 from app.services import evaluations
-from app.services.errors import NotFound
+from app.services.errors import Conflict, NotFound
 from app.services.evaluations import DATASET_LOC, check_labels
 from app.services.jobs import check_active_jobs
 from app.services.model_cache import ModelCache
@@ -30,7 +30,7 @@ from app.storage import tables
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import BlobStore
 from app.storage.database import Database
-from app.storage.tables import Dataset, Evaluation, Job, JobKind, JobStatus
+from app.storage.tables import ACTIVE_STATUSES, Dataset, Evaluation, Job, JobKind, JobStatus
 
 EVALUATION_LOC = ("path", "evaluation_id")
 
@@ -115,14 +115,63 @@ def get_evaluation(
 ) -> tuple[Evaluation, EvaluationState]:
     """One of the owner's evaluations and its state (404 otherwise)."""
     with db.read_session() as session:
-        row = session.scalar(
-            select(Evaluation).where(
-                Evaluation.id == evaluation_id, Evaluation.owner_id == owner_id
-            )
-        )
-        if row is None:
-            raise NotFound("evaluation", EVALUATION_LOC)
+        row = _owned(session, owner_id=owner_id, evaluation_id=evaluation_id)
         return row, states(session, [row])[row.id]
+
+
+def cancel_evaluation(
+    db: Database, *, owner_id: int, evaluation_id: str
+) -> tuple[Evaluation, EvaluationState]:
+    """Cancel an evaluation a worker has not finished: a queued one now, a running one
+    within a chunk of rows; 409 ``job_finished`` once it has ended (or was computed in
+    its request)."""
+    with db.session() as session:
+        row = _owned(session, owner_id=owner_id, evaluation_id=evaluation_id)
+        job = (
+            session.scalar(select(Job).where(Job.id == row.job_id).with_for_update())
+            if row.job_id is not None and not row.metrics
+            else None
+        )
+        if job is None or job.status not in ACTIVE_STATUSES:
+            status = job.status if job is not None else JobStatus.SUCCEEDED
+            raise Conflict(
+                f"the evaluation has already finished ({status})",
+                EVALUATION_LOC,
+                error_type="job_finished",
+            )
+        queue.request_cancel(session, job)
+    return get_evaluation(db, owner_id=owner_id, evaluation_id=evaluation_id)
+
+
+def delete_evaluation(db: Database, *, owner_id: int, evaluation_id: str) -> None:
+    """Delete an evaluation that has ended (its scores leave the model's list and card);
+    409 ``job_active`` while a worker may still compute it."""
+    with db.session() as session:
+        row = _owned(session, owner_id=owner_id, evaluation_id=evaluation_id, for_update=True)
+        state = states(session, [row])[row.id]
+        if state.status in ACTIVE_STATUSES:
+            raise Conflict(
+                f"the evaluation is {state.status}: cancel it first, then delete it",
+                EVALUATION_LOC,
+                error_type="job_active",
+            )
+        job_id = row.job_id
+        session.delete(row)
+        if job_id is not None:  # its ended job, which nothing else names
+            session.flush()
+            session.execute(delete(Job).where(Job.id == job_id))
+
+
+def _owned(
+    session: Session, *, owner_id: int, evaluation_id: str, for_update: bool = False
+) -> Evaluation:
+    query = select(Evaluation).where(
+        Evaluation.id == evaluation_id, Evaluation.owner_id == owner_id
+    )
+    row = session.scalar(query.with_for_update() if for_update else query)
+    if row is None:
+        raise NotFound("evaluation", EVALUATION_LOC)
+    return row
 
 
 def list_evaluations(

@@ -11,7 +11,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ExecutableOption
 
 from app.services.errors import Conflict, NotFound
-from app.storage.tables import ACTIVE_STATUSES, Dataset, Job, Model, Network, Sweep
+from app.storage.tables import (
+    ACTIVE_STATUSES,
+    Dataset,
+    Evaluation,
+    Job,
+    JobKind,
+    Model,
+    Network,
+    Sweep,
+)
 
 Row = TypeVar("Row", Dataset, Network, Job, Model, Sweep)
 
@@ -73,11 +82,22 @@ def refuse_while_in_use(
 ) -> None:
     """409 ``in_use`` while a queued or running job ``uses`` the row (e.g.
     ``Job.dataset_id == id``); ``what`` ends the message: "job ... is queued or running
-    {what}; cancel it first"."""
-    active = session.scalar(select(Job.id).where(uses, Job.status.in_(ACTIVE_STATUSES)).limit(1))
+    {what}; cancel it first (POST ...)", the job named by what its owner knows it as (a
+    training job, a prediction run, an evaluation) with the request that cancels it."""
+    active = session.execute(
+        select(Job.id, Job.kind).where(uses, Job.status.in_(ACTIVE_STATUSES)).limit(1)
+    ).first()
     if active is not None:
+        job_id, kind = active
+        if kind == JobKind.EVALUATE:  # its handle is the evaluation's id, not the job's
+            evaluation = session.scalar(select(Evaluation.id).where(Evaluation.job_id == job_id))
+            name, cancel = f"evaluation {evaluation}", f"/v1/evaluations/{evaluation}/cancel"
+        elif kind == JobKind.PREDICT:
+            name, cancel = f"prediction run {job_id}", f"/v1/predictions/{job_id}/cancel"
+        else:
+            name, cancel = f"job {job_id}", f"/v1/jobs/{job_id}/cancel"
         raise Conflict(
-            f"job {active} is queued or running {what}; cancel it first",
+            f"{name} is queued or running {what}; cancel it first (POST {cancel})",
             loc,
             error_type="in_use",
         )

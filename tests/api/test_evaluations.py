@@ -296,3 +296,45 @@ def test_regression_scores_that_overflow_are_refused_not_null(
     done = queued.get(f"/v1/evaluations/{pending.json()['id']}").json()
     assert done["status"] == "failed", done
     assert "too large to score" in done["error"]
+
+
+def test_a_queued_evaluation_can_be_cancelled_then_deleted(
+    make_client: Any, keys: Any, db: Database
+) -> None:
+    """A worker's evaluation is cancelled and deleted like a prediction run; while it is
+    queued, deleting its model names it and the request that cancels it."""
+    from tests.api.test_predictions import work
+
+    queued = make_client(keys.alice, sync_evaluation_rows=10)
+    model = _binary_model(queued)
+    dataset = make_dataset(queued, x=X, y=["no", "yes"] * (len(X) // 2))
+    pending = queued.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert pending.status_code == 202, pending.text
+    ev = pending.json()["id"]
+
+    blocked = queued.delete(f"/v1/models/{model['id']}")
+    assert blocked.status_code == 409, blocked.text
+    assert f"evaluation {ev} is queued" in blocked.json()["detail"][0]["msg"]
+    assert f"POST /v1/evaluations/{ev}/cancel" in blocked.json()["detail"][0]["msg"]
+    active = queued.delete(f"/v1/evaluations/{ev}")
+    assert active.status_code == 409 and active.json()["detail"][0]["type"] == "job_active"
+    assert make_client(keys.bob).post(f"/v1/evaluations/{ev}/cancel").status_code == 404
+
+    cancelled = queued.post(f"/v1/evaluations/{ev}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["id"] == ev
+    again = queued.post(f"/v1/evaluations/{ev}/cancel")
+    assert again.status_code == 409 and again.json()["detail"][0]["type"] == "job_finished"
+    work(db)  # nothing left to run
+    assert queued.get(f"/v1/evaluations/{ev}").json()["status"] == "cancelled"
+
+    assert queued.delete(f"/v1/evaluations/{ev}").status_code == 204
+    assert queued.get(f"/v1/evaluations/{ev}").status_code == 404
+    assert queued.get(f"/v1/models/{model['id']}/evaluations").json()["total"] == 0
+
+    now = make_client(keys.alice)  # scored in its request: already finished
+    done = _evaluate(now, model["id"], dataset["id"])
+    refused = now.post(f"/v1/evaluations/{done['id']}/cancel")
+    assert refused.status_code == 409 and refused.json()["detail"][0]["type"] == "job_finished"
+    assert now.delete(f"/v1/evaluations/{done['id']}").status_code == 204
+    assert now.delete(f"/v1/models/{model['id']}").status_code == 204

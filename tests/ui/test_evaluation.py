@@ -161,6 +161,13 @@ def test_evaluate_a_trained_model(browser: Browser, server: Server, tmp_path: Pa
         expect(
             page.get_by_role("table", name="Per-target scores").locator("tbody tr")
         ).to_have_count(1)
+
+        # An ended evaluation can be deleted from the list (after a confirmation).
+        evaluations = page.get_by_role("table", name="Evaluations", exact=True)
+        expect(evaluations.locator("tbody tr")).to_have_count(1)
+        page.once("dialog", lambda dialog: dialog.accept())
+        evaluations.get_by_role("button", name="Delete evaluation").click()
+        expect(evaluations.get_by_text("None yet.")).to_be_visible()
     finally:
         context.close()
     assert problems == [], f"console errors: {problems}"

@@ -3,13 +3,14 @@
 // curve of a binary model and the per-class table, or predicted against actual for
 // regression. Earlier evaluations (GET /v1/models/{id}/evaluations) can be shown again.
 // A large dataset is scored by a worker (202): the card shows its rows until it is done
-// (GET /v1/evaluations/{id}), then its scores.
+// (GET /v1/evaluations/{id}), then its scores; it can be cancelled meanwhile, and an
+// ended evaluation deleted from the list (DELETE /v1/evaluations/{id}).
 
 import { api, listAll } from "../api.js";
 import { field, h, sleep } from "../dom.js";
 import { confusionHeatmap, rocPlot, scatterPlot } from "../evalplots.js";
 import { num, when, whenTitle } from "../format.js";
-import { card, errorBox, facts, link, notice, onSubmit, table } from "../ui.js";
+import { card, deleteButton, errorBox, facts, link, notice, onSubmit, table, toast } from "../ui.js";
 
 function scoreFacts(e) {
   if (e.task === "regression") {
@@ -55,12 +56,31 @@ function perTargetTable(e) {
 
 const POLL_MS = 1000;
 
-/** An evaluation a worker has not finished: its status and rows. */
+const ACTIVE = new Set(["queued", "running"]);
+
+/** An evaluation a worker has not finished: its status and rows, and while it may still
+ * run a Cancel button (POST /v1/evaluations/{id}/cancel; the card's polling shows the
+ * outcome). */
 function pendingView(e) {
+  const cancel = ACTIVE.has(e.status)
+    ? h(
+        "button",
+        {
+          type: "button",
+          class: "button button-small",
+          onclick: async (event) => {
+            event.currentTarget.disabled = true;
+            await api(`/evaluations/${e.id}/cancel`, { method: "POST" }).catch((error) => toast(error.message));
+          },
+        },
+        "Cancel",
+      )
+    : null;
   return h(
     "div",
     { class: "evaluation", "data-evaluation": e.id, "data-status": e.status },
     notice(`Scored by a worker: ${e.status}, ${num(e.rows_done ?? 0)} of ${num(e.rows_total)} rows${e.error ? ` (${e.error})` : ""}.`),
+    cancel,
   );
 }
 
@@ -82,7 +102,7 @@ export function evaluationView(e) {
   );
 }
 
-function historyTable(items, show) {
+function historyTable(items, show, refresh) {
   return table(
     [{ label: "Evaluated" }, { label: "Dataset" }, { label: "Rows", className: "num" }, { label: "Score", className: "num" }, { label: "" }],
     items.map((e) =>
@@ -93,7 +113,12 @@ function historyTable(items, show) {
         h("td", {}, e.dataset_id ?? "deleted"),
         h("td", { class: "num" }, num(e.n_samples ?? e.rows_total)),
         h("td", { class: "num" }, e.status !== "succeeded" ? e.status : e.task === "regression" ? `R² ${num(e.r2)}` : `accuracy ${num(e.accuracy)}`),
-        h("td", {}, h("button", { type: "button", class: "button button-small", onclick: () => show(e) }, "Show")),
+        h(
+          "td",
+          {},
+          h("button", { type: "button", class: "button button-small", onclick: () => show(e) }, "Show"),
+          ACTIVE.has(e.status) ? null : deleteButton({ what: "evaluation", name: e.id, id: e.id, path: `/evaluations/${e.id}`, after: refresh }),
+        ),
       ),
     ),
     { caption: "Evaluations", emptyText: "None yet." },
@@ -110,7 +135,7 @@ export async function evaluationSection(model, { signal, onEvaluated = async () 
   const show = (e) => result.replaceChildren(evaluationView(e));
   const loadHistory = async () => {
     const page = await api(`/models/${model.id}/evaluations?limit=20`, { signal });
-    history.replaceChildren(h("h3", {}, "Earlier evaluations"), historyTable(page.items, show));
+    history.replaceChildren(h("h3", {}, "Earlier evaluations"), historyTable(page.items, show, () => loadHistory().catch(() => [])));
     return page.items;
   };
   if (!datasets.length) {
