@@ -25,7 +25,7 @@ from app.api.schemas.common import openapi_examples
 from app.api.schemas.models import PredictRequest, PredictResponse
 from app.services import jsoncodec
 from app.services import predict as predicting
-from app.services.errors import Loc
+from app.services.errors import Invalid, Loc
 from app.services.model_cache import CachedModel
 
 
@@ -146,9 +146,12 @@ async def respond(
             model_id=model_id,
         )
         entry = await ctx.model_loads.run((owner_id, model_id), load)
-    body = await request.body()
     if media_type is None:
-        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        said = request.headers.get("content-type")
+        media_type = (said or "").partition(";")[0].strip().lower()
+        if not _readable(media_type):
+            raise Invalid(_type_message(said), ("body",), error_type="content_type")
+    body = await request.body()
     parse = partial(
         predicting.parse_body,
         body,
@@ -164,6 +167,22 @@ async def respond(
     else:
         content = answer()
     return Response(content, media_type="application/json")
+
+
+def _readable(media_type: str) -> bool:
+    """A predict body's type: JSON (none said, as FastAPI's JSON bodies, application/json
+    or a +json type) or a .npy file."""
+    return media_type in ("", "application/json", predicting.NPY_MEDIA_TYPE) or media_type.endswith(
+        "+json"
+    )
+
+
+def _type_message(content_type: str | None) -> str:
+    return (
+        "the body is read as JSON with the header 'Content-Type: application/json', or as "
+        f"a .npy file with 'Content-Type: {predicting.NPY_MEDIA_TYPE}'; this request says "
+        f"{content_type!r}"
+    )
 
 
 def _answer(entry: CachedModel, x: np.ndarray, loc: Loc, max_activation_bytes: int) -> bytes:

@@ -109,7 +109,21 @@ def _first_bad_row(rows: Any, loc: Loc) -> DataError:
                 return DataError(
                     f"values must be numbers, got {type(value).__name__}", (*loc, i, j)
                 )
+            if isinstance(value, int) and _overflows(value):
+                return DataError(
+                    f"row {i}, column {j} holds an integer too large for a float64",
+                    (*loc, i, j),
+                )
     return DataError("the rows hold a number too large for a float64", loc)
+
+
+def _overflows(value: int) -> bool:
+    """Whether an integer is beyond float64's range (float() would raise)."""
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
 
 
 def block_rows(n: int) -> int:

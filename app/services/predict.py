@@ -61,10 +61,31 @@ def parse_rows(body: bytes, *, width: int, max_rows: int) -> np.ndarray:
         raise Invalid(
             'the body must be a JSON object {"x": [[...], ...]}', ("body",), error_type="missing"
         )
+    if len(document) > 1:  # as every other body: no field it does not know
+        extra = next(key for key in document if key != "x")
+        raise Invalid(
+            f'unknown field {extra!r}: the body is {{"x": [[...], ...]}}',
+            ("body", extra),
+            error_type="extra_forbidden",
+        )
     rows = document["x"]
     if isinstance(rows, list):
         _check_row_count(len(rows), max_rows, X_LOC)
+        if body.count(b'"') > 2:  # more quotes than the key's: a string among the values
+            _refuse_strings(rows)
     return feature_matrix(rows, X_LOC, width=width)
+
+
+def _refuse_strings(rows: list[Any]) -> None:
+    """422 at the first string value of ``rows`` (NumPy would read "1" as 1.0)."""
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row if isinstance(row, list) else ()):
+            if isinstance(value, str):
+                raise Invalid(
+                    f"values must be numbers, not strings: row {i}, column {j} is {value[:40]!r}",
+                    (*X_LOC, i, j),
+                    error_type="float_type",
+                )
 
 
 def parse_npy(body: bytes, *, width: int, max_rows: int) -> np.ndarray:

@@ -146,7 +146,10 @@ BAD_PREDICT: list[tuple[str, Any, list[Any]]] = [
     ("not an object", [[0, 1]], ["body"]),
     ("not json", b"{x:", ["body"]),
     ("not utf-8", b"\xff\xfe", ["body"]),
-    ("huge int", b'{"x": [[0, 1' + b"0" * 400 + b"]]}", ["body", "x"]),
+    ("huge int", b'{"x": [[0, 1' + b"0" * 400 + b"]]}", ["body", "x", 0, 1]),
+    ("numeric strings", {"x": [["1", "2"]]}, ["body", "x", 0, 0]),  # not read as numbers
+    ("a string after one", {"x": [[1, 2], [3, " 1_0 "]]}, ["body", "x", 1, 1]),
+    ("unknown field", {"x": [[0, 1]], "y": [1]}, ["body", "y"]),
 ]
 
 
@@ -295,3 +298,32 @@ def test_an_imported_class_label_longer_than_any_label_is_refused(client: ApiCli
     assert "1001 characters" in error["msg"]
     listed = client.get("/v1/models")
     assert listed.status_code == 200 and listed.json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        (None, 200),  # no header: JSON, as every JSON body of the API
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/vnd.backprop+json", 200),
+        ("application/x-www-form-urlencoded", 422),  # what curl -d sends unless told
+        ("text/plain", 422),
+        ("application/xml", 422),
+    ],
+)
+def test_predict_reads_json_only_as_json(
+    client: ApiClient, content_type: str | None, status: int
+) -> None:
+    """A predict body is JSON or (application/x-npy) a .npy file: another Content-Type is a
+    422 that says which to send, as on every other endpoint."""
+    model = import_model(client, make_network(client))
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = client.post(
+        f"/v1/models/{model['id']}/predict", content=b'{"x": [[0, 1]]}', headers=headers
+    )
+    assert response.status_code == status, response.text
+    if status == 422:
+        (error,) = response.json()["detail"]
+        assert error["type"] == "content_type" and error["loc"] == ["body"]
+        assert "application/json" in error["msg"] and repr(content_type) in error["msg"]

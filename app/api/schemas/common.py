@@ -17,6 +17,10 @@ Label = (
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
+# A number in a body: a JSON integer or float, never a string ("1" would otherwise be read
+# as 1.0, and " 1_0 " as 10) nor a boolean.
+Number = Annotated[float, Field(strict=True)]
+
 
 # The refusal codes the service writes itself (ErrorItem.type), with their status. Body
 # and parameter validation adds pydantic's own codes (missing, int_parsing, too_short, ...:

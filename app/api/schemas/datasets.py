@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas.common import Label, Name
+from app.api.schemas.common import Label, Name, Number
 from app.api.schemas.names import DatasetKind
 from app.engine.datasets import MAX_CLASSES, MAX_NOISE, MAX_SAMPLES
 
@@ -28,13 +28,13 @@ class DatasetCreate(BaseModel):
     )
 
     name: Name
-    x: list[list[float]] = Field(
+    x: list[list[Number]] = Field(
         min_length=1, description="Features, one row per sample: (n_samples, n_features)"
     )
     # min_length on each arm: on the union itself it becomes a string rule (minLength).
     y: (
         Annotated[list[Label], Field(min_length=1)]
-        | Annotated[list[list[float]], Field(min_length=1)]
+        | Annotated[list[list[Number]], Field(min_length=1)]
     ) = Field(
         description="Labels: one JSON scalar per sample (class labels of one type, or numbers "
         "for regression), or one row of numbers per sample (multi-output regression)",
