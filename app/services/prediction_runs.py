@@ -91,10 +91,13 @@ def submit_prediction(
 
 
 def _owned_run(session: Any, *, owner_id: int, prediction_id: str, for_update: bool = False) -> Job:
-    run = get_owned(
-        session, Job, prediction_id, owner_id=owner_id, loc=PATH_LOC, for_update=for_update
-    )
-    if run.kind != JobKind.PREDICT:
+    try:
+        run = get_owned(
+            session, Job, prediction_id, owner_id=owner_id, loc=PATH_LOC, for_update=for_update
+        )
+    except NotFound:
+        run = None
+    if run is None or run.kind != JobKind.PREDICT:  # named as the caller knows it
         raise NotFound("prediction run", PATH_LOC)
     return run
 

@@ -155,6 +155,9 @@ def test_a_dataset_of_the_wrong_width_or_a_foreign_id_is_refused(
         answer = bob.request(method, path)
         assert answer.status_code == 404, path
         assert answer.json()["detail"][0]["loc"] == ["path", "prediction_id"]
+        assert answer.json()["detail"][0]["msg"].startswith("prediction run"), answer.text
+    missing = client.get("/v1/predictions/job_0000000000000000").json()["detail"][0]
+    assert missing["msg"].startswith("prediction run"), missing  # not "job not found"
     assert bob.get("/v1/predictions").json()["total"] == 0
     assert client.get("/v1/predictions").json()["total"] == 1
 
