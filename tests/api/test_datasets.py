@@ -251,3 +251,27 @@ def test_delete_refused_while_a_job_uses_it(client: ApiClient) -> None:
     _refused(client.delete(f"/v1/datasets/{dataset['id']}"), 409, ["path", "dataset_id"])
     assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
     assert client.delete(f"/v1/datasets/{dataset['id']}").status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("y", "loc", "kind"),
+    [
+        (["a", "L" * 1001, "b", "c"], ["body", "y", 1], "string_too_long"),
+        ([0, None, 1, 0], ["body", "y", 1], "label_type"),
+        ([0, [1], 1, 0], ["body", "y", 1], "label_type"),
+        ([[1.0], [2.0], ["3"], [4.0]], ["body", "y", 2, 0], "float_type"),
+        ([0, 1, 1, "0"], None, None),  # one error after the schema: mixed types
+    ],
+)
+def test_a_bad_label_is_one_error_at_its_place(
+    client: ApiClient, y: list[Any], loc: list[Any] | None, kind: str | None
+) -> None:
+    """Not one error per member of the labels' union, each with a type name in its loc."""
+    response = client.post(
+        "/v1/datasets", json={"name": "d", "x": [[0, 0], [0, 1], [1, 0], [1, 1]], "y": y}
+    )
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert len(errors) == 1, errors
+    if loc is not None:
+        assert errors[0]["loc"] == loc and errors[0]["type"] == kind, errors

@@ -49,6 +49,8 @@ ERROR_TYPES = {
     "input_width": "422: the evaluation data's width does not fit the model",
     "labels_mismatch": "422: the labels do not fit the network's loss or output",
     "json_invalid": "422: the body is not JSON",
+    "extra_forbidden": "422: a field the operation does not take (as pydantic says it)",
+    "float_type": "422: a value that must be a number is not (a string, say)",
     "too_deep": "422: the body's JSON is nested too deeply",
     "json_too_deep": "422: a JSON form field is nested too deeply",
     "body_invalid": "422: the body cannot be parsed",

@@ -4,13 +4,64 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from app.api.schemas.common import Label, Name, Number
 from app.api.schemas.names import DatasetKind
 from app.engine.datasets import MAX_CLASSES, MAX_NOISE, MAX_SAMPLES
+from app.engine.labels import MAX_LABEL_CHARS
+
+
+def _label(value: Any) -> Any:
+    """One label: a string of at most MAX_LABEL_CHARS characters, a number or a boolean,
+    as given (strict: "1" stays a string). One error whatever is wrong, where a union of
+    the four would report one per member, each tagged with its type's name."""
+    if isinstance(value, str):
+        if len(value) > MAX_LABEL_CHARS:
+            raise PydanticCustomError(
+                "string_too_long",
+                "a label has at most {max_length} characters, not {length}",
+                {"max_length": MAX_LABEL_CHARS, "length": len(value)},
+            )
+        return value
+    if isinstance(value, bool | int | float):
+        return value
+    kind = "null" if value is None else "an array" if isinstance(value, list) else "an object"
+    raise PydanticCustomError(
+        "label_type", "a label is a string, a number or true/false, not {kind}", {"kind": kind}
+    )
+
+
+_LABELS = TypeAdapter(Annotated[list[Annotated[Any, PlainValidator(_label)]], Field(min_length=1)])
+_ROWS = TypeAdapter(Annotated[list[list[Number]], Field(min_length=1)])
+
+
+def _labels_or_rows(value: Any) -> Any:
+    """y: rows of numbers when its first item is a list, else labels; the errors are those
+    of that shape alone, located in y (not one set per arm of a union, tagged)."""
+    rows = isinstance(value, list) and bool(value) and isinstance(value[0], list)
+    return (_ROWS if rows else _LABELS).validate_python(value)
+
+
+LabelsOrRows = Annotated[
+    Any,
+    PlainValidator(_labels_or_rows),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": TypeAdapter(Label).json_schema(), "minItems": 1},
+                {
+                    "type": "array",
+                    "items": {"type": "array", "items": {"type": "number"}},
+                    "minItems": 1,
+                },
+            ]
+        }
+    ),
+]
 
 
 class DatasetCreate(BaseModel):
@@ -31,11 +82,7 @@ class DatasetCreate(BaseModel):
     x: list[list[Number]] = Field(
         min_length=1, description="Features, one row per sample: (n_samples, n_features)"
     )
-    # min_length on each arm: on the union itself it becomes a string rule (minLength).
-    y: (
-        Annotated[list[Label], Field(min_length=1)]
-        | Annotated[list[list[Number]], Field(min_length=1)]
-    ) = Field(
+    y: LabelsOrRows = Field(
         description="Labels: one JSON scalar per sample (class labels of one type, or numbers "
         "for regression), or one row of numbers per sample (multi-output regression)",
     )
