@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.body_errors import form_required, is_form
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
-from app.api.schemas.common import Page, openapi_examples
+from app.api.schemas.common import CONTROL, Page, openapi_examples
 from app.api.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
 from app.services import datasets as service
 from app.services.errors import Invalid
@@ -90,6 +90,12 @@ def upload_dataset(
         raise Invalid("send either 'file', or both 'x' and 'y'", ("body", given))
     upload = file or x
     assert upload is not None
+    if name is not None and CONTROL.search(name):
+        raise Invalid(
+            "a name cannot hold control characters (NUL, tab, newline)",
+            ("body", "name"),
+            error_type="control_character",
+        )
     row = uploads.upload_dataset(
         ctx.database,
         ctx.blobs,
@@ -98,7 +104,7 @@ def upload_dataset(
         file=None if file is None else file.file,
         x=None if x is None else x.file,
         y=None if y is None else y.file,
-        filename=upload.filename or "upload",
+        filename=CONTROL.sub("", upload.filename or "") or "upload",
         name=name,
         target=target,
     )

@@ -89,7 +89,8 @@ def get_evaluation(evaluation_id: str, ctx: Ctx, caller: CallerDep) -> dict[str,
 )
 def cancel_evaluation(evaluation_id: str, ctx: Ctx, caller: CallerDep) -> dict[str, Any]:
     """Stop an evaluation a worker is computing: queued, it is cancelled now; running, it
-    stops within one chunk of rows. 409 once it has ended (or was scored in its request)."""
+    stops at the end of a chunk of rows once its worker renews its lease (every
+    BACKPROP_LEASE_SECONDS / 3). 409 once it has ended (or was scored in its request)."""
     row, state = service.cancel_evaluation(
         ctx.database, owner_id=caller.owner_id, evaluation_id=evaluation_id
     )

@@ -179,9 +179,9 @@ def _readable(media_type: str) -> bool:
 
 def _type_message(content_type: str | None) -> str:
     return (
-        "the body is read as JSON with the header 'Content-Type: application/json', or as "
-        f"a .npy file with 'Content-Type: {predicting.NPY_MEDIA_TYPE}'; this request says "
-        f"{content_type!r}"
+        "the body is read as JSON only with the header 'Content-Type: application/json' "
+        f"(or as a .npy file with 'Content-Type: {predicting.NPY_MEDIA_TYPE}'); this "
+        f"request says {content_type!r}"
     )
 
 

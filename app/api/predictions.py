@@ -85,7 +85,8 @@ def get_prediction(prediction_id: str, ctx: Ctx, caller: CallerDep) -> Predictio
     responses=errors(404, 409, 422),
 )
 def cancel_prediction(prediction_id: str, ctx: Ctx, caller: CallerDep) -> PredictionRead:
-    """Queued: cancelled now. Running: stops within one chunk. 409 once it has ended."""
+    """Queued: cancelled now. Running: stops at the end of a chunk once its worker
+    renews its lease (every BACKPROP_LEASE_SECONDS / 3). 409 once it has ended."""
     return PredictionRead.from_row(
         service.cancel_prediction(
             ctx.database, owner_id=caller.owner_id, prediction_id=prediction_id

@@ -56,12 +56,17 @@ class StreamLimiter:
         return StreamSlot(self, owner_id)
 
 
+MAX_EVENT_ID = 2**31 - 1  # PostgreSQL's integer
+
+
 def resume_after(last_event_id: str | None) -> int:
     """The event number a reconnecting client last received (its ``Last-Event-ID``), or 0
     for a new stream (or an id that is no number of ours). ASCII digits only:
     str.isdigit() is also true of '²³', which int() refuses."""
     if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
-        return int(last_event_id)
+        # Past any event a stream numbers (an epoch, a trial: an int column), but within
+        # what a query may compare with: 2**63 and up fail on SQLite, 2**31 on PostgreSQL.
+        return min(int(last_event_id), MAX_EVENT_ID)
     return 0
 
 

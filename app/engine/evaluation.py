@@ -8,6 +8,7 @@ regression takes ``y`` and ``pred``, both (n, t) floats.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -220,22 +221,32 @@ def regression_metrics(y: Floats, pred: Floats) -> dict[str, Any]:
     rmse, as scikit-learn's root_mean_squared_error), and ``per_target``."""
     if y.shape != pred.shape:
         raise DataError(f"y has shape {y.shape} but the predictions {pred.shape}", ("y",))
+    names = ("mse", "rmse", "mae", "r2")
     with np.errstate(over="ignore", invalid="ignore"):
         scores = regression_scores(y, pred)
-    names = ("mse", "rmse", "mae", "r2")
+        means = {name: float(np.mean(scores[name])) for name in names}  # may overflow too
     broken = sorted({j for name in names for j in np.flatnonzero(~np.isfinite(scores[name]))})
-    if broken:  # squares past float64's range: no score to give, rather than a null or inf
-        shown = ", ".join(str(j) for j in broken[:10]) + (" ..." if len(broken) > 10 else "")
+    if broken or not all(math.isfinite(value) for value in means.values()):
+        # squares (or their average over targets) past float64's range: no score to give,
+        # rather than a null or an inf
+        which = (
+            "target(s) "
+            + ", ".join(str(j) for j in broken[:10])
+            + (" ..." if len(broken) > 10 else "")
+            if broken
+            else "the targets together"
+        )
         raise ScoresOverflow(
-            f"the errors of target(s) {shown} are too large to score: their squares overflow "
-            f"float64 (largest |y| {float(np.max(np.abs(y))):.3g}, largest |prediction| "
+            f"the scores of {which} are too large to score in float64: the errors' squares, "
+            "or r2's ratio of them to the targets' variance, overflow (largest |y| "
+            f"{float(np.max(np.abs(y))):.3g}, largest |prediction| "
             f"{float(np.max(np.abs(pred))):.3g}); rescale the targets",
             ("y",),
         )
     return {
         "task": "regression",
         "n_samples": int(y.shape[0]),
-        **{name: float(np.mean(scores[name])) for name in names},
+        **means,
         "per_target": [
             {"target": j, **{name: float(scores[name][j]) for name in names}}
             for j in range(y.shape[1])

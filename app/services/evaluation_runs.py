@@ -123,8 +123,8 @@ def cancel_evaluation(
     db: Database, *, owner_id: int, evaluation_id: str
 ) -> tuple[Evaluation, EvaluationState]:
     """Cancel an evaluation a worker has not finished: a queued one now, a running one
-    within a chunk of rows; 409 ``job_finished`` once it has ended (or was computed in
-    its request)."""
+    at the end of a chunk once its worker renews its lease; 409 ``job_finished`` once it
+    has ended (or was computed in its request)."""
     with db.session() as session:
         row = _owned(session, owner_id=owner_id, evaluation_id=evaluation_id)
         job = (

@@ -90,7 +90,9 @@ def refuse_while_in_use(
     if active is not None:
         job_id, kind = active
         if kind == JobKind.EVALUATE:  # its handle is the evaluation's id, not the job's
-            evaluation = session.scalar(select(Evaluation.id).where(Evaluation.job_id == job_id))
+            evaluation = (
+                session.scalar(select(Evaluation.id).where(Evaluation.job_id == job_id)) or job_id
+            )
             name, cancel = f"evaluation {evaluation}", f"/v1/evaluations/{evaluation}/cancel"
         elif kind == JobKind.PREDICT:
             name, cancel = f"prediction run {job_id}", f"/v1/predictions/{job_id}/cancel"

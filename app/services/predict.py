@@ -71,18 +71,22 @@ def parse_rows(body: bytes, *, width: int, max_rows: int) -> np.ndarray:
     rows = document["x"]
     if isinstance(rows, list):
         _check_row_count(len(rows), max_rows, X_LOC)
-        if body.count(b'"') > 2:  # more quotes than the key's: a string among the values
-            _refuse_strings(rows)
+        # More quotes than the key's two: a string among the values; a true or false: a
+        # boolean (both cheap to rule out on the bytes, before any walk over the rows).
+        if body.count(b'"') > 2 or b"true" in body or b"false" in body:
+            _refuse_non_numbers(rows)
     return feature_matrix(rows, X_LOC, width=width)
 
 
-def _refuse_strings(rows: list[Any]) -> None:
-    """422 at the first string value of ``rows`` (NumPy would read "1" as 1.0)."""
+def _refuse_non_numbers(rows: list[Any]) -> None:
+    """422 at the first string or boolean among the values of ``rows`` (NumPy would read
+    "1" as 1.0 and true as 1.0), as a dataset body's numbers are checked."""
     for i, row in enumerate(rows):
         for j, value in enumerate(row if isinstance(row, list) else ()):
-            if isinstance(value, str):
+            if isinstance(value, str | bool):
+                kind = "a string" if isinstance(value, str) else "a boolean"
                 raise Invalid(
-                    f"values must be numbers, not strings: row {i}, column {j} is {value[:40]!r}",
+                    f"values must be numbers: row {i}, column {j} is {kind}, {value!r:.40}",
                     (*X_LOC, i, j),
                     error_type="float_type",
                 )

@@ -12,7 +12,7 @@ import pytest
 from app.storage.database import Database
 from app.storage.tables import Dataset
 from tests.api.client import ApiClient
-from tests.api.conftest import make_dataset, make_network, submit
+from tests.api.conftest import XOR_NETWORK, make_dataset, make_network, submit
 
 
 def _npz(**arrays: Any) -> bytes:
@@ -275,3 +275,53 @@ def test_a_bad_label_is_one_error_at_its_place(
     assert len(errors) == 1, errors
     if loc is not None:
         assert errors[0]["loc"] == loc and errors[0]["type"] == kind, errors
+
+
+def test_a_name_with_a_control_character_is_refused(client: ApiClient) -> None:
+    """NUL (which PostgreSQL's text refuses: a 500 there), tab, newline: 422 at the name."""
+    for bad in ("a\x00b", "a\tb", "line\n"):
+        body = {"name": bad, "x": [[0, 0], [1, 1]], "y": [0, 1]}
+        response = client.post("/v1/datasets", json=body)
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "name"] and error["type"] == "control_character"
+        network = client.post("/v1/networks", json={**XOR_NETWORK, "name": bad})
+        assert network.status_code == 422 and network.json()["detail"][0]["loc"] == [
+            "body",
+            "name",
+        ]
+        upload = _upload(client, b"a,b\n1,0\n2,1\n", name=bad)
+        assert upload.status_code == 422, upload.text
+        assert upload.json()["detail"][0]["loc"] == ["body", "name"]
+    # A file name with a control character, sent raw (httpx would percent-encode it).
+    raw = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="d\x01.csv"\r\n'
+        b"Content-Type: text/csv\r\n\r\na,b\n1,0\n2,1\n\r\n--B--\r\n"
+    )
+    named = client.post(
+        "/v1/datasets/upload",
+        content=raw,
+        headers={"content-type": "multipart/form-data; boundary=B"},
+    )
+    assert named.status_code == 201, named.text
+    assert named.json()["name"] == "d.csv"  # the file's name, without its control character
+    assert client.get("/v1/datasets").json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("label", "words"), [("L" * 1001, "1001 characters"), ("x\x00", "NUL character")]
+)
+def test_a_csv_label_the_api_could_not_read_back_is_refused(
+    client: ApiClient, label: str, words: str
+) -> None:
+    """Stored, a label over 1000 characters made every GET /v1/datasets a 500; a trailing
+    NUL was dropped, merging "x\\x00" into "x"."""
+    content = f"a,kind\n1,{label}\n2,y\n3,y\n".encode()
+    response = _upload(client, content)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "file", "y", 0] and words in error["msg"], error
+    listed = client.get("/v1/datasets")
+    assert listed.status_code == 200 and listed.json()["total"] == 0
+    nul = client.post("/v1/datasets", json={"name": "d", "x": [[0], [1]], "y": ["x\x00", "x"]})
+    assert nul.status_code == 422 and nul.json()["detail"][0]["loc"] == ["body", "y", 0]

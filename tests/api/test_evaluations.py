@@ -6,16 +6,21 @@ tests/engine/test_evaluation.py.)"""
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from typing import Any
 
 import numpy as np
+import pytest
+from sqlalchemy import select
 
+from app.config import Settings
 from app.engine.model import Model as EngineModel
 from app.engine.network import Network
-from app.engine.scoring import forward_in_blocks
+from app.engine.scoring import BLOCK_ROWS, forward_in_blocks
+from app.jobs.worker import Worker
 from app.storage.database import Database
-from app.storage.tables import Evaluation
+from app.storage.tables import Evaluation, Job
 from tests.api.client import ApiClient
 from tests.api.conftest import import_model, make_dataset, make_network
 
@@ -287,6 +292,7 @@ def test_regression_scores_that_overflow_are_refused_not_null(
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "dataset_id"] and error["type"] == "scores_overflow"
     assert "target(s) 0, 1" in error["msg"] and "rescale" in error["msg"]
+
     assert now.get(f"/v1/models/{model['id']}/evaluations").json()["total"] == 0
 
     queued = make_client(keys.alice, sync_evaluation_rows=2)
@@ -328,8 +334,12 @@ def test_a_queued_evaluation_can_be_cancelled_then_deleted(
     work(db)  # nothing left to run
     assert queued.get(f"/v1/evaluations/{ev}").json()["status"] == "cancelled"
 
+    with db.read_session() as session:
+        job_id = session.scalar(select(Evaluation.job_id).where(Evaluation.id == ev))
     assert queued.delete(f"/v1/evaluations/{ev}").status_code == 204
     assert queued.get(f"/v1/evaluations/{ev}").status_code == 404
+    with db.read_session() as session:  # its ended job went with it
+        assert job_id is not None and session.get(Job, job_id) is None
     assert queued.get(f"/v1/models/{model['id']}/evaluations").json()["total"] == 0
 
     now = make_client(keys.alice)  # scored in its request: already finished
@@ -338,3 +348,44 @@ def test_a_queued_evaluation_can_be_cancelled_then_deleted(
     assert refused.status_code == 409 and refused.json()["detail"][0]["type"] == "job_finished"
     assert now.delete(f"/v1/evaluations/{done['id']}").status_code == 204
     assert now.delete(f"/v1/models/{model['id']}").status_code == 204
+
+
+LEASE_SECONDS = 0.3  # a worker learns of a cancel at its lease's renewals (every 0.1 s)
+
+
+def test_a_running_evaluation_stops_within_a_chunk_when_cancelled(
+    make_client: Any, keys: Any, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while a worker scores it (the request lands as its second chunk of
+    BLOCK_ROWS rows is scored): it ends cancelled at the next chunk, with no scores."""
+    from app.jobs import batch_attempt
+
+    queued = make_client(keys.alice, sync_evaluation_rows=10)
+    model = _binary_model(queued)
+    rows = np.random.default_rng(5).normal(0, 1, (5 * BLOCK_ROWS, 2)).round(3).tolist()
+    dataset = make_dataset(queued, x=rows, y=["yes" if a > 0 else "no" for a, _ in rows])
+    pending = queued.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert pending.status_code == 202, pending.text
+    ev = pending.json()["id"]
+    chunks: list[int] = []
+    answers: list[Any] = []
+    score = batch_attempt.scoring.forward_in_blocks
+
+    def scored_then_cancelled(*args: Any, **kwargs: Any) -> Any:
+        chunks.append(1)
+        if len(chunks) == 2:  # the client's cancel arrives while the worker runs
+            answers.append(queued.post(f"/v1/evaluations/{ev}/cancel"))
+            time.sleep(3 * LEASE_SECONDS)  # the lease's renewals (every third) bring it
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(batch_attempt.scoring, "forward_in_blocks", scored_then_cancelled)
+    settings = Settings(
+        database_url=db.url, poll_seconds=0.05, prediction_chunk_rows=1, lease_seconds=LEASE_SECONDS
+    )
+    Worker(db, settings, "w").run(burst=True)  # chunks of one block each
+    (answer,) = answers
+    assert answer.status_code == 202 and answer.json()["status"] == "running", answer.text
+    done = queued.get(f"/v1/evaluations/{ev}").json()
+    assert done["status"] == "cancelled", done
+    assert done["rows_done"] == 2 * BLOCK_ROWS and "accuracy" not in done, done
+    assert len(chunks) == 2  # not one chunk more

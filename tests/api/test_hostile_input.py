@@ -26,6 +26,20 @@ def test_last_event_id_of_unicode_digits_replays_everything(
         assert ids == ([] if value == b"3" else ["id: 1", "id: 2", "id: 3"])
 
 
+def test_last_event_id_past_any_integer_column_resumes_past_the_end(
+    client: ApiClient, db: Database
+) -> None:
+    """An id over PostgreSQL's integer (2**31) or SQLite's (2**63) is past every event,
+    as a smaller one past the last is: the stream answers, with no epoch replayed."""
+    network, dataset = make_network(client), make_dataset(client)
+    job = train(client, db, network, dataset, epochs=3)
+    for value in ("2147483648", "9223372036854775808", "9" * 20):
+        response = client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": value})
+        assert response.status_code == 200, response.text
+        assert [line for line in response.text.splitlines() if line.startswith("id: ")] == []
+        assert "event: end" in response.text, response.text
+
+
 def test_nesting_depth_is_counted_outside_strings() -> None:
     assert nesting_depth(b"1") == 0
     assert nesting_depth(r'[1, {"a": "[[[\"[", "b": [[]]}]') == 4

@@ -150,6 +150,7 @@ BAD_PREDICT: list[tuple[str, Any, list[Any]]] = [
     ("numeric strings", {"x": [["1", "2"]]}, ["body", "x", 0, 0]),  # not read as numbers
     ("a string after one", {"x": [[1, 2], [3, " 1_0 "]]}, ["body", "x", 1, 1]),
     ("unknown field", {"x": [[0, 1]], "y": [1]}, ["body", "y"]),
+    ("boolean", {"x": [[0, 1], [1, True]]}, ["body", "x", 1, 1]),
 ]
 
 

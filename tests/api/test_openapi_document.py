@@ -201,8 +201,12 @@ def test_open_routes_servers_and_retry_after(app: FastAPI, doc: dict[str, Any]) 
 
 
 def test_every_error_type_the_code_writes_is_documented(doc: dict[str, Any]) -> None:
-    # error_type="..." of a ServiceError, or "type": "..." after a "msg" in a detail dict
-    pattern = re.compile(r'error_type\s*=\s*"([a-z_]+)"|"msg":[^{}]*?"type":\s*"([a-z_]+)"')
+    # error_type="..." of a ServiceError, "type": "..." after a "msg" in a detail dict, or
+    # the code of a validator's PydanticCustomError
+    pattern = re.compile(
+        r'error_type\s*=\s*"([a-z_]+)"|"msg":[^{}]*?"type":\s*"([a-z_]+)"'
+        r'|PydanticCustomError\(\s*"([a-z_]+)"'
+    )
     written = {
         code
         for path in APP.rglob("*.py")

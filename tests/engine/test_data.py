@@ -191,7 +191,7 @@ ROWS_REFUSED: list[tuple[str, Any, tuple[Any, ...]]] = [
     ("string", [[0, "a"]], ("x", 0, 1)),
     ("null", [[0, None]], ("x", 0, 1)),
     ("not rows", 5, ("x",)),
-    ("int beyond float64", [[0, 10**400]], ("x",)),
+    ("int beyond float64", [[0, 10**400]], ("x", 0, 1)),
     ("boolean array", np.ones((1, 2), dtype=bool), ("x",)),
     ("complex array", np.ones((1, 2), dtype=complex), ("x",)),
     ("1-D array", np.ones(2), ("x",)),

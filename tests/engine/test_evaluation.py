@@ -110,3 +110,17 @@ def test_sample_pairs_caps_the_scatter() -> None:
     assert len(pairs["actual"]) == len(pairs["predicted"]) == 500
     assert all(p[0] == a[0] + 1 for a, p in zip(pairs["actual"], pairs["predicted"], strict=True))
     assert len(evaluation.sample_pairs(y[:10], y[:10], max_points=500)["actual"]) == 10
+
+
+def test_regression_scores_past_float64_are_refused_not_inf() -> None:
+    """A target whose squared errors overflow, and targets each finite whose average over
+    targets is not (r2 of about -1.2e308 each), raise ScoresOverflow: no inf, no NaN."""
+    with pytest.raises(evaluation.ScoresOverflow, match=r"target\(s\) 0\b"):
+        evaluation.regression_metrics(np.array([[1e200], [0.0]]), np.zeros((2, 1)))
+    # r2 = 1 - residual / total: total = 2c², residual = 2 - 2c·p... ≈ 2 with p = 1.
+    c = float(np.sqrt(1 / 1.2e308))
+    y = np.array([[c, c], [-c, -c]])
+    per_target = evaluation.regression_scores(y, np.ones_like(y))["r2"]
+    assert np.isfinite(per_target).all() and (per_target < -1e308).all()
+    with pytest.raises(evaluation.ScoresOverflow, match="the targets together"):
+        evaluation.regression_metrics(y, np.ones_like(y))

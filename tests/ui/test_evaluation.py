@@ -5,15 +5,18 @@ model shows predicted against actual. Skipped (with the reason) without Chromium
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.ui.conftest import Server, watched_page
+from tests.processes import serve_on_sqlite
+from tests.ui.conftest import SERVER_START_TIMEOUT, Server, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -170,4 +173,57 @@ def test_evaluate_a_trained_model(browser: Browser, server: Server, tmp_path: Pa
         expect(evaluations.get_by_text("None yet.")).to_be_visible()
     finally:
         context.close()
+    assert problems == [], f"console errors: {problems}"
+
+
+def test_a_queued_evaluation_is_followed_and_cancelled(browser: Browser, tmp_path: Path) -> None:
+    """No worker: a large dataset's evaluation stays queued. The card opens on it, polls
+    it, and its Cancel button ends it (the button stays disabled once pressed)."""
+    settings = {"BACKPROP_SYNC_EVALUATION_ROWS": "10"}
+    with serve_on_sqlite(
+        tmp_path, workers=0, timeout=SERVER_START_TIMEOUT, settings=settings
+    ) as served:
+        headers = {"Authorization": f"Bearer {served.key}"}
+        with httpx.Client(base_url=served.url, headers=headers, timeout=60) as api:
+            network = _post(
+                api,
+                "/v1/networks",
+                json={
+                    "name": "moons-net",
+                    "input_size": 2,
+                    "layers": [{"units": 1, "activation": "sigmoid"}],
+                },
+            )
+            data = _post(api, "/v1/datasets/generate", json={"kind": "moons", "n_samples": 40})
+            weights = io.BytesIO()
+            np.savez(weights, W1=np.ones((1, 2), np.float32), b1=np.zeros(1, np.float32))
+            model = _post(
+                api,
+                "/v1/models/import",
+                data={"network_id": network["id"]},
+                files={"file": ("w.npz", weights.getvalue(), "application/octet-stream")},
+            )
+            queued = _post(
+                api, f"/v1/models/{model['id']}/evaluate", json={"dataset_id": data["id"]}
+            )
+            assert queued["status"] == "queued", queued
+        server = Server(served.url, served.key, served.log)
+        problems: list[str] = []
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            page = watched_page(context, problems)
+            _sign_in(page, server)
+            _open_model(page, server, model["id"])
+            pending = page.locator(f"[data-evaluation='{queued['id']}']")
+            expect(pending).to_have_attribute("data-status", "queued")
+            cancel = pending.get_by_role("button", name="Cancel")
+            cancel.click()
+            expect(page.locator(f"[data-evaluation='{queued['id']}']")).to_have_attribute(
+                "data-status", "cancelled"
+            )
+            expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+            evaluations = page.get_by_role("table", name="Evaluations", exact=True)
+            expect(evaluations.get_by_text("cancelled")).to_be_visible()
+        finally:
+            context.close()
     assert problems == [], f"console errors: {problems}"

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+from pydantic_core import PydanticCustomError
 
 from app.engine.labels import MAX_LABEL_CHARS
 
@@ -15,7 +26,20 @@ Label = (
     StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=MAX_LABEL_CHARS)]
 )
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(value: str) -> str:
+    """``value`` unless it holds a control character (NUL, tab, newline, ...: a name is one
+    line of text; PostgreSQL's text columns refuse NUL)."""
+    if CONTROL.search(value):
+        raise PydanticCustomError(
+            "control_character", "a name cannot hold control characters (NUL, tab, newline)"
+        )
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(printable)]
 
 # A number in a body: a JSON integer or float, never a string ("1" would otherwise be read
 # as 1.0, and " 1_0 " as 10) nor a boolean.
@@ -32,7 +56,7 @@ ERROR_TYPES = {
     "conflict": "409: the object's state forbids it",
     "in_use": "409: a queued or running job uses it",
     "job_finished": "409: the job has already finished",
-    "job_active": "409: the prediction run is queued or running: cancel it first",
+    "job_active": "409: the prediction run or evaluation is queued or running: cancel it first",
     "not_finished": "409: the prediction run has not succeeded (yet): no outputs to download",
     "model_deleted": "409: the prediction run's model was deleted; its labels are gone",
     "limit_exceeded": "413 (or 422): over a configured limit; the message names it",
@@ -49,6 +73,12 @@ ERROR_TYPES = {
     "input_width": "422: the evaluation data's width does not fit the model",
     "labels_mismatch": "422: the labels do not fit the network's loss or output",
     "json_invalid": "422: the body is not JSON",
+    "control_character": "422: a name holds a control character (NUL, tab, newline)",
+    "label_type": "422: a label that is not a string, a number or true/false",
+    "label_nul": "422: a label with a NUL character",
+    "string_too_long": "422: a label longer than 1000 characters (as pydantic says it)",
+    "grid_values": "422: a sweep's grid value that is neither a list nor a distribution",
+    "grid_alternatives": "422: a sweep's grid path with no or over 1000 alternatives",
     "extra_forbidden": "422: a field the operation does not take (as pydantic says it)",
     "float_type": "422: a value that must be a number is not (a string, say)",
     "too_deep": "422: the body's JSON is nested too deeply",

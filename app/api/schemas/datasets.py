@@ -26,6 +26,8 @@ def _label(value: Any) -> Any:
                 "a label has at most {max_length} characters, not {length}",
                 {"max_length": MAX_LABEL_CHARS, "length": len(value)},
             )
+        if "\x00" in value:  # NumPy's strings drop a trailing one ("a\x00" would be "a")
+            raise PydanticCustomError("label_nul", "a label cannot hold a NUL character")
         return value
     if isinstance(value, bool | int | float):
         return value

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from app.engine.labels import MAX_LABEL_CHARS
 from app.services.errors import Invalid, Loc
 from app.services.uploads.limits import UploadLimits
 from app.services.uploads.npy_writer import NonFinite, NpyWriter
@@ -216,7 +217,28 @@ def _typed_labels(chunks: list[pa.Array]) -> np.ndarray:
             return np.asarray(cast.to_numpy(), dtype=kind.to_pandas_dtype())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
+    _check_label_text(text)
     return np.asarray(text.to_pylist(), dtype=np.str_)
+
+
+def _check_label_text(text: pa.ChunkedArray) -> None:
+    """422 at the first text label a dataset cannot hold: one over MAX_LABEL_CHARS
+    characters (the longest label the API reads back), or one with a NUL character
+    (NumPy's strings drop a trailing one, merging "a\x00" into "a"; PostgreSQL's text
+    refuses any)."""
+    bad = pc.or_(
+        pc.greater(pc.utf8_length(text), MAX_LABEL_CHARS), pc.match_substring(text, "\x00")
+    )
+    rows = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False), dtype=bool))
+    if rows.size:
+        row = int(rows[0])
+        label = text[row].as_py()
+        why = (
+            f"has {len(label)} characters, more than {MAX_LABEL_CHARS}"
+            if len(label) > MAX_LABEL_CHARS
+            else "holds a NUL character"
+        )
+        raise Invalid(f"the label of data row {row} {why}", (*FILE_LOC, "y", row))
 
 
 def _precise_error(

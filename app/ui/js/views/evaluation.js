@@ -58,19 +58,28 @@ const POLL_MS = 1000;
 
 const ACTIVE = new Set(["queued", "running"]);
 
+/** Evaluations whose cancel was sent: their Cancel button stays disabled while the view is
+ * redrawn by the polling. */
+const cancelling = new Set();
+
 /** An evaluation a worker has not finished: its status and rows, and while it may still
- * run a Cancel button (POST /v1/evaluations/{id}/cancel; the card's polling shows the
- * outcome). */
-function pendingView(e) {
+ * run a Cancel button (POST /v1/evaluations/{id}/cancel), whose answer goes to onCancel. */
+function pendingView(e, onCancel) {
   const cancel = ACTIVE.has(e.status)
     ? h(
         "button",
         {
           type: "button",
           class: "button button-small",
+          disabled: cancelling.has(e.id),
           onclick: async (event) => {
             event.currentTarget.disabled = true;
-            await api(`/evaluations/${e.id}/cancel`, { method: "POST" }).catch((error) => toast(error.message));
+            cancelling.add(e.id);
+            const answer = await api(`/evaluations/${e.id}/cancel`, { method: "POST" }).catch((error) => {
+              toast(error.message);
+              return null;
+            });
+            if (answer) onCancel(answer);
           },
         },
         "Cancel",
@@ -85,8 +94,8 @@ function pendingView(e) {
 }
 
 /** One evaluation's scores and plots (or, before a worker finished it, its progress). */
-export function evaluationView(e) {
-  if (e.status !== "succeeded") return pendingView(e);
+export function evaluationView(e, { onCancel = () => {} } = {}) {
+  if (e.status !== "succeeded") return pendingView(e, onCancel);
   const source = e.dataset_id ? link(`#/datasets/${e.dataset_id}`, e.dataset_id) : "a deleted dataset";
   const plots =
     e.task === "regression"
@@ -132,10 +141,27 @@ export async function evaluationSection(model, { signal, onEvaluated = async () 
   const result = h("div", { "aria-live": "polite" });
   const history = h("div", {});
   const errors = errorBox();
-  const show = (e) => result.replaceChildren(evaluationView(e));
+  let following = null; // the id of the evaluation being polled, if any
+  const show = (e) => result.replaceChildren(evaluationView(e, { onCancel: show }));
+  // Show an evaluation; one a worker has not finished is polled until it ends (only the
+  // one shown: showing another stops the polling of the last).
+  const follow = async (e) => {
+    following = ACTIVE.has(e.status) ? e.id : null;
+    show(e);
+    if (following === null) return;
+    while (ACTIVE.has(e.status) && following === e.id && !signal?.aborted) {
+      await sleep(POLL_MS, signal);
+      const latest = await api(`/evaluations/${e.id}`, { signal });
+      if (following !== e.id) return;
+      e = latest;
+      show(e);
+    }
+    following = null;
+    await Promise.all([loadHistory(), onEvaluated()]);
+  };
   const loadHistory = async () => {
     const page = await api(`/models/${model.id}/evaluations?limit=20`, { signal });
-    history.replaceChildren(h("h3", {}, "Earlier evaluations"), historyTable(page.items, show, () => loadHistory().catch(() => [])));
+    history.replaceChildren(h("h3", {}, "Earlier evaluations"), historyTable(page.items, (e) => follow(e), () => loadHistory().catch(() => [])));
     return page.items;
   };
   if (!datasets.length) {
@@ -154,17 +180,16 @@ export async function evaluationSection(model, { signal, onEvaluated = async () 
     h("div", { class: "form-actions" }, h("button", { type: "submit", class: "button button-primary" }, "Evaluate")),
   );
   onSubmit(form, errors, async (data) => {
-    let evaluation = await api(`/models/${model.id}/evaluate`, { method: "POST", json: { dataset_id: String(data.get("dataset_id")) } });
-    show(evaluation);
-    while (["queued", "running"].includes(evaluation.status) && !signal?.aborted) {
-      await sleep(POLL_MS, signal);
-      evaluation = await api(`/evaluations/${evaluation.id}`, { signal });
+    const evaluation = await api(`/models/${model.id}/evaluate`, { method: "POST", json: { dataset_id: String(data.get("dataset_id")) } });
+    if (ACTIVE.has(evaluation.status)) {
+      await follow(evaluation);
+    } else {
       show(evaluation);
+      await Promise.all([loadHistory(), onEvaluated()]);
     }
-    await Promise.all([loadHistory(), onEvaluated()]);
   });
   const section = card("Evaluate", form, result, history);
   const items = await loadHistory().catch(() => []);
-  if (items.length) show(items[0]);
+  if (items.length) follow(items[0]).catch(() => {});
   return section;
 }
