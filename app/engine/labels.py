@@ -175,7 +175,16 @@ def encode(
     )
     if task == "regression":
         column = arr.reshape(-1, 1) if arr.ndim == 1 else arr
-        return np.ascontiguousarray(column, dtype=dtype), None
+        with np.errstate(over="ignore"):  # an overflow shows up as inf below
+            targets = np.ascontiguousarray(column, dtype=dtype)
+        if not np.isfinite(targets).all():  # finite in float64, not in the network's dtype
+            row = int(np.argwhere(~np.isfinite(targets))[0][0])
+            raise DataError(
+                f"{name}[{row}] is beyond the range of the network's {np.dtype(dtype).name} "
+                f"({np.abs(column[row]).max():.3g}); rescale the targets",
+                (name, row),
+            )
+        return targets, None
     if codes is None:
         return _probability_rows(arr, dtype, classes, name)
     if task == "binary":

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from app.api.body_errors import explain
 from tests.api.client import ApiClient
-from tests.api.conftest import XOR_NETWORK
+from tests.api.conftest import XOR_NETWORK, make_dataset, make_network
 
 NETWORK_JSON = json.dumps(XOR_NETWORK)
 
@@ -96,8 +97,8 @@ def test_field_errors_keep_pydantic_words(client: ApiClient) -> None:
     response = client.post("/v1/networks", json={**XOR_NETWORK, "input_size": "two"})
     assert _only_error(response) == {
         "loc": ["body", "input_size"],
-        "msg": "Input should be a valid integer, unable to parse string as an integer",
-        "type": "int_parsing",
+        "msg": "Input should be a valid integer",
+        "type": "int_type",  # strict: a string is no integer, "2" no more than "two"
     }
 
 
@@ -144,3 +145,59 @@ def test_a_multipart_upload_without_its_file_still_names_the_field(client: ApiCl
         "msg": "Field required: send 'file' (a CSV or an npz), or 'x' and 'y' (two .npy files)",
         "type": "missing",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "loc", "kind"),
+    [
+        ("/v1/networks", {"input_size": "2"}, ["body", "input_size"], "int_type"),
+        ("/v1/networks", {"input_size": True}, ["body", "input_size"], "int_type"),
+        (
+            "/v1/networks",
+            {"layers": [{"units": "8", "activation": "tanh"}]},
+            ["body", "layers", 0, "units"],
+            "int_type",
+        ),
+        ("/v1/datasets/generate", {"n_samples": "10"}, ["body", "n_samples"], "int_type"),
+        ("/v1/datasets/generate", {"noise": "0.1"}, ["body", "noise"], "float_type"),
+    ],
+)
+def test_numbers_in_bodies_are_numbers(
+    client: ApiClient, path: str, change: dict[str, Any], loc: list[Any], kind: str
+) -> None:
+    """A string or a boolean where a number goes is refused, not read as one ("10" as 10,
+    true as 1)."""
+    base = XOR_NETWORK if path == "/v1/networks" else {"kind": "xor"}
+    error = _only_error(client.post(path, json={**base, **change}))
+    assert error["loc"] == loc and error["type"] == kind, error
+
+
+@pytest.mark.parametrize(
+    ("options", "loc", "kind"),
+    [
+        ({"epochs": "5"}, ["body", "epochs"], "int_type"),
+        ({"epochs": True}, ["body", "epochs"], "int_type"),
+        (
+            {"optimizer": {"learning_rate": "0.1"}},
+            ["body", "optimizer", "learning_rate"],
+            "float_type",
+        ),
+        ({"shuffle": "yes"}, ["body", "shuffle"], "bool_type"),
+    ],
+)
+def test_job_options_are_strict(
+    client: ApiClient, options: dict[str, Any], loc: list[Any], kind: str
+) -> None:
+    network, dataset = make_network(client), make_dataset(client)
+    body = {"network_id": network["id"], "dataset_id": dataset["id"], **options}
+    error = _only_error(client.post("/v1/jobs", json=body))
+    assert error["loc"] == loc and error["type"] == kind, error
+
+
+def test_a_nan_job_option_is_refused_as_nan(client: ApiClient) -> None:
+    """Not as 'less than or equal to 1000', which NaN also fails."""
+    network, dataset = make_network(client), make_dataset(client)
+    raw = f'{{"network_id": "{network["id"]}", "dataset_id": "{dataset["id"]}", "l2": NaN}}'
+    response = client.post("/v1/jobs", content=raw, headers={"content-type": "application/json"})
+    error = _only_error(response)
+    assert error["loc"] == ["body", "l2"] and error["type"] == "finite_number", error

@@ -12,7 +12,7 @@ import pytest
 from app.storage.database import Database
 from app.storage.tables import Dataset
 from tests.api.client import ApiClient
-from tests.api.conftest import XOR_NETWORK, make_dataset, make_network, submit
+from tests.api.conftest import XOR_NETWORK, make_dataset, make_network, run_worker, submit
 
 
 def _npz(**arrays: Any) -> bytes:
@@ -325,3 +325,19 @@ def test_a_csv_label_the_api_could_not_read_back_is_refused(
     assert listed.status_code == 200 and listed.json()["total"] == 0
     nul = client.post("/v1/datasets", json={"name": "d", "x": [[0], [1]], "y": ["x\x00", "x"]})
     assert nul.status_code == 422 and nul.json()["detail"][0]["loc"] == ["body", "y", 0]
+
+
+def test_regression_targets_past_float32_fail_the_job_saying_so(
+    client: ApiClient, db: Database
+) -> None:
+    """Finite (float64) targets a float32 network cannot hold: the job fails naming the row
+    (was an internal error, "overflow encountered in cast")."""
+    network = make_network(
+        client, layers=[{"units": 1, "activation": "linear"}], loss="mse", input_size=2
+    )
+    dataset = make_dataset(client, y=[0.0, 1e308, 1.0, 2.0])
+    job = submit(client, network, dataset, epochs=2)
+    run_worker(db)
+    done = client.get(f"/v1/jobs/{job['id']}").json()
+    assert done["status"] == "failed", done
+    assert "y[1] is beyond the range of the network's float32" in done["error"], done

@@ -83,6 +83,10 @@ def test_regression_targets() -> None:
     assert classes is None and y.shape == (2, 1)
     y, _ = labels.encode(np.ones((4, 3)), "regression", 3, F32)
     assert y.shape == (4, 3)
+    # Finite in float64 but not in the network's float32: named, not an overflow warning.
+    with pytest.raises(DataError, match=r"y\[1\] is beyond the range of the network's float32"):
+        labels.encode([0.0, -1e308, 2.0], "regression", 1, F32)
+    assert labels.encode([0.0, -1e308], "regression", 1, np.dtype(np.float64))[0][1, 0] == -1e308
 
 
 @pytest.mark.parametrize(

@@ -109,17 +109,23 @@ class DatasetGenerate(BaseModel):
     )
 
     kind: DatasetKind
-    n_samples: int = Field(default=200, ge=1, le=MAX_SAMPLES)
+    n_samples: int = Field(default=200, ge=1, le=MAX_SAMPLES, strict=True)
     noise: float = Field(
-        default=0.1, ge=0, le=MAX_NOISE, description="Std of Gaussian noise added to x"
+        default=0.1,
+        ge=0,
+        le=MAX_NOISE,
+        strict=True,
+        allow_inf_nan=False,
+        description="Std of Gaussian noise added to x",
     )
     classes: int = Field(
         default=2,
         ge=2,
         le=MAX_CLASSES,
+        strict=True,
         description="Arms (spirals) or centres (blobs); 2 for the others",
     )
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, strict=True)
     name: Name | None = Field(default=None, description="Defaults to the kind")
 
 

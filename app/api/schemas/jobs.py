@@ -62,7 +62,7 @@ class JobCancel(BaseModel):
     )
 
     keep_model: bool = Field(
-        default=False, description="Running job: keep its best-so-far model as a model"
+        default=False, strict=True, description="Running job: keep its best-so-far model as a model"
     )
 
 

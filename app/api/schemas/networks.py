@@ -14,7 +14,7 @@ from app.storage.tables import Network
 class LayerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
-    units: int = Field(ge=1, le=1_000_000)
+    units: int = Field(ge=1, le=1_000_000, strict=True)
     activation: ActivationName
 
 
@@ -38,7 +38,7 @@ class NetworkCreate(BaseModel):
     )
 
     name: Name
-    input_size: int = Field(ge=1, le=1_000_000)
+    input_size: int = Field(ge=1, le=1_000_000, strict=True)
     layers: list[LayerSpec] = Field(min_length=1, max_length=100)
     loss: LossName | None = Field(
         default=None, description="Defaults to the loss that fits the output layer"
@@ -48,7 +48,7 @@ class NetworkCreate(BaseModel):
         validate_default=True,  # so the field holds the plain name, as when given
         description="Initial weights: auto (he for relu-like layers, else xavier), he or xavier",
     )
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, strict=True)
 
 
 class NetworkConfig(BaseModel):

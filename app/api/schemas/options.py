@@ -63,13 +63,19 @@ def _field(option: Option, base: type[BaseModel]) -> tuple[Any, Any]:
         return model, Field(default_factory=model, description=spec.description)
     kind: Any
     extra: dict[str, Any] = {}
+    # A request's numbers and flags are strict (5, not "5"; true, not "yes" or 1) and its
+    # floats finite (NaN is refused as NaN, not as "more than the bound").
+    strict = {} if issubclass(base, OptionsRead) else {"strict": True}
     if spec.kind == "choice":
         kind = name_enum(f"{spec.noun.capitalize()}Name", spec.choices)
     elif spec.kind == "flag":
         kind = bool
+        extra = strict
     else:
         kind = int if spec.kind == "integer" else float
-        extra = _bounds(spec)
+        extra = {**_bounds(spec), **strict}
+        if kind is float and strict:
+            extra["allow_inf_nan"] = False
     if spec.nullable:
         kind = kind | None
     return kind, Field(default=option.default, description=spec.description, **extra)
