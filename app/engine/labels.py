@@ -77,6 +77,18 @@ def describe_labels(y: Any, name: str = "y") -> tuple[str, list[Any] | None]:
     return kind, np.unique(arr).tolist() if kind == "categorical" else None
 
 
+def untrainable_output(task: str, output_size: int) -> str | None:
+    """Why an output layer cannot be trained from labels at all, or None: binary
+    cross-entropy over several sigmoid units (multi-label) has no label format here."""
+    if task == "binary" and output_size != 1:
+        return (
+            f"binary_crossentropy over {output_size} sigmoid units (multi-label) cannot be "
+            "trained from labels; use 1 sigmoid unit for two classes or softmax with one unit "
+            "per class"
+        )
+    return None
+
+
 def check_fit(
     task: str,
     output_size: int,

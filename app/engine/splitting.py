@@ -28,10 +28,9 @@ def class_codes(y: npt.NDArray[np.floating[Any]], task: str) -> npt.NDArray[np.i
     return np.asarray(np.argmax(y, axis=1), dtype=np.intp)
 
 
-def split(
-    m: int, fraction: float, codes: npt.NDArray[np.intp] | None, seed: int
-) -> tuple[Index, Index]:
-    """(train rows, validation rows) for m rows; DataError if either part would be empty."""
+def validation_rows(m: int, fraction: float) -> int:
+    """How many of m rows a split of ``fraction`` (> 0) validates on; DataError when that
+    leaves none to train on."""
     n_val = max(1, round(fraction * m))
     if n_val >= m:
         raise DataError(
@@ -39,6 +38,14 @@ def split(
             "use a smaller split or more data",
             ("validation_split",),
         )
+    return n_val
+
+
+def split(
+    m: int, fraction: float, codes: npt.NDArray[np.intp] | None, seed: int
+) -> tuple[Index, Index]:
+    """(train rows, validation rows) for m rows; DataError if either part would be empty."""
+    n_val = validation_rows(m, fraction)
     rng = np.random.default_rng(seed)
     if codes is None:
         chosen = rng.permutation(m)[:n_val]

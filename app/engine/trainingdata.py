@@ -72,13 +72,9 @@ class TrainingData:
         or a model being fine-tuned); otherwise they are fitted when ``fit_standardizer``.
         """
         task = labels.task_of(network.loss)
-        if task == "binary" and network.output_size != 1:
-            raise ConfigError(
-                f"binary_crossentropy over {network.output_size} sigmoid units (multi-label) "
-                "cannot be trained from labels; use 1 sigmoid unit for two classes or softmax "
-                "with one unit per class",
-                ("layers", network.depth - 1, "units"),
-            )
+        why = labels.untrainable_output(task, network.output_size)
+        if why is not None:
+            raise ConfigError(why, ("layers", network.depth - 1, "units"))
         xs = check_features(x, network.input_size, network.dtype)
         ys, classes = labels.encode(y, task, network.output_size, network.dtype, classes)
         if ys.shape[0] != xs.shape[0]:

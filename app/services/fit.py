@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.engine.errors import DataError
-from app.engine.labels import check_fit, task_of
+from app.engine.labels import check_fit, task_of, untrainable_output
 from app.services.errors import Invalid
 from app.storage.tables import Dataset
 
@@ -34,6 +34,9 @@ def check_labels_fit(
         )
     loss = str(network_config["loss"])
     classes = dataset.classes
+    why = untrainable_output(task_of(loss), int(network_config["layers"][-1]["units"]))
+    if why is not None:  # whatever the data: said at submit, not by a failed job
+        raise Invalid(why, ("body", "network_id"), error_type="labels_mismatch")
     try:
         check_fit(
             task_of(loss),

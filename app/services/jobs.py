@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer, raiseload
 
 from app.config import Settings
+from app.engine.errors import DataError
+from app.engine.splitting import validation_rows
 from app.engine.training import TrainingOptions
 from app.jobs import queue
 from app.services.errors import Conflict, LimitExceeded, NotFound, TooManyJobs, invalid_at
@@ -82,6 +84,10 @@ def submit_job(
             check_init_model(network.config, init_model.config, dataset)
             init_classes = init_model.config.get("classes")
         check_labels_fit(network.config, dataset, init_classes)
+        split = float(normalised.get("validation_split") or 0.0)
+        if split > 0:  # what the worker would find, said now
+            with invalid_at(("body",), DataError):
+                validation_rows(dataset.n_samples, split)
         check_job_size(
             settings, epochs=epochs, n_samples=dataset.n_samples, parameters=network.parameter_count
         )

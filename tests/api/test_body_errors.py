@@ -201,3 +201,28 @@ def test_a_nan_job_option_is_refused_as_nan(client: ApiClient) -> None:
     response = client.post("/v1/jobs", content=raw, headers={"content-type": "application/json"})
     error = _only_error(response)
     assert error["loc"] == ["body", "l2"] and error["type"] == "finite_number", error
+
+
+def test_a_split_that_leaves_no_training_rows_is_refused_at_submit(client: ApiClient) -> None:
+    """What the worker would find (a 202 then a failed job): said at submit."""
+    network, dataset = make_network(client), make_dataset(client)  # 4 rows
+    body = {"network_id": network["id"], "dataset_id": dataset["id"], "validation_split": 0.9}
+    error = _only_error(client.post("/v1/jobs", json=body))
+    assert error["loc"] == ["body", "validation_split"], error
+    assert "leaves no rows to train on" in str(error["msg"])
+    assert client.get("/v1/jobs").json()["total"] == 0
+    fine = {**body, "validation_split": 0.25}  # 1 row of 4
+    assert client.post("/v1/jobs", json=fine).status_code == 202
+
+
+def test_a_network_no_labels_can_train_is_refused_at_submit(client: ApiClient) -> None:
+    """binary_crossentropy over two sigmoid units (multi-label): no label format trains it;
+    said at submit, at the network, rather than by a failed job."""
+    layers = [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "sigmoid"}]
+    network = make_network(client, layers=layers, loss="binary_crossentropy")
+    dataset = make_dataset(client)
+    response = client.post(
+        "/v1/jobs", json={"network_id": network["id"], "dataset_id": dataset["id"]}
+    )
+    error = _only_error(response)
+    assert error["loc"] == ["body", "network_id"] and "multi-label" in str(error["msg"]), error
