@@ -260,6 +260,7 @@ def test_delete_refused_while_a_job_uses_it(client: ApiClient) -> None:
         ([0, None, 1, 0], ["body", "y", 1], "label_type"),
         ([0, [1], 1, 0], ["body", "y", 1], "label_type"),
         ([[1.0], [2.0], ["3"], [4.0]], ["body", "y", 2, 0], "float_type"),
+        ([0, 1, 2**63, 0], ["body", "y", 2], "label_int_range"),
         ([0, 1, 1, "0"], None, None),  # one error after the schema: mixed types
     ],
 )

@@ -76,6 +76,7 @@ ERROR_TYPES = {
     "control_character": "422: a name holds a control character (NUL, tab, newline)",
     "label_type": "422: a label that is not a string, a number or true/false",
     "label_nul": "422: a label with a NUL character",
+    "label_int_range": "422: an integer label beyond 64 bits",
     "string_too_long": "422: a label longer than 1000 characters (as pydantic says it)",
     "grid_values": "422: a sweep's grid value that is neither a list nor a distribution",
     "grid_alternatives": "422: a sweep's grid path with no or over 1000 alternatives",

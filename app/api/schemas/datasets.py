@@ -29,6 +29,12 @@ def _label(value: Any) -> Any:
         if "\x00" in value:  # NumPy's strings drop a trailing one ("a\x00" would be "a")
             raise PydanticCustomError("label_nul", "a label cannot hold a NUL character")
         return value
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise PydanticCustomError(
+            "label_int_range",
+            "an integer label must fit in 64 bits; write a regression target this large as a "
+            "float (1e20, not 100000000000000000000)",
+        )
     if isinstance(value, bool | int | float):
         return value
     kind = "null" if value is None else "an array" if isinstance(value, list) else "an object"
