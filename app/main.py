@@ -38,6 +38,7 @@ from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.body_timeout import BodyReadTimeout, BodyTimeoutMiddleware
 from app.api.context import AppContext
 from app.api.docs import mount_docs
+from app.api.nul_path import NulPathMiddleware
 from app.api.prometheus import MetricsMiddleware
 from app.api.schemas.events import EndEvent, EpochEvent, FindingsEvent, JobFindings
 from app.api.schemas.jobs import JobEnd
@@ -220,6 +221,7 @@ def create_app(
     )
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(NulPathMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
-from app.api.schemas.common import Page, openapi_examples
+from app.api.schemas.common import NO_NUL, Page, openapi_examples
 from app.api.schemas.events import EVENT_STREAM_SCHEMA
 from app.api.schemas.jobs import JobCancel, JobCreate, JobRead, JobSummary, JobTarget
 from app.api.streams import holding, resume_after
@@ -56,13 +56,16 @@ def list_jobs(
     page: PageDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     network_id: Annotated[
-        str | None, Query(max_length=64, description="Only jobs training this network")
+        str | None,
+        Query(max_length=64, pattern=NO_NUL, description="Only jobs training this network"),
     ] = None,
     dataset_id: Annotated[
-        str | None, Query(max_length=64, description="Only jobs training on this dataset")
+        str | None,
+        Query(max_length=64, pattern=NO_NUL, description="Only jobs training on this dataset"),
     ] = None,
     sweep_id: Annotated[
-        str | None, Query(max_length=64, description="Only the trials of this sweep")
+        str | None,
+        Query(max_length=64, pattern=NO_NUL, description="Only the trials of this sweep"),
     ] = None,
 ) -> Page[JobSummary]:
     """Newest first, without each job's history (GET /v1/jobs/{id} has it)."""

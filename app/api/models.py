@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
 from app.api.export_docs import CARD_RESPONSE, EXPORT_FORMAT_DOC, EXPORT_RESPONSE
 from app.api.schemas.cards import ModelDetail
-from app.api.schemas.common import Page
+from app.api.schemas.common import NO_NUL, Page
 from app.api.schemas.models import ModelRead
 from app.services import exports, model_card_markdown
 from app.services import models as service
@@ -32,11 +32,15 @@ def list_models(
     caller: CallerDep,
     page: PageDep,
     network_id: Annotated[
-        str | None, Query(max_length=64, description="Only models of this network")
+        str | None, Query(max_length=64, pattern=NO_NUL, description="Only models of this network")
     ] = None,
     dataset_id: Annotated[
         str | None,
-        Query(max_length=64, description="Only models trained on this dataset (by a job)"),
+        Query(
+            max_length=64,
+            pattern=NO_NUL,
+            description="Only models trained on this dataset (by a job)",
+        ),
     ] = None,
 ) -> Page[ModelRead]:
     rows, total = service.list_models(
@@ -57,7 +61,7 @@ def list_models(
     responses=errors(404, 413, 422, 503),
 )
 def import_model(
-    network_id: Annotated[str, Form(max_length=64)],
+    network_id: Annotated[str, Form(max_length=64, pattern=NO_NUL)],
     file: Annotated[UploadFile, File(description="npz in the export format (W1.., b1..)")],
     ctx: Ctx,
     caller: CallerDep,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
-from app.api.schemas.common import Page, openapi_examples
+from app.api.schemas.common import NO_NUL, Page, openapi_examples
 from app.api.schemas.predictions import PredictionCreate, PredictionRead
 from app.services import prediction_runs as service
 from app.storage.tables import JobStatus
@@ -52,7 +52,7 @@ def list_predictions(
     caller: CallerDep,
     page: PageDep,
     model_id: Annotated[
-        str | None, Query(max_length=64, description="Only runs of this model")
+        str | None, Query(max_length=64, pattern=NO_NUL, description="Only runs of this model")
     ] = None,
     status: Annotated[JobStatus | None, Query(description="Only runs in this status")] = None,
 ) -> Page[PredictionRead]:

@@ -267,14 +267,16 @@ def _parse_classes(classes: Any, task: str, network: Network) -> list[Any] | Non
         )
     kinds = {type(c) for c in classes}
     if not all(isinstance(c, str | int | float | bool) for c in classes) or (
-        str in kinds and len(kinds) > 1
+        (str in kinds or bool in kinds) and len(kinds) > 1
     ):
         raise ExportFormatError(
-            "classes must be JSON scalars of one kind (strings or numbers)", ("classes",)
+            "classes must be JSON scalars of one kind (strings, numbers or booleans)", ("classes",)
         )
     if any(isinstance(c, float) and not np.isfinite(c) for c in classes):
         raise ExportFormatError("classes must be finite", ("classes",))
     for i, c in enumerate(classes):
+        if isinstance(c, str) and "\x00" in c:
+            raise ExportFormatError(f"classes[{i}] holds a NUL character", ("classes", i))
         if isinstance(c, str) and len(c) > labels.MAX_LABEL_CHARS:
             raise ExportFormatError(
                 f"classes[{i}] has {len(c)} characters; a label has at most "

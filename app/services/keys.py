@@ -60,8 +60,22 @@ def _owner(session: Session, name: str) -> Owner:
     return owner
 
 
+MAX_NAME = 100  # the key and owner name columns' length
+
+
+def _check_name(what: str, name: str) -> None:
+    """KeyError_ unless ``name`` is 1-MAX_NAME characters of one line of text."""
+    if not 1 <= len(name) <= MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise KeyError_(
+            f"a {what} name is 1 to {MAX_NAME} characters without control characters "
+            f"(tab, newline, NUL), not {name[:40]!r}"
+        )
+
+
 def register_key(session: Session, *, key: str, key_name: str, owner_name: str) -> ApiKey:
     """Store ``key`` (by hash) under ``key_name`` for ``owner_name`` (created if new)."""
+    for what, name in (("key", key_name), ("owner", owner_name)):
+        _check_name(what, name)
     if session.scalar(select(ApiKey.id).where(ApiKey.name == key_name)) is not None:
         raise KeyError_(f"a key named {key_name!r} already exists")
     row = ApiKey(

@@ -98,7 +98,7 @@ def _import_config(network: tables.Network, config_text: str | None) -> dict[str
         )
     try:
         config = json.loads(config_text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an int of 4300+ digits
         raise Invalid(f"config is not JSON: {exc}", loc) from None
     if not isinstance(config, dict) or not isinstance(config.get("network"), dict):
         raise Invalid(

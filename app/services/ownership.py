@@ -44,6 +44,8 @@ def get_owned(
     options: Sequence[ExecutableOption] = (),
 ) -> Row:
     """The row ``row_id`` of ``table`` if ``owner_id`` owns it, else :class:`NotFound`."""
+    if "\x00" in row_id:  # no id holds one (and PostgreSQL's text refuses it)
+        raise NotFound(_NAMES[table], loc)
     query = select(table).where(table.id == row_id, table.owner_id == owner_id).options(*options)
     if for_update:
         query = query.with_for_update()

@@ -328,3 +328,59 @@ def test_predict_reads_json_only_as_json(
         (error,) = response.json()["detail"]
         assert error["type"] == "content_type" and error["loc"] == ["body"]
         assert "application/json" in error["msg"] and repr(content_type) in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"classes": [0, True]}, ["body", "config", "classes"]),  # datasets refuse the mix
+        ({"classes": ["a\x00", "b"]}, ["body", "config", "classes", 0]),
+    ],
+)
+def test_imported_classes_are_what_a_dataset_could_hold(
+    client: ApiClient, change: dict[str, Any], loc: list[Any]
+) -> None:
+    network = make_network(client)
+    engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
+    config = {**CLASSIFIER, **change, "network": engine_config}
+    buffer = io.BytesIO()
+    np.savez(buffer, W1=np.ones((8, 2), np.float32), b1=np.ones(8, np.float32),
+             W2=np.ones((1, 8), np.float32), b2=np.ones(1, np.float32))  # fmt: skip
+    response = client.post(
+        "/v1/models/import",
+        data={"network_id": network["id"], "config": json.dumps(config)},
+        files={"file": ("m.npz", buffer.getvalue(), "application/octet-stream")},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_an_import_config_with_a_5000_digit_integer_is_422(client: ApiClient) -> None:
+    """json.loads refuses integers of over 4300 digits with a ValueError: not a 500."""
+    network = make_network(client)
+    response = client.post(
+        "/v1/models/import",
+        data={
+            "network_id": network["id"],
+            "config": '{"network": {"input_size": 1' + "0" * 5000 + "}}",
+        },
+        files={"file": ("m.npz", b"PK", "application/octet-stream")},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "config"]
+
+
+def test_a_nul_in_a_path_or_an_id_filter_is_never_a_500(client: ApiClient) -> None:
+    """PostgreSQL's text refuses NUL: answered before any query (404 for a path, 422 for
+    a filter), on both databases."""
+    for path in ("/v1/models/%00", "/v1/sweeps/a%00b", "/v1/evaluations/%00", "/v1/jobs/%00"):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["detail"][0]["type"] == "not_found"
+    for path in (
+        "/v1/models?network_id=%00",
+        "/v1/jobs?dataset_id=a%00",
+        "/v1/predictions?model_id=%00",
+    ):
+        response = client.get(path)
+        assert response.status_code == 422, (path, response.text)

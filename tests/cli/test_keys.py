@@ -120,3 +120,14 @@ def test_migrate_works_on_both_backends(
     assert main(["migrate"]) == 0
     key = _create(capsys, "pg-or-sqlite")
     assert key.startswith("bp_")
+
+
+@pytest.mark.parametrize("name", ["", "evil\nNAME  OWNER  x", "a" * 101])
+def test_a_key_name_is_one_line_of_1_to_100_characters(
+    cli_db: str, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """Empty, multi-line (a fake row in `keys list`) or longer than the column: refused."""
+    assert main(["keys", "create", name]) == 1
+    assert "1 to 100 characters without control characters" in capsys.readouterr().err
+    with Database(cli_db).read_session() as session:
+        assert session.scalars(select(ApiKey)).all() == []

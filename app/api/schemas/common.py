@@ -27,6 +27,7 @@ Label = (
 )
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+NO_NUL = r"^[^\x00]*$"  # an id filter: no id holds a NUL (PostgreSQL's text refuses one)
 
 
 def printable(value: str) -> str:
