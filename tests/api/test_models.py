@@ -274,25 +274,26 @@ def test_bad_imports(
     assert client.get("/v1/models").json()["total"] == 0  # nothing stored
 
 
-def test_an_imported_class_label_longer_than_any_label_is_refused(client: ApiClient) -> None:
-    """A class label over MAX_LABEL_CHARS is a 422 at its place in the config: stored, it
-    would make every read of the owner's models fail (their schema's labels are bounded)."""
+def _import_classifier(client: ApiClient, change: dict[str, Any]) -> Any:
+    """POST /v1/models/import of a fresh XOR network's 2-8-1 weights with CLASSIFIER's
+    config, ``change`` applied to it; the response."""
     network = make_network(client)
     engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
-    config = {**CLASSIFIER, "classes": ["no", "L" * 1001], "network": engine_config}
     buffer = io.BytesIO()
-    arrays = {
-        "W1": np.ones((8, 2), np.float32),
-        "b1": np.ones(8, np.float32),
-        "W2": np.ones((1, 8), np.float32),
-        "b2": np.ones(1, np.float32),
-    }
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    response = client.post(
+    np.savez(buffer, W1=np.ones((8, 2), np.float32), b1=np.ones(8, np.float32),
+             W2=np.ones((1, 8), np.float32), b2=np.ones(1, np.float32))  # fmt: skip
+    config = {**CLASSIFIER, **change, "network": engine_config}
+    return client.post(
         "/v1/models/import",
         data={"network_id": network["id"], "config": json.dumps(config)},
         files={"file": ("m.npz", buffer.getvalue(), "application/octet-stream")},
     )
+
+
+def test_an_imported_class_label_longer_than_any_label_is_refused(client: ApiClient) -> None:
+    """A class label over MAX_LABEL_CHARS is a 422 at its place in the config: stored, it
+    would make every read of the owner's models fail (their schema's labels are bounded)."""
+    response = _import_classifier(client, {"classes": ["no", "L" * 1001]})
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "config", "classes", 1], error
@@ -340,17 +341,7 @@ def test_predict_reads_json_only_as_json(
 def test_imported_classes_are_what_a_dataset_could_hold(
     client: ApiClient, change: dict[str, Any], loc: list[Any]
 ) -> None:
-    network = make_network(client)
-    engine_config = {k: network[k] for k in ("input_size", "layers", "loss", "init", "seed")}
-    config = {**CLASSIFIER, **change, "network": engine_config}
-    buffer = io.BytesIO()
-    np.savez(buffer, W1=np.ones((8, 2), np.float32), b1=np.ones(8, np.float32),
-             W2=np.ones((1, 8), np.float32), b2=np.ones(1, np.float32))  # fmt: skip
-    response = client.post(
-        "/v1/models/import",
-        data={"network_id": network["id"], "config": json.dumps(config)},
-        files={"file": ("m.npz", buffer.getvalue(), "application/octet-stream")},
-    )
+    response = _import_classifier(client, change)
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == loc
 

@@ -21,6 +21,11 @@ from tests.ui.conftest import SERVER_START_TIMEOUT, Server, watched_page
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TRAIN_TIMEOUT_S = 180.0  # generous: a shared 2-core machine
+MOONS_NET = {
+    "name": "moons-net",
+    "input_size": 2,
+    "layers": [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+}
 
 
 def _post(api: httpx.Client, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -37,18 +42,7 @@ def _trained_model(api: httpx.Client) -> tuple[str, str]:
         "/v1/datasets/generate",
         json={"kind": "moons", "n_samples": 120, "seed": 7, "name": "held-out"},
     )
-    network = _post(
-        api,
-        "/v1/networks",
-        json={
-            "name": "moons-net",
-            "input_size": 2,
-            "layers": [
-                {"units": 8, "activation": "tanh"},
-                {"units": 1, "activation": "sigmoid"},
-            ],
-        },
-    )
+    network = _post(api, "/v1/networks", json=MOONS_NET)
     job = _post(
         api,
         "/v1/jobs",
@@ -185,15 +179,8 @@ def test_a_queued_evaluation_is_followed_and_cancelled(browser: Browser, tmp_pat
     ) as served:
         headers = {"Authorization": f"Bearer {served.key}"}
         with httpx.Client(base_url=served.url, headers=headers, timeout=60) as api:
-            network = _post(
-                api,
-                "/v1/networks",
-                json={
-                    "name": "moons-net",
-                    "input_size": 2,
-                    "layers": [{"units": 1, "activation": "sigmoid"}],
-                },
-            )
+            layers = [{"units": 1, "activation": "sigmoid"}]
+            network = _post(api, "/v1/networks", json={**MOONS_NET, "layers": layers})
             data = _post(api, "/v1/datasets/generate", json={"kind": "moons", "n_samples": 40})
             weights = io.BytesIO()
             np.savez(weights, W1=np.ones((1, 2), np.float32), b1=np.zeros(1, np.float32))
