@@ -156,6 +156,13 @@ def _touch_last_used(database: Database, key_id: int) -> None:
         log.warning("key %d: last_used_at not written: %s", key_id, brief(exc))
 
 
+def _one_authorization(connection: HTTPConnection) -> None:
+    """401 for a request with several Authorization headers: which key would be meant?
+    (The first would otherwise act alone, whatever the others say.)"""
+    if len(connection.headers.getlist("authorization")) > 1:
+        raise Unauthorized("send one Authorization header, not several")
+
+
 def bearer_key(authorization: str | None) -> str:
     """The key of an ``Authorization: Bearer <key>`` header (as HTTPBearer reads it)."""
     scheme, _, key = (authorization or "").partition(" ")
@@ -191,6 +198,7 @@ async def require_caller(
     """The caller of a /v1 request; 401 with ``WWW-Authenticate: Bearer`` otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    _one_authorization(request)
     ctx = request.app.state.backprop
     return await caller_for_key(
         ctx.database, ctx.key_cache, ctx.key_lookups, credentials.credentials
@@ -201,5 +209,6 @@ async def request_caller(connection: HTTPConnection) -> Caller:
     """:func:`require_caller` for an endpoint that reads the header itself (the hot path:
     no dependency solving). Declare ``SECURITY`` in its OpenAPI ``openapi_extra``."""
     key = bearer_key(connection.headers.get("authorization"))
+    _one_authorization(connection)
     ctx = connection.app.state.backprop
     return await caller_for_key(ctx.database, ctx.key_cache, ctx.key_lookups, key)

@@ -143,3 +143,18 @@ def test_database_holds_no_issued_key(client: ApiClient, keys: Keys, db: Databas
     for key in (keys.alice, keys.alice2, keys.bob, keys.revoked):
         assert key.encode() not in content
         assert key[3:].encode() not in content  # not even without the prefix
+
+
+def test_two_authorization_headers_are_refused(make_client: MakeClient, keys: Keys) -> None:
+    """Bob's key then Alice's: neither acts (the first acted alone), on the hot path too."""
+    client = make_client()
+    alice, bob = auth(keys.alice)["Authorization"], auth(keys.bob)["Authorization"]
+    both = [("Authorization", bob), ("Authorization", alice)]
+    for method, path in (
+        ("GET", "/v1/datasets"),
+        ("POST", "/v1/models/mdl_0000000000000000/predict"),
+    ):
+        response = client.request(method, path, headers=both, json={"x": [[0, 0]]})
+        _assert_401(response, path)
+        assert "one Authorization header" in response.json()["detail"][0]["msg"]
+    assert client.get("/v1/datasets", headers={"Authorization": alice}).status_code == 200
