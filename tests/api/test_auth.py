@@ -69,11 +69,18 @@ def test_ops_endpoints_need_no_key(make_client: MakeClient, db: Database) -> Non
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503, not_ready.text
     assert [r for r in not_ready.json()["reasons"] if "worker" in r], not_ready.text
+    # HEAD, as uptime checkers send it: the same status, no body.
+    assert client.request("HEAD", "/healthz").status_code == 200
+    assert (
+        client.request("HEAD", "/readyz").status_code == 503
+        and client.request("HEAD", "/readyz").content == b""
+    )
     with db.session() as session:
         session.add(WorkerHeartbeat(id="w1", hostname="h", pid=1, heartbeat_at=utcnow()))
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "reasons": []}
+    assert client.request("HEAD", "/readyz").status_code == 200
 
 
 def test_openapi_declares_the_bearer_scheme(make_client: MakeClient) -> None:
