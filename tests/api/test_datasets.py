@@ -342,3 +342,14 @@ def test_regression_targets_past_float32_fail_the_job_saying_so(
     done = client.get(f"/v1/jobs/{job['id']}").json()
     assert done["status"] == "failed", done
     assert "y[1] is beyond the range of the network's float32" in done["error"], done
+
+
+def test_a_csv_whose_lines_end_in_a_comma_is_refused(client: ApiClient) -> None:
+    """The unnamed empty last column would be the labels (one class "") and the real labels
+    a feature: refused, saying why."""
+    content = b"a,b,label,\n1,2,0,\n3,4,1,\n5,6,0,\n"
+    response = _upload(client, content)
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "file", "y"] and "end in a comma" in error["msg"], error
+    assert client.get("/v1/datasets").json()["total"] == 0

@@ -217,8 +217,21 @@ def _typed_labels(chunks: list[pa.Array]) -> np.ndarray:
             return np.asarray(cast.to_numpy(), dtype=kind.to_pandas_dtype())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
+    _check_label_column(text)
     _check_label_text(text)
     return np.asarray(text.to_pylist(), dtype=np.str_)
+
+
+def _check_label_column(text: pa.ChunkedArray) -> None:
+    """422 when every label is empty: the label column is blank, as when each line ends in
+    a comma (a, b, label, -> an unnamed empty last column), which would otherwise train
+    one class "" with the real labels as a feature."""
+    if pc.all(pc.equal(pc.utf8_length(text), 0)).as_py():
+        raise Invalid(
+            "the label column is empty on every line (does each line end in a comma?); "
+            "remove the empty column",
+            (*FILE_LOC, "y"),
+        )
 
 
 def _check_label_text(text: pa.ChunkedArray) -> None:
