@@ -138,8 +138,10 @@ class Model:
     @staticmethod
     def check_export_config(config: Mapping[str, Any]) -> None:
         """ExportFormatError for what ``from_export`` would refuse in ``config`` alone,
-        located in it (before any array is read)."""
+        located in it (before any array is read), and for classes a new model may not
+        have though a stored one still loads with them: what no dataset could hold."""
         _parse_config(config)
+        _check_new_classes(config.get("classes"))
 
     @classmethod
     def from_weights(cls, network_config: Mapping[str, Any], npz: bytes) -> Model:
@@ -255,6 +257,28 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[Network, str, list[Any] | 
     return network, task, _parse_classes(config["classes"], task, network), config["standardize"]
 
 
+def _check_new_classes(classes: Any) -> None:
+    """ExportFormatError for the classes of a model being imported that a dataset's labels
+    could not be (the API could not read them back, or they would merge): booleans mixed
+    with numbers (False == 0 in a label map), a NUL, or over MAX_LABEL_CHARS characters.
+    Checked at import only: a model stored before these rules still loads."""
+    if not isinstance(classes, list):
+        return
+    if any(isinstance(c, bool) for c in classes) and not all(isinstance(c, bool) for c in classes):
+        raise ExportFormatError(
+            "classes must be JSON scalars of one kind (strings, numbers or booleans)", ("classes",)
+        )
+    for i, c in enumerate(classes):
+        if isinstance(c, str) and "\x00" in c:
+            raise ExportFormatError(f"classes[{i}] holds a NUL character", ("classes", i))
+        if isinstance(c, str) and len(c) > labels.MAX_LABEL_CHARS:
+            raise ExportFormatError(
+                f"classes[{i}] has {len(c)} characters; a label has at most "
+                f"{labels.MAX_LABEL_CHARS}",
+                ("classes", i),
+            )
+
+
 def _parse_classes(classes: Any, task: str, network: Network) -> list[Any] | None:
     if task == "regression":
         if classes is not None:
@@ -267,22 +291,13 @@ def _parse_classes(classes: Any, task: str, network: Network) -> list[Any] | Non
         )
     kinds = {type(c) for c in classes}
     if not all(isinstance(c, str | int | float | bool) for c in classes) or (
-        (str in kinds or bool in kinds) and len(kinds) > 1
+        str in kinds and len(kinds) > 1
     ):
         raise ExportFormatError(
-            "classes must be JSON scalars of one kind (strings, numbers or booleans)", ("classes",)
+            "classes must be JSON scalars of one kind (strings or numbers)", ("classes",)
         )
     if any(isinstance(c, float) and not np.isfinite(c) for c in classes):
         raise ExportFormatError("classes must be finite", ("classes",))
-    for i, c in enumerate(classes):
-        if isinstance(c, str) and "\x00" in c:
-            raise ExportFormatError(f"classes[{i}] holds a NUL character", ("classes", i))
-        if isinstance(c, str) and len(c) > labels.MAX_LABEL_CHARS:
-            raise ExportFormatError(
-                f"classes[{i}] has {len(c)} characters; a label has at most "
-                f"{labels.MAX_LABEL_CHARS}",
-                ("classes", i),
-            )
     if len(set(classes)) != len(classes):
         raise ExportFormatError("classes must be distinct", ("classes",))
     return list(classes)

@@ -13,10 +13,12 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+from sqlalchemy import update
 
 from app.engine.activations import ACTIVATIONS
 from app.services.export_onnx import ONNX_ACTIVATIONS, OPSET
 from app.services.export_source import backprop_version
+from app.storage import tables
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import make_network, train
@@ -165,16 +167,24 @@ def test_a_trained_model_with_named_features(client: ApiClient, db: Database) ->
     check_against_predict(client, client.get(f"/v1/models/{job['model_id']}").json(), x)
 
 
-def test_classes_no_onnx_tensor_holds_are_refused_clearly(client: ApiClient) -> None:
+def test_classes_no_onnx_tensor_holds_are_refused_clearly(client: ApiClient, db: Database) -> None:
+    """Classes mixing booleans and numbers: an import refuses them now, but a model stored
+    before that rule still loads, and ONNX (one tensor type) refuses it clearly."""
     layers = [{"units": 3, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
     model = import_random_model(
         client,
         layers,
         loss="binary_crossentropy",
         task="binary",
-        classes=[False, 1],
+        classes=[0, 1],
         standardize=False,
     )
+    config = {**model["config"], "classes": [False, 1]}
+    with db.session() as session:  # as an import before the rule stored it
+        session.execute(
+            update(tables.Model).where(tables.Model.id == model["id"]).values(config=config)
+        )
+    assert client.get(f"/v1/models/{model['id']}").json()["classes"] == [False, 1]
     response = client.get(f"/v1/models/{model['id']}/export?format=onnx")
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
