@@ -9,10 +9,11 @@ from fastapi.responses import StreamingResponse
 
 from app.api.body_errors import form_required, is_form
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
-from app.api.schemas.common import CONTROL, Page, openapi_examples
+from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
 from app.services import datasets as service
 from app.services.errors import Invalid
+from app.services.text import CONTROL, has_control_character
 from app.services.uploads import service as uploads
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=errors(401))
@@ -90,7 +91,7 @@ def upload_dataset(
         raise Invalid("send either 'file', or both 'x' and 'y'", ("body", given))
     upload = file or x
     assert upload is not None
-    if name is not None and CONTROL.search(name):
+    if name is not None and has_control_character(name):
         raise Invalid(
             "a name cannot hold control characters (NUL, tab, newline)",
             ("body", "name"),

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from app.client.http import Api, ClientError
 from app.client.output import note, print_json
 from app.client.reads import Subparsers
-from app.client.rows_progress import follow_rows
+from app.client.rows_progress import follow_or_cancel
 
 
 def predict_batch(api: Api, args: argparse.Namespace) -> int:
@@ -21,12 +21,10 @@ def predict_batch(api: Api, args: argparse.Namespace) -> int:
     )
     path = f"/v1/predictions/{quote(run['id'], safe='')}"
     note(f"prediction run {run['id']}: {run['rows_total']} rows queued")
-    try:
-        run = follow_rows(api, path, run)
-    except KeyboardInterrupt:
-        api.post(f"{path}/cancel")
-        note(f"prediction run {run['id']} cancelled")
+    followed = follow_or_cancel(api, path, run, "prediction run")
+    if followed is None:
         return 130
+    run = followed
     if run["status"] != "succeeded":
         raise ClientError(f"prediction run {run['id']} {run['status']}: {run.get('error') or ''}")
     target = args.out or Path(f"{run['id']}.{args.format}")

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from app.client.http import Api, ClientError
 from app.client.output import Column, note, number, print_json, table
 from app.client.reads import Subparsers
-from app.client.rows_progress import follow_rows
+from app.client.rows_progress import follow_or_cancel
 
 CLASS_COLUMNS: list[Column] = [
     ("CLASS", lambda c: str(c["label"])),
@@ -85,12 +85,10 @@ def evaluate(api: Api, args: argparse.Namespace) -> int:
     if body["status"] != "succeeded":  # a large dataset: a worker scores it (202)
         note(f"evaluation {body['id']}: {body['rows_total']} rows, scored by a worker")
         path = f"/v1/evaluations/{quote(body['id'], safe='')}"
-        try:
-            body = follow_rows(api, path, body)
-        except KeyboardInterrupt:
-            api.post(f"{path}/cancel")
-            note(f"evaluation {body['id']} cancelled")
+        followed = follow_or_cancel(api, path, body, "evaluation")
+        if followed is None:
             return 130
+        body = followed
         if body["status"] != "succeeded":
             why = body.get("error") or ""
             raise ClientError(f"evaluation {body['id']} {body['status']}: {why}")

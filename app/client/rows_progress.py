@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from app.client.http import Api
+from app.client.output import note
 
 POLL_SECONDS = 0.5
 LOG_SECONDS = 10.0
@@ -52,3 +53,16 @@ def follow_rows(api: Api, path: str, first: Mapping[str, Any]) -> dict[str, Any]
             console.print(f"rows {body.get('rows_done') or 0}/{total}  {speed_text(body)}")
             printed = time.monotonic()
     return body
+
+
+def follow_or_cancel(
+    api: Api, path: str, first: Mapping[str, Any], what: str
+) -> dict[str, Any] | None:
+    """:func:`follow_rows`, but Ctrl+C cancels the run (POST ``path``/cancel) and answers
+    None; ``what`` names it in the note ("prediction run", "evaluation")."""
+    try:
+        return follow_rows(api, path, first)
+    except KeyboardInterrupt:
+        api.post(f"{path}/cancel")
+        note(f"{what} {first['id']} cancelled")
+        return None

@@ -77,6 +77,17 @@ def describe_labels(y: Any, name: str = "y") -> tuple[str, list[Any] | None]:
     return kind, np.unique(arr).tolist() if kind == "categorical" else None
 
 
+def text_label_problem(label: str) -> str | None:
+    """Why a string cannot be a class label, or None: over MAX_LABEL_CHARS characters (the
+    API reads no longer one back), or a NUL (NumPy's strings drop a trailing one, merging
+    "a\\x00" into "a")."""
+    if len(label) > MAX_LABEL_CHARS:
+        return f"has {len(label)} characters; a label has at most {MAX_LABEL_CHARS}"
+    if "\x00" in label:
+        return "holds a NUL character"
+    return None
+
+
 def untrainable_output(task: str, output_size: int) -> str | None:
     """Why an output layer cannot be trained from labels at all, or None: binary
     cross-entropy over several sigmoid units (multi-label) has no label format here."""

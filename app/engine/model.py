@@ -269,14 +269,9 @@ def _check_new_classes(classes: Any) -> None:
             "classes must be JSON scalars of one kind (strings, numbers or booleans)", ("classes",)
         )
     for i, c in enumerate(classes):
-        if isinstance(c, str) and "\x00" in c:
-            raise ExportFormatError(f"classes[{i}] holds a NUL character", ("classes", i))
-        if isinstance(c, str) and len(c) > labels.MAX_LABEL_CHARS:
-            raise ExportFormatError(
-                f"classes[{i}] has {len(c)} characters; a label has at most "
-                f"{labels.MAX_LABEL_CHARS}",
-                ("classes", i),
-            )
+        why = labels.text_label_problem(c) if isinstance(c, str) else None
+        if why is not None:
+            raise ExportFormatError(f"classes[{i}] {why}", ("classes", i))
 
 
 def _parse_classes(classes: Any, task: str, network: Network) -> list[Any] | None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.services.text import has_control_character
 from app.storage.database import Database
 from app.storage.tables import ApiKey, Owner, utcnow
 
@@ -65,7 +66,7 @@ MAX_NAME = 100  # the key and owner name columns' length
 
 def _check_name(what: str, name: str) -> None:
     """KeyError_ unless ``name`` is 1-MAX_NAME characters of one line of text."""
-    if not 1 <= len(name) <= MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if not 1 <= len(name) <= MAX_NAME or has_control_character(name):
         raise KeyError_(
             f"a {what} name is 1 to {MAX_NAME} characters without control characters "
             f"(tab, newline, NUL), not {name[:40]!r}"

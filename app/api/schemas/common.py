@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
@@ -18,6 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.engine.labels import MAX_LABEL_CHARS
+from app.services.text import has_control_character
 
 T = TypeVar("T")
 
@@ -26,14 +26,13 @@ Label = (
     StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=MAX_LABEL_CHARS)]
 )
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NO_NUL = r"^[^\x00]*$"  # an id filter: no id holds a NUL (PostgreSQL's text refuses one)
 
 
 def printable(value: str) -> str:
     """``value`` unless it holds a control character (NUL, tab, newline, ...: a name is one
     line of text; PostgreSQL's text columns refuse NUL)."""
-    if CONTROL.search(value):
+    if has_control_character(value):
         raise PydanticCustomError(
             "control_character", "a name cannot hold control characters (NUL, tab, newline)"
         )

@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from app.api.schemas.common import Label, Name, Number
 from app.api.schemas.names import DatasetKind
 from app.engine.datasets import MAX_CLASSES, MAX_NOISE, MAX_SAMPLES
-from app.engine.labels import MAX_LABEL_CHARS
+from app.engine.labels import MAX_LABEL_CHARS, text_label_problem
 
 
 def _label(value: Any) -> Any:
@@ -20,14 +20,10 @@ def _label(value: Any) -> Any:
     as given (strict: "1" stays a string). One error whatever is wrong, where a union of
     the four would report one per member, each tagged with its type's name."""
     if isinstance(value, str):
-        if len(value) > MAX_LABEL_CHARS:
-            raise PydanticCustomError(
-                "string_too_long",
-                "a label has at most {max_length} characters, not {length}",
-                {"max_length": MAX_LABEL_CHARS, "length": len(value)},
-            )
-        if "\x00" in value:  # NumPy's strings drop a trailing one ("a\x00" would be "a")
-            raise PydanticCustomError("label_nul", "a label cannot hold a NUL character")
+        why = text_label_problem(value)
+        if why is not None:
+            code = "string_too_long" if len(value) > MAX_LABEL_CHARS else "label_nul"
+            raise PydanticCustomError(code, "the label {why}", {"why": why})
         return value
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise PydanticCustomError(

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from app.engine.labels import MAX_LABEL_CHARS
+from app.engine.labels import MAX_LABEL_CHARS, text_label_problem
 from app.services.errors import Invalid, Loc
 from app.services.uploads.limits import UploadLimits
 from app.services.uploads.npy_writer import NonFinite, NpyWriter
@@ -245,12 +245,7 @@ def _check_label_text(text: pa.ChunkedArray) -> None:
     rows = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False), dtype=bool))
     if rows.size:
         row = int(rows[0])
-        label = text[row].as_py()
-        why = (
-            f"has {len(label)} characters, more than {MAX_LABEL_CHARS}"
-            if len(label) > MAX_LABEL_CHARS
-            else "holds a NUL character"
-        )
+        why = text_label_problem(text[row].as_py())
         raise Invalid(f"the label of data row {row} {why}", (*FILE_LOC, "y", row))
 
 
