@@ -46,6 +46,7 @@ from app.api.schemas.sweep_events import SweepEndEvent, TrialEvent
 from app.api.schemas.sweeps import SweepEnd, TrialRead
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.config import Settings, get_settings
+from app.process_heap import freeze_startup_heap
 from app.services.errors import ServiceError
 from app.services.keys import ensure_bootstrap_key
 from app.services.uploads.service import remove_stale_work
@@ -242,3 +243,13 @@ def create_app(
 
 
 app = create_app()
+
+
+def served_app() -> FastAPI:
+    """The app ``backprop serve``'s API process runs (app/api/http_server.py):
+    :func:`create_app`, then the objects its startup made frozen out of the garbage
+    collector's full passes (app/process_heap.py). Not done in ``create_app``: a test
+    process that builds many apps must not keep each one's objects for ever."""
+    served = create_app()
+    freeze_startup_heap()
+    return served

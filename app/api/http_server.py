@@ -138,7 +138,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve ``app.main:create_app`` on ``--host``/``--port`` with the limits above."""
+    """Serve ``app.main:served_app`` on ``--host``/``--port`` with the limits above."""
     parser = argparse.ArgumentParser(prog="python -m app.api.http_server")
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = get_settings()
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:served_app",
         factory=True,
         host=args.host,
         port=args.port,
