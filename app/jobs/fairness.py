@@ -3,6 +3,11 @@
 - Owners take turns: the queued job of the owner with the fewest running jobs goes
   first, the oldest among equals, so one owner's 200-trial sweep does not starve another
   owner's single job.
+- Among one owner's jobs, a sweep's trials that continue from a checkpoint (halving's
+  promotions) go after the trials still training from scratch (app/jobs/sweep_advance.py
+  promotes a trial as soon as it is certain, while its rung still runs: the rung's own
+  trials go first, which it waits for, and the promotions gather to train together in
+  packs).
 - A sweep's trial waits while its sweep already runs ``max_parallel`` trials.
 
 Both are correlated subqueries over ``jobs``, which read the indexes (owner_id, status)
@@ -16,7 +21,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Update, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from app.storage.tables import Job, JobStatus, Sweep
@@ -28,10 +33,12 @@ def _running(where: ColumnElement[bool], other: type[Job]) -> Select[int]:
 
 @functools.cache
 def claim_order() -> tuple[Any, ...]:
-    """Fewest running jobs of the job's owner first, then the oldest job."""
+    """Fewest running jobs of the job's owner first, then a sweep's trials from the
+    earliest epoch (its continued trials after its fresh ones), then the oldest job."""
     other = aliased(Job)
     owner_running = _running(other.owner_id == Job.owner_id, other).scalar_subquery()
-    return (owner_running, Job.created_at, Job.id)
+    from_epoch = case((Job.sweep_id.is_not(None), func.coalesce(Job.checkpoint_epoch, 0)), else_=0)
+    return (owner_running, from_epoch, Job.created_at, Job.id)
 
 
 @functools.cache

@@ -7,12 +7,22 @@ second sees the first's outcome and exactly one of them decides.
 
 - grid / random: the sweep ends once no trial is queued or running.
 - halving (successive halving): rung r trains every surviving trial to
-  ``t_r = min(min_epochs * factor**r, epochs)`` epochs. When the rung's last trial ends,
-  the best ``ceil(n_r / factor)`` by score are promoted: their rung model is deleted and
-  the same job is queued again with ``epochs = t_{r+1}``, keeping its checkpoint, so the
-  worker's resume path continues it from epoch ``t_r`` (app/jobs/attempt.py). The others
-  keep their models. The sweep ends after the rung whose target is ``epochs`` (or the
-  last rung any trial could continue to).
+  ``t_r = min(min_epochs * factor**r, epochs)`` epochs, and its best ``ceil(n_r / factor)``
+  by score are promoted: their rung model is deleted and the same job is queued again
+  with ``epochs = t_{r+1}``, keeping its checkpoint, so the worker's resume path continues
+  it from epoch ``t_r`` (app/jobs/attempt.py). The others keep their models. The sweep
+  ends after the rung whose target is ``epochs`` (or the last rung any trial could
+  continue to).
+
+  A trial is promoted as soon as it is certain to be among the rung's best, not only
+  when the rung's last trial ends: ranked among the rung's ended trials at place i (from
+  0), with p of the rung already promoted and m still queued or running, it ends the
+  rung at worst at place p + i + m, so it is promoted once that is below
+  ``ceil(n_r / factor)`` (the promoted and the unfinished all counted as better).
+  When m reaches 0 that is exactly the whole rung's decision, so the trials promoted are
+  those a barrier at the rung's end would promote; they only start sooner, while the
+  rung's last trials train (no worker waits at the rung's end for the slowest). Rung
+  r + 1 promotes early only once rung r is decided (before, its n is not known).
 
 A sweep ends ``succeeded`` when any of its trials did (under halving, at any rung), else
 ``failed``.
@@ -22,6 +32,7 @@ SQL only, like the queue: no engine, no HTTP.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -85,7 +96,19 @@ _NUMBER_ENDINGS = (
 _SET_EVENT = (
     update(_JOBS).where(_JOBS.c.id == bindparam("b_job")).values(sweep_event=bindparam("b_event"))
 )
-_TRIALS = select(_JOBS.c.status, _JOBS.c.epochs).where(_JOBS.c.sweep_id == bindparam("b_sweep"))
+_TRIALS = (
+    select(
+        _JOBS.c.id,
+        _JOBS.c.status,
+        _JOBS.c.epochs,
+        _JOBS.c.checkpoint_sha256.is_not(None).label("resumable"),
+    )
+    .where(_JOBS.c.sweep_id == bindparam("b_sweep"))
+    .order_by(_JOBS.c.trial_index)
+)
+_ONE_TRIALS_OPTIONS = (
+    select(_JOBS.c.options).where(_JOBS.c.sweep_id == bindparam("b_sweep")).limit(1)
+)
 _END_SWEEP = (
     update(_SWEEPS)
     .where(_SWEEPS.c.id == bindparam("b_sweep"))
@@ -124,37 +147,63 @@ def trials_ended(session: Session, job_ids: Sequence[str]) -> None:
 
 
 def _advance(session: Session, sweep: SweepState) -> None:
-    """Queue the next rung, or end the sweep, once its trials' rows say so."""
+    """Promote what is certain (halving), then end the sweep once no trial is queued or
+    running."""
     connection = session.connection()
-    strategy = sweep.strategy
-    # Every trial's status and epochs (small columns: this runs at each trial's end); the
-    # options and metrics only of a finished rung, to rank it.
-    rows = connection.execute(_TRIALS, {"b_sweep": sweep.id}).all()
-    if strategy.get("name") == "halving":
-        top = max(row.epochs for row in rows)
-        if any(row.status in ACTIVE_STATUSES for row in rows if row.epochs == top):
-            return
-        rung = session.execute(
-            select(Job.id, Job.status, Job.options, Job.checkpoint_sha256, Model.metrics)
-            .outerjoin(Model, Model.job_id == Job.id)
-            .where(Job.sweep_id == sweep.id, Job.epochs == top)
-        ).all()
-        promoted = _promote(session, sweep, rung, top)
-        # Checkpoints of trials that will not continue are dropped (the blobs go to gc).
-        session.execute(
-            update(Job)
-            .where(Job.sweep_id == sweep.id, Job.status.in_(SWEEP_TERMINAL))
-            .values(checkpoint_sha256=None),
-            execution_options={"synchronize_session": False},
-        )
-        if promoted:
-            return
-    elif any(row.status in ACTIVE_STATUSES for row in rows):
+    # Every trial's id, status, epochs and whether it holds a checkpoint (small columns:
+    # this runs at each trial's end); scores only of a rung that may promote.
+    rows = [dict(row._mapping) for row in connection.execute(_TRIALS, {"b_sweep": sweep.id})]
+    if sweep.strategy.get("name") == "halving":
+        _advance_rungs(session, sweep, rows)
+    if any(row["status"] in ACTIVE_STATUSES for row in rows):
         return
+    if any(row["resumable"] for row in rows):  # checkpoints nothing will continue: to gc
+        _drop_checkpoints(session, [row["id"] for row in rows if row["resumable"]])
     # Succeeded when any trial did (under halving, at any rung: its model is the best's).
-    succeeded = any(row.status == JobStatus.SUCCEEDED for row in rows)
+    succeeded = any(row["status"] == JobStatus.SUCCEEDED for row in rows)
     ended = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
     connection.execute(_END_SWEEP, {"b_sweep": sweep.id, "b_status": ended, "b_at": utcnow()})
+
+
+def _advance_rungs(session: Session, sweep: SweepState, rows: list[dict[str, Any]]) -> None:
+    """Successive halving's promotions (see the module docstring), rung by rung up to the
+    first that is not decided; ``rows`` are updated to what they now hold."""
+    strategy = sweep.strategy
+    options = session.connection().execute(_ONE_TRIALS_OPTIONS, {"b_sweep": sweep.id}).scalar_one()
+    epochs = int(options["epochs"])  # the same for every trial (not in the grid)
+    targets = rung_targets(int(strategy["min_epochs"]), int(strategy["factor"]), epochs)
+    for target, following in itertools.pairwise(targets):
+        population = [row for row in rows if row["epochs"] >= target]
+        at_rung = [row for row in population if row["epochs"] == target]
+        unfinished = sum(row["status"] in ACTIVE_STATUSES for row in at_rung)
+        keep = math.ceil(len(population) / int(strategy["factor"]))
+        slots = keep - (len(population) - len(at_rung)) - unfinished
+        candidates = [
+            row for row in at_rung if row["status"] == JobStatus.SUCCEEDED and row["resumable"]
+        ]
+        if slots > 0 and candidates:
+            for row in _promote(session, sweep, candidates, slots, following):
+                row.update(status=JobStatus.QUEUED, epochs=following)
+        if unfinished:
+            return  # the later rungs' populations are not final yet
+        # Decided: its ended trials that were not promoted will not continue.
+        losers = [row["id"] for row in at_rung if row["resumable"] and row["epochs"] == target]
+        if losers:
+            _drop_checkpoints(session, losers)
+            for row in at_rung:
+                row["resumable"] = row["resumable"] and row["id"] not in losers
+        if not any(row["epochs"] > target for row in population):
+            return  # nothing continues: the sweep ends with this rung
+
+
+def _drop_checkpoints(session: Session, job_ids: list[str]) -> None:
+    """Forget the checkpoints of trials that will not continue (the blobs go to gc)."""
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status.in_(SWEEP_TERMINAL))
+        .values(checkpoint_sha256=None),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:
@@ -177,33 +226,39 @@ def _set_events(session: Session, first: int, job_ids: Sequence[str]) -> None:
     session.connection().execute(_SET_EVENT, numbers)
 
 
-def _promote(session: Session, sweep: SweepState, rung: Sequence[Any], target: int) -> bool:
-    """Queue the best of a finished rung for the next; False when there is no next rung
-    (or no trial that can continue), and the sweep ends."""
-    strategy = sweep.strategy
-    epochs = int(rung[0].options["epochs"])  # the same for every trial (not in the grid)
-    targets = rung_targets(int(strategy["min_epochs"]), int(strategy["factor"]), epochs)
-    later = [t for t in targets if t > target]
-    if not later:
-        return False
-    keep = math.ceil(len(rung) / int(strategy["factor"]))
+def _promote(
+    session: Session,
+    sweep: SweepState,
+    candidates: list[dict[str, Any]],
+    slots: int,
+    following: int,
+) -> list[dict[str, Any]]:
+    """Queue the best ``slots`` of a rung's ended ``candidates`` (each with a checkpoint)
+    for the rung ending at ``following`` epochs; the rows promoted. Ties keep the grid's
+    order. A candidate without a score (no model, or no such metric) is not promoted."""
+    scores: dict[str, Any] = dict(
+        session.execute(
+            select(Job.id, Model.metrics)
+            .outerjoin(Model, Model.job_id == Job.id)
+            .where(Job.id.in_([row["id"] for row in candidates]))
+        ).all()
+    )
     scored = [
-        (row.id, score)
-        for row in rung
-        if row.status == JobStatus.SUCCEEDED
-        and row.checkpoint_sha256 is not None  # early-stopped trials have nothing to continue
-        and (score := score_of(row.metrics, sweep.metric)) is not None
+        (row, score)
+        for row in candidates
+        if (score := score_of(scores.get(row["id"]), sweep.metric)) is not None
     ]
-    promoted = ranked(scored, sweep.metric)[:keep]
+    promoted = ranked(scored, sweep.metric)[:slots]
     if not promoted:
-        return False
-    session.execute(delete(Model).where(Model.job_id.in_(promoted)))
+        return []
+    ids = [row["id"] for row in promoted]
+    session.execute(delete(Model).where(Model.job_id.in_(ids)))
     session.execute(
         update(Job)
-        .where(Job.id.in_(promoted))
+        .where(Job.id.in_(ids))
         .values(
             status=JobStatus.QUEUED,
-            epochs=later[0],
+            epochs=following,
             finished_at=None,
             attempts=0,
             error=None,
@@ -212,7 +267,7 @@ def _promote(session: Session, sweep: SweepState, rung: Sequence[Any], target: i
         ),
         execution_options={"synchronize_session": False},
     )
-    return True
+    return promoted
 
 
 def cancel_trials(session: Session, sweep_id: str) -> None:

@@ -8,8 +8,9 @@ at once when a commit to the SQLite file, or PostgreSQL's NOTIFY of a queued job
 the wait early: ``app.storage.commit_watch``). For
 :data:`QUICK_POLL_WINDOW` seconds after its last job ended a worker polls every
 :data:`QUICK_POLL_SECONDS` instead: another worker's job ending is what most often makes new
-work (a halving sweep's rung promotes its best trials when its last trial ends; a
-``max_parallel`` sweep frees a slot), and a rung then starts within a few milliseconds
+work (a halving sweep promotes a trial once it is certain to be among its rung's best,
+at the latest when the rung's last trial ends; a ``max_parallel`` sweep frees a slot),
+and a promotion then starts within a few milliseconds
 rather than a poll tick later. Not on SQLite, whose watch ends a wait at every commit, that
 ending's included: there the quick looks only cost CPU (each ~0.5-1.5 ms, taken from the
 worker still training; ~180 of them per halving sweep of the benchmark). An idle server
@@ -61,8 +62,8 @@ STORE_RETRY_SECONDS = 5.0
 QUICK_POLL_SECONDS = 0.02  # idle polling right after a job ended (see the module docstring)
 QUICK_POLL_WINDOW = 5.0
 # Idle seconds after its last job before a worker drops the trainers of the trials it
-# paused (app/jobs/paused_trainers.py): a rung's promotions come with the ending of its
-# last trial, while this worker trains the rung's others or waits for it (a few seconds
+# paused (app/jobs/paused_trainers.py): a rung's promotions come with the endings of its
+# last trials, while this worker trains the rung's others or waits for them (a few seconds
 # at most on the benchmark's sweep, whose rungs take ~0.2 s).
 KEEP_PAUSED_SECONDS = 5.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -80,3 +81,24 @@ def work(db: Database, pack_trials: int, worker_id: str = "sweeps") -> None:
         database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05, pack_trials=pack_trials
     )
     Worker(db, settings, worker_id).run(burst=True)
+
+
+def sweep_events(client: ApiClient, sweep_id: str, last: str | None = None) -> list[dict[str, Any]]:
+    """The stream's events as ``{"event", "id", "data"}`` (a finished sweep's stream ends)."""
+    headers = {"Last-Event-ID": last} if last is not None else {}
+    response = client.get(f"/v1/sweeps/{sweep_id}/events", headers=headers)
+    assert response.status_code == 200, response.text
+    parsed = []
+    for block in response.text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.split("\n") if line and not line.startswith(":")
+        )
+        if fields:
+            parsed.append(
+                {
+                    "event": fields["event"],
+                    "id": fields.get("id"),
+                    "data": json.loads(fields["data"]),
+                }
+            )
+    return parsed

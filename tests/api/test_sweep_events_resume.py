@@ -4,34 +4,10 @@ the endings after it, as on the job stream."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import run_worker
-from tests.api.sweeps import create, make_data, sweep_body
-
-
-def _events(client: ApiClient, sweep_id: str, last: str | None = None) -> list[dict[str, Any]]:
-    """The stream's events as ``{"event", "id", "data"}`` (a finished sweep's stream ends)."""
-    headers = {"Last-Event-ID": last} if last is not None else {}
-    response = client.get(f"/v1/sweeps/{sweep_id}/events", headers=headers)
-    assert response.status_code == 200, response.text
-    parsed = []
-    for block in response.text.split("\n\n"):
-        fields = dict(
-            line.split(": ", 1) for line in block.split("\n") if line and not line.startswith(":")
-        )
-        if fields:
-            parsed.append(
-                {
-                    "event": fields["event"],
-                    "id": fields.get("id"),
-                    "data": json.loads(fields["data"]),
-                }
-            )
-    return parsed
+from tests.api.sweeps import create, make_data, sweep_body, sweep_events
 
 
 def test_a_reconnecting_client_gets_only_the_trials_it_missed(
@@ -40,17 +16,17 @@ def test_a_reconnecting_client_gets_only_the_trials_it_missed(
     data = make_data(client)
     sweep = create(client, sweep_body(data, grid={"job.batch_size": [8, 16, 32]}))
     run_worker(db)
-    full = _events(client, sweep["id"])
+    full = sweep_events(client, sweep["id"])
     assert [e["event"] for e in full] == ["trial"] * 3 + ["end"]
     ids = [e["id"] for e in full[:-1]]
     assert ids == ["1", "2", "3"] and full[-1]["id"] is None
     assert sorted(e["data"]["index"] for e in full[:-1]) == [0, 1, 2]
 
-    after_one = _events(client, sweep["id"], last="1")
+    after_one = sweep_events(client, sweep["id"], last="1")
     assert after_one == full[1:]
-    assert _events(client, sweep["id"], last="3") == full[-1:]
+    assert sweep_events(client, sweep["id"], last="3") == full[-1:]
     for junk in ("x", "-1", "1.5", ""):  # not a number of ours: the whole stream
-        assert _events(client, sweep["id"], last=junk) == full
+        assert sweep_events(client, sweep["id"], last=junk) == full
 
 
 def test_cancelled_trials_are_numbered_after_those_that_ended(
@@ -61,10 +37,10 @@ def test_cancelled_trials_are_numbered_after_those_that_ended(
     first = sweep["trials"][0]["job_id"]
     assert client.post(f"/v1/jobs/{first}/cancel").status_code == 202
     assert client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 202
-    events = _events(client, sweep["id"])
+    events = sweep_events(client, sweep["id"])
     trials = [(e["id"], e["data"]["index"], e["data"]["status"]) for e in events[:-1]]
     assert trials == [("1", 0, "cancelled"), ("2", 1, "cancelled"), ("3", 2, "cancelled")]
-    assert _events(client, sweep["id"], last="2") == events[2:]
+    assert sweep_events(client, sweep["id"], last="2") == events[2:]
     assert events[-1]["data"]["status"] == "cancelled"
 
 
@@ -78,7 +54,7 @@ def test_halving_numbers_each_rung_ending(client: ApiClient, db: Database) -> No
     )
     sweep = create(client, body)
     run_worker(db)
-    events = _events(client, sweep["id"])
+    events = sweep_events(client, sweep["id"])
     trials = events[:-1]
     # Rungs of 1, 2 and 4 epochs: 4 + 2 + 1 endings. A promoted trial's earlier rung
     # ending is not replayed (its trial has moved on), so the replay shows each trial
@@ -87,4 +63,4 @@ def test_halving_numbers_each_rung_ending(client: ApiClient, db: Database) -> No
     assert len(trials) == 4 and numbers == sorted(numbers)
     assert numbers[-1] == 7
     assert [e["data"]["epochs_run"] for e in trials] == [1, 1, 2, 4]
-    assert _events(client, sweep["id"], last=str(numbers[1])) == events[2:]
+    assert sweep_events(client, sweep["id"], last=str(numbers[1])) == events[2:]

@@ -4,15 +4,18 @@ continue from their checkpoints), the per-owner job limit, cancel, list and even
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.jobs import sweep_advance
 from app.storage.database import Database
-from app.storage.tables import Job, Sweep
+from app.storage.tables import Job, JobStatus, Sweep
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, run_worker
-from tests.api.sweeps import N_TRAIN, create, make_data, sweep_body
+from tests.api.sweeps import N_TRAIN, create, make_data, sweep_body, sweep_events
 
 
 def test_grid_runs_every_combination_and_ranks_them(client: ApiClient, db: Database) -> None:
@@ -242,3 +245,54 @@ def test_a_halving_sweep_whose_last_rung_failed_succeeds_with_an_earlier_best(
     with db.read_session() as session:
         row = session.get(Sweep, sweep["id"])
         assert row is not None and row.status == "succeeded"
+
+
+def test_halving_promotes_a_trial_once_it_is_certain_and_the_same_as_at_the_rungs_end(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each promotion, with the number of the rung's trials still queued or running then.
+    promotions: list[tuple[int, int]] = []
+    promote = sweep_advance._promote
+
+    def recording(session: Session, sweep: Any, candidates: Any, slots: int, following: int):
+        promoted = promote(session, sweep, candidates, slots, following)
+        unfinished = session.scalar(
+            select(func.count()).where(
+                Job.sweep_id == sweep.id,
+                Job.epochs < following,
+                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+            )
+        )
+        promotions.append((len(promoted), int(unfinished or 0)))
+        return promoted
+
+    monkeypatch.setattr(sweep_advance, "_promote", recording)
+    data = make_data(client)
+    body = sweep_body(
+        data,
+        # Nine batch sizes: no two trials train in one pack, so they end one by one.
+        grid={"job.batch_size": [4, 5, 6, 7, 8, 9, 10, 11, 12]},
+        job={"epochs": 3, "validation_split": 0.2, "seed": 2},
+        strategy={"name": "halving", "factor": 3, "min_epochs": 1},
+        metric="val_loss",
+    )
+    sweep = create(client, body)
+    run_worker(db)  # one worker: the trials end one at a time
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "succeeded"
+    trials = done["trials"]
+    jobs = {t["index"]: client.get(f"/v1/jobs/{t['job_id']}").json() for t in trials}
+    # The promoted are the best third by val_loss at the first rung, as a barrier decides.
+    at_one = {i: job["history"][0]["val_loss"] for i, job in jobs.items()}
+    best_three = set(sorted(at_one, key=at_one.__getitem__)[:3])
+    assert {t["index"] for t in trials if t["epochs_run"] == 3} == best_three
+    assert sorted(t["epochs_run"] for t in trials) == [1] * 6 + [3] * 3
+    # ... but the first was promoted while 2 of the rung's trials were still to end: with
+    # 7 of 9 ended, the best of the 7 was certain to be in the top 3.
+    assert promotions[0] == (1, 2)
+    assert sum(count for count, _ in promotions) == 3
+    # Its continuation waited for the rung's own trials (they go first in the queue).
+    events = {int(e["id"]): e["data"] for e in sweep_events(client, sweep["id"])[:-1]}
+    first_continued = min(n for n, e in events.items() if e["epochs_run"] == 3)
+    last_first_rung = max(n for n, e in events.items() if e["epochs_run"] == 1)
+    assert first_continued > last_first_rung
