@@ -38,6 +38,7 @@ from app.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge
 from app.api.body_timeout import BodyReadTimeout, BodyTimeoutMiddleware
 from app.api.context import AppContext
 from app.api.docs import mount_docs
+from app.api.head_requests import HeadRequestMiddleware
 from app.api.nul_path import NulPathMiddleware
 from app.api.prometheus import MetricsMiddleware
 from app.api.schemas.events import EndEvent, EpochEvent, FindingsEvent, JobFindings
@@ -214,6 +215,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.backprop = ctx
+    app.add_middleware(HeadRequestMiddleware)  # innermost: the others see the HEAD
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -32,12 +32,6 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.head("/healthz", include_in_schema=False)
-async def healthz_head() -> Response:
-    """HEAD /healthz, as uptime checkers and load balancers send it: 200, no body."""
-    return Response(status_code=200)
-
-
 @router.get(
     "/readyz",
     response_model=Ready,
@@ -49,12 +43,6 @@ def readyz(ctx: Ctx) -> JSONResponse:
     result = ops.readiness(ctx.database)
     body = Ready(status="ready" if result.ready else "not_ready", reasons=result.reasons)
     return JSONResponse(body.model_dump(), status_code=200 if result.ready else 503)
-
-
-@router.head("/readyz", include_in_schema=False)
-def readyz_head(ctx: Ctx) -> Response:
-    """HEAD /readyz: GET's status (200 or 503), no body."""
-    return Response(status_code=200 if ops.readiness(ctx.database).ready else 503)
 
 
 @router.get(
