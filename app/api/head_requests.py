@@ -34,4 +34,9 @@ class HeadRequestMiddleware:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 group.cancel_scope.cancel()  # the body is not wanted
 
-            await self.app({**scope, "method": "GET"}, receive, headers_only)
+            as_get = {**scope, "method": "GET"}
+            try:
+                await self.app(as_get, receive, headers_only)
+            finally:
+                if "route" in as_get:  # the metrics' route label (app/api/prometheus.py)
+                    scope["route"] = as_get["route"]

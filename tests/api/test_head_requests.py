@@ -59,3 +59,10 @@ def test_head_of_an_event_stream_answers_at_once_and_frees_its_slot(
         head = alice.request("HEAD", f"/v1/jobs/{job['id']}/events")
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-type"].startswith("text/event-stream")
+
+
+def test_head_requests_are_counted_by_their_route(client: ApiClient) -> None:
+    network = _network(client)
+    client.request("HEAD", f"/v1/networks/{network['id']}")
+    metrics = client.get("/metrics").text
+    assert 'method="HEAD",route="/v1/networks/{network_id}",status="200"' in metrics
