@@ -4,8 +4,8 @@ FastAPI routes a HEAD only to a route declared for it, so a HEAD of anything els
 405. This middleware, the innermost, hands the app a GET, forwards its status and headers
 (``content-length`` included, as the GET's) and ends the response there, stopping the
 app: a download is not read from the blob store, an event stream (which never ends by
-itself, and whose first event may be minutes away) answers at once and frees its slot. What a GET answers 404, 405 or 401,
-a HEAD answers the same, without the JSON body.
+itself, and whose first event may be minutes away) answers at once and frees its slot.
+What a GET answers 404, 405 or 401, a HEAD answers the same, without the JSON body.
 """
 
 from __future__ import annotations
