@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    File,
+    Form,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import FormData
 
 from app.api.body_errors import form_required, is_form
 from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
@@ -45,6 +57,14 @@ def create_dataset(
 
 UPLOAD_PATH = "/v1/datasets/upload"
 UPLOAD_PATHS = frozenset({UPLOAD_PATH})
+UPLOAD_PARTS = ("file", "x", "y", "name", "target")  # each taken once
+
+
+async def _form(request: Request) -> FormData:
+    """The upload's parts as parsed for the operation's fields (Starlette keeps the form
+    it parsed: this reads it again, not the body), to see what came more than once: the
+    fields take the last of a repeated part."""
+    return await request.form()
 
 
 @router.post(
@@ -55,6 +75,7 @@ UPLOAD_PATHS = frozenset({UPLOAD_PATH})
 )
 def upload_dataset(
     request: Request,
+    form: Annotated[FormData, Depends(_form)],
     ctx: Ctx,
     caller: CallerDep,
     file: Annotated[
@@ -86,6 +107,13 @@ def upload_dataset(
             ("body", "file"),
             error_type="missing",
         )
+    for part in UPLOAD_PARTS:
+        if (count := len(form.getlist(part))) > 1:
+            raise Invalid(
+                f"send one '{part}' part; this body has {count}",
+                ("body", part),
+                error_type="duplicate_part",
+            )
     given = "x" if file is None and x is not None else "file"
     if (file is None) == (x is None) or (x is None) != (y is None):
         raise Invalid("send either 'file', or both 'x' and 'y'", ("body", given))

@@ -244,6 +244,19 @@ def test_upload_without_file(client: ApiClient) -> None:
     _refused(response, 422, ["body", "file"])
 
 
+def test_upload_refuses_a_part_sent_twice(client: ApiClient) -> None:
+    csv = b"a,b,label\n1,2,0\n3,4,1\n"
+    files = [("file", ("one.csv", csv)), ("file", ("two.csv", csv))]
+    error = _refused(client.post("/v1/datasets/upload", files=files), 422, ["body", "file"])
+    assert error["type"] == "duplicate_part" and "2" in error["msg"]
+    files = [("file", ("one.csv", csv))]
+    twice = client.post("/v1/datasets/upload", files=files, data={"name": ["a", "b"]})
+    assert _refused(twice, 422, ["body", "name"])["type"] == "duplicate_part"
+    assert client.get("/v1/datasets").json()["total"] == 0  # nothing stored
+    once = client.post("/v1/datasets/upload", files=files, data={"name": "a"})
+    assert once.status_code == 201, once.text
+
+
 def test_delete_refused_while_a_job_uses_it(client: ApiClient) -> None:
     dataset = client.post("/v1/datasets/generate", json={"kind": "xor"}).json()
     network = make_network(client, name="n", layers=[{"units": 1, "activation": "sigmoid"}])

@@ -87,6 +87,7 @@ ERROR_TYPES = {
     "body_invalid": "422: the body cannot be parsed",
     "multipart": "422: the form body cannot be parsed",
     "content_type": "422: the body's Content-Type is not one the operation takes",
+    "duplicate_part": "422: a form field sent more than once (an upload's file, say)",
     "npy_invalid": "422: the .npy body is not a 2-D numeric array",
     "non_finite_output": "422: the model's output is NaN or infinite for these rows",
     "scores_overflow": "422: a regression score overflows float64 (targets too large)",
