@@ -20,8 +20,8 @@ def predict_batch(api: Api, args: argparse.Namespace) -> int:
         f"/v1/models/{quote(args.model, safe='')}/predictions", {"dataset_id": args.dataset}
     )
     path = f"/v1/predictions/{quote(run['id'], safe='')}"
-    note(f"prediction run {run['id']}: {run['rows_total']} rows queued")
-    followed = follow_or_cancel(api, path, run, "prediction run")
+    queued = f"prediction run {run['id']}: {run['rows_total']} rows queued"
+    followed = follow_or_cancel(api, path, run, "prediction run", queued)
     if followed is None:
         return 130
     run = followed

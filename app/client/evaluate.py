@@ -83,9 +83,9 @@ def evaluate(api: Api, args: argparse.Namespace) -> int:
     path = f"/v1/models/{quote(args.id, safe='')}/evaluate"
     body = api.post(path, {"dataset_id": args.dataset})
     if body["status"] != "succeeded":  # a large dataset: a worker scores it (202)
-        note(f"evaluation {body['id']}: {body['rows_total']} rows, scored by a worker")
+        queued = f"evaluation {body['id']}: {body['rows_total']} rows, scored by a worker"
         path = f"/v1/evaluations/{quote(body['id'], safe='')}"
-        followed = follow_or_cancel(api, path, body, "evaluation")
+        followed = follow_or_cancel(api, path, body, "evaluation", queued)
         if followed is None:
             return 130
         body = followed

@@ -56,11 +56,13 @@ def follow_rows(api: Api, path: str, first: Mapping[str, Any]) -> dict[str, Any]
 
 
 def follow_or_cancel(
-    api: Api, path: str, first: Mapping[str, Any], what: str
+    api: Api, path: str, first: Mapping[str, Any], what: str, queued: str
 ) -> dict[str, Any] | None:
-    """:func:`follow_rows`, but Ctrl+C cancels the run (POST ``path``/cancel) and answers
-    None; ``what`` names it in the note ("prediction run", "evaluation")."""
+    """Note ``queued`` (the run was created), then :func:`follow_rows`; Ctrl+C from the note
+    on cancels the run (POST ``path``/cancel) and answers None. ``what`` names it in the
+    note ("prediction run", "evaluation")."""
     try:
+        note(queued)  # inside: a Ctrl+C as the note prints still cancels the run
         return follow_rows(api, path, first)
     except KeyboardInterrupt:
         api.post(f"{path}/cancel")

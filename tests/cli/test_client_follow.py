@@ -104,3 +104,22 @@ def test_ctrl_c_then_no_leaves_the_job_running(
     cli.ok("jobs", "cancel", job_id)  # the next test needs the worker
     assert cli("jobs", "follow", job_id).status == 1
     assert client_server.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_ctrl_c_cancels_a_followed_prediction_run(
+    terminal: list[PtyProcess], client_server: Running, cli: Cli, dataset_id: str, network_id: str
+) -> None:
+    trained = cli("train", "--dataset", dataset_id, "--network", network_id, "--epochs", "2",
+                  "--follow")  # fmt: skip
+    assert trained.status == 0, trained
+    (model_id,) = trained.out.split()
+    # The server's one worker busy with a long job: the run stays queued while followed.
+    busy = cli.id("train", "--dataset", dataset_id, "--network", network_id, "--epochs", "100000")
+    term = backprop(terminal, client_server, "predict-batch", model_id, dataset_id)
+    run_id = term.expect(r"prediction run (pred_\w+): \d+ rows queued")[1]
+    os.kill(term.process.pid, signal.SIGINT)
+    term.expect(rf"prediction run {run_id} cancelled")
+    assert term.wait() == 130, term.text
+    run = client_server.get(f"/v1/predictions/{run_id}").json()
+    assert run["status"] == "cancelled", run
+    cli.ok("jobs", "cancel", busy)  # the next test needs the worker
