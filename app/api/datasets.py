@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData
 
 from app.api.body_errors import form_required, is_form
-from app.api.deps import CallerDep, Ctx, PageDep, errors, json_errors
+from app.api.deps import CallerDep, Ctx, PageDep, QueryInt, errors, json_errors
 from app.api.schemas.common import Page, openapi_examples
 from app.api.schemas.datasets import DatasetCreate, DatasetData, DatasetGenerate, DatasetRead
 from app.services import datasets as service
@@ -187,7 +187,7 @@ def get_dataset_data(
     dataset_id: str,
     ctx: Ctx,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=100_000, description="Rows to return")] = 1000,
+    limit: Annotated[QueryInt, Query(ge=1, le=100_000, description="Rows to return")] = 1000,
 ) -> DatasetData:
     """The first ``limit`` rows of x and y (for plotting). 409 when the stored arrays are
     missing or corrupt (the message names the blob)."""

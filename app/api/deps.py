@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from app.api.auth import require_caller
 from app.api.context import AppContext, context
@@ -24,11 +26,22 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 T = TypeVar("T")
 
 
+def _digits_only(value: Any) -> Any:
+    """A query's whole number as decimal digits only: pydantic's own parse also takes
+    ``5.0``, `` 5``, ``+5`` and ``5_0`` (as fifty)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise PydanticCustomError("int_parsing", "Input should be a whole number written in digits")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_digits_only)]
+
+
 class Pagination:
     def __init__(
         self,
-        limit: Annotated[int, Query(ge=1, le=500, description="Items per page")] = 50,
-        offset: Annotated[int, Query(ge=0, le=10**9, description="Items to skip")] = 0,
+        limit: Annotated[QueryInt, Query(ge=1, le=500, description="Items per page")] = 50,
+        offset: Annotated[QueryInt, Query(ge=0, le=10**9, description="Items to skip")] = 0,
     ) -> None:
         self.limit = limit
         self.offset = offset

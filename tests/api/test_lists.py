@@ -121,3 +121,17 @@ def test_filter_values_are_checked(client: ApiClient) -> None:
         response = client.get(f"{path}?dataset_id={'x' * 65}")
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == ["query", "dataset_id"]
+
+
+def test_page_numbers_are_plain_digits(client: ApiClient) -> None:
+    for value in ("5.0", "+5", " 5", "5_0", "²", "five", "-1"):
+        for query in (f"limit={value}", f"offset={value}"):
+            response = client.get(f"/v1/networks?{query}")
+            assert response.status_code == 422, (query, response.text)
+            error = response.json()["detail"][0]
+            assert error["loc"] == ["query", query.split("=")[0]], error
+    page = client.get("/v1/networks?limit=05&offset=0").json()
+    assert (page["limit"], page["offset"]) == (5, 0)
+    dataset = client.post("/v1/datasets/generate", json={"kind": "xor"}).json()
+    rows = client.get(f"/v1/datasets/{dataset['id']}/data?limit=2.0")
+    assert rows.status_code == 422 and rows.json()["detail"][0]["loc"] == ["query", "limit"]

@@ -82,6 +82,7 @@ ERROR_TYPES = {
     "grid_alternatives": "422: a sweep's grid path with no or over 1000 alternatives",
     "extra_forbidden": "422: a field the operation does not take (as pydantic says it)",
     "float_type": "422: a value that must be a number is not (a string, say)",
+    "int_parsing": "422: a query's whole number not written in plain digits (5.0, +5, 5_0)",
     "too_deep": "422: the body's JSON is nested too deeply",
     "json_too_deep": "422: a JSON form field is nested too deeply",
     "body_invalid": "422: the body cannot be parsed",
