@@ -107,6 +107,20 @@ def test_csv_float_labels_are_continuous(client: ApiClient) -> None:
     assert created["label_kind"] == "continuous"
 
 
+def test_csv_integer_labels_beyond_64_bits_are_refused_not_made_continuous(
+    client: ApiClient,
+) -> None:
+    big = b"a,y\n1,3\n2,18446744073709551616\n3,4\n"  # 2**64 on data row 1
+    response = _upload(client, {"file": ("d.csv", big, "text/csv")})
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "file", "y", 1] and error["type"] == "label_int_range"
+    assert "18446744073709551616" in error["msg"]
+    edge = b"a,y\n1,-9223372036854775808\n2,9223372036854775807\n"  # int64's ends
+    created = _upload(client, {"file": ("d.csv", edge, "text/csv")}).json()
+    assert created["classes"] == [-(2**63), 2**63 - 1]
+
+
 def test_npy_pair(client: ApiClient) -> None:
     x = np.arange(12, dtype=np.float64).reshape(6, 2)
     y = np.array(["a", "b"] * 3)

@@ -216,10 +216,28 @@ def _typed_labels(chunks: list[pa.Array]) -> np.ndarray:
             cast = pc.cast(text, kind, memory_pool=POOL)
             return np.asarray(cast.to_numpy(), dtype=kind.to_pandas_dtype())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if kind == pa.int64():
+                _check_integer_range(text)
             continue
     _check_label_column(text)
     _check_label_text(text)
     return np.asarray(text.to_pylist(), dtype=np.str_)
+
+
+def _check_integer_range(text: pa.ChunkedArray) -> None:
+    """422 at the first label beyond 64-bit integers in a column of integers only (as a
+    JSON body's are refused): read as floats, they would make the dataset a regression
+    whose targets lost their last digits."""
+    whole = pc.match_substring_regex(text, r"^\s*[+-]?[0-9]+\s*$")
+    if not pc.all(whole).as_py():
+        return
+    for row, label in enumerate(text.to_pylist()):
+        if not -(2**63) <= int(label) < 2**63:
+            raise Invalid(
+                f"the label of data row {row} ({label.strip()[:40]}) is beyond 64-bit integers",
+                (*FILE_LOC, "y", row),
+                error_type="label_int_range",
+            )
 
 
 def _check_label_column(text: pa.ChunkedArray) -> None:
