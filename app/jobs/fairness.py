@@ -4,10 +4,11 @@
   first, the oldest among equals, so one owner's 200-trial sweep does not starve another
   owner's single job.
 - Among one owner's jobs, a sweep's trials that continue from a checkpoint (halving's
-  promotions) go after the trials still training from scratch (app/jobs/sweep_advance.py
+  promotions, or a trial whose worker died) go after the others (plain jobs, trials
+  starting from scratch), the earliest checkpoint first. app/jobs/sweep_advance.py
   promotes a trial as soon as it is certain, while its rung still runs: the rung's own
-  trials go first, which it waits for, and the promotions gather to train together in
-  packs).
+  trials go first (the rung's decisions wait for them), and the promotions gather to
+  train together in packs.
 - A sweep's trial waits while its sweep already runs ``max_parallel`` trials.
 
 Both are correlated subqueries over ``jobs``, which read the indexes (owner_id, status)
