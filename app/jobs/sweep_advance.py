@@ -142,7 +142,9 @@ def trials_ended(session: Session, job_ids: Sequence[str]) -> None:
             continue
         events, status, strategy, metric = numbered
         _set_events(session, events - len(ended) + 1, ended)
-        if status not in SWEEP_TERMINAL:
+        if status in SWEEP_TERMINAL:  # cancelled: its trials' checkpoints go to gc
+            _drop_checkpoints(session, ended)
+        else:
             _advance(session, SweepState(sweep_id, status, strategy, metric))
 
 
@@ -285,6 +287,16 @@ def cancel_trials(session: Session, sweep_id: str) -> None:
     }
     no_sync = {"synchronize_session": False}
     session.execute(update(Job).where(queued).values(**ended), execution_options=no_sync)
+    # Trials paused at a rung will not continue: their checkpoints go to gc (the running
+    # ones' go as they end, in trials_ended).
+    paused = and_(
+        Job.sweep_id == sweep_id,
+        Job.status.in_(SWEEP_TERMINAL),
+        Job.checkpoint_sha256.is_not(None),
+    )
+    session.execute(
+        update(Job).where(paused).values(checkpoint_sha256=None), execution_options=no_sync
+    )
     session.execute(
         update(Job).where(running).values(cancel_requested=True), execution_options=no_sync
     )

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.jobs import sweep_advance
@@ -296,3 +296,43 @@ def test_halving_promotes_a_trial_once_it_is_certain_and_the_same_as_at_the_rung
     first_continued = min(n for n, e in events.items() if e["epochs_run"] == 3)
     last_first_rung = max(n for n, e in events.items() if e["epochs_run"] == 1)
     assert first_continued > last_first_rung
+
+
+def test_a_cancelled_halving_sweep_lets_go_of_its_paused_checkpoints(
+    client: ApiClient, db: Database
+) -> None:
+    data = make_data(client)
+    body = sweep_body(
+        data,
+        grid={"job.batch_size": [4, 8, 16]},
+        strategy={"name": "halving", "factor": 3, "min_epochs": 1},
+    )
+    sweep = create(client, body)
+    sweep_id, trials = sweep["id"], sweep["trials"]
+    paused, running = trials[0]["job_id"], trials[1]["job_id"]
+    with db.session() as session:  # one trial paused at its rung, one still training
+        session.execute(
+            update(Job)
+            .where(Job.id == paused)
+            .values(status=JobStatus.SUCCEEDED, checkpoint_sha256="a" * 64, checkpoint_epoch=1)
+        )
+        session.execute(
+            update(Job)
+            .where(Job.id == running)
+            .values(status=JobStatus.RUNNING, checkpoint_sha256="b" * 64)
+        )
+    assert client.post(f"/v1/sweeps/{sweep_id}/cancel").status_code == 202
+
+    def checkpoints() -> dict[str, str | None]:
+        with db.read_session() as session:
+            rows = session.execute(
+                select(Job.id, Job.checkpoint_sha256).where(Job.sweep_id == sweep_id)
+            )
+            return {job_id: sha for job_id, sha in rows}
+
+    assert checkpoints()[paused] is None  # the blob is gc's now
+    assert checkpoints()[running] == "b" * 64  # its worker still holds it
+    with db.session() as session:  # the running trial stops, as its worker ends it
+        session.execute(update(Job).where(Job.id == running).values(status=JobStatus.CANCELLED))
+        sweep_advance.trials_ended(session, [running])
+    assert checkpoints()[running] is None
