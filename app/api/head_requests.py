@@ -23,7 +23,9 @@ class HeadRequestMiddleware:
             await self.app(scope, receive, send)
             return
         ended = False
-        async with anyio.create_task_group() as group:
+        # A cancel scope, not a task group: an exception from the app reaches the outer
+        # middleware as itself, not wrapped in an ExceptionGroup.
+        with anyio.CancelScope() as stop:
 
             async def headers_only(message: Message) -> None:
                 nonlocal ended
@@ -32,7 +34,7 @@ class HeadRequestMiddleware:
                 ended = True
                 await send(message)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-                group.cancel_scope.cancel()  # the body is not wanted
+                stop.cancel()  # the body is not wanted
 
             as_get = {**scope, "method": "GET"}
             try:

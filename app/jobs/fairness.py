@@ -3,12 +3,12 @@
 - Owners take turns: the queued job of the owner with the fewest running jobs goes
   first, the oldest among equals, so one owner's 200-trial sweep does not starve another
   owner's single job.
-- Among one owner's jobs, a sweep's trials that continue from a checkpoint (halving's
-  promotions, or a trial whose worker died) go after the others (plain jobs, trials
-  starting from scratch), the earliest checkpoint first. app/jobs/sweep_advance.py
-  promotes a trial as soon as it is certain, while its rung still runs: the rung's own
-  trials go first (the rung's decisions wait for them), and the promotions gather to
-  train together in packs.
+- Then the oldest first, a sweep's trials as old as their sweep; within a sweep, its
+  trials that continue from a checkpoint (halving's promotions, or a trial whose worker
+  died) go after its trials starting from scratch, the earliest checkpoint first.
+  app/jobs/sweep_advance.py promotes a trial as soon as it is certain, while its rung
+  still runs: the rung's own trials go first (the rung's decisions wait for them), and
+  the promotions gather to train together in packs.
 - A sweep's trial waits while its sweep already runs ``max_parallel`` trials.
 
 Both are correlated subqueries over ``jobs``, which read the indexes (owner_id, status)
@@ -34,12 +34,20 @@ def _running(where: ColumnElement[bool], other: type[Job]) -> Select[int]:
 
 @functools.cache
 def claim_order() -> tuple[Any, ...]:
-    """Fewest running jobs of the job's owner first, then a sweep's trials from the
-    earliest epoch (its continued trials after its fresh ones), then the oldest job."""
+    """Fewest running jobs of the job's owner first, then the oldest (a sweep's trials as
+    old as their sweep), then within a sweep from the earliest epoch (its continued trials
+    after its fresh ones), then by age."""
     other = aliased(Job)
     owner_running = _running(other.owner_id == Job.owner_id, other).scalar_subquery()
+    sweep_created = select(Sweep.created_at).where(Sweep.id == Job.sweep_id).scalar_subquery()
     from_epoch = case((Job.sweep_id.is_not(None), func.coalesce(Job.checkpoint_epoch, 0)), else_=0)
-    return (owner_running, from_epoch, Job.created_at, Job.id)
+    return (
+        owner_running,
+        func.coalesce(sweep_created, Job.created_at),
+        from_epoch,
+        Job.created_at,
+        Job.id,
+    )
 
 
 @functools.cache

@@ -275,10 +275,9 @@ def _promote(
 def cancel_trials(session: Session, sweep_id: str) -> None:
     """Cancel a sweep's queued trials now (numbering their endings) and ask its running
     ones to stop (their workers end them within a batch, without a model). Finished
-    trials keep theirs."""
+    trials keep theirs; those paused at a rung let go of their checkpoints."""
     queued = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
     running = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.RUNNING)
-    cancelled = list(session.scalars(select(Job.id).where(queued).order_by(Job.trial_index)))
     ended = {
         "status": JobStatus.CANCELLED,
         "finished_at": utcnow(),
@@ -286,9 +285,23 @@ def cancel_trials(session: Session, sweep_id: str) -> None:
         "checkpoint_sha256": None,
     }
     no_sync = {"synchronize_session": False}
-    session.execute(update(Job).where(queued).values(**ended), execution_options=no_sync)
+
+    def cancel_queued() -> list[str]:
+        ids = list(session.scalars(select(Job.id).where(queued).order_by(Job.trial_index)))
+        session.execute(update(Job).where(queued).values(**ended), execution_options=no_sync)
+        return ids
+
+    cancelled = cancel_queued()
+    session.execute(
+        update(Job).where(running).values(cancel_requested=True), execution_options=no_sync
+    )
+    # The sweep row after the trials' rows: the order a finishing worker takes them in.
+    sweep = session.scalars(select(Sweep).where(Sweep.id == sweep_id).with_for_update()).one()
+    # With the sweep locked no trial is promoted any more; one promoted by an ending that
+    # held the lock until now (PostgreSQL) is queued: cancel it too.
+    cancelled += cancel_queued()
     # Trials paused at a rung will not continue: their checkpoints go to gc (the running
-    # ones' go as they end, in trials_ended).
+    # ones' go as they end, in trials_ended). After the lock: an ending promotes those rows.
     paused = and_(
         Job.sweep_id == sweep_id,
         Job.status.in_(SWEEP_TERMINAL),
@@ -297,9 +310,4 @@ def cancel_trials(session: Session, sweep_id: str) -> None:
     session.execute(
         update(Job).where(paused).values(checkpoint_sha256=None), execution_options=no_sync
     )
-    session.execute(
-        update(Job).where(running).values(cancel_requested=True), execution_options=no_sync
-    )
-    # The sweep row after the trials' rows: the order a finishing worker takes them in.
-    sweep = session.scalars(select(Sweep).where(Sweep.id == sweep_id).with_for_update()).one()
     number_endings(session, sweep, cancelled)

@@ -116,6 +116,10 @@ def test_csv_integer_labels_beyond_64_bits_are_refused_not_made_continuous(
     error = response.json()["detail"][0]
     assert error["loc"] == ["body", "file", "y", 1] and error["type"] == "label_int_range"
     assert "18446744073709551616" in error["msg"]
+    huge = b"a,y\n1,3\n2," + b"9" * 5000 + b"\n"  # past int()'s 4,300 digits
+    response = _upload(client, {"file": ("d.csv", huge, "text/csv")})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "file", "y", 1]
     edge = b"a,y\n1,-9223372036854775808\n2,9223372036854775807\n"  # int64's ends
     created = _upload(client, {"file": ("d.csv", edge, "text/csv")}).json()
     assert created["classes"] == [-(2**63), 2**63 - 1]

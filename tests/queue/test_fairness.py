@@ -3,7 +3,7 @@ claims on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.jobs.endings import fail
 from app.jobs.queue import Claim, claim_next
@@ -90,3 +90,27 @@ def test_max_parallel_caps_a_sweeps_running_trials(migrated_db: Database) -> Non
     fourth = _claim(migrated_db)
     assert fourth is not None and fourth.job_id == trials[2]
     assert _claim(migrated_db) is None
+
+
+def test_a_continued_trial_keeps_its_sweeps_age_against_other_owners(
+    migrated_db: Database,
+) -> None:
+    """A halving promotion (a trial with a checkpoint) goes after its own sweep's fresh
+    trials, not after every other owner's newer jobs."""
+    trials = add_jobs(migrated_db, 2, owner="alice")
+    _as_sweep(migrated_db, trials, None)
+    with migrated_db.session() as session:  # trial 0 continues from epoch 5
+        session.execute(
+            update(Job)
+            .where(Job.id == trials[0])
+            .values(checkpoint_epoch=5, checkpoint_sha256="a" * 64)
+        )
+    (bobs,) = add_jobs(migrated_db, 1, owner="bob")  # newer than alice's sweep
+
+    first = _claim(migrated_db, "w1")
+    assert first is not None and first.job_id == trials[1]  # the sweep's fresh trial first
+    assert fail(migrated_db, first, "done")
+    second = _claim(migrated_db, "w2")  # both owners idle: the older sweep's continuation
+    assert second is not None and second.job_id == trials[0]
+    third = _claim(migrated_db, "w3")
+    assert third is not None and third.job_id == bobs

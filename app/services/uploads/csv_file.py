@@ -232,7 +232,9 @@ def _check_integer_range(text: pa.ChunkedArray) -> None:
     if not pc.all(whole).as_py():
         return
     for row, label in enumerate(text.to_pylist()):
-        if not -(2**63) <= int(label) < 2**63:
+        digits = label.strip().lstrip("+-").lstrip("0")
+        # int() refuses over 4,300 digits (a ValueError); past 19 none fits anyway.
+        if len(digits) > 19 or not -(2**63) <= int(label) < 2**63:
             raise Invalid(
                 f"the label of data row {row} ({label.strip()[:40]}) is beyond 64-bit integers",
                 (*FILE_LOC, "y", row),
