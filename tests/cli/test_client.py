@@ -143,13 +143,14 @@ def test_train_follow_without_a_terminal_then_models_and_predict(
 def test_train_without_follow_prints_the_job_then_jobs_cancel(
     cli: Cli, client_server: Running, dataset_id: str, network_id: str
 ) -> None:
-    result = cli("train", "--dataset", dataset_id, "--network", network_id, "--epochs", "100000")
+    # 300,000 epochs: still training when cancelled (100,000 take ~5 s here)
+    result = cli("train", "--dataset", dataset_id, "--network", network_id, "--epochs", "300000")
     assert result.status == 0, result
     job_id = result.out.strip()
-    assert job_id.startswith("job_") and "(100000 epochs)" in result.err
+    assert job_id.startswith("job_") and "(300000 epochs)" in result.err
     shown = cli.ok("jobs", "show", job_id)
     assert re.search(rf"^id: +{job_id}$", shown, re.M)
-    assert re.search("^epochs: +100000$", shown, re.M)
+    assert re.search("^epochs: +300000$", shown, re.M)
 
     result = cli("jobs", "cancel", job_id)
     assert result.status == 0, result

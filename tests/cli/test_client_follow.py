@@ -17,6 +17,11 @@ from tests.worker.procs import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # a real `serve` process and a client process on a terminal
 
+# Epochs of a job that must still be training when the test presses Ctrl-C: the tiny
+# network trains 100,000 epochs in ~5 s here, fast enough to have ended (its bar's last
+# frame already in the terminal) by then. 300,000 x 160 rows is within the default
+# BACKPROP_MAX_JOB_SAMPLE_EPOCHS (50,000,000).
+LONG = 300_000
 # Variables that would make rich treat the terminal differently.
 RICH_VARIABLES = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
 
@@ -70,7 +75,7 @@ def test_follow_draws_a_live_bar_with_metrics_speed_and_eta(
 def _interrupt(term: PtyProcess, answer: str) -> str:
     """Ctrl-C once the bar shows an epoch; answer the question; the job's id."""
     job_id = term.expect(r"queued job (job_\w+)")[1]
-    term.expect(r"epoch ━+ +\d+/100000 loss ")
+    term.expect(rf"epoch ━+ +\d+/{LONG} loss ")
     os.kill(term.process.pid, signal.SIGINT)
     term.expect(rf"Cancel job {job_id}\? \[y/n\]")
     term.send(answer + "\n")
@@ -80,20 +85,20 @@ def _interrupt(term: PtyProcess, answer: str) -> str:
 def test_ctrl_c_then_yes_cancels_the_job(
     terminal: list[PtyProcess], client_server: Running, dataset_id: str, network_id: str
 ) -> None:
-    term = train(terminal, client_server, dataset_id, network_id, 100_000)
+    term = train(terminal, client_server, dataset_id, network_id, LONG)
     job_id = _interrupt(term, "y")
     status = term.wait()
     assert status == 130, term.text
     assert f"cancelling job {job_id}" in term.text
     assert re.search(rf"job {job_id} cancelled after \d+ epochs", term.text), term.text
     job = client_server.get(f"/v1/jobs/{job_id}").json()
-    assert job["status"] == "cancelled" and 0 < job["epoch"] < 100_000
+    assert job["status"] == "cancelled" and 0 < job["epoch"] < LONG
 
 
 def test_ctrl_c_then_no_leaves_the_job_running(
     terminal: list[PtyProcess], client_server: Running, cli: Cli, dataset_id: str, network_id: str
 ) -> None:
-    term = train(terminal, client_server, dataset_id, network_id, 100_000)
+    term = train(terminal, client_server, dataset_id, network_id, LONG)
     job_id = _interrupt(term, "n")
     status = term.wait()
     assert status == 130, term.text
@@ -114,7 +119,7 @@ def test_ctrl_c_cancels_a_followed_prediction_run(
     assert trained.status == 0, trained
     (model_id,) = trained.out.split()
     # The server's one worker busy with a long job: the run stays queued while followed.
-    busy = cli.id("train", "--dataset", dataset_id, "--network", network_id, "--epochs", "100000")
+    busy = cli.id("train", "--dataset", dataset_id, "--network", network_id, "--epochs", str(LONG))
     term = backprop(terminal, client_server, "predict-batch", model_id, dataset_id)
     run_id = term.expect(r"prediction run (pred_\w+): \d+ rows queued")[1]
     os.kill(term.process.pid, signal.SIGINT)
