@@ -27,6 +27,11 @@ TASKS = ("binary", "multiclass", "regression")
 MAX_LABEL_CHARS = 1000  # a string class label's longest (the API's Label type)
 
 
+def fits_int64(label: int) -> bool:
+    """Whether an integer label fits the int64 arrays integer labels are stored in."""
+    return -(2**63) <= label < 2**63
+
+
 def task_of(loss: str) -> str:
     """binary / multiclass / regression for a network trained with ``loss``."""
     return losses.LOSSES[loss].task

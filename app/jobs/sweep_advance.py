@@ -189,11 +189,11 @@ def _advance_rungs(session: Session, sweep: SweepState, rows: list[dict[str, Any
         if unfinished:
             return  # the later rungs' populations are not final yet
         # Decided: its ended trials that were not promoted will not continue.
-        losers = [row["id"] for row in at_rung if row["resumable"] and row["epochs"] == target]
+        losers = [row for row in at_rung if row["resumable"] and row["epochs"] == target]
         if losers:
-            _drop_checkpoints(session, losers)
-            for row in at_rung:
-                row["resumable"] = row["resumable"] and row["id"] not in losers
+            _drop_checkpoints(session, [row["id"] for row in losers])
+            for row in losers:
+                row["resumable"] = False
         if not any(row["epochs"] > target for row in population):
             return  # nothing continues: the sweep ends with this rung
 

@@ -25,6 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from app.engine.activations import LEAKY_SLOPE
+from app.engine.labels import fits_int64
 from app.services.errors import Invalid
 from app.services.export_source import FORMAT_LOC, ExportSource
 
@@ -88,7 +89,7 @@ def label_tensor(classes: list[Any]) -> TensorProto:
     if bool in kinds:
         raise _refuse("its classes mix booleans with numbers, which no ONNX tensor holds")
     if kinds == {int}:
-        if any(not -(2**63) <= c < 2**63 for c in classes):
+        if not all(map(fits_int64, classes)):
             raise _refuse("a class label does not fit a 64-bit integer")
         return numpy_helper.from_array(np.asarray(classes, dtype=np.int64), "classes")
     if any(isinstance(c, int) and abs(c) > MAX_EXACT_INT for c in classes):

@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from app.api.schemas.common import Label, Name, Number
 from app.api.schemas.names import DatasetKind
 from app.engine.datasets import MAX_CLASSES, MAX_NOISE, MAX_SAMPLES
-from app.engine.labels import MAX_LABEL_CHARS, text_label_problem
+from app.engine.labels import MAX_LABEL_CHARS, fits_int64, text_label_problem
 
 
 def _label(value: Any) -> Any:
@@ -25,7 +25,7 @@ def _label(value: Any) -> Any:
             code = "string_too_long" if len(value) > MAX_LABEL_CHARS else "label_nul"
             raise PydanticCustomError(code, "the label {why}", {"why": why})
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+    if isinstance(value, int) and not isinstance(value, bool) and not fits_int64(value):
         raise PydanticCustomError(
             "label_int_range",
             "an integer label must fit in 64 bits; write a regression target this large as a "

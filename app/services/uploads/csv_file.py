@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from app.engine.labels import MAX_LABEL_CHARS, text_label_problem
+from app.engine.labels import MAX_LABEL_CHARS, fits_int64, text_label_problem
 from app.services.errors import Invalid, Loc
 from app.services.uploads.limits import UploadLimits
 from app.services.uploads.npy_writer import NonFinite, NpyWriter
@@ -234,7 +234,7 @@ def _check_integer_range(text: pa.ChunkedArray) -> None:
     for row, label in enumerate(text.to_pylist()):
         digits = label.strip().lstrip("+-").lstrip("0")
         # int() refuses over 4,300 digits (a ValueError); past 19 none fits anyway.
-        if len(digits) > 19 or not -(2**63) <= int(label) < 2**63:
+        if len(digits) > 19 or not fits_int64(int(label)):
             raise Invalid(
                 f"the label of data row {row} ({label.strip()[:40]}) is beyond 64-bit integers",
                 (*FILE_LOC, "y", row),
