@@ -78,8 +78,10 @@ def head_revisions() -> set[str]:
 
 
 def current_revisions(database: Database) -> set[str]:
-    """The revision(s) recorded in ``database`` (empty for an unmigrated one)."""
-    with database.engine.connect() as connection:
+    """The revision(s) recorded in ``database`` (empty for an unmigrated one). Read
+    without SQLite's write lock, so a writer stuck holding it (a stopped worker) stalls
+    neither ``/readyz`` nor ``backprop backup``."""
+    with database.read_connection() as connection:
         return set(MigrationContext.configure(connection).get_current_heads())
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,11 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.jobs.queue import claim_next
-from app.storage.backup import BackupError, backup
+from app.storage.backup import BackupError, backup, sqlite_path
 from app.storage.blobs import BlobStore, blob_key, open_blob_store, read_verified
 from app.storage.database import Database
 from app.storage.gc import referenced_blobs
-from app.storage.migrations import upgrade
+from app.storage.migrations import is_current, upgrade
 from app.storage.restore import restore
 from app.storage.tables import Job, JobStatus, WorkerHeartbeat
 from tests.conftest import MakeSettings
@@ -136,3 +137,26 @@ def test_a_referenced_blob_gone_from_the_store_fails_the_backup_naming_it(
     with pytest.raises(BackupError, match=f"{gone}.*run the backup again"):
         backup(source, blob_store, tmp_path / "backup")
     assert not (tmp_path / "backup" / "manifest.json").exists()
+
+
+def test_backup_and_the_schema_check_need_no_write_lock(
+    source: str, blob_store: BlobStore, tmp_path: Path
+) -> None:
+    """A writer that holds SQLite's write lock and does not let go (a worker stopped
+    mid-transaction, as `kill -STOP` does) must not stall a backup or `/readyz`: both
+    only read. The schema check once began IMMEDIATE, waited the 30 s busy timeout, and
+    failed the backup with "database is locked" (CI at 546b2fa)."""
+    holder = sqlite3.connect(sqlite_path(source), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("UPDATE jobs SET attempts = attempts")
+        db = Database(source)
+        try:
+            assert is_current(db)
+        finally:
+            db.dispose()
+        manifest = backup(source, blob_store, tmp_path / "backup")
+        assert manifest.counts["jobs"] == 2
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
