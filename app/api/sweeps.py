@@ -70,7 +70,8 @@ def get_sweep(sweep_id: str, ctx: Ctx, caller: CallerDep) -> SweepRead:
 )
 def cancel_sweep(sweep_id: str, ctx: Ctx, caller: CallerDep) -> SweepRead:
     """Queued trials are cancelled now, running ones stop within a batch; finished trials
-    keep their models."""
+    keep their models, and a halving trial promoted to a rung it did not finish keeps the
+    model of the rung it did."""
     return SweepRead.of(
         service.cancel_sweep(ctx.database, owner_id=caller.owner_id, sweep_id=sweep_id)
     )

@@ -11,6 +11,10 @@ transaction (:func:`app.jobs.queue.lock_fenced`), so a request that lands after 
 epoch, after the worker's last lease check or just before a time-limit failure still ends
 the job ``cancelled``, with its best-so-far model when ``keep_model`` and none otherwise.
 A request that lands after the commit finds the job ended and is refused (409).
+
+A job has at most one model: a continued halving trial, which keeps its last rung's
+model while it trains the next rung, has it replaced in the commit that stores the new
+one (``_retire_models``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.jobs import sweep_advance
@@ -41,7 +45,15 @@ from app.jobs.queue import (
     update_job,
 )
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, Model, core_table, new_id, utcnow
+from app.storage.tables import (
+    ACTIVE_STATUSES,
+    Job,
+    JobStatus,
+    Model,
+    core_table,
+    new_id,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -91,8 +103,28 @@ def _store_model(
     session: Session, claim: Claim, model: TrainedModel, job_row: Sequence[Any]
 ) -> str:
     row = _model_row(claim, model, job_row)
+    _retire_models(session, [claim.job_id])
     core(session).execute(_ADD_MODEL, row)
     return str(row["id"])
+
+
+def _retire_models(session: Session, job_ids: Sequence[str]) -> None:
+    """Make room for the new model of each of ``job_ids`` (a job has at most one): the
+    model it already has, which only a continued halving trial does (it keeps its rung's
+    model until its next rung's replaces it, so a cancel in between loses nothing), is
+    deleted, or, while a queued or running job reads it (a prediction run, an
+    evaluation, a training started from it), detached from the job and kept as a model
+    of its own. One read when no job has a model (every ending but a continued trial's)."""
+    held = Model.job_id.in_(job_ids)
+    if session.scalar(select(Model.id).where(held).limit(1)) is None:
+        return
+    reads = or_(Job.init_model_id == Model.id, Job.model_id == Model.id)
+    in_use = exists().where(reads, Job.status.in_(ACTIVE_STATUSES))
+    no_sync = {"synchronize_session": False}
+    session.execute(
+        update(Model).where(held, in_use).values(job_id=None), execution_options=no_sync
+    )
+    session.execute(delete(Model).where(held), execution_options=no_sync)
 
 
 def _write(
@@ -198,6 +230,7 @@ def _finish_all(session: Session, finishing: Sequence[Finishing]) -> list[Outcom
     if writes:
         fenced_updates(session, writes)
         record_histories(session, histories)
+        _retire_models(session, [row["job_id"] for row in models])
         core(session).execute(_ADD_MODEL, models)
     return outcomes
 

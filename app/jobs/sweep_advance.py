@@ -8,9 +8,11 @@ second sees the first's outcome and exactly one of them decides.
 - grid / random: the sweep ends once no trial is queued or running.
 - halving (successive halving): rung r trains every surviving trial to
   ``t_r = min(min_epochs * factor**r, epochs)`` epochs, and its best ``ceil(n_r / factor)``
-  by score are promoted: their rung model is deleted and the same job is queued again
-  with ``epochs = t_{r+1}``, keeping its checkpoint, so the worker's resume path continues
-  it from epoch ``t_r`` (app/jobs/attempt.py). The others keep their models. The sweep
+  by score are promoted: the same job is queued again with ``epochs = t_{r+1}``, keeping
+  its checkpoint, so the worker's resume path continues it from epoch ``t_r``
+  (app/jobs/attempt.py), and its rung model until the next rung's replaces it
+  (app/jobs/endings.py): a sweep cancelled in between keeps it. The others keep their
+  models. The sweep
   ends after the rung whose target is ``epochs`` (or the last rung any trial could
   continue to).
 
@@ -37,7 +39,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.storage.tables import ACTIVE_STATUSES, Job, JobStatus, Model, Sweep, core_table, utcnow
@@ -254,7 +256,7 @@ def _promote(
     if not promoted:
         return []
     ids = [row["id"] for row in promoted]
-    session.execute(delete(Model).where(Model.job_id.in_(ids)))
+    # Each keeps its rung's model until its next rung's replaces it (endings).
     session.execute(
         update(Job)
         .where(Job.id.in_(ids))
@@ -274,8 +276,9 @@ def _promote(
 
 def cancel_trials(session: Session, sweep_id: str) -> None:
     """Cancel a sweep's queued trials now (numbering their endings) and ask its running
-    ones to stop (their workers end them within a batch, without a model). Finished
-    trials keep theirs; those paused at a rung let go of their checkpoints."""
+    ones to stop (their workers end them within a batch, with no new model). Finished
+    trials keep their models, and promoted ones their last rung's; those paused at a
+    rung let go of their checkpoints."""
     queued = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
     running = and_(Job.sweep_id == sweep_id, Job.status == JobStatus.RUNNING)
     ended = {

@@ -173,7 +173,8 @@ def list_sweeps(
 
 
 def cancel_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
-    """Cancel the queued trials, stop the running ones; finished trials keep their models.
+    """Cancel the queued trials, stop the running ones; finished trials keep their models
+    (a promoted halving trial its last rung's).
     409 once the sweep has ended."""
     with db.read_session() as session:
         sweep = get_owned(session, Sweep, sweep_id, owner_id=owner_id, loc=PATH_LOC)

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.jobs import sweep_advance
+from app.jobs.worker import Worker
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, Sweep
+from app.storage.tables import Job, JobStatus, Model, Sweep
 from tests.api.client import ApiClient
 from tests.api.conftest import Keys, MakeClient, run_worker
 from tests.api.sweeps import N_TRAIN, create, make_data, sweep_body, sweep_events
@@ -134,6 +136,85 @@ def test_halving_continues_the_best_from_their_checkpoints(client: ApiClient, db
     models = client.get("/v1/models", params={"limit": 100}).json()["items"]
     assert sorted(m["id"] for m in models) == sorted(t["model_id"] for t in trials)
     assert done["best"]["score"] == min(t["score"] for t in trials)
+
+
+def _halving_stopped_after_a_promotion(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """A halving sweep of 4 trials (factor 2) whose worker stopped right after promoting
+    two of them (queued for their next rung): (its body, the promoted trials' job ids,
+    every trial's model id by job id)."""
+    body = sweep_body(
+        make_data(client),
+        job={"epochs": 8, "batch_size": 16, "validation_split": 0.2, "seed": 2},
+        grid={"job.optimizer.learning_rate": [0.001, 0.01, 0.05, 0.2]},
+        strategy={"name": "halving", "factor": 2, "min_epochs": 2},
+        metric="val_loss",
+    )
+    sweep = create(client, body)
+    settings = Settings(database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05)
+    worker = Worker(db, settings, "test-worker")
+    promote = sweep_advance._promote
+    promoted: list[str] = []
+
+    def then_stop(session: Session, *args: Any) -> list[dict[str, Any]]:
+        rows = promote(session, *args)
+        promoted.extend(row["id"] for row in rows)
+        worker.stopping.set()  # the worker stops before it claims the promoted trials
+        return rows
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep_advance, "_promote", then_stop)
+        worker.run(burst=True)
+    assert len(promoted) == 2
+    trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
+    assert {t["status"] for t in trials if t["job_id"] in promoted} == {"queued"}
+    models = {t["job_id"]: t["model_id"] for t in trials}
+    assert all(models.values())  # every trial has its rung-0 model, promoted or not
+    return sweep, promoted, models
+
+
+def test_cancelling_halving_after_a_promotion_keeps_the_promoted_trials_rung_models(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep, promoted, rung_models = _halving_stopped_after_a_promotion(client, db, monkeypatch)
+    cancelled = client.post(f"/v1/sweeps/{sweep['id']}/cancel").json()
+    trials = {t["job_id"]: t for t in cancelled["trials"]}
+    for job_id in promoted:
+        assert trials[job_id]["status"] == "cancelled"
+        assert trials[job_id]["model_id"] == rung_models[job_id]
+        assert trials[job_id]["score"] is not None
+    best = cancelled["best"]
+    assert best["job_id"] in promoted  # the rung's best were promoted: their models count
+    assert client.get(f"/v1/models/{best['model_id']}").status_code == 200
+
+
+def test_a_promoted_trials_next_rung_replaces_its_rung_model(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep, promoted, rung_models = _halving_stopped_after_a_promotion(client, db, monkeypatch)
+    # A prediction run reads one promoted trial's rung model: that model is kept, detached
+    # from the trial, when the trial's next rung ends; the other one's is deleted.
+    read, replaced = rung_models[promoted[0]], rung_models[promoted[1]]
+    run = client.post(f"/v1/models/{read}/predictions", json={"dataset_id": sweep["dataset_id"]})
+    assert run.status_code == 202, run.text
+    run_worker(db)
+    done = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert done["status"] == "succeeded"
+    with db.read_session() as session:
+        per_job = session.execute(
+            select(Model.job_id, func.count())
+            .join(Job, Job.id == Model.job_id)
+            .where(Job.sweep_id == sweep["id"])
+            .group_by(Model.job_id)
+        ).all()
+        detached = session.scalar(select(Model.job_id).where(Model.id == read))
+    assert sorted(count for _, count in per_job) == [1, 1, 1, 1]  # one model per trial
+    models = {t["job_id"]: t["model_id"] for t in done["trials"]}
+    assert models[promoted[0]] != read and models[promoted[1]] != replaced
+    assert client.get(f"/v1/models/{read}").status_code == 200 and detached is None
+    assert client.get(f"/v1/models/{replaced}").status_code == 404
+    assert client.get(f"/v1/predictions/{run.json()['id']}").json()["status"] == "succeeded"
 
 
 def test_a_sweep_is_one_active_job(make_client: MakeClient, keys: Keys, db: Database) -> None:
