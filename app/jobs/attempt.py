@@ -113,6 +113,7 @@ class JobRun(Attempt):
     _epochs = 0
     _last_write = _last_checkpoint = 0.0  # monotonic times of the last writes
     _paused_at: str | None = None  # the checkpoint blob of a run that paused (a rung's end)
+    _continued = False  # the run continued from a checkpoint (or a paused trainer)
 
     def _start(self) -> None:
         job_id = self.claim.job_id
@@ -120,6 +121,7 @@ class JobRun(Attempt):
         inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
         cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
         trainer = self._trainer = build_trainer(inputs)
+        self._continued = inputs.checkpoint is not None or inputs.paused is not None
         paused_trainers.PAUSED.training_on(trainer.data)
         self._start_samples = trainer.samples_trained
         # Epochs in job_epochs: all the checkpoint's (a paused trainer's: all it trained),
@@ -288,6 +290,7 @@ class JobRun(Attempt):
                     best=item.best,
                     before_commit=item.before_commit,
                     checkpoint_sha256=item.checkpoint_sha256,
+                    continued=item.continued,
                 ),
             )
             return self.finished(outcome)
@@ -348,6 +351,7 @@ class JobRun(Attempt):
             best=functools.partial(self._best, progress),
             before_commit=before_commit,
             checkpoint_sha256=checkpoint.sha256 if checkpoint is not None else None,
+            continued=self._continued,
         )
 
     def cancelled(self, item: endings.Finishing) -> bool:

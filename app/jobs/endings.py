@@ -114,7 +114,7 @@ def _retire_models(session: Session, job_ids: Sequence[str]) -> None:
     model until its next rung's replaces it, so a cancel in between loses nothing), is
     deleted, or, while a queued or running job reads it (a prediction run, an
     evaluation, a training started from it), detached from the job and kept as a model
-    of its own. One read when no job has a model (every ending but a continued trial's)."""
+    of its own. One read when none of them has a model."""
     held = Model.job_id.in_(job_ids)
     if session.scalar(select(Model.id).where(held).limit(1)) is None:
         return
@@ -140,8 +140,10 @@ def _write(
 @dataclass(frozen=True)
 class Finishing:
     """What :func:`finish` commits for one job: its claim, final progress and model, the
-    best-so-far model's maker (for a cancel that wins), a hook run just before the commit
-    and the checkpoint to keep for a later continuation (a paused sweep trial)."""
+    best-so-far model's maker (for a cancel that wins), a hook run just before the commit,
+    the checkpoint to keep for a later continuation (a paused sweep trial), and whether
+    the run continued from a checkpoint (``continued``: only then can the job hold a
+    model already, a promoted halving trial's last rung's, which the new one replaces)."""
 
     claim: Claim
     progress: Progress
@@ -149,6 +151,7 @@ class Finishing:
     best: ModelMaker | None = None
     before_commit: BeforeCommit | None = None
     checkpoint_sha256: str | None = None
+    continued: bool = False
 
 
 def finish(
@@ -160,6 +163,7 @@ def finish(
     best: ModelMaker | None = None,
     before_commit: BeforeCommit | None = None,
     checkpoint_sha256: str | None = None,
+    continued: bool = False,
 ) -> Outcome:
     """In ONE transaction: the job succeeds with its final metrics and ``model`` is stored
     (and, for a sweep's trial, the sweep advances) — unless a cancel was requested before
@@ -167,7 +171,7 @@ def finish(
     ``best`` makes the model kept with ``keep_model``). A ``checkpoint_sha256`` is kept for
     a later continuation (a paused sweep trial). Status None, and nothing written, when
     the lease is lost."""
-    finishing = Finishing(claim, progress, model, best, before_commit, checkpoint_sha256)
+    finishing = Finishing(claim, progress, model, best, before_commit, checkpoint_sha256, continued)
     outcome = finish_together(db, [finishing])[0]
     return outcome if outcome is not None else end_cancelled(db, claim, progress, best)
 
@@ -211,6 +215,7 @@ def _finish_all(session: Session, finishing: Sequence[Finishing]) -> list[Outcom
     writes: list[tuple[Claim, dict[str, Any]]] = []
     histories: list[tuple[str, Progress]] = []
     models: list[dict[str, Any]] = []
+    continued: list[str] = []  # the jobs that may hold a model already
     for item, row in zip(finishing, locked, strict=True):
         if row is None:
             outcomes.append(Outcome(None))
@@ -226,11 +231,14 @@ def _finish_all(session: Session, finishing: Sequence[Finishing]) -> list[Outcom
         writes.append((item.claim, values))
         histories.append((item.claim.job_id, item.progress))
         models.append(_model_row(item.claim, item.model, (row.owner_id, row.network_id)))
+        if item.continued:
+            continued.append(item.claim.job_id)
         outcomes.append(Outcome(JobStatus.SUCCEEDED, models[-1]["id"]))
     if writes:
         fenced_updates(session, writes)
         record_histories(session, histories)
-        _retire_models(session, [row["job_id"] for row in models])
+        if continued:
+            _retire_models(session, continued)
         core(session).execute(_ADD_MODEL, models)
     return outcomes
 
