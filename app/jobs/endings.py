@@ -118,8 +118,12 @@ def _retire_models(session: Session, job_ids: Sequence[str]) -> None:
     held = Model.job_id.in_(job_ids)
     if session.scalar(select(Model.id).where(held).limit(1)) is None:
         return
-    reads = or_(Job.init_model_id == Model.id, Job.model_id == Model.id)
-    in_use = exists().where(reads, Job.status.in_(ACTIVE_STATUSES))
+    active = Job.status.in_(ACTIVE_STATUSES)
+    # Two EXISTS, each searching its own index of jobs (one over an OR scans by status).
+    in_use = or_(
+        exists().where(Job.init_model_id == Model.id, active),
+        exists().where(Job.model_id == Model.id, active),
+    )
     no_sync = {"synchronize_session": False}
     session.execute(
         update(Model).where(held, in_use).values(job_id=None), execution_options=no_sync
