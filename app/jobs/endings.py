@@ -9,7 +9,8 @@ A cancel request recorded before the final commit wins: ``finish``, ``fail`` and
 ``release`` read ``cancel_requested`` and ``keep_model`` with the row locked in their own
 transaction (:func:`app.jobs.queue.lock_fenced`), so a request that lands after the last
 epoch, after the worker's last lease check or just before a time-limit failure still ends
-the job ``cancelled``, with its best-so-far model when ``keep_model`` and none otherwise.
+the job ``cancelled``, with its best-so-far model when ``keep_model``; otherwise with no
+new model (a promoted halving trial keeps its last finished rung's).
 A request that lands after the commit finds the job ended and is refused (409).
 
 A job has at most one model: a continued halving trial, which keeps its last rung's
@@ -47,6 +48,7 @@ from app.jobs.queue import (
 from app.storage.database import Database
 from app.storage.tables import (
     ACTIVE_STATUSES,
+    Evaluation,
     Job,
     JobStatus,
     Model,
@@ -112,23 +114,31 @@ def _retire_models(session: Session, job_ids: Sequence[str]) -> None:
     """Make room for the new model of each of ``job_ids`` (a job has at most one): the
     model it already has, which only a continued halving trial does (it keeps its rung's
     model until its next rung's replaces it, so a cancel in between loses nothing), is
-    deleted, or, while a queued or running job reads it (a prediction run, an
-    evaluation, a training started from it), detached from the job and kept as a model
-    of its own. One read when none of them has a model."""
-    held = Model.job_id.in_(job_ids)
-    if session.scalar(select(Model.id).where(held).limit(1)) is None:
+    deleted, or, when something was built on it (a queued or running job reads it: a
+    prediction run, an evaluation, a training started from it; or it has evaluations),
+    detached from the job and kept as a model of its own. One read when none of them
+    has a model.
+
+    The models are locked first (``FOR UPDATE`` on PostgreSQL), as the verbs that start
+    a job reading a model lock it before they insert that job: a prediction run
+    submitted meanwhile is then either committed before the in-use test reads the jobs,
+    or refused (404) after this transaction. SQLite's write lock serialises them anyway."""
+    ids = list(session.scalars(select(Model.id).where(Model.job_id.in_(job_ids)).with_for_update()))
+    if not ids:
         return
     active = Job.status.in_(ACTIVE_STATUSES)
-    # Two EXISTS, each searching its own index of jobs (one over an OR scans by status).
+    # One EXISTS per index searched (one EXISTS over an OR scans the jobs by status).
     in_use = or_(
         exists().where(Job.init_model_id == Model.id, active),
         exists().where(Job.model_id == Model.id, active),
+        exists().where(Evaluation.model_id == Model.id),
     )
+    mine = Model.id.in_(ids)
     no_sync = {"synchronize_session": False}
     session.execute(
-        update(Model).where(held, in_use).values(job_id=None), execution_options=no_sync
+        update(Model).where(mine, in_use).values(job_id=None), execution_options=no_sync
     )
-    session.execute(delete(Model).where(held), execution_options=no_sync)
+    session.execute(delete(Model).where(mine, Model.job_id.is_not(None)), execution_options=no_sync)
 
 
 def _write(

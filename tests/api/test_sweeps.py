@@ -160,7 +160,8 @@ def _halving_stopped_after_a_promotion(
     def then_stop(session: Session, *args: Any) -> list[dict[str, Any]]:
         rows = promote(session, *args)
         promoted.extend(row["id"] for row in rows)
-        worker.stopping.set()  # the worker stops before it claims the promoted trials
+        if len(promoted) == 2:  # the worker stops before it claims the promoted trials
+            worker.stopping.set()
         return rows
 
     with monkeypatch.context() as patch:
@@ -170,7 +171,7 @@ def _halving_stopped_after_a_promotion(
     trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
     assert {t["status"] for t in trials if t["job_id"] in promoted} == {"queued"}
     models = {t["job_id"]: t["model_id"] for t in trials}
-    assert all(models.values())  # every trial has its rung-0 model, promoted or not
+    assert all(models[job_id] for job_id in promoted)  # kept: their rung-0 models
     return sweep, promoted, models
 
 
@@ -193,27 +194,32 @@ def test_a_promoted_trials_next_rung_replaces_its_rung_model(
     client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sweep, promoted, rung_models = _halving_stopped_after_a_promotion(client, db, monkeypatch)
-    # A prediction run reads one promoted trial's rung model: that model is kept, detached
-    # from the trial, when the trial's next rung ends; the other one's is deleted.
-    read, replaced = rung_models[promoted[0]], rung_models[promoted[1]]
+    # Work built on a rung model keeps it (detached from its trial) when the trial's next
+    # rung replaces it: a queued prediction run reads one, the other is evaluated. (The
+    # sweep's trials are claimed before the later prediction run: a sweep's trials are
+    # as old as their sweep.) The rung-1 model of the trial promoted again is deleted.
+    read, evaluated = rung_models[promoted[0]], rung_models[promoted[1]]
     run = client.post(f"/v1/models/{read}/predictions", json={"dataset_id": sweep["dataset_id"]})
     assert run.status_code == 202, run.text
+    evaluation = client.post(
+        f"/v1/models/{evaluated}/evaluate", json={"dataset_id": sweep["dataset_id"]}
+    )
+    assert evaluation.status_code in (200, 201, 202), evaluation.text
     run_worker(db)
     done = client.get(f"/v1/sweeps/{sweep['id']}").json()
     assert done["status"] == "succeeded"
-    with db.read_session() as session:
-        per_job = session.execute(
-            select(Model.job_id, func.count())
-            .join(Job, Job.id == Model.job_id)
-            .where(Job.sweep_id == sweep["id"])
-            .group_by(Model.job_id)
-        ).all()
-        detached = session.scalar(select(Model.job_id).where(Model.id == read))
-    assert sorted(count for _, count in per_job) == [1, 1, 1, 1]  # one model per trial
+    assert sorted(t["epochs_run"] for t in done["trials"]) == [2, 2, 4, 8]
     models = {t["job_id"]: t["model_id"] for t in done["trials"]}
-    assert models[promoted[0]] != read and models[promoted[1]] != replaced
-    assert client.get(f"/v1/models/{read}").status_code == 200 and detached is None
-    assert client.get(f"/v1/models/{replaced}").status_code == 404
+    assert all(models.values())
+    assert models[promoted[0]] != read and models[promoted[1]] != evaluated
+    with db.read_session() as session:
+        kept = select(Model.id, Model.job_id).where(Model.id.in_([read, evaluated]))
+        detached = {model_id: job_id for model_id, job_id in session.execute(kept)}
+        every = list(session.scalars(select(Model.id)))
+    assert detached == {read: None, evaluated: None}  # kept, as models of their own
+    # One model per trial and the two kept: the rung-1 model of the trial that went on
+    # to rung 2 was deleted when its rung-2 model was stored.
+    assert sorted(every) == sorted([*models.values(), read, evaluated])
     assert client.get(f"/v1/predictions/{run.json()['id']}").json()["status"] == "succeeded"
 
 

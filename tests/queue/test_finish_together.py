@@ -5,14 +5,19 @@ lost, and a job whose cancel was requested left for its own ending, which cancel
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 
 from app.jobs.endings import Finishing, Outcome, TrainedModel, finish, finish_together
 from app.jobs.queue import Claim, Progress, claim_next, heartbeat
 from app.storage.database import Database
-from app.storage.tables import JobStatus
+from app.storage.tables import Job, JobStatus, Model
 from tests.queue.rows import add_jobs, cancel, epoch_rows, get_job, models_of
 
 
@@ -140,3 +145,82 @@ def test_several_jobs_written_together_as_each_alone(migrated_db: Database) -> N
     for mine, theirs in zip(together, alone, strict=True):
         assert _written(migrated_db, mine.job_id) == _written(migrated_db, theirs.job_id)
     assert _written(migrated_db, together[1].job_id)["more"][1:3] == ("paused-here", 4)
+
+
+def _continued(db: Database, claim: Claim) -> Claim:
+    """The job of ``claim`` succeeded with a model, then queued again and claimed, as a
+    promoted halving trial is: its next claim."""
+    assert finish(db, claim, _progress(2), _model("rung")).status == JobStatus.SUCCEEDED
+    with db.session() as session:
+        session.execute(
+            update(Job).where(Job.id == claim.job_id).values(status=JobStatus.QUEUED, epochs=4)
+        )
+    again = claim_next(db, worker_id="w", lease_seconds=30)
+    assert again is not None and again.job_id == claim.job_id
+    return again
+
+
+def test_a_continued_jobs_new_model_replaces_its_old_one(migrated_db: Database) -> None:
+    (claim,) = _claims(migrated_db, 1)
+    again = _continued(migrated_db, claim)
+    (old,) = models_of(migrated_db, claim.job_id)
+    outcome = finish(migrated_db, again, _progress(4), _model("next"), continued=True)
+    assert outcome.status == JobStatus.SUCCEEDED
+    assert [m.config for m in models_of(migrated_db, claim.job_id)] == [{"format": "next"}]
+    with migrated_db.read_session() as session:
+        assert session.get(Model, old.id) is None  # nothing read it: deleted
+
+
+def test_a_replaced_model_that_a_job_starts_reading_meanwhile_is_kept(
+    migrated_db: Database,
+) -> None:
+    """A request that starts a job on the old model (a prediction run) locks the model,
+    then writes its job; the replacing ending waits for that lock and then sees the job:
+    the old model is kept, detached from the continued job, and the reader keeps its
+    input. (On PostgreSQL the ending once tested the jobs before taking the lock, and
+    deleted the model from under the new job.)"""
+    db = migrated_db
+    (claim,) = _claims(db, 1)
+    again = _continued(db, claim)
+    (reader,) = add_jobs(db, 1, owner="bob")  # queued: it will read the old model
+    (old,) = models_of(db, claim.job_id)
+    ended: list[Outcome] = []
+    ending = threading.Thread(
+        target=lambda: ended.append(finish(db, again, _progress(4), _model("next"), continued=True))
+    )
+    with db.session() as session:  # the request: lock the model, then write its job
+        session.execute(select(Model.id).where(Model.id == old.id).with_for_update())
+        session.execute(update(Job).where(Job.id == reader).values(model_id=old.id))
+        ending.start()
+        _until_waiting(db, ending)
+    ending.join(timeout=60)
+    assert ended and ended[0].status == JobStatus.SUCCEEDED
+    assert [m.config for m in models_of(db, claim.job_id)] == [{"format": "next"}]
+    with db.read_session() as session:
+        kept = session.get(Model, old.id)
+        assert kept is not None and kept.job_id is None  # kept as a model of its own
+    assert get_job(db, reader).model_id == old.id
+
+
+def _until_waiting(db: Database, ending: threading.Thread) -> None:
+    """Until the ending waits for a lock the caller holds (PostgreSQL: a backend waits on
+    a row lock; SQLite: for the write lock, given a moment to ask for it)."""
+    if db.is_sqlite:
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + 30
+    probe = psycopg.connect(
+        make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False),
+        autocommit=True,
+    )
+    try:
+        while time.monotonic() < deadline and ending.is_alive():
+            waiting = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ).fetchone()
+            if waiting and waiting[0]:
+                return
+            time.sleep(0.01)
+    finally:
+        probe.close()
+    raise AssertionError("the ending never waited for the model's lock")

@@ -147,7 +147,7 @@ export async function jobPage(main, { params: [id], signal }) {
     ),
   );
 
-  let drawn = false;
+  let drawn = null; // the id of the model drawn below
   let frame = 0;
   const redrawCharts = () => {
     if (frame) return;
@@ -184,7 +184,7 @@ export async function jobPage(main, { params: [id], signal }) {
     messageSlot.replaceChildren(
       job.status === "failed" ? notice(`Training failed: ${job.error ?? "unknown error"}`, "error") : "",
       job.status === "queued" ? notice("Waiting for a free worker…") : "",
-      job.status === "cancelled" ? notice(job.model_id ? "Cancelled; the model so far was kept." : "Cancelled.") : "",
+      job.status === "cancelled" ? notice(job.model_id ? "Cancelled; its model is kept (below)." : "Cancelled.") : "",
     );
     // Attempts cut short by a dead worker after a checkpoint are preemption, not failure.
     const stalled = job.attempts_without_progress;
@@ -193,11 +193,12 @@ export async function jobPage(main, { params: [id], signal }) {
     renderStats();
   };
   const showModel = async () => {
-    if (drawn || !job.model_id) {
+    // A halving trial's model changes from rung to rung: the new one is drawn.
+    if (drawn === job.model_id || !job.model_id) {
       if (!job.model_id && !ACTIVE.has(job.status)) visuals.replaceChildren();
       return;
     }
-    drawn = true;
+    drawn = job.model_id;
     visuals.replaceChildren(card("Decision surface and weights", h("p", { class: "muted" }, `Loading model ${job.model_id}…`)));
     await modelVisuals(visuals, { modelId: job.model_id, datasetId: job.dataset_id, signal });
   };
