@@ -12,9 +12,8 @@ second sees the first's outcome and exactly one of them decides.
   its checkpoint, so the worker's resume path continues it from epoch ``t_r``
   (app/jobs/attempt.py), and its rung model until the next rung's replaces it
   (app/jobs/endings.py): a sweep cancelled in between keeps it. The others keep their
-  models. The sweep
-  ends after the rung whose target is ``epochs`` (or the last rung any trial could
-  continue to).
+  models. The sweep ends after the rung whose target is ``epochs`` (or the last rung any
+  trial could continue to).
 
   A trial is promoted as soon as it is certain to be among the rung's best, not only
   when the rung's last trial ends: ranked among the rung's ended trials at place i (from
