@@ -224,3 +224,27 @@ def _until_waiting(db: Database, ending: threading.Thread) -> None:
     finally:
         probe.close()
     raise AssertionError("the ending never waited for the model's lock")
+
+
+@pytest.mark.parametrize("keep_model", [False, True])
+def test_a_continued_job_cancelled_before_its_end_keeps_one_model(
+    migrated_db: Database, keep_model: bool
+) -> None:
+    """A promoted trial cancelled mid-rung: without ``keep_model`` it keeps the model it
+    had (its last finished rung's); with it, the best-so-far model replaces that one."""
+    db = migrated_db
+    (claim,) = _claims(db, 1)
+    again = _continued(db, claim)
+    (old,) = models_of(db, claim.job_id)
+    cancel(db, claim.job_id, keep_model=keep_model)
+    outcome = finish(
+        db, again, _progress(4), _model("next"), best=lambda: _model("best"), continued=True
+    )
+    assert outcome.status == JobStatus.CANCELLED
+    (model,) = models_of(db, claim.job_id)
+    if keep_model:
+        assert model.config == {"format": "best"} and outcome.model_id == model.id
+        with db.read_session() as session:
+            assert session.get(Model, old.id) is None
+    else:
+        assert model.id == old.id and outcome.model_id is None
