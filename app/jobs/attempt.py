@@ -280,19 +280,7 @@ class JobRun(Attempt):
             return False
         if not result.stopped:
             item = self.finishing(result)
-            outcome = self._ending(
-                "finish",
-                lambda: endings.finish(
-                    self.db,
-                    item.claim,
-                    item.progress,
-                    item.model,
-                    best=item.best,
-                    before_commit=item.before_commit,
-                    checkpoint_sha256=item.checkpoint_sha256,
-                    continued=item.continued,
-                ),
-            )
+            outcome = self._ending("finish", lambda: endings.finish_item(self.db, item))
             return self.finished(outcome)
         best = functools.partial(self._best, progress := self._progress())
         lease = self.settings.lease_seconds

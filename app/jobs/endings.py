@@ -185,9 +185,17 @@ def finish(
     ``best`` makes the model kept with ``keep_model``). A ``checkpoint_sha256`` is kept for
     a later continuation (a paused sweep trial). Status None, and nothing written, when
     the lease is lost."""
-    finishing = Finishing(claim, progress, model, best, before_commit, checkpoint_sha256, continued)
-    outcome = finish_together(db, [finishing])[0]
-    return outcome if outcome is not None else end_cancelled(db, claim, progress, best)
+    return finish_item(
+        db, Finishing(claim, progress, model, best, before_commit, checkpoint_sha256, continued)
+    )
+
+
+def finish_item(db: Database, item: Finishing) -> Outcome:
+    """:func:`finish` of a :class:`Finishing`."""
+    outcome = finish_together(db, [item])[0]
+    if outcome is not None:
+        return outcome
+    return end_cancelled(db, item.claim, item.progress, item.best)
 
 
 def finish_together(db: Database, finishing: Sequence[Finishing]) -> list[Outcome | None]:

@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.storage.tables import ACTIVE_STATUSES, Job, JobStatus, Model, Sweep, core_table, utcnow
@@ -144,7 +144,7 @@ def trials_ended(session: Session, job_ids: Sequence[str]) -> None:
         events, status, strategy, metric = numbered
         _set_events(session, events - len(ended) + 1, ended)
         if status in SWEEP_TERMINAL:  # cancelled: its trials' checkpoints go to gc
-            _drop_checkpoints(session, ended)
+            _drop_checkpoints(session, Job.id.in_(ended))
         else:
             _advance(session, SweepState(sweep_id, status, strategy, metric))
 
@@ -161,7 +161,7 @@ def _advance(session: Session, sweep: SweepState) -> None:
     if any(row["status"] in ACTIVE_STATUSES for row in rows):
         return
     if any(row["resumable"] for row in rows):  # checkpoints nothing will continue: to gc
-        _drop_checkpoints(session, [row["id"] for row in rows if row["resumable"]])
+        _drop_checkpoints(session, Job.id.in_([row["id"] for row in rows if row["resumable"]]))
     # Succeeded when any trial did (under halving, at any rung: its model is the best's).
     succeeded = any(row["status"] == JobStatus.SUCCEEDED for row in rows)
     ended = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
@@ -192,18 +192,19 @@ def _advance_rungs(session: Session, sweep: SweepState, rows: list[dict[str, Any
         # Decided: its ended trials that were not promoted will not continue.
         losers = [row for row in at_rung if row["resumable"] and row["epochs"] == target]
         if losers:
-            _drop_checkpoints(session, [row["id"] for row in losers])
+            _drop_checkpoints(session, Job.id.in_([row["id"] for row in losers]))
             for row in losers:
                 row["resumable"] = False
         if not any(row["epochs"] > target for row in population):
             return  # nothing continues: the sweep ends with this rung
 
 
-def _drop_checkpoints(session: Session, job_ids: list[str]) -> None:
-    """Forget the checkpoints of trials that will not continue (the blobs go to gc)."""
+def _drop_checkpoints(session: Session, which: ColumnElement[bool]) -> None:
+    """Forget the checkpoints of the ended trials ``which`` selects: they will not
+    continue (the blobs go to gc)."""
     session.execute(
         update(Job)
-        .where(Job.id.in_(job_ids), Job.status.in_(SWEEP_TERMINAL))
+        .where(which, Job.status.in_(SWEEP_TERMINAL), Job.checkpoint_sha256.is_not(None))
         .values(checkpoint_sha256=None),
         execution_options={"synchronize_session": False},
     )
@@ -304,12 +305,5 @@ def cancel_trials(session: Session, sweep_id: str) -> None:
     cancelled += cancel_queued()
     # Trials paused at a rung will not continue: their checkpoints go to gc (the running
     # ones' go as they end, in trials_ended). After the lock: an ending promotes those rows.
-    paused = and_(
-        Job.sweep_id == sweep_id,
-        Job.status.in_(SWEEP_TERMINAL),
-        Job.checkpoint_sha256.is_not(None),
-    )
-    session.execute(
-        update(Job).where(paused).values(checkpoint_sha256=None), execution_options=no_sync
-    )
+    _drop_checkpoints(session, Job.sweep_id == sweep_id)
     number_endings(session, sweep, cancelled)

@@ -65,7 +65,7 @@ def test_the_final_commit_is_retried_while_the_database_is_away(
 ) -> None:
     settings = make_settings(migrated_db.url, checkpoint_seconds=0, lease_seconds=60)
     (job_id,) = add_training_jobs(migrated_db, epochs=3)
-    real_finish = endings.finish
+    real_finish = endings.finish_item
     tries: list[int] = []
 
     def finish_after_an_outage(*args: Any, **kwargs: Any) -> endings.Outcome:
@@ -74,7 +74,7 @@ def test_the_final_commit_is_retried_while_the_database_is_away(
             raise GONE
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(endings, "finish", finish_after_an_outage)
+    monkeypatch.setattr(endings, "finish_item", finish_after_an_outage)
     assert Worker(migrated_db, settings).run(burst=True) == 1
 
     job = get_job(migrated_db, job_id)

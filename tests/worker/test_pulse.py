@@ -127,16 +127,16 @@ def test_a_pulse_read_right_after_the_final_commit_logs_no_lost_lease(
             pulses.append((self, leases))
             return leases
 
-    real_finish = endings.finish
+    real_finish = endings.finish_item
 
-    def finish_then_poll(db: Database, claim: Claim, *args: Any, **kwargs: Any) -> Any:
-        outcome = real_finish(db, claim, *args, **kwargs)
+    def finish_then_poll(db: Database, item: endings.Finishing) -> Any:
+        outcome = real_finish(db, item)
         pulse, leases = next(p for p in reversed(pulses) if p[1])
-        pulse.poll(next(lease for lease in leases if lease.claim == claim))
+        pulse.poll(next(lease for lease in leases if lease.claim == item.claim))
         return outcome
 
     monkeypatch.setattr(worker_module, "Pulse", Recorded)
-    monkeypatch.setattr(endings, "finish", finish_then_poll)
+    monkeypatch.setattr(endings, "finish_item", finish_then_poll)
     with caplog.at_level(logging.INFO, logger="backprop.worker"):
         assert Worker(migrated_db, settings).run(burst=True) == 1
 
