@@ -36,7 +36,10 @@ def _running(where: ColumnElement[bool], other: type[Job]) -> Select[int]:
 def claim_order() -> tuple[Any, ...]:
     """Fewest running jobs of the job's owner first, then the oldest (a sweep's trials as
     old as their sweep), then within a sweep from the earliest epoch (its continued trials
-    after its fresh ones), then by age."""
+    after its fresh ones), then those the claiming worker (parameter ``worker``) ran last,
+    then by age. The claimer's own continued trials first: it may still hold their
+    paused trainers (app/jobs/paused_trainers.py), and a rung's promotions from one of its
+    packs pack together again."""
     other = aliased(Job)
     owner_running = _running(other.owner_id == Job.owner_id, other).scalar_subquery()
     sweep_created = select(Sweep.created_at).where(Sweep.id == Job.sweep_id).scalar_subquery()
@@ -45,9 +48,15 @@ def claim_order() -> tuple[Any, ...]:
         owner_running,
         func.coalesce(sweep_created, Job.created_at),
         from_epoch,
+        ran_elsewhere(),
         Job.created_at,
         Job.id,
     )
+
+
+def ran_elsewhere() -> ColumnElement[int]:
+    """0 for a job the claiming worker (parameter ``worker``) ran last, else 1."""
+    return case((Job.worker_id == bindparam("worker"), 0), else_=1)
 
 
 @functools.cache

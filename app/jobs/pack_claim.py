@@ -56,7 +56,7 @@ _QUEUED_TRIALS = (
         Job.status == JobStatus.QUEUED,
         Job.kind == JobKind.TRAIN,
     )
-    .order_by(Job.created_at, Job.id)
+    .order_by(fairness.ran_elsewhere(), Job.created_at, Job.id)
     .limit(CANDIDATES)
 )
 # PostgreSQL: claimers of one sweep's companions take turns (a transaction-scoped advisory
@@ -157,7 +157,9 @@ def _companions(session: Session, job_id: str, params: dict[str, Any], room: int
     if room <= 0:
         return claims
     # All read before the first is taken: SQLite's scan must not run under its updates.
-    for row in connection.execute(_QUEUED_TRIALS, {"sweep_id": trial.sweep_id}).all():
+    for row in connection.execute(
+        _QUEUED_TRIALS, {"sweep_id": trial.sweep_id, "worker": params["worker"]}
+    ).all():
         if pack_signature(*row[1:]) != signature:
             continue
         taken = connection.execute(_TAKE, {**params, "job_id": row.id}).first()

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.config import Settings
 from app.jobs import endings, pack_claim, queue
@@ -195,6 +195,22 @@ def test_companions_share_the_configuration_and_the_sweep(client: ApiClient, db:
     others = {t["job_id"] for t in client.get(f"/v1/sweeps/{other['id']}").json()["trials"]}
     assert {c.job_id for c in third} <= others and len(third) == 4
     assert _claim(db, size=8) == []
+
+
+def test_a_workers_own_continued_trials_are_its_companions(client: ApiClient, db: Database) -> None:
+    """A rung's continuations that one worker ran (and may still hold the trainers of)
+    are claimed by it together, before older ones another worker ran."""
+    data = make_data(client)
+    sweep = create(client, sweep_body(data, grid={"job.optimizer.learning_rate": RATES}))
+    trials = [t["job_id"] for t in client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]]
+    with db.session() as session:
+        for job_id, worker in zip(trials, ["v", "v", "w", "w"], strict=True):
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(checkpoint_epoch=2, checkpoint_sha256="a" * 64, worker_id=worker)
+            )
+    assert sorted(c.job_id for c in _claim(db, size=2)) == sorted(trials[2:])
 
 
 def test_companions_respect_max_parallel_and_pack_trials_one(

@@ -114,3 +114,28 @@ def test_a_continued_trial_keeps_its_sweeps_age_against_other_owners(
     assert second is not None and second.job_id == trials[0]
     third = _claim(migrated_db, "w3")
     assert third is not None and third.job_id == bobs
+
+
+def test_a_worker_claims_the_continued_trials_it_ran_first(migrated_db: Database) -> None:
+    """Among a sweep's trials continuing from the same epoch, a worker takes those it ran
+    last before older ones another worker ran (it may still hold their trainers:
+    app/jobs/paused_trainers.py); with none of its own it takes the oldest."""
+    trials = add_jobs(migrated_db, 4, owner="alice")
+    _as_sweep(migrated_db, trials, None)
+    last_ran = ["w2", "w1", "w2", "w1"]
+    with migrated_db.session() as session:
+        for job_id, worker in zip(trials, last_ran, strict=True):
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(checkpoint_epoch=5, checkpoint_sha256="a" * 64, worker_id=worker)
+            )
+
+    claimed = [_claim(migrated_db, worker) for worker in ("w1", "w3", "w1", "w1")]
+
+    assert [c.job_id if c else None for c in claimed] == [
+        trials[1],
+        trials[0],
+        trials[3],
+        trials[2],
+    ]
