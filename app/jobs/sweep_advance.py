@@ -107,8 +107,12 @@ _TRIALS = (
     .where(_JOBS.c.sweep_id == bindparam("b_sweep"))
     .order_by(_JOBS.c.trial_index)
 )
-_ONE_TRIALS_OPTIONS = (
-    select(_JOBS.c.options).where(_JOBS.c.sweep_id == bindparam("b_sweep")).limit(1)
+# The epochs of one trial (the same for every trial of a halving sweep: not in its grid),
+# read out of its options JSON by the database.
+_ONE_TRIALS_EPOCHS = (
+    select(_JOBS.c.options["epochs"].as_integer())
+    .where(_JOBS.c.sweep_id == bindparam("b_sweep"))
+    .limit(1)
 )
 _END_SWEEP = (
     update(_SWEEPS)
@@ -172,8 +176,9 @@ def _advance_rungs(session: Session, sweep: SweepState, rows: list[dict[str, Any
     """Successive halving's promotions (see the module docstring), rung by rung up to the
     first that is not decided; ``rows`` are updated to what they now hold."""
     strategy = sweep.strategy
-    options = session.connection().execute(_ONE_TRIALS_OPTIONS, {"b_sweep": sweep.id}).scalar_one()
-    epochs = int(options["epochs"])  # the same for every trial (not in the grid)
+    epochs = int(
+        session.connection().execute(_ONE_TRIALS_EPOCHS, {"b_sweep": sweep.id}).scalar_one()
+    )
     targets = rung_targets(int(strategy["min_epochs"]), int(strategy["factor"]), epochs)
     for target, following in itertools.pairwise(targets):
         population = [row for row in rows if row["epochs"] >= target]
