@@ -72,8 +72,8 @@ def _distribution(path: str, value: Mapping[str, Any]) -> tuple[str, float, floa
         raise Invalid(f"{name} needs finite low < high", (*_loc(path), name))
     if name == "log_uniform" and low <= 0:
         raise Invalid("log_uniform needs 0 < low", (*_loc(path), name))
-    if name == "int_uniform" and not (low.is_integer() and high.is_integer()):
-        raise Invalid("int_uniform takes integer bounds", (*_loc(path), name))
+    if name == "int_uniform" and not all(isinstance(b, int) for b in bounds):
+        raise Invalid("int_uniform takes integer bounds such as [16, 256]", (*_loc(path), name))
     if name == "int_uniform" and not (low >= INT_LOW and high <= INT_HIGH):
         raise Invalid(f"int_uniform bounds lie within [{INT_LOW}, {INT_HIGH}]", (*_loc(path), name))
     if name == "uniform" and not math.isfinite(high - low):

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select
 from app.config import Settings
 from app.engine import labels
 from app.jobs import queue, sweep_advance
-from app.services import sweep_order
+from app.services import sweep_grid, sweep_order
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.fit import check_labels_fit
 from app.services.jobs import check_active_jobs, check_job_size, training_options
@@ -65,6 +65,25 @@ def _check_metric(metric: str, loss: str, options: dict[str, Any]) -> None:
         raise Invalid(f"{metric} needs job.validation_split > 0", ("body", "metric"))
 
 
+def _check_fits(config: dict[str, Any], dataset: Dataset, paths: list[str]) -> None:
+    """The dataset fits the trial's network; a refusal names the grid path that set the
+    part that does not fit (network.input_size, the last layer, the loss), when one did,
+    and otherwise the sweep's own network or dataset."""
+    last = ("network", "layers", len(config["layers"]) - 1)
+    try:
+        check_labels_fit(config, dataset, None)
+    except Invalid as exc:
+        parts = [("network", "input_size")] if exc.type == "shape_mismatch" else []
+        parts += [last, ("network", "loss")] if exc.type == "labels_mismatch" else []
+        for part in parts:
+            path = sweep_grid.path_of(part, paths)
+            if path is not None:
+                raise Invalid(exc.msg, ("body", "grid", path), error_type=exc.type) from None
+        if exc.loc == ("body", "network_id"):  # a sweep has no network id: its network
+            raise Invalid(exc.msg, ("body", *last), error_type=exc.type) from None
+        raise
+
+
 def create_sweep(
     db: Database, settings: Settings, *, owner_id: int, spec: SweepSpec, trials: Sequence[TrialSpec]
 ) -> SweepView:
@@ -94,7 +113,7 @@ def create_sweep(
             for_update=True,
         )
         for config, parameters, options in built:
-            check_labels_fit(config, dataset, None)
+            _check_fits(config, dataset, list(spec.grid))
             check_job_size(
                 settings,
                 epochs=int(options["epochs"]),

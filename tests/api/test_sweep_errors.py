@@ -109,6 +109,25 @@ CASES: list[tuple[dict[str, Any], list[Any]]] = [
     ({"metric": "val_r2"}, ["body", "metric"]),  # a classifier has no r2
     ({"strategy": {"name": "annealing"}}, ["body", "strategy"]),
     ({"grid": {}}, ["body", "grid"]),
+    # Numbers are strict here as in job and network bodies: 2, not "2", 2.0 or true.
+    *(({"max_parallel": bad}, ["body", "max_parallel"]) for bad in ("2", 2.0, True)),
+    *(
+        ({"strategy": {**RANDOM, key: bad}}, ["body", "strategy", "random", key])
+        for key in ("trials", "seed")
+        for bad in ("1", 1.0, True)
+    ),
+    *(
+        (
+            {"strategy": {"name": "halving", "factor": 2, "min_epochs": 1, key: bad}},
+            ["body", "strategy", "halving", key],
+        )
+        for key in ("factor", "min_epochs")
+        for bad in ("2", 2.0, True)
+    ),
+    (
+        {"grid": {"job.batch_size": {"int_uniform": [1.0, 10]}}, "strategy": RANDOM},
+        ["body", "grid", "job.batch_size", "int_uniform"],
+    ),
 ]
 
 
@@ -135,6 +154,25 @@ def test_the_dataset_must_fit_and_exist(client: ApiClient) -> None:
     response = client.post("/v1/sweeps", json=sweep_body(data, network=wide))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+
+
+@pytest.mark.parametrize(
+    ("grid", "path"),
+    [
+        ({"network.input_size": [2, 3]}, "network.input_size"),
+        ({"network.layers": [[OUT], [{"units": 3, "activation": "softmax"}]]}, "network.layers"),
+    ],
+)
+def test_a_grid_value_the_dataset_does_not_fit_is_named(
+    client: ApiClient, grid: dict[str, Any], path: str
+) -> None:
+    """Input size or output layer set by a grid path: the refusal names that path, not
+    the dataset the other alternatives fit."""
+    data = make_data(client)
+    response = client.post("/v1/sweeps", json=sweep_body(data, grid=grid))
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "grid", path], error
 
 
 def test_random_search_refuses_a_nan_alternative_it_may_not_draw(client: ApiClient) -> None:

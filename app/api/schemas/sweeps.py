@@ -52,8 +52,8 @@ class RandomStrategy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Literal["random"]
-    trials: int = Field(ge=1, le=1000)
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    trials: int = Field(ge=1, le=1000, strict=True)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, strict=True)
 
 
 class HalvingStrategy(BaseModel):
@@ -63,8 +63,8 @@ class HalvingStrategy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Literal["halving"]
-    factor: int = Field(default=3, ge=2, le=100)
-    min_epochs: int = Field(default=5, ge=1, le=100_000)
+    factor: int = Field(default=3, ge=2, le=100, strict=True)
+    min_epochs: int = Field(default=5, ge=1, le=100_000, strict=True)
 
 
 Strategy = Annotated[GridStrategy | RandomStrategy | HalvingStrategy, Field(discriminator="name")]
@@ -177,7 +177,11 @@ class SweepCreate(BaseModel):
     strategy: Strategy
     metric: SweepMetric = SweepMetric.val_loss
     max_parallel: int | None = Field(
-        default=None, ge=1, le=1000, description="Trials running at once (null: no cap)"
+        default=None,
+        ge=1,
+        le=1000,
+        strict=True,
+        description="Trials running at once (null: no cap)",
     )
 
 
