@@ -15,7 +15,16 @@ from app.client.reads import Subparsers
 from app.client.rows_progress import follow_or_cancel
 
 
+def output_format(args: argparse.Namespace) -> str:
+    """--format, else the --out file's suffix (.csv or .npy), else npy."""
+    if args.format is not None:
+        return str(args.format)
+    suffix = args.out.suffix.lower() if args.out is not None else ""
+    return "csv" if suffix == ".csv" else "npy"
+
+
 def predict_batch(api: Api, args: argparse.Namespace) -> int:
+    fmt = output_format(args)
     run = api.post(
         f"/v1/models/{quote(args.model, safe='')}/predictions", {"dataset_id": args.dataset}
     )
@@ -27,17 +36,17 @@ def predict_batch(api: Api, args: argparse.Namespace) -> int:
     run = followed
     if run["status"] != "succeeded":
         raise ClientError(f"prediction run {run['id']} {run['status']}: {run.get('error') or ''}")
-    target = args.out or Path(f"{run['id']}.{args.format}")
+    target = args.out or Path(f"{run['id']}.{fmt}")
     try:
         with target.open("wb") as out:
-            size = api.download(f"{path}/download", out, {"format": args.format})
+            size = api.download(f"{path}/download", out, {"format": fmt})
     except OSError as exc:
         raise ClientError(f"cannot write {target}: {exc.strerror}") from None
     if args.json:
         print_json(run)
     else:
         print(target)
-        note(f"{run['rows_done']} rows, {size} bytes ({args.format})")
+        note(f"{run['rows_done']} rows, {size} bytes ({fmt})")
     return 0
 
 
@@ -52,5 +61,9 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--out", type=Path, help="file to write (default: <run id>.<format> here)"
     )
-    parser.add_argument("--format", choices=("npy", "csv"), default="npy")
+    parser.add_argument(
+        "--format",
+        choices=("npy", "csv"),
+        help="outputs as npy or csv (default: the --out file's suffix, else npy)",
+    )
     parser.set_defaults(client_command=predict_batch)

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.engine import labels
 from app.jobs import queue, sweep_advance
 from app.services import sweep_grid, sweep_order
-from app.services.errors import Conflict, Invalid, NotFound
+from app.services.errors import Conflict, Invalid, Loc, NotFound
 from app.services.fit import check_labels_fit
 from app.services.jobs import check_active_jobs, check_job_size, training_options
 from app.services.networks import describe_network
@@ -69,11 +69,11 @@ def _check_fits(config: dict[str, Any], dataset: Dataset, paths: list[str]) -> N
     """The dataset fits the trial's network; a refusal names the grid path that set the
     part that does not fit (network.input_size, the last layer, the loss), when one did,
     and otherwise the sweep's own network or dataset."""
-    last = ("network", "layers", len(config["layers"]) - 1)
+    last: Loc = ("network", "layers", len(config["layers"]) - 1)
     try:
         check_labels_fit(config, dataset, None)
     except Invalid as exc:
-        parts = [("network", "input_size")] if exc.type == "shape_mismatch" else []
+        parts: list[Loc] = [("network", "input_size")] if exc.type == "shape_mismatch" else []
         parts += [last, ("network", "loss")] if exc.type == "labels_mismatch" else []
         for part in parts:
             path = sweep_grid.path_of(part, paths)
@@ -197,16 +197,22 @@ def cancel_sweep(db: Database, *, owner_id: int, sweep_id: str) -> SweepView:
     409 once the sweep has ended."""
     with db.read_session() as session:
         sweep = get_owned(session, Sweep, sweep_id, owner_id=owner_id, loc=PATH_LOC)
-        if sweep.status in sweep_advance.SWEEP_TERMINAL:
-            raise Conflict(f"the sweep has already finished ({sweep.status})", PATH_LOC)
+        _check_running(sweep.status)
     with db.session() as session:
         # The trials first, the sweep row after: the order in which a finishing worker
         # takes them (its job row, then the sweep), so the two never wait on each other.
         sweep_advance.cancel_trials(session, sweep_id)
         row = session.scalars(select(Sweep).where(Sweep.id == sweep_id).with_for_update()).one()
-        if row.status not in sweep_advance.SWEEP_TERMINAL:
-            row.status, row.finished_at = JobStatus.CANCELLED, utcnow()
+        # Checked again under the lock: a concurrent cancel (or the last trial's ending)
+        # may have ended it since; then nothing here is kept (409, the cancel rolled back).
+        _check_running(row.status)
+        row.status, row.finished_at = JobStatus.CANCELLED, utcnow()
     return get_sweep(db, owner_id=owner_id, sweep_id=sweep_id)
+
+
+def _check_running(status: str) -> None:
+    if status in sweep_advance.SWEEP_TERMINAL:
+        raise Conflict(f"the sweep has already finished ({status})", PATH_LOC)
 
 
 def require_sweep(db: Database, *, owner_id: int, sweep_id: str) -> None:

@@ -4,6 +4,8 @@ continue from their checkpoints), the per-owner job limit, cancel, list and even
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.jobs import sweep_advance
 from app.jobs.worker import Worker
+from app.services import sweeps as sweeps_service
+from app.services.errors import Conflict
 from app.storage.database import Database
 from app.storage.tables import Job, JobStatus, Model, Sweep
 from tests.api.client import ApiClient
@@ -254,6 +258,27 @@ def test_cancel_stops_the_sweep_and_keeps_finished_models(client: ApiClient, db:
     kept = client.get(f"/v1/sweeps/{finished['id']}").json()
     for trial in kept["trials"]:
         assert client.get(f"/v1/models/{trial['model_id']}").status_code == 200
+
+
+def test_concurrent_cancels_cancel_once(client: ApiClient, db: Database) -> None:
+    """Eight cancels at once: one 202, seven 409s (each re-checks under the sweep's lock)."""
+    sweep = create(client, sweep_body(make_data(client), grid={"job.batch_size": [4, 8, 16]}))
+    with db.read_session() as session:
+        owner_id = session.scalars(select(Sweep.owner_id).where(Sweep.id == sweep["id"])).one()
+    start = threading.Barrier(8)
+
+    def cancel() -> str:
+        start.wait()
+        try:
+            sweeps_service.cancel_sweep(db, owner_id=owner_id, sweep_id=sweep["id"])
+        except Conflict:
+            return "conflict"
+        return "cancelled"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = sorted(pool.map(lambda _: cancel(), range(8)))
+    assert answers == ["cancelled"] + ["conflict"] * 7
+    assert client.get(f"/v1/sweeps/{sweep['id']}").json()["status"] == "cancelled"
 
 
 def test_list_events_and_ownership(client: ApiClient, bob: ApiClient, db: Database) -> None:

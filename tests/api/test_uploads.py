@@ -188,6 +188,24 @@ def test_refused_before_inflating(
     _no_work_left(data_dir)
 
 
+@pytest.mark.parametrize(
+    ("x", "words"),
+    [
+        (np.ones(4), "must be 2-D (rows, features), got shape (4,)"),
+        (np.ones((0, 2)), "features have no rows: shape (0, 2)"),
+        (np.ones((3, 0)), "features have no columns: shape (3, 0)"),
+    ],
+)
+def test_features_of_the_wrong_shape_say_what_is_wrong(
+    client: ApiClient, x: np.ndarray, words: str
+) -> None:
+    content = _npz(x=x, y=np.zeros(len(x)))
+    response = _upload(client, {"file": ("d.npz", content, "application/octet-stream")})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "file", "x"] and words in error["msg"], error
+
+
 def test_length_mismatch_and_form_rules(client: ApiClient) -> None:
     response = _upload(
         client, {"x": ("x.npy", _npy(np.ones((3, 2))), "a"), "y": ("y.npy", _npy(np.ones(2)), "a")}

@@ -3,6 +3,7 @@ the downloaded outputs equal ``backprop predict`` on the same rows."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.client import batch
 from tests.cli.conftest import Cli
 
 pytestmark = pytest.mark.slow  # a real `serve` process: API + worker
@@ -41,7 +43,7 @@ def test_predict_batch_downloads_what_predict_answers(
     np.testing.assert_array_equal(outputs, predicted.astype(np.float32))
 
     csv_path = tmp_path / "out.csv"
-    args = ("predict-batch", model_id, dataset_id, "--format", "csv", "-o", str(csv_path))
+    args = ("predict-batch", model_id, dataset_id, "-o", str(csv_path))  # csv: its suffix
     body = json.loads(cli.ok(*args, "--json"))
     assert body["status"] == "succeeded" and body["rows_done"] == len(rows)
     lines = list(csv.reader(io.StringIO(csv_path.read_text())))
@@ -50,3 +52,21 @@ def test_predict_batch_downloads_what_predict_answers(
 
     refused = cli("predict-batch", model_id, "ds_0000000000000000")
     assert refused.status == 1 and "(at body.dataset_id)" in refused.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "npy"),
+        (["-o", "scores.CSV"], "csv"),
+        (["-o", "scores.npy"], "npy"),
+        (["-o", "scores.txt"], "npy"),
+        (["-o", "scores.csv", "--format", "npy"], "npy"),  # said outright: as said
+        (["--format", "csv"], "csv"),
+    ],
+)
+def test_the_output_format_follows_the_out_files_suffix(argv: list[str], expected: str) -> None:
+    parser = argparse.ArgumentParser()
+    batch.register(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["predict-batch", "mdl_x", "ds_x", *argv])
+    assert batch.output_format(args) == expected

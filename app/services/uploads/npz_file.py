@@ -135,8 +135,11 @@ def write_features(
     header = NpyHeader(handle, "x", loc)
     if header.dtype.kind not in "iuf":
         raise Invalid(f"features must be numbers, got dtype {header.dtype}", loc)
-    if len(header.shape) != 2 or 0 in header.shape:
+    if len(header.shape) != 2:
         raise Invalid(f"features must be 2-D (rows, features), got shape {header.shape}", loc)
+    if 0 in header.shape:
+        what = "no rows" if header.shape[0] == 0 else "no columns"
+        raise Invalid(f"features have {what}: shape {header.shape}", loc)
     rows, width = header.shape
     limits.check_cells(rows, width, loc)
     _check_declared(header, info, "x")
