@@ -181,11 +181,11 @@ class Supervisor:
         return 0
 
     def _collect_garbage(self) -> None:
-        """Start ``backprop gc`` when it is due and the previous one has ended."""
+        """Start ``backprop gc`` when it is due and the previous one has ended. Each
+        check reaps an ended run at once (no ``<defunct>`` child until the next is due)."""
+        running = self.gc.process is not None and self.gc.exit_code() is None
         interval = self.settings.gc_interval_seconds
-        if not interval or time.monotonic() < self._next_gc:
-            return
-        if self.gc.process is not None and self.gc.exit_code() is None:
+        if not interval or time.monotonic() < self._next_gc or running:
             return
         self._next_gc = time.monotonic() + interval
         self.gc.start()
