@@ -41,6 +41,7 @@ from app.api.docs import mount_docs
 from app.api.head_requests import HeadRequestMiddleware
 from app.api.nul_path import NulPathMiddleware
 from app.api.prometheus import MetricsMiddleware
+from app.api.query_once import QueryOnceMiddleware
 from app.api.schemas.events import EndEvent, EpochEvent, FindingsEvent, JobFindings
 from app.api.schemas.jobs import JobEnd
 from app.api.schemas.sweep_events import SweepEndEvent, TrialEvent
@@ -224,6 +225,7 @@ def create_app(
     )
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(QueryOnceMiddleware)
     app.add_middleware(NulPathMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     _install_error_handlers(app)

@@ -135,3 +135,18 @@ def test_page_numbers_are_plain_digits(client: ApiClient) -> None:
     dataset = client.post("/v1/datasets/generate", json={"kind": "xor"}).json()
     rows = client.get(f"/v1/datasets/{dataset['id']}/data?limit=2.0")
     assert rows.status_code == 422 and rows.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
+def test_a_query_parameter_given_twice_is_refused(client: ApiClient) -> None:
+    """Every query parameter takes one value: a repeated one is a 422 naming it (not the
+    last value silently, which would read ?status=a&status=b as a filter on b alone)."""
+    for query in ("status=queued&status=running", "limit=1&offset=0&limit=2", "x=1&x=1"):
+        for path in ("/v1/jobs", "/v1/networks"):
+            response = client.get(f"{path}?{query}")
+            assert response.status_code == 422, (path, query, response.text)
+            (error,) = response.json()["detail"]
+            name = query.split("=")[0] if not query.startswith("limit=1&") else "limit"
+            assert error["loc"] == ["query", name], error
+            assert error["type"] == "duplicate_parameter" and "2 times" in error["msg"], error
+    assert client.get("/v1/jobs?status=queued&limit=5&offset=0").status_code == 200
+    assert client.get("/v1/jobs?limit=5&").status_code == 200
