@@ -86,19 +86,25 @@ _ADD_MODEL = insert(core_table(Model))
 
 def _model_row(claim: Claim, model: TrainedModel, job_row: Sequence[Any]) -> dict[str, Any]:
     """The ``models`` row of ``model``, trained by ``claim``'s job (``job_row``: the job's
-    owner and network), under a new id."""
-    owner_id, network_id = job_row
+    owner, network and dataset), under a new id."""
+    owner_id, network_id, dataset_id = job_row
     return {
         "id": new_id("mdl"),
         "owner_id": owner_id,
         "job_id": claim.job_id,
         "network_id": network_id,
+        "dataset_id": dataset_id,
         "config": model.config,
         "weights_sha256": model.weights_sha256,
         "weights_size": model.weights_size,
         "metrics": model.metrics,
         "created_at": utcnow(),
     }
+
+
+def _lineage(row: Any) -> tuple[Any, Any, Any]:
+    """A locked job row's (owner_id, network_id, dataset_id): its model's lineage."""
+    return row.owner_id, row.network_id, row.dataset_id
 
 
 def _store_model(
@@ -145,7 +151,7 @@ def _write(
     session: Session, claim: Claim, values: dict[str, Any], progress: Progress | None
 ) -> AnyRow | None:
     """The fenced update of the job's columns and, when it matched, its new history rows."""
-    row = fenced_update(session, claim, values, Job.owner_id, Job.network_id)
+    row = fenced_update(session, claim, values, Job.owner_id, Job.network_id, Job.dataset_id)
     if row is not None and progress is not None:
         record_history(session, claim.job_id, progress)
     return row
@@ -252,7 +258,7 @@ def _finish_all(session: Session, finishing: Sequence[Finishing]) -> list[Outcom
             )
         writes.append((item.claim, values))
         histories.append((item.claim.job_id, item.progress))
-        models.append(_model_row(item.claim, item.model, (row.owner_id, row.network_id)))
+        models.append(_model_row(item.claim, item.model, _lineage(row)))
         if item.continued:
             continued.append(item.claim.job_id)
         outcomes.append(Outcome(JobStatus.SUCCEEDED, models[-1]["id"]))
@@ -295,7 +301,7 @@ def end_cancelled(
         sweep_advance.trial_ended(session, claim.job_id)
         if model is None or not row.keep_model:
             return Outcome(JobStatus.CANCELLED)
-        model_id = _store_model(session, claim, model, (row.owner_id, row.network_id))
+        model_id = _store_model(session, claim, model, _lineage(row))
         return Outcome(JobStatus.CANCELLED, model_id)
 
 
@@ -328,11 +334,10 @@ def fail(
         row = lock_fenced(session, claim)
         if row is None:
             return False
-        cancel_requested, _, owner_id, network_id = row
-        if not cancel_requested:
+        if not row.cancel_requested:
             _write(session, claim, values, progress)
             if model is not None:
-                _store_model(session, claim, model, (owner_id, network_id))
+                _store_model(session, claim, model, _lineage(row))
             sweep_advance.trial_ended(session, claim.job_id)
             return True
     kept = (lambda: model) if model is not None else best

@@ -159,7 +159,7 @@ def fenced_updates(session: Session, writes: Sequence[tuple[Claim, dict[str, Any
 def lock_fenced_many(session: Session, claims: Sequence[Claim]) -> list[AnyRow | None]:
     """:func:`lock_fenced` of several claims in one statement, the rows locked in the
     order of their ids: each claim's row (``cancel_requested``, ``keep_model``,
-    ``owner_id``, ``network_id``), or None where its lease is lost."""
+    ``owner_id``, ``network_id``, ``dataset_id``), or None where its lease is lost."""
     if len(claims) == 1:
         return [lock_fenced(session, claims[0])]
     pairs = [(claim.job_id, claim.lease_token) for claim in claims]
@@ -168,7 +168,8 @@ def lock_fenced_many(session: Session, claims: Sequence[Claim]) -> list[AnyRow |
 
 
 def lock_fenced(session: Session, claim: Claim) -> AnyRow | None:
-    """The fenced job's ``(cancel_requested, keep_model, owner_id, network_id)``, locked
+    """The fenced job's ``(cancel_requested, keep_model, owner_id, network_id,
+    dataset_id)``, locked
     until the transaction ends (``FOR UPDATE`` on PostgreSQL; on SQLite the write
     transaction holds the database lock from its ``BEGIN IMMEDIATE``): a cancel request
     lands either before this read, and is seen, or after the commit, and finds the job
@@ -371,7 +372,7 @@ _RENEW = (
 )
 _READ_LEASE = select(Job.cancel_requested, Job.keep_model).where(_FENCED)
 # lock_fenced's and record_history's statements, built once for the same reason.
-_LOCKED = (Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id)
+_LOCKED = (Job.cancel_requested, Job.keep_model, Job.owner_id, Job.network_id, Job.dataset_id)
 _LOCK_FENCED = select(*_LOCKED).where(_FENCED).with_for_update()
 _LOCK_FENCED_MANY = (  # the rows still held by these (id, lease_token) pairs, in id order
     select(Job.id, *_LOCKED)

@@ -147,11 +147,14 @@ def best_entry(history: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, st
     return min(scored, key=lambda entry: entry[key]), key
 
 
-def _dataset_facts(session: Session, blobs: BlobStore, job: Job, task: str) -> TrainingData | None:
-    if job.dataset_id is None:
+def _dataset_facts(
+    session: Session, blobs: BlobStore, row: Model, task: str
+) -> TrainingData | None:
+    """The model's own dataset (kept when its job no longer holds the model)."""
+    if row.dataset_id is None:
         return None
-    dataset = session.get(Dataset, job.dataset_id)
-    if dataset is None or dataset.owner_id != job.owner_id:
+    dataset = session.get(Dataset, row.dataset_id)
+    if dataset is None or dataset.owner_id != row.owner_id:
         return None
     balance = None if task == "regression" else _stored_balance(blobs, dataset)
     return TrainingData(
@@ -218,7 +221,7 @@ def card_of(session: Session, blobs: BlobStore, row: Model) -> ModelCard:
         architecture=config["network"],
         parameter_count=architecture_size(config),
         standardize=bool(config.get("standardize", False)),
-        training_data=None if job is None else _dataset_facts(session, blobs, job, config["task"]),
+        training_data=_dataset_facts(session, blobs, row, config["task"]),
         training_options=None if job is None else job.options,
         metrics=_metrics(job, row),
         lineage=Lineage(

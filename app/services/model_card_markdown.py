@@ -56,6 +56,12 @@ def _architecture(card: ModelCard) -> list[str]:
     return [*lines, ""]
 
 
+def _no_job(data: TrainingData | None) -> str:
+    """Why a model has no job: imported, or (it has a dataset) a sweep trial's rung model
+    kept apart from the trial when the next rung's replaced it."""
+    return "none (imported)" if data is None else "none (a rung model kept apart from its trial)"
+
+
 def _data(data: TrainingData | None, job_id: str | None) -> list[str]:
     lines = ["## Training data", ""]
     if data is None:
@@ -154,7 +160,7 @@ def render(card: ModelCard) -> str:
         *_evaluations(card.evaluations),
         "## Lineage",
         "",
-        f"- Training job: {_or_none(lineage.job_id, 'none (imported)')}",
+        f"- Training job: {_or_none(lineage.job_id, _no_job(card.training_data))}",
         f"- Initial model: {_or_none(lineage.initial_model_id)}",
         f"- Sweep: {_sweep(lineage.sweep_id, lineage.trial_index)}",
         "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_
 
 from app.config import Settings
 from app.engine.architecture import parameter_count
@@ -51,13 +51,12 @@ def list_models(
     offset: int,
 ) -> tuple[list[tables.Model], int]:
     """A page of the owner's models, optionally only those of ``network_id`` or trained
-    on ``dataset_id`` (by the job that made them: imported models have no dataset)."""
+    on ``dataset_id`` (imported models have no dataset)."""
     where = []
     if network_id is not None:
         where.append(tables.Model.network_id == network_id)
     if dataset_id is not None:
-        jobs_on_it = select(Job.id).where(Job.dataset_id == dataset_id, Job.owner_id == owner_id)
-        where.append(tables.Model.job_id.in_(jobs_on_it))
+        where.append(tables.Model.dataset_id == dataset_id)
     with db.read_session() as session:
         return page(
             session, tables.Model, owner_id=owner_id, limit=limit, offset=offset, where=where

@@ -302,6 +302,12 @@ class Model(Base):
     network_id: Mapped[str | None] = mapped_column(
         ForeignKey("networks.id", ondelete="SET NULL"), index=True
     )
+    # The dataset its job trained on, kept when the job no longer holds the model (a
+    # halving trial's rung model detached from it); null for an imported model and once
+    # the dataset is deleted (migration 0012).
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True, default=None
+    )
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.engine Model.get_config()
     weights_sha256: Mapped[str] = mapped_column(String(64))  # blob: Model.export_npz()
     weights_size: Mapped[int] = mapped_column(BigInteger)  # its bytes (owner quota)

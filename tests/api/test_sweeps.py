@@ -225,6 +225,15 @@ def test_a_promoted_trials_next_rung_replaces_its_rung_model(
     # to rung 2 was deleted when its rung-2 model was stored.
     assert sorted(every) == sorted([*models.values(), read, evaluated])
     assert client.get(f"/v1/predictions/{run.json()['id']}").json()["status"] == "succeeded"
+    # Detached, each still says what it was trained on, and lists under its dataset.
+    for model_id in (read, evaluated):
+        kept_model = client.get(f"/v1/models/{model_id}").json()
+        assert (kept_model["job_id"], kept_model["dataset_id"]) == (None, sweep["dataset_id"])
+        assert kept_model["card"]["training_data"]["dataset_id"] == sweep["dataset_id"]
+        card = client.get(f"/v1/models/{model_id}/card").text
+        assert "Training job: none (a rung model kept apart from its trial)" in card
+    listed = client.get(f"/v1/models?dataset_id={sweep['dataset_id']}&limit=500").json()
+    assert {m["id"] for m in listed["items"]} == set(every)
 
 
 def test_a_sweep_is_one_active_job(make_client: MakeClient, keys: Keys, db: Database) -> None:

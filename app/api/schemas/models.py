@@ -36,6 +36,9 @@ class ModelRead(BaseModel):
     id: str
     job_id: str | None = Field(description="The job that trained it (null when imported)")
     network_id: str | None
+    dataset_id: str | None = Field(
+        description="The dataset it was trained on (null when imported, or once deleted)"
+    )
     task: ModelTask
     classes: list[Label] | None = Field(description="Labels in output order (classifiers)")
     architecture: NetworkConfig = Field(description="The network config")
@@ -52,6 +55,7 @@ class ModelRead(BaseModel):
             id=row.id,
             job_id=row.job_id,
             network_id=row.network_id,
+            dataset_id=row.dataset_id,
             task=config["task"],
             classes=config.get("classes"),
             architecture=NetworkConfig.model_validate(config["network"]),

@@ -137,7 +137,7 @@ export function modelCardSection(model) {
     evaluationsTable(c.evaluations),
     h("h3", {}, "Lineage"),
     facts([
-      ["Training job", lineage.job_id ? link(`#/jobs/${lineage.job_id}`, lineage.job_id) : "none (imported)"],
+      ["Training job", lineage.job_id ? link(`#/jobs/${lineage.job_id}`, lineage.job_id) : c.training_data ? "none (a rung model kept apart from its trial)" : "none (imported)"],
       ["Initial model", lineage.initial_model_id ? link(`#/models/${lineage.initial_model_id}`, lineage.initial_model_id) : "none"],
       ["Sweep", lineage.sweep_id ?? "none"],
     ]),
