@@ -235,11 +235,8 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[Network, str, list[Any] | 
     for key in CONFIG_KEYS:
         if key not in config:
             raise ExportFormatError(f"the model config is missing {key!r}", (key,))
-    if (
-        config["format"] != FORMAT
-        or config["version"] != VERSION
-        or isinstance(config["version"], bool)
-    ):
+    version = config["version"]  # an integer, strictly: not 1.0 or true
+    if config["format"] != FORMAT or type(version) is not int or version != VERSION:
         raise ExportFormatError(f"not a {FORMAT} version {VERSION} config", ("format",))
     try:
         network = Network.from_config(config["network"])

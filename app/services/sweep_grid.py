@@ -58,33 +58,41 @@ def check_path(path: str, strategy: str) -> None:
 
 
 def _distribution(path: str, value: Mapping[str, Any]) -> tuple[str, float, float]:
-    """(name, low, high) of a distribution value, checked."""
+    """(name, low, high) of a distribution value, checked (int_uniform's bounds stay
+    Python integers: a float would round those past 2**53)."""
     if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
         raise Invalid(f"a distribution is one of {', '.join(DISTRIBUTIONS)}", _loc(path))
     name, bounds = next(iter(value.items()))
+    at = (*_loc(path), name)
     numeric = isinstance(bounds, list) and len(bounds) == 2
     if not numeric or not all(
         isinstance(b, int | float) and not isinstance(b, bool) for b in bounds
     ):
-        raise Invalid(f"{name} takes [low, high], two numbers", (*_loc(path), name))
-    low, high = float(bounds[0]), float(bounds[1])
+        raise Invalid(f"{name} takes [low, high], two numbers", at)
+    if name == "int_uniform":
+        if not all(isinstance(b, int) for b in bounds):
+            raise Invalid("int_uniform takes integer bounds such as [16, 256]", at)
+        low, high = bounds
+        if not INT_LOW <= low < high <= INT_HIGH:
+            raise Invalid(f"int_uniform needs low < high within [{INT_LOW}, {INT_HIGH}]", at)
+        return name, low, high
+    try:
+        low, high = float(bounds[0]), float(bounds[1])
+    except OverflowError:  # an integer past the largest float
+        raise Invalid(f"{name} needs finite low < high", at) from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise Invalid(f"{name} needs finite low < high", (*_loc(path), name))
+        raise Invalid(f"{name} needs finite low < high", at)
     if name == "log_uniform" and low <= 0:
-        raise Invalid("log_uniform needs 0 < low", (*_loc(path), name))
-    if name == "int_uniform" and not all(isinstance(b, int) for b in bounds):
-        raise Invalid("int_uniform takes integer bounds such as [16, 256]", (*_loc(path), name))
-    if name == "int_uniform" and not (low >= INT_LOW and high <= INT_HIGH):
-        raise Invalid(f"int_uniform bounds lie within [{INT_LOW}, {INT_HIGH}]", (*_loc(path), name))
+        raise Invalid("log_uniform needs 0 < low", at)
     if name == "uniform" and not math.isfinite(high - low):
-        raise Invalid("uniform needs high - low to be a finite number", (*_loc(path), name))
+        raise Invalid("uniform needs high - low to be a finite number", at)
     return name, low, high
 
 
 def _draw(rng: np.random.Generator, name: str, low: float, high: float) -> float | int:
     if name == "log_uniform":
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-    if name == "int_uniform":
+    if name == "int_uniform":  # low and high are Python integers here
         return int(rng.integers(int(low), int(high), endpoint=True))
     return float(rng.uniform(low, high))
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.services.sweep_grid import path_of
+from app.services.sweep_grid import path_of, trial_params
 from app.storage.database import Database
 from app.storage.tables import Job
 from tests.api.client import ApiClient
@@ -128,6 +128,14 @@ CASES: list[tuple[dict[str, Any], list[Any]]] = [
         {"grid": {"job.batch_size": {"int_uniform": [1.0, 10]}}, "strategy": RANDOM},
         ["body", "grid", "job.batch_size", "int_uniform"],
     ),
+    # Integers past the largest float (JSON can spell them): refused, not a 500.
+    *(
+        (
+            {"grid": {"job.seed": {kind: [1, 10**400]}}, "strategy": RANDOM},
+            ["body", "grid", "job.seed", kind],
+        )
+        for kind in ("int_uniform", "uniform", "log_uniform")
+    ),
 ]
 
 
@@ -216,3 +224,13 @@ def test_a_grid_value_of_the_wrong_shape_is_one_error_at_its_path(
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "grid", "job.batch_size"], error
     assert words in error["msg"], error
+
+
+def test_int_uniform_draws_exact_integers_over_the_whole_64_bit_range() -> None:
+    """Bounds past 2**53 are not rounded through a float: drawn as given, ends included."""
+    random = {"name": "random", "trials": 40, "seed": 0}
+    near = trial_params({"job.seed": {"int_uniform": [2**60, 2**60 + 1]}}, random)
+    assert {trial["job.seed"] for trial in near} == {2**60, 2**60 + 1}
+    whole = trial_params({"job.seed": {"int_uniform": [-(2**63), 2**63 - 1]}}, random)
+    assert all(-(2**63) <= trial["job.seed"] < 2**63 for trial in whole)
+    assert all(type(trial["job.seed"]) is int for trial in whole)

@@ -3,7 +3,6 @@ the downloaded outputs equal ``backprop predict`` on the same rows."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.client import batch
 from tests.cli.conftest import Cli
 
 pytestmark = pytest.mark.slow  # a real `serve` process: API + worker
@@ -52,21 +50,3 @@ def test_predict_batch_downloads_what_predict_answers(
 
     refused = cli("predict-batch", model_id, "ds_0000000000000000")
     assert refused.status == 1 and "(at body.dataset_id)" in refused.err
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        ([], "npy"),
-        (["-o", "scores.CSV"], "csv"),
-        (["-o", "scores.npy"], "npy"),
-        (["-o", "scores.txt"], "npy"),
-        (["-o", "scores.csv", "--format", "npy"], "npy"),  # said outright: as said
-        (["--format", "csv"], "csv"),
-    ],
-)
-def test_the_output_format_follows_the_out_files_suffix(argv: list[str], expected: str) -> None:
-    parser = argparse.ArgumentParser()
-    batch.register(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
-    args = parser.parse_args(["predict-batch", "mdl_x", "ds_x", *argv])
-    assert batch.output_format(args) == expected

@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from app.cli import build_parser
+from app.client import batch
 from app.client import follow as following
 from app.client.http import Api, ClientError, Unreachable
 from app.client.networks import parse_layers
@@ -231,3 +232,21 @@ def test_an_answer_that_is_not_json_names_the_url() -> None:
     api = Api("http://router.test", None, transport=httpx.MockTransport(page))
     with pytest.raises(ClientError, match=r"is http://router\.test a Backprop server"):
         api.get("/v1/jobs")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "npy"),
+        (["-o", "scores.CSV"], "csv"),
+        (["-o", "scores.npy"], "npy"),
+        (["-o", "scores.txt"], "npy"),
+        (["-o", "scores.csv", "--format", "npy"], "npy"),  # said outright: as said
+        (["--format", "csv"], "csv"),
+    ],
+)
+def test_predict_batch_writes_the_format_of_its_out_files_suffix(
+    argv: list[str], expected: str
+) -> None:
+    args = build_parser().parse_args(["predict-batch", "mdl_x", "ds_x", *argv])
+    assert batch.output_format(args) == expected

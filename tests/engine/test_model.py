@@ -159,6 +159,9 @@ def test_forged_header_is_refused_before_reading() -> None:
     [
         ("format", "keras", ("format",)),
         ("version", 2, ("format",)),
+        ("version", 1.0, ("format",)),  # an integer, strictly
+        ("version", True, ("format",)),
+        ("version", "1", ("format",)),
         ("task", "regression", ("task",)),
         ("task", "ranking", ("task",)),
         ("classes", ["a", "b"], ("classes",)),
