@@ -49,6 +49,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._parsed_header_bytes = 0
         self._headers_refused = False
+        # Between a request's headers and the end of its body: bytes that arrive then are
+        # body, never counted as the next request's headers, even once the response went
+        # out before the body was read (a refusal): uvicorn discards the rest of it.
+        self._in_body = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -59,7 +63,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        counting = self._awaiting_headers
+        # A chunk that ends a body and starts the next headers is not counted: those
+        # header bytes are counted as they are parsed, and the timer bounds the rest.
+        counting = self._awaiting_headers and not self._in_body
         super().data_received(data)
         if counting and self._awaiting_headers:
             # Counted after parsing: a chunk holding complete headers and a big body is fine.
@@ -95,8 +101,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
+        self._in_body = True
         self._cancel_header_timer()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         idle = not self.pipeline  # no request parsed ahead: the next one is still to come

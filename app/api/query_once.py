@@ -37,7 +37,7 @@ class QueryOnceMiddleware:
             "msg": f"given {times} times: give it once",
             "type": "duplicate_parameter",
         }
-        body = json.dumps({"detail": [error]}).encode()
+        body = json.dumps({"detail": [error]}, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 422, "headers": headers})
         await send({"type": "http.response.body", "body": body})

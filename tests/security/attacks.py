@@ -220,6 +220,53 @@ def deep_config_keeps_connection(target: Target) -> str:
         return f"{error.status_code}/{after.status_code}/{first == second}"
 
 
+def _response_status(sock: socket.socket) -> str:
+    """Read one whole response (headers and a Content-Length body) off ``sock``: its
+    status, or 'no answer' when the connection ends first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return "no answer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    length = next(
+        (
+            int(line.split(":", 1)[1])
+            for line in lines
+            if line.lower().startswith("content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return "no answer"
+        body += chunk
+    return lines[0].split(" ", 2)[1]
+
+
+def early_answer_keeps_connection(target: Target) -> str:
+    """A request refused before its 100,000-byte body is read (a query parameter given
+    twice), the rest of that body sent after the answer, then a request on the same
+    connection: '<refusal status>/<next status>'. The body's bytes are not the next
+    request's headers (they were counted as such: a 431 past 16 KiB)."""
+    port = int(target.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(30)
+        head = (
+            f"POST /v1/networks?a=1&a=2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            f"{target.key}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b" " * 1000)
+        first = _response_status(sock)
+        for _ in range(99):
+            sock.sendall(b" " * 1000)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        return f"{first}/{_response_status(sock)}"
+
+
 def slow_headers(target: Target) -> str:
     """Request headers sent a byte every 0.1 s: the server must close the connection."""
     start = time.monotonic()
@@ -317,6 +364,8 @@ ATTACKS = [
            "422/200/True"),
     Attack("headers a byte at a time", slow_headers, "closed", long=True),
     Attack("64 KiB header", big_headers, "431"),
+    Attack("refused before its 100 KB body, then keep-alive", early_answer_keeps_connection,
+           "422/200"),
     Attack("stalled body", stalled_body, "408", long=True),
     Attack("dashboard and API headers", dashboard_headers,
            "default-src 'self'; frame-ancestors 'none' | nosniff | no-referrer | no-store"),
