@@ -12,15 +12,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from app.config import Settings
 from app.engine.model import Model as EngineModel
 from app.engine.network import Network
 from app.engine.scoring import BLOCK_ROWS, forward_in_blocks
 from app.jobs.worker import Worker
+from app.services import evaluations
 from app.storage.database import Database
-from app.storage.tables import Evaluation, Job
+from app.storage.tables import Dataset, Evaluation, Job
+from app.storage.tables import Model as ModelRow
 from tests.api.client import ApiClient
 from tests.api.conftest import import_model, make_dataset, make_network
 
@@ -147,6 +149,33 @@ def test_foreign_and_missing_datasets_are_404(client: ApiClient, bob: ApiClient)
         assert response.status_code == 404
         assert response.json()["detail"][0]["loc"] == ["body", "dataset_id"]
     assert bob.get(f"/v1/models/{model['id']}/evaluations").status_code == 404
+
+
+@pytest.mark.parametrize("gone", ["model", "dataset"])
+def test_a_model_or_dataset_deleted_while_scoring_is_404(
+    client: ApiClient, db: Database, monkeypatch: pytest.MonkeyPatch, gone: str
+) -> None:
+    """Deleted between loading and storing the result (a halving trial's next rung
+    replaces its rung model): 404 at its loc, not a foreign key's 500, nothing stored."""
+    model = _binary_model(client)
+    dataset = make_dataset(client, y=["no", "yes", "yes", "no"])
+    table, row_id, loc = (
+        (ModelRow, model["id"], ["path", "model_id"])
+        if gone == "model"
+        else (Dataset, dataset["id"], ["body", "dataset_id"])
+    )
+
+    def deleting_first(*args: Any) -> Any:
+        with db.session() as session:
+            session.execute(delete(table).where(table.id == row_id))
+        return forward_in_blocks(*args)
+
+    monkeypatch.setattr(evaluations, "forward_in_blocks", deleting_first)
+    response = client.post(f"/v1/models/{model['id']}/evaluate", json={"dataset_id": dataset["id"]})
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+    with db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Evaluation)) == 0
 
 
 def test_evaluations_are_kept_listed_and_on_the_card(client: ApiClient, db: Database) -> None:
