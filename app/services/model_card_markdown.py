@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from app.services.model_card import CardMetrics, EvaluationSummary, ModelCard, TrainingData
+from app.services.model_card import CardMetrics, EvaluationSummary, ModelCard
 
 MEDIA_TYPE = "text/markdown; charset=utf-8"
 
@@ -56,16 +56,23 @@ def _architecture(card: ModelCard) -> list[str]:
     return [*lines, ""]
 
 
-def _no_job(data: TrainingData | None) -> str:
-    """Why a model has no job: imported, or (it has a dataset) a sweep trial's rung model
-    kept apart from the trial when the next rung's replaced it."""
-    return "none (imported)" if data is None else "none (a rung model kept apart from its trial)"
+def _trained_here(card: ModelCard) -> bool:
+    """Trained by a job of this service (its dataset or metrics say so), even when no
+    job holds it any more (a sweep trial's rung model kept apart from the trial when
+    the next rung's replaced it); an imported model has neither."""
+    return card.training_data is not None or card.metrics.final is not None
 
 
-def _data(data: TrainingData | None, job_id: str | None) -> list[str]:
+def _no_job(card: ModelCard) -> str:
+    return "none (trained here; no job holds it now)" if _trained_here(card) else "none (imported)"
+
+
+def _data(card: ModelCard) -> list[str]:
+    data = card.training_data
     lines = ["## Training data", ""]
     if data is None:
-        why = "the model was imported" if job_id is None else "its dataset has been deleted"
+        trained = card.lineage.job_id is not None or _trained_here(card)
+        why = "its dataset has been deleted" if trained else "the model was imported"
         return [*lines, f"Not recorded: {why}.", ""]
     lines += [
         f"- Dataset: {_cell(data.name)} (`{data.dataset_id}`)",
@@ -154,13 +161,13 @@ def render(card: ModelCard) -> str:
         f"Made {card.created_at.isoformat()} by Backprop {card.backprop_version}.",
         "",
         *_architecture(card),
-        *_data(card.training_data, lineage.job_id),
+        *_data(card),
         *_options(card.training_options),
         *_metrics(card.metrics),
         *_evaluations(card.evaluations),
         "## Lineage",
         "",
-        f"- Training job: {_or_none(lineage.job_id, _no_job(card.training_data))}",
+        f"- Training job: {_or_none(lineage.job_id, _no_job(card))}",
         f"- Initial model: {_or_none(lineage.initial_model_id)}",
         f"- Sweep: {_sweep(lineage.sweep_id, lineage.trial_index)}",
         "",

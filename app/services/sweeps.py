@@ -8,7 +8,8 @@ models of all trials together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from app.config import Settings
 from app.engine import labels
 from app.jobs import queue, sweep_advance
 from app.services import sweep_grid, sweep_order
-from app.services.errors import Conflict, Invalid, Loc, NotFound
+from app.services.errors import Conflict, Invalid, Loc, NotFound, ServiceError
 from app.services.fit import check_labels_fit
 from app.services.jobs import check_active_jobs, check_job_size, training_options
 from app.services.networks import describe_network
@@ -65,6 +66,20 @@ def _check_metric(metric: str, loss: str, options: dict[str, Any]) -> None:
         raise Invalid(f"{metric} needs job.validation_split > 0", ("body", "metric"))
 
 
+@contextmanager
+def _under(body: str, paths: list[str]) -> Iterator[None]:
+    """Refusals of the network or job checks shared with POST /v1/networks and
+    /v1/jobs (their loc under ``body``) located in the sweep: at the grid path that set
+    the value, else under the sweep's own ``network`` or ``job``."""
+    try:
+        yield
+    except ServiceError as exc:
+        where = (body, *exc.loc[1:]) if exc.loc[:1] == ("body",) else (body,)
+        path = sweep_grid.path_of(where, paths)
+        exc.loc = ("body", "grid", path) if path is not None else ("body", *where)
+        raise
+
+
 def _check_fits(config: dict[str, Any], dataset: Dataset, paths: list[str]) -> None:
     """The dataset fits the trial's network; a refusal names the grid path that set the
     part that does not fit (network.input_size, the last layer, the loss), when one did,
@@ -90,9 +105,12 @@ def create_sweep(
     """Check the dataset, every trial and the limits, then store the sweep and queue its
     trials (under halving, each to the first rung's epochs)."""
     built = []
+    paths = list(spec.grid)
     for trial in trials:
-        config, parameters = describe_network(settings, **trial.network)
-        options = training_options(trial.job)
+        with _under("network", paths):
+            config, parameters = describe_network(settings, **trial.network)
+        with _under("job", paths):
+            options = training_options(trial.job)
         _check_metric(spec.metric, config["loss"], options)
         built.append((config, parameters, options))
     first_rung: int | None = None

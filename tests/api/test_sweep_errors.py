@@ -11,7 +11,7 @@ from app.services.sweep_grid import path_of, trial_params
 from app.storage.database import Database
 from app.storage.tables import Job
 from tests.api.client import ApiClient
-from tests.api.sweeps import make_data, sweep_body
+from tests.api.sweeps import NETWORK, make_data, sweep_body
 
 OUT = {"units": 1, "activation": "sigmoid"}
 RANDOM = {"name": "random", "trials": 1, "seed": 0}
@@ -127,6 +127,27 @@ CASES: list[tuple[dict[str, Any], list[Any]]] = [
     (
         {"grid": {"job.batch_size": {"int_uniform": [1.0, 10]}}, "strategy": RANDOM},
         ["body", "grid", "job.batch_size", "int_uniform"],
+    ),
+    # The network and job checks shared with POST /v1/networks and /v1/jobs: located in
+    # the sweep (the grid path, or the sweep's own network), not at their body's fields.
+    (
+        {"grid": {"network.loss": ["binary_crossentropy", "categorical_crossentropy"]}},
+        ["body", "grid", "network.loss"],
+    ),
+    (
+        {"network": {**NETWORK, "loss": "categorical_crossentropy"}},
+        ["body", "network", "loss"],
+    ),
+    (
+        {
+            "grid": {
+                "network.layers": [
+                    [OUT],
+                    [{"units": 100_000, "activation": "relu"}, OUT],
+                ]
+            }
+        },
+        ["body", "grid", "network.layers"],
     ),
     # Integers past the largest float (JSON can spell them): refused, not a 500.
     *(

@@ -231,9 +231,15 @@ def test_a_promoted_trials_next_rung_replaces_its_rung_model(
         assert (kept_model["job_id"], kept_model["dataset_id"]) == (None, sweep["dataset_id"])
         assert kept_model["card"]["training_data"]["dataset_id"] == sweep["dataset_id"]
         card = client.get(f"/v1/models/{model_id}/card").text
-        assert "Training job: none (a rung model kept apart from its trial)" in card
+        assert "Training job: none (trained here; no job holds it now)" in card
     listed = client.get(f"/v1/models?dataset_id={sweep['dataset_id']}&limit=500").json()
     assert {m["id"] for m in listed["items"]} == set(every)
+    # Its dataset deleted, a detached model is still told apart from an imported one.
+    assert client.delete(f"/v1/datasets/{sweep['dataset_id']}").status_code == 204
+    card = client.get(f"/v1/models/{read}/card").text
+    assert "Not recorded: its dataset has been deleted." in card
+    assert "Training job: none (trained here; no job holds it now)" in card
+    assert client.get(f"/v1/models/{read}").json()["dataset_id"] is None
 
 
 def test_a_sweep_is_one_active_job(make_client: MakeClient, keys: Keys, db: Database) -> None:

@@ -56,8 +56,14 @@ function flatten(options, prefix = "") {
   );
 }
 
-function trainingData(data, jobId) {
-  if (!data) return [notice(jobId ? "Not recorded: the dataset has been deleted." : "Not recorded: the model was imported.")];
+// Trained by a job here (its dataset or metrics say so), even when no job holds it any more
+// (a sweep trial's rung model kept apart from the trial); an imported model has neither.
+function trainedHere(c) {
+  return Boolean(c.training_data || (c.metrics && c.metrics.final));
+}
+
+function trainingData(data, trained) {
+  if (!data) return [notice(trained ? "Not recorded: the dataset has been deleted." : "Not recorded: the model was imported.")];
   const parts = [
     facts([
       ["Dataset", link(`#/datasets/${data.dataset_id}`, data.name)],
@@ -125,7 +131,7 @@ export function modelCardSection(model) {
       ["Made", new Date(c.created_at).toLocaleString()],
     ]),
     h("h3", {}, "Training data"),
-    trainingData(c.training_data, lineage.job_id),
+    trainingData(c.training_data, Boolean(lineage.job_id) || trainedHere(c)),
     h("h3", {}, "Training options"),
     c.training_options
       ? facts(flatten(c.training_options).map(([k, v]) => [k, h("span", { class: "mono" }, JSON.stringify(v))]))
@@ -137,7 +143,7 @@ export function modelCardSection(model) {
     evaluationsTable(c.evaluations),
     h("h3", {}, "Lineage"),
     facts([
-      ["Training job", lineage.job_id ? link(`#/jobs/${lineage.job_id}`, lineage.job_id) : c.training_data ? "none (a rung model kept apart from its trial)" : "none (imported)"],
+      ["Training job", lineage.job_id ? link(`#/jobs/${lineage.job_id}`, lineage.job_id) : trainedHere(c) ? "none (trained here; no job holds it now)" : "none (imported)"],
       ["Initial model", lineage.initial_model_id ? link(`#/models/${lineage.initial_model_id}`, lineage.initial_model_id) : "none"],
       ["Sweep", lineage.sweep_id ?? "none"],
     ]),
