@@ -297,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and serve neural networks. Settings come from BACKPROP_* "
         "environment variables (BACKPROP_DATABASE_URL selects the database).",
     )
+    # Also before the command (`backprop --url URL --key KEY jobs list`), as after it.
+    server = parser.add_argument_group("server of the client commands (before or after one)")
+    server.add_argument("--url", dest="server_url", metavar="URL", help="(env BACKPROP_URL)")
+    server.add_argument("--key", dest="server_key", metavar="KEY", help="(env BACKPROP_KEY)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -363,9 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``backprop`` command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if "client_command" in args:
         return run_client(args)
+    if args.server_url is not None or args.server_key is not None:
+        parser.error(f"--url and --key are for the client commands, not `{args.command}`")
     return _run_server_command(args)
 
 

@@ -47,10 +47,17 @@ def add_client_commands(commands: Subparsers) -> None:
         resource.register(commands, common)
 
 
+def server_of(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The server's URL and the key: ``--url``/``--key`` after the command, else before
+    it, else ``BACKPROP_URL``/``BACKPROP_KEY``, else the default URL and no key."""
+    url = args.url or getattr(args, "server_url", None) or os.environ.get("BACKPROP_URL")
+    key = args.key or getattr(args, "server_key", None) or os.environ.get("BACKPROP_KEY")
+    return url or DEFAULT_URL, key or None
+
+
 def run_client(args: argparse.Namespace) -> int:
     """Run the parsed client command; print a failure as ``error: ...``; the exit status."""
-    url = args.url or os.environ.get("BACKPROP_URL") or DEFAULT_URL
-    key = args.key or os.environ.get("BACKPROP_KEY") or None
+    url, key = server_of(args)
     command: ClientCommand = args.client_command
     try:
         with Api(url, key) as api:

@@ -14,9 +14,10 @@ import httpx
 import pytest
 from rich.console import Console
 
-from app.cli import build_parser
+from app.cli import build_parser, main
 from app.client import batch
 from app.client import follow as following
+from app.client.entry import server_of
 from app.client.http import Api, ClientError, Unreachable
 from app.client.networks import parse_layers
 from app.client.predict import output_columns
@@ -250,3 +251,28 @@ def test_predict_batch_writes_the_format_of_its_out_files_suffix(
 ) -> None:
     args = build_parser().parse_args(["predict-batch", "mdl_x", "ds_x", *argv])
     assert batch.output_format(args) == expected
+
+
+def test_the_server_and_key_may_come_before_or_after_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BACKPROP_URL", raising=False)
+    monkeypatch.delenv("BACKPROP_KEY", raising=False)
+    parse = build_parser().parse_args
+    before = parse(["--url", "http://a:1", "--key", "bp_a", "jobs", "list"])
+    assert server_of(before) == ("http://a:1", "bp_a")
+    after = parse(["jobs", "list", "--url", "http://b:2", "--key", "bp_b"])
+    assert server_of(after) == ("http://b:2", "bp_b")
+    both = parse(["--url", "http://a:1", "jobs", "list", "--url", "http://b:2"])
+    assert server_of(both) == ("http://b:2", None)  # the command's own wins
+    monkeypatch.setenv("BACKPROP_URL", "http://env:3")
+    assert server_of(parse(["jobs", "list"])) == ("http://env:3", None)
+
+
+def test_url_and_key_are_refused_before_a_server_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--url", "http://a:1", "migrate"])
+    assert exited.value.code == 2
+    assert "--url and --key are for the client commands, not `migrate`" in capsys.readouterr().err
