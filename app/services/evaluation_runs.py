@@ -75,9 +75,11 @@ def evaluate(
     check_labels(entry.model, load_array(blobs, dataset.y_sha256))
     with db.session() as session:
         check_active_jobs(session, settings, owner_id)
-        # Locked, as for a prediction run: a delete sees the job or wins (404 here).
-        get_owned(session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
+        # Locked, as for a prediction run: a delete sees the job or wins (404 here). The
+        # dataset first, as delete_dataset takes them (its delete sets its models'
+        # dataset_id): the other order could deadlock with it on PostgreSQL.
         get_owned(session, Dataset, dataset_id, owner_id=owner_id, loc=DATASET_LOC, for_update=True)
+        get_owned(session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
         job = batch_queue.enqueue_batch(
             session,
             kind=JobKind.EVALUATE,

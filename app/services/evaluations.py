@@ -94,11 +94,12 @@ def evaluate_model(
         raise Invalid(exc.message, DATASET_LOC, error_type="labels_mismatch") from None
     row = Evaluation(owner_id=owner_id, model_id=model_id, dataset_id=dataset.id, metrics=metrics)
     with db.session() as session:
-        # Both read again, the model locked, in the transaction that stores the result:
-        # either may have gone since they were loaded (a halving trial's next rung
-        # replaces its rung model; a dataset deleted), a 404 then, not a foreign key's 500.
+        # Both read again, locked, in the transaction that stores the result: either may
+        # have gone since they were loaded (a halving trial's next rung replaces its rung
+        # model; a dataset deleted), a 404 then, not a foreign key's 500. The dataset
+        # first, as delete_dataset takes them (its delete sets its models' dataset_id).
+        get_owned(session, Dataset, dataset.id, owner_id=owner_id, loc=DATASET_LOC, for_update=True)
         get_owned(session, tables.Model, model_id, owner_id=owner_id, loc=PATH_LOC, for_update=True)
-        get_owned(session, Dataset, dataset.id, owner_id=owner_id, loc=DATASET_LOC)
         session.add(row)
     return row
 

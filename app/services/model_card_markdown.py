@@ -63,6 +63,16 @@ def _trained_here(card: ModelCard) -> bool:
     return card.training_data is not None or card.metrics.final is not None
 
 
+def _why_no_data(card: ModelCard) -> str:
+    """A job's model lost its dataset to a delete; one no job holds may predate the
+    models' own record of it (migration 0012); an imported one never had one."""
+    if card.lineage.job_id is not None:
+        return "its dataset has been deleted"
+    if _trained_here(card):
+        return "the dataset is gone, or was not recorded with this model"
+    return "the model was imported"
+
+
 def _no_job(card: ModelCard) -> str:
     return "none (trained here; no job holds it now)" if _trained_here(card) else "none (imported)"
 
@@ -71,9 +81,7 @@ def _data(card: ModelCard) -> list[str]:
     data = card.training_data
     lines = ["## Training data", ""]
     if data is None:
-        trained = card.lineage.job_id is not None or _trained_here(card)
-        why = "its dataset has been deleted" if trained else "the model was imported"
-        return [*lines, f"Not recorded: {why}.", ""]
+        return [*lines, f"Not recorded: {_why_no_data(card)}.", ""]
     lines += [
         f"- Dataset: {_cell(data.name)} (`{data.dataset_id}`)",
         f"- Content hash (SHA-256): `{data.sha256}`",

@@ -67,12 +67,13 @@ def submit_prediction(
     with db.session() as session:
         check_active_jobs(session, settings, owner_id)
         # Locked: a concurrent delete of either must see this run (and refuse) or finish
-        # first (and this answers 404).
-        model = get_owned(
-            session, tables.Model, model_id, owner_id=owner_id, loc=MODEL_LOC, for_update=True
-        )
+        # first (and this answers 404). The dataset first, as delete_dataset takes them
+        # (its delete sets its models' dataset_id): the other order could deadlock.
         dataset = get_owned(
             session, Dataset, dataset_id, owner_id=owner_id, loc=DATASET_LOC, for_update=True
+        )
+        model = get_owned(
+            session, tables.Model, model_id, owner_id=owner_id, loc=MODEL_LOC, for_update=True
         )
         check_width(model, dataset)
         estimate = output_bytes_estimate(model, dataset.n_samples)

@@ -237,7 +237,7 @@ def test_a_promoted_trials_next_rung_replaces_its_rung_model(
     # Its dataset deleted, a detached model is still told apart from an imported one.
     assert client.delete(f"/v1/datasets/{sweep['dataset_id']}").status_code == 204
     card = client.get(f"/v1/models/{read}/card").text
-    assert "Not recorded: its dataset has been deleted." in card
+    assert "Not recorded: the dataset is gone, or was not recorded with this model." in card
     assert "Training job: none (trained here; no job holds it now)" in card
     assert client.get(f"/v1/models/{read}").json()["dataset_id"] is None
 

@@ -62,8 +62,11 @@ function trainedHere(c) {
   return Boolean(c.training_data || (c.metrics && c.metrics.final));
 }
 
-function trainingData(data, trained) {
-  if (!data) return [notice(trained ? "Not recorded: the dataset has been deleted." : "Not recorded: the model was imported.")];
+function trainingData(data, c) {
+  if (!data) {
+    const why = c.lineage.job_id ? "its dataset has been deleted" : trainedHere(c) ? "the dataset is gone, or was not recorded with this model" : "the model was imported";
+    return [notice(`Not recorded: ${why}.`)];
+  }
   const parts = [
     facts([
       ["Dataset", link(`#/datasets/${data.dataset_id}`, data.name)],
@@ -131,7 +134,7 @@ export function modelCardSection(model) {
       ["Made", new Date(c.created_at).toLocaleString()],
     ]),
     h("h3", {}, "Training data"),
-    trainingData(c.training_data, Boolean(lineage.job_id) || trainedHere(c)),
+    trainingData(c.training_data, c),
     h("h3", {}, "Training options"),
     c.training_options
       ? facts(flatten(c.training_options).map(([k, v]) => [k, h("span", { class: "mono" }, JSON.stringify(v))]))
