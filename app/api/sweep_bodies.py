@@ -27,9 +27,7 @@ def _refusal(exc: ValidationError, root: str, paths: list[str]) -> Invalid:
     """The first error, at its grid path (or under ``body.<root>``)."""
     error = exc.errors()[0]
     where = (root, *error["loc"])
-    path = sweep_grid.path_of(where, paths)
-    loc = ("body", "grid", path) if path is not None else ("body", *where)
-    return Invalid(error["msg"], loc, error_type=str(error["type"]))
+    return Invalid(error["msg"], sweep_grid.located(where, paths), error_type=str(error["type"]))
 
 
 def _validated(

@@ -154,6 +154,14 @@ def apply(
     return bodies["network"], bodies["job"]
 
 
+def located(where: tuple[str | int, ...], paths: list[str]) -> tuple[str | int, ...]:
+    """The loc of a refusal about ``where`` in a sweep body (``("network", "loss")``):
+    the grid path it falls under (``("body", "grid", "network.loss")``), else the sweep
+    body's own field (``("body", "network", "loss")``)."""
+    path = path_of(where, paths)
+    return ("body", "grid", path) if path is not None else ("body", *where)
+
+
 def path_of(loc: tuple[str | int, ...], paths: list[str]) -> str | None:
     """The grid path that a validation error at ``loc`` (``("network", "layers", 0)``)
     falls under, if any: the longest path that is a prefix of it, else the shortest path

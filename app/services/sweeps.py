@@ -75,8 +75,7 @@ def _under(body: str, paths: list[str]) -> Iterator[None]:
         yield
     except ServiceError as exc:
         where = (body, *exc.loc[1:]) if exc.loc[:1] == ("body",) else (body,)
-        path = sweep_grid.path_of(where, paths)
-        exc.loc = ("body", "grid", path) if path is not None else ("body", *where)
+        exc.loc = sweep_grid.located(where, paths)
         raise
 
 
@@ -91,11 +90,11 @@ def _check_fits(config: dict[str, Any], dataset: Dataset, paths: list[str]) -> N
         parts: list[Loc] = [("network", "input_size")] if exc.type == "shape_mismatch" else []
         parts += [last, ("network", "loss")] if exc.type == "labels_mismatch" else []
         for part in parts:
-            path = sweep_grid.path_of(part, paths)
-            if path is not None:
-                raise Invalid(exc.msg, ("body", "grid", path), error_type=exc.type) from None
+            if sweep_grid.path_of(part, paths) is not None:
+                exc.loc = sweep_grid.located(part, paths)
+                raise
         if exc.loc == ("body", "network_id"):  # a sweep has no network id: its network
-            raise Invalid(exc.msg, ("body", *last), error_type=exc.type) from None
+            exc.loc = ("body", *last)
         raise
 
 
@@ -131,7 +130,7 @@ def create_sweep(
             for_update=True,
         )
         for config, parameters, options in built:
-            _check_fits(config, dataset, list(spec.grid))
+            _check_fits(config, dataset, paths)
             check_job_size(
                 settings,
                 epochs=int(options["epochs"]),

@@ -59,7 +59,9 @@ def _restore_history() -> None:
     for job_id in job_ids:
         records: list[Any] = list(
             connection.execute(
-                sa.select(EPOCHS.c.record).where(EPOCHS.c.job_id == job_id).order_by(EPOCHS.c.epoch)
+                sa.select(EPOCHS.c.record)
+                .where(EPOCHS.c.job_id == job_id)
+                .order_by(EPOCHS.c.epoch)
             ).scalars()
         )
         connection.execute(JOBS.update().where(JOBS.c.id == job_id).values(history=records))
