@@ -26,8 +26,10 @@ class QueryOnceMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = None
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIX):
-            found = repeated(scope.get("query_string", b""))
+        query: bytes = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        # No "&": at most one parameter, nothing to parse (every predict call, say).
+        if b"&" in query and scope["path"].startswith(API_PREFIX):
+            found = repeated(query)
         if found is None:
             await self.app(scope, receive, send)
             return
