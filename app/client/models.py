@@ -27,6 +27,7 @@ COLUMNS: list[Column] = [
     ("TASK", lambda m: m["task"]),
     ("NETWORK", lambda m: m["network_id"] or "-"),
     ("JOB", lambda m: m["job_id"] or "-"),
+    ("DATASET", lambda m: m["dataset_id"] or "-"),
     ("SCORE", score),
     ("PARAMETERS", lambda m: str(m["parameter_count"])),
     ("CREATED", lambda m: when(m["created_at"])),

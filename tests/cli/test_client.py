@@ -108,9 +108,10 @@ def test_train_follow_without_a_terminal_then_models_and_predict(
     assert f"{job['id']}  succeeded  15/15" in cli.ok("jobs", "list")
     assert "history:" in cli.ok("jobs", "show", job["id"])
 
-    assert model_id in cli.ok("models", "list", "--dataset-id", dataset_id)
+    listed = cli.ok("models", "list", "--dataset-id", dataset_id)
+    assert "DATASET" in listed and model_id in listed and dataset_id in listed
     model = json.loads(cli.ok("models", "show", model_id, "--json"))
-    assert model["classes"] == ["no", "yes"]
+    assert model["classes"] == ["no", "yes"] and model["dataset_id"] == dataset_id
 
     rows = np.array([[2.0, 2.0], [-2.0, -2.0], [1.5, 1.0]], dtype=np.float32)
     np.save(tmp_path / "rows.npy", rows)
