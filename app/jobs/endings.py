@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.jobs import sweep_advance
@@ -129,22 +129,32 @@ def _retire_models(session: Session, job_ids: Sequence[str]) -> None:
     a job reading a model lock it before they insert that job: a prediction run
     submitted meanwhile is then either committed before the in-use test reads the jobs,
     or refused (404) after this transaction. SQLite's write lock serialises them anyway."""
-    ids = list(session.scalars(select(Model.id).where(Model.job_id.in_(job_ids)).with_for_update()))
+    connection = core(session)
+    ids = list(connection.execute(_MODELS_OF_JOBS, {"b_jobs": list(job_ids)}).scalars())
     if not ids:
         return
-    active = Job.status.in_(ACTIVE_STATUSES)
-    # One EXISTS per index searched (one EXISTS over an OR scans the jobs by status).
-    in_use = or_(
-        exists().where(Job.init_model_id == Model.id, active),
-        exists().where(Job.model_id == Model.id, active),
-        exists().where(Evaluation.model_id == Model.id),
-    )
-    mine = Model.id.in_(ids)
-    no_sync = {"synchronize_session": False}
-    session.execute(
-        update(Model).where(mine, in_use).values(job_id=None), execution_options=no_sync
-    )
-    session.execute(delete(Model).where(mine, Model.job_id.is_not(None)), execution_options=no_sync)
+    connection.execute(_DETACH_IN_USE, {"b_models": ids})
+    connection.execute(_DELETE_ATTACHED, {"b_models": ids})
+
+
+# _retire_models' statements, built once (it runs in the ending of every continued halving
+# trial: building them cost ~1.5 ms of its ~2 ms, BENCHMARKS.md §9).
+_MODELS, _JOBS, _EVALUATIONS = core_table(Model), core_table(Job), core_table(Evaluation)
+_MODELS_OF_JOBS = (
+    select(_MODELS.c.id)
+    .where(_MODELS.c.job_id.in_(bindparam("b_jobs", expanding=True)))
+    .with_for_update()
+)
+_ACTIVE = _JOBS.c.status.in_(ACTIVE_STATUSES)
+_MINE = _MODELS.c.id.in_(bindparam("b_models", expanding=True))
+# One EXISTS per index searched (one EXISTS over an OR scans the jobs by status).
+_IN_USE = or_(
+    exists().where(_JOBS.c.init_model_id == _MODELS.c.id, _ACTIVE),
+    exists().where(_JOBS.c.model_id == _MODELS.c.id, _ACTIVE),
+    exists().where(_EVALUATIONS.c.model_id == _MODELS.c.id),
+)
+_DETACH_IN_USE = update(_MODELS).where(_MINE, _IN_USE).values(job_id=None)
+_DELETE_ATTACHED = delete(_MODELS).where(_MINE, _MODELS.c.job_id.is_not(None))
 
 
 def _write(
