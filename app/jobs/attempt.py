@@ -119,6 +119,8 @@ class JobRun(Attempt):
         job_id = self.claim.job_id
         before = cache_metrics.counts(self.blobs)
         inputs = self._retrying("load", lambda: load_inputs(self.db, self.blobs, job_id))
+        if inputs.cancel_requested:  # requested since the claim: no batch is trained
+            self.pulse.cancel_seen()
         cache_metrics.record(job_id, before, cache_metrics.counts(self.blobs))
         trainer = self._trainer = build_trainer(inputs)
         self._continued = inputs.checkpoint is not None or inputs.paused is not None

@@ -71,9 +71,9 @@ def may_start() -> ColumnElement[bool]:
 @functools.cache
 def claim_statement() -> Update:
     """The claim (app/jobs/queue.py's claim_next): ``UPDATE ... RETURNING`` of the next
-    job by the rules above, its lease and attempt; parameters ``token``, ``expires``,
-    ``worker``, ``now``. Built once per process: building it cost as much CPU as running
-    it (BENCHMARKS.md §9)."""
+    job by the rules above, its lease, attempt, kind and pending cancel; parameters
+    ``token``, ``expires``, ``worker``, ``now``. Built once per process: building it cost
+    as much CPU as running it (BENCHMARKS.md §9)."""
     oldest = (
         select(Job.id)
         .where(Job.status == JobStatus.QUEUED, may_start())
@@ -86,7 +86,7 @@ def claim_statement() -> Update:
         update(Job)
         .where(Job.id == oldest, Job.status == JobStatus.QUEUED)
         .values(**claimed_values())
-        .returning(Job.id, Job.attempts, Job.kind)
+        .returning(Job.id, Job.attempts, Job.kind, Job.cancel_requested)
     )
 
 

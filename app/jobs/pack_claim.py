@@ -87,7 +87,7 @@ _TAKE = (
         Job.status == JobStatus.QUEUED,
     )
     .values(**fairness.claimed_values())
-    .returning(Job.attempts)
+    .returning(Job.attempts, Job.cancel_requested)
 )
 
 
@@ -164,7 +164,15 @@ def _companions(session: Session, job_id: str, params: dict[str, Any], room: int
             continue
         taken = connection.execute(_TAKE, {**params, "job_id": row.id}).first()
         if taken is not None:
-            claims.append(Claim(row.id, params["token"], params["worker"], taken[0]))
+            claims.append(
+                Claim(
+                    row.id,
+                    params["token"],
+                    params["worker"],
+                    taken.attempts,
+                    cancel_requested=bool(taken.cancel_requested),
+                )
+            )
             if len(claims) == room:
                 break
     return claims

@@ -51,11 +51,21 @@ class Lease:
         # Set while the view says lost or cancel requested: the training loop checks this
         # flag at every batch (a lock-free read, not the view under the lock).
         self.alarm = threading.Event()
+        if claim.cancel_requested:  # read by the claim itself: no batch trains before it
+            self._view = LeaseView(cancel_requested=True)
+            self.alarm.set()
 
     @property
     def view(self) -> LeaseView:
         with self._lock:
             return self._view
+
+    def cancel_seen(self) -> None:
+        """The attempt read the job's row and found its cancel requested (between the
+        claim and the start): the alarm goes up now, not at the pulse's next read."""
+        with self._lock:
+            self._view = LeaseView(lost=self._view.lost, cancel_requested=True)
+        self.alarm.set()
 
     def ending(self) -> None:
         """The main thread is about to write this job's ending (succeeded, failed,
@@ -127,10 +137,13 @@ class Pulse(threading.Thread):
             if leases is not held:  # new jobs (their leases were just taken), fewer, none
                 if not set(leases) <= set(held):
                     next_renew = now + renew_every
-                    # New jobs are read at once: a job can come back to the queue with a
-                    # cancel pending (queue.requeue_expired), which should not train a
-                    # batch longer.
-                    next_poll = now
+                    # New jobs are first read a poll from now: their claims read their
+                    # cancel flags (a job back in the queue with a cancel pending,
+                    # queue.requeue_expired, holds an alarm from the start), and a training
+                    # attempt reads its job's flag again as it starts (a cancel since the
+                    # claim), so a read at once learnt nothing new, and cost a sweep's
+                    # short trials a read session each beside their start (§9).
+                    next_poll = now + CANCEL_POLL_SECONDS
                 if not leases:
                     next_renew = next_poll = math.inf
                 held = leases

@@ -58,6 +58,9 @@ class Claim:
     worker_id: str
     attempt: int  # 1 for the first run; a resumed job counts up
     kind: str = JobKind.TRAIN  # what the job does (the worker's attempt dispatches on it)
+    # A cancel already requested when the claim read the row (a job back in the queue
+    # with one pending, queue.requeue_expired): the pulse raises its alarm at once.
+    cancel_requested: bool = False
 
     def fence(self) -> dict[str, Any]:
         """The bound parameters of the fenced statements: the job and its lease token."""
@@ -344,8 +347,8 @@ def take_next(session: Session, params: dict[str, Any]) -> Claim | None:
     row = core(session).execute(fairness.claim_statement(), params).first()
     if row is None:
         return None
-    job_id, attempts, kind = row
-    return Claim(job_id, params["token"], params["worker"], attempts, kind)
+    job_id, attempts, kind, cancel_requested = row
+    return Claim(job_id, params["token"], params["worker"], attempts, kind, bool(cancel_requested))
 
 
 def _lease_state(row: AnyRow | None) -> LeaseState:

@@ -50,6 +50,7 @@ class JobInputs:
     # The trainer that paused at the job's checkpoint, kept by this process (then x, y,
     # checkpoint and history are left empty: it holds them).
     paused: Trainer | None = None
+    cancel_requested: bool = False  # already, when the row was read: stop before a batch
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ _JOB_INPUTS = (
         _JOBS.c.init_model_id,
         _JOBS.c.samples_trained,
         _JOBS.c.train_seconds,
+        _JOBS.c.cancel_requested,
         _DATASETS.c.id.label("dataset_id"),
         _DATASETS.c.x_sha256,
         _DATASETS.c.y_sha256,
@@ -118,6 +120,7 @@ def load_inputs(db: Database, blobs: BlobStore, job_id: str) -> JobInputs:
         "epochs": job.epochs,
         "samples_trained": job.samples_trained,
         "train_seconds": job.train_seconds,
+        "cancel_requested": bool(job.cancel_requested),
     }
     if refs.paused is not None:  # it holds its data and state: nothing to read
         return JobInputs(

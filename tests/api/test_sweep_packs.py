@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from app.config import Settings
 from app.jobs import endings, pack_claim, queue
 from app.jobs import worker as worker_module
+from app.jobs.pulse import Pulse
 from app.jobs.worker import Worker
 from app.storage.blobs import BlobStoreUnavailable
 from app.storage.database import Database
@@ -305,3 +306,19 @@ def test_workers_claiming_at_once_take_disjoint_trials_within_max_parallel(
             select(Job.id, Job.worker_id).where(Job.status == JobStatus.RUNNING)
         ).all()
     assert sorted(running) == sorted((c.job_id, c.worker_id) for claims in results for c in claims)
+
+
+def test_a_packs_companions_carry_their_pending_cancels(client: ApiClient, db: Database) -> None:
+    """Each claim of a pack reads its trial's cancel flag (a trial back in the queue with a
+    cancel pending): the pulse raises that trial's alarm from the start."""
+    data = make_data(client)
+    create(client, sweep_body(data, grid={"job.optimizer.learning_rate": RATES}))
+    with db.session() as session:
+        queued = list(session.scalars(select(Job.id).order_by(Job.trial_index)))
+        session.execute(update(Job).where(Job.id == queued[1]).values(cancel_requested=True))
+    claims = _claim(db, size=len(RATES))
+    pending = {claim.job_id: claim.cancel_requested for claim in claims}
+    assert len(claims) == len(RATES) and pending.pop(queued[1]) is True
+    assert set(pending.values()) == {False}
+    leases = Pulse(db, Settings(database_url=db.url), "w").hold_all(claims)
+    assert {lease.claim.job_id for lease in leases if lease.alarm.is_set()} == {queued[1]}

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from app.jobs import endings
 from app.jobs import worker as worker_module
@@ -15,7 +16,7 @@ from app.jobs.pulse import Lease, LeaseView, Pulse
 from app.jobs.queue import Claim, claim_next, requeue_expired
 from app.jobs.worker import Worker
 from app.storage.database import Database
-from app.storage.tables import JobStatus
+from app.storage.tables import Job, JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
 from tests.queue.rows import add_jobs, cancel, expire_lease, get_job
@@ -58,6 +59,34 @@ def test_a_cancel_reaches_the_pulse_long_before_the_next_renewal(
     assert lease.alarm.is_set()
     assert not view.lost
     assert get_job(migrated_db, claim.job_id).lease_expires_at == expires  # read, not renewed
+
+
+def _pending_cancel(db: Database, job_id: str) -> None:
+    """A queued job with its cancel pending, as requeue_expired leaves a keep_model
+    cancel whose worker died after a checkpoint."""
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+
+
+def test_a_cancel_pending_at_the_claim_raises_the_alarm_before_any_read(
+    migrated_db: Database, make_settings: MakeSettings
+) -> None:
+    (job_id,) = add_jobs(migrated_db)
+    _pending_cancel(migrated_db, job_id)
+    claim = claim_next(migrated_db, worker_id="w", lease_seconds=LONG_LEASE)
+    assert claim is not None and claim.cancel_requested
+    # A pulse that never runs: the claim's own read is what the lease starts from.
+    idle = Pulse(migrated_db, make_settings(migrated_db.url, lease_seconds=LONG_LEASE), "w")
+    (lease,) = idle.hold_all([claim])
+    assert lease.alarm.is_set()
+    assert lease.view == LeaseView(cancel_requested=True)
+
+
+def test_a_claim_without_a_pending_cancel_starts_quiet(migrated_db: Database, pulse: Pulse) -> None:
+    claim = _claim(migrated_db)
+    assert not claim.cancel_requested
+    (lease,) = pulse.hold_all([claim])
+    assert not lease.alarm.is_set() and lease.view == LeaseView()
 
 
 def test_a_lost_lease_reaches_the_pulse_long_before_the_next_renewal(
