@@ -17,6 +17,7 @@ import json
 import math
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
@@ -32,7 +33,86 @@ MAX_HEADER_BYTES = 10_000
 
 
 def dump(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
-    """An uncompressed npz archive holding ``arrays`` under their names."""
+    """An uncompressed npz archive holding ``arrays`` under their names: each member the
+    bytes ``np.save`` writes for its array (its .npy header made by NumPy's own writer),
+    stored, in a zip written here in one pass. ``np.savez`` goes through ``zipfile``,
+    whose per-member bookkeeping was most of the cost of a small network's checkpoint
+    and export (each trial of a sweep writes one or both: BENCHMARKS.md §9). Members are
+    dated 1980-01-01, so equal arrays give equal bytes (and one blob). Archives past the
+    plain zip's limits (4 GiB, 65,535 members) and arrays of other than plain dtypes go
+    to ``np.savez``."""
+    members: list[tuple[bytes, bytes, memoryview]] = []
+    for key, value in arrays.items():
+        array = np.asarray(value)
+        if array.dtype.fields is not None or array.dtype.hasobject or array.dtype.subdtype:
+            return _savez(arrays)
+        if not (array.flags.c_contiguous or array.flags.f_contiguous):
+            array = np.ascontiguousarray(array)
+        npy_header = io.BytesIO()
+        npy_format.write_array_header_1_0(npy_header, npy_format.header_data_from_array_1_0(array))
+        # The data in memory order: what np.save writes (an F-ordered array's transpose
+        # is C-ordered, over the same bytes).
+        ordered = array if array.flags.c_contiguous else array.T
+        flat: Any = ordered.reshape(-1).view(np.uint8)
+        members.append(((key + ".npy").encode("utf-8"), npy_header.getvalue(), memoryview(flat)))
+    records = sum(_LOCAL_SIZE + _CENTRAL_SIZE + 2 * len(name) for name, _, _ in members)
+    total = records + sum(len(header) + raw.nbytes for _, header, raw in members)
+    if len(members) >= 0xFFFF or total >= _ZIP_LIMIT:
+        return _savez(arrays)
+    out = io.BytesIO()
+    directory = []
+    for name, header, raw in members:
+        offset = out.tell()
+        crc = zlib.crc32(raw, zlib.crc32(header))
+        size = len(header) + raw.nbytes
+        entry = (0, 0, _ZIP_TIME, _ZIP_DATE, crc, size, size, len(name))  # flags, stored
+        out.write(struct.pack(_LOCAL, b"PK\x03\x04", _ZIP_VERSION, *entry, 0))
+        out.write(name)
+        out.write(header)
+        out.write(raw)
+        directory.append((entry, name, offset))
+    start = out.tell()
+    for entry, name, offset in directory:
+        made_by = _ZIP_VERSION | _ZIP_UNIX
+        out.write(
+            struct.pack(
+                _CENTRAL,
+                b"PK\x01\x02",
+                made_by,
+                _ZIP_VERSION,
+                *entry,
+                0,
+                0,
+                0,
+                0,
+                _ZIP_MODE,
+                offset,
+            )
+        )
+        out.write(name)
+    count, size = len(directory), out.tell() - start
+    out.write(struct.pack(_END, b"PK\x05\x06", 0, 0, count, count, size, start, 0))
+    return out.getvalue()
+
+
+# The zip records ``dump`` writes (zipfile's layouts): a local file header (signature;
+# version needed, flags, method, time, date; crc, sizes; name and extra lengths), a
+# central directory entry (the same with the version made by first, then the comment
+# length, disk, internal and external attributes and the local header's offset), the end
+# of the central directory. Version 2.0 (stored), made on Unix, each member a regular
+# file readable by all, dated 1980-01-01 00:00 (the zip epoch).
+_LOCAL = "<4s5H3L2H"
+_CENTRAL = "<4s6H3L5H2L"
+_END = "<4s4H2LH"
+_LOCAL_SIZE, _CENTRAL_SIZE = struct.calcsize(_LOCAL), struct.calcsize(_CENTRAL)
+_ZIP_VERSION = 20
+_ZIP_UNIX = 3 << 8
+_ZIP_TIME, _ZIP_DATE = 0, (1 << 5) | 1  # 00:00:00; 1980 + 0, January, the 1st
+_ZIP_MODE = 0o100644 << 16
+_ZIP_LIMIT = 0xFFFFFFFF
+
+
+def _savez(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()

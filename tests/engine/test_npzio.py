@@ -148,3 +148,59 @@ def test_json_documents_round_trip_inside_archives() -> None:
     assert get_json(load(dump({"doc": put_json(document)}))["doc"], "doc") == document
     with pytest.raises(ExportFormatError):
         get_json(np.zeros(3), "doc")
+
+
+def _dumped_arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    square = rng.random((6, 6))
+    return {
+        "params": rng.random(4810, dtype=np.float32),
+        "matrix": rng.random((3, 5)),
+        "fortran": np.asfortranarray(rng.random((4, 3))),
+        "strided": square[::2, 1::2],  # neither C- nor F-contiguous
+        "scalar": np.array(3.5, dtype=np.float32),
+        "empty": np.zeros((0, 4), dtype=np.int64),
+        "flags": np.array([True, False, True]),
+        "half": np.arange(5, dtype=np.float16),
+        "big_endian": np.arange(4, dtype=">i4"),
+        "document": put_json({"a": [1, 2]}),
+    }
+
+
+def test_dump_writes_each_member_as_np_save_does_in_a_valid_zip() -> None:
+    arrays = _dumped_arrays()
+    data = dump(arrays)
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.testzip() is None  # every member's CRC checks out
+    assert [info.filename for info in archive.infolist()] == [f"{k}.npy" for k in arrays]
+    for name, array in arrays.items():
+        info = archive.getinfo(f"{name}.npy")
+        assert info.compress_type == zipfile.ZIP_STORED
+        expected = io.BytesIO()
+        np.save(expected, array)
+        assert archive.read(info) == expected.getvalue(), name
+    with np.load(io.BytesIO(data)) as loaded:
+        for name, array in arrays.items():
+            assert loaded[name].dtype == array.dtype and np.array_equal(loaded[name], array)
+    for copy in (True, False):
+        for name, array in load(data, copy=copy).items():
+            assert np.array_equal(array, arrays[name]), name
+
+
+def test_dump_is_deterministic_and_equal_to_what_savez_stores() -> None:
+    arrays = _dumped_arrays()
+    assert dump(arrays) == dump(_dumped_arrays())  # equal arrays, equal bytes (one blob)
+    savez = io.BytesIO()
+    np.savez(savez, **arrays)  # type: ignore[arg-type]
+    with zipfile.ZipFile(savez) as theirs, zipfile.ZipFile(io.BytesIO(dump(arrays))) as ours:
+        assert {i.filename: theirs.read(i) for i in theirs.infolist()} == {
+            i.filename: ours.read(i) for i in ours.infolist()
+        }
+
+
+def test_dump_hands_structured_arrays_to_savez() -> None:
+    records = np.array([(1, 2.0)], dtype=[("a", "<i4"), ("b", "<f8")])
+    data = dump({"records": records, "plain": np.arange(3)})
+    with np.load(io.BytesIO(data)) as loaded:
+        assert loaded["records"].tolist() == records.tolist()
+        assert loaded["plain"].tolist() == [0, 1, 2]
