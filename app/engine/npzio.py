@@ -65,7 +65,8 @@ def dump(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
         offset = out.tell()
         crc = zlib.crc32(raw, zlib.crc32(header))
         size = len(header) + raw.nbytes
-        entry = (0, 0, _ZIP_TIME, _ZIP_DATE, crc, size, size, len(name))  # flags, stored
+        flags = 0 if name.isascii() else _ZIP_UTF8  # as zipfile marks a UTF-8 name
+        entry = (flags, 0, _ZIP_TIME, _ZIP_DATE, crc, size, size, len(name))  # stored
         out.write(struct.pack(_LOCAL, b"PK\x03\x04", _ZIP_VERSION, *entry, 0))
         out.write(name)
         out.write(header)
@@ -100,13 +101,15 @@ def dump(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
 # central directory entry (the same with the version made by first, then the comment
 # length, disk, internal and external attributes and the local header's offset), the end
 # of the central directory. Version 2.0 (stored), made on Unix, each member a regular
-# file readable by all, dated 1980-01-01 00:00 (the zip epoch).
+# file readable by all, dated 1980-01-01 00:00 (the zip epoch), its name flagged UTF-8
+# unless ASCII.
 _LOCAL = "<4s5H3L2H"
 _CENTRAL = "<4s6H3L5H2L"
 _END = "<4s4H2LH"
 _LOCAL_SIZE, _CENTRAL_SIZE = struct.calcsize(_LOCAL), struct.calcsize(_CENTRAL)
 _ZIP_VERSION = 20
 _ZIP_UNIX = 3 << 8
+_ZIP_UTF8 = 0x800  # general purpose flag bit 11: the name is UTF-8 (else cp437)
 _ZIP_TIME, _ZIP_DATE = 0, (1 << 5) | 1  # 00:00:00; 1980 + 0, January, the 1st
 _ZIP_MODE = 0o100644 << 16
 _ZIP_LIMIT = 0xFFFFFFFF

@@ -204,3 +204,14 @@ def test_dump_hands_structured_arrays_to_savez() -> None:
     with np.load(io.BytesIO(data)) as loaded:
         assert loaded["records"].tolist() == records.tolist()
         assert loaded["plain"].tolist() == [0, 1, 2]
+
+
+def test_dump_flags_non_ascii_names_as_utf8() -> None:
+    arrays = {"é": np.arange(3), "名前": np.ones(2, dtype=np.float32), "plain": np.zeros(1)}
+    data = dump(arrays)
+    for copy in (True, False):
+        assert list(load(data, copy=copy)) == list(arrays)
+    with np.load(io.BytesIO(data)) as loaded:
+        assert loaded.files == list(arrays)
+    flags = {i.filename: i.flag_bits for i in zipfile.ZipFile(io.BytesIO(data)).infolist()}
+    assert flags == {"é.npy": 0x800, "名前.npy": 0x800, "plain.npy": 0}
