@@ -57,6 +57,7 @@ class BatchInputs:
     chunk_rows: int
     parts: list[dict[str, Any]]  # the output pieces stored by earlier attempts
     seconds: float  # worked by earlier attempts
+    cancel_requested: bool = False  # already, when the job's row was read
 
 
 def chunk_rows(model: Model, settings: Settings) -> int:
@@ -110,6 +111,7 @@ def load_batch_inputs(
         chunk_rows=chunk_rows(model, settings),
         parts=list(job.output_parts or []),
         seconds=job.train_seconds,
+        cancel_requested=bool(job.cancel_requested),
     )
 
 
@@ -128,6 +130,8 @@ class BatchRun(Attempt):
             "load", lambda: load_batch_inputs(self.db, self.blobs, self.settings, job_id)
         )
         self._earlier_seconds = self._inputs.seconds
+        if self._inputs.cancel_requested:  # requested since the claim: no chunk is scored
+            self.pulse.cancel_seen()
 
     def _work(self) -> bool:
         inputs = self._inputs
