@@ -188,3 +188,56 @@ def test_one_dataset_at_a_time_and_only_small_networks(monkeypatch: pytest.Monke
     too_big = PausedTrainers(max_bytes=1)
     too_big.keep("job-5", "sha", one)
     assert len(too_big) == 0
+
+
+def test_trainers_that_differ_in_values_only_are_sized_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Trials of one sweep that differ in learning rate, epochs or seed hold arrays of the
+    same shapes: the store walks the first and reuses its size; another batch size (other
+    shapes) is walked again, and so is any trainer once the data changes."""
+    first = _trainer()
+    walked: list[Trainer] = []
+    real = paused_trainers._size
+
+    def counted(trainer: Trainer) -> int:
+        walked.append(trainer)
+        return real(trainer)
+
+    monkeypatch.setattr(paused_trainers, "_size", counted)
+    store = PausedTrainers()
+    same_shapes = []
+    for rate, epochs, seed in [(0.003, 2, 0), (0.1, 7, 5)]:
+        options = TrainingOptions.from_dict(
+            {"epochs": epochs, "batch_size": 8, "seed": seed, "optimizer": {"learning_rate": rate}}
+        )
+        trainer = Trainer(
+            Network.from_config(first.network.get_config()),
+            first.data.x,
+            first.data.y,
+            options,
+            prepare=lambda *_, **__: first.data,
+        )
+        trainer.loop.stop_at = 1  # paused after an epoch, as the first
+        trainer.run()
+        same_shapes.append(trainer)
+    for number, trainer in enumerate([first, *same_shapes]):
+        store.keep(f"job-{number}", "sha", trainer)
+    assert walked == [first]
+    assert [entry[2] for entry in store._kept.values()] == [real(first)] * 3
+    # What the reuse relies on: the same arrays (a few Python ints apart: counters, seeds).
+    assert all(abs(real(t) - real(first)) <= 0.001 * real(first) for t in same_shapes)
+
+    other_batch = TrainingOptions.from_dict({"epochs": 2, "batch_size": 16})
+    trainer = Trainer(
+        Network.from_config(first.network.get_config()),
+        first.data.x,
+        first.data.y,
+        other_batch,
+        prepare=lambda *_, **__: first.data,
+    )
+    store.keep("job-9", "sha", trainer)
+    assert walked == [first, trainer]
+    elsewhere = _trainer()  # its own prepared data: sized afresh
+    store.keep("job-10", "sha", elsewhere)
+    assert walked == [first, trainer, elsewhere]
