@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.storage.tables import ACTIVE_STATUSES, Job, JobStatus, Model, Sweep, core_table, utcnow
@@ -82,7 +82,7 @@ class SweepState(NamedTuple):
     metric: str
 
 
-_SWEEPS, _JOBS = core_table(Sweep), core_table(Job)
+_SWEEPS, _JOBS, _MODELS = core_table(Sweep), core_table(Job), core_table(Model)
 # The statements of every trial's end, built once (with the ending's others, a sweep of
 # short trials spent more building and compiling them than running them).
 _SWEEPS_OF_JOBS = select(_JOBS.c.id, _JOBS.c.sweep_id).where(
@@ -148,7 +148,7 @@ def trials_ended(session: Session, job_ids: Sequence[str]) -> None:
         events, status, strategy, metric = numbered
         _set_events(session, events - len(ended) + 1, ended)
         if status in SWEEP_TERMINAL:  # cancelled: its trials' checkpoints go to gc
-            _drop_checkpoints(session, Job.id.in_(ended))
+            _drop_checkpoints(session, ended)
         else:
             _advance(session, SweepState(sweep_id, status, strategy, metric))
 
@@ -165,7 +165,7 @@ def _advance(session: Session, sweep: SweepState) -> None:
     if any(row["status"] in ACTIVE_STATUSES for row in rows):
         return
     if any(row["resumable"] for row in rows):  # checkpoints nothing will continue: to gc
-        _drop_checkpoints(session, Job.id.in_([row["id"] for row in rows if row["resumable"]]))
+        _drop_checkpoints(session, [row["id"] for row in rows if row["resumable"]])
     # Succeeded when any trial did (under halving, at any rung: its model is the best's).
     succeeded = any(row["status"] == JobStatus.SUCCEEDED for row in rows)
     ended = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
@@ -197,22 +197,49 @@ def _advance_rungs(session: Session, sweep: SweepState, rows: list[dict[str, Any
         # Decided: its ended trials that were not promoted will not continue.
         losers = [row for row in at_rung if row["resumable"] and row["epochs"] == target]
         if losers:
-            _drop_checkpoints(session, Job.id.in_([row["id"] for row in losers]))
+            _drop_checkpoints(session, [row["id"] for row in losers])
             for row in losers:
                 row["resumable"] = False
         if not any(row["epochs"] > target for row in population):
             return  # nothing continues: the sweep ends with this rung
 
 
-def _drop_checkpoints(session: Session, which: ColumnElement[bool]) -> None:
-    """Forget the checkpoints of the ended trials ``which`` selects: they will not
-    continue (the blobs go to gc)."""
-    session.execute(
-        update(Job)
-        .where(which, Job.status.in_(SWEEP_TERMINAL), Job.checkpoint_sha256.is_not(None))
-        .values(checkpoint_sha256=None),
-        execution_options={"synchronize_session": False},
+def _drop_checkpoints(session: Session, job_ids: Sequence[str]) -> None:
+    """Forget the checkpoints of the ended trials ``job_ids``: they will not continue (the
+    blobs go to gc)."""
+    session.connection().execute(_DROP_CHECKPOINTS, {"b_jobs": list(job_ids)})
+
+
+# Built once, as the statements above (each trial's ending of a halving sweep runs some).
+_DROPPABLE = and_(_JOBS.c.status.in_(SWEEP_TERMINAL), _JOBS.c.checkpoint_sha256.is_not(None))
+_DROP_CHECKPOINTS = (
+    update(_JOBS)
+    .where(_JOBS.c.id.in_(bindparam("b_jobs", expanding=True)), _DROPPABLE)
+    .values(checkpoint_sha256=None)
+)
+_DROP_SWEEP_CHECKPOINTS = (
+    update(_JOBS)
+    .where(_JOBS.c.sweep_id == bindparam("b_sweep"), _DROPPABLE)
+    .values(checkpoint_sha256=None)
+)
+_SCORES = (
+    select(_JOBS.c.id, _MODELS.c.metrics)
+    .select_from(_JOBS.outerjoin(_MODELS, _MODELS.c.job_id == _JOBS.c.id))
+    .where(_JOBS.c.id.in_(bindparam("b_jobs", expanding=True)))
+)
+_PROMOTE = (
+    update(_JOBS)
+    .where(_JOBS.c.id.in_(bindparam("b_jobs", expanding=True)))
+    .values(
+        status=JobStatus.QUEUED,
+        epochs=bindparam("b_epochs"),
+        finished_at=None,
+        attempts=0,
+        error=None,
+        cancel_requested=False,
+        keep_model=False,
     )
+)
 
 
 def number_endings(session: Session, sweep: Sweep, job_ids: list[str]) -> None:
@@ -246,11 +273,7 @@ def _promote(
     for the rung ending at ``following`` epochs; the rows promoted. Ties keep the grid's
     order. A candidate without a score (no model, or no such metric) is not promoted."""
     scores: dict[str, Any] = dict(
-        session.execute(
-            select(Job.id, Model.metrics)
-            .outerjoin(Model, Model.job_id == Job.id)
-            .where(Job.id.in_([row["id"] for row in candidates]))
-        ).all()
+        session.connection().execute(_SCORES, {"b_jobs": [row["id"] for row in candidates]}).all()
     )
     scored = [
         (row, score)
@@ -260,21 +283,9 @@ def _promote(
     promoted = ranked(scored, sweep.metric)[:slots]
     if not promoted:
         return []
-    ids = [row["id"] for row in promoted]
     # Each keeps its rung's model until its next rung's replaces it (endings).
-    session.execute(
-        update(Job)
-        .where(Job.id.in_(ids))
-        .values(
-            status=JobStatus.QUEUED,
-            epochs=following,
-            finished_at=None,
-            attempts=0,
-            error=None,
-            cancel_requested=False,
-            keep_model=False,
-        ),
-        execution_options={"synchronize_session": False},
+    session.connection().execute(
+        _PROMOTE, {"b_jobs": [row["id"] for row in promoted], "b_epochs": following}
     )
     return promoted
 
@@ -310,5 +321,5 @@ def cancel_trials(session: Session, sweep_id: str) -> None:
     cancelled += cancel_queued()
     # Trials paused at a rung will not continue: their checkpoints go to gc (the running
     # ones' go as they end, in trials_ended). After the lock: an ending promotes those rows.
-    _drop_checkpoints(session, Job.sweep_id == sweep_id)
+    session.connection().execute(_DROP_SWEEP_CHECKPOINTS, {"b_sweep": sweep_id})
     number_endings(session, sweep, cancelled)
