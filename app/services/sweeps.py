@@ -8,6 +8,7 @@ models of all trials together.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,11 +106,22 @@ def create_sweep(
     trials (under halving, each to the first rung's epochs)."""
     built = []
     paths = list(spec.grid)
+    # Trials share networks and job bodies (a 48-trial grid has 4 networks and 12 job
+    # bodies): each distinct one is checked once, and its trials share the result, which
+    # nothing changes afterwards.
+    networks: dict[str, tuple[dict[str, Any], int]] = {}
+    jobs: dict[str, dict[str, Any]] = {}
     for trial in trials:
-        with _under("network", paths):
-            config, parameters = describe_network(settings, **trial.network)
-        with _under("job", paths):
-            options = training_options(trial.job)
+        network_key = json.dumps(trial.network, sort_keys=True, default=str)
+        if network_key not in networks:
+            with _under("network", paths):
+                networks[network_key] = describe_network(settings, **trial.network)
+        config, parameters = networks[network_key]
+        job_key = json.dumps(trial.job, sort_keys=True, default=str)
+        if job_key not in jobs:
+            with _under("job", paths):
+                jobs[job_key] = training_options(trial.job)
+        options = jobs[job_key]
         _check_metric(spec.metric, config["loss"], options)
         built.append((config, parameters, options))
     first_rung: int | None = None
