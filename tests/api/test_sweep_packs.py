@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from app.jobs.pulse import Pulse
 from app.jobs.worker import Worker
 from app.storage.blobs import BlobStoreUnavailable
 from app.storage.database import Database
-from app.storage.tables import Job, JobStatus, Sweep
+from app.storage.tables import Job, JobStatus, Sweep, WorkerHeartbeat, utcnow
 from tests.api.client import ApiClient
 from tests.api.sweeps import create, make_data, sweep_body, trial_outcomes, work
 
@@ -322,3 +323,36 @@ def test_a_packs_companions_carry_their_pending_cancels(client: ApiClient, db: D
     assert set(pending.values()) == {False}
     leases = Pulse(db, Settings(database_url=db.url), "w").hold_all(claims)
     assert {lease.claim.job_id for lease in leases if lease.alarm.is_set()} == {queued[1]}
+
+
+def _live_worker(db: Database, worker_id: str) -> None:
+    with db.session() as session:
+        session.add(WorkerHeartbeat(id=worker_id, hostname="h", pid=1))
+
+
+def test_a_claimer_leaves_a_trial_for_each_idle_worker(client: ApiClient, db: Database) -> None:
+    """Near a sweep's end (few trials queued) a claimer takes fewer companions, so that
+    every other live worker with nothing running gets a trial; a worker that runs a job,
+    or whose heartbeat is old, is not waited for; with enough queued, packs stay whole."""
+    data = make_data(client)
+    create(client, sweep_body(data, grid={"job.optimizer.learning_rate": RATES}))
+    _live_worker(db, "idle-1")
+    _live_worker(db, "idle-2")
+    with db.session() as session:  # an old heartbeat: that worker is not live
+        session.add(
+            WorkerHeartbeat(
+                id="gone", hostname="h", pid=2, heartbeat_at=utcnow() - timedelta(minutes=5)
+            )
+        )
+    first = _claim(db, size=len(RATES))  # 4 queued: 3 left after the first, 2 idle workers
+    assert len(first) == 2
+    assert len(_claim(db, size=len(RATES))) == 1  # 1 queued left for the 1 idle worker
+    assert len(_claim(db, size=len(RATES))) == 1
+
+
+def test_packs_stay_whole_while_enough_trials_are_queued(client: ApiClient, db: Database) -> None:
+    data = make_data(client)
+    grid = {"job.optimizer.learning_rate": RATES, "job.seed": [1, 2, 3]}
+    create(client, sweep_body(data, grid=grid))  # 12 trials, packs of 4 by seed
+    _live_worker(db, "idle-1")
+    assert [len(_claim(db, size=4)) for _ in range(3)] == [4, 4, 3]  # 1 left for idle-1
