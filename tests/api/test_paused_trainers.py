@@ -190,6 +190,21 @@ def test_one_dataset_at_a_time_and_only_small_networks(monkeypatch: pytest.Monke
     assert len(too_big) == 0
 
 
+def _on_data_of(first: Trainer, options: dict[str, object]) -> Trainer:
+    """A trainer of ``first``'s network on its prepared data with ``options`` (batch size 8
+    unless given), paused after one epoch as ``_trainer``'s are."""
+    trainer = Trainer(
+        Network.from_config(first.network.get_config()),
+        first.data.x,
+        first.data.y,
+        TrainingOptions.from_dict({"batch_size": 8, **options}),
+        prepare=lambda *_, **__: first.data,
+    )
+    trainer.loop.stop_at = 1
+    trainer.run()
+    return trainer
+
+
 def test_trainers_that_differ_in_values_only_are_sized_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -206,21 +221,10 @@ def test_trainers_that_differ_in_values_only_are_sized_once(
 
     monkeypatch.setattr(paused_trainers, "_size", counted)
     store = PausedTrainers()
-    same_shapes = []
-    for rate, epochs, seed in [(0.003, 2, 0), (0.1, 7, 5)]:
-        options = TrainingOptions.from_dict(
-            {"epochs": epochs, "batch_size": 8, "seed": seed, "optimizer": {"learning_rate": rate}}
-        )
-        trainer = Trainer(
-            Network.from_config(first.network.get_config()),
-            first.data.x,
-            first.data.y,
-            options,
-            prepare=lambda *_, **__: first.data,
-        )
-        trainer.loop.stop_at = 1  # paused after an epoch, as the first
-        trainer.run()
-        same_shapes.append(trainer)
+    same_shapes = [
+        _on_data_of(first, {"epochs": epochs, "seed": seed, "optimizer": {"learning_rate": rate}})
+        for rate, epochs, seed in [(0.003, 2, 0), (0.1, 7, 5)]
+    ]
     for number, trainer in enumerate([first, *same_shapes]):
         store.keep(f"job-{number}", "sha", trainer)
     assert walked == [first]
@@ -228,14 +232,7 @@ def test_trainers_that_differ_in_values_only_are_sized_once(
     # What the reuse relies on: the same arrays (a few Python ints apart: counters, seeds).
     assert all(abs(real(t) - real(first)) <= 0.001 * real(first) for t in same_shapes)
 
-    other_batch = TrainingOptions.from_dict({"epochs": 2, "batch_size": 16})
-    trainer = Trainer(
-        Network.from_config(first.network.get_config()),
-        first.data.x,
-        first.data.y,
-        other_batch,
-        prepare=lambda *_, **__: first.data,
-    )
+    trainer = _on_data_of(first, {"epochs": 2, "batch_size": 16})
     store.keep("job-9", "sha", trainer)
     assert walked == [first, trainer]
     elsewhere = _trainer()  # its own prepared data: sized afresh
