@@ -81,14 +81,16 @@ def _size(trainer: Trainer) -> int:
 
 def _shape_key(trainer: Trainer) -> tuple[object, ...]:
     """What the bytes :func:`_size` counts follow from, besides the trainer's data (a store
-    holds one dataset's trainers): the network's sizes and dtype, and every option but
-    those that change only values (epochs, seed, the optimizer's rates and betas). A
-    sweep's trials that differ only in those hold arrays of the same shapes: sized once,
-    not once each (the walk took ~0.5 ms of each trial's ending in the benchmark's halving
-    sweep)."""
+    holds one dataset's trainers): the epochs it has trained (its history's length), the
+    network's sizes and dtype, and every option but those that change only values (epochs
+    to go, seed, the optimizer's rates and betas). A halving rung's trials that differ
+    only in those hold arrays of the same shapes and histories of the same length: sized
+    once, not once each (the walk took ~0.5 ms of each trial's ending in the benchmark's
+    halving sweep)."""
     network, options = trainer.network, trainer.options
     optimizer = options.optimizer
     return (
+        trainer.epoch,  # the history holds an entry per epoch trained (with statistics)
         network.input_size,
         tuple(network.layer_sizes),
         network.dtype.str,

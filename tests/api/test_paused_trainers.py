@@ -238,3 +238,10 @@ def test_trainers_that_differ_in_values_only_are_sized_once(
     elsewhere = _trainer()  # its own prepared data: sized afresh
     store.keep("job-10", "sha", elsewhere)
     assert walked == [first, trainer, elsewhere]
+    # More epochs trained: a longer history (an entry per epoch), sized afresh.
+    further = _on_data_of(elsewhere, {"epochs": 60})
+    further.loop.stop_at = 40
+    further.run()
+    store.keep("job-11", "sha", further)
+    assert walked[-1] is further and store._kept["job-11"][2] == real(further)
+    assert real(further) > real(elsewhere)
