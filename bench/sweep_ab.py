@@ -38,38 +38,43 @@ POLL_SECONDS = 0.25
 
 
 def worker_pids(serve_pid: int) -> list[int]:
-    """The worker processes ``backprop serve`` (pid ``serve_pid``) started."""
+    """The worker processes ``backprop serve`` (pid ``serve_pid``) runs now: its children
+    started as ``... app.cli worker``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == serve_pid and b"worker" in command:
+        if parent == serve_pid and b"worker" in argv:  # an argument, not part of a path
             found.append(int(entry.name))
     return found
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of the processes ``pids`` so far (all their threads)."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def cpu_by_pid(serve_pid: int) -> dict[int, float]:
+    """User + system CPU seconds so far (all threads) of each worker of ``serve_pid``."""
+    seconds = {}
+    for pid in worker_pids(serve_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def timed_sweep(
-    client: Any, dataset_id: str, strategy: dict[str, Any], pids: list[int] | None = None
+    client: Any, dataset_id: str, strategy: dict[str, Any], serve_pid: int | None = None
 ) -> tuple[float, float]:
     """Seconds from just before POST /v1/sweeps to the sweep's ``finished_at``, and the
-    CPU seconds the processes ``pids`` spent meanwhile (read a moment after the end, so
-    that the last ending's writes are in)."""
-    cpu_before = cpu_seconds(pids or [])
+    CPU seconds the workers of ``serve_pid`` spent meanwhile (read a moment after the end,
+    so that the last ending's writes are in; a worker restarted meanwhile counts from its
+    start, and what the one it replaced spent is lost: a warning says so)."""
+    before = cpu_by_pid(serve_pid) if serve_pid is not None else {}
     started = time.time()
     body = sweep.sweep_body(dataset_id, strategy, sweep.EPOCHS)
     state = _service.check(client.post("/v1/sweeps", json=body), 202)
@@ -79,7 +84,11 @@ def timed_sweep(
     if state["status"] != "succeeded":
         raise RuntimeError(f"the sweep ended {state['status']}")
     time.sleep(0.2)
-    return _service.parse_time(state["finished_at"]) - started, cpu_seconds(pids or []) - cpu_before
+    after = cpu_by_pid(serve_pid) if serve_pid is not None else {}
+    if set(before) - set(after):
+        print(f"warning: worker(s) {sorted(set(before) - set(after))} ended during the sweep")
+    cpu = sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+    return _service.parse_time(state["finished_at"]) - started, cpu
 
 
 def main() -> None:
@@ -99,14 +108,13 @@ def main() -> None:
             service = stack.enter_context(_service.running_service(workers=2, extra_env=extra))
             client = stack.enter_context(service.client())
             dataset = _service.upload_npz(client, name="digits", npz=npz)["id"]
-            pids = worker_pids(service.proc.pid)
             timed_sweep(client, dataset, HALVING)  # warm: the first sweep loads and prepares
-            clients[tree] = (client, dataset, pids)
+            clients[tree] = (client, dataset, service.proc.pid)
         for round_ in range(args.rounds):
             for tree in trees if round_ % 2 == 0 else trees[::-1]:
-                client, dataset, pids = clients[tree]
-                grid, grid_cpu = timed_sweep(client, dataset, {"name": "grid"}, pids)
-                halving, halving_cpu = timed_sweep(client, dataset, HALVING, pids)
+                client, dataset, serve_pid = clients[tree]
+                grid, grid_cpu = timed_sweep(client, dataset, {"name": "grid"}, serve_pid)
+                halving, halving_cpu = timed_sweep(client, dataset, HALVING, serve_pid)
                 times[tree].append((grid, halving, grid_cpu, halving_cpu))
                 print(
                     f"round {round_ + 1} {tree}: grid {grid:.3f} s (CPU {grid_cpu:.2f} s), "
