@@ -139,7 +139,7 @@ class Pulse(threading.Thread):
                     next_renew = now + renew_every
                     # New jobs are first read a poll from now: their claims read their
                     # cancel flags (a job back in the queue with a cancel pending,
-                    # queue.requeue_expired, holds an alarm from the start), and a training
+                    # queue.requeue_expired, holds an alarm from the start), and every
                     # attempt reads its job's flag again as it starts (a cancel since the
                     # claim), so a read at once learnt nothing new, and cost a sweep's
                     # short trials a read session each beside their start (§9).
