@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs import sweep_advance
 from app.jobs.queue import (
+    JOBS,
     AnyRow,
     BeforeCommit,
     Claim,
@@ -139,18 +140,18 @@ def _retire_models(session: Session, job_ids: Sequence[str]) -> None:
 
 # _retire_models' statements, built once (it runs in the ending of every continued halving
 # trial: building them cost ~1.5 ms of its ~2 ms, BENCHMARKS.md §9).
-_MODELS, _JOBS, _EVALUATIONS = core_table(Model), core_table(Job), core_table(Evaluation)
+_MODELS, _EVALUATIONS = core_table(Model), core_table(Evaluation)
 _MODELS_OF_JOBS = (
     select(_MODELS.c.id)
     .where(_MODELS.c.job_id.in_(bindparam("b_jobs", expanding=True)))
     .with_for_update()
 )
-_ACTIVE = _JOBS.c.status.in_(ACTIVE_STATUSES)
+_ACTIVE = JOBS.c.status.in_(ACTIVE_STATUSES)
 _MINE = _MODELS.c.id.in_(bindparam("b_models", expanding=True))
 # One EXISTS per index searched (one EXISTS over an OR scans the jobs by status).
 _IN_USE = or_(
-    exists().where(_JOBS.c.init_model_id == _MODELS.c.id, _ACTIVE),
-    exists().where(_JOBS.c.model_id == _MODELS.c.id, _ACTIVE),
+    exists().where(JOBS.c.init_model_id == _MODELS.c.id, _ACTIVE),
+    exists().where(JOBS.c.model_id == _MODELS.c.id, _ACTIVE),
     exists().where(_EVALUATIONS.c.model_id == _MODELS.c.id),
 )
 _DETACH_IN_USE = update(_MODELS).where(_MINE, _IN_USE).values(job_id=None)

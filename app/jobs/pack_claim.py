@@ -36,7 +36,7 @@ from app.jobs import fairness
 from app.jobs.pulse import WORKER_BEAT_SECONDS
 from app.jobs.queue import JOBS, Claim, claim_parameters, core, take_next
 from app.storage.database import Database
-from app.storage.tables import Job, JobKind, JobStatus, Sweep, WorkerHeartbeat
+from app.storage.tables import Job, JobKind, JobStatus, Sweep, WorkerHeartbeat, core_table
 
 CANDIDATES = 64  # queued trials of the sweep looked at for companions, oldest first
 LIVE_WORKER_SECONDS = 3 * WORKER_BEAT_SECONDS  # a worker row beaten since then is live
@@ -74,7 +74,7 @@ _QUEUED_TRIALS = (
 _SWEEP_TURN = select(
     func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("sweep_id"), 0))
 )
-_WORKERS = WorkerHeartbeat.__table__
+_WORKERS = core_table(WorkerHeartbeat)
 _ROOM = select(
     Sweep.max_parallel,
     select(func.count())
