@@ -71,6 +71,7 @@ class TrainedModel:
 
 
 ModelMaker = Callable[[], TrainedModel | None]  # builds (and stores) the best-so-far model
+InTransaction = Callable[[Session], None]  # more writes in an ending's transaction
 
 
 @dataclass(frozen=True)
@@ -207,15 +208,17 @@ def finish(
     )
 
 
-def finish_item(db: Database, item: Finishing) -> Outcome:
-    """:func:`finish` of a :class:`Finishing`."""
-    outcome = finish_together(db, [item])[0]
+def finish_item(db: Database, item: Finishing, *, then: InTransaction | None = None) -> Outcome:
+    """:func:`finish` of a :class:`Finishing` (``then`` as :func:`finish_together`'s)."""
+    outcome = finish_together(db, [item], then=then)[0]
     if outcome is not None:
         return outcome
     return end_cancelled(db, item.claim, item.progress, item.best)
 
 
-def finish_together(db: Database, finishing: Sequence[Finishing]) -> list[Outcome | None]:
+def finish_together(
+    db: Database, finishing: Sequence[Finishing], *, then: InTransaction | None = None
+) -> list[Outcome | None]:
     """:func:`finish` for several jobs (the trials of a pack that ended at the same
     epoch) in ONE transaction, their outcomes in order: succeeded with its model, or
     status None (nothing written) when its lease is lost, or None when its cancel was
@@ -226,7 +229,12 @@ def finish_together(db: Database, finishing: Sequence[Finishing]) -> list[Outcom
     is the whole database's, so each transaction fewer is also one wait fewer for the
     other workers. Not for PostgreSQL, whose row locks let workers write side by side:
     holding several trials' rows at once there could deadlock with a sweep's cancel,
-    which takes them in another order (``app.jobs.pack_run`` ends them one by one)."""
+    which takes them in another order (``app.jobs.pack_run`` ends them one by one).
+
+    ``then(session)`` runs in the same transaction once the jobs' rows are written and
+    their sweeps advanced, before the ``before_commit`` hooks (which wait for the blobs
+    the rows refer to): the worker's next claim (``app.jobs.next_claim``), made while
+    the blobs are written and committed, or rolled back, with the endings."""
     with db.session() as session:
         outcomes = _finish_all(session, finishing)
         written = [
@@ -236,6 +244,8 @@ def finish_together(db: Database, finishing: Sequence[Finishing]) -> list[Outcom
         ]
         # Each sweep advances once, after all of its trials' rows are written.
         sweep_advance.trials_ended(session, [item.claim.job_id for item in written])
+        if then is not None:
+            then(session)
         for item in written:
             if item.before_commit is not None:
                 item.before_commit()

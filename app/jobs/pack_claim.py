@@ -149,14 +149,22 @@ _MAY_DIFFER = ("optimizer", "epochs", "lr_schedule", "early_stopping")
 def claim_pack(db: Database, *, worker_id: str, lease_seconds: float, size: int) -> list[Claim]:
     """The next queued job (``queue.claim_next``'s rules), and up to ``size - 1`` queued
     trials of its sweep that would train with it; [] when nothing may start."""
-    params = claim_parameters(worker_id, lease_seconds)
     with db.session() as session:
-        first = take_next(session, params)
-        if first is None:
-            return []
-        claims = [first]
-        if first.kind == JobKind.TRAIN and size > 1:
-            claims += _companions(session, first.job_id, params, size - 1)
+        return claim_pack_in(session, worker_id=worker_id, lease_seconds=lease_seconds, size=size)
+
+
+def claim_pack_in(
+    session: Session, *, worker_id: str, lease_seconds: float, size: int
+) -> list[Claim]:
+    """:func:`claim_pack` inside ``session``'s write transaction (another write's: the
+    claims hold once it commits)."""
+    params = claim_parameters(worker_id, lease_seconds)
+    first = take_next(session, params)
+    if first is None:
+        return []
+    claims = [first]
+    if first.kind == JobKind.TRAIN and size > 1:
+        claims += _companions(session, first.job_id, params, size - 1)
     return claims
 
 

@@ -24,6 +24,7 @@ from app.engine.pack import Outcome, Pack, packs
 from app.engine.training import TrainingResult
 from app.jobs import dbretry, endings
 from app.jobs.attempt import JobRun
+from app.jobs.next_claim import NextClaim
 from app.jobs.pulse import Lease, Pulse
 from app.jobs.queue import Claim
 from app.storage.blobs import BlobStore, BlobStoreUnavailable
@@ -46,10 +47,12 @@ def run_pack(
     leases: list[Lease],
     stopping: threading.Event,
     guard: Guard,
+    next_claim: NextClaim | None = None,
 ) -> int:
     """Run the trials of ``leases`` (one per claimed trial); the number that ended. Each
     trial's lease is dropped from ``pulse`` once its outcome is written (or left to the
-    lease), so the pulse renews only the trials still training."""
+    lease), so the pulse renews only the trials still training. ``next_claim`` is taken
+    in the transaction that ends the last trials (``app.jobs.next_claim``)."""
     ended = 0
     started: list[tuple[Lease, JobRun]] = []
     for lease in leases:
@@ -60,20 +63,29 @@ def run_pack(
         else:
             ended += int(outcome)
             pulse.drop(lease)
-    for group in packs([run.trainer for _, run in started]):
+    groups = packs([run.trainer for _, run in started])
+    for group in groups:
         trials = [started[i] for i in group]
         for _, run in trials:  # a later group's trials waited: not time they worked
             run.restart_clock()
+        last = group is groups[-1]
         if len(trials) == 1:
             lease, run = trials[0]
+            if last:
+                run.next_claim = next_claim
             ended += int(bool(guard(lease.claim, lease, run.work)))
             pulse.drop(lease)
         else:
-            ended += _together(pulse, trials, guard)
+            ended += _together(pulse, trials, guard, next_claim if last else None)
     return ended
 
 
-def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) -> int:
+def _together(
+    pulse: Pulse,
+    trials: list[tuple[Lease, JobRun]],
+    guard: Guard,
+    next_claim: NextClaim | None = None,
+) -> int:
     """Train one pack's trials together, each concluded as it leaves; the number that
     ended."""
     log.info(
@@ -107,9 +119,11 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
             and not outcome.stopped
             and not trials[i][1].lease_gone()
         ]
+        last = len(left) == len(trials)  # the pack's last trials: the next claim with them
         if len(finishing) > 1 and trials[0][1].db.is_sqlite:  # see finish_together
             written, cancelled = _finish_together(
-                [(i, *trials[i], result) for i, result in finishing]
+                [(i, *trials[i], result) for i, result in finishing],
+                next_claim if last else None,
             )
             for i, done in written.items():
                 ended += int(done)
@@ -120,6 +134,8 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
                 ended += int(bool(guard(lease.claim, lease, end)))
                 pulse.drop(lease)
             group = [(i, o) for i, o in group if i not in written and i not in cancelled]
+        if last and group:  # ended one by one: the last one's transaction claims
+            trials[group[-1][0]][1].next_claim = next_claim
         for i, outcome in group:
             conclude(i, outcome)
 
@@ -135,23 +151,29 @@ def _together(pulse: Pulse, trials: list[tuple[Lease, JobRun]], guard: Guard) ->
 
 def _finish_together(
     trials: list[tuple[int, Lease, JobRun, TrainingResult]],
+    next_claim: NextClaim | None = None,
 ) -> tuple[dict[int, bool], dict[int, endings.Finishing]]:
     """The final commits of trials that completed at the same epoch, in one transaction
     (:func:`app.jobs.endings.finish_together`): ({i: whether trial i ended} for those it
     wrote, {i: its finishing} for those whose cancel was requested, which the caller ends
     as :func:`app.jobs.endings.finish` would). When the transaction cannot be written,
     neither: every trial then ends on its own, as alone, its blob store or database
-    trouble handled there."""
+    trouble handled there. ``next_claim`` is taken in that transaction."""
     jobs = ", ".join(lease.claim.job_id for _, lease, _, _ in trials)
     try:
+        for _, _, run, result in trials:  # every trial's blobs on their way first
+            run.write_blobs(result)
         items = [run.finishing(result) for _, _, run, result in trials]
         for _, lease, _, _ in trials:
             lease.ending()
+        then = next_claim.in_transaction if next_claim is not None else None
         outcomes = dbretry.until_deadline(
-            lambda: endings.finish_together(trials[0][2].db, items),
+            lambda: endings.finish_together(trials[0][2].db, items, then=then),
             deadline=lambda: min(lease.lease_deadline() for _, lease, _, _ in trials),
             what=f"jobs {jobs}: finish",
         )
+        if next_claim is not None:
+            next_claim.committed()
     except _EXPECTED as exc:
         log.warning("jobs %s: endings not written together: %s", jobs, brief(exc))
         return {}, {}

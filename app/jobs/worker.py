@@ -48,6 +48,7 @@ from app.config import Settings
 from app.jobs import endings, pack_claim, paused_trainers, queue
 from app.jobs.attempt import JobRun
 from app.jobs.batch_attempt import BatchRun
+from app.jobs.next_claim import NextClaim
 from app.jobs.pack_run import run_pack
 from app.jobs.pulse import DB_RETRY_SECONDS, Lease, Pulse
 from app.storage.blobs import BlobStore, BlobStoreUnavailable, open_blob_store
@@ -120,8 +121,9 @@ class Worker:
         quick_until = 0.0  # monotonic time until which idle polling is quick
         last_end = 0.0  # monotonic time the last claimed job(s) ended
         just_ended = False  # the last loop ran a job
+        claimed: list[queue.Claim] = []  # claimed as the last job(s) ended (NextClaim)
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() or claimed:
                 try:
                     if time.monotonic() >= next_sweep:
                         self._sweep()
@@ -129,13 +131,10 @@ class Worker:
                     claims: list[queue.Claim] = []
                     # A read first (no write lock while idle), except right after a job
                     # ended: a sweep's next trial is most likely waiting, so claim at once.
-                    if just_ended or queue.has_queued(self.db):
-                        claims = pack_claim.claim_pack(
-                            self.db,
-                            worker_id=self.worker_id,
-                            lease_seconds=self.settings.lease_seconds,
-                            size=self.settings.pack_trials,
-                        )
+                    if claimed:  # its attempts see a stop request and hand the jobs back
+                        claims, claimed = claimed, []
+                    elif just_ended or queue.has_queued(self.db):
+                        claims = self._claim()
                 except SQLAlchemyError as exc:
                     log.warning("worker %s: database unavailable: %s", self.worker_id, brief(exc))
                     self.stopping.wait(DB_RETRY_SECONDS)
@@ -149,9 +148,16 @@ class Worker:
                     commits.wait(self._idle_wait(quick_until, commits), self.stopping)
                     continue
                 leases = pulse.hold_all(claims)
+                next_claim = NextClaim(
+                    worker_id=self.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                    size=self.settings.pack_trials,
+                    stopping=self.stopping,
+                )
                 try:
-                    done += self._run(pulse, leases)
+                    done += self._run(pulse, leases, next_claim)
                 finally:
+                    claimed = next_claim.claims
                     pulse.hold_all([], finished=len(claims))
                     last_end = time.monotonic()
                     quick_until = last_end + QUICK_POLL_WINDOW
@@ -170,8 +176,18 @@ class Worker:
             return min(QUICK_POLL_SECONDS, self.settings.poll_seconds)
         return self.settings.poll_seconds
 
-    def _run(self, pulse: Pulse, leases: list[Lease]) -> int:
-        """Run the claimed jobs (one, or the trials of a pack); the number that ended."""
+    def _claim(self) -> list[queue.Claim]:
+        """The next job, or pack of a sweep's trials (``pack_claim``); [] when none."""
+        return pack_claim.claim_pack(
+            self.db,
+            worker_id=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            size=self.settings.pack_trials,
+        )
+
+    def _run(self, pulse: Pulse, leases: list[Lease], next_claim: NextClaim) -> int:
+        """Run the claimed jobs (one, or the trials of a pack); the number that ended. The
+        transaction that ends the last of a training job or pack takes ``next_claim``."""
         if len(leases) > 1:
             self._store_down = False
             ended = run_pack(
@@ -182,6 +198,7 @@ class Worker:
                 leases,
                 self.stopping,
                 functools.partial(self._guarded, wait_on_store=False),
+                next_claim,
             )
             if self._store_down:
                 self.stopping.wait(STORE_RETRY_SECONDS)
@@ -191,6 +208,8 @@ class Worker:
         # Training, or a prediction run / evaluation streaming a dataset's rows.
         run = JobRun if claim.kind == JobKind.TRAIN else BatchRun
         attempt = run(self.db, self.blobs, self.settings, claim, lease, self.stopping)
+        if isinstance(attempt, JobRun):
+            attempt.next_claim = next_claim
         return int(bool(self._guarded(claim, lease, attempt.run)))
 
     def _guarded(

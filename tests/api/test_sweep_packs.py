@@ -85,13 +85,13 @@ def test_a_cancel_landing_just_before_a_packs_final_commit_wins_for_its_trial(
     real = endings.finish_together
     cancelled: list[str] = []
 
-    def cancel_one_then_finish(db: Database, items: Any) -> Any:
+    def cancel_one_then_finish(db: Database, items: Any, **kwargs: Any) -> Any:
         if len(items) > 1 and not cancelled:
             job_id = items[1].claim.job_id
             cancelled.append(job_id)
             body = {"keep_model": True}
             assert client.post(f"/v1/jobs/{job_id}/cancel", json=body).status_code == 202
-        return real(db, items)
+        return real(db, items, **kwargs)
 
     monkeypatch.setattr(endings, "finish_together", cancel_one_then_finish)
     work(db, pack_trials=4, worker_id="packs-4")
@@ -118,11 +118,11 @@ def test_a_pack_whose_joint_commit_fails_ends_each_trial_on_its_own(
     real = endings.finish_together
     failed: list[int] = []
 
-    def store_away(db: Database, items: Any) -> Any:
+    def store_away(db: Database, items: Any, **kwargs: Any) -> Any:
         if len(items) > 1:  # the pack's joint commit; each trial's own then succeeds
             failed.append(len(items))
             raise BlobStoreUnavailable("the blob store is away")
-        return real(db, items)
+        return real(db, items, **kwargs)
 
     monkeypatch.setattr(endings, "finish_together", store_away)
     with caplog.at_level(logging.INFO, logger="backprop.worker"):

@@ -232,7 +232,10 @@ def crash_around_commits(
 
     A crash worker's start-up sweep may hand it an earlier crashed job whose lease has
     already expired (it is the oldest queued one): what each worker claimed is read from
-    its log, and the attempts each job should end with are counted from that."""
+    its log, and the attempts each job should end with are counted from that. A worker
+    claims its next job in the transaction of a job's final commit (app/jobs/next_claim.py):
+    one that dies right after that commit holds that next job unstarted, which then costs
+    it an attempt, as a death right after any claim does; it is read from the database."""
     report = CrashPointReport()
     network_id, dataset_id = workload.create(api)
     options = workload.options()
@@ -259,6 +262,13 @@ def crash_around_commits(
         report.outcomes_by_job[point] = job_id
         if row.status != expected:
             report.problems_.append(f"right after a crash at {point}, {job_id} is {row.status}")
+        for other, held in cluster.probe.jobs(jobs).items():  # claimed with the final commit
+            if other == job_id or held.worker_id != row.worker_id:
+                continue
+            if held.status == JobStatus.RUNNING and point == "after_final_commit":
+                crashes[other] += 1
+            elif held.status == JobStatus.RUNNING:
+                report.problems_.append(f"after a crash at {point}, it also held {other}")
     # A clean run for comparison, then recovery by two healthy workers.
     healthy = [cluster.worker(), cluster.worker()]
     reference = reference_weights(cluster, api, network_id, dataset_id, options)

@@ -158,8 +158,8 @@ def test_a_pulse_read_right_after_the_final_commit_logs_no_lost_lease(
 
     real_finish = endings.finish_item
 
-    def finish_then_poll(db: Database, item: endings.Finishing) -> Any:
-        outcome = real_finish(db, item)
+    def finish_then_poll(db: Database, item: endings.Finishing, **kwargs: Any) -> Any:
+        outcome = real_finish(db, item, **kwargs)
         pulse, leases = next(p for p in reversed(pulses) if p[1])
         pulse.poll(next(lease for lease in leases if lease.claim == item.claim))
         return outcome

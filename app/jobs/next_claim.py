@@ -1,0 +1,59 @@
+"""The worker's next claim, made inside the transaction that ends its last trials.
+
+A trial's final commit waits, inside its transaction, for the blobs its rows refer to
+(its model, and a paused trial's checkpoint), which the blob writer is still writing
+(``app.jobs.attempt.PendingBlob``): ~1 ms each on a local disk, so a halving rung's pack
+of 4 ends with ~5 ms of them (8 blobs), of which its transaction waited ~1.5 ms, a
+halving sweep's worker ~40 ms per sweep (a grid's: ~3 ms). Claiming the next pack in that
+transaction, after the trials' rows are written and before the wait, does the claim
+while the blobs are written, and saves the claim's own transaction (its wait for
+SQLite's write lock, its commit). The claim commits or rolls back with the endings: a
+worker that dies before the commit leaves the claimed jobs queued, and no job loses an
+attempt to another's crash.
+
+On SQLite the claim is what ``claim_pack`` does in its own transaction. On PostgreSQL it
+reads and takes rows as that does too (``SKIP LOCKED``, the sweep's turn tried, never
+waited for), so holding the ended trials' rows and their sweep's meanwhile cannot
+deadlock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy.orm import Session
+
+from app.jobs.pack_claim import claim_pack_in
+from app.jobs.queue import Claim
+
+
+class NextClaim:
+    """One claim for the worker, taken in the transaction of the first ending that offers
+    (:meth:`in_transaction`) and kept once that commits (:meth:`committed`); the worker
+    trains ``claims`` next instead of claiming again. None taken (none queued, the worker
+    stopping, no ending offered): the worker claims as before."""
+
+    def __init__(
+        self, *, worker_id: str, lease_seconds: float, size: int, stopping: threading.Event
+    ) -> None:
+        self._worker_id = worker_id
+        self._lease_seconds = lease_seconds
+        self._size = size
+        self._stopping = stopping
+        self._pending: list[Claim] = []
+        self.claims: list[Claim] = []
+
+    def in_transaction(self, session: Session) -> None:
+        """Claim in ``session``'s transaction (an ending's), unless claimed already or the
+        worker is stopping; a retried transaction claims anew."""
+        self._pending = []
+        if self.claims or self._stopping.is_set():
+            return
+        self._pending = claim_pack_in(
+            session, worker_id=self._worker_id, lease_seconds=self._lease_seconds, size=self._size
+        )
+
+    def committed(self) -> None:
+        """The ending's transaction committed: its claims hold."""
+        if not self.claims:
+            self.claims, self._pending = self._pending, []
