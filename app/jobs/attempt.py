@@ -287,11 +287,8 @@ class JobRun(Attempt):
             return False
         if not result.stopped:
             item = self.finishing(result)
-            claim = self.next_claim
-            then = claim.in_transaction if claim is not None else None
+            then = self.next_claim.in_transaction if self.next_claim is not None else None
             outcome = self._ending("finish", lambda: endings.finish_item(self.db, item, then=then))
-            if claim is not None:
-                claim.committed()
             return self.finished(outcome)
         best = functools.partial(self._best, progress := self._progress())
         lease = self.settings.lease_seconds

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.jobs.pack_claim import claim_pack_in
@@ -29,9 +30,11 @@ from app.jobs.queue import Claim
 
 class NextClaim:
     """One claim for the worker, taken in the transaction of the first ending that offers
-    (:meth:`in_transaction`) and kept once that commits (:meth:`committed`); the worker
-    trains ``claims`` next instead of claiming again. None taken (none queued, the worker
-    stopping, no ending offered): the worker claims as before."""
+    (:meth:`in_transaction`) and kept in ``claims`` when that transaction commits (its
+    session's ``after_commit``: whatever the ending does next, a later transaction of
+    its own or an error); the worker trains ``claims`` next instead of claiming again.
+    None taken (none queued, the worker stopping, no ending offered, the transaction
+    rolled back): the worker claims as before."""
 
     def __init__(
         self, *, worker_id: str, lease_seconds: float, size: int, stopping: threading.Event
@@ -40,20 +43,19 @@ class NextClaim:
         self._lease_seconds = lease_seconds
         self._size = size
         self._stopping = stopping
-        self._pending: list[Claim] = []
         self.claims: list[Claim] = []
 
     def in_transaction(self, session: Session) -> None:
         """Claim in ``session``'s transaction (an ending's), unless claimed already or the
         worker is stopping; a retried transaction claims anew."""
-        self._pending = []
         if self.claims or self._stopping.is_set():
             return
-        self._pending = claim_pack_in(
+        claims = claim_pack_in(
             session, worker_id=self._worker_id, lease_seconds=self._lease_seconds, size=self._size
         )
+        if claims:
+            event.listen(session, "after_commit", lambda _: self._hold(claims), once=True)
 
-    def committed(self) -> None:
-        """The ending's transaction committed: its claims hold."""
+    def _hold(self, claims: list[Claim]) -> None:
         if not self.claims:
-            self.claims, self._pending = self._pending, []
+            self.claims = claims

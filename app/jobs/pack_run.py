@@ -172,8 +172,6 @@ def _finish_together(
             deadline=lambda: min(lease.lease_deadline() for _, lease, _, _ in trials),
             what=f"jobs {jobs}: finish",
         )
-        if next_claim is not None:
-            next_claim.committed()
     except _EXPECTED as exc:
         log.warning("jobs %s: endings not written together: %s", jobs, brief(exc))
         return {}, {}

@@ -14,7 +14,7 @@ from app.jobs.next_claim import NextClaim
 from app.jobs.queue import Claim, Progress, claim_next
 from app.storage.database import Database
 from app.storage.tables import JobStatus
-from tests.queue.rows import add_jobs, get_job
+from tests.queue.rows import add_jobs, cancel, get_job
 
 
 def _item(claim: Claim, before_commit: object = None) -> Finishing:
@@ -42,7 +42,6 @@ def test_the_next_job_is_claimed_with_the_final_commit(migrated_db: Database) ->
     next_claim = _next_claim()
 
     outcome = finish_item(migrated_db, _item(first), then=next_claim.in_transaction)
-    next_claim.committed()
 
     assert outcome.status == JobStatus.SUCCEEDED
     assert [claim.job_id for claim in next_claim.claims] == [second_id]
@@ -70,7 +69,6 @@ def test_a_final_commit_that_fails_leaves_the_next_job_queued(migrated_db: Datab
     assert get_job(migrated_db, first_id).status == JobStatus.RUNNING
     # The ending retried (as dbretry does) claims anew, and that claim holds.
     outcome = finish_item(migrated_db, _item(first), then=next_claim.in_transaction)
-    next_claim.committed()
     assert outcome.status == JobStatus.SUCCEEDED
     assert [claim.job_id for claim in next_claim.claims] == [second_id]
     assert get_job(migrated_db, second_id).attempts == 1
@@ -83,8 +81,7 @@ def test_one_claim_only_and_none_while_stopping(migrated_db: Database) -> None:
     next_claim = _next_claim()
     for claim in (first, second):  # two endings offer; the first one's claim is kept
         finish_item(migrated_db, _item(claim), then=next_claim.in_transaction)
-        next_claim.committed()
-    assert [claim.job_id for claim in next_claim.claims] == [ids[2]]
+        assert [claim.job_id for claim in next_claim.claims] == [ids[2]]
 
     stopping = threading.Event()
     stopping.set()
@@ -93,6 +90,21 @@ def test_one_claim_only_and_none_while_stopping(migrated_db: Database) -> None:
     assert third is not None and third.job_id == more[0]
     stopped = _next_claim(stopping)
     finish_item(migrated_db, _item(third), then=stopped.in_transaction)
-    stopped.committed()
     assert stopped.claims == []
     assert get_job(migrated_db, more[1]).status == JobStatus.QUEUED
+
+
+def test_the_claim_holds_when_the_job_ends_cancelled(migrated_db: Database) -> None:
+    # A cancel requested before the final commit wins: the job is ended by a second
+    # transaction (end_cancelled); the claim made in the first one holds all the same.
+    first_id, second_id = add_jobs(migrated_db, 2)
+    first = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert first is not None
+    cancel(migrated_db, first_id, keep_model=False)
+    next_claim = _next_claim()
+
+    outcome = finish_item(migrated_db, _item(first), then=next_claim.in_transaction)
+
+    assert outcome.status == JobStatus.CANCELLED
+    assert [claim.job_id for claim in next_claim.claims] == [second_id]
+    assert get_job(migrated_db, second_id).status == JobStatus.RUNNING
