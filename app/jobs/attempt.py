@@ -68,6 +68,10 @@ class PendingBlob:
         self.sha256 = hashlib.sha256(data).hexdigest()
         self.size = len(data)
 
+    def failed(self) -> bool:
+        """The write has ended with an error (``wait`` raises it)."""
+        return self._future.done() and self._future.exception() is not None
+
     def wait(self) -> None:
         stored = self._future.result()
         if stored.sha256 != self.sha256:  # not expected: the store hashes the same bytes
@@ -315,10 +319,11 @@ class JobRun(Attempt):
         commit, so the writer starts on the last ones a few milliseconds sooner and the
         ending's transaction waits less for them (holding SQLite's write lock)."""
         assert not result.stopped
-        if self._blobs_for is not result:
-            weights = PendingBlob(self.blobs, result.model.export_npz())
-            self._written = (weights, self._paused_checkpoint())  # serialised meanwhile
-            self._blobs_for = result
+        if self._blobs_for is result and not any(b.failed() for b in self._written if b):
+            return  # handed over already (a failed write is made again: the store may be back)
+        weights = PendingBlob(self.blobs, result.model.export_npz())
+        self._written = (weights, self._paused_checkpoint())  # serialised meanwhile
+        self._blobs_for = result
 
     def finishing(self, result: TrainingResult) -> endings.Finishing:
         """The final commit of a complete run (``result`` not stopped, the lease not

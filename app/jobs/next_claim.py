@@ -8,8 +8,10 @@ halving sweep's worker ~40 ms per sweep (a grid's: ~3 ms). Claiming the next pac
 transaction, after the trials' rows are written and before the wait, does the claim
 while the blobs are written, and saves the claim's own transaction (its wait for
 SQLite's write lock, its commit). The claim commits or rolls back with the endings: a
-worker that dies before the commit leaves the claimed jobs queued, and no job loses an
-attempt to another's crash.
+worker that dies before the commit leaves the next jobs queued. One that dies right
+after it holds them unstarted, as after any claim: they wait for their leases to expire
+and count one more attempt. An ending whose claim found nothing queued spares the
+worker's next claim too (it looks with a read first, as an idle worker does).
 
 On SQLite the claim is what ``claim_pack`` does in its own transaction. On PostgreSQL it
 reads and takes rows as that does too (``SKIP LOCKED``, the sweep's turn tried, never
@@ -44,6 +46,7 @@ class NextClaim:
         self._size = size
         self._stopping = stopping
         self.claims: list[Claim] = []
+        self.tried = False  # an ending's committed transaction looked for the next job
 
     def in_transaction(self, session: Session) -> None:
         """Claim in ``session``'s transaction (an ending's), unless claimed already or the
@@ -53,9 +56,9 @@ class NextClaim:
         claims = claim_pack_in(
             session, worker_id=self._worker_id, lease_seconds=self._lease_seconds, size=self._size
         )
-        if claims:
-            event.listen(session, "after_commit", lambda _: self._hold(claims), once=True)
+        event.listen(session, "after_commit", lambda _: self._hold(claims), once=True)
 
     def _hold(self, claims: list[Claim]) -> None:
+        self.tried = True
         if not self.claims:
             self.claims = claims

@@ -24,6 +24,8 @@ with one idle worker another owner's job waits behind a whole pack (at most
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from datetime import timedelta
 from itertools import pairwise
 from typing import Any
@@ -68,8 +70,9 @@ _QUEUED_TRIALS = (
 )
 # PostgreSQL: claimers of one sweep's companions take turns (a transaction-scoped advisory
 # lock on the sweep), so each counts the others' committed claims against max_parallel;
-# only claimers take it, so it cannot deadlock with a trial's ending or a sweep's cancel,
-# and a claimer that finds it taken claims its one job without companions, never waiting
+# only claimers take it (some inside a trial's ending transaction: app/jobs/next_claim.py),
+# and only by trying, so it cannot deadlock with an ending or a sweep's cancel, and a
+# claimer that finds it taken claims its one job without companions, never waiting
 # (another claimer could be stalled inside its transaction).
 _SWEEP_TURN = select(
     func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("sweep_id"), 0))
@@ -158,6 +161,7 @@ def claim_pack_in(
 ) -> list[Claim]:
     """:func:`claim_pack` inside ``session``'s write transaction (another write's: the
     claims hold once it commits)."""
+    leased_at = time.monotonic()  # before the lease's expiry is computed: never late
     params = claim_parameters(worker_id, lease_seconds)
     first = take_next(session, params)
     if first is None:
@@ -165,7 +169,7 @@ def claim_pack_in(
     claims = [first]
     if first.kind == JobKind.TRAIN and size > 1:
         claims += _companions(session, first.job_id, params, size - 1)
-    return claims
+    return [replace(claim, leased_at=leased_at) for claim in claims]
 
 
 def _leave_for_idle(queued: int, idle: int) -> int:

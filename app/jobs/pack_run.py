@@ -134,8 +134,11 @@ def _together(
                 ended += int(bool(guard(lease.claim, lease, end)))
                 pulse.drop(lease)
             group = [(i, o) for i, o in group if i not in written and i not in cancelled]
-        if last and group:  # ended one by one: the last one's transaction claims
-            trials[group[-1][0]][1].next_claim = next_claim
+        finishers = [
+            i for i, outcome in group if isinstance(outcome, TrainingResult) and not outcome.stopped
+        ]
+        if last and finishers:  # ended one by one: the last finished one's commit claims
+            trials[finishers[-1]][1].next_claim = next_claim
         for i, outcome in group:
             conclude(i, outcome)
 

@@ -47,7 +47,9 @@ class Lease:
         self._lock = lock
         self._view = LeaseView()
         self._ending = False  # the main thread is writing this job's ending
-        self._lease_until = time.monotonic() + lease_seconds  # by which it surely expired
+        # By which it surely expired: counted from the claim's lease when known.
+        start = claim.leased_at if claim.leased_at is not None else time.monotonic()
+        self._lease_until = start + lease_seconds
         # Set while the view says lost or cancel requested: the training loop checks this
         # flag at every batch (a lock-free read, not the view under the lock).
         self.alarm = threading.Event()

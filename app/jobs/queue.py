@@ -61,6 +61,10 @@ class Claim:
     # A cancel already requested when the claim read the row (a job back in the queue
     # with one pending, queue.requeue_expired): the pulse raises its alarm at once.
     cancel_requested: bool = False
+    # ``time.monotonic()`` just before the claim computed its lease's expiry: the lease's
+    # deadline counts from it (the pulse may hold the job a while later: a claim made in
+    # the previous job's ending, app/jobs/next_claim.py). None: from when it is held.
+    leased_at: float | None = None
 
     def fence(self) -> dict[str, Any]:
         """The bound parameters of the fenced statements: the job and its lease token."""

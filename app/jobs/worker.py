@@ -124,17 +124,19 @@ class Worker:
         claimed: list[queue.Claim] = []  # claimed as the last job(s) ended (NextClaim)
         try:
             while not self.stopping.is_set() or claimed:
+                claims: list[queue.Claim] = []
                 try:
-                    if time.monotonic() >= next_sweep:
-                        self._sweep()
-                        next_sweep = time.monotonic() + self._sweep_every
-                    claims: list[queue.Claim] = []
-                    # A read first (no write lock while idle), except right after a job
-                    # ended: a sweep's next trial is most likely waiting, so claim at once.
-                    if claimed:  # its attempts see a stop request and hand the jobs back
+                    if claimed:  # (when stopping, its attempts see it and hand the jobs back)
                         claims, claimed = claimed, []
-                    elif just_ended or queue.has_queued(self.db):
-                        claims = self._claim()
+                    else:
+                        if time.monotonic() >= next_sweep:
+                            self._sweep()
+                            next_sweep = time.monotonic() + self._sweep_every
+                        # A read first (no write lock while idle), except right after a job
+                        # ended whose own transaction did not look for the next one: a
+                        # sweep's next trial is most likely waiting, so claim at once.
+                        if just_ended or queue.has_queued(self.db):
+                            claims = self._claim()
                 except SQLAlchemyError as exc:
                     log.warning("worker %s: database unavailable: %s", self.worker_id, brief(exc))
                     self.stopping.wait(DB_RETRY_SECONDS)
@@ -161,7 +163,7 @@ class Worker:
                     pulse.hold_all([], finished=len(claims))
                     last_end = time.monotonic()
                     quick_until = last_end + QUICK_POLL_WINDOW
-                    just_ended = True
+                    just_ended = not next_claim.tried
         finally:
             paused_trainers.PAUSED.clear()
             commits.close()
@@ -188,8 +190,9 @@ class Worker:
     def _run(self, pulse: Pulse, leases: list[Lease], next_claim: NextClaim) -> int:
         """Run the claimed jobs (one, or the trials of a pack); the number that ended. The
         transaction that ends the last of a training job or pack takes ``next_claim``."""
+        self._store_down = False
+        guard = functools.partial(self._guarded, wait_on_store=False)
         if len(leases) > 1:
-            self._store_down = False
             ended = run_pack(
                 self.db,
                 self.blobs,
@@ -197,20 +200,23 @@ class Worker:
                 pulse,
                 leases,
                 self.stopping,
-                functools.partial(self._guarded, wait_on_store=False),
+                guard,
                 next_claim,
             )
-            if self._store_down:
-                self.stopping.wait(STORE_RETRY_SECONDS)
-            return ended
-        lease = leases[0]
-        claim = lease.claim
-        # Training, or a prediction run / evaluation streaming a dataset's rows.
-        run = JobRun if claim.kind == JobKind.TRAIN else BatchRun
-        attempt = run(self.db, self.blobs, self.settings, claim, lease, self.stopping)
-        if isinstance(attempt, JobRun):
-            attempt.next_claim = next_claim
-        return int(bool(self._guarded(claim, lease, attempt.run)))
+        else:
+            lease = leases[0]
+            claim = lease.claim
+            # Training, or a prediction run / evaluation streaming a dataset's rows.
+            run = JobRun if claim.kind == JobKind.TRAIN else BatchRun
+            attempt = run(self.db, self.blobs, self.settings, claim, lease, self.stopping)
+            if isinstance(attempt, JobRun):
+                attempt.next_claim = next_claim
+            ended = int(bool(guard(claim, lease, attempt.run)))
+        # The store was away: wait before claiming again, unless jobs are claimed already
+        # (their leases run: their own starts find out whether the store is back).
+        if self._store_down and not next_claim.claims:
+            self.stopping.wait(STORE_RETRY_SECONDS)
+        return ended
 
     def _guarded(
         self,

@@ -6,11 +6,13 @@ spent on it."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from app.jobs.endings import Finishing, TrainedModel, finish_item, finish_together
 from app.jobs.next_claim import NextClaim
+from app.jobs.pulse import Lease
 from app.jobs.queue import Claim, Progress, claim_next
 from app.storage.database import Database
 from app.storage.tables import JobStatus
@@ -108,3 +110,21 @@ def test_the_claim_holds_when_the_job_ends_cancelled(migrated_db: Database) -> N
     assert outcome.status == JobStatus.CANCELLED
     assert [claim.job_id for claim in next_claim.claims] == [second_id]
     assert get_job(migrated_db, second_id).status == JobStatus.RUNNING
+
+
+def test_a_claims_lease_deadline_counts_from_the_claim(migrated_db: Database) -> None:
+    # The pulse holds a claim made in an ending a while after it was made: its deadline
+    # (how long a write for the job is worth retrying) counts from the claim, never late.
+    add_jobs(migrated_db, 2)
+    first = claim_next(migrated_db, worker_id="w", lease_seconds=30)
+    assert first is not None
+    next_claim = _next_claim()
+    finish_item(migrated_db, _item(first), then=next_claim.in_transaction)
+    (claim,) = next_claim.claims
+    assert claim.leased_at is not None and claim.leased_at <= time.monotonic()
+    time.sleep(0.05)  # the pulse takes it later
+
+    lease = Lease(claim, threading.Lock(), 30)
+
+    assert lease.lease_deadline() == claim.leased_at + 30
+    assert lease.lease_deadline() < time.monotonic() + 30
