@@ -126,17 +126,19 @@ class Worker:
             while not self.stopping.is_set() or claimed:
                 claims: list[queue.Claim] = []
                 try:
+                    # Expired leases are handled on time however busy the worker is (its
+                    # jobs may follow each other, each claimed by the last one's ending),
+                    # but not once it stops: then it only runs what it holds.
+                    if time.monotonic() >= next_sweep and not self.stopping.is_set():
+                        self._sweep()
+                        next_sweep = time.monotonic() + self._sweep_every
                     if claimed:  # (when stopping, its attempts see it and hand the jobs back)
                         claims, claimed = claimed, []
-                    else:
-                        if time.monotonic() >= next_sweep:
-                            self._sweep()
-                            next_sweep = time.monotonic() + self._sweep_every
-                        # A read first (no write lock while idle), except right after a job
-                        # ended whose own transaction did not look for the next one: a
-                        # sweep's next trial is most likely waiting, so claim at once.
-                        if just_ended or queue.has_queued(self.db):
-                            claims = self._claim()
+                    # A read first (no write lock while idle), except right after a job
+                    # ended whose own transaction did not look for the next one: a
+                    # sweep's next trial is most likely waiting, so claim at once.
+                    elif just_ended or queue.has_queued(self.db):
+                        claims = self._claim()
                 except SQLAlchemyError as exc:
                     log.warning("worker %s: database unavailable: %s", self.worker_id, brief(exc))
                     self.stopping.wait(DB_RETRY_SECONDS)

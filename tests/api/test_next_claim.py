@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from app.config import Settings
 from app.jobs import attempt as attempt_module
 from app.jobs import pack_claim
+from app.jobs.queue import claim_next
+from app.jobs.worker import Worker
 from app.storage.blobs import BlobStoreUnavailable
 from app.storage.database import Database
 from app.storage.tables import JobStatus
@@ -108,3 +111,23 @@ def test_a_blob_write_that_failed_is_written_again_by_the_trials_own_ending(
     assert len(released) == (0 if db.is_sqlite else 1), released
     if db.is_sqlite:
         assert any("endings not written together" in r.getMessage() for r in caplog.records)
+
+
+def test_a_busy_worker_still_requeues_expired_leases_on_time(db: Database) -> None:
+    # Its jobs follow each other, each claimed by the last one's ending: the worker still
+    # hands a dead worker's job back to the queue when its lease expires, not only once
+    # the queue runs dry.
+    (dead,) = add_training_jobs(db, 1, epochs=2)
+    held = claim_next(db, worker_id="dead", lease_seconds=0.2)  # nobody renews it
+    assert held is not None and held.job_id == dead
+    others = add_training_jobs(db, 8, epochs=40, owner="bob")
+    settings = Settings(database_url=db.url, checkpoint_seconds=0, poll_seconds=0.05)
+    worker = Worker(db, settings, "busy")
+    worker._sweep_every = 0.05
+
+    worker.run(burst=True)
+
+    ended = {job_id: get_job(db, job_id) for job_id in (dead, *others)}
+    assert {job.status for job in ended.values()} == {JobStatus.SUCCEEDED}
+    last = max(ended[job_id].finished_at for job_id in others)
+    assert ended[dead].finished_at < last  # requeued mid-chain, not after it
