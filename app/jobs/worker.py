@@ -3,7 +3,8 @@
 ``Worker(db, settings).run()`` loops until SIGTERM/SIGINT: sweep expired leases back to
 the queue (every few seconds), claim the oldest queued job, run it (training:
 :mod:`app.jobs.attempt`; prediction runs and evaluations: :mod:`app.jobs.batch_attempt`),
-claim the next one at once, and poll every ``settings.poll_seconds`` when idle (and look
+claim the next one at once (in the transaction that ends the last one, when it found one
+queued: :mod:`app.jobs.next_claim`), and poll every ``settings.poll_seconds`` when idle (and look
 at once when a commit to the SQLite file, or PostgreSQL's NOTIFY of a queued job, ends
 the wait early: ``app.storage.commit_watch``). For
 :data:`QUICK_POLL_WINDOW` seconds after its last job ended a worker polls every
@@ -21,7 +22,8 @@ batch never lets the lease lapse.
 
 On a stop signal the training stops within one batch and the job goes back to the queue
 (``release``); the process exits 0. When the blob store is unreachable the job goes back
-to the queue too, and the worker waits :data:`STORE_RETRY_SECONDS` before claiming again.
+to the queue too, and the worker waits :data:`STORE_RETRY_SECONDS` before claiming again
+(not when the ending claimed its next jobs already: their starts find out).
 ``run(burst=True)`` returns once the queue is empty. The trainers of the halving trials a
 worker paused, kept for their promotions (:mod:`app.jobs.paused_trainers`), are dropped
 once it has idled :data:`KEEP_PAUSED_SECONDS`, and when it stops.
