@@ -75,6 +75,17 @@ def test_a_sweep_survives_a_sigkilled_worker(
     )
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL
+    # The trial found may have ended just before the kill landed, the victim then on its
+    # next one (claimed by that ending): the trial the kill hit is the victim's running one.
+    with db.read_session() as session:
+        hit = session.scalars(
+            select(Job).where(
+                Job.sweep_id == sweep_id,
+                Job.status == JobStatus.RUNNING,
+                Job.worker_id == killed.worker_id,
+            )
+        ).first()
+    killed = hit if hit is not None else killed
 
     survivor_log = tmp_path / "survivor.log"
     survivor = start_worker(survivor_log)
