@@ -68,10 +68,6 @@ class PendingBlob:
         self.sha256 = hashlib.sha256(data).hexdigest()
         self.size = len(data)
 
-    def failed(self) -> bool:
-        """The write has ended with an error (``wait`` raises it)."""
-        return self._future.done() and self._future.exception() is not None
-
     def wait(self) -> None:
         stored = self._future.result()
         if stored.sha256 != self.sha256:  # not expected: the store hashes the same bytes
@@ -119,8 +115,6 @@ class JobRun(Attempt):
     _last_write = _last_checkpoint = 0.0  # monotonic times of the last writes
     _paused_at: str | None = None  # the checkpoint blob of a run that paused (a rung's end)
     _continued = False  # the run continued from a checkpoint (or a paused trainer)
-    _blobs_for: TrainingResult | None = None  # the result whose blobs write_blobs handed over
-    _written: tuple[PendingBlob, PendingBlob | None]  # set with _blobs_for
     # The worker's next claim, taken in this run's final commit (app/jobs/next_claim.py).
     next_claim: NextClaim | None = None
 
@@ -312,34 +306,20 @@ class JobRun(Attempt):
         log.info("job %s: released (cancel requested: %s)", job_id, state.cancel_requested)
         return released and state.cancel_requested
 
-    def write_blobs(self, result: TrainingResult) -> None:
-        """Hand the blobs of ``result``'s final commit (its model, and a paused trial's
-        checkpoint) to the blob writer now; :meth:`finishing` refers to them. A pack whose
-        trials end together hands over every trial's blobs before it builds any trial's
-        commit, so the writer starts on the last ones a few milliseconds sooner and the
-        ending's transaction waits less for them (holding SQLite's write lock)."""
-        assert not result.stopped
-        if self._blobs_for is result and not any(b.failed() for b in self._written if b):
-            return  # handed over already (a failed write is made again: the store may be back)
-        weights = PendingBlob(self.blobs, result.model.export_npz())
-        self._written = (weights, self._paused_checkpoint())  # serialised meanwhile
-        self._blobs_for = result
-
     def finishing(self, result: TrainingResult) -> endings.Finishing:
         """The final commit of a complete run (``result`` not stopped, the lease not
         known lost), for :func:`endings.finish` or, with a pack's other trials that ended
         at the same epoch, :func:`endings.finish_together`. The model's blob (and a
         paused trial's checkpoint, beside it) is written by the blob writer while this
-        thread builds the commit (:meth:`write_blobs`, unless called already); the commit
-        waits for both to be in the store: inside the transaction for a file store's
-        small blobs, overlapping its statements (~1-2 ms of a trial's ending), else before
-        it (OVERLAPPED_WRITE_BYTES)."""
+        thread builds the commit; the commit waits for both to be in the store: inside the
+        transaction for a file store's small blobs, overlapping its statements (~1-2 ms
+        of a trial's ending), else before it (OVERLAPPED_WRITE_BYTES)."""
         assert self._trainer is not None and not result.stopped
-        self.write_blobs(result)
-        weights, checkpoint = self._written
         progress = self._progress()
         # With early stopping the model holds the best epoch's weights: its metrics too.
         best_entry = self._trainer.best_entry() if self._uses_best_weights() else None
+        weights = PendingBlob(self.blobs, result.model.export_npz())
+        checkpoint = self._paused_checkpoint()  # serialised while the weights go out
         metrics = scores_of(best_entry) if best_entry else progress.metrics
         hook = crash_hook("before_final_commit")
 

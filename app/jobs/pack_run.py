@@ -164,8 +164,6 @@ def _finish_together(
     trouble handled there. ``next_claim`` is taken in that transaction."""
     jobs = ", ".join(lease.claim.job_id for _, lease, _, _ in trials)
     try:
-        for _, _, run, result in trials:  # every trial's blobs on their way first
-            run.write_blobs(result)
         items = [run.finishing(result) for _, _, run, result in trials]
         for _, lease, _, _ in trials:
             lease.ending()

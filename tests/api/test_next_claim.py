@@ -83,9 +83,9 @@ def test_a_blob_write_that_failed_is_written_again_by_the_trials_own_ending(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # A pack's blobs are handed to the writer before its joint commit; one that fails
-    # fails that commit, and each trial then ends on its own: with its blobs written
-    # again (the store may be back), not with the failed write kept.
+    # A blob write that fails fails a pack's joint commit, and each trial then ends on
+    # its own: with its blobs written again (the store may be back), not with the failed
+    # write kept.
     data = make_data(client)
     sweep = create(client, sweep_body(data, grid={"job.optimizer.learning_rate": [0.01, 0.1]}))
     failures: list[int] = []
