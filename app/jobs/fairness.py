@@ -11,6 +11,11 @@
   the promotions gather to train together in packs.
 - A sweep's trial waits while its sweep already runs ``max_parallel`` trials.
 
+A worker (app/jobs/pack_claim.py) reads the job this order gives; when it is a sweep's
+trial, the worker takes the longest work among that sweep's queued trials of the same
+stage instead (a pack of them, or one), among those it ran last when it has any: the
+order above decides between sweeps, owners and stages, and among equals.
+
 Both are correlated subqueries over ``jobs``, which read the indexes (owner_id, status)
 and (sweep_id, status): the running rows only, whatever the history. They are
 built once per process: building them (``aliased(Job)``, the subqueries) cost more CPU
@@ -51,6 +56,20 @@ def claim_order() -> tuple[Any, ...]:
         ran_elsewhere(),
         Job.created_at,
         Job.id,
+    )
+
+
+@functools.cache
+def next_statement() -> Select[str, str, str | None, int | None]:
+    """The job the claim would take next, read without taking it: its ``id``, ``kind``,
+    ``sweep_id`` and ``checkpoint_epoch`` (parameters ``worker``, ``now``). A worker
+    claiming packs reads it first: when it is a sweep's trial, the worker may take a
+    longer trial of the same sweep and stage in its place (app/jobs/pack_claim.py)."""
+    return (
+        select(Job.id, Job.kind, Job.sweep_id, Job.checkpoint_epoch)
+        .where(Job.status == JobStatus.QUEUED, may_start())
+        .order_by(*claim_order())
+        .limit(1)
     )
 
 

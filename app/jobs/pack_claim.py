@@ -1,6 +1,21 @@
-"""Claiming a pack: the next queued job, and with it, when it is a sweep's trial that can
-train together with others (``app.engine.pack``), up to ``size - 1`` more queued trials
-of the same sweep that would pack with it — in one transaction, each with its own lease.
+"""Claiming a pack: the next queued job, or, when that is a sweep's trial, the longest
+work among its sweep's queued trials of the same stage: a pack of up to ``size`` trials
+that train together (``app.engine.pack``), or one trial alone — in one transaction, each
+with its own lease.
+
+The stage is the trial's checkpointed epoch (the claim order runs a sweep's fresh trials,
+then its continued ones from the earliest epoch: app/jobs/fairness.py), so a halving rung's
+own trials still go before its promotions. Within the stage the claimer takes the work with
+the highest estimated cost (app/jobs/trial_cost.py), longest first: the work left to run
+alone at the end, while the other workers have nothing, is then the short work. Trials
+are queued longest first already (app/services/sweep_order.py), but only one by one: a
+pack of three trials that train together can be longer than a trial queued before them,
+and a halving rung's promotions arrive in any order (in the benchmark's halving sweep
+a worker took a 40-epoch single trial before the pack of three its rung had also
+promoted, and the other worker idled the sweep's last 149 ms). Among equals, the claim
+order decides: the trials the claimer ran last first (it may still hold their paused
+trainers: app/jobs/paused_trainers.py), then the oldest. At most CANDIDATES trials of the
+stage are weighed (a 200-trial grid's first claims choose among its 64 oldest).
 
 Which trials pack is decided from the jobs' stored configurations (``pack_signature``):
 the same network but for its initial weights, the same options but for the learning
@@ -25,33 +40,35 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
-from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app.engine.pack import PACK_MAX_PARAMETERS, SUPPORTED_OPTIMIZERS
-from app.jobs import fairness
+from app.jobs import fairness, trial_cost
 from app.jobs.pulse import WORKER_BEAT_SECONDS
 from app.jobs.queue import JOBS, Claim, claim_parameters, core, take_next
 from app.storage.database import Database
-from app.storage.tables import Job, JobKind, JobStatus, Sweep, WorkerHeartbeat, core_table
+from app.storage.tables import (
+    Dataset,
+    Job,
+    JobKind,
+    JobStatus,
+    Sweep,
+    WorkerHeartbeat,
+    core_table,
+)
 
-CANDIDATES = 64  # queued trials of the sweep looked at for companions, oldest first
+CANDIDATES = 64  # queued trials of a sweep's stage weighed by a claim (its own, then the oldest)
 LIVE_WORKER_SECONDS = 3 * WORKER_BEAT_SECONDS  # a worker row beaten since then is live
 
-_TRIAL = select(
-    Job.sweep_id,
-    Job.network_config,
-    Job.options,
-    Job.checkpoint_epoch,
-    Job.dataset_id,
-    Job.init_model_id,
-).where(Job.id == bindparam("job_id"))
-_QUEUED_TRIALS = (
+# A sweep's queued trials of one stage (from the same checkpointed epoch), in claim order:
+# those the claimer ran last first, then the oldest; with what their cost is estimated from.
+_STAGE_TRIALS = (
     select(
         Job.id,
         Job.network_config,
@@ -59,11 +76,18 @@ _QUEUED_TRIALS = (
         Job.checkpoint_epoch,
         Job.dataset_id,
         Job.init_model_id,
+        Job.epochs,
+        fairness.ran_elsewhere().label("elsewhere"),
+        select(Dataset.n_samples)
+        .where(Dataset.id == Job.dataset_id)
+        .scalar_subquery()
+        .label("n_samples"),
     )
     .where(
         Job.sweep_id == bindparam("sweep_id"),
         Job.status == JobStatus.QUEUED,
         Job.kind == JobKind.TRAIN,
+        func.coalesce(Job.checkpoint_epoch, 0) == bindparam("stage"),
     )
     .order_by(fairness.ran_elsewhere(), Job.created_at, Job.id)
     .limit(CANDIDATES)
@@ -84,8 +108,8 @@ _ROOM = select(
     .select_from(JOBS)
     .where(JOBS.c.sweep_id == Sweep.id, JOBS.c.status == JobStatus.RUNNING)
     .scalar_subquery(),
-    # The sweep's queued trials and the workers with nothing running (this claim's first
-    # trial already counts as running): see _leave_for_idle.
+    # The sweep's queued trials and the other workers with nothing running: see
+    # _leave_for_idle.
     select(func.count())
     .select_from(JOBS)
     .where(JOBS.c.sweep_id == Sweep.id, JOBS.c.status == JobStatus.QUEUED)
@@ -94,24 +118,27 @@ _ROOM = select(
     .select_from(_WORKERS)
     .where(
         _WORKERS.c.heartbeat_at >= bindparam("fresh_since"),
+        _WORKERS.c.id != bindparam("worker"),
         ~exists().where(JOBS.c.worker_id == _WORKERS.c.id, JOBS.c.status == JobStatus.RUNNING),
     )
     .scalar_subquery(),
 ).where(Sweep.id == bindparam("sweep_id"))
-# Taken only while still queued, and (PostgreSQL) not locked by another worker's claim,
-# which is skipped rather than waited for.
+# Taken only while still queued and its sweep below ``max_parallel`` (counting the claims
+# this transaction made, and on PostgreSQL those committed since the job was chosen), and
+# (PostgreSQL) not locked by another worker's claim, which is skipped rather than waited
+# for.
 _TAKE = (
     update(Job)
     .where(
         Job.id
         == select(Job.id)
-        .where(Job.id == bindparam("job_id"), Job.status == JobStatus.QUEUED)
+        .where(Job.id == bindparam("job_id"), Job.status == JobStatus.QUEUED, fairness.may_start())
         .with_for_update(skip_locked=True)
         .scalar_subquery(),
         Job.status == JobStatus.QUEUED,
     )
     .values(**fairness.claimed_values())
-    .returning(Job.attempts, Job.cancel_requested)
+    .returning(Job.attempts, Job.kind, Job.cancel_requested)
 )
 
 
@@ -132,9 +159,7 @@ def pack_signature(
     if (options.get("optimizer") or {}).get("name", "adam") not in SUPPORTED_OPTIMIZERS:
         return None
     layers = network_config.get("layers") or []
-    sizes = [int(network_config.get("input_size", 0)), *(int(ly["units"]) for ly in layers)]
-    parameters = sum(n * (n_prev + 1) for n_prev, n in pairwise(sizes))
-    if not layers or parameters > PACK_MAX_PARAMETERS:
+    if not layers or trial_cost.dense_parameters(network_config) > PACK_MAX_PARAMETERS:
         return None
     if layers[-1].get("activation") == "softmax" and network_config.get("loss") == "mse":
         return None
@@ -150,8 +175,9 @@ _MAY_DIFFER = ("optimizer", "epochs", "lr_schedule", "early_stopping")
 
 
 def claim_pack(db: Database, *, worker_id: str, lease_seconds: float, size: int) -> list[Claim]:
-    """The next queued job (``queue.claim_next``'s rules), and up to ``size - 1`` queued
-    trials of its sweep that would train with it; [] when nothing may start."""
+    """The next queued job (``queue.claim_next``'s rules) or, when that is a sweep's trial,
+    the longest work of up to ``size`` trials of its sweep and stage (see the module
+    docstring); [] when nothing may start."""
     with db.session() as session:
         return claim_pack_in(session, worker_id=worker_id, lease_seconds=lease_seconds, size=size)
 
@@ -163,12 +189,18 @@ def claim_pack_in(
     claims hold once it commits)."""
     leased_at = time.monotonic()  # before the lease's expiry is computed: never late
     params = claim_parameters(worker_id, lease_seconds)
-    first = take_next(session, params)
-    if first is None:
-        return []
-    claims = [first]
-    if first.kind == JobKind.TRAIN and size > 1:
-        claims += _companions(session, first.job_id, params, size - 1)
+    connection = core(session)
+    claims: list[Claim] = []
+    head = connection.execute(fairness.next_statement(), params).first()
+    if head is None:
+        return claims
+    if head.sweep_id is not None and head.kind == JobKind.TRAIN:
+        claims = _take_longest(connection, head.sweep_id, head.checkpoint_epoch or 0, params, size)
+    else:
+        claims = _take(connection, [head.id], params, 1)
+    if not claims:  # the job chosen was taken by another claimer meanwhile (PostgreSQL)
+        first = take_next(session, params)
+        claims = [] if first is None else [first]
     return [replace(claim, leased_at=leased_at) for claim in claims]
 
 
@@ -182,44 +214,84 @@ def _leave_for_idle(queued: int, idle: int) -> int:
     return max(0, queued - idle)
 
 
-def _companions(session: Session, job_id: str, params: dict[str, Any], room: int) -> list[Claim]:
-    connection = core(session)
-    trial = connection.execute(_TRIAL, {"job_id": job_id}).first()
-    if trial is None or trial.sweep_id is None:
-        return []
-    signature = pack_signature(*trial[1:])
-    if signature is None:
-        return []
-    postgres = connection.dialect.name == "postgresql"
-    if postgres and not connection.execute(_SWEEP_TURN, {"sweep_id": trial.sweep_id}).scalar():
-        return []
-    fresh_since = params["now"] - timedelta(seconds=LIVE_WORKER_SECONDS)
-    cap, running, queued, idle = connection.execute(
-        _ROOM, {"sweep_id": trial.sweep_id, "fresh_since": fresh_since}
-    ).one()
-    if cap is not None:
-        room = min(room, cap - running)
-    room = min(room, _leave_for_idle(queued, idle))
-    claims: list[Claim] = []
-    if room <= 0:
-        return claims
+def _take_longest(
+    connection: Connection, sweep_id: str, stage: int, params: dict[str, Any], size: int
+) -> list[Claim]:
+    """The longest work among the sweep's queued trials of ``stage`` (a checkpointed
+    epoch; see the module docstring), taken; [] when another claimer took them meanwhile."""
+    room = _room(connection, sweep_id, params, size - 1)
     # All read before the first is taken: SQLite's scan must not run under its updates.
-    for row in connection.execute(
-        _QUEUED_TRIALS, {"sweep_id": trial.sweep_id, "worker": params["worker"]}
-    ).all():
-        if pack_signature(*row[1:]) != signature:
-            continue
-        taken = connection.execute(_TAKE, {**params, "job_id": row.id}).first()
+    rows = connection.execute(_STAGE_TRIALS, {**params, "sweep_id": sweep_id, "stage": stage}).all()
+    return _take(connection, [row.id for row in _longest(rows, 1 + room)], params, 1 + room)
+
+
+def _take(
+    connection: Connection, job_ids: list[str], params: dict[str, Any], most: int
+) -> list[Claim]:
+    """Up to ``most`` of ``job_ids``, in order, each taken with the lease of ``params``
+    while still queued (a job locked or taken by another claimer is skipped)."""
+    claims: list[Claim] = []
+    for job_id in job_ids:
+        taken = connection.execute(_TAKE, {**params, "job_id": job_id}).first()
         if taken is not None:
             claims.append(
                 Claim(
-                    row.id,
+                    job_id,
                     params["token"],
                     params["worker"],
                     taken.attempts,
-                    cancel_requested=bool(taken.cancel_requested),
+                    taken.kind,
+                    bool(taken.cancel_requested),
                 )
             )
-            if len(claims) == room:
+            if len(claims) == most:
                 break
     return claims
+
+
+def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: int) -> int:
+    """How many companions the claim may take beside its first trial: ``room`` at most,
+    under the sweep's ``max_parallel`` and :func:`_leave_for_idle`, all counted as once
+    the first is taken; none on PostgreSQL while another claimer takes the sweep's."""
+    if room <= 0:
+        return 0
+    if (
+        connection.dialect.name == "postgresql"
+        and not connection.execute(_SWEEP_TURN, {"sweep_id": sweep_id}).scalar()
+    ):
+        return 0
+    fresh_since = params["now"] - timedelta(seconds=LIVE_WORKER_SECONDS)
+    cap, running, queued, idle = connection.execute(
+        _ROOM, {"sweep_id": sweep_id, "fresh_since": fresh_since, "worker": params["worker"]}
+    ).one()
+    if cap is not None:
+        room = min(room, cap - running - 1)
+    return max(0, min(room, _leave_for_idle(queued - 1, idle)))
+
+
+def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
+    """Of a stage's queued trials (in claim order), the longest work: the trials of a pack
+    (those that train together), in claim order, weighed by their first ``most``, or one
+    trial alone (trial_cost.pack_cost); the first in claim order among equals. When the
+    claimer ran some of them last, only their packs are weighed: it may still hold their
+    paused trainers, which resume without reading a checkpoint."""
+    groups: dict[object, list[Row[Any]]] = {}
+    for row in rows:
+        signature = pack_signature(
+            row.network_config, row.options, row.checkpoint_epoch, row.dataset_id, row.init_model_id
+        )
+        groups.setdefault(("alone", row.id) if signature is None else signature, []).append(row)
+    candidates = list(groups.values())
+    own = [group for group in candidates if not group[0].elsewhere]  # its own come first
+    rows_in_dataset = max(rows[0].n_samples or 1, 1) if rows else 1
+
+    def cost(group: list[Row[Any]]) -> float:
+        trials = [
+            trial_cost.trial_of(
+                row.network_config, row.options, row.epochs - (row.checkpoint_epoch or 0)
+            )
+            for row in group[:most]
+        ]
+        return trial_cost.pack_cost(trials, rows_in_dataset)
+
+    return max(own or candidates, key=cost, default=[])

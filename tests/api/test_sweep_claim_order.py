@@ -1,11 +1,12 @@
-"""A sweep's trials are queued, so claimed, longest first (app/services/sweep_order.py):
-the trials that finish alone at the end of a sweep are its short ones. Each keeps its
-grid index."""
+"""A sweep's trials are queued, so claimed, longest first (app/services/sweep_order.py,
+the estimate in app/jobs/trial_cost.py): the trials that finish alone at the end of a
+sweep are its short ones. Each keeps its grid index. (Packs: tests/api/test_sweep_packs.py.)"""
 
 from __future__ import annotations
 
 from app.jobs import queue
-from app.services.sweep_order import TrialCost, estimated_cost, queue_order
+from app.jobs.trial_cost import TrialCost, estimated_cost, pack_cost
+from app.services.sweep_order import queue_order
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.sweeps import create, make_data, sweep_body
@@ -30,6 +31,21 @@ def test_costs_grow_with_parameters_epochs_layers_and_smaller_batches() -> None:
     assert estimated_cost(TrialCost(1000, 2, 5000, 10), 100) == estimated_cost(
         TrialCost(1000, 2, 100, 10), 100
     )
+
+
+def test_a_pack_shares_each_steps_overhead_but_not_its_arithmetic() -> None:
+    trial = TrialCost(parameters=1000, layers=2, batch_size=32, epochs=10)
+    alone = estimated_cost(trial, rows=1000)
+    assert alone < pack_cost([trial] * 3, 1000) < 3 * alone
+    # The shared overhead lasts as long as the longest trial: a trial added to a pack
+    # costs its own part only, whether its partner trains as long as it or longer.
+    longer = TrialCost(1000, 2, 32, 20)
+    assert pack_cost([trial, longer], 1000) == pack_cost([longer, trial], 1000)
+    added = pack_cost([trial, longer], 1000) - estimated_cost(longer, 1000)
+    assert added == pack_cost([trial] * 2, 1000) - alone
+    # held-out rows are not trained on: fewer steps, each epoch ending with their pass
+    held_out = TrialCost(1000, 2, 32, 10, validation_split=0.5)
+    assert estimated_cost(held_out, 1000) < alone
 
 
 def test_queue_order_is_costliest_first_and_stable() -> None:

@@ -344,6 +344,7 @@ def test_a_claimer_leaves_a_trial_for_each_idle_worker(client: ApiClient, db: Da
                 id="gone", hostname="h", pid=2, heartbeat_at=utcnow() - timedelta(minutes=5)
             )
         )
+    _live_worker(db, "w")  # the claimer itself: never counted as idle
     first = _claim(db, size=len(RATES))  # 4 queued: 3 left after the first, 2 idle workers
     assert len(first) == 2
     assert len(_claim(db, size=len(RATES))) == 1  # 1 queued left for the 1 idle worker
@@ -356,3 +357,71 @@ def test_packs_stay_whole_while_enough_trials_are_queued(client: ApiClient, db: 
     create(client, sweep_body(data, grid=grid))  # 12 trials, packs of 4 by seed
     _live_worker(db, "idle-1")
     assert [len(_claim(db, size=4)) for _ in range(3)] == [4, 4, 3]  # 1 left for idle-1
+
+
+def test_the_longest_work_of_a_stage_is_claimed_first(client: ApiClient, db: Database) -> None:
+    """Three trials that train alone (per-layer statistics) are queued before three of
+    the same cost each that pack: the pack of three is the longer work, claimed first; a
+    trial alone with more epochs left goes before the pack, though queued after the rest;
+    one at a time, the queue's order holds; a trial continuing from a later epoch waits
+    for its stage, however long."""
+    data = make_data(client)
+    grid = {"job.diagnostics": [True, False], "job.optimizer.learning_rate": [0.01, 0.03, 0.1]}
+    sweep = create(client, sweep_body(data, grid=grid))
+    by_job = {t["job_id"]: t for t in client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]}
+    with db.read_session() as session:
+        queued = list(session.scalars(select(Job.id).order_by(Job.created_at)))
+    alone = [job_id for job_id in queued if by_job[job_id]["params"]["job.diagnostics"]]
+    packed = sorted(set(queued) - set(alone))
+    assert queued[:3] == alone  # equal costs each: queued in grid order
+    assert sorted(c.job_id for c in _claim(db, size=4)) == packed
+    assert [[c.job_id for c in _claim(db, size=4)] for _ in range(3)] == [[j] for j in alone]
+
+    again = create(client, {**sweep_body(data, grid=grid), "name": "again"})
+    trials = {t["index"]: t["job_id"] for t in again["trials"]}
+    longer = trials[2]  # trains alone, the last of those queued
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == longer).values(epochs=40))
+    assert [c.job_id for c in _claim(db, size=4)] == [longer]
+    assert len(_claim(db, size=4)) == 3  # then the pack
+    while _claim(db, size=4):  # and the rest
+        pass
+
+    later = create(client, {**sweep_body(data, grid=grid), "name": "later"})
+    first = later["trials"][0]["job_id"]
+    with db.session() as session:  # far more epochs left, but from a later epoch
+        session.execute(
+            update(Job)
+            .where(Job.id == first)
+            .values(checkpoint_epoch=1, checkpoint_sha256="a" * 64, epochs=500)
+        )
+    one_by_one = [c.job_id for _ in range(6) for c in _claim(db, size=1)]
+    assert one_by_one[-1] == first and len(one_by_one) == 6
+
+
+def test_a_workers_own_continued_trials_go_before_longer_ones(
+    client: ApiClient, db: Database
+) -> None:
+    """A worker that paused some of a stage's trials claims those (it may hold their
+    trainers) before longer ones another worker paused; a worker that paused none takes
+    the longest."""
+    data = make_data(client)
+    grid = {"job.batch_size": [4, 32], "job.optimizer.learning_rate": RATES}
+    sweep = create(client, sweep_body(data, grid=grid))
+    trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
+    small = [t["job_id"] for t in trials if t["params"]["job.batch_size"] == 4]  # more steps
+    big = [t["job_id"] for t in trials if t["params"]["job.batch_size"] == 32]
+    with db.session() as session:
+        for job_id in small + big:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    checkpoint_epoch=1,
+                    checkpoint_sha256="a" * 64,
+                    worker_id="v" if job_id in small else "w",
+                )
+            )
+    assert sorted(c.job_id for c in _claim(db, size=4)) == sorted(big)  # w's own
+    taken = pack_claim.claim_pack(db, worker_id="u", lease_seconds=30, size=4)
+    assert sorted(c.job_id for c in taken) == sorted(small)
