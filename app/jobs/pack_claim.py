@@ -45,7 +45,17 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Update,
+    bindparam,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.engine.pack import PACK_MAX_PARAMETERS, SUPPORTED_OPTIMIZERS
@@ -123,23 +133,31 @@ _ROOM = select(
     )
     .scalar_subquery(),
 ).where(Sweep.id == bindparam("sweep_id"))
-# Taken only while still queued and its sweep below ``max_parallel`` (counting the claims
-# this transaction made, and on PostgreSQL those committed since the job was chosen), and
-# (PostgreSQL) not locked by another worker's claim, which is skipped rather than waited
-# for.
-_TAKE = (
-    update(Job)
-    .where(
-        Job.id
-        == select(Job.id)
-        .where(Job.id == bindparam("job_id"), Job.status == JobStatus.QUEUED, fairness.may_start())
-        .with_for_update(skip_locked=True)
-        .scalar_subquery(),
-        Job.status == JobStatus.QUEUED,
+
+
+# Taken only while still queued, and (PostgreSQL) not locked by another worker's claim,
+# which is skipped rather than waited for. The first job of a claim is taken only while
+# its sweep is below ``max_parallel`` too (_TAKE_FIRST: on PostgreSQL other claims may
+# have committed since it was chosen); the companions' room was counted with the sweep's
+# turn held (_room).
+def _take_statement(*where: ColumnElement[bool]) -> Update:
+    return (
+        update(Job)
+        .where(
+            Job.id
+            == select(Job.id)
+            .where(Job.id == bindparam("job_id"), Job.status == JobStatus.QUEUED, *where)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery(),
+            Job.status == JobStatus.QUEUED,
+        )
+        .values(**fairness.claimed_values())
+        .returning(Job.attempts, Job.kind, Job.cancel_requested)
     )
-    .values(**fairness.claimed_values())
-    .returning(Job.attempts, Job.kind, Job.cancel_requested)
-)
+
+
+_TAKE = _take_statement()
+_TAKE_FIRST = _take_statement(fairness.may_start())
 
 
 def pack_signature(
@@ -232,7 +250,8 @@ def _take(
     while still queued (a job locked or taken by another claimer is skipped)."""
     claims: list[Claim] = []
     for job_id in job_ids:
-        taken = connection.execute(_TAKE, {**params, "job_id": job_id}).first()
+        statement = _TAKE if claims else _TAKE_FIRST
+        taken = connection.execute(statement, {**params, "job_id": job_id}).first()
         if taken is not None:
             claims.append(
                 Claim(
@@ -269,6 +288,25 @@ def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: i
     return max(0, min(room, _leave_for_idle(queued - 1, idle)))
 
 
+# A job's pack signature by (job id, checkpoint epoch): the rest of what it is computed
+# from (network config, options, dataset, initial model) is written once, when the job is
+# queued. A claim weighs every queued trial of a stage (48 at a digits grid's start), and
+# computing their signatures again at each claim cost ~1 ms of it.
+_SIGNATURES: dict[tuple[str, int | None], str | None] = {}
+_SIGNATURES_KEPT = 4096
+
+
+def _signature_of(row: Row[Any]) -> str | None:
+    key = (row.id, row.checkpoint_epoch)
+    if key not in _SIGNATURES:
+        if len(_SIGNATURES) >= _SIGNATURES_KEPT:
+            _SIGNATURES.clear()
+        _SIGNATURES[key] = pack_signature(
+            row.network_config, row.options, row.checkpoint_epoch, row.dataset_id, row.init_model_id
+        )
+    return _SIGNATURES[key]
+
+
 def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
     """Of a stage's queued trials (in claim order), the longest work: the trials of a pack
     (those that train together), in claim order, weighed by their first ``most``, or one
@@ -277,21 +315,17 @@ def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
     paused trainers, which resume without reading a checkpoint."""
     groups: dict[object, list[Row[Any]]] = {}
     for row in rows:
-        signature = pack_signature(
-            row.network_config, row.options, row.checkpoint_epoch, row.dataset_id, row.init_model_id
-        )
+        signature = _signature_of(row)
         groups.setdefault(("alone", row.id) if signature is None else signature, []).append(row)
     candidates = list(groups.values())
     own = [group for group in candidates if not group[0].elsewhere]  # its own come first
     rows_in_dataset = max(rows[0].n_samples or 1, 1) if rows else 1
 
     def cost(group: list[Row[Any]]) -> float:
-        trials = [
-            trial_cost.trial_of(
-                row.network_config, row.options, row.epochs - (row.checkpoint_epoch or 0)
-            )
-            for row in group[:most]
-        ]
-        return trial_cost.pack_cost(trials, rows_in_dataset)
+        # A pack's trials share the network, the batch size and the split: one estimate
+        # of the first's, with each trial's epochs left.
+        first = trial_cost.trial_of(group[0].network_config, group[0].options, 0)
+        left = [row.epochs - (row.checkpoint_epoch or 0) for row in group[:most]]
+        return trial_cost.pack_cost(first, left, rows_in_dataset)
 
     return max(own or candidates, key=cost, default=[])

@@ -42,21 +42,21 @@ class TrialCost:
 
 def estimated_cost(trial: TrialCost, rows: int) -> float:
     """The trial's training cost in parameter-samples, for a dataset of ``rows`` rows."""
-    return pack_cost([trial], rows)
+    return pack_cost(trial, [trial.epochs], rows)
 
 
-def pack_cost(trials: Sequence[TrialCost], rows: int) -> float:
-    """The cost of ``trials`` trained together in one pack (one network shape, batch size
-    and validation split; their epochs may differ): each step's per-layer overhead once,
-    for as long as the longest trains; the arithmetic and the epochs' ends per trial."""
-    lead = trials[0]
+def pack_cost(lead: TrialCost, epochs: Sequence[int], rows: int) -> float:
+    """The cost of a pack of trials trained together, each as ``lead`` (one network shape,
+    batch size and validation split) but for its epochs (``epochs``, one per trial): each
+    step's per-layer overhead once, for as long as the longest trains; the arithmetic and
+    the epochs' ends per trial."""
     validation = round(max(rows, 1) * lead.validation_split)
     training = max(rows - validation, 1)
     batch = max(1, min(lead.batch_size, training))
     steps = math.ceil(training / batch)
     shared = steps * lead.layers * STEP_OVERHEAD
     own = steps * batch * lead.parameters + validation * lead.parameters / 3 + EPOCH_END_OVERHEAD
-    return max(t.epochs for t in trials) * shared + sum(t.epochs for t in trials) * own
+    return max(epochs, default=0) * shared + sum(epochs) * own
 
 
 def trial_of(

@@ -36,13 +36,13 @@ def test_costs_grow_with_parameters_epochs_layers_and_smaller_batches() -> None:
 def test_a_pack_shares_each_steps_overhead_but_not_its_arithmetic() -> None:
     trial = TrialCost(parameters=1000, layers=2, batch_size=32, epochs=10)
     alone = estimated_cost(trial, rows=1000)
-    assert alone < pack_cost([trial] * 3, 1000) < 3 * alone
+    assert pack_cost(trial, [10], 1000) == alone
+    assert alone < pack_cost(trial, [10, 10, 10], 1000) < 3 * alone
     # The shared overhead lasts as long as the longest trial: a trial added to a pack
     # costs its own part only, whether its partner trains as long as it or longer.
-    longer = TrialCost(1000, 2, 32, 20)
-    assert pack_cost([trial, longer], 1000) == pack_cost([longer, trial], 1000)
-    added = pack_cost([trial, longer], 1000) - estimated_cost(longer, 1000)
-    assert added == pack_cost([trial] * 2, 1000) - alone
+    assert pack_cost(trial, [10, 20], 1000) == pack_cost(trial, [20, 10], 1000)
+    added = pack_cost(trial, [10, 20], 1000) - pack_cost(trial, [20], 1000)
+    assert added == pack_cost(trial, [10, 10], 1000) - alone
     # held-out rows are not trained on: fewer steps, each epoch ending with their pass
     held_out = TrialCost(1000, 2, 32, 10, validation_split=0.5)
     assert estimated_cost(held_out, 1000) < alone
