@@ -62,7 +62,7 @@ def claim_order() -> tuple[Any, ...]:
 @functools.cache
 def next_statement() -> Select[str, str, str | None, int | None]:
     """The job the claim would take next, read without taking it: its ``id``, ``kind``,
-    ``sweep_id`` and ``checkpoint_epoch`` (parameters ``worker``, ``now``). A worker
+    ``sweep_id`` and ``checkpoint_epoch`` (parameter ``worker``). A worker
     claiming packs reads it first: when it is a sweep's trial, the worker may take a
     longer trial of the same sweep and stage in its place (app/jobs/pack_claim.py)."""
     return (

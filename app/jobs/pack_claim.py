@@ -138,8 +138,8 @@ _ROOM = select(
 # Taken only while still queued, and (PostgreSQL) not locked by another worker's claim,
 # which is skipped rather than waited for. The first job of a claim is taken only while
 # its sweep is below ``max_parallel`` too (_TAKE_FIRST: on PostgreSQL other claims may
-# have committed since it was chosen); the companions' room was counted with the sweep's
-# turn held (_room).
+# have committed since it was chosen), and on PostgreSQL its companions as well (claims
+# made without the sweep's turn are not serialised with _room's count).
 def _take_statement(*where: ColumnElement[bool]) -> Update:
     return (
         update(Job)
@@ -249,8 +249,11 @@ def _take(
     """Up to ``most`` of ``job_ids``, in order, each taken with the lease of ``params``
     while still queued (a job locked or taken by another claimer is skipped)."""
     claims: list[Claim] = []
+    # SQLite's write lock held since the room was counted keeps it exact; on PostgreSQL a
+    # claim taken without the sweep's turn may commit meanwhile: every take rechecks.
+    recheck = connection.dialect.name == "postgresql"
     for job_id in job_ids:
-        statement = _TAKE if claims else _TAKE_FIRST
+        statement = _TAKE_FIRST if recheck or not claims else _TAKE
         taken = connection.execute(statement, {**params, "job_id": job_id}).first()
         if taken is not None:
             claims.append(
@@ -294,17 +297,20 @@ def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: i
 # computing their signatures again at each claim cost ~1 ms of it.
 _SIGNATURES: dict[tuple[str, int | None], str | None] = {}
 _SIGNATURES_KEPT = 4096
+_UNKNOWN = "unknown"  # not a signature (those are JSON arrays)
 
 
 def _signature_of(row: Row[Any]) -> str | None:
     key = (row.id, row.checkpoint_epoch)
-    if key not in _SIGNATURES:
-        if len(_SIGNATURES) >= _SIGNATURES_KEPT:
-            _SIGNATURES.clear()
-        _SIGNATURES[key] = pack_signature(
+    signature = _SIGNATURES.get(key, _UNKNOWN)
+    if signature is _UNKNOWN:
+        signature = pack_signature(
             row.network_config, row.options, row.checkpoint_epoch, row.dataset_id, row.init_model_id
         )
-    return _SIGNATURES[key]
+        if len(_SIGNATURES) >= _SIGNATURES_KEPT:
+            _SIGNATURES.clear()
+        _SIGNATURES[key] = signature
+    return signature
 
 
 def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
@@ -325,7 +331,7 @@ def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
         # A pack's trials share the network, the batch size and the split: one estimate
         # of the first's, with each trial's epochs left.
         first = trial_cost.trial_of(group[0].network_config, group[0].options, 0)
-        left = [row.epochs - (row.checkpoint_epoch or 0) for row in group[:most]]
+        left = [max(0, row.epochs - (row.checkpoint_epoch or 0)) for row in group[:most]]
         return trial_cost.pack_cost(first, left, rows_in_dataset)
 
     return max(own or candidates, key=cost, default=[])

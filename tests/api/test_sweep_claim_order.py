@@ -36,7 +36,6 @@ def test_costs_grow_with_parameters_epochs_layers_and_smaller_batches() -> None:
 def test_a_pack_shares_each_steps_overhead_but_not_its_arithmetic() -> None:
     trial = TrialCost(parameters=1000, layers=2, batch_size=32, epochs=10)
     alone = estimated_cost(trial, rows=1000)
-    assert pack_cost(trial, [10], 1000) == alone
     assert alone < pack_cost(trial, [10, 10, 10], 1000) < 3 * alone
     # The shared overhead lasts as long as the longest trial: a trial added to a pack
     # costs its own part only, whether its partner trains as long as it or longer.

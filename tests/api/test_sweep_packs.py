@@ -411,17 +411,29 @@ def test_a_workers_own_continued_trials_go_before_longer_ones(
     trials = client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"]
     small = [t["job_id"] for t in trials if t["params"]["job.batch_size"] == 4]  # more steps
     big = [t["job_id"] for t in trials if t["params"]["job.batch_size"] == 32]
-    with db.session() as session:
-        for job_id in small + big:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    checkpoint_epoch=1,
-                    checkpoint_sha256="a" * 64,
-                    worker_id="v" if job_id in small else "w",
-                )
-            )
-    assert sorted(c.job_id for c in _claim(db, size=4)) == sorted(big)  # w's own
+    _pause(db, small, "v")
+    _pause(db, big, "w")
+    with db.session() as session:  # queued first, so the claim order's next
+        first = min(session.scalars(select(Job.created_at).where(Job.id.in_(small))))
+        earlier = first - timedelta(seconds=1)
+        session.execute(update(Job).where(Job.id.in_(big)).values(created_at=earlier))
     taken = pack_claim.claim_pack(db, worker_id="u", lease_seconds=30, size=4)
-    assert sorted(c.job_id for c in taken) == sorted(small)
+    assert sorted(c.job_id for c in taken) == sorted(small)  # ran none: the longest
+    assert len(pack_claim.claim_pack(db, worker_id="x", lease_seconds=30, size=4)) == 4
+    sweep_2 = create(client, {**sweep_body(data, grid=grid), "name": "again"})
+    trials = client.get(f"/v1/sweeps/{sweep_2['id']}").json()["trials"]
+    small = [t["job_id"] for t in trials if t["params"]["job.batch_size"] == 4]
+    big = [t["job_id"] for t in trials if t["params"]["job.batch_size"] == 32]
+    _pause(db, small, "v")
+    _pause(db, big, "w")
+    assert sorted(c.job_id for c in _claim(db, size=4)) == sorted(big)  # w's own
+
+
+def _pause(db: Database, job_ids: list[str], worker_id: str) -> None:
+    """As if ``worker_id`` had trained ``job_ids`` to epoch 1 and paused them there."""
+    with db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids))
+            .values(checkpoint_epoch=1, checkpoint_sha256="a" * 64, worker_id=worker_id)
+        )
