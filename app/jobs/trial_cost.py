@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
+
+from app.engine.architecture import parameter_count
 
 # The per-layer fixed cost of one training step, in parameter-samples: ~50 us of NumPy
 # call overhead per layer against ~0.2 ns per parameter-sample (digits MLPs, one thread).
@@ -77,8 +78,5 @@ def trial_of(
 def dense_parameters(config: dict[str, Any]) -> int:
     """The weights and biases of a network config's dense layers (``input_size``, then
     each layer's ``units``)."""
-    sizes = [
-        int(config.get("input_size", 0)),
-        *(int(ly["units"]) for ly in config.get("layers") or []),
-    ]
-    return sum(n * (n_prev + 1) for n_prev, n in pairwise(sizes))
+    units = [int(layer["units"]) for layer in config.get("layers") or []]
+    return parameter_count(int(config.get("input_size", 0)), units)

@@ -17,19 +17,11 @@ size, validation rows); it only has to rank trials.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from app.jobs.trial_cost import TrialCost, estimated_cost, trial_of
+from app.jobs.trial_cost import TrialCost, estimated_cost
 
 
 def queue_order(trials: Sequence[TrialCost], rows: int) -> list[int]:
     """The trials' indexes, costliest first; equal costs keep their grid order."""
     costs = [estimated_cost(trial, rows) for trial in trials]
     return sorted(range(len(trials)), key=lambda index: (-costs[index], index))
-
-
-def trial_cost(
-    config: dict[str, Any], parameters: int, options: dict[str, Any], epochs: int
-) -> TrialCost:
-    """The cost inputs of a trial from its network config (``layers``) and options."""
-    return trial_of(config, options, epochs, parameters)

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select
 
 from app.config import Settings
 from app.engine import labels
-from app.jobs import queue, sweep_advance
+from app.jobs import queue, sweep_advance, trial_cost
 from app.services import sweep_grid, sweep_order
 from app.services.errors import Conflict, Invalid, Loc, NotFound, ServiceError
 from app.services.fit import check_labels_fit
@@ -170,7 +170,7 @@ def create_sweep(
         session.flush()
         # Queued (so claimed) longest first; each keeps its grid index (sweep_order).
         costs = [
-            sweep_order.trial_cost(config, size, options, first_rung or int(options["epochs"]))
+            trial_cost.trial_of(config, options, first_rung or int(options["epochs"]), size)
             for config, size, options in built
         ]
         queued_at = utcnow()
