@@ -56,21 +56,22 @@ def blob_writer() -> ThreadPoolExecutor:
 
 
 class PendingBlob:
-    """A blob being written by :func:`blob_writer`, its hash and size known at once (from
-    the bytes, hashed here while the writer starts), so that the final commit's rows can
-    be built meanwhile. ``wait()`` returns once the blob is in the store (or raises the
-    write's error). Every failed write is logged: one nobody waits for (the job was
-    cancelled meanwhile) would otherwise fail unseen."""
+    """A blob being written by :func:`blob_writer`, its hash and size known at once (the
+    bytes are hashed here, once: the store writes them under that hash without hashing
+    them again), so that the final commit's rows can be built meanwhile. ``wait()``
+    returns once the blob is in the store (or raises the write's error). Every failed
+    write is logged: one nobody waits for (the job was cancelled meanwhile) would
+    otherwise fail unseen."""
 
     def __init__(self, blobs: BlobStore, data: bytes) -> None:
-        self._future = blob_writer().submit(blobs.put_bytes, data)
-        self._future.add_done_callback(_log_failure)
         self.sha256 = hashlib.sha256(data).hexdigest()
         self.size = len(data)
+        self._future = blob_writer().submit(blobs.put_bytes, data, self.sha256)
+        self._future.add_done_callback(_log_failure)
 
     def wait(self) -> None:
         stored = self._future.result()
-        if stored.sha256 != self.sha256:  # not expected: the store hashes the same bytes
+        if stored.sha256 != self.sha256:  # not expected: the store keeps the hash given
             raise BlobStoreUnavailable(f"blob {self.sha256} was stored as {stored.sha256}")
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from app.storage.blobs import (
     CHUNK_BYTES,
@@ -107,20 +107,24 @@ class FileBlobStore:
         _fsync_dir(final.parent)
         return ref
 
-    def _write(self, chunks: Iterator[bytes]) -> BlobRef:
-        digest = hashlib.sha256()
+    def _write(self, chunks: Iterator[bytes], sha256: str | None = None) -> BlobRef:
+        """Store the bytes of ``chunks``, hashed as they are written unless ``sha256``
+        (their hash, computed by the caller) is given."""
+        digest = hashlib.sha256() if sha256 is None else None
         size = 0
         temp: Path | None = None
         try:
             temp = self._new_temp()
             with temp.open("wb") as out:
                 for chunk in chunks:
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     size += len(chunk)
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            return self._commit(temp, BlobRef(digest.hexdigest(), size))
+            known = digest.hexdigest() if digest is not None else cast(str, sha256)
+            return self._commit(temp, BlobRef(known, size))
         except OSError as exc:
             message = f"cannot write to the blob store {self.root}: {exc}"
             raise BlobStoreUnavailable(message) from exc
@@ -157,8 +161,8 @@ class FileBlobStore:
             return None
         return temp
 
-    def put_bytes(self, data: bytes) -> BlobRef:
-        return self._write(iter([data]))
+    def put_bytes(self, data: bytes, sha256: str | None = None) -> BlobRef:
+        return self._write(iter([data]), sha256)
 
     # --- reading
     def open(self, sha256: str) -> BinaryIO:

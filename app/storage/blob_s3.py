@@ -149,8 +149,8 @@ class S3BlobStore:
         )
         return ref
 
-    def put_bytes(self, data: bytes) -> BlobRef:
-        ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data))
+    def put_bytes(self, data: bytes, sha256: str | None = None) -> BlobRef:
+        ref = BlobRef(sha256 or hashlib.sha256(data).hexdigest(), len(data))
         self._write(
             ref.sha256, lambda key: self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
         )

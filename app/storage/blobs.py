@@ -78,7 +78,11 @@ class BlobStore(Protocol):
         The caller may delete ``path`` afterwards."""
         ...
 
-    def put_bytes(self, data: bytes) -> BlobRef: ...
+    def put_bytes(self, data: bytes, sha256: str | None = None) -> BlobRef:
+        """Store ``data`` as :meth:`put_file` stores a file's bytes. ``sha256``: its hash,
+        when the caller has computed it already (a worker building a commit's rows while
+        the blob is written): not computed again."""
+        ...
 
     def open(self, sha256: str) -> BinaryIO:
         """A streaming reader of the blob (not verified); BlobMissing if absent."""

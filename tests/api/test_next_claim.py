@@ -27,7 +27,7 @@ from tests.worker.jobs import add_training_jobs
 class _Away:
     """A blob store that is away."""
 
-    def put_bytes(self, data: bytes) -> Any:
+    def put_bytes(self, data: bytes, sha256: str | None = None) -> Any:
         raise BlobStoreUnavailable("the blob store is away for a moment")
 
 

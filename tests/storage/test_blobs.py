@@ -53,6 +53,26 @@ def test_identical_content_is_stored_once(blob_store: BlobStore) -> None:
     assert read_verified(blob_store, first.sha256) == b"same bytes"
 
 
+def test_put_bytes_with_the_callers_hash_stores_under_it_without_hashing_again(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b"hashed by the worker that built the commit's rows"
+    sha = hashlib.sha256(data).hexdigest()
+
+    class NoHashing:
+        def sha256(self, *args: object) -> None:
+            raise AssertionError("the store hashed the bytes again")
+
+    for module in ("app.storage.blob_file", "app.storage.blob_s3"):
+        monkeypatch.setattr(f"{module}.hashlib", NoHashing())
+    ref = blob_store.put_bytes(data, sha)
+    monkeypatch.undo()
+
+    assert (ref.sha256, ref.size) == (sha, len(data))
+    assert read_verified(blob_store, sha) == data
+    assert blob_store.put_bytes(data) == ref  # the same blob, hashed by the store
+
+
 def test_a_missing_blob_is_named(blob_store: BlobStore) -> None:
     sha = hashlib.sha256(b"never stored").hexdigest()
     assert not blob_store.exists(sha)

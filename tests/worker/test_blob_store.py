@@ -128,13 +128,13 @@ class _FaultyFileStore(FileBlobStore):
         self.on_written: Callable[[], None] | None = None
         self.writes = 0
 
-    def put_bytes(self, data: bytes) -> BlobRef:
+    def put_bytes(self, data: bytes, sha256: str | None = None) -> BlobRef:
         self.writes += 1
         if self.failures and self.fails(data):
             self.failures -= 1
             raise BlobStoreUnavailable(f"cannot write to the blob store {self.root}: disk full")
         time.sleep(self.delay)
-        ref = super().put_bytes(data)
+        ref = super().put_bytes(data, sha256)
         if self.on_written is not None:
             self.on_written()
         return ref
