@@ -77,15 +77,12 @@ CANDIDATES = 64  # queued trials of a sweep's stage weighed by a claim (its own,
 LIVE_WORKER_SECONDS = 3 * WORKER_BEAT_SECONDS  # a worker row beaten since then is live
 
 # A sweep's queued trials of one stage (from the same checkpointed epoch), in claim order:
-# those the claimer ran last first, then the oldest; with what their cost is estimated from.
+# those the claimer ran last first, then the oldest; with what their cost is estimated from
+# beside their configurations (_CONFIGS, read only for trials not yet known: _known).
 _STAGE_TRIALS = (
     select(
         Job.id,
-        Job.network_config,
-        Job.options,
         Job.checkpoint_epoch,
-        Job.dataset_id,
-        Job.init_model_id,
         Job.epochs,
         fairness.ran_elsewhere().label("elsewhere"),
         select(Dataset.n_samples)
@@ -101,6 +98,9 @@ _STAGE_TRIALS = (
     )
     .order_by(fairness.ran_elsewhere(), Job.created_at, Job.id)
     .limit(CANDIDATES)
+)
+_CONFIGS = select(Job.id, Job.network_config, Job.options, Job.dataset_id, Job.init_model_id).where(
+    Job.id.in_(bindparam("job_ids", expanding=True))
 )
 # PostgreSQL: claimers of one sweep's companions take turns (a transaction-scoped advisory
 # lock on the sweep), so each counts the others' committed claims against max_parallel;
@@ -240,7 +240,8 @@ def _take_longest(
     room = _room(connection, sweep_id, params, size - 1)
     # All read before the first is taken: SQLite's scan must not run under its updates.
     rows = connection.execute(_STAGE_TRIALS, {**params, "sweep_id": sweep_id, "stage": stage}).all()
-    return _take(connection, [row.id for row in _longest(rows, 1 + room)], params, 1 + room)
+    known = _known(connection, rows)
+    return _take(connection, [row.id for row in _longest(rows, known, 1 + room)], params, 1 + room)
 
 
 def _take(
@@ -291,29 +292,48 @@ def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: i
     return max(0, min(room, _leave_for_idle(queued - 1, idle)))
 
 
-# A job's pack signature by (job id, checkpoint epoch): the rest of what it is computed
-# from (network config, options, dataset, initial model) is written once, when the job is
-# queued. A claim weighs every queued trial of a stage (48 at a digits grid's start), and
-# computing their signatures again at each claim cost ~1 ms of it.
-_SIGNATURES: dict[tuple[str, int | None], str | None] = {}
-_SIGNATURES_KEPT = 4096
-_UNKNOWN = "unknown"  # not a signature (those are JSON arrays)
+# A job's pack signature and cost inputs (one epoch's: TrialCost.epochs 0) by (job id,
+# checkpoint epoch): what they are computed from (network config, options, dataset,
+# initial model) is written once, when the job is queued. A claim weighs every queued
+# trial of a stage (48 at a digits grid's start): reading and decoding their
+# configurations and computing their signatures again at each claim cost ~1 ms of it.
+Known = tuple[str | None, trial_cost.TrialCost]
+_KNOWN: dict[tuple[str, int | None], Known] = {}
+_KNOWN_KEPT = 4096
 
 
-def _signature_of(row: Row[Any]) -> str | None:
-    key = (row.id, row.checkpoint_epoch)
-    signature = _SIGNATURES.get(key, _UNKNOWN)
-    if signature is _UNKNOWN:
-        signature = pack_signature(
-            row.network_config, row.options, row.checkpoint_epoch, row.dataset_id, row.init_model_id
+def _known(connection: Connection, rows: Sequence[Row[Any]]) -> dict[str, Known]:
+    """Each of ``rows``' trials' (signature, cost inputs) by job id, the configurations of
+    those not known yet read in one statement."""
+    known: dict[str, Known] = {}
+    missing: dict[str, int | None] = {}
+    for row in rows:
+        entry = _KNOWN.get((row.id, row.checkpoint_epoch))
+        if entry is None:
+            missing[row.id] = row.checkpoint_epoch
+        else:
+            known[row.id] = entry
+    if not missing:
+        return known
+    if len(_KNOWN) + len(missing) > _KNOWN_KEPT:
+        _KNOWN.clear()
+    for config in connection.execute(_CONFIGS, {"job_ids": list(missing)}):
+        epoch = missing[config.id]
+        entry = (
+            pack_signature(
+                config.network_config,
+                config.options,
+                epoch,
+                config.dataset_id,
+                config.init_model_id,
+            ),
+            trial_cost.trial_of(config.network_config, config.options, 0),
         )
-        if len(_SIGNATURES) >= _SIGNATURES_KEPT:
-            _SIGNATURES.clear()
-        _SIGNATURES[key] = signature
-    return signature
+        _KNOWN[(config.id, epoch)] = known[config.id] = entry
+    return known
 
 
-def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
+def _longest(rows: Sequence[Row[Any]], known: dict[str, Known], most: int) -> list[Row[Any]]:
     """Of a stage's queued trials (in claim order), the longest work: the trials of a pack
     (those that train together), in claim order, weighed by their first ``most``, or one
     trial alone (trial_cost.pack_cost); the first in claim order among equals. When the
@@ -321,7 +341,9 @@ def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
     paused trainers, which resume without reading a checkpoint."""
     groups: dict[object, list[Row[Any]]] = {}
     for row in rows:
-        signature = _signature_of(row)
+        if row.id not in known:  # deleted since the stage was read (PostgreSQL)
+            continue
+        signature = known[row.id][0]
         groups.setdefault(("alone", row.id) if signature is None else signature, []).append(row)
     candidates = list(groups.values())
     own = [group for group in candidates if not group[0].elsewhere]  # its own come first
@@ -330,7 +352,7 @@ def _longest(rows: Sequence[Row[Any]], most: int) -> list[Row[Any]]:
     def cost(group: list[Row[Any]]) -> float:
         # A pack's trials share the network, the batch size and the split: one estimate
         # of the first's, with each trial's epochs left.
-        first = trial_cost.trial_of(group[0].network_config, group[0].options, 0)
+        first = known[group[0].id][1]
         left = [max(0, row.epochs - (row.checkpoint_epoch or 0)) for row in group[:most]]
         return trial_cost.pack_cost(first, left, rows_in_dataset)
 
