@@ -257,13 +257,16 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[Network, str, list[Any] | 
 def _check_new_classes(classes: Any) -> None:
     """ExportFormatError for the classes of a model being imported that a dataset's labels
     could not be (the API could not read them back, or they would merge): booleans mixed
-    with numbers (False == 0 in a label map), a NUL, or over MAX_LABEL_CHARS characters.
-    Checked at import only: a model stored before these rules still loads."""
+    with numbers (False == 0 in a label map), integers mixed with floats (a dataset's
+    labels are one array: [0, 1.0] is [0.0, 1.0] there), a NUL, or over MAX_LABEL_CHARS
+    characters. Checked at import only: a model stored before these rules still loads."""
     if not isinstance(classes, list):
         return
-    if any(isinstance(c, bool) for c in classes) and not all(isinstance(c, bool) for c in classes):
+    kinds = {bool if isinstance(c, bool) else type(c) for c in classes}
+    if len(kinds & {bool, int, float}) > 1:
         raise ExportFormatError(
-            "classes must be JSON scalars of one kind (strings, numbers or booleans)", ("classes",)
+            "classes must be JSON scalars of one kind (strings, integers, floats or booleans)",
+            ("classes",),
         )
     for i, c in enumerate(classes):
         why = labels.text_label_problem(c) if isinstance(c, str) else None
