@@ -257,9 +257,10 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[Network, str, list[Any] | 
 def _check_new_classes(classes: Any) -> None:
     """ExportFormatError for the classes of a model being imported that a dataset's labels
     could not be (the API could not read them back, or they would merge): booleans mixed
-    with numbers (False == 0 in a label map), integers mixed with floats (a dataset's
-    labels are one array: [0, 1.0] is [0.0, 1.0] there), a NUL, or over MAX_LABEL_CHARS
-    characters. Checked at import only: a model stored before these rules still loads."""
+    with numbers (False == 0 in a label map), integers mixed with floats (no dataset's
+    labels are: a y holding a float is stored as floats; such a model would predict 0
+    beside 1.0), a NUL, or over MAX_LABEL_CHARS characters. Checked at import only: a
+    model stored before these rules still loads (and one trained from it keeps them)."""
     if not isinstance(classes, list):
         return
     kinds = {bool if isinstance(c, bool) else type(c) for c in classes}

@@ -150,7 +150,8 @@ class S3BlobStore:
         return ref
 
     def put_bytes(self, data: bytes, sha256: str | None = None) -> BlobRef:
-        ref = BlobRef(sha256 or hashlib.sha256(data).hexdigest(), len(data))
+        known = sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
+        ref = BlobRef(known, len(data))
         self._write(
             ref.sha256, lambda key: self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
         )

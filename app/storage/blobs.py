@@ -79,9 +79,9 @@ class BlobStore(Protocol):
         ...
 
     def put_bytes(self, data: bytes, sha256: str | None = None) -> BlobRef:
-        """Store ``data`` as :meth:`put_file` stores a file's bytes. ``sha256``: its hash,
-        when the caller has computed it already (a worker building a commit's rows while
-        the blob is written): not computed again."""
+        """Store ``data`` as :meth:`put_file` stores a file's bytes. ``sha256``: the hash
+        of exactly ``data``, when the caller has computed it already (a worker building a
+        commit's rows while the blob is written): trusted, not computed again."""
         ...
 
     def open(self, sha256: str) -> BinaryIO:

@@ -335,7 +335,7 @@ def test_predict_reads_json_only_as_json(
     ("change", "loc"),
     [
         ({"classes": [0, True]}, ["body", "config", "classes"]),  # datasets refuse the mix
-        ({"classes": [0, 1.0]}, ["body", "config", "classes"]),  # a dataset holds [0.0, 1.0]
+        ({"classes": [0, 1.0]}, ["body", "config", "classes"]),  # nor ints with floats
         ({"classes": ["a\x00", "b"]}, ["body", "config", "classes", 0]),
     ],
 )
