@@ -76,6 +76,15 @@ def test_metrics(client: ApiClient) -> None:
     assert found[sample("backprop_workers")] == 0
 
 
+def test_metrics_count_requests_refused_before_routing(client: ApiClient) -> None:
+    """A query parameter given twice is refused before routing (app/api/query_once.py):
+    still counted, under the route of requests that matched none."""
+    assert client.get("/v1/jobs?status=queued&status=running").status_code == 422
+    found = samples(client.get("/metrics").text)
+    requests = "backprop_http_requests_total"
+    assert found[sample(requests, method="GET", route="unmatched", status="422")] == 1
+
+
 def test_metrics_count_the_model_cache(client: ApiClient) -> None:
     model = import_model(client, make_network(client))
     for _ in range(3):
