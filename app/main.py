@@ -224,9 +224,10 @@ def create_app(
         upload_paths=datasets.UPLOAD_PATHS,
     )
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds)
-    app.add_middleware(QueryOnceMiddleware)  # inside the metrics: its 422s are counted
-    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    # Inside the metrics: their refusals are counted too (route "unmatched").
+    app.add_middleware(QueryOnceMiddleware)
     app.add_middleware(NulPathMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     _install_error_handlers(app)
     # Routes are matched in order: predict (the hot path) first, then the short ops

@@ -77,12 +77,15 @@ def test_metrics(client: ApiClient) -> None:
 
 
 def test_metrics_count_requests_refused_before_routing(client: ApiClient) -> None:
-    """A query parameter given twice is refused before routing (app/api/query_once.py):
-    still counted, under the route of requests that matched none."""
+    """A query parameter given twice (app/api/query_once.py) and a NUL in the path
+    (app/api/nul_path.py) are refused before routing: still counted, under the route of
+    requests that matched none."""
     assert client.get("/v1/jobs?status=queued&status=running").status_code == 422
+    assert client.get("/v1/jobs/job_%00").status_code == 404
     found = samples(client.get("/metrics").text)
     requests = "backprop_http_requests_total"
     assert found[sample(requests, method="GET", route="unmatched", status="422")] == 1
+    assert found[sample(requests, method="GET", route="unmatched", status="404")] == 1
 
 
 def test_metrics_count_the_model_cache(client: ApiClient) -> None:
