@@ -68,6 +68,10 @@ class Lineage:
     initial_model_id: str | None  # the model the job started from (fine-tuning)
     sweep_id: str | None = None  # the sweep whose trial made it
     trial_index: int | None = None  # that trial's index in the sweep
+    # Trained by a job of this service, even when no job holds it any more (a sweep
+    # trial's rung model kept apart from the trial when the next rung's replaced it):
+    # its dataset or metrics say so; an imported model has neither.
+    trained_here: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,8 @@ def card_of(session: Session, blobs: BlobStore, row: Model) -> ModelCard:
     if row.job_id is not None:
         job = session.get(Job, row.job_id)
     config = row.config
+    training_data = _dataset_facts(session, blobs, row, config["task"])
+    metrics = _metrics(job, row)
     return ModelCard(
         model_id=row.id,
         task=config["task"],
@@ -221,14 +227,15 @@ def card_of(session: Session, blobs: BlobStore, row: Model) -> ModelCard:
         architecture=config["network"],
         parameter_count=architecture_size(config),
         standardize=bool(config.get("standardize", False)),
-        training_data=_dataset_facts(session, blobs, row, config["task"]),
+        training_data=training_data,
         training_options=None if job is None else job.options,
-        metrics=_metrics(job, row),
+        metrics=metrics,
         lineage=Lineage(
             job_id=row.job_id,
             initial_model_id=None if job is None else job.init_model_id,
             sweep_id=None if job is None else job.sweep_id,
             trial_index=None if job is None else job.trial_index,
+            trained_here=training_data is not None or metrics.final is not None,
         ),
         backprop_version=backprop_version(),
         created_at=row.created_at,

@@ -56,25 +56,19 @@ def _architecture(card: ModelCard) -> list[str]:
     return [*lines, ""]
 
 
-def _trained_here(card: ModelCard) -> bool:
-    """Trained by a job of this service (its dataset or metrics say so), even when no
-    job holds it any more (a sweep trial's rung model kept apart from the trial when
-    the next rung's replaced it); an imported model has neither."""
-    return card.training_data is not None or card.metrics.final is not None
-
-
 def _why_no_data(card: ModelCard) -> str:
     """A job's model lost its dataset to a delete; one no job holds may predate the
     models' own record of it (migration 0012); an imported one never had one."""
     if card.lineage.job_id is not None:
         return "its dataset has been deleted"
-    if _trained_here(card):
+    if card.lineage.trained_here:
         return "the dataset is gone, or was not recorded with this model"
     return "the model was imported"
 
 
 def _no_job(card: ModelCard) -> str:
-    return "none (trained here; no job holds it now)" if _trained_here(card) else "none (imported)"
+    trained = card.lineage.trained_here
+    return "none (trained here; no job holds it now)" if trained else "none (imported)"
 
 
 def _data(card: ModelCard) -> list[str]:

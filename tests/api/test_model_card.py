@@ -97,6 +97,7 @@ def test_the_card_holds_the_facts_of_its_rows(client: ApiClient, db: Database) -
         "initial_model_id": job_row.init_model_id,
         "sweep_id": None,
         "trial_index": None,
+        "trained_here": True,
     }
     assert job_row.init_model_id == first["model_id"]
     assert card["backprop_version"] == metadata.version("backprop")
@@ -137,6 +138,7 @@ def test_an_imported_model_has_no_training_facts(client: ApiClient) -> None:
         "initial_model_id": None,
         "sweep_id": None,
         "trial_index": None,
+        "trained_here": False,
     }
     assert card["metrics"] == {"final": None, "best": None, "best_by": None, "weights_epoch": None}
     text = client.get(f"/v1/models/{model['id']}/card").text

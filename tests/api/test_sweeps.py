@@ -239,7 +239,8 @@ def test_a_promoted_trials_next_rung_replaces_its_rung_model(
     card = client.get(f"/v1/models/{read}/card").text
     assert "Not recorded: the dataset is gone, or was not recorded with this model." in card
     assert "Training job: none (trained here; no job holds it now)" in card
-    assert client.get(f"/v1/models/{read}").json()["dataset_id"] is None
+    detached = client.get(f"/v1/models/{read}").json()
+    assert detached["dataset_id"] is None and detached["card"]["lineage"]["trained_here"]
 
 
 def test_a_sweep_is_one_active_job(make_client: MakeClient, keys: Keys, db: Database) -> None:

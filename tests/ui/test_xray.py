@@ -94,6 +94,15 @@ def test_the_xray_panel_and_the_findings_banner(
         expect(panel.locator("svg.netdraw circle.node-dead")).to_have_count(16)
         expect(panel).to_contain_text(f"16 dead units in epoch {EPOCHS}")
         page.screenshot(path=str(tmp_path / "xray.png"), full_page=True)
+
+        # The model cards tell the imported initial model from the one the job trained
+        # (the card's lineage.trained_here).
+        page.goto(f"{server.base_url}/#/models/{job['init_model_id']}")
+        expect(page.get_by_text("Not recorded: the model was imported.")).to_be_visible()
+        expect(page.get_by_text("none (imported)")).to_be_visible()
+        page.goto(f"{server.base_url}/#/models/{job['model_id']}")
+        expect(page.locator(f"a[href='#/jobs/{job['id']}']").first).to_be_visible()
+        expect(page.get_by_text("none (imported)")).to_have_count(0)
         assert problems == []
     finally:
         context.close()

@@ -60,6 +60,10 @@ class Lineage(BaseModel):
         description="The sweep whose trial trained it (null: a job of its own, or imported)"
     )
     trial_index: int | None = Field(description="That trial's index in the sweep")
+    trained_here: bool = Field(
+        description="Trained by a job of this service, even when no job holds it any more "
+        "(a sweep trial's earlier rung model); false: imported"
+    )
 
 
 class EvaluationSummary(BaseModel):

@@ -56,15 +56,9 @@ function flatten(options, prefix = "") {
   );
 }
 
-// Trained by a job here (its dataset or metrics say so), even when no job holds it any more
-// (a sweep trial's rung model kept apart from the trial); an imported model has neither.
-function trainedHere(c) {
-  return Boolean(c.training_data || (c.metrics && c.metrics.final));
-}
-
 function trainingData(data, c) {
   if (!data) {
-    const why = c.lineage.job_id ? "its dataset has been deleted" : trainedHere(c) ? "the dataset is gone, or was not recorded with this model" : "the model was imported";
+    const why = c.lineage.job_id ? "its dataset has been deleted" : c.lineage.trained_here ? "the dataset is gone, or was not recorded with this model" : "the model was imported";
     return [notice(`Not recorded: ${why}.`)];
   }
   const parts = [
@@ -146,7 +140,7 @@ export function modelCardSection(model) {
     evaluationsTable(c.evaluations),
     h("h3", {}, "Lineage"),
     facts([
-      ["Training job", lineage.job_id ? link(`#/jobs/${lineage.job_id}`, lineage.job_id) : trainedHere(c) ? "none (trained here; no job holds it now)" : "none (imported)"],
+      ["Training job", lineage.job_id ? link(`#/jobs/${lineage.job_id}`, lineage.job_id) : lineage.trained_here ? "none (trained here; no job holds it now)" : "none (imported)"],
       ["Initial model", lineage.initial_model_id ? link(`#/models/${lineage.initial_model_id}`, lineage.initial_model_id) : "none"],
       ["Sweep", lineage.sweep_id ?? "none"],
     ]),
