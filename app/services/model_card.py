@@ -66,12 +66,12 @@ class CardMetrics:
 class Lineage:
     job_id: str | None  # null: imported, or the job was deleted
     initial_model_id: str | None  # the model the job started from (fine-tuning)
-    sweep_id: str | None = None  # the sweep whose trial made it
-    trial_index: int | None = None  # that trial's index in the sweep
     # Trained by a job of this service, even when no job holds it any more (a sweep
     # trial's rung model kept apart from the trial when the next rung's replaced it):
     # its dataset or metrics say so; an imported model has neither.
-    trained_here: bool = False
+    trained_here: bool
+    sweep_id: str | None = None  # the sweep whose trial made it
+    trial_index: int | None = None  # that trial's index in the sweep
 
 
 @dataclass(frozen=True)
