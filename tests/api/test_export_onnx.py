@@ -119,7 +119,6 @@ def test_the_graph_is_described(client: ApiClient) -> None:
         ([0, 1], onnx.TensorProto.INT64),
         ([False, True], onnx.TensorProto.BOOL),
         ([0.5, 2.0], onnx.TensorProto.DOUBLE),
-        ([1, 2.5], onnx.TensorProto.DOUBLE),
         (["a", "b"], onnx.TensorProto.STRING),
     ],
 )
@@ -137,6 +136,32 @@ def test_binary_labels_keep_their_type(
     )
     proto = export_onnx(client, model["id"])
     assert proto.graph.output[1].type.tensor_type.elem_type == elem_type
+    check_against_predict(client, model, random_rows(100))
+
+
+def test_integer_and_float_labels_of_a_model_stored_before_the_rule_export_as_doubles(
+    client: ApiClient, db: Database
+) -> None:
+    """Classes mixing integers and floats: an import refuses them now, but a model stored
+    before that rule still loads, and ONNX holds its labels as doubles."""
+    layers = [{"units": 5, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
+    model = import_random_model(
+        client,
+        layers,
+        loss="binary_crossentropy",
+        task="binary",
+        classes=[1, 3],
+        standardize=False,
+    )
+    config = {**model["config"], "classes": [1, 2.5]}
+    with db.session() as session:  # as an import before the rule stored it
+        session.execute(
+            update(tables.Model).where(tables.Model.id == model["id"]).values(config=config)
+        )
+    model = client.get(f"/v1/models/{model['id']}").json()
+    assert model["classes"] == [1, 2.5]
+    proto = export_onnx(client, model["id"])
+    assert proto.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     check_against_predict(client, model, random_rows(100))
 
 
