@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
+from app.storage import tables
+from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import make_network
 
@@ -170,3 +173,26 @@ def named_dataset(client: ApiClient, rows: int = 60, seed: int = 3) -> dict[str,
     )
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+BINARY_LAYERS = [{"units": 5, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
+
+
+def stored_binary_model(client: ApiClient, db: Database, classes: list[Any]) -> dict[str, Any]:
+    """A binary model whose stored classes are ``classes``, which an import now refuses
+    (booleans or floats mixed with integers), written as an import before those rules
+    stored them; the model's JSON, read back."""
+    model = import_random_model(
+        client,
+        BINARY_LAYERS,
+        loss="binary_crossentropy",
+        task="binary",
+        classes=[0, 1],
+        standardize=False,
+    )
+    config = {**model["config"], "classes": classes}
+    with db.session() as session:
+        session.execute(
+            update(tables.Model).where(tables.Model.id == model["id"]).values(config=config)
+        )
+    return dict(client.get(f"/v1/models/{model['id']}").json())

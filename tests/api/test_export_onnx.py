@@ -13,12 +13,10 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from sqlalchemy import update
 
 from app.engine.activations import ACTIVATIONS
 from app.services.export_onnx import ONNX_ACTIVATIONS, OPSET
 from app.services.export_source import backprop_version
-from app.storage import tables
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import make_network, train
@@ -33,6 +31,7 @@ from tests.api.export_models import (
     named_dataset,
     predicted,
     random_rows,
+    stored_binary_model,
 )
 
 RELATIVE = 1e-5
@@ -144,21 +143,7 @@ def test_integer_and_float_labels_of_a_model_stored_before_the_rule_export_as_do
 ) -> None:
     """Classes mixing integers and floats: an import refuses them now, but a model stored
     before that rule still loads, and ONNX holds its labels as doubles."""
-    layers = [{"units": 5, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
-    model = import_random_model(
-        client,
-        layers,
-        loss="binary_crossentropy",
-        task="binary",
-        classes=[1, 3],
-        standardize=False,
-    )
-    config = {**model["config"], "classes": [1, 2.5]}
-    with db.session() as session:  # as an import before the rule stored it
-        session.execute(
-            update(tables.Model).where(tables.Model.id == model["id"]).values(config=config)
-        )
-    model = client.get(f"/v1/models/{model['id']}").json()
+    model = stored_binary_model(client, db, [1, 2.5])
     assert model["classes"] == [1, 2.5]
     proto = export_onnx(client, model["id"])
     assert proto.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
@@ -195,21 +180,8 @@ def test_a_trained_model_with_named_features(client: ApiClient, db: Database) ->
 def test_classes_no_onnx_tensor_holds_are_refused_clearly(client: ApiClient, db: Database) -> None:
     """Classes mixing booleans and numbers: an import refuses them now, but a model stored
     before that rule still loads, and ONNX (one tensor type) refuses it clearly."""
-    layers = [{"units": 3, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
-    model = import_random_model(
-        client,
-        layers,
-        loss="binary_crossentropy",
-        task="binary",
-        classes=[0, 1],
-        standardize=False,
-    )
-    config = {**model["config"], "classes": [False, 1]}
-    with db.session() as session:  # as an import before the rule stored it
-        session.execute(
-            update(tables.Model).where(tables.Model.id == model["id"]).values(config=config)
-        )
-    assert client.get(f"/v1/models/{model['id']}").json()["classes"] == [False, 1]
+    model = stored_binary_model(client, db, [False, 1])
+    assert model["classes"] == [False, 1]
     response = client.get(f"/v1/models/{model['id']}/export?format=onnx")
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]

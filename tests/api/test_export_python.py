@@ -20,11 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import update
 
 from app.engine.activations import ACTIVATIONS
 from app.services.export_python import PYTHON_ACTIVATIONS
-from app.storage import tables
 from app.storage.database import Database
 from tests.api.client import ApiClient
 from tests.api.conftest import make_network, train
@@ -38,6 +36,7 @@ from tests.api.export_models import (
     named_dataset,
     predicted,
     random_rows,
+    stored_binary_model,
 )
 
 RELATIVE = 1e-6
@@ -161,17 +160,7 @@ def test_a_stored_bool_and_number_mix_keeps_its_types(
 ) -> None:
     """Classes [False, 1], stored before imports refused them: the file's labels are those
     values, types included, as predict's."""
-    layers = [{"units": 5, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]
-    model = import_random_model(
-        client, layers, loss="binary_crossentropy", task="binary", classes=[0, 1],
-        standardize=False,
-    )  # fmt: skip
-    config = {**model["config"], "classes": [False, 1]}
-    with db.session() as session:
-        session.execute(
-            update(tables.Model).where(tables.Model.id == model["id"]).values(config=config)
-        )
-    model = client.get(f"/v1/models/{model['id']}").json()
+    model = stored_binary_model(client, db, [False, 1])
     assert model["classes"] == [False, 1]
     check_against_predict(client, numpy_only_python, model, random_rows(100), tmp_path)
 
