@@ -60,17 +60,22 @@ def claim_order() -> tuple[Any, ...]:
 
 
 @functools.cache
-def next_statement() -> Select[str, str, str | None, int | None]:
+def next_statement(*, skipping: bool = False) -> Select[str, str, str | None, int | None]:
     """The job the claim would take next, read without taking it: its ``id``, ``kind``,
     ``sweep_id`` and ``checkpoint_epoch`` (parameter ``worker``). A worker
     claiming packs reads it first: when it is a sweep's trial, the worker may take a
-    longer trial of the same sweep and stage in its place (app/jobs/pack_claim.py)."""
-    return (
+    longer trial of the same sweep and stage in its place (app/jobs/pack_claim.py).
+    ``skipping``: not from the sweeps of parameter ``skipped`` (a list of ids)."""
+    statement = (
         select(Job.id, Job.kind, Job.sweep_id, Job.checkpoint_epoch)
         .where(Job.status == JobStatus.QUEUED, may_start())
         .order_by(*claim_order())
         .limit(1)
     )
+    if skipping:
+        skipped = Job.sweep_id.not_in(bindparam("skipped", expanding=True))
+        statement = statement.where(or_(Job.sweep_id.is_(None), skipped))
+    return statement
 
 
 def ran_elsewhere() -> ColumnElement[int]:

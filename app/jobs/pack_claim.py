@@ -23,9 +23,11 @@ rate, its schedule, the epochs and early stopping, the same dataset and the same
 checkpointed epoch (a halving rung's continuations resume together). The engine checks
 the trainers it builds once more (``pack.packs``) and trains any that turn out not to
 fit on their own, one after another. The sweep's ``max_parallel`` caps the companions
-too: they count as running trials from this transaction on (on PostgreSQL, workers
-taking companions from one sweep do so in turn, each counting the others' claims; one
-that finds another taking them claims its one trial alone).
+too: they count as running trials from this transaction on. On PostgreSQL, workers
+claiming from one sweep take turns (each then counts the others' committed claims); one
+that finds another taking the sweep's trials claims its one trial alone, or, when the
+sweep has a ``max_parallel``, none of them: it looks for its next job in other sweeps
+(the other's uncommitted claims could take the first past the cap).
 
 A claimer leaves one queued trial of the sweep for each other live worker that runs
 nothing (``_leave_for_idle``): near a sweep's end the last trials are split between the
@@ -61,7 +63,7 @@ from sqlalchemy.orm import Session
 from app.engine.pack import PACK_MAX_PARAMETERS, SUPPORTED_OPTIMIZERS
 from app.jobs import fairness, trial_cost
 from app.jobs.pulse import WORKER_BEAT_SECONDS
-from app.jobs.queue import JOBS, Claim, claim_parameters, core, take_next
+from app.jobs.queue import JOBS, Claim, claim_parameters, core
 from app.storage.database import Database
 from app.storage.tables import (
     Dataset,
@@ -74,6 +76,7 @@ from app.storage.tables import (
 )
 
 CANDIDATES = 64  # queued trials of a sweep's stage weighed by a claim (its own, then the oldest)
+HEAD_LOOKS = 8  # reads of the next job per claim (PostgreSQL: taken meanwhile, or a turn held)
 LIVE_WORKER_SECONDS = 3 * WORKER_BEAT_SECONDS  # a worker row beaten since then is live
 
 # A sweep's queued trials of one stage (from the same checkpointed epoch), in claim order:
@@ -102,15 +105,17 @@ _STAGE_TRIALS = (
 _CONFIGS = select(Job.id, Job.network_config, Job.options, Job.dataset_id, Job.init_model_id).where(
     Job.id.in_(bindparam("job_ids", expanding=True))
 )
-# PostgreSQL: claimers of one sweep's companions take turns (a transaction-scoped advisory
+# PostgreSQL: claimers of one sweep's trials take turns (a transaction-scoped advisory
 # lock on the sweep), so each counts the others' committed claims against max_parallel;
 # only claimers take it (some inside a trial's ending transaction: app/jobs/next_claim.py),
-# and only by trying, so it cannot deadlock with an ending or a sweep's cancel, and a
-# claimer that finds it taken claims its one job without companions, never waiting
-# (another claimer could be stalled inside its transaction).
+# and only by trying, so it cannot deadlock with an ending or a sweep's cancel. A
+# claimer that finds it taken never waits (another claimer could be stalled inside its
+# transaction): it claims its one job without companions, or, from a sweep with a
+# max_parallel, nothing (claim_pack_in then reads the next job outside that sweep).
 _SWEEP_TURN = select(
     func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("sweep_id"), 0))
 )
+_CAP = select(Sweep.max_parallel).where(Sweep.id == bindparam("sweep_id"))
 _WORKERS = core_table(WorkerHeartbeat)
 _ROOM = select(
     Sweep.max_parallel,
@@ -208,18 +213,23 @@ def claim_pack_in(
     leased_at = time.monotonic()  # before the lease's expiry is computed: never late
     params = claim_parameters(worker_id, lease_seconds)
     connection = core(session)
-    claims: list[Claim] = []
-    head = connection.execute(fairness.next_statement(), params).first()
-    if head is None:
-        return claims
-    if head.sweep_id is not None and head.kind == JobKind.TRAIN:
-        claims = _take_longest(connection, head.sweep_id, head.checkpoint_epoch or 0, params, size)
-    else:
-        claims = _take(connection, [head.id], params, 1)
-    if not claims:  # the job chosen was taken by another claimer meanwhile (PostgreSQL)
-        first = take_next(session, params)
-        claims = [] if first is None else [first]
-    return [replace(claim, leased_at=leased_at) for claim in claims]
+    skipped: list[str] = []  # capped sweeps whose turn another claimer holds (PostgreSQL)
+    for _ in range(HEAD_LOOKS):
+        statement = fairness.next_statement(skipping=bool(skipped))
+        head = connection.execute(statement, {**params, "skipped": skipped}).first()
+        if head is None:
+            return []
+        if head.sweep_id is not None and head.kind == JobKind.TRAIN:
+            stage = head.checkpoint_epoch or 0
+            taken = _take_longest(connection, head.sweep_id, stage, params, size)
+            if taken is None:
+                skipped.append(head.sweep_id)
+                continue
+        else:
+            taken = _take(connection, [head.id], params, 1)
+        if taken:  # else taken by another claimer since it was read (PostgreSQL): look again
+            return [replace(claim, leased_at=leased_at) for claim in taken]
+    return []
 
 
 def _leave_for_idle(queued: int, idle: int) -> int:
@@ -234,10 +244,13 @@ def _leave_for_idle(queued: int, idle: int) -> int:
 
 def _take_longest(
     connection: Connection, sweep_id: str, stage: int, params: dict[str, Any], size: int
-) -> list[Claim]:
+) -> list[Claim] | None:
     """The longest work among the sweep's queued trials of ``stage`` (a checkpointed
-    epoch; see the module docstring), taken; [] when another claimer took them meanwhile."""
+    epoch; see the module docstring), taken; [] when another claimer took them meanwhile,
+    None when the sweep has a ``max_parallel`` and another claimer its turn (PostgreSQL)."""
     room = _room(connection, sweep_id, params, size - 1)
+    if room is None:
+        return None
     # All read before the first is taken: SQLite's scan must not run under its updates.
     rows = connection.execute(_STAGE_TRIALS, {**params, "sweep_id": sweep_id, "stage": stage}).all()
     known = _known(connection, rows)
@@ -272,16 +285,19 @@ def _take(
     return claims
 
 
-def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: int) -> int:
+def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: int) -> int | None:
     """How many companions the claim may take beside its first trial: ``room`` at most,
     under the sweep's ``max_parallel`` and :func:`_leave_for_idle`, all counted as once
-    the first is taken; none on PostgreSQL while another claimer takes the sweep's."""
-    if room <= 0:
-        return 0
+    the first is taken. On PostgreSQL while another claimer has the sweep's turn: none,
+    or, when the sweep has a ``max_parallel``, None: not even the first trial, which the
+    other's uncommitted claims could take past the cap."""
     if (
         connection.dialect.name == "postgresql"
         and not connection.execute(_SWEEP_TURN, {"sweep_id": sweep_id}).scalar()
     ):
+        capped = connection.execute(_CAP, {"sweep_id": sweep_id}).scalar() is not None
+        return None if capped else 0
+    if room <= 0:
         return 0
     fresh_since = params["now"] - timedelta(seconds=LIVE_WORKER_SECONDS)
     cap, running, queued, idle = connection.execute(
