@@ -1,4 +1,5 @@
-"""``backprop predict-batch MODEL DATASET [--out FILE] [--format npy|csv]``: score a stored
+"""``backprop predict-batch MODEL DATASET [--out FILE] [--format npy|csv]`` (or ``MODEL
+--dataset DATASET``, as ``train`` and ``models evaluate`` take it): score a stored
 dataset with a model in a worker (POST /v1/models/{id}/predictions), follow the run with
 a progress bar, then download its outputs (npy: the array; csv: outputs and, for
 classifiers, labels). Ctrl+C cancels the run."""
@@ -23,11 +24,19 @@ def output_format(args: argparse.Namespace) -> str:
     return "csv" if suffix == ".csv" else "npy"
 
 
+def dataset_of(args: argparse.Namespace) -> str:
+    """The dataset id, given as the second argument or as --dataset (one of them)."""
+    given = {value for value in (args.dataset, args.dataset_option) if value is not None}
+    if len(given) != 1:
+        which = "two different datasets" if given else "no dataset"
+        raise ClientError(f"{which}: give DATASET, or --dataset DATASET")
+    return str(given.pop())
+
+
 def predict_batch(api: Api, args: argparse.Namespace) -> int:
     fmt = output_format(args)
-    run = api.post(
-        f"/v1/models/{quote(args.model, safe='')}/predictions", {"dataset_id": args.dataset}
-    )
+    dataset = dataset_of(args)
+    run = api.post(f"/v1/models/{quote(args.model, safe='')}/predictions", {"dataset_id": dataset})
     path = f"/v1/predictions/{quote(run['id'], safe='')}"
     queued = f"prediction run {run['id']}: {run['rows_total']} rows queued"
     followed = follow_or_cancel(api, path, run, "prediction run", queued)
@@ -57,7 +66,12 @@ def register(commands: Subparsers, common: argparse.ArgumentParser) -> None:
         help="score a stored dataset with a model in a worker; download the outputs",
     )
     parser.add_argument("model", metavar="MODEL", help="a model id")
-    parser.add_argument("dataset", metavar="DATASET", help="a dataset id with the model's width")
+    parser.add_argument(
+        "dataset", metavar="DATASET", nargs="?", help="a dataset id with the model's width"
+    )
+    parser.add_argument(
+        "--dataset", dest="dataset_option", metavar="DATASET", help="the same, as an option"
+    )
     parser.add_argument(
         "-o", "--out", type=Path, help="file to write (default: <run id>.<format> here)"
     )

@@ -41,7 +41,8 @@ def test_predict_batch_downloads_what_predict_answers(
     np.testing.assert_array_equal(outputs, predicted.astype(np.float32))
 
     csv_path = tmp_path / "out.csv"
-    args = ("predict-batch", model_id, dataset_id, "-o", str(csv_path))  # csv: its suffix
+    # csv: its suffix; the dataset as an option, as `train` and `models evaluate` take it
+    args = ("predict-batch", model_id, "--dataset", dataset_id, "-o", str(csv_path))
     body = json.loads(cli.ok(*args, "--json"))
     assert body["status"] == "succeeded" and body["rows_done"] == len(rows)
     lines = list(csv.reader(io.StringIO(csv_path.read_text())))
@@ -50,3 +51,8 @@ def test_predict_batch_downloads_what_predict_answers(
 
     refused = cli("predict-batch", model_id, "ds_0000000000000000")
     assert refused.status == 1 and "(at body.dataset_id)" in refused.err
+    for datasets in ([], [dataset_id, "--dataset", "ds_0000000000000000"]):
+        refused = cli("predict-batch", model_id, *datasets)
+        assert refused.status == 1 and "give DATASET, or --dataset DATASET" in refused.err
+    assert cli("predict-batch", model_id, dataset_id, "--dataset", dataset_id, "-o",
+               str(csv_path)).status == 0  # fmt: skip
