@@ -64,6 +64,15 @@ class FileBlobStore:
         self.root = root
         self.url = root.resolve().as_uri()
 
+    @staticmethod
+    def _folder(path: Path) -> Path:
+        """``path``, a folder, created if it is not there: looked at first, as a write
+        needs three that are there already but for its first (a stat costs a few µs, a
+        mkdir of an existing folder ~40 µs)."""
+        if not os.path.isdir(path):
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def __repr__(self) -> str:
         return f"FileBlobStore({str(self.root)!r})"
 
@@ -73,8 +82,7 @@ class FileBlobStore:
     # --- writing
     @contextmanager
     def _locked(self, mode: int) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / LOCK_FILE).open("a") as lock:
+        with (self._folder(self.root) / LOCK_FILE).open("a") as lock:
             fcntl.flock(lock, mode)
             try:
                 yield
@@ -91,9 +99,7 @@ class FileBlobStore:
         return True
 
     def _new_temp(self) -> Path:
-        temp_dir = self.root / TEMP_DIR
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        return temp_dir / f"{secrets.token_hex(8)}.part"
+        return self._folder(self.root / TEMP_DIR) / f"{secrets.token_hex(8)}.part"
 
     def _commit(self, temp: Path, ref: BlobRef) -> BlobRef:
         """Move a complete, flushed ``temp`` into place unless the blob exists already."""
@@ -101,7 +107,7 @@ class FileBlobStore:
         if self._refresh(final):
             temp.unlink()
             return ref
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(final.parent)
         temp.chmod(0o444)
         os.replace(temp, final)  # atomic: readers see no blob or the whole blob
         _fsync_dir(final.parent)
