@@ -48,13 +48,16 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Connection,
     Row,
     Update,
     bindparam,
+    case,
     exists,
     func,
+    or_,
     select,
     update,
 )
@@ -112,10 +115,19 @@ _CONFIGS = select(Job.id, Job.network_config, Job.options, Job.dataset_id, Job.i
 # claimer that finds it taken never waits (another claimer could be stalled inside its
 # transaction): it claims its one job without companions, or, from a sweep with a
 # max_parallel, nothing (claim_pack_in then reads the next job outside that sweep).
-_SWEEP_TURN = select(
-    func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("sweep_id"), 0))
-)
-_CAP = select(Sweep.max_parallel).where(Sweep.id == bindparam("sweep_id"))
+# The turn is tried for a capped sweep's trial, or to take companions: this reads the
+# sweep's max_parallel and the turn (True / False; None when not tried: CASE evaluates
+# the volatile try only then).
+_CAP_AND_TURN = select(
+    Sweep.max_parallel,
+    case(
+        (
+            or_(Sweep.max_parallel.is_not(None), bindparam("companions", type_=Boolean)),
+            func.pg_try_advisory_xact_lock(func.hashtextextended(Sweep.id, 0)),
+        ),
+        else_=None,
+    ),
+).where(Sweep.id == bindparam("sweep_id"))
 _WORKERS = core_table(WorkerHeartbeat)
 _ROOM = select(
     Sweep.max_parallel,
@@ -142,9 +154,8 @@ _ROOM = select(
 
 # Taken only while still queued, and (PostgreSQL) not locked by another worker's claim,
 # which is skipped rather than waited for. The first job of a claim is taken only while
-# its sweep is below ``max_parallel`` too (_TAKE_FIRST: on PostgreSQL other claims may
-# have committed since it was chosen), and on PostgreSQL its companions as well (claims
-# made without the sweep's turn are not serialised with _room's count).
+# its sweep is below ``max_parallel`` too (_TAKE_FIRST), and on PostgreSQL its companions
+# as well: a check in the take's own statement, after the sweep's turn was taken.
 def _take_statement(*where: ColumnElement[bool]) -> Update:
     return (
         update(Job)
@@ -198,9 +209,10 @@ _MAY_DIFFER = ("optimizer", "epochs", "lr_schedule", "early_stopping")
 
 
 def claim_pack(db: Database, *, worker_id: str, lease_seconds: float, size: int) -> list[Claim]:
-    """The next queued job (``queue.claim_next``'s rules) or, when that is a sweep's trial,
-    the longest work of up to ``size`` trials of its sweep and stage (see the module
-    docstring); [] when nothing may start."""
+    """The next queued job (``queue.claim_next``'s order; on PostgreSQL not from a capped
+    sweep whose turn another claimer holds) or, when that is a sweep's trial, the longest
+    work of up to ``size`` trials of its sweep and stage (see the module docstring); []
+    when nothing may start."""
     with db.session() as session:
         return claim_pack_in(session, worker_id=worker_id, lease_seconds=lease_seconds, size=size)
 
@@ -219,16 +231,19 @@ def claim_pack_in(
         head = connection.execute(statement, {**params, "skipped": skipped}).first()
         if head is None:
             return []
+        taken: list[Claim] | None = []
         if head.sweep_id is not None and head.kind == JobKind.TRAIN:
             stage = head.checkpoint_epoch or 0
             taken = _take_longest(connection, head.sweep_id, stage, params, size)
             if taken is None:
                 skipped.append(head.sweep_id)
                 continue
-        else:
-            taken = _take(connection, [head.id], params, 1)
-        if taken:  # else taken by another claimer since it was read (PostgreSQL): look again
+        # PostgreSQL: the longest work may have been taken by another claimer since it was
+        # read; the head, which the read locked, cannot have been.
+        taken = taken or _take(connection, [head.id], params, 1)
+        if taken:
             return [replace(claim, leased_at=leased_at) for claim in taken]
+        # PostgreSQL: the head's sweep reached its cap since it was read; look again.
     return []
 
 
@@ -246,8 +261,9 @@ def _take_longest(
     connection: Connection, sweep_id: str, stage: int, params: dict[str, Any], size: int
 ) -> list[Claim] | None:
     """The longest work among the sweep's queued trials of ``stage`` (a checkpointed
-    epoch; see the module docstring), taken; [] when another claimer took them meanwhile,
-    None when the sweep has a ``max_parallel`` and another claimer its turn (PostgreSQL)."""
+    epoch; see the module docstring), taken; [] when another claimer took them meanwhile
+    or the sweep reached its cap, None when the sweep has a ``max_parallel`` and another
+    claimer its turn (both PostgreSQL)."""
     room = _room(connection, sweep_id, params, size - 1)
     if room is None:
         return None
@@ -263,8 +279,8 @@ def _take(
     """Up to ``most`` of ``job_ids``, in order, each taken with the lease of ``params``
     while still queued (a job locked or taken by another claimer is skipped)."""
     claims: list[Claim] = []
-    # SQLite's write lock held since the room was counted keeps it exact; on PostgreSQL a
-    # claim taken without the sweep's turn may commit meanwhile: every take rechecks.
+    # SQLite's write lock held since the room was counted keeps it exact; on PostgreSQL
+    # every take rechecks the cap (the turn makes the count exact; the check is cheap).
     recheck = connection.dialect.name == "postgresql"
     for job_id in job_ids:
         statement = _TAKE_FIRST if recheck or not claims else _TAKE
@@ -291,12 +307,14 @@ def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: i
     the first is taken. On PostgreSQL while another claimer has the sweep's turn: none,
     or, when the sweep has a ``max_parallel``, None: not even the first trial, which the
     other's uncommitted claims could take past the cap."""
-    if (
-        connection.dialect.name == "postgresql"
-        and not connection.execute(_SWEEP_TURN, {"sweep_id": sweep_id}).scalar()
-    ):
-        capped = connection.execute(_CAP, {"sweep_id": sweep_id}).scalar() is not None
-        return None if capped else 0
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(
+            _CAP_AND_TURN, {"sweep_id": sweep_id, "companions": room > 0}
+        ).first()
+        if found is None or found[1] is None:  # gone, or uncapped without companions
+            return 0
+        if not found[1]:
+            return None if found[0] is not None else 0
     if room <= 0:
         return 0
     fresh_since = params["now"] - timedelta(seconds=LIVE_WORKER_SECONDS)

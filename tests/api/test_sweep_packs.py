@@ -281,7 +281,7 @@ def test_a_stop_signal_releases_every_trial_of_a_pack(
 
 def _claim_at_once(db: Database, workers: int, size: int) -> list[list[queue.Claim]]:
     """``workers`` claims of up to ``size`` trials each, started together in threads."""
-    barrier = threading.Barrier(workers)
+    barrier = threading.Barrier(workers, timeout=30)
     results: list[list[queue.Claim]] = [[] for _ in range(workers)]
 
     def claim(slot: int) -> None:
@@ -293,6 +293,7 @@ def _claim_at_once(db: Database, workers: int, size: int) -> list[list[queue.Cla
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
     return results
 
 
@@ -322,7 +323,7 @@ def test_many_workers_claiming_at_once_never_pass_max_parallel(
     a claimer that finds another taking the sweep's trials takes none of them."""
     data = make_data(client)
     sweep = create(client, sweep_body(data, grid=GRID, max_parallel=2))
-    for _ in range(3):  # the claims end nothing: the sweep stays at its cap
+    for _ in range(3):  # the claims end nothing: each round may only fill the cap
         results = _claim_at_once(db, 8, size=size)
         ids = [c.job_id for claims in results for c in claims]
         assert len(ids) == len(set(ids))
@@ -346,11 +347,31 @@ def test_a_claimer_finding_a_capped_sweeps_turn_taken_claims_from_the_next_sweep
     capped = create(client, sweep_body(data, grid=GRID, max_parallel=2))
     other = create(client, sweep_body(data, name="other"))
     with db.session() as holder:  # another claimer, inside its transaction
-        assert holder.execute(pack_claim._SWEEP_TURN, {"sweep_id": capped["id"]}).scalar()
+        turn = {"sweep_id": capped["id"], "companions": True}
+        assert holder.execute(pack_claim._CAP_AND_TURN, turn).one() == (2, True)
         claims = pack_claim.claim_pack(db, worker_id="w", lease_seconds=30, size=4)
         assert claims and {_sweep_of(db, c.job_id) for c in claims} == {other["id"]}
     claims = pack_claim.claim_pack(db, worker_id="w", lease_seconds=30, size=4)
     assert len(claims) == 2 and {_sweep_of(db, c.job_id) for c in claims} == {capped["id"]}
+
+
+def test_a_claimer_takes_the_next_trial_while_another_is_taking_the_first(
+    client: ApiClient, db: Database
+) -> None:
+    """PostgreSQL: trials that train alone (per-layer statistics), one of them being
+    claimed in another transaction not yet committed: a claim takes the other one, not
+    nothing (the queue's head is read skipping locked rows, and taken when the trial
+    chosen in its place turns out to be locked)."""
+    if db.is_sqlite:
+        pytest.skip("SQLite's write lock serialises claims")
+    data = make_data(client)
+    job = {"epochs": 3, "batch_size": 16, "validation_split": 0.2, "diagnostics": True}
+    sweep = create(client, sweep_body(data, job=job))  # two trials, each alone
+    with db.session() as holder:
+        (first,) = pack_claim.claim_pack_in(holder, worker_id="a", lease_seconds=30, size=4)
+        (second,) = pack_claim.claim_pack(db, worker_id="b", lease_seconds=30, size=4)
+        assert first.job_id != second.job_id
+    assert {_sweep_of(db, c.job_id) for c in (first, second)} == {sweep["id"]}
 
 
 def _sweep_of(db: Database, job_id: str) -> str | None:
