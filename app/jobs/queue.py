@@ -327,7 +327,9 @@ def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim |
 
     Fair across owners: the job of the owner with the fewest running jobs goes first, the
     oldest among equals (so one owner's 200-trial sweep does not starve another owner's
-    single job). A sweep's trial waits while its sweep runs ``max_parallel`` trials."""
+    single job). A sweep's trial waits while its sweep runs ``max_parallel`` trials.
+    Workers claim through ``app.jobs.pack_claim`` instead, whose PostgreSQL claims also
+    take a capped sweep's turn: here, claims at the same moment may pass the cap."""
     params = claim_parameters(worker_id, lease_seconds)
     with db.session() as session:
         return take_next(session, params)
