@@ -66,14 +66,17 @@ def next_statement(*, skipping: bool = False) -> Select[str, str, str | None, in
     claiming packs reads it first: when it is a sweep's trial, the worker may take a
     longer trial of the same sweep and stage in its place (app/jobs/pack_claim.py).
     ``skipping``: not from the sweeps of parameter ``skipped`` (a list of ids). On
-    PostgreSQL the row is locked, and one another claimer is taking is skipped (else a
-    claimer would read that row again until the other commits)."""
+    PostgreSQL the row is locked until the claim's transaction ends, taken or not, and
+    one another claimer is taking is skipped (else a claimer would read that row again
+    until the other commits)."""
     statement = (
         select(Job.id, Job.kind, Job.sweep_id, Job.checkpoint_epoch)
         .where(Job.status == JobStatus.QUEUED, may_start())
         .order_by(*claim_order())
         .limit(1)
-        .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has the write lock
+        # PostgreSQL only (SQLite has the write lock); NO KEY: rows that refer to the job
+        # may still be inserted meanwhile.
+        .with_for_update(skip_locked=True, key_share=True)
     )
     if skipping:
         skipped = Job.sweep_id.not_in(bindparam("skipped", expanding=True))

@@ -16,7 +16,9 @@ worker's next claim too (it looks with a read first, as an idle worker does).
 On SQLite the claim is what ``claim_pack`` does in its own transaction. On PostgreSQL it
 reads and takes rows as that does too (``SKIP LOCKED``, the sweep's turn tried, never
 waited for), so holding the ended trials' rows and their sweep's meanwhile cannot
-deadlock.
+deadlock. What it locks (the queue's head, read even when a longer trial is taken in its
+place; the sweep's turn) stays locked until the ending commits, after its blobs are
+written: meanwhile other claimers pass over that row, and a cancel of it waits.
 """
 
 from __future__ import annotations

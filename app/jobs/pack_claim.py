@@ -79,7 +79,7 @@ from app.storage.tables import (
 )
 
 CANDIDATES = 64  # queued trials of a sweep's stage weighed by a claim (its own, then the oldest)
-HEAD_LOOKS = 8  # reads of the next job per claim (PostgreSQL: taken meanwhile, or a turn held)
+HEAD_LOOKS = 8  # reads of the next job per claim (PostgreSQL: a capped sweep skipped, or full)
 LIVE_WORKER_SECONDS = 3 * WORKER_BEAT_SECONDS  # a worker row beaten since then is live
 
 # A sweep's queued trials of one stage (from the same checkpointed epoch), in claim order:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,18 +117,23 @@ def test_a_job_that_cannot_start_fails_with_the_reason(
 def test_cancelling_a_running_job_stops_it(
     migrated_db: Database, make_settings: MakeSettings, keep_model: bool
 ) -> None:
-    settings = make_settings(migrated_db.url)  # the default lease: renewed every 10 s
-    assert settings.lease_seconds == 30
+    # A lease renewed every 100 s: a cancel heard within a minute was heard by the
+    # pulse's cancel poll (every 0.5 s), not at a renewal. (With the default 30-s lease
+    # this waited 10 s, which a loaded CI machine twice overran.)
+    settings = make_settings(migrated_db.url, lease_seconds=300)
     (job_id,) = add_training_jobs(migrated_db, epochs=100_000)
     with worker_thread(migrated_db, settings) as (_, thread):
         wait_for(lambda: get_job(migrated_db, job_id).epoch >= 2, what="two epochs")
         assert cancel(migrated_db, job_id, keep_model=keep_model)[0]
-        # Heard by the pulse's cancel poll, not at the next lease renewal.
-        wait_for(
-            lambda: get_job(migrated_db, job_id).status == JobStatus.CANCELLED,
-            what="the cancel to end the job",
-            timeout=10,
-        )
+        try:
+            wait_for(
+                lambda: get_job(migrated_db, job_id).status == JobStatus.CANCELLED,
+                what="the cancel to end the job",
+                timeout=60,
+            )
+        except AssertionError:  # say where every thread stands (the worker's, the pulse)
+            faulthandler.dump_traceback(all_threads=True)
+            raise
         thread.join(timeout=60)
         assert not thread.is_alive()  # a burst worker: the queue is empty, it returned
 
@@ -141,7 +147,9 @@ def test_cancelling_a_running_job_stops_it(
 def test_the_lease_is_renewed_while_training_runs(
     migrated_db: Database, make_settings: MakeSettings
 ) -> None:
-    settings = make_settings(migrated_db.url, lease_seconds=2)
+    # Renewed every 1.33 s: a renewal would have to be 2.67 s late for the sweep below to
+    # take the job (with a 2-s lease, 1.33 s late, which a loaded CI machine once was).
+    settings = make_settings(migrated_db.url, lease_seconds=4)
     (job_id,) = add_training_jobs(migrated_db, epochs=100_000)
     with worker_thread(migrated_db, settings) as (worker, _):
 
