@@ -13,14 +13,12 @@ from app.config import Settings
 from app.jobs import next_claim
 from app.jobs.queue import Claim
 from app.jobs.worker import Worker
-from app.services.sweeps import SweepSpec, TrialSpec, create_sweep, get_sweep
+from app.services.sweeps import get_sweep
 from app.storage.database import Database
 from app.storage.tables import JobStatus
 from tests.conftest import MakeSettings
-from tests.queue.rows import add_dataset, add_owner, get_job
-from tests.worker.jobs import NETWORK, QUADRANT_X, QUADRANT_Y, add_training_jobs
-
-RATES = [0.3, 0.1, 0.03, 0.01]
+from tests.queue.rows import get_job
+from tests.worker.jobs import add_training_jobs, learning_rate_sweep
 
 
 @pytest.fixture
@@ -72,30 +70,8 @@ def test_jobs_claimed_by_an_ending_go_back_to_the_queue_when_the_worker_stops(
 
 
 def _grid_sweep(db: Database, settings: Settings) -> tuple[int, str]:
-    owner_id = add_owner(db)
-    dataset_id = add_dataset(db, owner_id, QUADRANT_X, QUADRANT_Y)
-    network = {k: NETWORK[k] for k in ("input_size", "layers", "loss", "init", "seed")}
     job = {"epochs": 3, "batch_size": 8, "validation_split": 0.2, "seed": 1, "diagnostics": False}
-    trials = [
-        TrialSpec(
-            params={"job.optimizer.learning_rate": rate},
-            network=network,
-            job={**job, "optimizer": {"name": "sgd", "learning_rate": rate}},
-        )
-        for rate in RATES
-    ]
-    spec = SweepSpec(
-        name="s",
-        dataset_id=dataset_id,
-        network=network,
-        job=job,
-        grid={"job.optimizer.learning_rate": RATES},
-        strategy={"name": "grid"},
-        metric="val_loss",
-        max_parallel=None,
-    )
-    created = create_sweep(db, settings, owner_id=owner_id, spec=spec, trials=trials)
-    return owner_id, created.sweep.id
+    return learning_rate_sweep(db, settings, job, {"name": "grid"})
 
 
 def test_a_pack_claimed_by_an_ending_goes_back_to_the_queue_when_the_worker_stops(

@@ -10,44 +10,22 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings
-from app.services.sweeps import SweepSpec, TrialSpec, create_sweep, get_sweep
+from app.services.sweeps import get_sweep
 from app.storage.database import Database
 from app.storage.tables import Job, JobStatus
 from tests.conftest import MakeSettings
 from tests.processes import wait_for
-from tests.queue.rows import add_dataset, add_owner
-from tests.worker.jobs import NETWORK, QUADRANT_X, QUADRANT_Y
+from tests.worker.jobs import learning_rate_sweep
 from tests.worker.procs import start_worker, wait_exit
 
 pytestmark = pytest.mark.slow
-RATES = [0.3, 0.1, 0.03, 0.01]
 N_TRAIN = 160  # 200 rows, validation_split 0.2
 
 
 def _halving_sweep(db: Database, settings: Settings) -> str:
-    owner_id = add_owner(db)
-    dataset_id = add_dataset(db, owner_id, QUADRANT_X, QUADRANT_Y)
-    network = {k: NETWORK[k] for k in ("input_size", "layers", "loss", "init", "seed")}
     job = {"epochs": 60, "batch_size": 8, "validation_split": 0.2, "seed": 1}
-    trials = [
-        TrialSpec(
-            params={"job.optimizer.learning_rate": rate},
-            network=network,
-            job={**job, "optimizer": {"name": "sgd", "learning_rate": rate}},
-        )
-        for rate in RATES
-    ]
-    spec = SweepSpec(
-        name="s",
-        dataset_id=dataset_id,
-        network=network,
-        job=job,
-        grid={"job.optimizer.learning_rate": RATES},
-        strategy={"name": "halving", "factor": 2, "min_epochs": 15},
-        metric="val_loss",
-        max_parallel=None,
-    )
-    return create_sweep(db, settings, owner_id=owner_id, spec=spec, trials=trials).sweep.id
+    strategy = {"name": "halving", "factor": 2, "min_epochs": 15}
+    return learning_rate_sweep(db, settings, job, strategy)[1]
 
 
 def _promoted_and_checkpointed(db: Database, sweep_id: str) -> Job | None:
