@@ -311,10 +311,11 @@ def _room(connection: Connection, sweep_id: str, params: dict[str, Any], room: i
         found = connection.execute(
             _CAP_AND_TURN, {"sweep_id": sweep_id, "companions": room > 0}
         ).first()
-        if found is None or found[1] is None:  # gone, or uncapped without companions
+        cap, turn = found if found is not None else (None, None)
+        if turn is None:  # the sweep is gone, or uncapped and no companions are wanted
             return 0
-        if not found[1]:
-            return None if found[0] is not None else 0
+        if not turn:
+            return None if cap is not None else 0
     if room <= 0:
         return 0
     fresh_since = params["now"] - timedelta(seconds=LIVE_WORKER_SECONDS)
