@@ -39,6 +39,7 @@ from app.engine.trainingdata import TrainingData
 
 MAX_TRAINERS = 64  # a rung of the benchmark's 48-trial sweep per worker, and some
 MAX_BYTES = 128 * 1024 * 1024  # of the arrays the trainers hold, their data's included
+SIZES_KEPT = 1024  # sizes by shape remembered (a sweep of 48 trials needs ~24)
 KEPT_PARAMETERS = PACK_MAX_PARAMETERS  # larger networks' resume is a small share of a rung
 
 
@@ -163,6 +164,8 @@ class PausedTrainers:
             size = _size(trainer)
             with self._lock:
                 if self._sized_data is not None and self._sized_data() is trainer.data:
+                    if len(self._sizes) >= SIZES_KEPT:  # they outlive idles: bounded here
+                        self._sizes.clear()
                     self._sizes[key] = size
         return size
 

@@ -105,9 +105,10 @@ class FileBlobStore:
         """Move a complete, flushed ``temp`` into place unless the blob exists already.
 
         The shared lock (``_refresh``) is taken only when the blob is there: a blob that is
-        not has nothing for a concurrent GC to delete, and the file moved into place is
-        fresh (GC deletes only blobs unused past its grace). That saves a new blob's write
-        the lock file's open, two flocks and a failed utime."""
+        not has nothing for a concurrent GC to delete, and the file moved into place was
+        just written (an upload's: just parsed), so GC, which deletes only blobs unused
+        past its grace, leaves it be. That saves a new blob's write the lock file's open,
+        two flocks and a failed utime."""
         final = self.path_of(ref.sha256)
         if os.path.exists(final) and self._refresh(final):
             temp.unlink()

@@ -249,3 +249,15 @@ def test_trainers_that_differ_in_values_only_are_sized_once(
     store.keep("job-11", "sha", further)
     assert walked[-1] is further and store._kept["job-11"][2] == real(further)
     assert real(further) > real(elsewhere)
+
+
+def test_the_sizes_it_remembers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sizes by shape outlive a worker's idles: past SIZES_KEPT shapes they start over."""
+    monkeypatch.setattr(paused_trainers, "SIZES_KEPT", 2)
+    first = _trainer()
+    store = PausedTrainers()
+    for number, batch_size in enumerate([4, 8, 16, 32, 2]):
+        store.keep(f"job-{number}", "sha", _on_data_of(first, {"batch_size": batch_size}))
+        assert 1 <= len(store._sizes) <= 2
+    store.clear()
+    assert len(store._sizes) == 1  # kept over the idle
