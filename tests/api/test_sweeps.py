@@ -277,24 +277,29 @@ def test_cancel_stops_the_sweep_and_keeps_finished_models(client: ApiClient, db:
 
 
 def test_concurrent_cancels_cancel_once(client: ApiClient, db: Database) -> None:
-    """Eight cancels at once: one 202, seven 409s (each re-checks under the sweep's lock)."""
-    sweep = create(client, sweep_body(make_data(client), grid={"job.batch_size": [4, 8, 16]}))
-    with db.read_session() as session:
-        owner_id = session.scalars(select(Sweep.owner_id).where(Sweep.id == sweep["id"])).one()
-    start = threading.Barrier(8)
+    """Sixteen cancels at once, ten times: one 202, fifteen 409s each time (each re-checks
+    under the sweep's lock), and no deadlock on PostgreSQL (the cancels take turns: before
+    that, ~1.8 deadlocks a round)."""
+    data = make_data(client)
+    for _ in range(10):
+        sweep = create(client, sweep_body(data, grid={"job.batch_size": [4, 8, 16]}))
+        with db.read_session() as session:
+            owner_id = session.scalars(select(Sweep.owner_id).where(Sweep.id == sweep["id"])).one()
+        start = threading.Barrier(16, timeout=30)
+        with ThreadPoolExecutor(16) as pool:
+            calls = [pool.submit(_cancel_at, start, db, owner_id, sweep["id"]) for _ in range(16)]
+            answers = sorted(call.result() for call in calls)
+        assert answers == ["cancelled"] + ["conflict"] * 15
+        assert client.get(f"/v1/sweeps/{sweep['id']}").json()["status"] == "cancelled"
 
-    def cancel() -> str:
-        start.wait()
-        try:
-            sweeps_service.cancel_sweep(db, owner_id=owner_id, sweep_id=sweep["id"])
-        except Conflict:
-            return "conflict"
-        return "cancelled"
 
-    with ThreadPoolExecutor(8) as pool:
-        answers = sorted(pool.map(lambda _: cancel(), range(8)))
-    assert answers == ["cancelled"] + ["conflict"] * 7
-    assert client.get(f"/v1/sweeps/{sweep['id']}").json()["status"] == "cancelled"
+def _cancel_at(start: threading.Barrier, db: Database, owner_id: int, sweep_id: str) -> str:
+    start.wait()
+    try:
+        sweeps_service.cancel_sweep(db, owner_id=owner_id, sweep_id=sweep_id)
+    except Conflict:
+        return "conflict"
+    return "cancelled"
 
 
 def test_list_events_and_ownership(client: ApiClient, bob: ApiClient, db: Database) -> None:
