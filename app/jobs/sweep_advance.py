@@ -307,7 +307,9 @@ def _promote(
 
 
 # Cancels of one sweep take turns (PostgreSQL; see cancel_trials). Key seed 1: the claims'
-# turn on a sweep (app/jobs/pack_claim.py) is hashtextextended(id, 0).
+# turn on a sweep (app/jobs/pack_claim.py) is hashtextextended(id, 0). It waits, so take it
+# only as a transaction's first statement, before any row lock: then it cannot close a
+# deadlock cycle (whoever waits for it holds nothing).
 _CANCELS_TAKE_TURNS = select(
     func.pg_advisory_xact_lock(func.hashtextextended(bindparam("b_sweep", type_=String), 1))
 )
