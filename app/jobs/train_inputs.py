@@ -26,7 +26,7 @@ from app.storage import tables
 from app.storage.blob_arrays import load_array
 from app.storage.blobs import BlobCorrupt, BlobMissing, BlobStore, read_verified
 from app.storage.database import Database
-from app.storage.tables import Dataset, Job
+from app.storage.tables import Dataset, Job, core_table
 
 NO_ROWS = np.empty((0, 0), dtype=np.float32)  # stands in for arrays an attempt does not hold
 
@@ -63,7 +63,7 @@ class _Refs:
     paused: Trainer | None  # paused_trainers' for the job's checkpoint
 
 
-_JOBS, _DATASETS = Job.__table__, Dataset.__table__
+_JOBS, _DATASETS, _MODELS = core_table(Job), core_table(Dataset), core_table(tables.Model)
 # The job's columns an attempt reads and its dataset's blobs, in one statement built once
 # (a sweep's worker runs this per trial: ORM loads of the whole job and dataset rows cost
 # several times more; BENCHMARKS.md §9).
@@ -86,8 +86,7 @@ _JOB_INPUTS = (
     .where(_JOBS.c.id == bindparam("job_id"))
 )
 
-
-_MODELS = tables.Model.__table__
+# An initial model's weights blob and config (what the trainer starts from).
 _INIT_MODEL = select(_MODELS.c.weights_sha256, _MODELS.c.config).where(
     _MODELS.c.id == bindparam("model_id")
 )
